@@ -1,0 +1,226 @@
+"""`earmark-device`: run the device, tune wake words, list mics, fetch models, make the key.
+
+Errors a user can cause print one line naming what to do and exit 2; tracebacks are bugs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+from dataclasses import replace
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from device.audio import FRAME_SECONDS, AudioError, AudioSource, WavFileSource
+from device.identity import DeviceKeyError, load_or_create_key, public_key_of
+from device.models import LICENCE, ModelError, fetch_models, locate_models
+from device.settings import (
+    BUILTIN_WAKE_WORDS,
+    ConfigError,
+    DeviceSettings,
+    WakeSettings,
+    WakeWordSettings,
+    default_data_dir,
+    load_settings,
+    validate,
+)
+
+USER_ERRORS = (ConfigError, AudioError, ModelError, DeviceKeyError, OSError)
+log = logging.getLogger("earmark.device")
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-dir", type=Path, default=None,
+                        help=f"where the key, models, spool and config live (default: "
+                             f"$EARMARK_DATA_DIR or {default_data_dir()})")
+    parser.add_argument("--config", type=Path, default=None,
+                        help="TOML config file (default: <data-dir>/device.toml if it exists)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="earmark-device",
+        description="Earmark voice device: wake word, recording, signed clips, durable spool.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="listen, record after the wake word, spool signed clips")
+    _common(run)
+    run.add_argument("--audio-file", type=Path, help="a WAV file as the microphone; exits at its end")
+    run.add_argument("--realtime", action="store_true", help="pace --audio-file like a live mic")
+    run.add_argument("--mock-gpio", action="store_true", default=None,
+                     help="gpiozero MockFactory pins instead of the Pi's GPIO")
+    run.add_argument("--spool", type=Path, help="spool directory (default: <data-dir>/spool)")
+    run.add_argument("--device-id", help="this device's id (its broker username)")
+    run.add_argument("--owner-id", help="the owner's id (a UUID)")
+    run.add_argument("--mic", help="input device: index or name substring (`earmark-device mics`)")
+    run.set_defaults(handler=cmd_run)
+
+    detect = sub.add_parser("detect", help="print wake-word detections in WAV files as JSON lines")
+    _common(detect)
+    detect.add_argument("files", nargs="+", type=Path)
+    detect.add_argument("--wake-word", action="append", dest="wake_words",
+                        help=f"{', '.join(BUILTIN_WAKE_WORDS)} or a .onnx path (repeatable; "
+                             "default: the configured words)")
+    detect.add_argument("--threshold", type=float, help="score that counts as a detection")
+    detect.set_defaults(handler=cmd_detect)
+
+    mics = sub.add_parser("mics", help="list audio inputs")
+    _common(mics)
+    mics.set_defaults(handler=cmd_mics)
+
+    models = sub.add_parser("models", help="wake-word model files")
+    models_sub = models.add_subparsers(dest="models_command", required=True)
+    fetch = models_sub.add_parser("fetch", help="install the model files into the data dir")
+    _common(fetch)
+    fetch.add_argument("--from", dest="source", type=Path,
+                       help="the openwakeword 0.4.0 wheel or a folder holding the .onnx files "
+                            "(default: download the wheel from PyPI)")
+    fetch.set_defaults(handler=cmd_models_fetch)
+
+    keygen = sub.add_parser("keygen", help="make the device key if missing; print the public key last")
+    _common(keygen)
+    keygen.set_defaults(handler=cmd_keygen)
+    return parser
+
+
+def _settings(args: argparse.Namespace, **overrides: Any) -> DeviceSettings:
+    config = args.config
+    if config is None:
+        default = (args.data_dir or default_data_dir()) / "device.toml"
+        config = default if default.is_file() else None
+    return load_settings(config, args.data_dir, **overrides)
+
+
+def _stop_on_signals() -> threading.Event:
+    stop = threading.Event()
+
+    def handle(signum: int, _frame: Any) -> None:
+        log.info("signal %d: finishing", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handle)
+    signal.signal(signal.SIGINT, handle)
+    return stop
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from device.controls import Controls
+    from device.identity import Sealer
+    from device.loop import DeviceLoop
+    from device.recorder import Recorder
+    from device.speech import SpeechDetector
+    from device.spool import Spool
+    from device.wake import WakeDetector
+
+    s = _settings(args, device_id=args.device_id, owner_id=args.owner_id, spool_dir=args.spool,
+                  mock_gpio=args.mock_gpio, mic_device=args.mic)
+    s.require_identity()
+    models = locate_models(s.models_dir, [w.name for w in s.wake.words])
+    key, created = load_or_create_key(s.key_path)
+    if created:
+        log.info("made a new device key at %s; public key %s", s.key_path, public_key_of(key))
+    source: AudioSource
+    if args.audio_file:
+        source = WavFileSource(args.audio_file, channel=s.mic.channel, realtime=args.realtime)
+    else:
+        from device.microphone import Microphone
+
+        source = Microphone(s.mic.device, s.mic.channel, s.mic.rate)
+    speech = SpeechDetector(models.vad, s.recorder.vad_threshold)
+    spool = Spool(s.spool_dir, s.spool.max_bytes)
+    if spool.swept:
+        log.warning("swept %d torn clip file(s) left by a crash", spool.swept)
+    controls = Controls(s.gpio)
+    loop = DeviceLoop(source, WakeDetector(s.wake, models),
+                      Recorder(s.recorder, speech.is_speech, on_start=speech.reset),
+                      Sealer(s.device_id, s.owner_id, key), spool, controls, _stop_on_signals())
+    try:
+        stats = loop.run()
+    finally:
+        controls.close()
+    waiting = len(spool.clips())
+    print(f"{len(stats.clips)} clip(s) recorded from {stats.frames * FRAME_SECONDS:.1f} s of audio; "
+          f"{waiting} clip(s) waiting in {spool.directory}")
+    if stats.refused:
+        print(f"{stats.refused} clip(s) were refused because the spool was full", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_detect(args: argparse.Namespace) -> int:
+    from device.wake import WakeDetector
+
+    s = _settings(args)
+    words = s.wake.words
+    if args.wake_words:
+        words = tuple(WakeWordSettings(w) for w in args.wake_words)
+    if args.threshold is not None:
+        if not 0 < args.threshold < 1:
+            raise ConfigError("--threshold must be between 0 and 1")
+        words = tuple(WakeWordSettings(w.name, args.threshold) for w in words)
+    wake = WakeSettings(words, s.wake.patience, s.wake.refractory_s)
+    validate(replace(s, wake=wake))  # flags are checked like the config file
+    models = locate_models(s.models_dir, [w.name for w in words])
+    sources = [WavFileSource(path) for path in args.files]  # fail before any output
+    for path, source in zip(args.files, sources, strict=True):
+        detector = WakeDetector(wake, models)
+        source.start()
+        while (frame := source.read()) is not None:
+            hit = detector.process(frame)
+            if hit is not None:
+                t = round((hit.frame_index + 1) * FRAME_SECONDS, 2)
+                print(json.dumps({"file": str(path), "t": t, "wake_word": hit.wake_word,
+                                  "score": hit.score}), flush=True)
+        source.stop()
+    return 0
+
+
+def cmd_mics(args: argparse.Namespace) -> int:
+    from device.microphone import list_mics
+
+    mics = list_mics()
+    if not mics:
+        print("no audio inputs found", file=sys.stderr)
+        return 1
+    print(f"{'index':>5}  {'channels':>8}  {'rate':>6}  name")
+    for m in mics:
+        print(f"{m.index:>5}  {m.channels:>8}  {m.default_rate:>6}  {m.name}")
+    return 0
+
+
+def cmd_models_fetch(args: argparse.Namespace) -> int:
+    s = _settings(args)
+    names = fetch_models(s.models_dir, args.source)
+    print(f"{len(names)} model files verified in {s.models_dir}")
+    print(LICENCE)
+    return 0
+
+
+def cmd_keygen(args: argparse.Namespace) -> int:
+    s = _settings(args)
+    key, created = load_or_create_key(s.key_path)
+    print(f"device key {'created' if created else 'already present'} at {s.key_path}")
+    print(public_key_of(key))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    try:
+        return handler(args)
+    except USER_ERRORS as exc:
+        print(f"earmark-device: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,146 @@
+"""Buttons and the status light, through gpiozero. The pin factory is the one seam: the
+real one on a Pi, gpiozero's MockFactory with `--mock-gpio` and in tests.
+
+Muting is not a flag the audio loop ignores frames by: the loop closes the audio stream
+while `MuteControl.muted` is set and reads nothing until it clears.
+"""
+
+from __future__ import annotations
+
+import enum
+import threading
+from typing import Any
+
+from device.settings import GpioSettings
+
+
+def make_pin_factory(settings: GpioSettings) -> Any:
+    """None lets gpiozero pick the Pi's own factory (lgpio on Bookworm)."""
+    if settings.mock:
+        from gpiozero.pins.mock import MockFactory, MockPWMPin
+
+        return MockFactory(pin_class=MockPWMPin)
+    return None
+
+
+class MuteControl:
+    """A push button that flips mute ("toggle"), or a switch that mutes while closed ("switch")."""
+
+    def __init__(self, pin: int | None, kind: str, pin_factory: Any) -> None:
+        self.changed = threading.Condition()
+        self._muted = False
+        self.button: Any = None
+        if pin is None:
+            return
+        from gpiozero import Button
+
+        self.button = Button(pin, pull_up=True, bounce_time=None, pin_factory=pin_factory)
+        if kind == "toggle":
+            self.button.when_pressed = lambda: self._set(not self._muted)
+        else:
+            self.button.when_pressed = lambda: self._set(True)
+            self.button.when_released = lambda: self._set(False)
+            self._muted = bool(self.button.is_pressed)
+
+    @property
+    def muted(self) -> bool:
+        return self._muted
+
+    def _set(self, muted: bool) -> None:
+        with self.changed:
+            self._muted = muted
+            self.changed.notify_all()
+
+    def wait_unmuted(self, stop: threading.Event, poll_s: float = 0.2) -> None:
+        with self.changed:
+            while self._muted and not stop.is_set():
+                self.changed.wait(poll_s)
+
+    def close(self) -> None:
+        if self.button is not None:
+            self.button.close()
+
+
+class TalkButton:
+    """Push to talk: a press starts a recording without a wake word."""
+
+    def __init__(self, pin: int | None, pin_factory: Any) -> None:
+        self._pressed = threading.Event()
+        self.button: Any = None
+        if pin is not None:
+            from gpiozero import Button
+
+            self.button = Button(pin, pull_up=True, bounce_time=None, pin_factory=pin_factory)
+            self.button.when_pressed = self._pressed.set
+
+    def take_press(self) -> bool:
+        """True once per press since the last call."""
+        if self._pressed.is_set():
+            self._pressed.clear()
+            return True
+        return False
+
+    def close(self) -> None:
+        if self.button is not None:
+            self.button.close()
+
+
+class LightState(enum.Enum):
+    IDLE = "idle"
+    RECORDING = "recording"
+    MUTED = "muted"
+    ERROR = "error"
+
+
+# One place that says what each state looks like on an RGB light (red, green, blue).
+LIGHT_COLOURS: dict[LightState, tuple[float, float, float]] = {
+    LightState.IDLE: (0.0, 0.0, 0.0),
+    LightState.RECORDING: (0.0, 0.0, 1.0),
+    LightState.MUTED: (1.0, 0.0, 0.0),
+    LightState.ERROR: (1.0, 0.5, 0.0),
+}
+
+
+class StatusLight:
+    """An RGB LED on three PWM pins, or nothing when no pins are configured. `state` is
+    kept even without an LED, so the behaviour is the same and observable either way."""
+
+    def __init__(self, settings: GpioSettings, pin_factory: Any) -> None:
+        self.state = LightState.IDLE
+        self.led: Any = None
+        pins = (settings.led_red_pin, settings.led_green_pin, settings.led_blue_pin)
+        if all(p is not None for p in pins):
+            from gpiozero import RGBLED
+
+            self.led = RGBLED(*pins, active_high=settings.led_active_high, pwm=True,
+                              pin_factory=pin_factory)
+        elif any(p is not None for p in pins):
+            from device.settings import ConfigError
+
+            raise ConfigError("config key gpio: give all three of led_red_pin, led_green_pin, "
+                              "led_blue_pin, or none")
+
+    def show(self, state: LightState) -> None:
+        self.state = state
+        if self.led is not None:
+            self.led.color = LIGHT_COLOURS[state]
+
+    def close(self) -> None:
+        if self.led is not None:
+            self.led.off()
+            self.led.close()
+
+
+class Controls:
+    """All of the device's GPIO in one object, built from the settings."""
+
+    def __init__(self, settings: GpioSettings, pin_factory: Any = None) -> None:
+        self.pin_factory = pin_factory if pin_factory is not None else make_pin_factory(settings)
+        self.mute = MuteControl(settings.mute_pin, settings.mute_kind, self.pin_factory)
+        self.talk = TalkButton(settings.talk_pin, self.pin_factory)
+        self.light = StatusLight(settings, self.pin_factory)
+
+    def close(self) -> None:
+        self.mute.close()
+        self.talk.close()
+        self.light.close()

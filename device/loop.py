@@ -1,0 +1,124 @@
+"""The device's main loop: source → wake detector → recorder → sealed envelope → spool.
+
+Data flows one way; the loop only moves frames and results between the parts and keeps
+the status light in step with them. Nothing here waits on the network.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+
+from device.audio import FRAME_SAMPLES, AudioSource
+from device.controls import Controls, LightState
+from device.identity import Sealer
+from device.recorder import Recorder, Recording
+from device.resample import TARGET_RATE
+from device.spool import Spool, SpoolFull
+from device.wake import WakeDetector
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunStats:
+    frames: int = 0
+    clips: list[str] = field(default_factory=list)
+    refused: int = 0  # recordings the spool could not take
+
+
+class DeviceLoop:
+    def __init__(self, source: AudioSource, detector: WakeDetector, recorder: Recorder,
+                 sealer: Sealer, spool: Spool, controls: Controls,
+                 stop: threading.Event | None = None) -> None:
+        self.source, self.detector, self.recorder = source, detector, recorder
+        self.sealer, self.spool, self.controls = sealer, spool, controls
+        self.stop = stop or threading.Event()
+        self.stats = RunStats()
+        self._error = False
+
+    def run(self) -> RunStats:
+        """Until the input ends or `stop` is set."""
+        light = self.controls.light
+        light.show(LightState.IDLE)
+        started = False
+        try:
+            while not self.stop.is_set():
+                if self.controls.mute.muted:
+                    self._sit_out_mute(started)
+                    started = False
+                    continue
+                if not started:
+                    self.source.start()
+                    started = True
+                    # Stream sample n was captured at epoch + n / 16 kHz.
+                    self._epoch = datetime.now(UTC) - timedelta(
+                        seconds=self.stats.frames * FRAME_SAMPLES / TARGET_RATE)
+                    self._show_resting()
+                frame = self.source.read()
+                if frame is None:
+                    self._keep(self.recorder.finish())
+                    break
+                self.stats.frames += 1
+                self._step(frame)
+        finally:
+            if started:
+                self.source.stop()
+        return self.stats
+
+    def _step(self, frame: np.ndarray) -> None:
+        button = self.controls.talk.take_press()
+        detection = None
+        if self.recorder.idle:
+            detection = self.detector.process(frame)
+        else:
+            self.detector.skip()
+        was_idle = self.recorder.idle
+        recording = self.recorder.feed(frame, detection, button=button and was_idle)
+        if was_idle and not self.recorder.idle:
+            self.controls.light.show(LightState.RECORDING)
+        if recording is not None or (not was_idle and self.recorder.idle):
+            self.detector.flush()
+            self._keep(recording)
+            self._show_resting()
+
+    def _sit_out_mute(self, started: bool) -> None:
+        if started:
+            self.source.stop()  # close the stream: no frame is read while muted
+        if not self.recorder.idle:
+            log.info("muted while recording: the recording is dropped")
+        self.recorder.abort()
+        self.detector.flush()
+        self.controls.light.show(LightState.MUTED)
+        log.info("muted: microphone closed")
+        self.controls.mute.wait_unmuted(self.stop)
+        if not self.stop.is_set():
+            log.info("unmuted: microphone open")
+
+    def _keep(self, recording: Recording | None) -> None:
+        if recording is None:
+            return
+        clip_id, envelope = self.sealer.seal(recording, self._captured_at(recording))
+        try:
+            self.spool.put(clip_id, envelope)
+        except SpoolFull as exc:
+            self.stats.refused += 1
+            self._error = True
+            log.error("%s", exc)
+            return
+        self._error = False
+        self.stats.clips.append(clip_id)
+        what = (f"wake word {recording.wake_word} ({recording.wake_score:.2f})"
+                if recording.trigger == "wake_word" else "talk button")
+        log.info("clip %s spooled: %.1f s, %s, ended by %s", clip_id, recording.duration_s,
+                 what, recording.end_reason.replace("_", " "))
+
+    def _captured_at(self, recording: Recording) -> datetime:
+        return self._epoch + timedelta(seconds=recording.start_sample / TARGET_RATE)
+
+    def _show_resting(self) -> None:
+        self.controls.light.show(LightState.ERROR if self._error else LightState.IDLE)

@@ -1,0 +1,247 @@
+"""Device configuration: one TOML file loaded once into frozen dataclasses, one per service.
+
+Every key is documented in `deploy/earmark-device.example.toml`. Unknown keys and values of
+the wrong type or range are a `ConfigError` naming the key, so a typo never silently falls
+back to a default.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from earmark_wire.envelope import OWNER_ID_PATTERN
+from earmark_wire.topics import DEVICE_ID_PATTERN
+
+BUILTIN_WAKE_WORDS = ("alexa", "hey_jarvis", "hey_mycroft", "hey_marvin")
+
+
+class ConfigError(ValueError):
+    """A configuration problem a user can fix; the message names the key."""
+
+
+@dataclass(frozen=True)
+class MicSettings:
+    device: str = ""  # name substring or index; "" is the system default input
+    channel: int = 0  # which input channel to keep (ReSpeaker HATs deliver 2, 4 or 6)
+    rate: int = 0  # capture rate to open at; 0 tries 16000, then the device's default
+
+
+@dataclass(frozen=True)
+class WakeWordSettings:
+    name: str  # a built-in model name or a path to a custom .onnx
+    threshold: float = 0.5
+
+
+@dataclass(frozen=True)
+class WakeSettings:
+    words: tuple[WakeWordSettings, ...] = (WakeWordSettings("alexa"),)
+    patience: int = 1  # consecutive 80 ms frames at or above threshold before firing
+    refractory_s: float = 2.0  # after a detection, no other detection for this long
+
+
+@dataclass(frozen=True)
+class RecorderSettings:
+    pre_roll_s: float = 0.5
+    silence_end_s: float = 0.8
+    no_speech_timeout_s: float = 4.0
+    max_length_s: float = 15.0
+    vad_threshold: float = 0.5
+
+
+@dataclass(frozen=True)
+class SpoolSettings:
+    directory: str = ""  # "" means <data_dir>/spool
+    max_bytes: int = 200 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class GpioSettings:
+    mute_pin: int | None = None
+    mute_kind: str = "toggle"  # "toggle": a push button flips mute; "switch": held = muted
+    talk_pin: int | None = None
+    led_red_pin: int | None = None
+    led_green_pin: int | None = None
+    led_blue_pin: int | None = None
+    led_active_high: bool = True
+    mock: bool = False
+
+
+@dataclass(frozen=True)
+class BrokerSettings:
+    url: str = ""  # "" runs offline: clips stay in the spool
+
+
+@dataclass(frozen=True)
+class DeviceSettings:
+    data_dir: str
+    device_id: str = ""
+    owner_id: str = ""
+    mic: MicSettings = field(default_factory=MicSettings)
+    wake: WakeSettings = field(default_factory=WakeSettings)
+    recorder: RecorderSettings = field(default_factory=RecorderSettings)
+    spool: SpoolSettings = field(default_factory=SpoolSettings)
+    gpio: GpioSettings = field(default_factory=GpioSettings)
+    broker: BrokerSettings = field(default_factory=BrokerSettings)
+
+    @property
+    def spool_dir(self) -> Path:
+        return Path(self.spool.directory) if self.spool.directory else Path(self.data_dir) / "spool"
+
+    @property
+    def models_dir(self) -> Path:
+        return Path(self.data_dir) / "models"
+
+    @property
+    def key_path(self) -> Path:
+        return Path(self.data_dir) / "device.key"
+
+    def require_identity(self) -> None:
+        """A device that records must know who it is and whose it is."""
+        if not self.device_id:
+            raise ConfigError("device_id is not set: give --device-id or set device_id in the config")
+        if not self.owner_id:
+            raise ConfigError("owner_id is not set: give --owner-id or set owner_id in the config")
+
+
+def default_data_dir() -> Path:
+    """$EARMARK_DATA_DIR, else the XDG data home (~/.local/share/earmark)."""
+    if env := os.environ.get("EARMARK_DATA_DIR"):
+        return Path(env)
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "earmark"
+
+
+_TOML_TYPES: dict[str, tuple[type, ...]] = {
+    "str": (str,), "int": (int,), "float": (float, int), "bool": (bool,), "int | None": (int,),
+}
+
+
+def _check_type(key: str, value: Any, type_name: str) -> Any:
+    """Exact TOML types: an integer is accepted where a float is expected, nothing else converts."""
+    allowed = _TOML_TYPES[type_name]
+    if (isinstance(value, bool) and bool not in allowed) or not isinstance(value, allowed):
+        raise ConfigError(f"config key {key}: expected {type_name}, got {type(value).__name__}")
+    return float(value) if type_name == "float" else value
+
+
+def _section(cls: type, raw: Any, prefix: str) -> Any:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config key {prefix}: expected a table")
+    known = {f.name: f for f in fields(cls)}
+    values = {}
+    for key, value in raw.items():
+        if key not in known:
+            raise ConfigError(f"config key {prefix}.{key} is unknown")
+        values[key] = _check_type(f"{prefix}.{key}", value, str(known[key].type))
+    return cls(**values)
+
+
+def _wake_section(raw: Any) -> WakeSettings:
+    if not isinstance(raw, dict):
+        raise ConfigError("config key wake: expected a table")
+    raw = dict(raw)
+    words_raw = raw.pop("words", None)
+    wake: WakeSettings = _section(WakeSettings, raw, "wake")
+    if words_raw is not None:
+        if not isinstance(words_raw, list) or not words_raw:
+            raise ConfigError("config key wake.words: expected a non-empty array of tables")
+        words = tuple(
+            _section(WakeWordSettings, w, f"wake.words[{i}]") for i, w in enumerate(words_raw)
+        )
+        wake = replace(wake, words=words)
+    return wake
+
+
+def load_settings(path: Path | None, data_dir: Path | None = None, **overrides: Any) -> DeviceSettings:
+    """Read the config file (if any), then apply CLI overrides (None means "not given")."""
+    raw: dict[str, Any] = {}
+    if path is not None:
+        try:
+            raw = tomllib.loads(Path(path).read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path} does not exist") from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    sections = {
+        "mic": MicSettings, "recorder": RecorderSettings, "spool": SpoolSettings,
+        "gpio": GpioSettings, "broker": BrokerSettings,
+    }
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key in sections:
+            values[key] = _section(sections[key], value, key)
+        elif key == "wake":
+            values[key] = _wake_section(value)
+        elif key in ("device_id", "owner_id", "data_dir"):
+            values[key] = _check_type(key, value, "str")
+        else:
+            raise ConfigError(f"config key {key} is unknown")
+    chosen_dir = data_dir or (Path(values.pop("data_dir")) if "data_dir" in values else None)
+    values.pop("data_dir", None)
+    settings = DeviceSettings(data_dir=str(chosen_dir or default_data_dir()), **values)
+    settings = _apply_overrides(settings, overrides)
+    validate(settings)
+    return settings
+
+
+def _apply_overrides(settings: DeviceSettings, overrides: dict[str, Any]) -> DeviceSettings:
+    given = {k: v for k, v in overrides.items() if v is not None}
+    top = {k: given.pop(k) for k in ("device_id", "owner_id") if k in given}
+    settings = replace(settings, **top)
+    if "spool_dir" in given:
+        settings = replace(settings, spool=replace(settings.spool, directory=str(given.pop("spool_dir"))))
+    if "mock_gpio" in given:
+        settings = replace(settings, gpio=replace(settings.gpio, mock=bool(given.pop("mock_gpio"))))
+    if "mic_device" in given:
+        settings = replace(settings, mic=replace(settings.mic, device=str(given.pop("mic_device"))))
+    if "broker_url" in given:
+        settings = replace(settings, broker=replace(settings.broker, url=str(given.pop("broker_url"))))
+    if given:
+        raise TypeError(f"unknown overrides {sorted(given)}")
+    return settings
+
+
+def validate(s: DeviceSettings) -> None:
+    def need(ok: bool, key: str, why: str) -> None:
+        if not ok:
+            raise ConfigError(f"config key {key}: {why}")
+
+    need(not s.device_id or bool(DEVICE_ID_PATTERN.fullmatch(s.device_id)), "device_id",
+         "must be 3-63 characters of a-z, 0-9 and '-'")
+    need(not s.owner_id or bool(OWNER_ID_PATTERN.fullmatch(s.owner_id)), "owner_id",
+         "must be a lowercase UUID")
+    need(s.mic.channel >= 0, "mic.channel", "must be 0 or more")
+    need(s.mic.rate == 0 or 8000 <= s.mic.rate <= 192_000, "mic.rate", "must be 0 or 8000..192000")
+    for i, w in enumerate(s.wake.words):
+        need(0.0 < w.threshold < 1.0, f"wake.words[{i}].threshold", "must be between 0 and 1")
+        need(w.name in BUILTIN_WAKE_WORDS or w.name.endswith(".onnx"), f"wake.words[{i}].name",
+             f"must be one of {', '.join(BUILTIN_WAKE_WORDS)} or a path to a .onnx file")
+    names = [wake_word_id(w.name) for w in s.wake.words]
+    need(len(set(names)) == len(names), "wake.words", "names a wake word twice")
+    need(1 <= s.wake.patience <= 25, "wake.patience", "must be 1..25 frames")
+    need(0.0 <= s.wake.refractory_s <= 60.0, "wake.refractory_s", "must be 0..60 seconds")
+    r = s.recorder
+    need(0.0 <= r.pre_roll_s <= 2.0, "recorder.pre_roll_s", "must be 0..2 seconds")
+    need(0.16 <= r.silence_end_s <= 5.0, "recorder.silence_end_s", "must be 0.16..5 seconds")
+    need(0.5 <= r.no_speech_timeout_s <= 30.0, "recorder.no_speech_timeout_s", "must be 0.5..30 s")
+    need(1.0 <= r.max_length_s <= 30.0, "recorder.max_length_s", "must be 1..30 seconds")
+    need(r.pre_roll_s < r.max_length_s, "recorder.pre_roll_s", "must be shorter than max_length_s")
+    need(0.0 < r.vad_threshold < 1.0, "recorder.vad_threshold", "must be between 0 and 1")
+    need(s.spool.max_bytes >= 1024 * 1024, "spool.max_bytes", "must be at least 1 MiB")
+    need(s.gpio.mute_kind in ("toggle", "switch"), "gpio.mute_kind", "must be toggle or switch")
+    pins = [p for p in (s.gpio.mute_pin, s.gpio.talk_pin, s.gpio.led_red_pin,
+                        s.gpio.led_green_pin, s.gpio.led_blue_pin) if p is not None]
+    need(all(0 <= p <= 27 for p in pins), "gpio", "pins are BCM numbers 0..27")
+    need(len(set(pins)) == len(pins), "gpio", "two functions share a pin")
+
+
+def wake_word_id(name: str) -> str:
+    """The id a wake word goes by in clips and logs: the built-in name or the file's stem."""
+    if name in BUILTIN_WAKE_WORDS:
+        return name
+    stem = Path(name).stem.lower()
+    return "".join(c if c.isalnum() or c == "_" else "_" for c in stem)[:64] or "custom"

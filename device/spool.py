@@ -1,0 +1,87 @@
+"""The durable spool: every clip is on disk, whole, before anything else happens to it.
+
+Write: temp file in the spool dir, fsync, rename to its final name, fsync the dir. A crash
+at any moment leaves either the whole clip or none (torn temp files are swept on open).
+Names sort oldest first. The spool is bounded by `max_bytes`; when a new clip does not fit
+(or the disk is full) the new clip is refused with `SpoolFull` and nothing already spooled
+is touched: clips waiting to be sent are the user's data, and only a receipt deletes them.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+SUFFIX = ".clip"
+TEMP_PREFIX = ".tmp-"
+
+
+class SpoolFull(RuntimeError):
+    """The clip was not spooled: the spool is at its size bound or the disk is full."""
+
+
+@dataclass(frozen=True)
+class SpooledClip:
+    path: Path
+
+    @property
+    def clip_id(self) -> str:
+        return self.path.stem.split("_", 1)[1]
+
+    def read(self) -> bytes:
+        return self.path.read_bytes()
+
+
+class Spool:
+    def __init__(self, directory: Path, max_bytes: int) -> None:
+        self.directory = Path(directory)
+        self.max_bytes = max_bytes
+        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.swept = 0
+        for leftover in self.directory.glob(TEMP_PREFIX + "*"):
+            leftover.unlink(missing_ok=True)
+            self.swept += 1
+
+    def clips(self) -> list[SpooledClip]:
+        """Spooled clips, oldest first."""
+        return [SpooledClip(p) for p in sorted(self.directory.glob("*" + SUFFIX))]
+
+    def used_bytes(self) -> int:
+        return sum(p.stat().st_size for p in self.directory.glob("*" + SUFFIX))
+
+    def put(self, clip_id: str, envelope: bytes) -> SpooledClip:
+        if self.used_bytes() + len(envelope) > self.max_bytes:
+            raise SpoolFull(f"spool {self.directory} is full ({self.max_bytes} bytes): clip not kept")
+        final = self.directory / f"{time.time_ns():020d}_{clip_id}{SUFFIX}"
+        temp = self.directory / f"{TEMP_PREFIX}{clip_id}"
+        try:
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                view = memoryview(envelope)
+                while view:
+                    view = view[os.write(fd, view):]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.rename(temp, final)
+        except OSError as exc:
+            temp.unlink(missing_ok=True)
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise SpoolFull(f"disk holding {self.directory} is full: clip not kept") from None
+            raise
+        self._sync_dir()
+        return SpooledClip(final)
+
+    def remove(self, clip: SpooledClip) -> None:
+        clip.path.unlink(missing_ok=True)
+        self._sync_dir()
+
+    def _sync_dir(self) -> None:
+        fd = os.open(self.directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
