@@ -1,0 +1,203 @@
+"""The device end to end on real models and espeak-ng speech: what gets recorded, when, and
+what the buttons and the light do. GPIO is gpiozero's MockFactory; the mic is a WAV file."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from device.audio import WavFileSource
+from device.controls import LIGHT_COLOURS, Controls, LightState
+from device.loop import DeviceLoop
+from device.settings import DeviceSettings, GpioSettings, load_settings
+from device.spool import Spool
+from earmark_wire.envelope import decode_envelope, parse_public_key
+from tests.conftest import OWNER
+from tests.speech import RATE, Scene, voiced_span
+
+Speech = Callable[..., np.ndarray]
+PINS = GpioSettings(mute_pin=5, talk_pin=17, led_red_pin=12, led_green_pin=13, led_blue_pin=16,
+                    mock=True)
+
+
+def settings_for(data_dir: Path, **gpio: object) -> DeviceSettings:
+    s = load_settings(None, data_dir, device_id="test-device", owner_id=OWNER)
+    return replace(s, gpio=replace(PINS, **gpio))
+
+
+def clips_in(s: DeviceSettings) -> list[tuple[dict[str, object], np.ndarray]]:
+    """Every spooled clip, decoded and signature-checked against the device's key."""
+    from device.identity import load_or_create_key, public_key_of
+
+    public = parse_public_key(public_key_of(load_or_create_key(s.key_path)[0]))
+    out = []
+    for clip in Spool(s.spool_dir, s.spool.max_bytes).clips():
+        env = decode_envelope(clip.read())
+        assert env.verify(public)
+        out.append((env.header.__dict__, np.frombuffer(env.audio[44:], dtype="<i2")))
+    return out
+
+
+def run_device(s: DeviceSettings, wav: Path, realtime: bool = False,
+               before: Callable[[Controls], None] = lambda c: None) -> tuple[DeviceLoop, Controls]:
+    controls = Controls(s.gpio)
+    before(controls)
+    loop = DeviceLoop.from_settings(s, WavFileSource(wav, realtime=realtime), controls)
+    loop.run()
+    return loop, controls
+
+
+def offset_in(stream: np.ndarray, clip: np.ndarray) -> float:
+    """Where the clip's audio sits in the source (16 kHz mono sources are copied exactly)."""
+    probe = clip[RATE // 2: RATE // 2 + 1280]  # a stretch past the pre-roll, surely voiced
+    for start in np.flatnonzero(stream == probe[0]):
+        if np.array_equal(stream[start:start + len(probe)], probe):
+            return (start - RATE // 2) / RATE
+    raise AssertionError("clip audio not found in the source")
+
+
+@pytest.fixture
+def wake_scene(speech: Speech) -> Scene:
+    return (Scene().pause(1.5).speak(speech("alexa"), "wake").pause(0.1)
+            .speak(speech("what time is it"), "request").pause(2.5))
+
+
+def test_wake_word_then_request_yields_exactly_one_clip(data_dir: Path, tmp_path: Path,
+                                                        wake_scene: Scene) -> None:
+    s = settings_for(data_dir)
+    run_device(s, wake_scene.write(tmp_path / "scene.wav"))
+
+    [(header, audio)] = clips_in(s)
+    assert header["trigger"] == "wake_word" and header["wake_word"] == "alexa"
+    assert header["wake_score"] > 0.9
+    assert header["owner_id"] == OWNER and header["device_id"] == "test-device"
+    start = offset_in(wake_scene.audio(), audio)
+    end = start + len(audio) / RATE
+    wake_start, _ = wake_scene.marks["wake"]
+    _, speech_end = wake_scene.marks["request"]
+    assert start >= wake_start - 0.5, "the clip reaches back more than 0.5 s before the wake word"
+    assert start <= wake_start + 0.3, "the pre-roll lost the start of the wake word"
+    assert speech_end <= end <= speech_end + 1.0, f"clip ends at {end:.2f}, speech at {speech_end:.2f}"
+
+
+def test_plain_speech_without_wake_word_records_nothing(data_dir: Path, tmp_path: Path,
+                                                        speech: Speech) -> None:
+    s = settings_for(data_dir)
+    scene = (Scene().pause(1).speak(speech("the weather is nice today and I would like a cup of tea"))
+             .pause(1).speak(speech("please turn on the lights in the kitchen", "en-gb")).pause(1))
+    loop, _ = run_device(s, scene.write(tmp_path / "plain.wav"))
+    assert loop.stats.frames > 80
+    assert clips_in(s) == []
+
+
+def test_a_long_ramble_is_cut_at_the_maximum_length(data_dir: Path, tmp_path: Path,
+                                                    speech: Speech) -> None:
+    ramble = speech("and then I went to the market and bought apples and pears and plums "
+                    "and then I walked home along the river and counted the boats " * 7)
+    scene = Scene().pause(1).speak(speech("alexa")).speak(ramble).pause(1)
+    assert scene.length_s > 58
+    s = settings_for(data_dir)
+    loop, _ = run_device(s, scene.write(tmp_path / "ramble.wav"))
+
+    first = clips_in(s)[0]
+    assert first[0]["duration_ms"] == 15_000
+    assert len(first[1]) == 15 * RATE
+
+
+def test_muted_device_reads_no_frames_until_unmuted(data_dir: Path, tmp_path: Path,
+                                                    wake_scene: Scene) -> None:
+    s = settings_for(data_dir, mute_kind="switch")
+    controls = Controls(s.gpio)
+    controls.mute.button.pin.drive_low()  # switch closed: muted from the start
+    source = WavFileSource(wake_scene.write(tmp_path / "scene.wav"))
+    loop = DeviceLoop.from_settings(s, source, controls)
+    worker = threading.Thread(target=loop.run)
+    worker.start()
+    time.sleep(0.5)
+
+    assert source.frames_read == 0 and not source.is_open
+    assert controls.light.state is LightState.MUTED
+    assert controls.light.led.color == LIGHT_COLOURS[LightState.MUTED]
+    assert worker.is_alive()
+
+    controls.mute.button.pin.drive_high()  # switch opened
+    worker.join(timeout=60)
+    assert not worker.is_alive()
+    assert source.frames_read > 0
+    assert len(clips_in(s)) == 1
+
+
+def test_mute_midway_closes_the_stream_and_drops_the_recording(data_dir: Path, tmp_path: Path,
+                                                               wake_scene: Scene) -> None:
+    s = settings_for(data_dir)  # toggle button
+    controls = Controls(s.gpio)
+    source = WavFileSource(wake_scene.write(tmp_path / "scene.wav"), realtime=True)
+    loop = DeviceLoop.from_settings(s, source, controls)
+    worker = threading.Thread(target=loop.run)
+    worker.start()
+    deadline = time.monotonic() + 20
+    while controls.light.state is not LightState.RECORDING and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert controls.light.state is LightState.RECORDING
+
+    controls.mute.button.pin.drive_low()  # press: mute
+    controls.mute.button.pin.drive_high()
+    time.sleep(0.2)
+    frozen = source.frames_read
+    time.sleep(0.6)  # 7 frames' worth of real time
+    assert source.frames_read == frozen and not source.is_open
+
+    controls.mute.button.pin.drive_low()  # press again: unmute
+    controls.mute.button.pin.drive_high()
+    worker.join(timeout=60)
+    assert source.frames_read > frozen
+    assert clips_in(s) == [], "a recording interrupted by mute must not be kept"
+    assert loop.recorder.discarded == 1
+
+
+def test_talk_button_records_without_a_wake_word(data_dir: Path, tmp_path: Path,
+                                                 speech: Speech) -> None:
+    s = settings_for(data_dir)
+    scene = Scene().pause(0.5).speak(speech("remind me to water the plants"), "request").pause(2)
+
+    def press(controls: Controls) -> None:
+        controls.talk.button.pin.drive_low()
+        controls.talk.button.pin.drive_high()
+
+    run_device(s, scene.write(tmp_path / "talk.wav"), before=press)
+    [(header, audio)] = clips_in(s)
+    assert header["trigger"] == "button" and header["wake_word"] is None
+    assert offset_in(scene.audio(), audio) == 0.0, "a button recording starts at the press"
+    assert voiced_span(audio)[1] >= scene.marks["request"][1] - 0.05
+
+
+def test_light_follows_the_recorder_on_mock_pins(data_dir: Path, tmp_path: Path,
+                                                 wake_scene: Scene) -> None:
+    s = settings_for(data_dir)
+    _, controls = run_device(s, wake_scene.write(tmp_path / "scene.wav"))
+    blue = [change.state for change in controls.pin_factory.pin(PINS.led_blue_pin).states]
+    red = [change.state for change in controls.pin_factory.pin(PINS.led_red_pin).states]
+    # Off, on while recording, off again when the clip is spooled; red (muted) never lit.
+    assert [b for i, b in enumerate(blue) if i == 0 or b != blue[i - 1]] == [0, 1, 0]
+    assert max(red) == 0
+    assert controls.light.state is LightState.IDLE
+
+
+def test_full_spool_refuses_the_new_clip_keeps_the_old_and_lights_error(
+        data_dir: Path, tmp_path: Path, wake_scene: Scene) -> None:
+    s = settings_for(data_dir)
+    s = replace(s, spool=replace(s.spool, max_bytes=1024 * 1024))
+    spool = Spool(s.spool_dir, s.spool.max_bytes)
+    old = spool.put("00000000-0000-4000-8000-000000000000", b"x" * (1024 * 1024 - 1000))
+
+    loop, controls = run_device(s, wake_scene.write(tmp_path / "scene.wav"))
+    assert loop.stats.refused == 1 and loop.stats.clips == []
+    assert [c.path for c in spool.clips()] == [old.path]
+    assert controls.light.state is LightState.ERROR
+    assert controls.light.led.color == LIGHT_COLOURS[LightState.ERROR]
