@@ -8,13 +8,13 @@ out first, then the sample width is normalised, then the rate is converted.
 from __future__ import annotations
 
 import time
-import wave
 from pathlib import Path
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
 import numpy as np
 
 from device.resample import TARGET_RATE, StreamingResampler
+from device.wavfile import WavError, WavInfo, open_wav
 
 FRAME_SAMPLES = 1280
 FRAME_SECONDS = FRAME_SAMPLES / TARGET_RATE
@@ -38,8 +38,11 @@ class AudioSource(Protocol):
         ...
 
 
-def to_int16(raw: bytes, width: int) -> np.ndarray:
-    """Little-endian PCM of 1-4 bytes per sample to int16 (keeping the top 16 bits)."""
+def to_int16(raw: bytes, width: int, is_float: bool = False) -> np.ndarray:
+    """Little-endian PCM of 1-4 bytes per sample (or float32) to int16, keeping the top 16 bits."""
+    if is_float:
+        scaled = np.rint(np.frombuffer(raw, dtype="<f4").astype(np.float64) * 32767)
+        return np.asarray(np.clip(scaled, -32768, 32767), dtype=np.int16)
     if width == 2:
         return np.frombuffer(raw, dtype="<i2").astype(np.int16)
     if width == 1:  # 8-bit WAV is unsigned
@@ -55,13 +58,14 @@ def to_int16(raw: bytes, width: int) -> np.ndarray:
 class FrameConverter:
     """Raw interleaved PCM at any rate, width and channel count in; 80 ms frames out."""
 
-    def __init__(self, rate: int, channels: int, width: int, channel: int = 0) -> None:
+    def __init__(self, rate: int, channels: int, width: int, channel: int = 0,
+                 is_float: bool = False) -> None:
         if not 0 <= channel < channels:
             raise AudioError(
                 f"channel {channel} was configured but the input has {channels} channel(s) "
                 f"(0..{channels - 1})"
             )
-        self.channels, self.width, self.channel = channels, width, channel
+        self.channels, self.width, self.channel, self.is_float = channels, width, channel, is_float
         self._resampler = StreamingResampler(rate)
         self._pending = np.zeros(0, dtype=np.int16)
         self._partial = b""
@@ -70,7 +74,7 @@ class FrameConverter:
         raw = self._partial + raw
         whole = len(raw) - len(raw) % (self.width * self.channels)
         raw, self._partial = raw[:whole], raw[whole:]
-        picked = to_int16(raw, self.width).reshape(-1, self.channels)[:, self.channel]
+        picked = to_int16(raw, self.width, self.is_float).reshape(-1, self.channels)[:, self.channel]
         converted = self._resampler.process(picked)
         samples = np.clip(np.rint(converted), -32768, 32767).astype(np.int16)
         self._pending = np.concatenate((self._pending, samples))
@@ -97,49 +101,49 @@ class WavFileSource:
         self.path = Path(path)
         self.realtime = realtime
         self.frames_read = 0
-        self._channel = channel
-        self._wav: wave.Wave_read | None = None
-        self._position = 0
+        self._file: BinaryIO | None = None
+        self._position = 0  # bytes of audio data consumed
         self._queue: list[np.ndarray] = []
         self._ended = False
         self._next_due = 0.0
-        with self._open() as wav:
-            self.rate, self.channels, self.width = wav.getframerate(), wav.getnchannels(), wav.getsampwidth()
-            self.duration_s = wav.getnframes() / self.rate
-        self._converter = FrameConverter(self.rate, self.channels, self.width, channel)
+        f, self.info = self._open()
+        f.close()
+        self._converter = FrameConverter(self.info.rate, self.info.channels, self.info.width, channel,
+                                         self.info.is_float)
 
-    def _open(self) -> wave.Wave_read:
+    def _open(self) -> tuple[BinaryIO, WavInfo]:
         try:
-            return wave.open(str(self.path), "rb")
+            return open_wav(self.path)
         except FileNotFoundError:
             raise AudioError(f"audio file {self.path} does not exist") from None
-        except (wave.Error, EOFError) as exc:
+        except WavError as exc:
             raise AudioError(
-                f"audio file {self.path} is not a PCM WAV file ({exc}); convert it with "
-                "`sox IN.wav -b 16 OUT.wav`"
+                f"audio file {self.path} is not a usable WAV file ({exc}); convert it with "
+                "`sox IN -b 16 OUT.wav`"
             ) from None
 
     @property
     def is_open(self) -> bool:
-        return self._wav is not None
+        return self._file is not None
 
     def start(self) -> None:
-        if self._wav is None:
-            self._wav = self._open()
-            self._wav.setpos(self._position)
+        if self._file is None:
+            self._file, _ = self._open()
+            self._file.seek(self.info.data_offset + self._position)
             self._next_due = time.monotonic()
 
     def stop(self) -> None:
-        if self._wav is not None:
-            self._position = self._wav.tell()
-            self._wav.close()
-            self._wav = None
+        if self._file is not None:
+            self._file.close()
+            self._file = None
 
     def read(self) -> np.ndarray | None:
-        if self._wav is None:
+        if self._file is None:
             raise RuntimeError("read() on a stopped audio source")
+        chunk = FRAME_SAMPLES * self.info.frame_bytes
         while not self._queue and not self._ended:
-            raw = self._wav.readframes(FRAME_SAMPLES)
+            raw = self._file.read(min(chunk, self.info.data_bytes - self._position))
+            self._position += len(raw)
             if not raw:
                 self._ended = True
                 self._queue.extend(self._converter.flush())

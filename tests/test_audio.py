@@ -1,0 +1,226 @@
+"""Audio in: conversion of any WAV, the streaming resampler, channel picking, and the
+microphone's device and rate selection (a fake PyAudio stands in for the sound card)."""
+
+from __future__ import annotations
+
+import errno
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from device.audio import FRAME_SAMPLES, AudioError, FrameConverter, WavFileSource
+from device.microphone import MicInfo, Microphone, choose_mic
+from device.models import locate_models
+from device.resample import StreamingResampler
+from device.settings import WakeSettings
+from device.wake import WakeDetector
+from tests.speech import RATE, Scene, write_wav
+
+
+def all_frames(source: WavFileSource) -> np.ndarray:
+    source.start()
+    frames = []
+    while (frame := source.read()) is not None:
+        assert frame.dtype == np.int16 and frame.shape == (FRAME_SAMPLES,)
+        frames.append(frame)
+    source.stop()
+    return np.concatenate(frames)
+
+
+def tone(rate: int, seconds: float = 1.0, hz: float = 440.0) -> np.ndarray:
+    t = np.arange(int(rate * seconds)) / rate
+    return (12000 * np.sin(2 * np.pi * hz * t)).astype(np.int16)
+
+
+@pytest.mark.parametrize("rate", [8000, 22050, 44100, 48000])
+def test_resampler_output_does_not_depend_on_chunking(rate: int) -> None:
+    x = tone(rate, 2.0, 1000.0).astype(np.float64)
+    whole = StreamingResampler(rate).process(x)
+    resampler, rng, parts, i = StreamingResampler(rate), np.random.default_rng(rate), [], 0
+    while i < len(x):
+        n = int(rng.integers(1, 3000))
+        parts.append(resampler.process(x[i:i + n]))
+        i += n
+    pieces = np.concatenate(parts)
+    assert len(pieces) == len(whole)
+    assert abs(len(whole) - 2 * RATE) <= 2
+    np.testing.assert_allclose(pieces, whole, atol=1e-6)
+    spectrum = np.abs(np.fft.rfft(whole[800:16800]))
+    assert np.argmax(spectrum) == 1000  # 1 Hz bins over 16000 samples: the tone stays at 1 kHz
+
+
+def test_resampler_removes_content_above_the_new_nyquist() -> None:
+    alias = StreamingResampler(48000).process(tone(48000, 1.0, 12000.0).astype(np.float64))
+    assert np.max(np.abs(alias[200:-200])) < 12000 * 0.05
+
+
+@pytest.mark.parametrize(("bits", "encoding"), [(8, "unsigned-integer"), (16, "signed-integer"),
+                                                (24, "signed-integer"), (32, "signed-integer")])
+def test_any_sample_width_converts_to_the_same_audio(tmp_path: Path, bits: int, encoding: str) -> None:
+    reference = write_wav(tmp_path / "ref.wav", tone(RATE))
+    other = tmp_path / f"w{bits}.wav"
+    subprocess.run(["sox", "-q", "-D", str(reference), "-b", str(bits), "-e", encoding, str(other)],
+                   check=True)
+    expected = all_frames(WavFileSource(reference)).astype(np.int32)
+    got = all_frames(WavFileSource(other)).astype(np.int32)
+    tolerance = 256 if bits == 8 else 1
+    assert np.max(np.abs(got - expected)) <= tolerance
+
+
+def test_the_configured_channel_is_picked_before_anything_else(tmp_path: Path) -> None:
+    left = write_wav(tmp_path / "l.wav", tone(48000, 1.0, 440.0), rate=48000)
+    right = write_wav(tmp_path / "r.wav", tone(48000, 1.0, 1500.0), rate=48000)
+    quad = tmp_path / "quad.wav"
+    subprocess.run(["sox", "-q", "-M", str(left), str(right), str(left), str(right), str(quad)], check=True)
+    for channel, hz in ((1, 1500), (2, 440)):
+        frames = all_frames(WavFileSource(quad, channel=channel))
+        assert np.argmax(np.abs(np.fft.rfft(frames[:RATE]))) == hz
+    with pytest.raises(AudioError, match="channel 4"):
+        WavFileSource(quad, channel=4)
+
+
+def test_stopping_a_file_source_closes_it_and_starting_resumes(tmp_path: Path) -> None:
+    audio = tone(RATE, 1.0)
+    source = WavFileSource(write_wav(tmp_path / "t.wav", audio))
+    source.start()
+    first = source.read()
+    source.stop()
+    assert not source.is_open
+    with pytest.raises(RuntimeError):
+        source.read()
+    source.start()
+    rest = []
+    while (frame := source.read()) is not None:
+        rest.append(frame)
+    joined = np.concatenate([first, *rest])
+    np.testing.assert_array_equal(joined[: len(audio)], audio)
+    assert source.frames_read == 1 + len(rest)
+
+
+def test_a_48k_stereo_wav_is_detected_like_the_16k_mono_one(tmp_path: Path, shared_models: Path,
+                                                            speech: Callable[..., np.ndarray]) -> None:
+    mono = (Scene().pause(1).speak(speech("alexa")).pause(0.2).speak(speech("turn on the light"))
+            .pause(1).write(tmp_path / "mono16k.wav"))
+    stereo = tmp_path / "stereo48k.wav"
+    subprocess.run(["sox", "-q", str(mono), "-r", "48000", "-c", "2", str(stereo)], check=True)
+
+    def detections(path: Path) -> list[tuple[str, int, float]]:
+        detector = WakeDetector(WakeSettings(), locate_models(shared_models, ["alexa"]))
+        source = WavFileSource(path)
+        source.start()
+        found = []
+        while (frame := source.read()) is not None:
+            if hit := detector.process(frame):
+                found.append((hit.wake_word, hit.frame_index, hit.score))
+        return found
+
+    [(word_a, frame_a, score_a)] = detections(mono)
+    [(word_b, frame_b, score_b)] = detections(stereo)
+    assert word_a == word_b == "alexa"
+    assert abs(frame_a - frame_b) <= 2  # within 160 ms
+    assert min(score_a, score_b) >= WakeSettings().words[0].threshold
+
+
+def test_an_unreadable_wav_is_a_clear_error(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.wav"
+    junk.write_bytes(b"this is not a wav file at all")
+    with pytest.raises(AudioError, match="not a usable WAV file"):
+        WavFileSource(junk)
+    with pytest.raises(AudioError, match="does not exist"):
+        WavFileSource(tmp_path / "missing.wav")
+
+
+MICS = [MicInfo(0, "bcm2835 Headphones", 0, 44100), MicInfo(1, "USB PnP Sound Device: Audio", 1, 44100),
+        MicInfo(2, "seeed-2mic-voicecard: bcm2835-i2s-wm8960-hifi", 2, 48000)]
+
+
+def test_mics_are_chosen_by_index_or_name_substring() -> None:
+    assert choose_mic(MICS, "").index == 0
+    assert choose_mic(MICS, "2").index == 2
+    assert choose_mic(MICS, "SEEED").index == 2
+    assert choose_mic(MICS, "usb pnp").index == 1
+    with pytest.raises(AudioError, match="no input device named like 'respeaker'"):
+        choose_mic(MICS, "respeaker")
+    with pytest.raises(AudioError, match="no input device with index 7"):
+        choose_mic(MICS, "7")
+    with pytest.raises(AudioError, match="no audio input device found"):
+        choose_mic([], "")
+
+
+class FakeStream:
+    def __init__(self, chunks: list[bytes | OSError]) -> None:
+        self.chunks, self.closed, self.reads = chunks, False, 0
+
+    def read(self, n: int, exception_on_overflow: bool = True) -> bytes:
+        self.reads += 1
+        item = self.chunks.pop(0)
+        if isinstance(item, OSError):
+            return self.read(n, exception_on_overflow) if not exception_on_overflow else _raise(item)
+        return item
+
+    def stop_stream(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def _raise(exc: OSError) -> bytes:
+    raise exc
+
+
+class FakePyAudio:
+    """The hardware edge: a 2-channel card that only opens at 48 kHz."""
+
+    def __init__(self, chunks: list[bytes | OSError]) -> None:
+        self.stream = FakeStream(chunks)
+        self.opened: dict[str, Any] = {}
+
+    def get_device_count(self) -> int:
+        return 1
+
+    def get_device_info_by_index(self, i: int) -> dict[str, Any]:
+        return {"name": "seeed-2mic-voicecard", "maxInputChannels": 2, "defaultSampleRate": 48000.0}
+
+    def is_format_supported(self, rate: int, **_: Any) -> bool:
+        if rate != 48000:
+            raise ValueError("Invalid sample rate")
+        return True
+
+    def open(self, **kwargs: Any) -> FakeStream:
+        self.opened = kwargs
+        return self.stream
+
+
+def test_microphone_opens_at_a_supported_rate_picks_its_channel_and_counts_overflows() -> None:
+    left, right = tone(48000, 0.5, 440.0), tone(48000, 0.5, 1500.0)
+    interleaved = np.stack([left, right], axis=1).astype("<i2").tobytes()
+    per_read = FRAME_SAMPLES * 3 * 2 * 2  # one 80 ms frame of 48 kHz stereo 16-bit
+    chunks: list[bytes | OSError] = [interleaved[i:i + per_read]
+                                     for i in range(0, len(interleaved), per_read)]
+    chunks.insert(2, OSError(errno.EIO, "[Errno -9981] Input overflowed"))
+    pa = FakePyAudio(chunks)
+    mic = Microphone("2mic", channel=1, pa=pa)
+    assert mic.rate == 48000
+    mic.start()
+    assert pa.opened["rate"] == 48000 and pa.opened["channels"] == 2
+    frames = [mic.read() for _ in range(5)]
+    assert mic.overflows == 1
+    assert all(f is not None and f.shape == (FRAME_SAMPLES,) for f in frames)
+    audio = np.concatenate([f for f in frames if f is not None])
+    assert np.argmax(np.abs(np.fft.rfft(audio[:4000]))) * RATE / 4000 == pytest.approx(1500, abs=8)
+    mic.stop()
+    assert pa.stream.closed
+
+
+def test_a_converter_keeps_partial_samples_across_pushes() -> None:
+    converter = FrameConverter(RATE, 2, 2, channel=1)
+    data = np.stack([np.zeros(FRAME_SAMPLES, np.int16), np.arange(FRAME_SAMPLES, dtype=np.int16)], 1)
+    raw = data.astype("<i2").tobytes()
+    frames = converter.push(raw[:1001]) + converter.push(raw[1001:])
+    assert len(frames) == 1
+    np.testing.assert_array_equal(frames[0], np.arange(FRAME_SAMPLES))

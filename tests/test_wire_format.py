@@ -1,0 +1,164 @@
+"""The wire contract held to docs/wire-format.md, and the decoder's strictness."""
+
+from __future__ import annotations
+
+import json
+import re
+import struct
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from earmark_wire import envelope as wire
+from earmark_wire.envelope import ClipHeader, EnvelopeError, decode_envelope, encode_envelope
+from earmark_wire.receipt import Receipt, ReceiptError, parse_receipt
+from earmark_wire.topics import (
+    TopicError,
+    clip_topic,
+    device_from_clip_topic,
+    device_from_receipt_topic,
+    receipt_topic,
+    shared_clip_subscription,
+    status_topic,
+)
+
+DOC = (Path(__file__).resolve().parent.parent / "docs" / "wire-format.md").read_text()
+KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
+
+
+def doc_block(label: str) -> str:
+    match = re.search(rf"```\w+ {label}\n(.*?)```", DOC, re.S)
+    assert match, f"docs/wire-format.md has no {label} block"
+    return match.group(1)
+
+
+def example_header() -> ClipHeader:
+    return ClipHeader(**json.loads(doc_block("example-header")))
+
+
+def example_audio() -> bytes:
+    return wire.wav_bytes(bytes.fromhex("0000ff7f0080e803"))
+
+
+def test_encoder_writes_the_documented_example_bytes() -> None:
+    expected = bytes.fromhex("".join(doc_block("example-envelope").split()))
+    assert encode_envelope(example_header(), example_audio(), KEY) == expected
+
+
+def test_decoder_reads_the_documented_example() -> None:
+    data = bytes.fromhex("".join(doc_block("example-envelope").split()))
+    env = decode_envelope(data)
+    assert env.header == example_header()
+    assert env.audio == example_audio()
+    assert env.verify(wire.parse_public_key("ed25519:A6EHv/POEL4dcN0Y50vAmWfk1jCbpQ1fHdyGZBJVMbg="))
+    assert data[:14] == struct.pack(">4sBBII", b"EMRK", 1, 0, len(env.header_bytes), len(env.audio))
+
+
+def test_documented_limits_are_the_code_limits() -> None:
+    assert f"at most {wire.MAX_HEADER_BYTES}" in DOC
+    assert f"at most {wire.MAX_AUDIO_BYTES}" in DOC
+    assert f"at most {wire.MAX_ENVELOPE_BYTES} bytes" in DOC
+    assert sorted(wire._FIELD_TYPES) == sorted(example_header().__dict__)
+
+
+def sample() -> bytes:
+    return encode_envelope(example_header(), example_audio(), KEY)
+
+
+def reframe(header: bytes, audio: bytes | None = None, version: int = 1, flags: int = 0) -> bytes:
+    audio = example_audio() if audio is None else audio
+    body = struct.pack(">4sBBII", b"EMRK", version, flags, len(header), len(audio)) + header + audio
+    return body + KEY.sign(body)
+
+
+def header_with(**changes: object) -> bytes:
+    fields = json.loads(doc_block("example-header"))
+    fields.update(changes)
+    return json.dumps(fields).encode()
+
+
+@pytest.mark.parametrize(("data", "reason"), [
+    (b"", "malformed"),
+    (b"XXXX" + sample()[4:], "malformed"),
+    (reframe(header_with(), version=2), "unknown_version"),
+    (reframe(header_with(), flags=1), "malformed"),
+    (sample() + b"\0", "malformed"),
+    (sample()[:-1], "malformed"),
+    (b"\0" * (wire.MAX_ENVELOPE_BYTES + 1), "oversize"),
+    (reframe(b"{" + b" " * 5000 + b"}"), "oversize"),
+    (reframe(header_with(channels=True)), "malformed"),
+    (reframe(header_with(duration_ms=0.0)), "malformed"),
+    (reframe(header_with(clip_id="1B4E28BA-2FA1-41D2-883F-0016D3CCA427")), "malformed"),
+    (reframe(header_with(device_id="a/b")), "malformed"),
+    (reframe(header_with(owner_id="+")), "malformed"),
+    (reframe(header_with(captured_at="2026-02-30T00:00:00.000Z")), "malformed"),
+    (reframe(header_with(sample_rate=48000)), "malformed"),
+    (reframe(header_with(wake_word=None)), "malformed"),
+    (reframe(header_with(trigger="button")), "malformed"),
+    (reframe(header_with(extra=1)), "malformed"),
+    (reframe(header_with()[:-1] + b',"clip_id":"x"}'), "malformed"),
+    (reframe(header_with(wake_score=float("nan")).replace(b"NaN", b"NaN")), "malformed"),
+    (reframe(header_with(), audio=example_audio()[:-2] + b"\1\1"), "audio_hash"),
+])
+def test_decoder_refuses_what_the_contract_forbids(data: bytes, reason: str) -> None:
+    with pytest.raises(EnvelopeError) as caught:
+        decode_envelope(data)
+    assert caught.value.reason == reason
+
+
+def test_a_bit_flip_anywhere_breaks_the_signature_or_the_parse() -> None:
+    data = sample()
+    public = KEY.public_key()
+    for i in range(0, len(data), 7):
+        flipped = bytearray(data)
+        flipped[i] ^= 0x10
+        try:
+            env = decode_envelope(bytes(flipped))
+        except EnvelopeError:
+            continue
+        assert not env.verify(public), f"flip at byte {i} still verifies"
+
+
+def test_another_devices_key_does_not_verify() -> None:
+    assert not decode_envelope(sample()).verify(Ed25519PrivateKey.generate().public_key())
+
+
+def test_encoder_refuses_a_header_the_decoder_would_refuse() -> None:
+    from dataclasses import replace
+
+    with pytest.raises(EnvelopeError):
+        encode_envelope(replace(example_header(), owner_id="someone-else"), example_audio(), KEY)
+
+
+def test_topics_round_trip_and_refuse_wildcards() -> None:
+    assert clip_topic("kitchen-pi") == "earmark/v1/clips/kitchen-pi"
+    assert device_from_clip_topic(clip_topic("kitchen-pi")) == "kitchen-pi"
+    assert device_from_receipt_topic(receipt_topic("pi-2")) == "pi-2"
+    assert status_topic("pi-2") == "earmark/v1/status/pi-2"
+    assert shared_clip_subscription("ingest") == "$share/ingest/earmark/v1/clips/+"
+    for bad in ("+", "#", "a/b", "Kitchen", "ab", "-ab", "a" * 64):
+        with pytest.raises(TopicError):
+            clip_topic(bad)
+    with pytest.raises(TopicError):
+        device_from_clip_topic("earmark/v1/receipts/kitchen-pi")
+    with pytest.raises(TopicError):
+        device_from_clip_topic("earmark/v1/clips/kitchen-pi/extra")
+
+
+def test_receipts_round_trip_and_parse_strictly() -> None:
+    r = Receipt("1b4e28ba-2fa1-41d2-883f-0016d3cca427", "rejected", "bad_signature")
+    assert parse_receipt(r.encode()) == r
+    for bad in (b"[]", b"{}", b"not json", b'{"clip_id":"x","status":"stored","reason":""}',
+                r.encode().replace(b"rejected", b"lost"), b" " * 2000):
+        with pytest.raises(ReceiptError):
+            parse_receipt(bad)
+
+
+def test_public_key_text_round_trips_and_refuses_junk() -> None:
+    text = wire.public_key_text(KEY.public_key())
+    assert text == "ed25519:A6EHv/POEL4dcN0Y50vAmWfk1jCbpQ1fHdyGZBJVMbg="
+    assert wire.public_key_text(wire.parse_public_key(text)) == text
+    for bad in ("A6EHv/POEL4dcN0Y50vAmWfk1jCbpQ1fHdyGZBJVMbg=", "ed25519:!!", "ed25519:AAAA"):
+        with pytest.raises(ValueError):
+            wire.parse_public_key(bad)
