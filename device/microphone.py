@@ -3,7 +3,11 @@ selection logic is exercised, with a fake PyAudio at the hardware edge."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +29,22 @@ class MicInfo:
     default_rate: int
 
 
+@contextlib.contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    """PortAudio's ALSA and JACK probes print dozens of lines straight to fd 2 while they
+    look for sound cards; they are noise to a user, so fd 2 points at /dev/null meanwhile."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 def _pyaudio() -> Any:
     try:
         import pyaudio
@@ -32,7 +52,8 @@ def _pyaudio() -> Any:
         raise AudioError(
             "PyAudio is not installed: install the device extra (pip install 'earmark[device]')"
         ) from None
-    return pyaudio.PyAudio()
+    with _native_stderr_silenced():
+        return pyaudio.PyAudio()
 
 
 def list_mics(pa: Any | None = None) -> list[MicInfo]:

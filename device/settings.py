@@ -71,11 +71,6 @@ class GpioSettings:
 
 
 @dataclass(frozen=True)
-class BrokerSettings:
-    url: str = ""  # "" runs offline: clips stay in the spool
-
-
-@dataclass(frozen=True)
 class DeviceSettings:
     data_dir: str
     device_id: str = ""
@@ -85,7 +80,6 @@ class DeviceSettings:
     recorder: RecorderSettings = field(default_factory=RecorderSettings)
     spool: SpoolSettings = field(default_factory=SpoolSettings)
     gpio: GpioSettings = field(default_factory=GpioSettings)
-    broker: BrokerSettings = field(default_factory=BrokerSettings)
 
     @property
     def spool_dir(self) -> Path:
@@ -170,7 +164,7 @@ def load_settings(path: Path | None, data_dir: Path | None = None, **overrides: 
             raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
     sections = {
         "mic": MicSettings, "recorder": RecorderSettings, "spool": SpoolSettings,
-        "gpio": GpioSettings, "broker": BrokerSettings,
+        "gpio": GpioSettings,
     }
     values: dict[str, Any] = {}
     for key, value in raw.items():
@@ -200,8 +194,6 @@ def _apply_overrides(settings: DeviceSettings, overrides: dict[str, Any]) -> Dev
         settings = replace(settings, gpio=replace(settings.gpio, mock=bool(given.pop("mock_gpio"))))
     if "mic_device" in given:
         settings = replace(settings, mic=replace(settings.mic, device=str(given.pop("mic_device"))))
-    if "broker_url" in given:
-        settings = replace(settings, broker=replace(settings.broker, url=str(given.pop("broker_url"))))
     if given:
         raise TypeError(f"unknown overrides {sorted(given)}")
     return settings

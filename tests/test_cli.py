@@ -1,0 +1,95 @@
+"""`earmark-device` as a user runs it: in a subprocess, judged by exit code and output."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from tests.conftest import OWNER
+from tests.speech import Scene
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def cli(*args: str | Path, data_dir: Path | None = None) -> subprocess.CompletedProcess[str]:
+    argv = [sys.executable, "-m", "device.cli", *map(str, args)]
+    if data_dir is not None:
+        argv += ["--data-dir", str(data_dir)]
+    return subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, timeout=300,
+                          env={**os.environ, "EARMARK_DATA_DIR": "/nonexistent-default"})
+
+
+def one_line_error(result: subprocess.CompletedProcess[str], *needles: str) -> None:
+    assert result.returncode == 2, result
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("earmark-device: error: "), result.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+def test_keygen_makes_a_private_0600_key_once_and_prints_the_public_key_last(tmp_path: Path) -> None:
+    first = cli("keygen", data_dir=tmp_path)
+    second = cli("keygen", data_dir=tmp_path)
+    assert first.returncode == second.returncode == 0
+    key_word = first.stdout.split()[-1]
+    assert key_word.startswith("ed25519:") and second.stdout.split()[-1] == key_word
+    key_file = tmp_path / "device.key"
+    assert oct(key_file.stat().st_mode & 0o777) == "0o600"
+    secret = "".join(key_file.read_text().splitlines()[1:-1])
+    assert secret not in first.stdout + first.stderr + second.stdout + second.stderr
+
+
+def test_run_spools_one_clip_and_detect_reports_it(data_dir: Path, tmp_path: Path,
+                                                   speech: Callable[..., np.ndarray]) -> None:
+    wav = (Scene().pause(1).speak(speech("hey jarvis", "en-gb")).pause(0.1)
+           .speak(speech("play some music")).pause(2).write(tmp_path / "s.wav"))
+    config = tmp_path / "device.toml"
+    config.write_text('[[wake.words]]\nname = "hey_jarvis"\n')
+    run = cli("run", "--config", config, "--audio-file", wav, "--mock-gpio", "--device-id", "den-pi",
+              "--owner-id", OWNER, data_dir=data_dir)
+    assert run.returncode == 0, run.stderr
+    assert "1 clip(s) recorded" in run.stdout
+    listed = cli("spool", "--json", data_dir=data_dir)
+    [row] = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert row["wake_word"] == "hey_jarvis" and row["signature"] == "valid" and row["device_id"] == "den-pi"
+
+    detect = cli("detect", wav, "--wake-word", "hey_jarvis", "--wake-word", "alexa", data_dir=data_dir)
+    [hit] = [json.loads(line) for line in detect.stdout.splitlines()]
+    assert hit["file"] == str(wav) and hit["wake_word"] == "hey_jarvis" and 1.0 < hit["t"] < 2.5
+
+
+def test_missing_model_is_one_line_naming_models_fetch(tmp_path: Path) -> None:
+    wav = Scene().pause(1).write(tmp_path / "quiet.wav")
+    result = cli("run", "--audio-file", wav, "--device-id", "pi-1", "--owner-id", OWNER, data_dir=tmp_path)
+    one_line_error(result, "earmark-device models fetch")
+
+
+def test_unreadable_wav_is_one_line(data_dir: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"RIFF\0\0\0\0WAVEjunk")
+    result = cli("run", "--audio-file", bad, "--device-id", "pi-1", "--owner-id", OWNER, data_dir=data_dir)
+    one_line_error(result, "bad.wav", "not a usable WAV file")
+
+
+def test_bad_config_value_is_one_line_naming_the_key(data_dir: Path, tmp_path: Path) -> None:
+    config = tmp_path / "device.toml"
+    config.write_text("[recorder]\nmax_length_s = 300\n")
+    result = cli("run", "--config", config, "--device-id", "pi-1", "--owner-id", OWNER, data_dir=data_dir)
+    one_line_error(result, "recorder.max_length_s")
+
+
+def test_unknown_mic_is_one_line(data_dir: Path) -> None:
+    result = cli("run", "--mic", "no-such-mic", "--device-id", "pi-1", "--owner-id", OWNER,
+                 data_dir=data_dir)
+    one_line_error(result, "earmark-device mics")
+
+
+def test_run_without_identity_is_one_line(data_dir: Path, tmp_path: Path) -> None:
+    result = cli("run", "--audio-file", Scene().pause(1).write(tmp_path / "q.wav"), data_dir=data_dir)
+    one_line_error(result, "device_id is not set")
