@@ -10,6 +10,9 @@ import numpy as np
 
 class SpeechDetector:
     def __init__(self, model_path: Path, threshold: float = 0.5) -> None:
+        from device.wake import import_openwakeword
+
+        import_openwakeword()
         from openwakeword.vad import VAD
 
         self._vad = VAD(model_path=str(model_path))

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
+import types
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,7 +26,22 @@ class Detection:
     frame_index: int  # the stream frame whose score completed the detection
 
 
+def import_openwakeword() -> None:
+    """Import openWakeWord without its custom-verifier training module, which Earmark never
+    uses and which drags scikit-learn and scipy (~75 MB of resident memory on a Pi) in with it."""
+    if "openwakeword" not in sys.modules:
+        stub = types.ModuleType("openwakeword.custom_verifier_model")
+
+        def train_custom_verifier(*_: object, **__: object) -> None:
+            raise NotImplementedError("custom verifier training is not part of Earmark")
+
+        stub.train_custom_verifier = train_custom_verifier  # type: ignore[attr-defined]
+        sys.modules.setdefault("openwakeword.custom_verifier_model", stub)
+    import openwakeword  # noqa: F401
+
+
 def load_wake_model(models: ModelFiles) -> object:
+    import_openwakeword()
     from openwakeword.model import Model
 
     return Model(

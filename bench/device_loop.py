@@ -1,0 +1,136 @@
+"""Benchmark: CPU cost of the whole device loop against bare openWakeWord.
+
+Makes ~10 minutes of espeak-ng speech (a wake word and request every ~40 s, plain talk in
+between), then runs, each in a fresh process and alternating, several times:
+
+  bare    openWakeWord Model.predict() on the 80 ms frames of the 16 kHz file, same models
+  device  the full loop: WAV source (a 48 kHz stereo copy, so conversion is paid for), wake
+          detector, VAD, recorder, signing and the fsync'd spool
+
+and prints real-time factors (CPU seconds / audio seconds), their ratio (target <= 1.15)
+and peak RSS (target <= 200 MB). Usage: .venv/bin/python bench/device_loop.py [--minutes 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+TALK = ("the committee met on tuesday to talk about the new library, and after a long "
+        "discussion about parking and opening hours they agreed to meet again next month. ")
+OWNER = "6f1d2c3b-4a59-4e6f-8a7b-9c0d1e2f3a4b"
+
+
+def make_audio(folder: Path, minutes: float) -> tuple[Path, Path]:
+    def speak(name: str, text: str) -> Path:
+        path = folder / f"{name}.wav"
+        subprocess.run(["espeak-ng", "-v", "en", "-s", "150", "-w", str(path), text], check=True)
+        return path
+
+    wake, request, talk = speak("wake", "alexa"), speak("req", "what is the weather"), speak("talk", TALK * 2)
+    block = folder / "block.wav"
+    subprocess.run(["sox", str(wake), str(request), str(talk), str(block), "pad", "1", "1"], check=True)
+    length = float(subprocess.run(["soxi", "-D", str(block)], capture_output=True, text=True,
+                                  check=True).stdout)
+    repeats = max(1, round(minutes * 60 / length))
+    mono = folder / "speech16k.wav"
+    subprocess.run(["sox", *[str(block)] * repeats, "-r", "16000", "-c", "1", "-b", "16", str(mono)],
+                   check=True)
+    stereo = folder / "speech48k-stereo.wav"
+    subprocess.run(["sox", str(mono), "-r", "48000", "-c", "2", str(stereo)], check=True)
+    return mono, stereo
+
+
+def run_bare(wav: Path, models_dir: Path) -> dict[str, float]:
+    import numpy as np
+    from openwakeword.model import Model
+
+    from device.wavfile import open_wav
+
+    f, info = open_wav(wav)
+    with f:
+        f.seek(info.data_offset)
+        audio = np.frombuffer(f.read(info.data_bytes), dtype="<i2")
+    model = Model(wakeword_models=[str(models_dir / "alexa_v0.1.onnx")], inference_framework="onnx",
+                  melspec_model_path=str(models_dir / "melspectrogram.onnx"),
+                  embedding_model_path=str(models_dir / "embedding_model.onnx"))
+    start = time.process_time()
+    for i in range(0, len(audio) - 1279, 1280):
+        model.predict(audio[i:i + 1280])
+    return {"cpu_s": time.process_time() - start, "audio_s": len(audio) / 16000}
+
+
+def run_device(wav: Path, data_dir: Path) -> dict[str, float]:
+    from device.audio import WavFileSource
+    from device.controls import Controls
+    from device.loop import DeviceLoop
+    from device.settings import load_settings
+
+    settings = load_settings(None, data_dir, device_id="bench-pi", owner_id=OWNER, mock_gpio=True)
+    source = WavFileSource(wav)
+    loop = DeviceLoop.from_settings(settings, source, Controls(settings.gpio))
+    start = time.process_time()
+    stats = loop.run()
+    return {"cpu_s": time.process_time() - start, "audio_s": stats.frames * 0.08,
+            "clips": len(stats.clips)}
+
+
+def child(mode: str, wav: Path, data_dir: Path) -> None:
+    result = run_bare(wav, data_dir / "models") if mode == "bare" else run_device(wav, data_dir)
+    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps(result))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--child", nargs=3, metavar=("MODE", "WAV", "DATA_DIR"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args.child[0], Path(args.child[1]), Path(args.child[2]))
+        return
+
+    from device.models import fetch_models
+
+    wheels = sorted((ROOT / ".cache" / "wheels").glob("openwakeword-0.4.0-*.whl"))
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        fetch_models(folder / "models", wheels[0] if wheels else None)
+        mono, stereo = make_audio(folder, args.minutes)
+        results: dict[str, list[dict[str, float]]] = {"bare": [], "device": []}
+        for run in range(args.runs):
+            for mode, wav in (("bare", mono), ("device", stereo)):
+                data_dir = folder / f"{mode}-{run}"
+                data_dir.mkdir()
+                (data_dir / "models").symlink_to(folder / "models")
+                out = subprocess.run([sys.executable, __file__, "--child", mode, str(wav), str(data_dir)],
+                                     capture_output=True, text=True, check=True)
+                results[mode].append(json.loads(out.stdout.strip().splitlines()[-1]))
+
+    audio_s = results["bare"][0]["audio_s"]
+    rtf = {m: statistics.median(r["cpu_s"] for r in rs) / audio_s for m, rs in results.items()}
+    rss = {m: max(r["peak_rss_mb"] for r in rs) for m, rs in results.items()}
+    ratios = [d["cpu_s"] / b["cpu_s"] for b, d in zip(results["bare"], results["device"], strict=True)]
+    print(f"audio: {audio_s / 60:.1f} min of espeak-ng speech; {args.runs} alternating runs each, "
+          f"fresh process per run; device clips per run: {results['device'][0]['clips']:.0f}")
+    print(f"bare openWakeWord predict():  real-time factor {rtf['bare']:.4f}  "
+          f"(CPU {rtf['bare'] * audio_s:.1f} s)  peak RSS {rss['bare']:.0f} MB")
+    print(f"full device loop:             real-time factor {rtf['device']:.4f}  "
+          f"(CPU {rtf['device'] * audio_s:.1f} s)  peak RSS {rss['device']:.0f} MB")
+    print(f"ratio device/bare (per run pair): median {statistics.median(ratios):.3f}  "
+          f"min {min(ratios):.3f}  max {max(ratios):.3f}   target <= 1.15; peak RSS target <= 200 MB")
+
+
+if __name__ == "__main__":
+    main()
