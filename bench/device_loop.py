@@ -92,7 +92,8 @@ def child(mode: str, wav: Path, data_dir: Path) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--child", nargs=3, metavar=("MODE", "WAV", "DATA_DIR"), help=argparse.SUPPRESS)

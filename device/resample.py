@@ -13,7 +13,7 @@ def lowpass_taps(count: int, cutoff_hz: float, rate: int) -> np.ndarray:
     numpy alone keeps scipy.signal's ~55 MB out of the device process)."""
     n = np.arange(count) - (count - 1) / 2
     taps = np.sinc(2 * cutoff_hz / rate * n) * np.hamming(count)
-    return taps / taps.sum()
+    return np.asarray(taps / taps.sum(), dtype=np.float64)
 
 
 class StreamingResampler:
