@@ -8,10 +8,13 @@ while `MuteControl.muted` is set and reads nothing until it clears.
 from __future__ import annotations
 
 import enum
+import logging
 import threading
 from typing import Any
 
 from device.settings import GpioSettings
+
+log = logging.getLogger(__name__)
 
 
 def make_pin_factory(settings: GpioSettings) -> Any:
@@ -101,15 +104,56 @@ LIGHT_COLOURS: dict[LightState, tuple[float, float, float]] = {
 }
 
 
+class Apa102Strip:
+    """The APA102 RGB LEDs of the ReSpeaker HATs, on SPI (MOSI GPIO10, SCLK GPIO11), all
+    showing one colour. `spi` is a spidev.SpiDev-like object (tests pass a recorder)."""
+
+    def __init__(self, count: int, device: int = 1, brightness: int = 8, spi: Any = None) -> None:
+        if spi is None:
+            try:
+                import spidev
+            except ImportError:
+                from device.settings import ConfigError
+
+                raise ConfigError("gpio.light = \"apa102\" needs spidev: pip install spidev") from None
+            spi = spidev.SpiDev()
+            spi.open(0, device)
+            spi.max_speed_hz = 8_000_000
+        self._spi, self.count, self.brightness = spi, count, brightness
+
+    @property
+    def color(self) -> tuple[float, float, float]:
+        return self._color
+
+    @color.setter
+    def color(self, rgb: tuple[float, float, float]) -> None:
+        self._color = rgb
+        red, green, blue = (round(255 * c) for c in rgb)
+        # Start frame, then per LED: 0b111 + 5-bit brightness, blue, green, red; then an end
+        # frame of one bit per two LEDs so the last LED's data is clocked through.
+        frame = [0, 0, 0, 0]
+        frame += [0xE0 | self.brightness, blue, green, red] * self.count
+        frame += [0xFF] * ((self.count + 15) // 16)
+        self._spi.xfer2(frame)
+
+    def off(self) -> None:
+        self.color = (0.0, 0.0, 0.0)
+
+    def close(self) -> None:
+        self._spi.close()
+
+
 class StatusLight:
-    """An RGB LED on three PWM pins, or nothing when no pins are configured. `state` is
+    """An RGB LED on three PWM pins, the ReSpeaker's APA102 LEDs, or nothing. `state` is
     kept even without an LED, so the behaviour is the same and observable either way."""
 
-    def __init__(self, settings: GpioSettings, pin_factory: Any) -> None:
+    def __init__(self, settings: GpioSettings, pin_factory: Any, spi: Any = None) -> None:
         self.state = LightState.IDLE
         self.led: Any = None
         pins = (settings.led_red_pin, settings.led_green_pin, settings.led_blue_pin)
-        if all(p is not None for p in pins):
+        if settings.light == "apa102":
+            self.led = Apa102Strip(settings.apa102_count, settings.apa102_spi_device, spi=spi)
+        elif all(p is not None for p in pins):
             from gpiozero import RGBLED
 
             self.led = RGBLED(*pins, active_high=settings.led_active_high, pwm=True,
@@ -121,6 +165,8 @@ class StatusLight:
                               "led_blue_pin, or none")
 
     def show(self, state: LightState) -> None:
+        if state is not self.state:
+            log.debug("light: %s", state.value)
         self.state = state
         if self.led is not None:
             self.led.color = LIGHT_COLOURS[state]

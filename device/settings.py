@@ -67,6 +67,9 @@ class GpioSettings:
     led_green_pin: int | None = None
     led_blue_pin: int | None = None
     led_active_high: bool = True
+    light: str = "rgb"  # "rgb": the three led_*_pin; "apa102": a ReSpeaker HAT's SPI LEDs
+    apa102_count: int = 3  # 3 on the 2-Mic HAT, 12 on the 4-Mic and 6-Mic arrays
+    apa102_spi_device: int = 1  # /dev/spidev0.<this>
     mock: bool = False
 
 
@@ -227,6 +230,9 @@ def validate(s: DeviceSettings) -> None:
     need(0.0 < r.vad_threshold < 1.0, "recorder.vad_threshold", "must be between 0 and 1")
     need(s.spool.max_bytes >= 1024 * 1024, "spool.max_bytes", "must be at least 1 MiB")
     need(s.gpio.mute_kind in ("toggle", "switch"), "gpio.mute_kind", "must be toggle or switch")
+    need(s.gpio.light in ("rgb", "apa102"), "gpio.light", "must be rgb or apa102")
+    need(1 <= s.gpio.apa102_count <= 255, "gpio.apa102_count", "must be 1..255")
+    need(s.gpio.apa102_spi_device in (0, 1), "gpio.apa102_spi_device", "must be 0 or 1")
     pins = [p for p in (s.gpio.mute_pin, s.gpio.talk_pin, s.gpio.led_red_pin,
                         s.gpio.led_green_pin, s.gpio.led_blue_pin) if p is not None]
     need(all(0 <= p <= 27 for p in pins), "gpio", "pins are BCM numbers 0..27")

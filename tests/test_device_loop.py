@@ -201,3 +201,28 @@ def test_full_spool_refuses_the_new_clip_keeps_the_old_and_lights_error(
     assert [c.path for c in spool.clips()] == [old.path]
     assert controls.light.state is LightState.ERROR
     assert controls.light.led.color == LIGHT_COLOURS[LightState.ERROR]
+
+
+class RecordingSpi:
+    """The hardware edge of the APA102 strip: remembers every SPI transfer."""
+
+    def __init__(self) -> None:
+        self.transfers: list[list[int]] = []
+
+    def xfer2(self, data: list[int]) -> None:
+        self.transfers.append(list(data))
+
+    def close(self) -> None:
+        pass
+
+
+def test_respeaker_apa102_leds_show_each_state() -> None:
+    from device.controls import StatusLight
+
+    spi = RecordingSpi()
+    light = StatusLight(GpioSettings(light="apa102", apa102_count=3), None, spi=spi)
+    light.show(LightState.RECORDING)
+    light.show(LightState.MUTED)
+    recording, muted = spi.transfers
+    assert recording == [0, 0, 0, 0] + [0xE8, 255, 0, 0] * 3 + [0xFF]  # brightness 8, blue
+    assert muted == [0, 0, 0, 0] + [0xE8, 0, 0, 255] * 3 + [0xFF]  # red
