@@ -1,0 +1,90 @@
+"""The audit log: append-only, each event hash-chained to the one before.
+
+An event's hash is SHA-256 over the previous hash and the event's canonical JSON, so an
+edited event breaks its own hash and a removed one breaks the chain after it. Removing
+events from the end leaves a valid shorter chain; to catch that, the newest (seq, hash)
+is also written to a head file beside the database, which `verify` compares with.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+
+from cloud.db import Database, utc_now
+
+GENESIS = "0" * 64
+
+
+def event_hash(prev_hash: str, seq: int, at: str, event: str, owner_id: str | None,
+               device_id: str | None, clip_id: str | None, detail: str) -> str:
+    body = json.dumps([seq, at, event, owner_id, device_id, clip_id, detail], separators=(",", ":"))
+    return hashlib.sha256(prev_hash.encode() + body.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class AuditProblem:
+    seq: int
+    message: str
+
+
+class AuditLog:
+    def __init__(self, db: Database, head_file: Path) -> None:
+        self.db = db
+        self.head_file = head_file
+        self._pending_head: tuple[int, str] | None = None
+
+    def append(self, cur: sqlite3.Cursor, event: str, *, owner_id: str | None = None,
+               device_id: str | None = None, clip_id: str | None = None,
+               detail: dict[str, object] | None = None) -> int:
+        """Inside the caller's transaction, so the event commits with what it records."""
+        last = cur.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
+        seq, prev = (last["seq"] + 1, last["hash"]) if last else (1, GENESIS)
+        at = utc_now()
+        text = json.dumps(detail or {}, sort_keys=True, separators=(",", ":"))
+        digest = event_hash(prev, seq, at, event, owner_id, device_id, clip_id, text)
+        cur.execute("INSERT INTO audit VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (seq, at, event, owner_id, device_id, clip_id, text, prev, digest))
+        self._pending_head = (seq, digest)
+        return seq
+
+    def write_head(self) -> None:
+        """After a commit: remember the newest event outside the database (best effort)."""
+        pending = self._pending_head
+        if pending is None:
+            return
+        tmp = self.head_file.with_name(self.head_file.name + ".tmp")
+        tmp.write_text(f"{pending[0]} {pending[1]}\n")
+        os.replace(tmp, self.head_file)
+        self._pending_head = None
+
+    def verify(self) -> list[AuditProblem]:
+        problems: list[AuditProblem] = []
+        prev, expected_seq = GENESIS, 1
+        for row in self.db.query("SELECT * FROM audit ORDER BY seq"):
+            if row["seq"] != expected_seq:
+                problems.append(AuditProblem(expected_seq, f"events {expected_seq}..{row['seq'] - 1} are missing"))
+            if row["prev_hash"] != prev:
+                problems.append(AuditProblem(row["seq"], "does not chain to the event before it"))
+            digest = event_hash(row["prev_hash"], row["seq"], row["at"], row["event"], row["owner_id"],
+                                row["device_id"], row["clip_id"], row["detail"])
+            if digest != row["hash"]:
+                problems.append(AuditProblem(row["seq"], "was edited (its hash does not match)"))
+            prev, expected_seq = row["hash"], row["seq"] + 1
+        if self.head_file.exists():
+            head_seq, head_hash = self.head_file.read_text().split()
+            if int(head_seq) >= expected_seq:
+                problems.append(AuditProblem(expected_seq, f"events {expected_seq}..{head_seq} are missing "
+                                                           "from the end"))
+            elif not any(p.seq == int(head_seq) for p in problems):
+                head = self.db.query("SELECT hash FROM audit WHERE seq = ?", (int(head_seq),))
+                if head and head[0]["hash"] != head_hash:
+                    problems.append(AuditProblem(int(head_seq), "differs from the recorded head"))
+        return problems
+
+    def events(self, limit: int = 100) -> list[sqlite3.Row]:
+        return self.db.query("SELECT * FROM audit ORDER BY seq DESC LIMIT ?", (limit,))

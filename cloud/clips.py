@@ -1,0 +1,81 @@
+"""Clips, stored under their owner: every call takes the owner id first, and there is no
+call that lists clips across owners. A clip is kept as its whole signed envelope, sealed
+with the owner's data key and bound to owner, device and clip id, so an export can check
+the device's signature over the exact bytes it sent."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from cloud.crypto import clip_aad, open_sealed, seal
+from cloud.db import utc_now
+from earmark_wire.envelope import Envelope
+
+if TYPE_CHECKING:
+    from cloud.store import Store
+
+
+@dataclass(frozen=True)
+class ClipRow:
+    clip_id: str
+    owner_id: str
+    device_id: str
+    captured_at: str
+    duration_ms: int
+    trigger: str
+    wake_word: str | None
+    wake_score: float | None
+    envelope_sha256: str
+    envelope_bytes: int
+    blob_path: str
+    stored_at: str
+
+
+class Clips:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.db = store.db
+
+    def blob_path(self, owner_id: str, clip_id: str) -> str:
+        return f"blobs/{owner_id}/{clip_id[:2]}/{clip_id}.bin"
+
+    def fingerprint(self, clip_id: str) -> str | None:
+        """The SHA-256 of the envelope stored under this clip id, whoever's it is (for
+        de-duplication only: it reveals neither owner nor content)."""
+        rows = self.db.query("SELECT envelope_sha256 FROM clips WHERE clip_id = ?", (clip_id,))
+        return str(rows[0]["envelope_sha256"]) if rows else None
+
+    def put(self, owner_id: str, envelope: Envelope, raw: bytes) -> None:
+        """Seal and store a verified clip under its owner: blob first, then the row and its
+        audit event in one durable transaction."""
+        h = envelope.header
+        key = self.store.owner_key(owner_id)
+        relative = self.blob_path(owner_id, h.clip_id)
+        self.store.write_blob(self.store.data_dir / relative,
+                              seal(key, raw, clip_aad(owner_id, h.device_id, h.clip_id)))
+        digest = hashlib.sha256(raw).hexdigest()
+        with self.store.write() as cur:
+            cur.execute("INSERT INTO clips VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (h.clip_id, owner_id, h.device_id, h.captured_at, h.duration_ms, h.trigger,
+                         h.wake_word, h.wake_score, digest, len(raw), relative, utc_now()))
+            self.store.audit.append(cur, "clip_stored", owner_id=owner_id, device_id=h.device_id,
+                                    clip_id=h.clip_id, detail={"envelope_sha256": digest})
+
+    def of_owner(self, owner_id: str) -> list[ClipRow]:
+        rows = self.db.query("SELECT * FROM clips WHERE owner_id = ? ORDER BY captured_at, clip_id",
+                             (owner_id,))
+        return [ClipRow(**dict(r)) for r in rows]
+
+    def read(self, owner_id: str, clip: ClipRow) -> bytes:
+        """The clip's envelope bytes, opened with this owner's key and the clip's binding.
+        Raises CryptoError if the blob is not this owner's clip."""
+        path = Path(self.store.data_dir / clip.blob_path)
+        sealed = path.read_bytes()
+        return open_sealed(self.store.owner_key(owner_id), sealed,
+                           clip_aad(owner_id, clip.device_id, clip.clip_id))
+
+    def count(self, owner_id: str) -> int:
+        return int(self.db.query("SELECT count(*) AS n FROM clips WHERE owner_id = ?", (owner_id,))[0]["n"])

@@ -1,0 +1,174 @@
+"""Who owns which device, and since when.
+
+Owners are opaque UUIDs. A device is registered with its Ed25519 public key and bound to
+an owner; moving it to another owner closes the old binding and opens a new one, and the
+binding in force at a clip's capture time decides whose the clip is. A device's first
+binding also covers clips captured before it (the device had no other owner then; this
+absorbs clock skew on a freshly paired device).
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import uuid
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from cloud.crypto import new_key, owner_key_aad, seal
+from cloud.db import parse_utc, utc_now
+from earmark_wire.envelope import OWNER_ID_PATTERN, parse_public_key
+from earmark_wire.topics import check_device_id
+
+if TYPE_CHECKING:
+    from cloud.store import Store
+
+
+class RegistryError(ValueError):
+    """A registry change that cannot be made; the message says why."""
+
+
+@dataclass(frozen=True)
+class Owner:
+    owner_id: str
+    display_name: str
+    created_at: str
+    erased_at: str | None
+
+
+@dataclass(frozen=True)
+class Device:
+    device_id: str
+    owner_id: str | None  # the current binding
+    public_key: str
+    created_at: str
+    bound_at: str | None
+    revoked_at: str | None
+
+
+def _check_owner_id(owner_id: str) -> str:
+    if not OWNER_ID_PATTERN.fullmatch(owner_id):
+        raise RegistryError(f"owner id {owner_id!r} is not a lowercase UUID")
+    return owner_id
+
+
+class Registry:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.db = store.db
+
+    # -- owners ----------------------------------------------------------------------------
+
+    def add_owner(self, display_name: str) -> Owner:
+        name = display_name.strip()
+        if not name or len(name) > 200 or re.search(r"[\x00-\x1f]", name):
+            raise RegistryError("an owner's display name is 1-200 printable characters")
+        owner = Owner(str(uuid.uuid4()), name, utc_now(), None)
+        wrapped = seal(self.store.master_key, new_key(), owner_key_aad(owner.owner_id))
+        with self.store.write() as cur:
+            cur.execute("INSERT INTO owners VALUES (?, ?, ?, NULL, ?)",
+                        (owner.owner_id, owner.display_name, owner.created_at, wrapped))
+            self.store.audit.append(cur, "owner_added", owner_id=owner.owner_id)
+        return owner
+
+    def owner(self, owner_id: str) -> Owner | None:
+        rows = self.db.query("SELECT owner_id, display_name, created_at, erased_at FROM owners "
+                             "WHERE owner_id = ?", (owner_id,))
+        return Owner(**dict(rows[0])) if rows else None
+
+    def owners(self) -> list[Owner]:
+        rows = self.db.query("SELECT owner_id, display_name, created_at, erased_at FROM owners "
+                             "ORDER BY created_at")
+        return [Owner(**dict(r)) for r in rows]
+
+    def _live_owner(self, owner_id: str) -> Owner:
+        owner = self.owner(_check_owner_id(owner_id))
+        if owner is None:
+            raise RegistryError(f"no owner {owner_id}")
+        if owner.erased_at:
+            raise RegistryError(f"owner {owner_id} was erased")
+        return owner
+
+    # -- devices ---------------------------------------------------------------------------
+
+    def add_device(self, owner_id: str, public_key: str, device_id: str | None = None) -> Device:
+        self._live_owner(owner_id)
+        try:
+            parse_public_key(public_key)
+        except ValueError as exc:
+            raise RegistryError(f"public key: {exc}") from None
+        device_id = device_id or f"dev-{secrets.token_hex(4)}"
+        try:
+            check_device_id(device_id)
+        except ValueError as exc:
+            raise RegistryError(str(exc)) from None
+        if self.db.query("SELECT 1 FROM devices WHERE device_id = ?", (device_id,)):
+            raise RegistryError(f"device {device_id} is already registered")
+        if self.db.query("SELECT 1 FROM devices WHERE public_key = ?", (public_key,)):
+            raise RegistryError("that public key is already registered to another device")
+        now = utc_now()
+        with self.store.write() as cur:
+            cur.execute("INSERT INTO devices VALUES (?, ?, ?, NULL)", (device_id, public_key, now))
+            cur.execute("INSERT INTO bindings VALUES (?, ?, ?, NULL)", (device_id, owner_id, now))
+            self.store.audit.append(cur, "device_added", owner_id=owner_id, device_id=device_id,
+                                    detail={"public_key": public_key})
+        return Device(device_id, owner_id, public_key, now, now, None)
+
+    def device(self, device_id: str) -> Device | None:
+        rows = self.db.query(
+            "SELECT d.device_id, b.owner_id, d.public_key, d.created_at, b.bound_at, d.revoked_at "
+            "FROM devices d LEFT JOIN bindings b ON b.device_id = d.device_id AND b.unbound_at IS NULL "
+            "WHERE d.device_id = ?", (device_id,))
+        return Device(**dict(rows[0])) if rows else None
+
+    def devices(self, owner_id: str | None = None) -> list[Device]:
+        sql = ("SELECT d.device_id, b.owner_id, d.public_key, d.created_at, b.bound_at, d.revoked_at "
+               "FROM devices d LEFT JOIN bindings b ON b.device_id = d.device_id AND b.unbound_at IS NULL")
+        if owner_id is None:
+            return [Device(**dict(r)) for r in self.db.query(sql + " ORDER BY d.created_at")]
+        rows = self.db.query(sql + " WHERE b.owner_id = ? ORDER BY d.created_at", (owner_id,))
+        return [Device(**dict(r)) for r in rows]
+
+    def revoke_device(self, device_id: str) -> Device:
+        device = self.device(device_id)
+        if device is None:
+            raise RegistryError(f"no device {device_id}")
+        if device.revoked_at:
+            return device
+        now = utc_now()
+        with self.store.write() as cur:
+            cur.execute("UPDATE devices SET revoked_at = ? WHERE device_id = ?", (now, device_id))
+            self.store.audit.append(cur, "device_revoked", owner_id=device.owner_id, device_id=device_id)
+        return Device(device.device_id, device.owner_id, device.public_key, device.created_at,
+                      device.bound_at, now)
+
+    def rebind_device(self, device_id: str, owner_id: str) -> Device:
+        """Move a device to a new owner from now on; clips captured before stay the old owner's."""
+        self._live_owner(owner_id)
+        device = self.device(device_id)
+        if device is None:
+            raise RegistryError(f"no device {device_id}")
+        if device.revoked_at:
+            raise RegistryError(f"device {device_id} is revoked")
+        if device.owner_id == owner_id:
+            return device
+        now = utc_now()
+        with self.store.write() as cur:
+            cur.execute("UPDATE bindings SET unbound_at = ? WHERE device_id = ? AND unbound_at IS NULL",
+                        (now, device_id))
+            cur.execute("INSERT INTO bindings VALUES (?, ?, ?, NULL)", (device_id, owner_id, now))
+            self.store.audit.append(cur, "device_rebound", owner_id=owner_id, device_id=device_id,
+                                    detail={"from_owner": device.owner_id})
+        return Device(device_id, owner_id, device.public_key, device.created_at, now, None)
+
+    def owner_at(self, device_id: str, captured_at: str) -> str | None:
+        """The owner the device was bound to at `captured_at` (see the module docstring)."""
+        stamp = parse_utc(captured_at)
+        rows = self.db.query("SELECT owner_id, bound_at, unbound_at FROM bindings WHERE device_id = ? "
+                             "ORDER BY bound_at", (device_id,))
+        for index, row in enumerate(rows):
+            starts = parse_utc(row["bound_at"])
+            ends = parse_utc(row["unbound_at"]) if row["unbound_at"] else None
+            if (index == 0 or stamp >= starts) and (ends is None or stamp < ends):
+                return str(row["owner_id"])
+        return None

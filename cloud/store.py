@@ -1,0 +1,150 @@
+"""The store: one database, a blob directory keyed by owner, and the keys that seal them.
+
+    <data_dir>/earmark.db            registry, clip rows, quarantine rows, audit log
+    <data_dir>/blobs/<owner_id>/…    sealed clip envelopes, one file each
+    <data_dir>/quarantine/…          sealed rejected payloads, tied to no owner
+    master key                       elsewhere (see CloudSettings.master_key_path)
+
+Crash-safe ordering: a blob is written whole (temp, fsync, rename, fsync dir) before the
+row that points at it commits. A crash in between leaves a blob with no row; `sweep`
+(run when the ingester starts) deletes those, and the unacked message is delivered again.
+So no row is ever without its blob, and no stray blob outlives a restart.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from cloud.audit import AuditLog
+from cloud.crypto import (
+    QUARANTINE_KEY_AAD,
+    CryptoError,
+    load_master_key,
+    new_key,
+    open_sealed,
+    owner_key_aad,
+    seal,
+)
+from cloud.db import Database, StoreError
+
+TEMP_PREFIX = ".tmp-"
+
+
+class OwnerError(LookupError):
+    """An owner-scoped call named an owner that does not exist or was erased."""
+
+
+class Store:
+    def __init__(self, data_dir: Path, master_key_path: Path, create: bool = False) -> None:
+        self.data_dir = Path(data_dir)
+        self.master_key = load_master_key(master_key_path)
+        self.db = Database(self.data_dir / "earmark.db", create=create)
+        self.audit = AuditLog(self.db, self.data_dir / "audit.head")
+        self.blob_root = self.data_dir / "blobs"
+        self.quarantine_root = self.data_dir / "quarantine"
+        for folder in (self.blob_root, self.quarantine_root):
+            folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._owner_keys: dict[str, bytes] = {}
+        if create:
+            with self.write() as cur:
+                if not cur.execute("SELECT 1 FROM meta WHERE key = 'quarantine_key'").fetchone():
+                    wrapped = seal(self.master_key, new_key(), QUARANTINE_KEY_AAD)
+                    cur.execute("INSERT INTO meta VALUES ('quarantine_key', ?)", (wrapped,))
+                    self.audit.append(cur, "store_created")
+        self._check_master_key()
+
+        from cloud.clips import Clips
+        from cloud.quarantine import Quarantine
+        from cloud.registry import Registry
+
+        self.registry = Registry(self)
+        self.clips = Clips(self)
+        self.quarantine = Quarantine(self)
+
+    def _check_master_key(self) -> None:
+        try:
+            self.quarantine_key()
+        except CryptoError:
+            raise StoreError("the master key does not open this store's keys: wrong master key file?") from None
+
+    @contextmanager
+    def write(self) -> Iterator[sqlite3.Cursor]:
+        """A durable transaction; the audit head file follows the commit."""
+        try:
+            with self.db.transaction() as cur:
+                yield cur
+        except sqlite3.OperationalError as exc:
+            raise StoreError(f"database write failed: {exc}") from exc
+        self.audit.write_head()
+
+    # -- keys ------------------------------------------------------------------------------
+
+    def quarantine_key(self) -> bytes:
+        row = self.db.query("SELECT value FROM meta WHERE key = 'quarantine_key'")
+        if not row:
+            raise StoreError("store has no quarantine key")
+        return open_sealed(self.master_key, row[0]["value"], QUARANTINE_KEY_AAD)
+
+    def owner_key(self, owner_id: str) -> bytes:
+        """The owner's data key. Erased or unknown owners have none."""
+        if owner_id in self._owner_keys:
+            return self._owner_keys[owner_id]
+        rows = self.db.query("SELECT wrapped_key FROM owners WHERE owner_id = ?", (owner_id,))
+        if not rows:
+            raise OwnerError(f"no owner {owner_id}")
+        if rows[0]["wrapped_key"] is None:
+            raise OwnerError(f"owner {owner_id} was erased")
+        key = open_sealed(self.master_key, rows[0]["wrapped_key"], owner_key_aad(owner_id))
+        self._owner_keys[owner_id] = key
+        return key
+
+    def forget_owner_key(self, owner_id: str) -> None:
+        self._owner_keys.pop(owner_id, None)
+
+    # -- blobs -----------------------------------------------------------------------------
+
+    def write_blob(self, path: Path, data: bytes) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        temp = path.with_name(TEMP_PREFIX + path.name)
+        try:
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(temp, path)
+            fd = os.open(path.parent, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            temp.unlink(missing_ok=True)
+            raise StoreError(f"could not write {path.name}: {exc.strerror}") from exc
+
+    def sweep(self) -> int:
+        """Delete temp files and blobs that no row points at (see the module docstring)."""
+        known = {r["blob_path"] for r in self.db.query("SELECT blob_path FROM clips")}
+        known |= {r["blob_path"] for r in self.db.query("SELECT blob_path FROM quarantine")}
+        removed = 0
+        for root in (self.blob_root, self.quarantine_root):
+            for path in root.rglob("*"):
+                if path.is_file() and str(path.relative_to(self.data_dir)) not in known:
+                    path.unlink()
+                    removed += 1
+        return removed
+
+    def counts(self) -> dict[str, int]:
+        """Admin totals (numbers only: no call lists clips across owners)."""
+        tables = ("owners", "devices", "clips", "quarantine", "audit")
+        return {t: self.db.query(f"SELECT count(*) AS n FROM {t}")[0]["n"] for t in tables}
+
+    def close(self) -> None:
+        self.db.close()

@@ -1,0 +1,226 @@
+"""The ingest core over a real SQLite store: stored, duplicate, and every rejection reason,
+none of which touches any owner's clips."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import struct
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from cloud.crypto import CryptoError
+from cloud.ingest import Ingestor
+from cloud.store import Store
+from earmark_wire.envelope import MAX_ENVELOPE_BYTES, decode_envelope
+from tests.cloudkit import SimDevice, make_store, new_clip_id
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    return make_store(tmp_path / "cloud")
+
+
+@pytest.fixture
+def pair(store: Store) -> tuple[SimDevice, SimDevice]:
+    """Alice's kitchen device and Bob's den device, registered."""
+    alice = store.registry.add_owner("Alice")
+    bob = store.registry.add_owner("Bob")
+    a = SimDevice("kitchen", alice.owner_id)
+    b = SimDevice("den-pi", bob.owner_id)
+    store.registry.add_device(alice.owner_id, a.public_key, a.device_id)
+    store.registry.add_device(bob.owner_id, b.public_key, b.device_id)
+    return a, b
+
+
+def snapshot(store: Store) -> dict[str, list[tuple[str, str]]]:
+    return {o.owner_id: [(c.clip_id, c.envelope_sha256) for c in store.clips.of_owner(o.owner_id)]
+            for o in store.registry.owners()}
+
+
+def test_a_clip_is_stored_sealed_under_its_owner(store: Store, pair: tuple[SimDevice, SimDevice]) -> None:
+    a, _ = pair
+    envelope = a.clip(canary=b"ALICE-CANARY-0001")
+    outcome = Ingestor(store).handle(a.topic, envelope)
+    assert (outcome.status, outcome.owner_id) == ("stored", a.owner_id)
+    assert outcome.receipt() is not None and outcome.receipt().status == "stored"  # type: ignore[union-attr]
+    [row] = store.clips.of_owner(a.owner_id)
+    assert row.blob_path.startswith(f"blobs/{a.owner_id}/")
+    blob = (store.data_dir / row.blob_path).read_bytes()
+    assert b"ALICE-CANARY-0001" not in blob  # encrypted at rest
+    assert store.clips.read(a.owner_id, row) == envelope
+    assert [e["event"] for e in store.audit.events()][0] == "clip_stored"
+
+
+def test_the_same_clip_again_is_a_duplicate_stored_once(store: Store, pair: tuple[SimDevice, SimDevice]) -> None:
+    a, _ = pair
+    envelope = a.clip()
+    ingest = Ingestor(store)
+    assert ingest.handle(a.topic, envelope).status == "stored"
+    assert ingest.handle(a.topic, envelope).status == "duplicate"
+    assert store.clips.count(a.owner_id) == 1
+
+
+def rejections(a: SimDevice, b: SimDevice, store: Store) -> dict[str, tuple[str, bytes]]:
+    """One message per rejection reason: (topic, payload)."""
+    good = a.clip(seed=1)
+    env = decode_envelope(good)
+    stranger = SimDevice("stranger", a.owner_id)
+    preamble = struct.pack(">4sBBII", b"EMRK", 2, 0, len(env.header_bytes), len(env.audio))
+    return {
+        "unknown_device": (stranger.topic, stranger.clip()),
+        "bad_signature": (a.topic, a.resign(good, key=Ed25519PrivateKey.generate())),
+        "owner_mismatch": (a.topic, a.resign(good, owner_id=b.owner_id, clip_id=new_clip_id())),
+        "device_mismatch": (b.topic, b.resign(good, clip_id=new_clip_id())),  # B signs a clip naming A
+        "oversize": (a.topic, good + b"\0" * (MAX_ENVELOPE_BYTES + 1 - len(good))),
+        "malformed": (a.topic, good[:100]),
+        "unknown_version": (a.topic, preamble + good[14:]),
+        "bad_topic": ("earmark/v1/clips/../den-pi", good),
+    }
+
+
+@pytest.mark.parametrize("reason", ["unknown_device", "bad_signature", "owner_mismatch", "device_mismatch",
+                                    "oversize", "malformed", "unknown_version", "bad_topic"])
+def test_each_rejection_is_quarantined_and_changes_no_owners_clips(
+        store: Store, pair: tuple[SimDevice, SimDevice], reason: str) -> None:
+    a, b = pair
+    ingest = Ingestor(store)
+    ingest.handle(a.topic, a.clip(seed=7))
+    ingest.handle(b.topic, b.clip(seed=8))
+    before = snapshot(store)
+    topic, payload = rejections(a, b, store)[reason]
+
+    outcome = ingest.handle(topic, payload)
+    assert (outcome.status, outcome.reason) == ("rejected", reason)
+    assert snapshot(store) == before
+    [q] = store.quarantine.all()
+    assert q.reason == reason
+    assert store.quarantine.payload(q) == payload  # kept whole, sealed under no owner
+    assert not (store.data_dir / q.blob_path).read_bytes().startswith(payload[:14])
+    assert store.audit.events()[0]["event"] == "clip_quarantined"
+
+
+def test_a_revoked_device_is_rejected(store: Store, pair: tuple[SimDevice, SimDevice]) -> None:
+    a, _ = pair
+    store.registry.revoke_device(a.device_id)
+    before = snapshot(store)
+    assert Ingestor(store).handle(a.topic, a.clip()).reason == "revoked_device"
+    assert snapshot(store) == before
+
+
+def test_same_id_with_different_bytes_is_quarantined_and_the_first_kept(
+        store: Store, pair: tuple[SimDevice, SimDevice]) -> None:
+    a, _ = pair
+    first = a.clip(seed=1)
+    clip_id = decode_envelope(first).header.clip_id
+    second = a.resign(a.clip(seed=2), clip_id=clip_id)
+    ingest = Ingestor(store)
+    assert ingest.handle(a.topic, first).status == "stored"
+    before = snapshot(store)
+    assert ingest.handle(a.topic, second).reason == "clip_id_conflict"
+    assert snapshot(store) == before
+    [row] = store.clips.of_owner(a.owner_id)
+    assert store.clips.read(a.owner_id, row) == first
+
+
+def test_a_redelivered_rejection_is_recorded_once(store: Store, pair: tuple[SimDevice, SimDevice]) -> None:
+    a, _ = pair
+    bad = a.resign(a.clip(), key=Ed25519PrivateKey.generate())
+    ingest = Ingestor(store)
+    assert ingest.handle(a.topic, bad).reason == ingest.handle(a.topic, bad).reason == "bad_signature"
+    assert len(store.quarantine.all()) == 1
+
+
+def test_the_binding_at_capture_time_decides_the_owner(store: Store, pair: tuple[SimDevice, SimDevice]) -> None:
+    a, b = pair
+    before_move = datetime.now(UTC)
+    store.registry.rebind_device(a.device_id, b.owner_id)
+    after_move = datetime.now(UTC) + timedelta(seconds=1)
+    ingest = Ingestor(store)
+
+    old = a.clip(seed=3, captured=before_move)  # tagged Alice, captured while Alice's
+    assert ingest.handle(a.topic, old).owner_id == a.owner_id
+    late_claim = a.clip(seed=4, captured=after_move)  # still tagged Alice, but captured after the move
+    assert ingest.handle(a.topic, late_claim).reason == "owner_mismatch"
+    moved = SimDevice(a.device_id, b.owner_id, a.key)
+    assert ingest.handle(a.topic, moved.clip(seed=5, captured=after_move)).owner_id == b.owner_id
+    assert store.clips.count(a.owner_id) == 1 and store.clips.count(b.owner_id) == 1
+
+
+def test_a_blob_moved_under_another_owner_fails_to_decrypt(store: Store, pair: tuple[SimDevice, SimDevice]) -> None:
+    a, b = pair
+    ingest = Ingestor(store)
+    ingest.handle(a.topic, a.clip(seed=1))
+    ingest.handle(b.topic, b.clip(seed=2))
+    [a_row], [b_row] = store.clips.of_owner(a.owner_id), store.clips.of_owner(b.owner_id)
+    # Copy Alice's sealed clip over Bob's file: it is under Bob's prefix now, but not Bob's.
+    (store.data_dir / b_row.blob_path).write_bytes((store.data_dir / a_row.blob_path).read_bytes())
+    with pytest.raises(CryptoError):
+        store.clips.read(b.owner_id, b_row)
+    # And pointing Alice's row at her own blob from Bob's side does not open it either.
+    with pytest.raises(CryptoError):
+        store.clips.read(b.owner_id, a_row)
+
+
+def test_a_crash_between_blob_and_row_is_swept_and_the_clip_stored_on_redelivery(
+        store: Store, pair: tuple[SimDevice, SimDevice]) -> None:
+    a, _ = pair
+    envelope = a.clip()
+    clip_id = decode_envelope(envelope).header.clip_id
+    orphan = store.data_dir / store.clips.blob_path(a.owner_id, clip_id)
+    store.write_blob(orphan, b"half-finished ingest")  # the blob landed, the crash hit before the row
+    reopened = Store(store.data_dir, store.data_dir / "secrets" / "master.key")
+    assert reopened.sweep() == 1 and not orphan.exists()
+    assert Ingestor(reopened).handle(a.topic, envelope).status == "stored"
+    [row] = reopened.clips.of_owner(a.owner_id)
+    assert reopened.clips.read(a.owner_id, row) == envelope
+
+
+def test_the_audit_log_finds_edited_and_missing_events(store: Store, pair: tuple[SimDevice, SimDevice]) -> None:
+    a, _ = pair
+    ingest = Ingestor(store)
+    for seed in range(4):
+        ingest.handle(a.topic, a.clip(seed=seed))
+    assert store.audit.verify() == []
+    db = sqlite3.connect(store.db.path)
+    last = db.execute("SELECT max(seq) FROM audit").fetchone()[0]
+
+    db.execute("UPDATE audit SET detail = ? WHERE seq = 4", (json.dumps({"envelope_sha256": "0" * 64}),))
+    db.commit()
+    assert [p.seq for p in store.audit.verify()] == [4]
+    db.execute("DELETE FROM audit WHERE seq = 4")
+    db.commit()
+    assert 4 in [p.seq for p in store.audit.verify()]
+    db.execute("DELETE FROM audit WHERE seq >= 4")
+    db.commit()
+    problems = store.audit.verify()
+    assert problems and "missing from the end" in problems[-1].message and str(last) in problems[-1].message
+
+
+def test_a_wrong_master_key_is_refused(tmp_path: Path) -> None:
+    from cloud.crypto import create_master_key
+    from cloud.db import StoreError
+
+    store = make_store(tmp_path / "cloud")
+    store.close()
+    other = tmp_path / "other.key"
+    create_master_key(other)
+    with pytest.raises(StoreError, match="wrong master key"):
+        Store(tmp_path / "cloud", other)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(topic=st.sampled_from(["earmark/v1/clips/kitchen", "earmark/v1/clips/den-pi", "earmark/v1/clips/",
+                              "earmark/v1/clips/nobody", "x"]),
+       payload=st.binary(max_size=600) | st.sampled_from([b"EMRK\x01\x00" + b"\0" * 80]))
+def test_any_message_is_judged_never_raised(store: Store, pair: tuple[SimDevice, SimDevice],
+                                            topic: str, payload: bytes) -> None:
+    before = snapshot(store)
+    outcome = Ingestor(store).handle(topic, payload)
+    assert outcome.status == "rejected"
+    assert snapshot(store) == before
