@@ -41,6 +41,9 @@ class OwnerError(LookupError):
 class Store:
     def __init__(self, data_dir: Path, master_key_path: Path, create: bool = False) -> None:
         self.data_dir = Path(data_dir)
+        if create:  # rows are metadata about people: nobody else on the machine reads them
+            self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self.data_dir.chmod(0o700)
         self.master_key = load_master_key(master_key_path)
         self.db = Database(self.data_dir / "earmark.db", create=create)
         self.audit = AuditLog(self.db, self.data_dir / "audit.head")

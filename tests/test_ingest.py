@@ -54,7 +54,7 @@ def test_a_clip_is_stored_sealed_under_its_owner(store: Store, pair: tuple[SimDe
     blob = (store.data_dir / row.blob_path).read_bytes()
     assert b"ALICE-CANARY-0001" not in blob  # encrypted at rest
     assert store.clips.read(a.owner_id, row) == envelope
-    assert [e["event"] for e in store.audit.events()][0] == "clip_stored"
+    assert store.audit.events()[0]["event"] == "clip_stored"
 
 
 def test_the_same_clip_again_is_a_duplicate_stored_once(store: Store, pair: tuple[SimDevice, SimDevice]) -> None:

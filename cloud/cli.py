@@ -1,0 +1,266 @@
+"""`earmark-cloud`: create the store, manage owners and devices, inspect clips, quarantine
+and the audit log, and run the ingester. Admin commands print ids so scripts can capture
+them, and take --json for machine-readable output. Errors a user can cause print one line
+and exit 2."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sqlite3
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from cloud.crypto import CryptoError, MasterKeyError, create_master_key
+from cloud.db import StoreError
+from cloud.registry import RegistryError
+from cloud.settings import CloudSettings, ConfigError, default_data_dir, load_settings
+from cloud.store import Store
+
+USER_ERRORS = (ConfigError, StoreError, MasterKeyError, RegistryError, CryptoError, OSError)
+log = logging.getLogger("earmark.cloud")
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", type=Path, help=f"the store (default: $EARMARK_CLOUD_DIR or {default_data_dir()})")
+    p.add_argument("--config", type=Path, help="TOML config (default: <data-dir>/cloud.toml if it exists)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("-v", "--verbose", action="store_true")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="earmark-cloud", description="Earmark cloud: registry, ingester, store.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def command(name: str, handler: Callable[[argparse.Namespace], int], helptext: str,
+                parent: Any = sub) -> argparse.ArgumentParser:
+        p: argparse.ArgumentParser = parent.add_parser(name, help=helptext)
+        _common(p)
+        p.set_defaults(handler=handler)
+        return p
+
+    command("init", cmd_init, "create the store and the master key (0600)")
+
+    owner = sub.add_parser("owner", help="owners").add_subparsers(dest="owner_command", required=True)
+    command("add", cmd_owner_add, "add an owner; prints its id", owner).add_argument("--name", required=True)
+    command("list", cmd_owner_list, "list owners", owner)
+
+    device = sub.add_parser("device", help="devices").add_subparsers(dest="device_command", required=True)
+    add = command("add", cmd_device_add, "register a device's public key to an owner; prints its id", device)
+    add.add_argument("--owner", required=True, help="owner id")
+    add.add_argument("--public-key", required=True, help="ed25519:… as printed by `earmark-device keygen`")
+    add.add_argument("--device-id", help="id to use (default: generated); also the device's broker username")
+    command("revoke", cmd_device_revoke, "revoke a device: its clips are refused from now on",
+            device).add_argument("device_id")
+    rebind = command("rebind", cmd_device_rebind, "move a device to another owner from now on", device)
+    rebind.add_argument("device_id")
+    rebind.add_argument("--owner", required=True)
+    command("list", cmd_device_list, "list devices", device).add_argument("--owner")
+
+    clips = sub.add_parser("clips", help="clips").add_subparsers(dest="clips_command", required=True)
+    command("list", cmd_clips_list, "an owner's clips", clips).add_argument("--owner", required=True)
+
+    quarantine = sub.add_parser("quarantine", help="rejected payloads").add_subparsers(
+        dest="quarantine_command", required=True)
+    command("list", cmd_quarantine_list, "list quarantined payloads", quarantine)
+    command("show", cmd_quarantine_show, "one quarantined payload's record and header",
+            quarantine).add_argument("quarantine_id")
+    purge = command("purge", cmd_quarantine_purge, "delete quarantined payloads", quarantine)
+    purge.add_argument("quarantine_ids", nargs="*")
+    purge.add_argument("--all", action="store_true")
+
+    audit = sub.add_parser("audit", help="the audit log").add_subparsers(dest="audit_command", required=True)
+    command("verify", cmd_audit_verify, "check the hash chain; exit 1 if anything was edited or removed", audit)
+
+    ingest = command("ingest", cmd_ingest, "run the ingester until SIGTERM")
+    ingest.add_argument("--broker", help="mqtt://HOST:PORT or mqtts://HOST:PORT")
+    ingest.add_argument("--username")
+    ingest.add_argument("--password", help="prefer broker.password_file or $EARMARK_BROKER_PASSWORD")
+    ingest.add_argument("--ca", help="CA certificate to pin for mqtts://")
+    ingest.add_argument("--metrics-port", type=int, help="port for /metrics and /healthz (0: off)")
+    return parser
+
+
+def _settings(args: argparse.Namespace, **flags: Any) -> CloudSettings:
+    config = args.config
+    if config is None:
+        default = (args.data_dir or default_data_dir()) / "cloud.toml"
+        config = default if default.is_file() else None
+    return load_settings(config, args.data_dir, **flags)
+
+
+def _store(args: argparse.Namespace) -> Store:
+    s = _settings(args)
+    return Store(Path(s.data_dir), s.master_key_path)
+
+
+def _emit(args: argparse.Namespace, rows: list[dict[str, Any]], columns: list[str]) -> None:
+    if args.json:
+        for row in rows:
+            print(json.dumps(row))
+        return
+    widths = {c: max([len(c)] + [len(str(r.get(c, ""))) for r in rows]) for c in columns}
+    print("  ".join(c.ljust(widths[c]) for c in columns))
+    for row in rows:
+        print("  ".join(str(row.get(c, "") if row.get(c) is not None else "-").ljust(widths[c]) for c in columns))
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    s = _settings(args)
+    made = create_master_key(s.master_key_path)
+    store = Store(Path(s.data_dir), s.master_key_path, create=True)
+    counts = store.counts()
+    result = {"data_dir": s.data_dir, "master_key_file": str(s.master_key_path), "master_key_created": made,
+              "owners": counts["owners"]}
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"store ready in {s.data_dir}; master key {'created' if made else 'kept'} at {s.master_key_path}")
+        print("keep the master key off the database's disk and backed up: without it no clip can be read")
+    return 0
+
+
+def cmd_owner_add(args: argparse.Namespace) -> int:
+    owner = _store(args).registry.add_owner(args.name)
+    print(json.dumps(asdict(owner)) if args.json else owner.owner_id)
+    return 0
+
+
+def cmd_owner_list(args: argparse.Namespace) -> int:
+    _emit(args, [asdict(o) for o in _store(args).registry.owners()],
+          ["owner_id", "display_name", "created_at", "erased_at"])
+    return 0
+
+
+def cmd_device_add(args: argparse.Namespace) -> int:
+    device = _store(args).registry.add_device(args.owner, args.public_key, args.device_id)
+    print(json.dumps(asdict(device)) if args.json else device.device_id)
+    return 0
+
+
+def cmd_device_revoke(args: argparse.Namespace) -> int:
+    device = _store(args).registry.revoke_device(args.device_id)
+    print(json.dumps(asdict(device)) if args.json else f"{device.device_id} revoked at {device.revoked_at}")
+    return 0
+
+
+def cmd_device_rebind(args: argparse.Namespace) -> int:
+    device = _store(args).registry.rebind_device(args.device_id, args.owner)
+    print(json.dumps(asdict(device)) if args.json else f"{device.device_id} now belongs to {device.owner_id}")
+    return 0
+
+
+def cmd_device_list(args: argparse.Namespace) -> int:
+    _emit(args, [asdict(d) for d in _store(args).registry.devices(args.owner)],
+          ["device_id", "owner_id", "bound_at", "revoked_at", "public_key"])
+    return 0
+
+
+def cmd_clips_list(args: argparse.Namespace) -> int:
+    store = _store(args)
+    if store.registry.owner(args.owner) is None:
+        raise RegistryError(f"no owner {args.owner}")
+    rows = [{"clip_id": c.clip_id, "device_id": c.device_id, "captured_at": c.captured_at,
+             "duration_s": c.duration_ms / 1000, "wake_word": c.wake_word or f"({c.trigger})"}
+            for c in store.clips.of_owner(args.owner)]
+    _emit(args, rows, ["clip_id", "device_id", "captured_at", "duration_s", "wake_word"])
+    return 0
+
+
+def cmd_quarantine_list(args: argparse.Namespace) -> int:
+    rows = [asdict(q) for q in _store(args).quarantine.all()]
+    _emit(args, rows, ["quarantine_id", "received_at", "reason", "topic", "envelope_bytes"])
+    return 0
+
+
+def cmd_quarantine_show(args: argparse.Namespace) -> int:
+    from earmark_wire.envelope import EnvelopeError, decode_envelope
+
+    store = _store(args)
+    row = store.quarantine.get(args.quarantine_id)
+    if row is None:
+        raise RegistryError(f"no quarantined payload {args.quarantine_id}")
+    shown: dict[str, Any] = asdict(row)
+    try:
+        shown["header"] = asdict(decode_envelope(store.quarantine.payload(row)).header)
+    except EnvelopeError as exc:
+        shown["header"] = None
+        shown["parse_error"] = str(exc)
+    print(json.dumps(shown, indent=None if args.json else 2))
+    return 0
+
+
+def cmd_quarantine_purge(args: argparse.Namespace) -> int:
+    store = _store(args)
+    ids = [q.quarantine_id for q in store.quarantine.all()] if args.all else args.quarantine_ids
+    if not ids:
+        raise RegistryError("name quarantine ids to purge, or --all")
+    count = store.quarantine.purge(ids)
+    print(json.dumps({"purged": count}) if args.json else f"purged {count} payload(s)")
+    return 0
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    store = _store(args)
+    problems = store.audit.verify()
+    events = store.counts()["audit"]
+    if args.json:
+        print(json.dumps({"events": events, "problems": [asdict(p) for p in problems]}))
+    else:
+        for p in problems:
+            print(f"event {p.seq}: {p.message}")
+        print(f"{events} event(s); " + ("chain intact" if not problems else f"{len(problems)} problem(s)"))
+    return 1 if problems else 0
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from cloud.ingest import Ingestor
+    from cloud.metrics import Metrics, serve
+    from cloud.service import IngestService
+
+    s = _settings(args, url=args.broker, username=args.username, password=args.password, ca=args.ca,
+                  metrics_port=args.metrics_port)
+    store = Store(Path(s.data_dir), s.master_key_path)
+    swept = store.sweep()
+    if swept:
+        log.warning("swept %d blob(s) left by an interrupted ingest; their messages will be redelivered", swept)
+    metrics = Metrics()
+    service = IngestService(s, Ingestor(store, s.max_envelope_bytes), metrics)
+    server = serve(metrics, service.health, s.metrics.host, s.metrics.port) if s.metrics.port else None
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    log.info("ingesting from %s as %s (share group %s)", s.broker.url, s.broker.username or "anonymous",
+             s.broker.share_group)
+    try:
+        service.run(stop)
+    finally:
+        if server is not None:
+            server.shutdown()
+        store.close()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    try:
+        return handler(args)
+    except USER_ERRORS as exc:
+        print(f"earmark-cloud: error: {exc}", file=sys.stderr)
+        return 2
+    except sqlite3.DatabaseError as exc:
+        print(f"earmark-cloud: error: the database is unusable: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,143 @@
+"""`earmark-cloud ingest`: the ingest core behind an MQTT 5 shared subscription.
+
+paho-mqtt's network thread only queues arriving messages. The main thread takes them in
+arrival order, runs the ingest core, and only after the store's durable commit acks the
+message (manual ack, so the acks go out in arrival order) and then publishes the receipt.
+An ack is sent only on the connection the message came in on: after a reconnect the broker
+redelivers what was not acked, and de-duplication by clip id makes that harmless. If the
+store cannot take a message (disk full), it is retried with backoff and never acked
+meanwhile. SIGTERM finishes the message in hand, acks it, and leaves.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import ssl
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from cloud.db import StoreError
+from cloud.ingest import Ingestor
+from cloud.metrics import Metrics
+from cloud.settings import CloudSettings
+from earmark_wire.topics import receipt_topic, shared_clip_subscription
+
+log = logging.getLogger(__name__)
+SESSION_EXPIRY_S = 7 * 24 * 3600  # the broker keeps our queue for a week of downtime
+
+
+@dataclass(frozen=True)
+class Arrival:
+    generation: int  # which connection it came in on
+    mid: int
+    qos: int
+    topic: str
+    payload: bytes
+    arrived: float
+
+
+def make_client(settings: CloudSettings, client_id: str) -> mqtt.Client:
+    """A paho client with our protocol choices; the seam tests and benchmarks reuse."""
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5, manual_ack=True)
+    if settings.broker.username:
+        client.username_pw_set(settings.broker.username, settings.broker_password())
+    if settings.broker.tls:
+        client.tls_set(ca_certs=settings.broker.ca or None, cert_reqs=ssl.CERT_REQUIRED,
+                       tls_version=ssl.PROTOCOL_TLS_CLIENT)
+    client.reconnect_delay_set(min_delay=1, max_delay=30)
+    return client
+
+
+class IngestService:
+    def __init__(self, settings: CloudSettings, ingestor: Ingestor, metrics: Metrics) -> None:
+        self.settings = settings
+        self.ingestor = ingestor
+        self.metrics = metrics
+        self.arrivals: queue.Queue[Arrival] = queue.Queue()
+        self.generation = 0
+        self.connected = threading.Event()
+        self.client = make_client(settings, settings.broker.client_id)
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_message = self._on_message
+
+    # -- paho callbacks (network thread) ---------------------------------------------------
+
+    def _on_connect(self, client: mqtt.Client, _userdata: Any, flags: Any, reason: Any, _props: Any) -> None:
+        if reason.is_failure:
+            log.error("broker refused the connection: %s", reason)
+            return
+        self.generation += 1
+        self.connected.set()
+        self.metrics.connected.set(1)
+        client.subscribe(shared_clip_subscription(self.settings.broker.share_group), qos=1)
+        log.info("connected to %s (session %s)", self.settings.broker.url,
+                 "resumed" if flags.session_present else "new")
+
+    def _on_disconnect(self, _client: mqtt.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any) -> None:
+        self.connected.clear()
+        self.metrics.connected.set(0)
+        log.warning("disconnected from the broker (%s); reconnecting", reason)
+
+    def _on_message(self, _client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
+        self.arrivals.put(Arrival(self.generation, message.mid, message.qos, message.topic,
+                                  bytes(message.payload), time.monotonic()))
+
+    # -- main thread -----------------------------------------------------------------------
+
+    def health(self) -> dict[str, bool]:
+        try:
+            self.ingestor.store.db.query("SELECT 1")
+            store_ok = True
+        except Exception:  # any failure means "not healthy"; the detail is in the log
+            store_ok = False
+        return {"broker": self.connected.is_set(), "store": store_ok}
+
+    def run(self, stop: threading.Event) -> None:
+        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        properties.SessionExpiryInterval = SESSION_EXPIRY_S
+        b = self.settings.broker
+        self.client.connect_async(b.host, b.port, keepalive=b.keepalive_s, clean_start=False,
+                                  properties=properties)
+        self.client.loop_start()
+        try:
+            while not stop.is_set():
+                try:
+                    arrival = self.arrivals.get(timeout=0.2)
+                except queue.Empty:
+                    continue
+                self._process(arrival, stop)
+        finally:
+            self.client.disconnect()
+            self.client.loop_stop()
+            log.info("ingester stopped; %d unacked message(s) will be redelivered", self.arrivals.qsize())
+
+    def _process(self, arrival: Arrival, stop: threading.Event) -> None:
+        delay = 0.5
+        while True:
+            try:
+                outcome = self.ingestor.handle(arrival.topic, arrival.payload)
+                break
+            except StoreError as exc:
+                self.metrics.store_errors.inc()
+                log.error("store cannot take a message, will retry in %.0f s (not acked): %s", delay, exc)
+                if stop.wait(delay):
+                    return
+                delay = min(delay * 2, 30)
+        if arrival.qos > 0 and arrival.generation == self.generation and self.connected.is_set():
+            self.client.ack(arrival.mid, arrival.qos)
+        self.metrics.latency.observe(time.monotonic() - arrival.arrived)
+        self.metrics.clips.labels(outcome.status).inc()
+        if outcome.status == "rejected":
+            self.metrics.rejections.labels(outcome.reason).inc()
+        receipt = outcome.receipt()
+        if receipt is not None and outcome.device_id is not None:
+            self.client.publish(receipt_topic(outcome.device_id), receipt.encode(), qos=1)

@@ -1,0 +1,139 @@
+"""Cloud configuration: one TOML file loaded once into frozen dataclasses; flags override.
+Every key is documented in deploy/earmark-cloud.example.toml."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from earmark_wire.envelope import MAX_ENVELOPE_BYTES
+
+
+class ConfigError(ValueError):
+    """A configuration problem a user can fix; the message names the key."""
+
+
+@dataclass(frozen=True)
+class BrokerSettings:
+    url: str = "mqtt://127.0.0.1:1883"  # mqtt://host:port or mqtts://host:port (TLS)
+    username: str = ""
+    password_file: str = ""  # a file holding the password (preferred over --password)
+    ca: str = ""  # CA certificate to pin for mqtts://
+    client_id: str = "earmark-ingester"
+    share_group: str = "earmark-ingest"
+    keepalive_s: int = 30
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.url).hostname or "127.0.0.1"
+
+    @property
+    def port(self) -> int:
+        parts = urlsplit(self.url)
+        return parts.port or (8883 if parts.scheme == "mqtts" else 1883)
+
+    @property
+    def tls(self) -> bool:
+        return urlsplit(self.url).scheme == "mqtts"
+
+
+@dataclass(frozen=True)
+class MetricsSettings:
+    host: str = "127.0.0.1"
+    port: int = 9108  # 0 turns the metrics and health endpoint off
+
+
+@dataclass(frozen=True)
+class CloudSettings:
+    data_dir: str
+    master_key_file: str = ""  # "" means <data_dir>/secrets/master.key; keep it off the database's disk
+    max_envelope_bytes: int = MAX_ENVELOPE_BYTES
+    broker: BrokerSettings = field(default_factory=BrokerSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    password: str = field(default="", repr=False)  # from --password or EARMARK_BROKER_PASSWORD only
+
+    @property
+    def master_key_path(self) -> Path:
+        return Path(self.master_key_file) if self.master_key_file else Path(self.data_dir) / "secrets" / "master.key"
+
+    def broker_password(self) -> str:
+        if self.password:
+            return self.password
+        if self.broker.password_file:
+            try:
+                return Path(self.broker.password_file).read_text().strip()
+            except OSError as exc:
+                raise ConfigError(f"broker.password_file {self.broker.password_file}: {exc.strerror}") from None
+        return os.environ.get("EARMARK_BROKER_PASSWORD", "")
+
+
+def default_data_dir() -> Path:
+    if env := os.environ.get("EARMARK_CLOUD_DIR"):
+        return Path(env)
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "earmark-cloud"
+
+
+_TYPES: dict[str, tuple[type, ...]] = {"str": (str,), "int": (int,)}
+
+
+def _section(cls: type, raw: Any, prefix: str) -> Any:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config key {prefix}: expected a table")
+    known = {f.name: str(f.type) for f in fields(cls)}
+    for key, value in raw.items():
+        if key not in known or key == "password":
+            raise ConfigError(f"config key {prefix}{key} is unknown")
+        allowed = _TYPES.get(known[key])
+        if allowed is None or isinstance(value, bool) or not isinstance(value, allowed):
+            raise ConfigError(f"config key {prefix}{key}: expected {known[key]}, got {type(value).__name__}")
+    return cls(**raw)
+
+
+def load_settings(path: Path | None, data_dir: Path | None = None, **flags: Any) -> CloudSettings:
+    raw: dict[str, Any] = {}
+    if path is not None:
+        try:
+            raw = tomllib.loads(Path(path).read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path} does not exist") from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    raw = dict(raw)
+    broker = _section(BrokerSettings, raw.pop("broker", {}), "broker.")
+    metrics = _section(MetricsSettings, raw.pop("metrics", {}), "metrics.")
+    top: CloudSettings = _section(CloudSettings, {"data_dir": "", **raw}, "")
+    chosen = data_dir or (Path(top.data_dir) if top.data_dir else default_data_dir())
+    given = {k: v for k, v in flags.items() if v is not None}
+    broker = replace(broker, **{k: str(given.pop(k)) for k in ("url", "username", "ca") if k in given})
+    if "metrics_port" in given:
+        metrics = replace(metrics, port=int(given.pop("metrics_port")))
+    settings = replace(top, data_dir=str(chosen), broker=broker, metrics=metrics,
+                       password=str(given.pop("password", "")))
+    if given:
+        raise TypeError(f"unknown flags {sorted(given)}")
+    validate(settings)
+    return settings
+
+
+def validate(s: CloudSettings) -> None:
+    def need(ok: bool, key: str, why: str) -> None:
+        if not ok:
+            raise ConfigError(f"config key {key}: {why}")
+
+    parts = urlsplit(s.broker.url)
+    need(parts.scheme in ("mqtt", "mqtts") and bool(parts.hostname), "broker.url",
+         "must be mqtt://HOST:PORT or mqtts://HOST:PORT")
+    try:
+        parts.port  # noqa: B018 - raises on a bad port
+    except ValueError:
+        need(False, "broker.url", "has a bad port")
+    need(not s.broker.ca or s.broker.tls, "broker.ca", "only applies to an mqtts:// url")
+    need(5 <= s.broker.keepalive_s <= 3600, "broker.keepalive_s", "must be 5..3600")
+    need(0 <= s.metrics.port <= 65535, "metrics.port", "must be 0..65535")
+    need(1024 <= s.max_envelope_bytes <= MAX_ENVELOPE_BYTES, "max_envelope_bytes",
+         f"must be 1024..{MAX_ENVELOPE_BYTES}")

@@ -1,0 +1,206 @@
+"""`earmark-cloud ingest` as a process against a real Mosquitto: clips stored once with
+receipts, metrics and health, a SIGKILL mid-stream, a broker that is not up yet."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from cloud.store import Store
+from earmark_wire.envelope import decode_envelope
+from earmark_wire.receipt import parse_receipt
+from tests.broker import Mosquitto, free_port
+from tests.cloudkit import SimDevice, make_store
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class Ingester:
+    def __init__(self, data_dir: Path, broker: Mosquitto, log: Path) -> None:
+        self.data_dir, self.broker, self.log = data_dir, broker, log
+        self.metrics_port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Ingester:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "cloud.cli", "ingest", "--data-dir", str(self.data_dir),
+             "--broker", self.broker.url, "--metrics-port", str(self.metrics_port)],
+            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=open(self.log, "ab"))  # noqa: SIM115
+        return self
+
+    def get(self, path: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}{path}", timeout=2) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode()
+
+    def wait_healthy(self, timeout: float = 20) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if self.get("/healthz")[0] == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError(f"ingester not healthy: {self.log.read_text()[-2000:]}")
+
+    def kill(self, sig: int = signal.SIGKILL) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+        return self.proc.wait(timeout=30)
+
+
+class DeviceLink:
+    """A device's MQTT side, by hand: publishes envelopes, collects its receipts."""
+
+    def __init__(self, device: SimDevice, broker: Mosquitto) -> None:
+        self.receipts: dict[str, str] = {}
+        self.lock = threading.Lock()
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=device.device_id, protocol=mqtt.MQTTv5)
+        self.client.on_message = self._on_message
+        self.client.connect("127.0.0.1", broker.port)
+        self.client.subscribe(f"earmark/v1/receipts/{device.device_id}", qos=1)
+        self.client.loop_start()
+        self.device = device
+
+    def _on_message(self, _c: object, _u: object, message: mqtt.MQTTMessage) -> None:
+        receipt = parse_receipt(message.payload)
+        with self.lock:
+            self.receipts[receipt.clip_id] = receipt.status
+
+    def publish(self, envelope: bytes) -> None:
+        self.client.publish(self.device.topic, envelope, qos=1).wait_for_publish(10)
+
+    def wait_receipts(self, count: int, timeout: float = 60) -> dict[str, str]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.lock:
+                if len(self.receipts) >= count:
+                    return dict(self.receipts)
+            time.sleep(0.05)
+        raise AssertionError(f"only {len(self.receipts)} of {count} receipts arrived")
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Mosquitto]:
+    b = Mosquitto(tmp_path / "broker").start()
+    yield b
+    b.stop()
+
+
+@pytest.fixture
+def cloud(tmp_path: Path) -> tuple[Path, SimDevice]:
+    store = make_store(tmp_path / "cloud")
+    owner = store.registry.add_owner("Alice")
+    device = SimDevice("kitchen", owner.owner_id)
+    store.registry.add_device(owner.owner_id, device.public_key, device.device_id)
+    store.close()
+    return tmp_path / "cloud", device
+
+
+def stored(data_dir: Path, owner_id: str) -> list[str]:
+    store = Store(data_dir, data_dir / "secrets" / "master.key")
+    try:
+        return [c.clip_id for c in store.clips.of_owner(owner_id)]
+    finally:
+        store.close()
+
+
+def test_clips_are_stored_once_with_receipts_metrics_and_health(
+        tmp_path: Path, broker: Mosquitto, cloud: tuple[Path, SimDevice]) -> None:
+    data_dir, device = cloud
+    ingester = Ingester(data_dir, broker, tmp_path / "ingest.log").start()
+    ingester.wait_healthy()
+    link = DeviceLink(device, broker)
+    envelopes = [device.clip(seed=i) for i in range(10)]
+    for envelope in envelopes:
+        link.publish(envelope)
+    link.publish(envelopes[0])  # a resend: answered "duplicate", stored once
+    stranger = SimDevice("kitchen", device.owner_id)  # same topic, wrong key
+    link.publish(stranger.clip(seed=99))
+    receipts = link.wait_receipts(11)
+    ids = [decode_envelope(e).header.clip_id for e in envelopes]
+    assert all(receipts[i] in ("stored", "duplicate") for i in ids)
+    assert list(receipts.values()).count("rejected") == 1
+    assert sorted(stored(data_dir, device.owner_id)) == sorted(ids)
+
+    status, text = ingester.get("/metrics")
+    assert status == 200
+    assert 'earmark_clips_total{status="stored"} 10.0' in text
+    assert 'earmark_clips_total{status="duplicate"} 1.0' in text
+    assert 'earmark_rejections_total{reason="bad_signature"} 1.0' in text
+    assert "earmark_ingest_seconds_count 12.0" in text
+    assert json.loads(ingester.get("/healthz")[1]) == {"broker": "ok", "store": "ok"}
+
+    assert ingester.kill(signal.SIGTERM) == 0
+    link.close()
+
+
+def test_killing_the_ingester_mid_stream_loses_and_doubles_nothing(
+        tmp_path: Path, broker: Mosquitto, cloud: tuple[Path, SimDevice]) -> None:
+    data_dir, device = cloud
+    ingester = Ingester(data_dir, broker, tmp_path / "ingest.log").start()
+    ingester.wait_healthy()
+    link = DeviceLink(device, broker)
+    envelopes = [device.clip(seed=i, seconds=2.0) for i in range(60)]
+    ids = {decode_envelope(e).header.clip_id for e in envelopes}
+
+    def publish_all() -> None:
+        for envelope in envelopes:
+            link.publish(envelope)
+
+    publisher = threading.Thread(target=publish_all)
+    publisher.start()
+    link.wait_receipts(15)
+    ingester.kill(signal.SIGKILL)  # mid-stream, with messages in flight
+    killed_at = len(link.receipts)
+    publisher.join()
+    Ingester(data_dir, broker, tmp_path / "ingest2.log").start().wait_healthy()
+    receipts = link.wait_receipts(60)
+
+    clips = stored(data_dir, device.owner_id)
+    assert len(clips) == len(set(clips)) == 60 and set(clips) == ids
+    assert set(receipts) == ids and set(receipts.values()) <= {"stored", "duplicate"}
+    assert killed_at < 60, "the kill came too late to test anything"
+    link.close()
+
+
+def test_the_ingester_waits_for_a_broker_that_is_not_up_yet(
+        tmp_path: Path, cloud: tuple[Path, SimDevice]) -> None:
+    data_dir, device = cloud
+    broker = Mosquitto(tmp_path / "late-broker")
+    ingester = Ingester(data_dir, broker, tmp_path / "ingest.log").start()
+    time.sleep(1.5)
+    assert ingester.get("/healthz")[0] == 503
+    broker.start()
+    try:
+        ingester.wait_healthy(timeout=40)
+        link = DeviceLink(device, broker)
+        link.publish(device.clip())
+        assert list(link.wait_receipts(1).values()) == ["stored"]
+        link.close()
+        assert ingester.kill(signal.SIGTERM) == 0
+    finally:
+        broker.stop()
+        if ingester.proc and ingester.proc.poll() is None:
+            ingester.kill()
+    assert os.path.exists(data_dir / "earmark.db")
