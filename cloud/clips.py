@@ -34,13 +34,23 @@ class ClipRow:
     stored_at: str
 
 
+@dataclass(frozen=True)
+class NewClip:
+    """A verified clip on its way into the store, under the owner the registry gave it."""
+
+    owner_id: str
+    envelope: Envelope
+    raw: bytes
+    digest: str  # SHA-256 of raw
+
+
 class Clips:
     def __init__(self, store: Store) -> None:
         self.store = store
         self.db = store.db
 
     def blob_path(self, owner_id: str, clip_id: str) -> str:
-        return f"blobs/{owner_id}/{clip_id[:2]}/{clip_id}.bin"
+        return f"blobs/{owner_id}/{clip_id}.bin"
 
     def fingerprint(self, clip_id: str) -> str | None:
         """The SHA-256 of the envelope stored under this clip id, whoever's it is (for
@@ -49,20 +59,26 @@ class Clips:
         return str(rows[0]["envelope_sha256"]) if rows else None
 
     def put(self, owner_id: str, envelope: Envelope, raw: bytes) -> None:
-        """Seal and store a verified clip under its owner: blob first, then the row and its
-        audit event in one durable transaction."""
-        h = envelope.header
-        key = self.store.owner_key(owner_id)
-        relative = self.blob_path(owner_id, h.clip_id)
-        self.store.write_blob(self.store.data_dir / relative,
-                              seal(key, raw, clip_aad(owner_id, h.device_id, h.clip_id)))
-        digest = hashlib.sha256(raw).hexdigest()
+        self.put_many([NewClip(owner_id, envelope, raw, hashlib.sha256(raw).hexdigest())])
+
+    def put_many(self, clips: list[NewClip]) -> None:
+        """Seal and store verified clips under their owners: every blob first, then all the
+        rows and their audit events in one durable transaction (group commit)."""
+        blobs, rows = [], []
+        for clip in clips:
+            h = clip.envelope.header
+            relative = self.blob_path(clip.owner_id, h.clip_id)
+            key = self.store.owner_key(clip.owner_id)
+            blobs.append((self.store.data_dir / relative,
+                          seal(key, clip.raw, clip_aad(clip.owner_id, h.device_id, h.clip_id))))
+            rows.append((h.clip_id, clip.owner_id, h.device_id, h.captured_at, h.duration_ms, h.trigger,
+                         h.wake_word, h.wake_score, clip.digest, len(clip.raw), relative, utc_now()))
+        self.store.write_blobs(blobs)
         with self.store.write() as cur:
-            cur.execute("INSERT INTO clips VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        (h.clip_id, owner_id, h.device_id, h.captured_at, h.duration_ms, h.trigger,
-                         h.wake_word, h.wake_score, digest, len(raw), relative, utc_now()))
-            self.store.audit.append(cur, "clip_stored", owner_id=owner_id, device_id=h.device_id,
-                                    clip_id=h.clip_id, detail={"envelope_sha256": digest})
+            for row in rows:
+                cur.execute("INSERT INTO clips VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
+                self.store.audit.append(cur, "clip_stored", owner_id=row[1], device_id=row[2], clip_id=row[0],
+                                        detail={"envelope_sha256": row[8]})
 
     def of_owner(self, owner_id: str) -> list[ClipRow]:
         rows = self.db.query("SELECT * FROM clips WHERE owner_id = ? ORDER BY captured_at, clip_id",

@@ -18,6 +18,8 @@ import hashlib
 import logging
 from dataclasses import dataclass
 
+from cloud.clips import NewClip
+from cloud.registry import Device
 from cloud.store import OwnerError, Store
 from earmark_wire.envelope import (
     MAX_ENVELOPE_BYTES,
@@ -58,6 +60,24 @@ class Rejected(Exception):
     def __init__(self, reason: str, detail: str) -> None:
         super().__init__(detail)
         self.reason, self.detail = reason, detail
+        self.clip_id: str | None = None
+        self.device_id: str | None = None
+
+
+@dataclass(frozen=True)
+class _Checked:
+    """A message that passed every check that needs no store."""
+
+    device_id: str
+    envelope: Envelope
+    digest: str  # SHA-256 of the whole envelope
+
+
+def _device_id_or_none(topic: str) -> str | None:
+    try:
+        return device_from_clip_topic(topic)
+    except TopicError:
+        return None
 
 
 class Ingestor:
@@ -66,6 +86,50 @@ class Ingestor:
         self.max_bytes = max_bytes
 
     def handle(self, topic: str, payload: bytes) -> Outcome:
+        return self.handle_batch([(topic, payload)])[0]
+
+    def handle_batch(self, messages: list[tuple[str, bytes]]) -> list[Outcome]:
+        """Judge each message, then store all accepted clips in one group commit. Outcomes
+        come back in message order. Raises StoreError (nothing stored) if the store fails."""
+        devices: dict[str, Device | None] = {}
+        for topic, _ in messages:
+            device_id = _device_id_or_none(topic)
+            if device_id is not None and device_id not in devices:
+                devices[device_id] = self.store.registry.device(device_id)
+        # The checks that need no store run first (they are pure: see _check); measured, a
+        # thread pool for them did not help, because JSON parsing and AES hold the GIL.
+        checked = [self._check(topic, payload, devices) for topic, payload in messages]
+        outcomes: list[Outcome] = []
+        accepted: list[NewClip] = []
+        in_batch: dict[str, str] = {}  # clip id -> envelope digest, for repeats within the batch
+        for (topic, payload), result in zip(messages, checked, strict=True):
+            clip_id = device_id = None
+            try:
+                if isinstance(result, Rejected):
+                    clip_id, device_id = result.clip_id, result.device_id
+                    raise result
+                clip_id, device_id = result.envelope.header.clip_id, result.device_id
+                owner_id = self._owner_for(device_id, result.envelope)
+                known = in_batch.get(clip_id) or self.store.clips.fingerprint(clip_id)
+                if known is not None:
+                    if known != result.digest:
+                        raise Rejected("clip_id_conflict", "a different clip is already stored under this id")
+                    outcomes.append(Outcome("duplicate", "", clip_id, device_id, owner_id))
+                    continue
+                in_batch[clip_id] = result.digest
+                accepted.append(NewClip(owner_id, result.envelope, payload, result.digest))
+                outcomes.append(Outcome("stored", "", clip_id, device_id, owner_id))
+            except Rejected as rejection:
+                outcomes.append(self._quarantine(topic, payload, rejection, clip_id, device_id))
+        if accepted:
+            self.store.clips.put_many(accepted)
+        for clip in accepted:
+            h = clip.envelope.header
+            log.info("stored clip %s from %s for owner %s", h.clip_id, h.device_id, clip.owner_id)
+        return outcomes
+
+    def _check(self, topic: str, payload: bytes, devices: dict[str, Device | None]) -> _Checked | Rejected:
+        """The checks that need no store, in the documented order. Thread-safe."""
         clip_id = device_id = None
         try:
             if len(payload) > self.max_bytes:
@@ -78,36 +142,29 @@ class Ingestor:
                 envelope = decode_envelope(payload, self.max_bytes)
             except EnvelopeError as exc:
                 raise Rejected(exc.reason, exc.detail) from None
-            header = envelope.header
-            clip_id = header.clip_id
-            owner_id = self._owner_for(device_id, envelope)
-            known = self.store.clips.fingerprint(clip_id)
-            if known is not None:
-                if known == hashlib.sha256(payload).hexdigest():
-                    return Outcome("duplicate", "", clip_id, device_id, owner_id)
-                raise Rejected("clip_id_conflict", "a different clip is already stored under this id")
-            try:
-                self.store.clips.put(owner_id, envelope, payload)
-            except OwnerError as exc:  # erased between the check and the write
-                raise Rejected("owner_erased", str(exc)) from None
-            log.info("stored clip %s from %s for owner %s", clip_id, device_id, owner_id)
-            return Outcome("stored", "", clip_id, device_id, owner_id)
+            clip_id = envelope.header.clip_id
+            device = devices.get(device_id)
+            if device is None:
+                raise Rejected("unknown_device", f"device {device_id} is not registered")
+            if device.revoked_at:
+                raise Rejected("revoked_device", f"device {device_id} was revoked at {device.revoked_at}")
+            if not envelope.verify(parse_public_key(device.public_key)):
+                raise Rejected("bad_signature", f"signature does not verify with {device_id}'s key")
+            return _Checked(device_id, envelope, hashlib.sha256(payload).hexdigest())
         except Rejected as rejection:
-            qid, new = self.store.quarantine.put(topic, rejection.reason, rejection.detail, payload)
-            if new:
-                log.warning("quarantined %s from topic %r: %s (%s)", qid, topic[:100], rejection.reason,
-                            rejection.detail)
-            return Outcome("rejected", rejection.reason, clip_id, device_id, detail=rejection.detail)
+            rejection.clip_id, rejection.device_id = clip_id, device_id
+            return rejection
+
+    def _quarantine(self, topic: str, payload: bytes, rejection: Rejected, clip_id: str | None,
+                    device_id: str | None) -> Outcome:
+        qid, new = self.store.quarantine.put(topic, rejection.reason, rejection.detail, payload)
+        if new:
+            log.warning("quarantined %s from topic %r: %s (%s)", qid, topic[:100], rejection.reason, rejection.detail)
+        return Outcome("rejected", rejection.reason, clip_id, device_id, detail=rejection.detail)
 
     def _owner_for(self, device_id: str, envelope: Envelope) -> str:
+        """The registry's owner for a verified envelope from `device_id`, or Rejected."""
         header = envelope.header
-        device = self.store.registry.device(device_id)
-        if device is None:
-            raise Rejected("unknown_device", f"device {device_id} is not registered")
-        if device.revoked_at:
-            raise Rejected("revoked_device", f"device {device_id} was revoked at {device.revoked_at}")
-        if not envelope.verify(parse_public_key(device.public_key)):
-            raise Rejected("bad_signature", f"signature does not verify with {device_id}'s key")
         if header.device_id != device_id:
             raise Rejected("device_mismatch", f"envelope names device {header.device_id}, "
                                               f"topic names {device_id}")
@@ -120,4 +177,8 @@ class Ingestor:
         if header.owner_id != owner_id:
             raise Rejected("owner_mismatch", f"envelope names owner {header.owner_id}, the registry "
                                              f"binds {device_id} to {owner_id} at {header.captured_at}")
+        try:
+            self.store.owner_key(owner_id)  # the key must open before anything is written
+        except OwnerError as exc:
+            raise Rejected("owner_erased", str(exc)) from None
         return owner_id

@@ -1,8 +1,9 @@
 """`earmark-cloud ingest`: the ingest core behind an MQTT 5 shared subscription.
 
-paho-mqtt's network thread only queues arriving messages. The main thread takes them in
-arrival order, runs the ingest core, and only after the store's durable commit acks the
-message (manual ack, so the acks go out in arrival order) and then publishes the receipt.
+paho-mqtt's network thread only queues arriving messages. The main thread takes what has
+arrived (up to BATCH_MAX) in arrival order, runs the ingest core on it as one group commit,
+and only after the store's durable commit acks each message (manual ack, in arrival order)
+and then publishes its receipt.
 An ack is sent only on the connection the message came in on: after a reconnect the broker
 redelivers what was not acked, and de-duplication by clip id makes that harmless. If the
 store cannot take a message (disk full), it is retried with backoff and never acked
@@ -32,6 +33,7 @@ from earmark_wire.topics import receipt_topic, shared_clip_subscription
 
 log = logging.getLogger(__name__)
 SESSION_EXPIRY_S = 7 * 24 * 3600  # the broker keeps our queue for a week of downtime
+BATCH_MAX = 64  # messages judged and committed together (one durable commit per batch)
 
 
 @dataclass(frozen=True)
@@ -111,33 +113,41 @@ class IngestService:
         try:
             while not stop.is_set():
                 try:
-                    arrival = self.arrivals.get(timeout=0.2)
+                    batch = [self.arrivals.get(timeout=0.2)]
                 except queue.Empty:
                     continue
-                self._process(arrival, stop)
+                while len(batch) < BATCH_MAX:
+                    try:
+                        batch.append(self.arrivals.get_nowait())
+                    except queue.Empty:
+                        break
+                self._process(batch, stop)
         finally:
             self.client.disconnect()
             self.client.loop_stop()
             log.info("ingester stopped; %d unacked message(s) will be redelivered", self.arrivals.qsize())
 
-    def _process(self, arrival: Arrival, stop: threading.Event) -> None:
+    def _process(self, batch: list[Arrival], stop: threading.Event) -> None:
         delay = 0.5
         while True:
             try:
-                outcome = self.ingestor.handle(arrival.topic, arrival.payload)
+                outcomes = self.ingestor.handle_batch([(a.topic, a.payload) for a in batch])
                 break
             except StoreError as exc:
-                self.metrics.store_errors.inc()
-                log.error("store cannot take a message, will retry in %.0f s (not acked): %s", delay, exc)
+                self.metrics.store_errors.inc(len(batch))
+                log.error("store cannot take %d message(s), will retry in %.0f s (not acked): %s",
+                          len(batch), delay, exc)
                 if stop.wait(delay):
                     return
                 delay = min(delay * 2, 30)
-        if arrival.qos > 0 and arrival.generation == self.generation and self.connected.is_set():
-            self.client.ack(arrival.mid, arrival.qos)
-        self.metrics.latency.observe(time.monotonic() - arrival.arrived)
-        self.metrics.clips.labels(outcome.status).inc()
-        if outcome.status == "rejected":
-            self.metrics.rejections.labels(outcome.reason).inc()
-        receipt = outcome.receipt()
-        if receipt is not None and outcome.device_id is not None:
-            self.client.publish(receipt_topic(outcome.device_id), receipt.encode(), qos=1)
+        now = time.monotonic()
+        for arrival, outcome in zip(batch, outcomes, strict=True):
+            if arrival.qos > 0 and arrival.generation == self.generation and self.connected.is_set():
+                self.client.ack(arrival.mid, arrival.qos)
+            self.metrics.latency.observe(now - arrival.arrived)
+            self.metrics.clips.labels(outcome.status).inc()
+            if outcome.status == "rejected":
+                self.metrics.rejections.labels(outcome.reason).inc()
+            receipt = outcome.receipt()
+            if receipt is not None and outcome.device_id is not None:
+                self.client.publish(receipt_topic(outcome.device_id), receipt.encode(), qos=1)

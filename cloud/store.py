@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import sqlite3
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -52,6 +53,7 @@ class Store:
         for folder in (self.blob_root, self.quarantine_root):
             folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._owner_keys: dict[str, bytes] = {}
+        self._writers = ThreadPoolExecutor(max_workers=8, thread_name_prefix="blob-writer")
         if create:
             with self.write() as cur:
                 if not cur.execute("SELECT 1 FROM meta WHERE key = 'quarantine_key'").fetchone():
@@ -111,26 +113,20 @@ class Store:
     # -- blobs -----------------------------------------------------------------------------
 
     def write_blob(self, path: Path, data: bytes) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        temp = path.with_name(TEMP_PREFIX + path.name)
-        try:
-            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view):]
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(temp, path)
-            fd = os.open(path.parent, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        except OSError as exc:
-            temp.unlink(missing_ok=True)
-            raise StoreError(f"could not write {path.name}: {exc.strerror}") from exc
+        self.write_blobs([(path, data)])
+
+    def write_blobs(self, blobs: list[tuple[Path, bytes]]) -> None:
+        """Write each blob whole and durably. The files are written and fsynced in parallel
+        (the filesystem folds concurrent fsyncs into few journal commits), then each
+        directory touched is fsynced once so the new names are durable too."""
+        for folder in {path.parent for path, _ in blobs}:
+            folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if len(blobs) == 1:
+            _write_durably(*blobs[0])
+        else:
+            list(self._writers.map(lambda blob: _write_durably(*blob), blobs))
+        for folder in {path.parent for path, _ in blobs}:
+            _fsync_path(folder)
 
     def sweep(self) -> int:
         """Delete temp files and blobs that no row points at (see the module docstring)."""
@@ -150,4 +146,30 @@ class Store:
         return {t: self.db.query(f"SELECT count(*) AS n FROM {t}")[0]["n"] for t in tables}
 
     def close(self) -> None:
+        self._writers.shutdown()
         self.db.close()
+
+
+def _fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_durably(path: Path, data: bytes) -> None:
+    temp = path.with_name(TEMP_PREFIX + path.name)
+    try:
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(temp, path)
+    except OSError as exc:
+        temp.unlink(missing_ok=True)
+        raise StoreError(f"could not write {path.name}: {exc.strerror}") from exc

@@ -1,0 +1,206 @@
+"""Benchmark: ingest throughput through a real Mosquitto, against a plain paho subscriber.
+
+For each run, N signed 5-second clips (~160 KB each) are queued in the broker for a
+consumer whose persistent session is offline; then the consumer starts in a fresh process
+and is timed from its connect to its N-th message handled:
+
+  baseline  a plain paho-mqtt subscriber (QoS 1, automatic acks) that discards each message
+  ingester  the real IngestService: parse, verify, bind owner, encrypt, fsync'd blob and
+            SQLite commit, audit event, manual ack, receipt
+
+Runs alternate (baseline, ingester, ...); it prints clips/s for both, their ratio (target
+>= 0.6) and CPU ms per clip. Usage: .venv/bin/python bench/ingest_throughput.py [--clips 300]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import paho.mqtt.client as mqtt  # noqa: E402
+from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
+from paho.mqtt.packettypes import PacketTypes  # noqa: E402
+from paho.mqtt.properties import Properties  # noqa: E402
+
+from tests.broker import Mosquitto  # noqa: E402
+
+GROUP = "bench"
+
+
+def session_properties() -> Properties:
+    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+    props.SessionExpiryInterval = 3600
+    return props
+
+
+def consumer_client(client_id: str) -> mqtt.Client:
+    return mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+
+
+def fresh_session(port: int, client_id: str, topic: str | None) -> None:
+    """Start the consumer's session anew: subscribed to `topic` and kept while it is offline
+    (so messages queue for it), or, with no topic, gone (so nothing queues for it)."""
+    client = consumer_client(client_id)
+    done = threading.Event()
+    client.on_subscribe = lambda *_: done.set()
+    props = session_properties()
+    if topic is None:
+        props.SessionExpiryInterval = 0
+    client.connect("127.0.0.1", port, clean_start=True, properties=props)
+    client.loop_start()
+    if topic is not None:
+        client.subscribe(topic, qos=1)
+        done.wait(10)
+    client.disconnect()
+    client.loop_stop()
+
+
+def publish_all(port: int, topic: str, envelopes: list[bytes]) -> None:
+    client = consumer_client("bench-publisher")
+    client.max_queued_messages_set(0)
+    client.max_inflight_messages_set(100)
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    infos = [client.publish(topic, e, qos=1) for e in envelopes]
+    for info in infos:
+        info.wait_for_publish(60)
+    client.disconnect()
+    client.loop_stop()
+
+
+def child_baseline(port: int, count: int) -> dict[str, float]:
+    seen = 0
+    connected, finished = threading.Event(), threading.Event()
+    marks: dict[str, float] = {}
+
+    def on_connect(*_: object) -> None:
+        times = os.times()
+        marks["t0"], marks["user0"], marks["sys0"] = time.monotonic(), times.user, times.system
+        connected.set()
+
+    def on_message(*_: object) -> None:
+        nonlocal seen
+        seen += 1
+        if seen == count:
+            times = os.times()
+            marks["t1"], marks["user1"], marks["sys1"] = time.monotonic(), times.user, times.system
+            finished.set()
+
+    client = consumer_client("bench-baseline")
+    client.on_connect, client.on_message = on_connect, on_message
+    client.connect("127.0.0.1", port, clean_start=False, properties=session_properties())
+    client.loop_start()
+    finished.wait(600)
+    client.disconnect()
+    client.loop_stop()
+    sys_s = marks["sys1"] - marks["sys0"]
+    return {"seconds": marks["t1"] - marks["t0"], "cpu_s": marks["user1"] - marks["user0"] + sys_s, "sys_s": sys_s}
+
+
+def child_ingester(port: int, count: int, data_dir: Path, owner_id: str) -> dict[str, float]:
+    from cloud.ingest import Ingestor
+    from cloud.metrics import Metrics
+    from cloud.service import IngestService
+    from cloud.settings import load_settings
+    from cloud.store import Store
+
+    settings = load_settings(None, data_dir, url=f"mqtt://127.0.0.1:{port}")
+    settings = type(settings)(**{**settings.__dict__, "broker": type(settings.broker)(
+        **{**settings.broker.__dict__, "client_id": "bench-ingester", "share_group": GROUP})})
+    store = Store(data_dir, settings.master_key_path)
+    service = IngestService(settings, Ingestor(store), Metrics())
+    stop = threading.Event()
+    runner = threading.Thread(target=service.run, args=(stop,))
+    runner.start()
+    service.connected.wait(30)
+    t0, times0 = time.monotonic(), os.times()
+    while store.clips.count(owner_id) < count:
+        time.sleep(0.005)
+    t1, times1 = time.monotonic(), os.times()
+    stop.set()
+    runner.join()
+    return {"seconds": t1 - t0, "cpu_s": (times1.user - times0.user) + (times1.system - times0.system),
+            "sys_s": times1.system - times0.system}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--clips", type=int, default=300)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        spec = json.loads(args.child)
+        if spec["mode"] == "baseline":
+            result = child_baseline(spec["port"], spec["count"])
+        else:
+            result = child_ingester(spec["port"], spec["count"], Path(spec["data_dir"]), spec["owner_id"])
+        print(json.dumps(result))
+        return
+
+    from tests.cloudkit import SimDevice, make_store
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        broker = Mosquitto(folder / "broker").start()
+        template = folder / "template"
+        store = make_store(template)
+        owner = store.registry.add_owner("Bench")
+        device = SimDevice("bench-pi", owner.owner_id)
+        store.registry.add_device(owner.owner_id, device.public_key, device.device_id)
+        store.close()
+        size = len(device.clip(seconds=5.0))
+        subscriptions = {"baseline": ("bench-baseline", "earmark/v1/clips/+"),
+                         "ingester": ("bench-ingester", f"$share/{GROUP}/earmark/v1/clips/+")}
+        results: dict[str, list[dict[str, float]]] = {"baseline": [], "ingester": []}
+        try:
+            for run in range(args.runs):
+                for mode in ("baseline", "ingester"):
+                    envelopes = [device.clip(seconds=5.0, seed=run * 100_000 + i) for i in range(args.clips)]
+                    spec: dict[str, object] = {"mode": mode, "port": broker.port, "count": args.clips,
+                                               "owner_id": owner.owner_id}
+                    if mode == "ingester":
+                        data_dir = folder / f"store-{run}"
+                        shutil.copytree(template, data_dir)
+                        spec["data_dir"] = str(data_dir)
+                    for other, (client_id, topic) in subscriptions.items():
+                        fresh_session(broker.port, client_id, topic if other == mode else None)
+                    publish_all(broker.port, device.topic, envelopes)
+                    out = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)],
+                                         capture_output=True, text=True, check=True)
+                    results[mode].append(json.loads(out.stdout.strip().splitlines()[-1]))
+        finally:
+            broker.stop()
+
+    def rate(r: dict[str, float]) -> float:
+        return args.clips / r["seconds"]
+
+    base = statistics.median(rate(r) for r in results["baseline"])
+    ing = statistics.median(rate(r) for r in results["ingester"])
+    cpu = {m: statistics.median(r["cpu_s"] for r in rs) * 1000 / args.clips for m, rs in results.items()}
+    sys_cpu = {m: statistics.median(r["sys_s"] for r in rs) * 1000 / args.clips for m, rs in results.items()}
+    ratios = [rate(i) / rate(b) for b, i in zip(results["baseline"], results["ingester"], strict=True)]
+    print(f"{args.clips} clips of 5 s ({size / 1024:.0f} KiB each) per run, {args.runs} alternating runs, "
+          "fresh consumer process per run, real Mosquitto on loopback")
+    print(f"plain paho subscriber (discard): {base:8.1f} clips/s   CPU {cpu['baseline']:.2f} ms/clip "
+          f"(of which kernel {sys_cpu['baseline']:.2f})")
+    print(f"earmark ingester (full path):    {ing:8.1f} clips/s   CPU {cpu['ingester']:.2f} ms/clip "
+          f"(of which kernel {sys_cpu['ingester']:.2f})")
+    print(f"ratio ingester/baseline: median {statistics.median(ratios):.3f} "
+          f"(min {min(ratios):.3f}, max {max(ratios):.3f}); target >= 0.6")
+
+
+if __name__ == "__main__":
+    main()

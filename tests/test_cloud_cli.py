@@ -1,0 +1,126 @@
+"""`earmark-cloud` admin commands as a script would use them: ids on stdout, --json,
+one-line errors with exit 2."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cloud.ingest import Ingestor
+from cloud.settings import ConfigError, load_settings
+from cloud.store import Store
+from tests.cloudkit import SimDevice
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def cloud(*args: str | Path, data_dir: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "cloud.cli", *map(str, args), "--data-dir", str(data_dir)],
+                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+
+
+def ok(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def one_line_error(result: subprocess.CompletedProcess[str], needle: str) -> None:
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("earmark-cloud: error:") and needle in lines[0], result.stderr
+
+
+def test_a_script_can_set_up_owners_and_devices_and_list_clips(tmp_path: Path) -> None:
+    d = tmp_path / "cloud"
+    ok(cloud("init", data_dir=d))
+    assert oct((d / "secrets" / "master.key").stat().st_mode & 0o777) == "0o600"
+    assert oct(d.stat().st_mode & 0o777) == "0o700"
+    alice = ok(cloud("owner", "add", "--name", "Alice", data_dir=d))
+    bob = json.loads(ok(cloud("owner", "add", "--name", "Bob", "--json", data_dir=d)))["owner_id"]
+    device = SimDevice("kitchen", alice)
+    assert ok(cloud("device", "add", "--owner", alice, "--public-key", device.public_key,
+                    "--device-id", "kitchen", data_dir=d)) == "kitchen"
+    generated = ok(cloud("device", "add", "--owner", bob, "--public-key", SimDevice("x", bob).public_key,
+                         data_dir=d))
+    assert generated.startswith("dev-")
+    devices = [json.loads(line) for line in ok(cloud("device", "list", "--json", data_dir=d)).splitlines()]
+    assert {(x["device_id"], x["owner_id"]) for x in devices} == {("kitchen", alice), (generated, bob)}
+    assert [json.loads(x)["device_id"] for x in
+            ok(cloud("device", "list", "--owner", bob, "--json", data_dir=d)).splitlines()] == [generated]
+
+    store = Store(d, d / "secrets" / "master.key")
+    Ingestor(store).handle(device.topic, device.clip())
+    store.close()
+    [clip] = [json.loads(x) for x in ok(cloud("clips", "list", "--owner", alice, "--json", data_dir=d)).splitlines()]
+    assert clip["device_id"] == "kitchen" and clip["wake_word"] == "alexa"
+    assert ok(cloud("clips", "list", "--owner", bob, "--json", data_dir=d)) == ""
+    assert "chain intact" in ok(cloud("audit", "verify", data_dir=d))
+
+    ok(cloud("device", "revoke", "kitchen", data_dir=d))
+    revoked = json.loads(ok(cloud("device", "list", "--owner", alice, "--json", data_dir=d)))
+    assert revoked["revoked_at"]
+
+
+def test_quarantine_can_be_listed_shown_and_purged(tmp_path: Path) -> None:
+    d = tmp_path / "cloud"
+    ok(cloud("init", data_dir=d))
+    alice = ok(cloud("owner", "add", "--name", "Alice", data_dir=d))
+    store = Store(d, d / "secrets" / "master.key")
+    unknown = SimDevice("ghost-device", alice)
+    Ingestor(store).handle(unknown.topic, unknown.clip())
+    Ingestor(store).handle("earmark/v1/clips/kitchen", b"garbage")
+    store.close()
+    rows = [json.loads(x) for x in ok(cloud("quarantine", "list", "--json", data_dir=d)).splitlines()]
+    assert sorted(r["reason"] for r in rows) == ["malformed", "unknown_device"]
+    ghost = next(r for r in rows if r["reason"] == "unknown_device")
+    shown = json.loads(ok(cloud("quarantine", "show", ghost["quarantine_id"], "--json", data_dir=d)))
+    assert shown["header"]["device_id"] == "ghost-device"
+    assert json.loads(ok(cloud("quarantine", "purge", "--all", "--json", data_dir=d))) == {"purged": 2}
+    assert ok(cloud("quarantine", "list", "--json", data_dir=d)) == ""
+    assert "chain intact" in ok(cloud("audit", "verify", data_dir=d))
+
+
+def test_mistakes_are_one_line_errors(tmp_path: Path) -> None:
+    d = tmp_path / "cloud"
+    one_line_error(cloud("owner", "list", data_dir=d), "earmark-cloud init")
+    ok(cloud("init", data_dir=d))
+    alice = ok(cloud("owner", "add", "--name", "Alice", data_dir=d))
+    one_line_error(cloud("device", "add", "--owner", alice, "--public-key", "ed25519:nope", data_dir=d),
+                   "public key")
+    one_line_error(cloud("device", "add", "--owner", "6f1d2c3b-4a59-4e6f-8a7b-9c0d1e2f3a4b", "--public-key",
+                         SimDevice("a-b", alice).public_key, data_dir=d), "no owner")
+    one_line_error(cloud("device", "revoke", "nobody", data_dir=d), "no device nobody")
+    one_line_error(cloud("clips", "list", "--owner", "6f1d2c3b-4a59-4e6f-8a7b-9c0d1e2f3a4b", data_dir=d),
+                   "no owner")
+    (d / "cloud.toml").write_text("[broker]\nurl = \"http://x\"\n")
+    one_line_error(cloud("owner", "list", data_dir=d), "broker.url")
+    (d / "cloud.toml").unlink()
+    (d / "secrets" / "master.key").chmod(0o644)
+    one_line_error(cloud("owner", "list", data_dir=d), "chmod 600")
+
+
+def test_an_edited_audit_log_fails_verify(tmp_path: Path) -> None:
+    import sqlite3
+
+    d = tmp_path / "cloud"
+    ok(cloud("init", data_dir=d))
+    ok(cloud("owner", "add", "--name", "Alice", data_dir=d))
+    db = sqlite3.connect(d / "earmark.db")
+    db.execute("UPDATE audit SET event = 'owner_erased' WHERE seq = 2")
+    db.commit()
+    result = cloud("audit", "verify", data_dir=d)
+    assert result.returncode == 1 and "event 2: was edited" in result.stdout
+
+
+def test_the_example_cloud_config_loads_and_flags_win(tmp_path: Path) -> None:
+    s = load_settings(ROOT / "deploy" / "earmark-cloud.example.toml", tmp_path, url="mqtts://broker.example:8883",
+                      ca="/etc/earmark/ca.pem")
+    assert (s.broker.host, s.broker.port, s.broker.tls) == ("broker.example", 8883, True)
+    assert s.master_key_path == tmp_path / "secrets" / "master.key"
+    with pytest.raises(ConfigError, match=r"broker\.colour is unknown"):
+        (tmp_path / "bad.toml").write_text("[broker]\ncolour = 1\n")
+        load_settings(tmp_path / "bad.toml", tmp_path)
