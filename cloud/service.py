@@ -66,6 +66,7 @@ class IngestService:
         self.arrivals: queue.Queue[Arrival] = queue.Queue()
         self.generation = 0
         self.connected = threading.Event()
+        self.stopping = False
         self.client = make_client(settings, settings.broker.client_id)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
@@ -87,7 +88,8 @@ class IngestService:
     def _on_disconnect(self, _client: mqtt.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any) -> None:
         self.connected.clear()
         self.metrics.connected.set(0)
-        log.warning("disconnected from the broker (%s); reconnecting", reason)
+        if not self.stopping:
+            log.warning("disconnected from the broker (%s); reconnecting", reason)
 
     def _on_message(self, _client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
         self.arrivals.put(Arrival(self.generation, message.mid, message.qos, message.topic,
@@ -123,6 +125,7 @@ class IngestService:
                         break
                 self._process(batch, stop)
         finally:
+            self.stopping = True
             self.client.disconnect()
             self.client.loop_stop()
             log.info("ingester stopped; %d unacked message(s) will be redelivered", self.arrivals.qsize())
