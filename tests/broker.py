@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import socket
 import subprocess
 import time
@@ -21,6 +22,9 @@ class Mosquitto:
         folder.mkdir(parents=True, exist_ok=True)
         self.config = folder / "mosquitto.conf"
         self.config.write_text(
+            # Started as root, mosquitto would drop to user "mosquitto" and could not write
+            # its persistence file here; stay the user that runs the tests.
+            f"user {getpass.getuser()}\n"
             f"listener {self.port} 127.0.0.1\n"
             "allow_anonymous true\n"
             "persistence true\n"
