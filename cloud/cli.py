@@ -17,13 +17,14 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from cloud.certs import CertError
 from cloud.crypto import CryptoError, MasterKeyError, create_master_key
 from cloud.db import StoreError
 from cloud.registry import RegistryError
 from cloud.settings import CloudSettings, ConfigError, default_data_dir, load_settings
 from cloud.store import Store
 
-USER_ERRORS = (ConfigError, StoreError, MasterKeyError, RegistryError, CryptoError, OSError)
+USER_ERRORS = (ConfigError, StoreError, MasterKeyError, RegistryError, CryptoError, CertError, OSError)
 log = logging.getLogger("earmark.cloud")
 
 
@@ -56,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--owner", required=True, help="owner id")
     add.add_argument("--public-key", required=True, help="ed25519:… as printed by `earmark-device keygen`")
     add.add_argument("--device-id", help="id to use (default: generated); also the device's broker username")
+    add.add_argument("--bundle-out", type=Path, help="write the device's pairing bundle here (0600)")
+    add.add_argument("--broker-url", help="broker address for the bundle (default: from `broker config`)")
     command("revoke", cmd_device_revoke, "revoke a device: its clips are refused from now on",
             device).add_argument("device_id")
     rebind = command("rebind", cmd_device_rebind, "move a device to another owner from now on", device)
@@ -75,13 +78,33 @@ def build_parser() -> argparse.ArgumentParser:
     purge.add_argument("quarantine_ids", nargs="*")
     purge.add_argument("--all", action="store_true")
 
+    broker = sub.add_parser("broker", help="the Mosquitto broker").add_subparsers(dest="broker_command", required=True)
+    config = command("config", cmd_broker_config, "write a Mosquitto 2.0 config with TLS, logins and ACL", broker)
+    config.add_argument("--out", type=Path, required=True, help="directory for mosquitto.conf and its files")
+    config.add_argument("--port", type=int, default=8883)
+    config.add_argument("--bind", default="127.0.0.1", help="listener address")
+    config.add_argument("--host", action="append", dest="hosts",
+                        help="name or address devices use to reach the broker (repeatable; goes in the certificate)")
+    config.add_argument("--require-client-certs", action="store_true",
+                        help="devices log in with client certificates (`ca issue --client`) instead of passwords")
+    config.add_argument("--run-as", help="the user Mosquitto runs as (default: Mosquitto's own, 'mosquitto')")
+
+    ca = sub.add_parser("ca", help="the private CA for TLS").add_subparsers(dest="ca_command", required=True)
+    command("init", cmd_ca_init, "make the CA (in <data-dir>/ca)", ca)
+    issue = command("issue", cmd_ca_issue, "issue a server or client certificate", ca)
+    issue.add_argument("name")
+    issue.add_argument("--out", type=Path, required=True)
+    issue.add_argument("--host", action="append", dest="hosts", help="subject alternative name (servers)")
+    issue.add_argument("--client", action="store_true", help="a client certificate (CN = the name)")
+
     audit = sub.add_parser("audit", help="the audit log").add_subparsers(dest="audit_command", required=True)
     command("verify", cmd_audit_verify, "check the hash chain; exit 1 if anything was edited or removed", audit)
 
     ingest = command("ingest", cmd_ingest, "run the ingester until SIGTERM")
     ingest.add_argument("--broker", help="mqtt://HOST:PORT or mqtts://HOST:PORT")
     ingest.add_argument("--username")
-    ingest.add_argument("--password", help="prefer broker.password_file or $EARMARK_BROKER_PASSWORD")
+    ingest.add_argument("--password", help="prefer --password-file or $EARMARK_BROKER_PASSWORD")
+    ingest.add_argument("--password-file", help="a file holding the broker password")
     ingest.add_argument("--ca", help="CA certificate to pin for mqtts://")
     ingest.add_argument("--metrics-port", type=int, help="port for /metrics and /healthz (0: off)")
     return parser
@@ -139,13 +162,41 @@ def cmd_owner_list(args: argparse.Namespace) -> int:
 
 
 def cmd_device_add(args: argparse.Namespace) -> int:
-    device = _store(args).registry.add_device(args.owner, args.public_key, args.device_id)
+    from cloud import broker
+    from earmark_wire.bundle import PairingBundle
+
+    store = _store(args)
+    url = args.broker_url or broker.broker_url(store)
+    if args.bundle_out and url is None:
+        raise RegistryError("no broker address for the bundle: run `earmark-cloud broker config` or give --broker-url")
+    device = store.registry.add_device(args.owner, args.public_key, args.device_id)
+    password = broker.create_login(store, device.device_id, "device")
+    if args.bundle_out and url is not None:
+        ca = broker.broker_ca(store)
+        bundle = PairingBundle(device.device_id, args.owner, device.public_key, url, device.device_id, password,
+                               ca.read_text() if ca else "")
+        _write_secret(args.bundle_out, bundle.to_json())
     print(json.dumps(asdict(device)) if args.json else device.device_id)
     return 0
 
 
+def _write_secret(path: Path, text: str) -> None:
+    import os
+
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
+    path.chmod(0o600)
+
+
 def cmd_device_revoke(args: argparse.Namespace) -> int:
-    device = _store(args).registry.revoke_device(args.device_id)
+    from cloud import broker
+
+    store = _store(args)
+    device = store.registry.revoke_device(args.device_id)
+    broker.revoke_login(store, device.device_id)
     print(json.dumps(asdict(device)) if args.json else f"{device.device_id} revoked at {device.revoked_at}")
     return 0
 
@@ -206,6 +257,44 @@ def cmd_quarantine_purge(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_broker_config(args: argparse.Namespace) -> int:
+    from cloud import broker
+
+    store = _store(args)
+    setup = broker.write_broker_config(store, args.out, args.port, args.bind, args.hosts,
+                                       args.require_client_certs, args.run_as)
+    result = {"config": str(setup.config), "url": setup.url, "ca": str(setup.ca),
+              "ingester_username": broker.INGESTER_USERNAME,
+              "ingester_password_file": str(setup.ingester_password_file)}
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"wrote {setup.config}; start it with: mosquitto -c {setup.config}")
+        print(f"ingester: earmark-cloud ingest --broker {setup.url} --ca {setup.ca} "
+              f"--username {broker.INGESTER_USERNAME} --password-file {setup.ingester_password_file}")
+    return 0
+
+
+def cmd_ca_init(args: argparse.Namespace) -> int:
+    from cloud.certs import ca_paths, init_ca
+
+    s = _settings(args)
+    made = init_ca(Path(s.data_dir) / "ca")
+    cert, _ = ca_paths(Path(s.data_dir) / "ca")
+    print(json.dumps({"ca": str(cert), "created": made}) if args.json else
+          f"CA {'created' if made else 'already present'}: {cert}")
+    return 0
+
+
+def cmd_ca_issue(args: argparse.Namespace) -> int:
+    from cloud.certs import issue
+
+    s = _settings(args)
+    cert, key = issue(Path(s.data_dir) / "ca", args.name, args.out, args.hosts, server=not args.client)
+    print(json.dumps({"cert": str(cert), "key": str(key)}) if args.json else f"{cert}\n{key}")
+    return 0
+
+
 def cmd_audit_verify(args: argparse.Namespace) -> int:
     store = _store(args)
     problems = store.audit.verify()
@@ -225,7 +314,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     from cloud.service import IngestService
 
     s = _settings(args, url=args.broker, username=args.username, password=args.password, ca=args.ca,
-                  metrics_port=args.metrics_port)
+                  password_file=args.password_file, metrics_port=args.metrics_port)
     store = Store(Path(s.data_dir), s.master_key_path)
     swept = store.sweep()
     if swept:

@@ -11,8 +11,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-SCHEMA_VERSION = 1
-SCHEMA = """
+SCHEMA_V1 = """
 CREATE TABLE owners (
     owner_id      TEXT PRIMARY KEY,
     display_name  TEXT NOT NULL,
@@ -75,6 +74,20 @@ CREATE TABLE meta (
     value  BLOB NOT NULL
 );
 """
+# Broker logins: devices (username = device id) and ingesters. Only the mosquitto hash of
+# each password is kept; the password itself goes once into a pairing bundle or a 0600 file.
+SCHEMA_V2 = """
+CREATE TABLE broker_accounts (
+    username       TEXT PRIMARY KEY,
+    role           TEXT NOT NULL CHECK (role IN ('device', 'ingester')),
+    password_hash  TEXT NOT NULL,
+    created_at     TEXT NOT NULL,
+    revoked_at     TEXT
+);
+"""
+# Migration N takes a store from schema version N-1 to N.
+MIGRATIONS = (SCHEMA_V1, SCHEMA_V2)
+SCHEMA_VERSION = len(MIGRATIONS)
 
 
 class StoreError(RuntimeError):
@@ -105,10 +118,12 @@ class Database:
         self.conn.execute("PRAGMA synchronous=FULL")
         self.conn.execute("PRAGMA foreign_keys=ON")
         version = self.conn.execute("PRAGMA user_version").fetchone()[0]
-        if version == 0 and create:
-            self.conn.executescript(f"BEGIN IMMEDIATE; {SCHEMA} PRAGMA user_version={SCHEMA_VERSION}; COMMIT;")
-        elif version != SCHEMA_VERSION:
-            raise StoreError(f"store {path} has schema version {version}; this is version {SCHEMA_VERSION}")
+        if version == 0 and not create:
+            raise StoreError(f"{path} is not an Earmark store")
+        if version > SCHEMA_VERSION:
+            raise StoreError(f"store {path} has schema version {version}, newer than this Earmark ({SCHEMA_VERSION})")
+        for number in range(version + 1, SCHEMA_VERSION + 1):
+            self.conn.executescript(f"BEGIN IMMEDIATE; {MIGRATIONS[number - 1]} PRAGMA user_version={number}; COMMIT;")
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Cursor]:

@@ -104,8 +104,11 @@ class Registry:
             raise RegistryError(str(exc)) from None
         if self.db.query("SELECT 1 FROM devices WHERE device_id = ?", (device_id,)):
             raise RegistryError(f"device {device_id} is already registered")
-        if self.db.query("SELECT 1 FROM devices WHERE public_key = ?", (public_key,)):
-            raise RegistryError("that public key is already registered to another device")
+        holder = self.db.query("SELECT device_id, revoked_at FROM devices WHERE public_key = ?", (public_key,))
+        if holder:
+            state = " (revoked: a revoked key is never trusted again; make a new key on the device)" \
+                if holder[0]["revoked_at"] else ""
+            raise RegistryError(f"that public key is already registered to device {holder[0]['device_id']}{state}")
         now = utc_now()
         with self.store.write() as cur:
             cur.execute("INSERT INTO devices VALUES (?, ?, ?, NULL)", (device_id, public_key, now))

@@ -71,6 +71,7 @@ class IngestService:
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
+        self.client.on_subscribe = self._on_subscribe
 
     # -- paho callbacks (network thread) ---------------------------------------------------
 
@@ -84,6 +85,11 @@ class IngestService:
         client.subscribe(shared_clip_subscription(self.settings.broker.share_group), qos=1)
         log.info("connected to %s (session %s)", self.settings.broker.url,
                  "resumed" if flags.session_present else "new")
+
+    def _on_subscribe(self, _client: mqtt.Client, _userdata: Any, _mid: int, reasons: list[Any], _props: Any) -> None:
+        for reason in reasons:
+            if reason.is_failure:
+                log.error("the broker refused the clip subscription (%s): check the ingester's ACL", reason)
 
     def _on_disconnect(self, _client: mqtt.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any) -> None:
         self.connected.clear()

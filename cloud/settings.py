@@ -109,7 +109,8 @@ def load_settings(path: Path | None, data_dir: Path | None = None, **flags: Any)
     top: CloudSettings = _section(CloudSettings, {"data_dir": "", **raw}, "")
     chosen = data_dir or (Path(top.data_dir) if top.data_dir else default_data_dir())
     given = {k: v for k, v in flags.items() if v is not None}
-    broker = replace(broker, **{k: str(given.pop(k)) for k in ("url", "username", "ca") if k in given})
+    broker = replace(broker, **{k: str(given.pop(k)) for k in ("url", "username", "ca", "password_file")
+                                if k in given})
     if "metrics_port" in given:
         metrics = replace(metrics, port=int(given.pop("metrics_port")))
     settings = replace(top, data_dir=str(chosen), broker=broker, metrics=metrics,

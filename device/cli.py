@@ -29,8 +29,9 @@ from device.settings import (
     load_settings,
     validate,
 )
+from earmark_wire.bundle import BundleError
 
-USER_ERRORS = (ConfigError, AudioError, ModelError, DeviceKeyError, OSError)
+USER_ERRORS = (ConfigError, AudioError, ModelError, DeviceKeyError, BundleError, OSError)
 log = logging.getLogger("earmark.device")
 
 
@@ -59,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--device-id", help="this device's id (its broker username)")
     run.add_argument("--owner-id", help="the owner's id (a UUID)")
     run.add_argument("--mic", help="input device: index or name substring (`earmark-device mics`)")
+    run.add_argument("--broker", dest="broker_url", help="mqtt[s]://HOST:PORT (default: from the pairing)")
+    run.add_argument("--drain-timeout", type=float, default=30.0,
+                     help="with --audio-file: seconds to wait for the spool to drain at the end (default 30)")
     run.set_defaults(handler=cmd_run)
 
     detect = sub.add_parser("detect", help="print wake-word detections in WAV files as JSON lines")
@@ -89,6 +93,15 @@ def build_parser() -> argparse.ArgumentParser:
     spool.add_argument("--json", action="store_true", help="one JSON object per clip")
     spool.set_defaults(handler=cmd_spool)
 
+    enroll = sub.add_parser("enroll", help="print what the cloud needs to pair this device; the public key last")
+    _common(enroll)
+    enroll.set_defaults(handler=cmd_enroll)
+
+    provision = sub.add_parser("provision", help="install a pairing bundle from `earmark-cloud device add`")
+    _common(provision)
+    provision.add_argument("bundle", type=Path)
+    provision.set_defaults(handler=cmd_provision)
+
     keygen = sub.add_parser("keygen", help="make the device key if missing; print the public key last")
     _common(keygen)
     keygen.set_defaults(handler=cmd_keygen)
@@ -118,9 +131,10 @@ def _stop_on_signals() -> threading.Event:
 def cmd_run(args: argparse.Namespace) -> int:
     from device.controls import Controls
     from device.loop import DeviceLoop
+    from device.publisher import Publisher
 
     s = _settings(args, device_id=args.device_id, owner_id=args.owner_id, spool_dir=args.spool,
-                  mock_gpio=args.mock_gpio, mic_device=args.mic)
+                  mock_gpio=args.mock_gpio, mic_device=args.mic, broker_url=args.broker_url)
     s.require_identity()
     source: AudioSource
     if args.audio_file:
@@ -130,10 +144,20 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         source = Microphone(s.mic.device, s.mic.channel, s.mic.rate)
     controls = Controls(s.gpio)
+    publisher = None
     try:
         loop = DeviceLoop.from_settings(s, source, controls, _stop_on_signals())
+        if s.broker.url:
+            publisher = Publisher(s.broker, s.device_id, loop.spool, on_rejected=loop.flag_error)
+            loop.on_spooled = publisher.notify
+            publisher.start()
+        else:
+            log.info("no broker configured: clips stay in %s", loop.spool.directory)
         stats = loop.run()
+        drained = publisher.wait_drained(args.drain_timeout) if publisher and args.audio_file else True
     finally:
+        if publisher is not None:
+            publisher.stop()
         controls.close()
     waiting = len(loop.spool.clips())
     print(f"{len(stats.clips)} clip(s) recorded from {stats.frames * FRAME_SECONDS:.1f} s of audio; "
@@ -141,6 +165,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if stats.refused:
         print(f"{stats.refused} clip(s) were refused because the spool was full", file=sys.stderr)
         return 1
+    if not drained:
+        print(f"{waiting} clip(s) still waiting for the cloud after {args.drain_timeout:.0f} s", file=sys.stderr)
+        return 3
     return 0
 
 
@@ -220,6 +247,26 @@ def cmd_spool(args: argparse.Namespace) -> int:
                   f"owner {h.owner_id}  signature {signed}")
     if not args.json:
         print(f"{len(clips)} clip(s) waiting in {s.spool_dir}")
+    return 0
+
+
+def cmd_enroll(args: argparse.Namespace) -> int:
+    s = _settings(args)
+    key = load_or_create_key(s.key_path)[0]
+    if s.device_id:
+        print(f"device {s.device_id} (owner {s.owner_id or 'unset'})")
+    print("pair it with: earmark-cloud device add --owner OWNER_ID --public-key KEY --bundle-out bundle.json")
+    print(public_key_of(key))
+    return 0
+
+
+def cmd_provision(args: argparse.Namespace) -> int:
+    from device.pairing import install_bundle
+
+    s = _settings(args)
+    written = install_bundle(Path(s.data_dir), args.bundle)
+    print(f"paired as {written.device_id} for owner {written.owner_id}, broker {written.broker_url}")
+    print(f"wrote {s.pairing_path}; delete {args.bundle}: it holds this device's broker password")
     return 0
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -41,6 +42,7 @@ class DeviceLoop:
         self.source, self.detector, self.recorder = source, detector, recorder
         self.sealer, self.spool, self.controls = sealer, spool, controls
         self.stop = stop or threading.Event()
+        self.on_spooled: Callable[[], None] = lambda: None  # e.g. Publisher.notify; must not block
         self.stats = RunStats()
         self._error = False
 
@@ -132,6 +134,7 @@ class DeviceLoop:
             return
         self._error = False
         self.stats.clips.append(clip_id)
+        self.on_spooled()
         what = (f"wake word {recording.wake_word} ({recording.wake_score:.2f})"
                 if recording.trigger == "wake_word" else "talk button")
         log.info("clip %s spooled: %.1f s, %s, ended by %s", clip_id, recording.duration_s,
@@ -139,6 +142,12 @@ class DeviceLoop:
 
     def _captured_at(self, recording: Recording) -> datetime:
         return self._epoch + timedelta(seconds=recording.start_sample / TARGET_RATE)
+
+    def flag_error(self, *_: object) -> None:
+        """Something outside the loop failed (the cloud rejected a clip): show the error light."""
+        self._error = True
+        if self.recorder.idle and not self.controls.mute.muted:
+            self.controls.light.show(LightState.ERROR)
 
     def _show_resting(self) -> None:
         self.controls.light.show(LightState.ERROR if self._error else LightState.IDLE)

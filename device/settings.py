@@ -74,6 +74,19 @@ class GpioSettings:
 
 
 @dataclass(frozen=True)
+class BrokerSettings:
+    url: str = ""  # mqtts://host:port; "" runs offline and clips stay in the spool
+    username: str = ""
+    password_file: str = ""
+    ca: str = ""  # the broker's CA certificate, pinned for mqtts://
+    client_cert: str = ""  # optional TLS client certificate and key
+    client_key: str = ""
+    keepalive_s: int = 30
+    receipt_timeout_s: float = 30.0  # a clip with no receipt by then is sent again
+    in_flight: int = 8  # clips published and awaiting receipts at once
+
+
+@dataclass(frozen=True)
 class DeviceSettings:
     data_dir: str
     device_id: str = ""
@@ -83,6 +96,7 @@ class DeviceSettings:
     recorder: RecorderSettings = field(default_factory=RecorderSettings)
     spool: SpoolSettings = field(default_factory=SpoolSettings)
     gpio: GpioSettings = field(default_factory=GpioSettings)
+    broker: BrokerSettings = field(default_factory=BrokerSettings)
 
     @property
     def spool_dir(self) -> Path:
@@ -95,6 +109,10 @@ class DeviceSettings:
     @property
     def key_path(self) -> Path:
         return Path(self.data_dir) / "device.key"
+
+    @property
+    def pairing_path(self) -> Path:
+        return Path(self.data_dir) / "pairing.toml"
 
     def require_identity(self) -> None:
         """A device that records must know who it is and whose it is."""
@@ -155,19 +173,26 @@ def _wake_section(raw: Any) -> WakeSettings:
     return wake
 
 
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+
+
 def load_settings(path: Path | None, data_dir: Path | None = None, **overrides: Any) -> DeviceSettings:
-    """Read the config file (if any), then apply CLI overrides (None means "not given")."""
-    raw: dict[str, Any] = {}
-    if path is not None:
-        try:
-            raw = tomllib.loads(Path(path).read_text())
-        except FileNotFoundError:
-            raise ConfigError(f"config file {path} does not exist") from None
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    """Settings from, lowest first: defaults, the pairing file that `provision` wrote in the
+    data dir, the config file, and CLI overrides (None means "not given")."""
+    raw: dict[str, Any] = _read_toml(path) if path is not None else {}
+    pairing = Path(data_dir or raw.get("data_dir") or default_data_dir()) / "pairing.toml"
+    if pairing.is_file():
+        paired = _read_toml(pairing)
+        raw = {**paired, **raw, "broker": {**paired.get("broker", {}), **raw.get("broker", {})}}
     sections = {
         "mic": MicSettings, "recorder": RecorderSettings, "spool": SpoolSettings,
-        "gpio": GpioSettings,
+        "gpio": GpioSettings, "broker": BrokerSettings,
     }
     values: dict[str, Any] = {}
     for key, value in raw.items():
@@ -197,6 +222,8 @@ def _apply_overrides(settings: DeviceSettings, overrides: dict[str, Any]) -> Dev
         settings = replace(settings, gpio=replace(settings.gpio, mock=bool(given.pop("mock_gpio"))))
     if "mic_device" in given:
         settings = replace(settings, mic=replace(settings.mic, device=str(given.pop("mic_device"))))
+    if "broker_url" in given:
+        settings = replace(settings, broker=replace(settings.broker, url=str(given.pop("broker_url"))))
     if given:
         raise TypeError(f"unknown overrides {sorted(given)}")
     return settings
@@ -229,6 +256,13 @@ def validate(s: DeviceSettings) -> None:
     need(r.pre_roll_s < r.max_length_s, "recorder.pre_roll_s", "must be shorter than max_length_s")
     need(0.0 < r.vad_threshold < 1.0, "recorder.vad_threshold", "must be between 0 and 1")
     need(s.spool.max_bytes >= 1024 * 1024, "spool.max_bytes", "must be at least 1 MiB")
+    b = s.broker
+    need(not b.url or b.url.startswith(("mqtt://", "mqtts://")), "broker.url", "must be mqtt:// or mqtts://")
+    need(not b.ca or b.url.startswith("mqtts://"), "broker.ca", "only applies to an mqtts:// url")
+    need(bool(b.client_cert) == bool(b.client_key), "broker.client_cert", "give client_cert and client_key together")
+    need(5 <= b.keepalive_s <= 3600, "broker.keepalive_s", "must be 5..3600")
+    need(1.0 <= b.receipt_timeout_s <= 3600, "broker.receipt_timeout_s", "must be 1..3600 seconds")
+    need(1 <= b.in_flight <= 100, "broker.in_flight", "must be 1..100")
     need(s.gpio.mute_kind in ("toggle", "switch"), "gpio.mute_kind", "must be toggle or switch")
     need(s.gpio.light in ("rgb", "apa102"), "gpio.light", "must be rgb or apa102")
     need(1 <= s.gpio.apa102_count <= 255, "gpio.apa102_count", "must be 1..255")

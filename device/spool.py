@@ -2,7 +2,8 @@
 
 Write: temp file in the spool dir, fsync, rename to its final name, fsync the dir. A crash
 at any moment leaves either the whole clip or none (torn temp files are swept on open).
-Names sort oldest first. The spool is bounded by `max_bytes`; when a new clip does not fit
+Names sort oldest first. Clips the cloud rejected move to rejected/. The spool is bounded
+by `max_bytes`; when a new clip does not fit
 (or the disk is full) the new clip is refused with `SpoolFull` and nothing already spooled
 is touched: clips waiting to be sent are the user's data, and only a receipt deletes them.
 """
@@ -50,7 +51,23 @@ class Spool:
         return [SpooledClip(p) for p in sorted(self.directory.glob("*" + SUFFIX))]
 
     def used_bytes(self) -> int:
-        return sum(p.stat().st_size for p in self.directory.glob("*" + SUFFIX))
+        """Waiting and rejected clips both count against the bound."""
+        return sum(p.stat().st_size for p in self.directory.rglob("*" + SUFFIX))
+
+    @property
+    def rejected_dir(self) -> Path:
+        return self.directory / "rejected"
+
+    def reject(self, clip: SpooledClip, reason: str) -> None:
+        """Move a clip the cloud refused out of the queue, with the reason beside it, for a
+        person to look at; it is never sent again and never silently deleted."""
+        self.rejected_dir.mkdir(exist_ok=True, mode=0o700)
+        (self.rejected_dir / (clip.path.stem + ".reason")).write_text(reason + "\n")
+        try:
+            os.rename(clip.path, self.rejected_dir / clip.path.name)
+        except FileNotFoundError:
+            return
+        self._sync_dir()
 
     def put(self, clip_id: str, envelope: bytes) -> SpooledClip:
         if self.used_bytes() + len(envelope) > self.max_bytes:
