@@ -10,6 +10,7 @@ is touched: clips waiting to be sent are the user's data, and only a receipt del
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import time
@@ -51,8 +52,13 @@ class Spool:
         return [SpooledClip(p) for p in sorted(self.directory.glob("*" + SUFFIX))]
 
     def used_bytes(self) -> int:
-        """Waiting and rejected clips both count against the bound."""
-        return sum(p.stat().st_size for p in self.directory.rglob("*" + SUFFIX))
+        """Waiting and rejected clips both count against the bound. The publisher deletes
+        clips concurrently, so a file may vanish between listing and sizing it."""
+        total = 0
+        for path in self.directory.rglob("*" + SUFFIX):
+            with contextlib.suppress(FileNotFoundError):
+                total += path.stat().st_size
+        return total
 
     @property
     def rejected_dir(self) -> Path:

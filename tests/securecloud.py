@@ -1,0 +1,148 @@
+"""The whole cloud as ops would run it, for tests: a store, the Mosquitto config that
+`earmark-cloud broker config` writes (TLS, logins, ACL) run by a real mosquitto, and the
+ingester as a process logging in over TLS."""
+
+from __future__ import annotations
+
+import getpass
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from cloud import broker
+from cloud.store import Store
+from tests.broker import free_port
+from tests.cloudkit import SimDevice, make_store
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class SecureCloud:
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.data_dir = folder / "cloud"
+        self.store = make_store(self.data_dir)
+        self.port = free_port()
+        self.setup = broker.write_broker_config(self.store, folder / "broker", port=self.port,
+                                                run_as=getpass.getuser())
+        self.broker_proc: subprocess.Popen[bytes] | None = None
+        self.ingester: subprocess.Popen[bytes] | None = None
+        self.ingester_runs = 0
+
+    # -- processes -------------------------------------------------------------------------
+
+    def start_broker(self) -> None:
+        log = open(self.folder / "mosquitto.log", "ab")  # noqa: SIM115
+        self.broker_proc = subprocess.Popen(["mosquitto", "-c", str(self.setup.config)],
+                                            stdout=subprocess.DEVNULL, stderr=log)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("mosquitto did not start")
+
+    def stop_broker(self) -> None:
+        if self.broker_proc is not None:
+            self.broker_proc.terminate()
+            self.broker_proc.wait(10)
+            self.broker_proc = None
+
+    def start_ingester(self) -> None:
+        self.ingester_runs += 1
+        log = open(self.folder / f"ingest-{self.ingester_runs}.log", "ab")  # noqa: SIM115
+        self.ingester = subprocess.Popen(
+            [sys.executable, "-m", "cloud.cli", "ingest", "--data-dir", str(self.data_dir),
+             "--broker", self.setup.url, "--ca", str(self.setup.ca), "--username", broker.INGESTER_USERNAME,
+             "--password-file", str(self.setup.ingester_password_file), "--metrics-port", "0"],
+            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log)
+
+    def kill_ingester(self, sig: int = signal.SIGKILL) -> None:
+        if self.ingester is not None and self.ingester.poll() is None:
+            self.ingester.send_signal(sig)
+            self.ingester.wait(30)
+        self.ingester = None
+
+    def close(self) -> None:
+        self.kill_ingester()
+        self.stop_broker()
+        self.store.close()
+
+    # -- registry --------------------------------------------------------------------------
+
+    def add_device(self, owner_id: str, device_id: str) -> tuple[SimDevice, str]:
+        device = SimDevice(device_id, owner_id)
+        self.store.registry.add_device(owner_id, device.public_key, device_id)
+        return device, broker.create_login(self.store, device_id, "device")
+
+    def revoke(self, device_id: str) -> None:
+        self.store.registry.revoke_device(device_id)
+        broker.revoke_login(self.store, device_id)
+
+    def clips(self, owner_id: str) -> list[str]:
+        fresh = Store(self.data_dir, self.data_dir / "secrets" / "master.key")
+        try:
+            return [c.clip_id for c in fresh.clips.of_owner(owner_id)]
+        finally:
+            fresh.close()
+
+    def quarantine_reasons(self) -> list[str]:
+        fresh = Store(self.data_dir, self.data_dir / "secrets" / "master.key")
+        try:
+            return [q.reason for q in fresh.quarantine.all()]
+        finally:
+            fresh.close()
+
+
+class Client:
+    """An MQTT 5 client over TLS with the broker's CA pinned; records what it receives."""
+
+    def __init__(self, cloud: SecureCloud, username: str | None, password: str | None,
+                 client_id: str | None = None) -> None:
+        self.messages: list[tuple[str, bytes]] = []
+        self.refused: object = None
+        self.connected = threading.Event()
+        self.done = threading.Event()
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id or username or "anon",
+                                  protocol=mqtt.MQTTv5)
+        self.client.tls_set(ca_certs=str(cloud.setup.ca), cert_reqs=ssl.CERT_REQUIRED,
+                            tls_version=ssl.PROTOCOL_TLS_CLIENT)
+        if username is not None:
+            self.client.username_pw_set(username, password)
+        self.client.on_connect = self._on_connect
+        self.client.on_message = lambda _c, _u, m: self.messages.append((m.topic, bytes(m.payload)))
+        self.client.on_disconnect = lambda *_: self.done.set()
+        self.client.connect_async("127.0.0.1", cloud.port)
+        self.client.loop_start()
+
+    def _on_connect(self, _c: object, _u: object, _f: object, reason: mqtt.ReasonCode, _p: object) -> None:
+        if reason.is_failure:
+            self.refused = reason
+            self.done.set()
+        else:
+            self.connected.set()
+
+    def wait(self, timeout: float = 10) -> bool:
+        """True once connected; False if refused or timed out."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.connected.is_set():
+                return True
+            if self.done.is_set():
+                return False
+            time.sleep(0.02)
+        return False
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()

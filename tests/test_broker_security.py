@@ -1,0 +1,140 @@
+"""Security of the deployed pipeline, against a real Mosquitto running the generated
+config (TLS, per-device logins, ACL) and the ingester logging in over TLS."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from earmark_wire.envelope import decode_envelope
+from earmark_wire.receipt import parse_receipt
+from tests.cloudkit import SimDevice, new_clip_id
+from tests.securecloud import Client, SecureCloud
+
+
+@pytest.fixture
+def cloud(tmp_path: Path) -> Iterator[SecureCloud]:
+    c = SecureCloud(tmp_path)
+    c.start_broker()
+    c.start_ingester()
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def pair(cloud: SecureCloud) -> tuple[tuple[SimDevice, str], tuple[SimDevice, str]]:
+    alice = cloud.store.registry.add_owner("Alice").owner_id
+    bob = cloud.store.registry.add_owner("Bob").owner_id
+    return cloud.add_device(alice, "alice-pi"), cloud.add_device(bob, "bob-pi")
+
+
+def connect(cloud: SecureCloud, username: str | None, password: str | None) -> Client:
+    client = Client(cloud, username, password)
+    assert client.wait(), f"{username} could not connect: {client.refused}"
+    return client
+
+
+def send_and_hear(client: Client, device: SimDevice, envelope: bytes, topic: str | None = None,
+                  timeout: float = 15) -> str | None:
+    """Publish a clip; the status of the receipt this client hears for it (None if none)."""
+    clip_id = decode_envelope(envelope).header.clip_id
+    client.client.publish(topic or device.topic, envelope, qos=1).wait_for_publish(5)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for _, payload in list(client.messages):
+            receipt = parse_receipt(payload)
+            if receipt.clip_id == clip_id:
+                return receipt.status
+        time.sleep(0.05)
+    return None
+
+
+def listening(cloud: SecureCloud, device: SimDevice, password: str) -> Client:
+    client = connect(cloud, device.device_id, password)
+    client.client.subscribe(f"earmark/v1/receipts/{device.device_id}", qos=1)
+    time.sleep(0.2)
+    return client
+
+
+def test_a_device_cannot_publish_on_another_devices_topic(cloud: SecureCloud, pair: tuple) -> None:
+    (a, a_pw), (b, _) = pair
+    client = listening(cloud, a, a_pw)
+    assert send_and_hear(client, a, a.clip(seed=1)) == "stored"  # the path works
+    forged = SimDevice(b.device_id, b.owner_id, a.key).clip(seed=2)  # claims to be Bob's device
+    assert send_and_hear(client, a, forged, topic=b.topic, timeout=3) is None
+    time.sleep(1)
+    assert cloud.clips(b.owner_id) == [] and len(cloud.clips(a.owner_id)) == 1
+    assert cloud.quarantine_reasons() == [], "the broker must stop it before the ingester sees it"
+    client.close()
+
+
+def test_a_device_cannot_read_another_devices_receipts(cloud: SecureCloud, pair: tuple) -> None:
+    (a, a_pw), (b, b_pw) = pair
+    snoop = connect(cloud, a.device_id, a_pw)
+    snoop.client.subscribe(f"earmark/v1/receipts/{b.device_id}", qos=1)
+    snoop.client.subscribe("earmark/v1/receipts/#", qos=1)
+    snoop.client.subscribe("earmark/v1/clips/#", qos=1)
+    bob = listening(cloud, b, b_pw)
+    assert send_and_hear(bob, b, b.clip(seed=3)) == "stored"
+    time.sleep(0.5)
+    assert snoop.messages == []
+    snoop.close()
+    bob.close()
+
+
+def test_anonymous_and_wrong_password_clients_are_refused(cloud: SecureCloud, pair: tuple) -> None:
+    (a, _), _ = pair
+    anonymous = Client(cloud, None, None)
+    assert not anonymous.wait() and anonymous.refused is not None
+    wrong = Client(cloud, a.device_id, "not-the-password")
+    assert not wrong.wait() and wrong.refused is not None
+    ingester_name = Client(cloud, "earmark-ingester", "guess")
+    assert not ingester_name.wait()
+    for client in (anonymous, wrong, ingester_name):
+        client.close()
+
+
+def test_an_envelope_naming_another_owner_is_quarantined(cloud: SecureCloud, pair: tuple) -> None:
+    (a, a_pw), (b, b_pw) = pair
+    bob = listening(cloud, b, b_pw)
+    assert send_and_hear(bob, b, b.clip(seed=4)) == "stored"
+    bobs_before = sorted(cloud.clips(b.owner_id))
+    client = listening(cloud, a, a_pw)
+    claim = a.resign(a.clip(seed=5), owner_id=b.owner_id, clip_id=new_clip_id())
+    assert send_and_hear(client, a, claim) == "rejected"
+    assert sorted(cloud.clips(b.owner_id)) == bobs_before
+    assert cloud.clips(a.owner_id) == []
+    assert cloud.quarantine_reasons() == ["owner_mismatch"]
+    client.close()
+    bob.close()
+
+
+def test_a_forged_signature_is_quarantined(cloud: SecureCloud, pair: tuple) -> None:
+    (a, a_pw), _ = pair
+    client = listening(cloud, a, a_pw)
+    forged = a.resign(a.clip(seed=6), key=Ed25519PrivateKey.generate())
+    assert send_and_hear(client, a, forged) == "rejected"
+    assert cloud.clips(a.owner_id) == [] and cloud.quarantine_reasons() == ["bad_signature"]
+    client.close()
+
+
+def test_a_revoked_device_is_refused_by_the_broker_and_the_ingester(cloud: SecureCloud, pair: tuple) -> None:
+    (a, a_pw), _ = pair
+    client = listening(cloud, a, a_pw)
+    assert send_and_hear(client, a, a.clip(seed=7)) == "stored"
+    cloud.revoke(a.device_id)  # rewrites the password file and ACL, and SIGHUPs mosquitto
+    assert client.done.wait(5), "the revoked device's open connection was not cut off"
+    again = Client(cloud, a.device_id, a_pw)
+    assert not again.wait(), "the broker still lets a revoked device log in"
+    time.sleep(1)
+    assert len(cloud.clips(a.owner_id)) == 1
+    # Had a message slipped through, the ingester refuses the device itself:
+    from cloud.ingest import Ingestor
+
+    assert Ingestor(cloud.store).handle(a.topic, a.clip(seed=9)).reason == "revoked_device"
+    client.close()
+    again.close()
