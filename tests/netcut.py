@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 
@@ -47,22 +48,14 @@ class NetCut:
             pass
         finally:
             for s in (source, sink):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-                s.close()
+                _close(s)
 
     def cut(self) -> None:
         self._cut.set()
         with self._lock:
             links, self._links = self._links, []
         for s in links:
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            s.close()
+            _close(s)
 
     def restore(self) -> None:
         self._cut.clear()
@@ -71,3 +64,9 @@ class NetCut:
         self._stop.set()
         self.cut()
         self._server.close()
+
+
+def _close(s: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        s.shutdown(socket.SHUT_RDWR)
+    s.close()
