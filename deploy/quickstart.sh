@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Sets up everything a fresh machine lacks, then runs the demo on the embedded defaults:
-# a simulated device (mock GPIO, a WAV spoken by espeak-ng as its microphone) hears
-# "alexa, what time is it", records the utterance, signs it, and keeps it in its spool.
+# Sets up everything a fresh machine lacks, then runs the whole pipeline on one machine on
+# the embedded defaults: a Mosquitto with the generated config (TLS, logins, ACL) on a
+# loopback port, the ingester with its SQLite store, an owner and a paired simulated device
+# (mock GPIO, a WAV spoken by espeak-ng as its microphone), and the owner's clips listed.
+# It leaves nothing running; its files are in .demo/.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$ROOT/deploy/setup.sh"
@@ -10,35 +12,61 @@ export PATH="$ROOT/.venv/bin:$PATH"
 
 DEMO="$ROOT/.demo"
 rm -rf "$DEMO"; mkdir -p "$DEMO"
-OWNER_ID="6f1d2c3b-4a59-4e6f-8a7b-9c0d1e2f3a4b"
-DEVICE_ID="kitchen-pi"
-
+CLOUD="$DEMO/cloud"; DEVICE="$DEMO/device"
+PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+PIDS=()
+cleanup() { for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null; done; true; }
+trap cleanup EXIT
 step() { printf '\n\033[1m%s\033[0m\n' "$*"; }
 
-step "1. Install the wake-word models into the device's data dir (checked against known SHA-256 sums)"
-earmark-device models fetch --data-dir "$DEMO" --from "$EARMARK_MODEL_WHEEL"
+step "1. The cloud: an empty store, and a master key kept outside the database"
+earmark-cloud init --data-dir "$CLOUD"
 
-step "2. Give the device its own signing key (only the public half ever leaves it)"
-earmark-device keygen --data-dir "$DEMO"
+step "2. The broker: TLS on 127.0.0.1:$PORT, no anonymous access, one login per device, an ACL"
+earmark-cloud broker config --data-dir "$CLOUD" --out "$DEMO/broker" --port "$PORT" --run-as "$(id -un)"
+mosquitto -c "$DEMO/broker/mosquitto.conf" 2>"$DEMO/mosquitto.log" &
+PIDS+=($!)
 
-step "3. Speak a request with espeak-ng: silence, \"alexa\", \"what time is it\", silence"
+step "3. An owner, Alice, who will own the device"
+OWNER="$(earmark-cloud owner add --data-dir "$CLOUD" --name "Alice")"
+echo "   owner id: $OWNER"
+
+step "4. The device makes its own key; the cloud registers only its public half and issues a pairing bundle"
+earmark-device models fetch --data-dir "$DEVICE" --from "$EARMARK_MODEL_WHEEL" | head -n1
+KEY="$(earmark-device enroll --data-dir "$DEVICE" | tail -n1)"
+earmark-cloud device add --data-dir "$CLOUD" --owner "$OWNER" --public-key "$KEY" --device-id kitchen-pi \
+  --bundle-out "$DEMO/kitchen-pi.bundle.json" >/dev/null
+earmark-device provision --data-dir "$DEVICE" "$DEMO/kitchen-pi.bundle.json"
+rm "$DEMO/kitchen-pi.bundle.json"
+
+step "5. The ingester: verifies each clip, files it under its owner's key, and answers with a receipt"
+earmark-cloud ingest --data-dir "$CLOUD" --broker "mqtts://127.0.0.1:$PORT" --ca "$DEMO/broker/ca.pem" \
+  --username earmark-ingester --password-file "$DEMO/broker/ingester.password" --metrics-port 0 \
+  2>"$DEMO/ingest.log" &
+PIDS+=($!)
+for _ in $(seq 100); do grep -q "connected to" "$DEMO/ingest.log" && break; sleep 0.1; done
+grep -q "connected to" "$DEMO/ingest.log" || { echo "the ingester did not connect:"; cat "$DEMO/ingest.log"; exit 1; }
+echo "   ingester connected and subscribed"
+
+step "6. Speak a request with espeak-ng: silence, \"alexa\", \"what time is it\", silence"
 espeak-ng -v en -s 150 -w "$DEMO/wake.wav" "alexa"
 espeak-ng -v en -s 150 -w "$DEMO/request.wav" "what time is it"
 sox -q "$DEMO/wake.wav" "$DEMO/request.wav" "$DEMO/spoken.wav" pad 1.5 2
 echo "   $DEMO/spoken.wav ($(soxi -D "$DEMO/spoken.wav") s)"
 
-step "4. Run the device on that WAV as its microphone, with mock GPIO pins"
-earmark-device run --data-dir "$DEMO" --audio-file "$DEMO/spoken.wav" --mock-gpio \
-  --device-id "$DEVICE_ID" --owner-id "$OWNER_ID"
+step "7. Run the device on that WAV as its microphone (mock GPIO); it exits once the cloud has its clip"
+earmark-device run --data-dir "$DEVICE" --audio-file "$DEMO/spoken.wav" --mock-gpio --drain-timeout 30
 
-step "5. The clip it recorded, waiting in the spool for upload (signed with the device key)"
-earmark-device spool --data-dir "$DEMO"
+step "8. Alice's clips, as the cloud holds them"
+earmark-cloud clips list --data-dir "$CLOUD" --owner "$OWNER"
+earmark-cloud audit verify --data-dir "$CLOUD"
 
 cat <<MSG
 
-What happened: the device listened to the file frame by frame, the wake word "alexa"
-started a recording (with half a second of audio from before it), voice activity
-detection ended it after the request, and the clip was sealed in a signed envelope and
-written durably to $DEMO/spool. No broker is configured yet, so it stays there.
-Nothing is left running.
+What happened: the device heard the wake word "alexa", recorded the request that followed
+(with half a second from before), sealed it in an envelope signed with its own key, wrote
+it to its spool, and sent it over TLS with its own broker login. The ingester checked the
+signature against the key registered for kitchen-pi, took the owner from the registry,
+encrypted the clip with Alice's data key, stored it, and sent a receipt; only then did the
+device delete its copy. Everything stops now; the files stay in $DEMO.
 MSG
