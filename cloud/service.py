@@ -14,22 +14,19 @@ from __future__ import annotations
 
 import logging
 import queue
-import ssl
 import threading
 import time
 from dataclasses import dataclass
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
 from cloud.db import StoreError
 from cloud.ingest import Ingestor
 from cloud.metrics import Metrics
 from cloud.settings import CloudSettings
 from earmark_wire.topics import receipt_topic, shared_clip_subscription
+from earmark_wire.transport import connect_async, make_client, send_immediately
 
 log = logging.getLogger(__name__)
 SESSION_EXPIRY_S = 7 * 24 * 3600  # the broker keeps our queue for a week of downtime
@@ -46,18 +43,6 @@ class Arrival:
     arrived: float
 
 
-def make_client(settings: CloudSettings, client_id: str) -> mqtt.Client:
-    """A paho client with our protocol choices; the seam tests and benchmarks reuse."""
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5, manual_ack=True)
-    if settings.broker.username:
-        client.username_pw_set(settings.broker.username, settings.broker_password())
-    if settings.broker.tls:
-        client.tls_set(ca_certs=settings.broker.ca or None, cert_reqs=ssl.CERT_REQUIRED,
-                       tls_version=ssl.PROTOCOL_TLS_CLIENT)
-    client.reconnect_delay_set(min_delay=1, max_delay=30)
-    return client
-
-
 class IngestService:
     def __init__(self, settings: CloudSettings, ingestor: Ingestor, metrics: Metrics) -> None:
         self.settings = settings
@@ -67,7 +52,9 @@ class IngestService:
         self.generation = 0
         self.connected = threading.Event()
         self.stopping = False
-        self.client = make_client(settings, settings.broker.client_id)
+        b = settings.broker
+        self.client = make_client(b.client_id, b.url, b.username, settings.broker_password() if b.username else "",
+                                  b.ca, manual_ack=True, max_reconnect_delay=30)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
@@ -79,6 +66,7 @@ class IngestService:
         if reason.is_failure:
             log.error("broker refused the connection: %s", reason)
             return
+        send_immediately(client)
         self.generation += 1
         self.connected.set()
         self.metrics.connected.set(1)
@@ -112,12 +100,7 @@ class IngestService:
         return {"broker": self.connected.is_set(), "store": store_ok}
 
     def run(self, stop: threading.Event) -> None:
-        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        properties.SessionExpiryInterval = SESSION_EXPIRY_S
-        b = self.settings.broker
-        self.client.connect_async(b.host, b.port, keepalive=b.keepalive_s, clean_start=False,
-                                  properties=properties)
-        self.client.loop_start()
+        connect_async(self.client, self.settings.broker.url, self.settings.broker.keepalive_s, SESSION_EXPIRY_S)
         try:
             while not stop.is_set():
                 try:

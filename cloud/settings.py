@@ -28,15 +28,6 @@ class BrokerSettings:
     keepalive_s: int = 30
 
     @property
-    def host(self) -> str:
-        return urlsplit(self.url).hostname or "127.0.0.1"
-
-    @property
-    def port(self) -> int:
-        parts = urlsplit(self.url)
-        return parts.port or (8883 if parts.scheme == "mqtts" else 1883)
-
-    @property
     def tls(self) -> bool:
         return urlsplit(self.url).scheme == "mqtts"
 

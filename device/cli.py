@@ -148,7 +148,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         loop = DeviceLoop.from_settings(s, source, controls, _stop_on_signals())
         if s.broker.url:
-            publisher = Publisher(s.broker, s.device_id, loop.spool, on_rejected=loop.flag_error)
+            publisher = Publisher(s.broker, s.device_id, loop.spool,
+                                  on_receipt=lambda r: loop.flag_error() if r.status == "rejected" else None)
             loop.on_spooled = publisher.notify
             publisher.start()
         else:

@@ -143,7 +143,7 @@ class DeviceLoop:
     def _captured_at(self, recording: Recording) -> datetime:
         return self._epoch + timedelta(seconds=recording.start_sample / TARGET_RATE)
 
-    def flag_error(self, *_: object) -> None:
+    def flag_error(self) -> None:
         """Something outside the loop failed (the cloud rejected a clip): show the error light."""
         self._error = True
         if self.recorder.idle and not self.controls.mute.muted:

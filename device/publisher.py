@@ -12,23 +12,19 @@ says `online` while connected; its MQTT will says `offline`.
 from __future__ import annotations
 
 import logging
-import ssl
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
 from device.settings import BrokerSettings, ConfigError
 from device.spool import Spool, SpooledClip
-from earmark_wire.receipt import ReceiptError, parse_receipt
+from earmark_wire.receipt import Receipt, ReceiptError, parse_receipt
 from earmark_wire.topics import clip_topic, receipt_topic, status_topic
+from earmark_wire.transport import connect_async, make_client, send_immediately
 
 log = logging.getLogger(__name__)
 SESSION_EXPIRY_S = 30 * 24 * 3600  # receipts wait in the broker for a month offline
@@ -36,11 +32,11 @@ SESSION_EXPIRY_S = 30 * 24 * 3600  # receipts wait in the broker for a month off
 
 class Publisher:
     def __init__(self, settings: BrokerSettings, device_id: str, spool: Spool,
-                 on_rejected: Callable[[str, str], None] = lambda clip_id, reason: None) -> None:
+                 on_receipt: Callable[[Receipt], None] = lambda receipt: None) -> None:
         self.settings = settings
         self.device_id = device_id
         self.spool = spool
-        self.on_rejected = on_rejected
+        self.on_receipt = on_receipt  # after the spool has acted on it; runs on paho's thread
         self.connected = threading.Event()
         self.sent = 0
         self._pending: dict[str, float] = {}  # clip id -> when it was last published
@@ -52,14 +48,9 @@ class Publisher:
 
     def _make_client(self) -> mqtt.Client:
         s = self.settings
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.device_id, protocol=mqtt.MQTTv5)
-        if s.username:
-            client.username_pw_set(s.username, _read_password(s.password_file))
-        if urlsplit(s.url).scheme == "mqtts":
-            client.tls_set(ca_certs=s.ca or None, certfile=s.client_cert or None, keyfile=s.client_key or None,
-                           cert_reqs=ssl.CERT_REQUIRED, tls_version=ssl.PROTOCOL_TLS_CLIENT)
+        client = make_client(self.device_id, s.url, s.username, _read_password(s.password_file) if s.username else "",
+                             s.ca, s.client_cert, s.client_key)
         client.will_set(status_topic(self.device_id), b"offline", qos=1, retain=True)
-        client.reconnect_delay_set(min_delay=1, max_delay=60)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
@@ -68,12 +59,7 @@ class Publisher:
     # -- lifecycle -------------------------------------------------------------------------
 
     def start(self) -> None:
-        parts = urlsplit(self.settings.url)
-        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        properties.SessionExpiryInterval = SESSION_EXPIRY_S
-        self.client.connect_async(parts.hostname or "localhost", parts.port or 8883,
-                                  keepalive=self.settings.keepalive_s, clean_start=False, properties=properties)
-        self.client.loop_start()
+        connect_async(self.client, self.settings.url, self.settings.keepalive_s, SESSION_EXPIRY_S)
         self._thread.start()
 
     def notify(self) -> None:
@@ -104,6 +90,7 @@ class Publisher:
         if reason.is_failure:
             log.error("broker refused the connection: %s", reason)
             return
+        send_immediately(client)
         client.subscribe(receipt_topic(self.device_id), qos=1)
         client.publish(status_topic(self.device_id), b"online", qos=1, retain=True)
         self.connected.set()
@@ -133,7 +120,7 @@ class Publisher:
             self.spool.reject(clip, receipt.reason)
             log.error("clip %s was rejected by the cloud (%s); kept in %s", receipt.clip_id, receipt.reason,
                       self.spool.rejected_dir)
-            self.on_rejected(receipt.clip_id, receipt.reason)
+        self.on_receipt(receipt)
         self._wake.set()
 
     def _spooled(self, clip_id: str) -> SpooledClip | None:

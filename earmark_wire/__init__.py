@@ -1,2 +1,3 @@
-"""The wire contract shared by the device and the cloud: topics, receipts, the signed clip
-envelope and device public keys. Plain data and pure functions; no I/O."""
+"""The contract shared by the device and the cloud: topics, receipts, the signed clip
+envelope, device public keys and pairing bundles (plain data and pure functions), plus the
+MQTT client set-up both sides use (transport.py)."""

@@ -119,7 +119,7 @@ def test_an_edited_audit_log_fails_verify(tmp_path: Path) -> None:
 def test_the_example_cloud_config_loads_and_flags_win(tmp_path: Path) -> None:
     s = load_settings(ROOT / "deploy" / "earmark-cloud.example.toml", tmp_path, url="mqtts://broker.example:8883",
                       ca="/etc/earmark/ca.pem")
-    assert (s.broker.host, s.broker.port, s.broker.tls) == ("broker.example", 8883, True)
+    assert (s.broker.url, s.broker.tls, s.broker.ca) == ("mqtts://broker.example:8883", True, "/etc/earmark/ca.pem")
     assert s.master_key_path == tmp_path / "secrets" / "master.key"
     with pytest.raises(ConfigError, match=r"broker\.colour is unknown"):
         (tmp_path / "bad.toml").write_text("[broker]\ncolour = 1\n")
