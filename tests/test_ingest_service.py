@@ -177,9 +177,10 @@ def test_killing_the_ingester_mid_stream_loses_and_doubles_nothing(
     link = DeviceLink(device, broker)
     envelopes = {decode_envelope(e).header.clip_id: e for e in (device.clip(seed=i, seconds=2.0) for i in range(60))}
 
-    def publish_all() -> None:
+    def publish_all() -> None:  # paced like a handful of devices, so the kill lands mid-stream
         for envelope in envelopes.values():
             link.publish(envelope)
+            time.sleep(0.025)
 
     publisher = threading.Thread(target=publish_all)
     publisher.start()
