@@ -169,6 +169,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not drained:
         print(f"{waiting} clip(s) still waiting for the cloud after {args.drain_timeout:.0f} s", file=sys.stderr)
         return 3
+    if publisher is not None and publisher.rejected:
+        print(f"{publisher.rejected} clip(s) were rejected by the cloud; they are kept in "
+              f"{loop.spool.rejected_dir} with the reason", file=sys.stderr)
+        return 1
     return 0
 
 

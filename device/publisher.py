@@ -39,6 +39,7 @@ class Publisher:
         self.on_receipt = on_receipt  # after the spool has acted on it; runs on paho's thread
         self.connected = threading.Event()
         self.sent = 0
+        self.rejected = 0
         self._pending: dict[str, float] = {}  # clip id -> when it was last published
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -118,6 +119,7 @@ class Publisher:
             log.info("clip %s %s by the cloud; removed from the spool", receipt.clip_id, receipt.status)
         else:
             self.spool.reject(clip, receipt.reason)
+            self.rejected += 1
             log.error("clip %s was rejected by the cloud (%s); kept in %s", receipt.clip_id, receipt.reason,
                       self.spool.rejected_dir)
         self.on_receipt(receipt)

@@ -226,3 +226,14 @@ def test_respeaker_apa102_leds_show_each_state() -> None:
     recording, muted = spi.transfers
     assert recording == [0, 0, 0, 0] + [0xE8, 255, 0, 0] * 3 + [0xFF]  # brightness 8, blue
     assert muted == [0, 0, 0, 0] + [0xE8, 0, 0, 255] * 3 + [0xFF]  # red
+
+
+def test_a_clip_the_cloud_rejected_lights_the_error_light(data_dir: Path, tmp_path: Path) -> None:
+    s = settings_for(data_dir)
+    controls = Controls(s.gpio)
+    loop = DeviceLoop.from_settings(s, WavFileSource(Scene().pause(0.5).write(tmp_path / "q.wav")), controls)
+    loop.run()
+    assert controls.light.state is LightState.IDLE
+    loop.flag_error()  # what the publisher's receipt callback calls on "rejected"
+    assert controls.light.state is LightState.ERROR
+    assert controls.light.led.color == LIGHT_COLOURS[LightState.ERROR]
