@@ -20,11 +20,12 @@ from typing import Any
 from cloud.certs import CertError
 from cloud.crypto import CryptoError, MasterKeyError, create_master_key
 from cloud.db import StoreError
+from cloud.export import ExportError
 from cloud.registry import RegistryError
 from cloud.settings import CloudSettings, ConfigError, default_data_dir, load_settings
 from cloud.store import Store
 
-USER_ERRORS = (ConfigError, StoreError, MasterKeyError, RegistryError, CryptoError, CertError, OSError)
+USER_ERRORS = (ConfigError, StoreError, MasterKeyError, RegistryError, CryptoError, CertError, ExportError, OSError)
 log = logging.getLogger("earmark.cloud")
 
 
@@ -51,6 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
     owner = sub.add_parser("owner", help="owners").add_subparsers(dest="owner_command", required=True)
     command("add", cmd_owner_add, "add an owner; prints its id", owner).add_argument("--name", required=True)
     command("list", cmd_owner_list, "list owners", owner)
+    recipient = command("set-recipient", cmd_owner_set_recipient,
+                        "the owner's age public key: exports are encrypted to it by default", owner)
+    recipient.add_argument("--owner", required=True)
+    recipient.add_argument("recipient", help="age1…")
 
     device = sub.add_parser("device", help="devices").add_subparsers(dest="device_command", required=True)
     add = command("add", cmd_device_add, "register a device's public key to an owner; prints its id", device)
@@ -68,6 +73,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     clips = sub.add_parser("clips", help="clips").add_subparsers(dest="clips_command", required=True)
     command("list", cmd_clips_list, "an owner's clips", clips).add_argument("--owner", required=True)
+    clip = sub.add_parser("clip", help="one clip").add_subparsers(dest="clip_command", required=True)
+    delete = command("delete", cmd_clip_delete, "delete one of an owner's clips", clip)
+    delete.add_argument("--owner", required=True)
+    delete.add_argument("clip_id")
+
+    export = command("export", cmd_export, "all of an owner's recordings, and nothing else, as a zip archive")
+    export.add_argument("--owner", required=True)
+    export.add_argument("--out", type=Path, required=True, help="directory for earmark-export-<owner>-<utc>.zip")
+    export.add_argument("--recipient", help="age1… to encrypt to (default: the owner's registered recipient)")
+    verify = command("verify-export", cmd_verify_export, "check an export archive; exit 0 only if it all holds")
+    verify.add_argument("archive", type=Path)
+    verify.add_argument("--owner", required=True)
+    verify.add_argument("--identity", type=Path, help="the owner's age identity file, for an encrypted archive")
+    erase = command("erase", cmd_erase, "erase an owner: destroy their key, delete their clips, revoke devices")
+    erase.add_argument("--owner", required=True)
+    erase.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    command("purge", cmd_purge, "delete clips older than retention_days (config)")
 
     quarantine = sub.add_parser("quarantine", help="rejected payloads").add_subparsers(
         dest="quarantine_command", required=True)
@@ -158,6 +180,79 @@ def cmd_owner_add(args: argparse.Namespace) -> int:
 def cmd_owner_list(args: argparse.Namespace) -> int:
     _emit(args, [asdict(o) for o in _store(args).registry.owners()],
           ["owner_id", "display_name", "created_at", "erased_at"])
+    return 0
+
+
+def cmd_owner_set_recipient(args: argparse.Namespace) -> int:
+    _store(args).registry.set_recipient(args.owner, args.recipient)
+    print(json.dumps({"owner_id": args.owner, "recipient": args.recipient}) if args.json else
+          f"exports for {args.owner} will be encrypted to {args.recipient}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from cloud.export import export_owner, terminal_progress
+
+    result = export_owner(_store(args), args.owner, args.out, args.recipient, terminal_progress)
+    if args.json:
+        print(json.dumps({"archive": str(result.path), "clips": result.clips, "audio_bytes": result.audio_bytes,
+                          "encrypted": result.encrypted, "sha256": result.sha256}))
+    else:
+        print(f"{result.clips} clip(s) exported{' and encrypted to the owner' if result.encrypted else ''}: "
+              f"{result.path}")
+    return 0
+
+
+def cmd_verify_export(args: argparse.Namespace) -> int:
+    from cloud.verify_export import verify_export
+
+    problems = verify_export(_store(args), args.archive, args.owner, args.identity)
+    if args.json:
+        print(json.dumps({"archive": str(args.archive), "ok": not problems, "problems": problems}))
+    else:
+        for problem in problems:
+            print(problem)
+        print(f"{args.archive.name}: " + ("every check holds" if not problems else f"{len(problems)} problem(s)"))
+    return 1 if problems else 0
+
+
+def cmd_erase(args: argparse.Namespace) -> int:
+    from cloud.erasure import erase_owner
+
+    store = _store(args)
+    owner = store.registry.owner(args.owner)
+    if owner is None:
+        raise RegistryError(f"no owner {args.owner}")
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise RegistryError("erase cannot be undone: confirm on a terminal, or pass --yes")
+        answer = input(f"Erase owner {owner.display_name!r} ({args.owner}), their {store.clips.count(args.owner)} "
+                       "clip(s) and their devices? This cannot be undone. Type the owner id to confirm: ")
+        if answer.strip() != args.owner:
+            print("not erased")
+            return 1
+    result = erase_owner(store, args.owner)
+    print(json.dumps(asdict(result)) if args.json else f"erased {args.owner}: key destroyed, "
+          f"{result.clips} clip(s) deleted, {len(result.devices)} device(s) revoked")
+    return 0
+
+
+def cmd_clip_delete(args: argparse.Namespace) -> int:
+    from cloud.erasure import delete_clip
+
+    delete_clip(_store(args), args.owner, args.clip_id)
+    print(json.dumps({"deleted": args.clip_id}) if args.json else f"deleted {args.clip_id}")
+    return 0
+
+
+def cmd_purge(args: argparse.Namespace) -> int:
+    from cloud.erasure import purge_expired
+
+    s = _settings(args)
+    count = purge_expired(Store(Path(s.data_dir), s.master_key_path), s.retention_days)
+    print(json.dumps({"purged": count, "retention_days": s.retention_days}) if args.json else
+          f"purged {count} clip(s) older than {s.retention_days} day(s)" if s.retention_days else
+          "retention_days is 0: clips are kept; nothing purged")
     return 0
 
 

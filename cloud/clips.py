@@ -6,6 +6,7 @@ the device's signature over the exact bytes it sent."""
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -61,9 +62,11 @@ class Clips:
     def put(self, owner_id: str, envelope: Envelope, raw: bytes) -> None:
         self.put_many([NewClip(owner_id, envelope, raw, hashlib.sha256(raw).hexdigest())])
 
-    def put_many(self, clips: list[NewClip]) -> None:
+    def put_many(self, clips: list[NewClip]) -> set[str]:
         """Seal and store verified clips under their owners: every blob first, then all the
-        rows and their audit events in one durable transaction (group commit)."""
+        rows and their audit events in one durable transaction (group commit). Returns the
+        ids of clips not stored because their owner was erased meanwhile (checked inside the
+        transaction, so an erasure in another process cannot be raced)."""
         blobs, rows = [], []
         for clip in clips:
             h = clip.envelope.header
@@ -75,15 +78,36 @@ class Clips:
                          h.wake_word, h.wake_score, clip.digest, len(clip.raw), relative, utc_now()))
         self.store.write_blobs(blobs)
         with self.store.write() as cur:
+            owners = sorted({row[1] for row in rows})
+            live = {r["owner_id"] for r in cur.execute(
+                f"SELECT owner_id FROM owners WHERE wrapped_key IS NOT NULL AND owner_id IN "
+                f"({','.join('?' * len(owners))})", owners)}
             for row in rows:
+                if row[1] not in live:
+                    continue
                 cur.execute("INSERT INTO clips VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
                 self.store.audit.append(cur, "clip_stored", owner_id=row[1], device_id=row[2], clip_id=row[0],
                                         detail={"envelope_sha256": row[8]})
+        refused = {row[0] for row in rows if row[1] not in live}
+        for (path, _), row in zip(blobs, rows, strict=True):
+            if row[0] in refused:
+                path.unlink(missing_ok=True)
+                self.store.forget_owner_key(row[1])
+        return refused
 
     def of_owner(self, owner_id: str) -> list[ClipRow]:
-        rows = self.db.query("SELECT * FROM clips WHERE owner_id = ? ORDER BY captured_at, clip_id",
-                             (owner_id,))
-        return [ClipRow(**dict(r)) for r in rows]
+        return list(self.iter_owner(owner_id))
+
+    def iter_owner(self, owner_id: str, page: int = 500) -> Iterator[ClipRow]:
+        """The owner's clips in capture order, a page at a time (memory stays bounded)."""
+        after = ("", "")
+        while True:
+            rows = self.db.query("SELECT * FROM clips WHERE owner_id = ? AND (captured_at, clip_id) > (?, ?) "
+                                 "ORDER BY captured_at, clip_id LIMIT ?", (owner_id, *after, page))
+            yield from (ClipRow(**dict(r)) for r in rows)
+            if len(rows) < page:
+                return
+            after = (rows[-1]["captured_at"], rows[-1]["clip_id"])
 
     def read(self, owner_id: str, clip: ClipRow) -> bytes:
         """The clip's envelope bytes, opened with this owner's key and the clip's binding.

@@ -85,8 +85,12 @@ CREATE TABLE broker_accounts (
     revoked_at     TEXT
 );
 """
+# The owner's own age public key: exports are encrypted to it by default.
+SCHEMA_V3 = """
+ALTER TABLE owners ADD COLUMN age_recipient TEXT;
+"""
 # Migration N takes a store from schema version N-1 to N.
-MIGRATIONS = (SCHEMA_V1, SCHEMA_V2)
+MIGRATIONS = (SCHEMA_V1, SCHEMA_V2, SCHEMA_V3)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -29,7 +29,7 @@ from earmark_wire.envelope import (
     parse_public_key,
 )
 from earmark_wire.receipt import Receipt, Status
-from earmark_wire.topics import TopicError, device_from_clip_topic
+from earmark_wire.topics import TopicError, clip_topic, device_from_clip_topic
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +101,7 @@ class Ingestor:
         checked = [self._check(topic, payload, devices) for topic, payload in messages]
         outcomes: list[Outcome] = []
         accepted: list[NewClip] = []
+        position: dict[str, int] = {}  # clip id -> index of its outcome
         in_batch: dict[str, str] = {}  # clip id -> envelope digest, for repeats within the batch
         for (topic, payload), result in zip(messages, checked, strict=True):
             clip_id = device_id = None
@@ -118,14 +119,19 @@ class Ingestor:
                     continue
                 in_batch[clip_id] = result.digest
                 accepted.append(NewClip(owner_id, result.envelope, payload, result.digest))
+                position[clip_id] = len(outcomes)
                 outcomes.append(Outcome("stored", "", clip_id, device_id, owner_id))
             except Rejected as rejection:
                 outcomes.append(self._quarantine(topic, payload, rejection, clip_id, device_id))
-        if accepted:
-            self.store.clips.put_many(accepted)
+        refused = self.store.clips.put_many(accepted) if accepted else set()
         for clip in accepted:
             h = clip.envelope.header
-            log.info("stored clip %s from %s for owner %s", h.clip_id, h.device_id, clip.owner_id)
+            if h.clip_id in refused:  # the owner was erased while this batch was being judged
+                outcomes[position[h.clip_id]] = self._quarantine(clip_topic(h.device_id), clip.raw,
+                                                   Rejected("owner_erased", f"owner {clip.owner_id} was erased"),
+                                                   h.clip_id, h.device_id)
+            else:
+                log.info("stored clip %s from %s for owner %s", h.clip_id, h.device_id, clip.owner_id)
         return outcomes
 
     def _check(self, topic: str, payload: bytes, devices: dict[str, Device | None]) -> _Checked | Rejected:

@@ -66,7 +66,8 @@ class Registry:
         owner = Owner(str(uuid.uuid4()), name, utc_now(), None)
         wrapped = seal(self.store.master_key, new_key(), owner_key_aad(owner.owner_id))
         with self.store.write() as cur:
-            cur.execute("INSERT INTO owners VALUES (?, ?, ?, NULL, ?)",
+            cur.execute("INSERT INTO owners (owner_id, display_name, created_at, erased_at, wrapped_key) "
+                        "VALUES (?, ?, ?, NULL, ?)",
                         (owner.owner_id, owner.display_name, owner.created_at, wrapped))
             self.store.audit.append(cur, "owner_added", owner_id=owner.owner_id)
         return owner
@@ -75,6 +76,29 @@ class Registry:
         rows = self.db.query("SELECT owner_id, display_name, created_at, erased_at FROM owners "
                              "WHERE owner_id = ?", (owner_id,))
         return Owner(**dict(rows[0])) if rows else None
+
+    def set_recipient(self, owner_id: str, recipient: str) -> None:
+        """The owner's age public key (age1…): exports are encrypted to it by default."""
+        self._live_owner(owner_id)
+        try:
+            from pyrage import x25519
+
+            x25519.Recipient.from_str(recipient)
+        except Exception:  # pyrage raises its own RecipientError, or ValueError
+            raise RegistryError(f"{recipient[:20]!r} is not an age X25519 recipient (age1…)") from None
+        with self.store.write() as cur:
+            cur.execute("UPDATE owners SET age_recipient = ? WHERE owner_id = ?", (recipient, owner_id))
+            self.store.audit.append(cur, "owner_recipient_set", owner_id=owner_id, detail={"recipient": recipient})
+
+    def recipient(self, owner_id: str) -> str | None:
+        rows = self.db.query("SELECT age_recipient FROM owners WHERE owner_id = ?", (owner_id,))
+        return rows[0]["age_recipient"] if rows and rows[0]["age_recipient"] else None
+
+    def bindings(self, device_id: str) -> list[tuple[str, str, str | None]]:
+        """(owner id, bound at, unbound at) for a device, oldest first."""
+        rows = self.db.query("SELECT owner_id, bound_at, unbound_at FROM bindings WHERE device_id = ? "
+                             "ORDER BY bound_at", (device_id,))
+        return [(r["owner_id"], r["bound_at"], r["unbound_at"]) for r in rows]
 
     def owners(self) -> list[Owner]:
         rows = self.db.query("SELECT owner_id, display_name, created_at, erased_at FROM owners "

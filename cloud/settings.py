@@ -43,6 +43,7 @@ class CloudSettings:
     data_dir: str
     master_key_file: str = ""  # "" means <data_dir>/secrets/master.key; keep it off the database's disk
     max_envelope_bytes: int = MAX_ENVELOPE_BYTES
+    retention_days: int = 0  # `earmark-cloud purge` deletes clips captured longer ago; 0 keeps them
     broker: BrokerSettings = field(default_factory=BrokerSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     password: str = field(default="", repr=False)  # from --password or EARMARK_BROKER_PASSWORD only
@@ -127,5 +128,6 @@ def validate(s: CloudSettings) -> None:
     need(not s.broker.ca or s.broker.tls, "broker.ca", "only applies to an mqtts:// url")
     need(5 <= s.broker.keepalive_s <= 3600, "broker.keepalive_s", "must be 5..3600")
     need(0 <= s.metrics.port <= 65535, "metrics.port", "must be 0..65535")
+    need(0 <= s.retention_days <= 36500, "retention_days", "must be 0 (keep) to 36500 days")
     need(1024 <= s.max_envelope_bytes <= MAX_ENVELOPE_BYTES, "max_envelope_bytes",
          f"must be 1024..{MAX_ENVELOPE_BYTES}")

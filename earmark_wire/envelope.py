@@ -100,6 +100,12 @@ def encode_envelope(header: ClipHeader, audio: bytes, key: Ed25519PrivateKey) ->
     return signed
 
 
+def reassemble(header_bytes: bytes, audio: bytes, signature: bytes) -> bytes:
+    """The envelope bytes from its three parts (as an export keeps them), for decoding and
+    verifying again."""
+    return PREAMBLE.pack(MAGIC, VERSION, 0, len(header_bytes), len(audio)) + header_bytes + audio + signature
+
+
 def decode_envelope(data: bytes, max_bytes: int = MAX_ENVELOPE_BYTES) -> Envelope:
     """Strictly parse an envelope. Checks framing, header types and patterns, and that the
     audio is the WAV the header describes. Does not check the signature (the caller knows

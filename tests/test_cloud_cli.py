@@ -124,3 +124,28 @@ def test_the_example_cloud_config_loads_and_flags_win(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"broker\.colour is unknown"):
         (tmp_path / "bad.toml").write_text("[broker]\ncolour = 1\n")
         load_settings(tmp_path / "bad.toml", tmp_path)
+
+
+def test_export_verify_and_erase_from_the_command_line(tmp_path: Path) -> None:
+    d = tmp_path / "cloud"
+    ok(cloud("init", data_dir=d))
+    alice = ok(cloud("owner", "add", "--name", "Alice", data_dir=d))
+    device = SimDevice("kitchen", alice)
+    ok(cloud("device", "add", "--owner", alice, "--public-key", device.public_key, "--device-id", "kitchen",
+             data_dir=d))
+    store = Store(d, d / "secrets" / "master.key")
+    Ingestor(store).handle(device.topic, device.clip())
+    store.close()
+    result = json.loads(ok(cloud("export", "--owner", alice, "--out", tmp_path / "out", "--json", data_dir=d)))
+    assert result["clips"] == 1 and Path(result["archive"]).exists()
+    assert "every check holds" in ok(cloud("verify-export", result["archive"], "--owner", alice, data_dir=d))
+    bob = ok(cloud("owner", "add", "--name", "Bob", data_dir=d))
+    wrong = cloud("verify-export", result["archive"], "--owner", bob, data_dir=d)
+    assert wrong.returncode == 1 and "not " + bob in wrong.stdout
+
+    refused = subprocess.run([sys.executable, "-m", "cloud.cli", "erase", "--owner", alice, "--data-dir", str(d)],
+                             capture_output=True, text=True, cwd=ROOT, stdin=subprocess.DEVNULL)
+    assert refused.returncode == 2 and "--yes" in refused.stderr
+    assert "key destroyed" in ok(cloud("erase", "--owner", alice, "--yes", data_dir=d))
+    one_line_error(cloud("export", "--owner", alice, "--out", tmp_path / "out2", data_dir=d), "was erased")
+    assert not (tmp_path / "out2").exists() or not any((tmp_path / "out2").iterdir())

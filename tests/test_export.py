@@ -1,0 +1,246 @@
+"""Export and erasure against adversaries: many owners, tampered rows and blobs, rebinding,
+edited archives. An export holds all of its owner's clips and nothing of anyone else's, or
+it does not exist."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+import zipfile
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from pyrage import x25519
+
+from cloud.erasure import delete_clip, erase_owner, purge_expired
+from cloud.export import ExportError, export_owner
+from cloud.ingest import Ingestor
+from cloud.store import Store
+from cloud.verify_export import verify_export
+from earmark_wire.envelope import decode_envelope
+from tests.cloudkit import SimDevice, make_store
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    return make_store(tmp_path / "cloud")
+
+
+def owner_with_device(store: Store, name: str) -> tuple[str, SimDevice]:
+    owner = store.registry.add_owner(name).owner_id
+    device = SimDevice(f"{name.lower()}-pi", owner)
+    store.registry.add_device(owner, device.public_key, device.device_id)
+    return owner, device
+
+
+def ingest(store: Store, device: SimDevice, count: int, canary: bytes = b"", start: int = 0) -> list[str]:
+    envelopes = [device.clip(canary=canary, seed=start + i, seconds=0.25) for i in range(count)]
+    outcomes = Ingestor(store).handle_batch([(device.topic, e) for e in envelopes])
+    assert {o.status for o in outcomes} == {"stored"}
+    return [decode_envelope(e).header.clip_id for e in envelopes]
+
+
+def archive_clip_ids(path: Path) -> set[str]:
+    with zipfile.ZipFile(path) as zf:
+        return {c["clip_id"] for c in json.loads(zf.read("manifest.json"))["clips"]}
+
+
+def no_leftovers(folder: Path) -> bool:
+    return not folder.exists() or not any(folder.iterdir())
+
+
+def test_twenty_owners_each_get_exactly_their_own_clips(store: Store, tmp_path: Path) -> None:
+    owners = {}
+    for n in range(20):
+        owner, device = owner_with_device(store, f"Owner{n:02d}")
+        canary = f"CANARY-{n:02d}-{owner[:8]}".encode()
+        owners[owner] = (canary, set(ingest(store, device, 1 + n % 4, canary, start=n * 10)))
+    archives = {o: export_owner(store, o, tmp_path / "out").path for o in owners}
+    for owner, path in archives.items():
+        assert archive_clip_ids(path) == owners[owner][1]
+        assert verify_export(store, path, owner) == []
+        data = path.read_bytes()
+        assert owners[owner][0] in data
+        for other, (canary, _) in owners.items():
+            if other != owner:
+                assert canary not in data, f"{other}'s audio is in {owner}'s archive"
+    ids = [archive_clip_ids(p) for p in archives.values()]
+    assert sum(len(i) for i in ids) == len(set().union(*ids))  # pairwise disjoint
+    assert sum(e["event"] == "export_completed" for e in store.audit.events(500)) == 20
+
+
+def tamper(store: Store, sql: str, params: tuple[object, ...]) -> None:
+    db = sqlite3.connect(store.db.path)
+    db.execute(sql, params)
+    db.commit()
+    db.close()
+
+
+@pytest.fixture
+def alice_bob(store: Store) -> tuple[tuple[str, SimDevice, list[str]], tuple[str, SimDevice, list[str]]]:
+    alice, a = owner_with_device(store, "Alice")
+    bob, b = owner_with_device(store, "Bob")
+    return (alice, a, ingest(store, a, 3, b"ALICE-AUDIO")), (bob, b, ingest(store, b, 3, b"BOB-AUDIO", start=50))
+
+
+def assert_aborts(store: Store, owner: str, out: Path, clip_id: str, check: str) -> None:
+    with pytest.raises(ExportError) as caught:
+        export_owner(store, owner, out)
+    assert caught.value.clip_id == clip_id and caught.value.check == check
+    assert clip_id in str(caught.value)
+    assert no_leftovers(out), "an aborted export left files behind"
+    event = store.audit.events()[0]
+    assert event["event"] == "export_aborted" and json.loads(event["detail"])["clip_id"] == clip_id
+
+
+def test_a_row_relabelled_to_another_owner_aborts_that_owners_export(
+        store: Store, alice_bob: tuple, tmp_path: Path) -> None:
+    (_alice, _, a_ids), (bob, _, _) = alice_bob
+    tamper(store, "UPDATE clips SET owner_id = ? WHERE clip_id = ?", (bob, a_ids[0]))
+    assert_aborts(store, bob, tmp_path / "out", a_ids[0], "blob_prefix")
+
+
+def test_a_blob_copied_under_another_owners_clip_aborts(store: Store, alice_bob: tuple, tmp_path: Path) -> None:
+    (alice, _, a_ids), (bob, _, b_ids) = alice_bob
+    a_blob = store.data_dir / store.clips.blob_path(alice, a_ids[0])
+    b_blob = store.data_dir / store.clips.blob_path(bob, b_ids[1])
+    shutil.copyfile(a_blob, b_blob)
+    assert_aborts(store, bob, tmp_path / "out", b_ids[1], "blob_key")
+
+
+def test_a_row_pointing_at_another_owners_blob_aborts(store: Store, alice_bob: tuple, tmp_path: Path) -> None:
+    (alice, _, a_ids), (bob, _, b_ids) = alice_bob
+    tamper(store, "UPDATE clips SET blob_path = ? WHERE clip_id = ?",
+           (store.clips.blob_path(alice, a_ids[0]), b_ids[0]))
+    assert_aborts(store, bob, tmp_path / "out", b_ids[0], "blob_prefix")
+    tamper(store, "UPDATE clips SET blob_path = ? WHERE clip_id = ?",
+           (f"blobs/{bob}/../{alice}/{a_ids[0]}.bin", b_ids[0]))
+    assert_aborts(store, bob, tmp_path / "out", b_ids[0], "blob_prefix")
+
+
+def test_a_row_whose_hash_was_edited_aborts(store: Store, alice_bob: tuple, tmp_path: Path) -> None:
+    (alice, _, a_ids), _ = alice_bob
+    tamper(store, "UPDATE clips SET envelope_sha256 = ? WHERE clip_id = ?", ("0" * 64, a_ids[2]))
+    assert_aborts(store, alice, tmp_path / "out", a_ids[2], "hash")
+
+
+def test_a_device_rebound_from_alice_to_bob_keeps_earlier_clips_alices(store: Store, alice_bob: tuple,
+                                                                       tmp_path: Path) -> None:
+    (alice, a, a_ids), (bob, _, b_ids) = alice_bob
+    store.registry.rebind_device(a.device_id, bob)
+    later = SimDevice(a.device_id, bob, a.key).clip(seed=99, captured=datetime.now(UTC) + timedelta(seconds=1))
+    assert Ingestor(store).handle(a.topic, later).owner_id == bob
+    alice_archive = export_owner(store, alice, tmp_path / "a").path
+    bob_archive = export_owner(store, bob, tmp_path / "b").path
+    assert archive_clip_ids(alice_archive) == set(a_ids)
+    assert archive_clip_ids(bob_archive) == {*b_ids, decode_envelope(later).header.clip_id}
+    assert b"ALICE-AUDIO" not in bob_archive.read_bytes()
+    assert verify_export(store, alice_archive, alice) == [] and verify_export(store, bob_archive, bob) == []
+    # A row moved to Bob whose clip was captured while the device was Alice's is refused:
+    tamper(store, "UPDATE clips SET owner_id = ?, blob_path = ? WHERE clip_id = ?",
+           (bob, store.clips.blob_path(bob, a_ids[0]), a_ids[0]))
+    shutil.copyfile(store.data_dir / store.clips.blob_path(alice, a_ids[0]),
+                    store.data_dir / store.clips.blob_path(bob, a_ids[0]))
+    assert_aborts(store, bob, tmp_path / "c", a_ids[0], "blob_key")
+
+
+def edit_archive(source: Path, target: Path, change: str) -> None:
+    with zipfile.ZipFile(source) as zin, zipfile.ZipFile(target, "w") as zout:
+        manifest = json.loads(zin.read("manifest.json"))
+        files = [c["file"] for c in manifest["clips"]]
+        for item in zin.infolist():
+            data = zin.read(item.filename)
+            if change == "swap" and item.filename == files[0]:
+                data = zin.read(files[1])
+            if change == "manifest" and item.filename == "manifest.json":
+                manifest["clips"][0]["captured_at"] = "2020-01-01T00:00:00.000Z"
+                manifest["clips"][0]["envelope_header"] = manifest["clips"][0]["envelope_header"].replace(
+                    manifest["owner_id"], "6f1d2c3b-4a59-4e6f-8a7b-9c0d1e2f3a4b")
+                data = json.dumps(manifest).encode()
+            zout.writestr(item, data)
+        if change == "add":
+            zout.writestr("clips/extra.wav", b"RIFF....")
+
+
+@pytest.mark.parametrize(("change", "needle"), [("add", "not in the manifest"), ("swap", "SHA-256"),
+                                                ("manifest", "signed header names")])
+def test_verify_export_catches_an_edited_archive(store: Store, alice_bob: tuple, tmp_path: Path,
+                                                 change: str, needle: str) -> None:
+    (alice, _, _), _ = alice_bob
+    good = export_owner(store, alice, tmp_path / "out").path
+    bad = tmp_path / "edited.zip"
+    edit_archive(good, bad, change)
+    problems = verify_export(store, bad, alice)
+    assert problems and any(needle in p for p in problems), problems
+    assert verify_export(store, good, alice) == []
+
+
+def test_an_archive_for_the_owners_age_key_opens_only_with_it(store: Store, alice_bob: tuple, tmp_path: Path) -> None:
+    (alice, _, _a_ids), (_bob, _, _) = alice_bob
+    identity = x25519.Identity.generate()
+    (tmp_path / "alice.key").write_text(str(identity) + "\n")
+    store.registry.set_recipient(alice, str(identity.to_public()))
+    result = export_owner(store, alice, tmp_path / "out")  # the registered recipient is the default
+    assert result.encrypted and result.path.name.endswith(".zip.age")
+    assert b"ALICE-AUDIO" not in result.path.read_bytes() and not zipfile.is_zipfile(result.path)
+    assert verify_export(store, result.path, alice, tmp_path / "alice.key") == []
+    stranger = x25519.Identity.generate()
+    (tmp_path / "stranger.key").write_text(str(stranger) + "\n")
+    assert "does not decrypt" in verify_export(store, result.path, alice, tmp_path / "stranger.key")[0]
+    assert "encrypted" in verify_export(store, result.path, alice)[0]
+
+
+def test_erasure_shreds_the_key_first_and_leaves_a_tombstone(store: Store, alice_bob: tuple, tmp_path: Path) -> None:
+    (alice, a, a_ids), (bob, _b, b_ids) = alice_bob
+    kept_copy = (store.data_dir / store.clips.blob_path(alice, a_ids[0])).read_bytes()
+    [row] = [r for r in store.clips.of_owner(alice) if r.clip_id == a_ids[0]]
+    erasure = erase_owner(store, alice)
+    assert erasure.clips == 3 and erasure.devices == [a.device_id]
+    assert store.clips.of_owner(alice) == [] and not (store.data_dir / "blobs" / alice).exists()
+    owner = store.registry.owner(alice)
+    assert owner is not None and owner.erased_at and owner.display_name == ""
+    assert store.registry.device(a.device_id).revoked_at  # type: ignore[union-attr]
+    # A copy of a blob made before erasure (a backup, say) no longer opens with anything.
+    (store.data_dir / row.blob_path).parent.mkdir(parents=True)
+    (store.data_dir / row.blob_path).write_bytes(kept_copy)
+    from cloud.store import OwnerError
+
+    with pytest.raises(OwnerError):
+        store.clips.read(alice, row)
+    with pytest.raises(ExportError, match="was erased"):
+        export_owner(store, alice, tmp_path / "out")
+    assert Ingestor(store).handle(a.topic, a.clip(seed=77)).reason == "revoked_device"
+    events = [e["event"] for e in store.audit.events(20)]
+    assert events.index("owner_key_destroyed") > events.index("owner_clips_deleted")  # newest first: key went first
+    assert archive_clip_ids(export_owner(store, bob, tmp_path / "b").path) == set(b_ids)
+    assert store.audit.verify() == []
+
+
+def test_an_ingester_holding_a_cached_key_cannot_store_for_an_erased_owner(store: Store, tmp_path: Path) -> None:
+    owner, device = owner_with_device(store, "Carol")
+    running = Store(store.data_dir, store.data_dir / "secrets" / "master.key")  # another process's view
+    ingest(running, device, 1)  # its key cache now holds Carol's key
+    envelope = device.clip(seed=5)
+    ingestor = Ingestor(running)
+    erase_owner(store, owner)  # meanwhile, the CLI erases Carol; her device stays registered here:
+    store.db.conn.execute("UPDATE devices SET revoked_at = NULL WHERE device_id = ?", (device.device_id,))
+    outcome = ingestor.handle(device.topic, envelope)
+    assert (outcome.status, outcome.reason) == ("rejected", "owner_erased")
+    assert running.clips.count(owner) == 0 and not (store.data_dir / "blobs" / owner).exists()
+
+
+def test_deleting_one_clip_and_purging_by_retention(store: Store, tmp_path: Path) -> None:
+    owner, device = owner_with_device(store, "Dan")
+    ids = ingest(store, device, 3)
+    old = device.clip(seed=40, captured=datetime.now(UTC) - timedelta(days=40))
+    Ingestor(store).handle(device.topic, old)
+    delete_clip(store, owner, ids[0])
+    assert ids[0] not in {c.clip_id for c in store.clips.of_owner(owner)}
+    with pytest.raises(Exception, match="has no clip"):
+        delete_clip(store, owner, ids[0])
+    assert purge_expired(store, 30) == 1
+    assert {c.clip_id for c in store.clips.of_owner(owner)} == set(ids[1:])
+    assert purge_expired(store, 0) == 0
+    assert archive_clip_ids(export_owner(store, owner, tmp_path / "out").path) == set(ids[1:])
