@@ -214,13 +214,15 @@ def _write_index(zf: zipfile.ZipFile, entries: IO[str], owner_id: str, created: 
                    "margin:2em auto}td{padding:.3em .8em;border-bottom:1px solid #ddd}</style></head><body>"
                    f"<h1>Your Earmark recordings</h1><p>{count} recording(s) of owner "
                    f"<code>{html.escape(owner_id)}</code>, exported {html.escape(created)}.</p>"
-                   "<table><tr><th>Recorded (UTC)</th><th>Device</th><th>Started by</th><th>Listen</th></tr>\n")
+                   "<table><tr><th>Recorded (UTC)</th><th>Length</th><th>Device</th><th>Started by</th>"
+                   "<th>Listen</th></tr>\n")
                   .encode())
         entries.seek(0)
         for line in entries:
             e = json.loads(line)
             started = f"wake word “{e['wake_word']}”" if e["wake_word"] else "talk button"
-            out.write((f"<tr><td>{html.escape(e['captured_at'])}</td><td>{html.escape(e['device_id'])}</td>"
+            out.write((f"<tr><td>{html.escape(e['captured_at'])}</td><td>{e['duration_ms'] / 1000:.1f} s</td>"
+                       f"<td>{html.escape(e['device_id'])}</td>"
                        f"<td>{html.escape(started)}</td><td><audio controls preload=\"none\" "
                        f"src=\"{html.escape(e['file'])}\"></audio></td></tr>\n").encode())
         out.write(b"</table></body></html>\n")

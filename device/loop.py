@@ -14,12 +14,11 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
-from device.audio import FRAME_SAMPLES, AudioSource
+from device.audio import AudioSource
 from device.controls import Controls, LightState
 from device.identity import Sealer, load_or_create_key, public_key_of
 from device.models import locate_models
 from device.recorder import Recorder, Recording
-from device.resample import TARGET_RATE
 from device.settings import DeviceSettings
 from device.speech import SpeechDetector
 from device.spool import Spool, SpoolFull
@@ -77,9 +76,6 @@ class DeviceLoop:
                 if not started:
                     self.source.start()
                     started = True
-                    # Stream sample n was captured at epoch + n / 16 kHz.
-                    self._epoch = datetime.now(UTC) - timedelta(
-                        seconds=self.stats.frames * FRAME_SAMPLES / TARGET_RATE)
                     self._show_resting()
                 frame = self.source.read()
                 if frame is None:
@@ -124,7 +120,10 @@ class DeviceLoop:
     def _keep(self, recording: Recording | None) -> None:
         if recording is None:
             return
-        clip_id, envelope = self.sealer.seal(recording, self._captured_at(recording))
+        # The recording's last sample was read just now: it began one duration ago. (Exact for a
+        # live mic; a WAV read faster than real time gets plausible, never future, times.)
+        captured = datetime.now(UTC) - timedelta(seconds=recording.duration_s)
+        clip_id, envelope = self.sealer.seal(recording, captured)
         try:
             self.spool.put(clip_id, envelope)
         except SpoolFull as exc:
@@ -139,9 +138,6 @@ class DeviceLoop:
                 if recording.trigger == "wake_word" else "talk button")
         log.info("clip %s spooled: %.1f s, %s, ended by %s", clip_id, recording.duration_s,
                  what, recording.end_reason.replace("_", " "))
-
-    def _captured_at(self, recording: Recording) -> datetime:
-        return self._epoch + timedelta(seconds=recording.start_sample / TARGET_RATE)
 
     def flag_error(self) -> None:
         """Something outside the loop failed (the cloud rejected a clip): show the error light."""

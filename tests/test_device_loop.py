@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -71,9 +72,12 @@ def wake_scene(speech: Speech) -> Scene:
 def test_wake_word_then_request_yields_exactly_one_clip(data_dir: Path, tmp_path: Path,
                                                         wake_scene: Scene) -> None:
     s = settings_for(data_dir)
+    before = datetime.now(UTC)
     run_device(s, wake_scene.write(tmp_path / "scene.wav"))
 
     [(header, audio)] = clips_in(s)
+    captured = datetime.strptime(str(header["captured_at"]), "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    assert before - timedelta(seconds=20) <= captured <= datetime.now(UTC), "capture time is off, or in the future"
     assert header["trigger"] == "wake_word" and header["wake_word"] == "alexa"
     assert header["wake_score"] > 0.9
     assert header["owner_id"] == OWNER and header["device_id"] == "test-device"
