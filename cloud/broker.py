@@ -20,6 +20,7 @@ from pathlib import Path
 from cloud.certs import ca_paths, init_ca, issue
 from cloud.db import utc_now
 from cloud.store import Store
+from earmark_wire.durable import write_file
 from earmark_wire.envelope import MAX_ENVELOPE_BYTES
 from earmark_wire.topics import PREFIX, check_device_id
 
@@ -110,17 +111,6 @@ def broker_ca(store: Store) -> Path | None:
     return folder / "ca.pem" if folder and (folder / "ca.pem").exists() else None
 
 
-def _replace_file(path: Path, text: str, mode: int) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        os.write(fd, text.encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-
-
 def sync_broker_files(store: Store) -> bool:
     """Rewrite the password and ACL files from the store and make Mosquitto reload them.
     Returns True if a running broker was signalled."""
@@ -128,8 +118,8 @@ def sync_broker_files(store: Store) -> bool:
     if folder is None:
         return False
     logins = active_logins(store)
-    _replace_file(folder / "passwords", render_passwords(logins), 0o600)
-    _replace_file(folder / "acl", render_acl(logins), 0o600)
+    write_file(folder / "passwords", render_passwords(logins).encode())
+    write_file(folder / "acl", render_acl(logins).encode())
     pid_file = folder / "mosquitto.pid"
     if not pid_file.exists():
         return False
@@ -169,7 +159,7 @@ def write_broker_config(store: Store, out_dir: Path, port: int = 8883, bind: str
         cur.execute("INSERT OR REPLACE INTO meta VALUES ('broker_url', ?)", (url.encode(),))
     password = create_login(store, INGESTER_USERNAME, "ingester")  # also writes passwords + acl
     password_file = out_dir / "ingester.password"
-    _replace_file(password_file, password + "\n", 0o600)
+    write_file(password_file, (password + "\n").encode())
     client_certs = ("require_certificate true\nuse_identity_as_username true\n" if require_client_certs
                     else "require_certificate false\n")
     config = out_dir / "mosquitto.conf"

@@ -20,6 +20,8 @@ from pathlib import Path
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from earmark_wire.durable import write_file
+
 NONCE_BYTES = 12
 KEY_BYTES = 32
 
@@ -71,14 +73,7 @@ def create_master_key(path: Path) -> bool:
         load_master_key(path)
         return False
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, base64.b64encode(new_key()) + b"\n")
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+    write_file(path, base64.b64encode(new_key()) + b"\n")
     return True
 
 

@@ -36,6 +36,7 @@ from cloud.clips import ClipRow
 from cloud.crypto import CryptoError
 from cloud.db import utc_now
 from cloud.store import OwnerError, Store
+from earmark_wire.durable import fsync_dir
 from earmark_wire.envelope import Envelope, EnvelopeError, decode_envelope, parse_public_key
 
 SCHEMA_VERSION = 1
@@ -135,7 +136,7 @@ def export_owner(store: Store, owner_id: str, out_dir: Path, recipient: str | No
             produced = temps[1]
         digest = _sha256_file(produced)
         os.replace(produced, final)
-        _fsync_dir(final.parent)
+        fsync_dir(final.parent)
     except BaseException as exc:
         for temp in temps:
             temp.unlink(missing_ok=True)
@@ -271,14 +272,6 @@ def _sha256_file(path: Path) -> str:
         while chunk := f.read(1 << 20):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _audit(store: Store, event: str, owner_id: str, detail: dict[str, Any]) -> None:

@@ -13,7 +13,6 @@ So no row is ever without its blob, and no stray blob outlives a restart.
 
 from __future__ import annotations
 
-import os
 import sqlite3
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -31,8 +30,7 @@ from cloud.crypto import (
     seal,
 )
 from cloud.db import Database, StoreError
-
-TEMP_PREFIX = ".tmp-"
+from earmark_wire.durable import fsync_dir, write_file
 
 
 class OwnerError(LookupError):
@@ -121,12 +119,15 @@ class Store:
         directory touched is fsynced once so the new names are durable too."""
         for folder in {path.parent for path, _ in blobs}:
             folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        if len(blobs) == 1:
-            _write_durably(*blobs[0])
-        else:
-            list(self._writers.map(lambda blob: _write_durably(*blob), blobs))
-        for folder in {path.parent for path, _ in blobs}:
-            _fsync_path(folder)
+        try:
+            if len(blobs) == 1:
+                write_file(blobs[0][0], blobs[0][1], sync_dir=False)
+            else:
+                list(self._writers.map(lambda blob: write_file(blob[0], blob[1], sync_dir=False), blobs))
+            for folder in {path.parent for path, _ in blobs}:
+                fsync_dir(folder)
+        except OSError as exc:
+            raise StoreError(f"could not write a blob: {exc.strerror}") from exc
 
     def sweep(self) -> int:
         """Delete temp files and blobs that no row points at (see the module docstring)."""
@@ -149,27 +150,3 @@ class Store:
         self._writers.shutdown()
         self.db.close()
 
-
-def _fsync_path(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_durably(path: Path, data: bytes) -> None:
-    temp = path.with_name(TEMP_PREFIX + path.name)
-    try:
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(temp, path)
-    except OSError as exc:
-        temp.unlink(missing_ok=True)
-        raise StoreError(f"could not write {path.name}: {exc.strerror}") from exc

@@ -3,7 +3,6 @@ The private key is made on the device, written 0600, and never leaves it."""
 
 from __future__ import annotations
 
-import os
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,6 +18,7 @@ from cryptography.hazmat.primitives.serialization import (
 
 from device.recorder import Recording
 from device.resample import TARGET_RATE
+from earmark_wire.durable import write_file
 from earmark_wire.envelope import (
     CODEC,
     ClipHeader,
@@ -48,15 +48,7 @@ def load_or_create_key(path: Path) -> tuple[Ed25519PrivateKey, bool]:
         return key, False
     path.parent.mkdir(parents=True, exist_ok=True)
     key = Ed25519PrivateKey.generate()
-    pem = key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, pem)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+    write_file(path, key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
     return key, True
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -21,6 +20,7 @@ from importlib import resources
 from pathlib import Path
 
 from device.settings import BUILTIN_WAKE_WORDS, wake_word_id
+from earmark_wire.durable import write_file
 
 SOURCE_WHEEL = "openwakeword==0.4.0"
 WHEEL_MODEL_DIR = "openwakeword/resources/models/"
@@ -111,19 +111,6 @@ def _read_source(source: Path, name: str) -> bytes | None:
     return None
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def fetch_models(models_dir: Path, source: Path | None = None) -> list[str]:
     """Install every model file, verified, into `models_dir`; returns the names installed.
     A file already present with the right checksum is left alone."""
@@ -147,5 +134,5 @@ def fetch_models(models_dir: Path, source: Path | None = None) -> list[str]:
             if actual != digest:
                 raise ModelError(f"{name} from {source} has SHA-256 {actual[:16]}…, expected "
                                  f"{digest[:16]}…: the file is corrupt or not the v0.1 model")
-            _write_atomically(models_dir / name, data)
+            write_file(models_dir / name, data, 0o644)
     return sorted(checksums)

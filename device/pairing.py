@@ -8,22 +8,11 @@ device key, so a bundle mixed up between two devices cannot make one publish as 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from device.identity import load_or_create_key, public_key_of
 from earmark_wire.bundle import BundleError, PairingBundle, parse_bundle
-
-
-def _write(path: Path, text: str, mode: int) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        os.write(fd, text.encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+from earmark_wire.durable import write_file
 
 
 def install_bundle(data_dir: Path, bundle_path: Path) -> PairingBundle:
@@ -37,13 +26,13 @@ def install_bundle(data_dir: Path, bundle_path: Path) -> PairingBundle:
         raise BundleError(f"the bundle was made for key {bundle.public_key[:20]}…, not this device's "
                           f"{public_key_of(key)[:20]}… (`earmark-device enroll` prints it)")
     password_file, ca_file = data_dir / "broker.password", data_dir / "broker-ca.pem"
-    _write(password_file, bundle.password + "\n", 0o600)
+    write_file(password_file, (bundle.password + "\n").encode())
     broker = {"url": bundle.broker_url, "username": bundle.username, "password_file": str(password_file)}
     if bundle.ca_pem:
-        _write(ca_file, bundle.ca_pem, 0o644)
+        write_file(ca_file, bundle.ca_pem.encode(), 0o644)
         broker["ca"] = str(ca_file)
     lines = ["# Written by `earmark-device provision`; the config file and flags override it.",
              f"device_id = {json.dumps(bundle.device_id)}", f"owner_id = {json.dumps(bundle.owner_id)}", "",
              "[broker]", *(f"{k} = {json.dumps(v)}" for k, v in broker.items()), ""]
-    _write(data_dir / "pairing.toml", "\n".join(lines), 0o600)
+    write_file(data_dir / "pairing.toml", "\n".join(lines).encode())
     return bundle

@@ -17,8 +17,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from earmark_wire.durable import TEMP_PREFIX, fsync_dir, write_file
+
 SUFFIX = ".clip"
-TEMP_PREFIX = ".tmp-"
 
 
 class SpoolFull(RuntimeError):
@@ -73,38 +74,20 @@ class Spool:
             os.rename(clip.path, self.rejected_dir / clip.path.name)
         except FileNotFoundError:
             return
-        self._sync_dir()
+        fsync_dir(self.directory)
 
     def put(self, clip_id: str, envelope: bytes) -> SpooledClip:
         if self.used_bytes() + len(envelope) > self.max_bytes:
             raise SpoolFull(f"spool {self.directory} is full ({self.max_bytes} bytes): clip not kept")
         final = self.directory / f"{time.time_ns():020d}_{clip_id}{SUFFIX}"
-        temp = self.directory / f"{TEMP_PREFIX}{clip_id}"
         try:
-            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            try:
-                view = memoryview(envelope)
-                while view:
-                    view = view[os.write(fd, view):]
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.rename(temp, final)
+            write_file(final, envelope)
         except OSError as exc:
-            temp.unlink(missing_ok=True)
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise SpoolFull(f"disk holding {self.directory} is full: clip not kept") from None
             raise
-        self._sync_dir()
         return SpooledClip(final)
 
     def remove(self, clip: SpooledClip) -> None:
         clip.path.unlink(missing_ok=True)
-        self._sync_dir()
-
-    def _sync_dir(self) -> None:
-        fd = os.open(self.directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_dir(self.directory)
