@@ -127,6 +127,10 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--username")
     ingest.add_argument("--password", help="prefer --password-file or $EARMARK_BROKER_PASSWORD")
     ingest.add_argument("--password-file", help="a file holding the broker password")
+    ingest.add_argument("--client-id", help="this ingester's MQTT client id (default: earmark-ingester-<host>); "
+                                            "give each ingester on a host its own")
+    ingest.add_argument("--client-cert", help="TLS client certificate, if the broker requires one")
+    ingest.add_argument("--client-key", help="its private key")
     ingest.add_argument("--ca", help="CA certificate to pin for mqtts://")
     ingest.add_argument("--metrics-port", type=int, help="port for /metrics and /healthz (0: off)")
     return parser
@@ -365,8 +369,10 @@ def cmd_broker_config(args: argparse.Namespace) -> int:
         print(json.dumps(result))
     else:
         print(f"wrote {setup.config}; start it with: mosquitto -c {setup.config}")
+        certs = (f" --client-cert {setup.ingester_cert} --client-key {setup.ingester_key}"
+                 if setup.ingester_cert else "")
         print(f"ingester: earmark-cloud ingest --broker {setup.url} --ca {setup.ca} "
-              f"--username {broker.INGESTER_USERNAME} --password-file {setup.ingester_password_file}")
+              f"--username {broker.INGESTER_USERNAME} --password-file {setup.ingester_password_file}{certs}")
     return 0
 
 
@@ -409,7 +415,9 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     from cloud.service import IngestService
 
     s = _settings(args, url=args.broker, username=args.username, password=args.password, ca=args.ca,
-                  password_file=args.password_file, metrics_port=args.metrics_port)
+                  password_file=args.password_file, client_cert=args.client_cert, client_key=args.client_key,
+                  client_id=args.client_id,
+                  metrics_port=args.metrics_port)
     store = Store(Path(s.data_dir), s.master_key_path)
     swept = store.sweep()
     if swept:

@@ -54,7 +54,7 @@ class IngestService:
         self.stopping = False
         b = settings.broker
         self.client = make_client(b.client_id, b.url, b.username, settings.broker_password() if b.username else "",
-                                  b.ca, manual_ack=True, max_reconnect_delay=30)
+                                  b.ca, b.client_cert, b.client_key, manual_ack=True, max_reconnect_delay=30)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message

@@ -4,6 +4,7 @@ Every key is documented in deploy/earmark-cloud.example.toml."""
 from __future__ import annotations
 
 import os
+import socket
 import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -23,7 +24,11 @@ class BrokerSettings:
     username: str = ""
     password_file: str = ""  # a file holding the password (preferred over --password)
     ca: str = ""  # CA certificate to pin for mqtts://
-    client_id: str = "earmark-ingester"
+    client_cert: str = ""  # TLS client certificate and key, if the broker requires them
+    client_key: str = ""
+    # Each ingester needs its own client id, the same across its restarts (its session queues
+    # clips while it is down); "" means earmark-ingester-<hostname>. Two on one host: set it.
+    client_id: str = ""
     share_group: str = "earmark-ingest"
     keepalive_s: int = 30
 
@@ -101,10 +106,14 @@ def load_settings(path: Path | None, data_dir: Path | None = None, **flags: Any)
     top: CloudSettings = _section(CloudSettings, {"data_dir": "", **raw}, "")
     chosen = data_dir or (Path(top.data_dir) if top.data_dir else default_data_dir())
     given = {k: v for k, v in flags.items() if v is not None}
-    broker = replace(broker, **{k: str(given.pop(k)) for k in ("url", "username", "ca", "password_file")
-                                if k in given})
+    broker = replace(broker, **{k: str(given.pop(k)) for k in ("url", "username", "ca", "password_file",
+                                                               "client_cert", "client_key") if k in given})
     if "metrics_port" in given:
         metrics = replace(metrics, port=int(given.pop("metrics_port")))
+    if "client_id" in given:
+        broker = replace(broker, client_id=str(given.pop("client_id")))
+    if not broker.client_id:
+        broker = replace(broker, client_id=f"earmark-ingester-{socket.gethostname()}"[:64])
     settings = replace(top, data_dir=str(chosen), broker=broker, metrics=metrics,
                        password=str(given.pop("password", "")))
     if given:
@@ -127,6 +136,8 @@ def validate(s: CloudSettings) -> None:
         need(False, "broker.url", "has a bad port")
     need(not s.broker.ca or s.broker.tls, "broker.ca", "only applies to an mqtts:// url")
     need(5 <= s.broker.keepalive_s <= 3600, "broker.keepalive_s", "must be 5..3600")
+    need(bool(s.broker.client_cert) == bool(s.broker.client_key), "broker.client_cert",
+         "give client_cert and client_key together")
     need(0 <= s.metrics.port <= 65535, "metrics.port", "must be 0..65535")
     need(0 <= s.retention_days <= 36500, "retention_days", "must be 0 (keep) to 36500 days")
     need(1024 <= s.max_envelope_bytes <= MAX_ENVELOPE_BYTES, "max_envelope_bytes",

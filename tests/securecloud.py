@@ -26,13 +26,13 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 class SecureCloud:
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, require_client_certs: bool = False) -> None:
         self.folder = folder
         self.data_dir = folder / "cloud"
         self.store = make_store(self.data_dir)
         self.port = free_port()
         self.setup = broker.write_broker_config(self.store, folder / "broker", port=self.port,
-                                                run_as=getpass.getuser())
+                                                run_as=getpass.getuser(), require_client_certs=require_client_certs)
         self.broker_proc: subprocess.Popen[bytes] | None = None
         self.ingester: subprocess.Popen[bytes] | None = None
         self.ingester_runs = 0
@@ -64,7 +64,9 @@ class SecureCloud:
         self.ingester = subprocess.Popen(
             [sys.executable, "-m", "cloud.cli", "ingest", "--data-dir", str(self.data_dir),
              "--broker", self.setup.url, "--ca", str(self.setup.ca), "--username", broker.INGESTER_USERNAME,
-             "--password-file", str(self.setup.ingester_password_file), "--metrics-port", "0"],
+             "--password-file", str(self.setup.ingester_password_file), "--metrics-port", "0",
+             *(["--client-cert", str(self.setup.ingester_cert), "--client-key", str(self.setup.ingester_key)]
+               if self.setup.ingester_cert else [])],
             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log)
 
     def kill_ingester(self, sig: int = signal.SIGKILL) -> None:
@@ -108,14 +110,15 @@ class Client:
     """An MQTT 5 client over TLS with the broker's CA pinned; records what it receives."""
 
     def __init__(self, cloud: SecureCloud, username: str | None, password: str | None,
-                 client_id: str | None = None) -> None:
+                 client_id: str | None = None, cert: tuple[Path, Path] | None = None) -> None:
         self.messages: list[tuple[str, bytes]] = []
         self.refused: object = None
         self.connected = threading.Event()
         self.done = threading.Event()
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id or username or "anon",
                                   protocol=mqtt.MQTTv5)
-        self.client.tls_set(ca_certs=str(cloud.setup.ca), cert_reqs=ssl.CERT_REQUIRED,
+        self.client.tls_set(ca_certs=str(cloud.setup.ca), certfile=str(cert[0]) if cert else None,
+                            keyfile=str(cert[1]) if cert else None, cert_reqs=ssl.CERT_REQUIRED,
                             tls_version=ssl.PROTOCOL_TLS_CLIENT)
         if username is not None:
             self.client.username_pw_set(username, password)

@@ -138,3 +138,81 @@ def test_a_revoked_device_is_refused_by_the_broker_and_the_ingester(cloud: Secur
     assert Ingestor(cloud.store).handle(a.topic, a.clip(seed=9)).reason == "revoked_device"
     client.close()
     again.close()
+
+
+DEVICE_PROCESS = """
+import sys, time
+from pathlib import Path
+from device.publisher import Publisher
+from device.settings import BrokerSettings
+from device.spool import Spool
+url, device_id, password_file, ca, spool = sys.argv[1:6]
+publisher = Publisher(BrokerSettings(url=url, username=device_id, password_file=password_file, ca=ca),
+                      device_id, Spool(Path(spool), 10**8))
+publisher.start()
+publisher.connected.wait(10)
+print("connected", flush=True)
+time.sleep(600)
+"""
+
+
+def test_device_presence_is_retained_online_and_the_will_says_offline(cloud: SecureCloud, pair: tuple,
+                                                                      tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    (a, a_pw), _ = pair
+    (tmp_path / "pw").write_text(a_pw)
+    device = subprocess.Popen([sys.executable, "-c", DEVICE_PROCESS, cloud.setup.url, a.device_id,
+                               str(tmp_path / "pw"), str(cloud.setup.ca), str(tmp_path / "spool")],
+                              cwd=Path(__file__).resolve().parent.parent, stdout=subprocess.PIPE, text=True)
+    try:
+        assert device.stdout is not None and device.stdout.readline().strip() == "connected"
+        watcher = Client(cloud, "earmark-ingester", cloud.setup.ingester_password_file.read_text().strip(),
+                         client_id="status-watcher")  # its own client id: never take over the ingester's
+        assert watcher.wait()
+        watcher.client.subscribe("earmark/v1/status/+", qos=1)
+
+        def last_status() -> bytes | None:
+            statuses = [p for t, p in watcher.messages if t == f"earmark/v1/status/{a.device_id}"]
+            return statuses[-1] if statuses else None
+
+        deadline = time.monotonic() + 5
+        while last_status() != b"online" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert last_status() == b"online"  # retained: this watcher came after the device
+        device.send_signal(signal.SIGKILL)  # the device loses power: no goodbye, the broker sends its will
+        deadline = time.monotonic() + 10
+        while last_status() != b"offline" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert last_status() == b"offline"
+        watcher.close()
+    finally:
+        device.kill()
+        device.wait()
+
+
+def test_client_certificates_can_be_required_on_top_of_logins(tmp_path: Path) -> None:
+    from cloud.certs import issue
+
+    cloud = SecureCloud(tmp_path, require_client_certs=True)
+    cloud.start_broker()
+    cloud.start_ingester()
+    try:
+        owner = cloud.store.registry.add_owner("Eve").owner_id
+        device, password = cloud.add_device(owner, "cert-pi")
+        cert = issue(cloud.data_dir / "ca", device.device_id, tmp_path / "device-certs", server=False)
+        without = Client(cloud, device.device_id, password)
+        assert not without.wait(5), "a device without a client certificate got in"
+        with_cert = Client(cloud, device.device_id, password, cert=cert)
+        assert with_cert.wait(), with_cert.refused
+        with_cert.client.subscribe(f"earmark/v1/receipts/{device.device_id}", qos=1)
+        time.sleep(0.3)
+        assert send_and_hear(with_cert, device, device.clip(seed=1)) == "stored"  # the ingester has its cert too
+        wrong_password = Client(cloud, device.device_id, "nope", client_id="cert-pi-2", cert=cert)
+        assert not wrong_password.wait(5), "a certificate alone must not be enough"
+        for client in (without, with_cert, wrong_password):
+            client.close()
+    finally:
+        cloud.close()
