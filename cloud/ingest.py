@@ -135,7 +135,8 @@ class Ingestor:
         return outcomes
 
     def _check(self, topic: str, payload: bytes, devices: dict[str, Device | None]) -> _Checked | Rejected:
-        """The checks that need no store, in the documented order. Thread-safe."""
+        """The checks that need no store (the device record is looked up beforehand), in the
+        documented order; a Rejected is returned, not raised, to keep the batch going."""
         clip_id = device_id = None
         try:
             if len(payload) > self.max_bytes:
