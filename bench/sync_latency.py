@@ -62,7 +62,6 @@ def main() -> None:
                               device.device_id, spool, on_receipt=on_receipt)
         publisher.start()
         publisher.connected.wait(10)
-        time.sleep(1.0)  # let the ingester connect and subscribe
         sealer = Sealer(device.device_id, owner, device.key)
         rng = np.random.default_rng(0)
         warmup = 20

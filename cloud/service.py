@@ -51,6 +51,7 @@ class IngestService:
         self.arrivals: queue.Queue[Arrival] = queue.Queue()
         self.generation = 0
         self.connected = threading.Event()
+        self.subscribed = threading.Event()  # ready: the broker has granted the clip subscription
         self.stopping = False
         b = settings.broker
         self.client = make_client(b.client_id, b.url, b.username, settings.broker_password() if b.username else "",
@@ -75,12 +76,15 @@ class IngestService:
                  "resumed" if flags.session_present else "new")
 
     def _on_subscribe(self, _client: mqtt.Client, _userdata: Any, _mid: int, reasons: list[Any], _props: Any) -> None:
-        for reason in reasons:
-            if reason.is_failure:
-                log.error("the broker refused the clip subscription (%s): check the ingester's ACL", reason)
+        if any(reason.is_failure for reason in reasons):
+            log.error("the broker refused the clip subscription (%s): check the ingester's ACL", reasons)
+            return
+        self.subscribed.set()
+        log.info("subscribed to %s: ready", shared_clip_subscription(self.settings.broker.share_group))
 
     def _on_disconnect(self, _client: mqtt.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any) -> None:
         self.connected.clear()
+        self.subscribed.clear()
         self.metrics.connected.set(0)
         if not self.stopping:
             log.warning("disconnected from the broker (%s); reconnecting", reason)
@@ -97,7 +101,7 @@ class IngestService:
             store_ok = True
         except Exception:  # any failure means "not healthy"; the detail is in the log
             store_ok = False
-        return {"broker": self.connected.is_set(), "store": store_ok}
+        return {"broker": self.subscribed.is_set(), "store": store_ok}
 
     def run(self, stop: threading.Event) -> None:
         connect_async(self.client, self.settings.broker.url, self.settings.broker.keepalive_s, SESSION_EXPIRY_S)

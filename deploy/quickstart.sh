@@ -44,8 +44,8 @@ earmark-cloud ingest --data-dir "$CLOUD" --broker "mqtts://127.0.0.1:$PORT" --ca
   --username earmark-ingester --password-file "$DEMO/broker/ingester.password" --metrics-port 0 \
   2>"$DEMO/ingest.log" &
 PIDS+=($!)
-for _ in $(seq 100); do grep -q "connected to" "$DEMO/ingest.log" && break; sleep 0.1; done
-grep -q "connected to" "$DEMO/ingest.log" || { echo "the ingester did not connect:"; cat "$DEMO/ingest.log"; exit 1; }
+for _ in $(seq 300); do grep -q "subscribed to" "$DEMO/ingest.log" && break; sleep 0.1; done
+grep -q "subscribed to" "$DEMO/ingest.log" || { echo "the ingester did not subscribe:"; cat "$DEMO/ingest.log"; exit 1; }
 echo "   ingester connected and subscribed"
 
 step "6. Speak a request with espeak-ng: silence, \"alexa\", \"what time is it\", silence"

@@ -58,9 +58,12 @@ class SecureCloud:
             self.broker_proc.wait(10)
             self.broker_proc = None
 
-    def start_ingester(self) -> None:
+    def start_ingester(self, wait: bool = True) -> None:
+        """Start the ingester process; with `wait`, return once its subscription is granted
+        (a clip published before any ingester ever subscribed has nowhere to go)."""
         self.ingester_runs += 1
-        log = open(self.folder / f"ingest-{self.ingester_runs}.log", "ab")  # noqa: SIM115
+        log_path = self.folder / f"ingest-{self.ingester_runs}.log"
+        log = open(log_path, "ab")  # noqa: SIM115
         self.ingester = subprocess.Popen(
             [sys.executable, "-m", "cloud.cli", "ingest", "--data-dir", str(self.data_dir),
              "--broker", self.setup.url, "--ca", str(self.setup.ca), "--username", broker.INGESTER_USERNAME,
@@ -68,6 +71,11 @@ class SecureCloud:
              *(["--client-cert", str(self.setup.ingester_cert), "--client-key", str(self.setup.ingester_key)]
                if self.setup.ingester_cert else [])],
             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log)
+        deadline = time.monotonic() + 60
+        while wait and "subscribed to" not in log_path.read_text():
+            if time.monotonic() > deadline or self.ingester.poll() is not None:
+                raise RuntimeError(f"the ingester did not become ready: {log_path.read_text()[-1500:]}")
+            time.sleep(0.05)
 
     def kill_ingester(self, sig: int = signal.SIGKILL) -> None:
         if self.ingester is not None and self.ingester.poll() is None:

@@ -62,7 +62,7 @@ class Ingester:
         except urllib.error.HTTPError as exc:
             return exc.code, exc.read().decode()
 
-    def wait_healthy(self, timeout: float = 20) -> None:
+    def wait_healthy(self, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
