@@ -303,6 +303,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
                   client_id=args.client_id,
                   metrics_port=args.metrics_port)
     store = Store(Path(s.data_dir), s.master_key_path)
+    store.claim_for_ingest()
     swept = store.sweep()
     if swept:
         log.warning("swept %d blob(s) left by an interrupted ingest; their messages will be redelivered", swept)

@@ -13,6 +13,8 @@ So no row is ever without its blob, and no stray blob outlives a restart.
 
 from __future__ import annotations
 
+import fcntl
+import os
 import sqlite3
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -140,6 +142,22 @@ class Store:
                     path.unlink()
                     removed += 1
         return removed
+
+    def claim_for_ingest(self) -> None:
+        """Hold the store's ingest lock for the life of this process. One ingester per SQLite
+        store: its start-up sweep would delete another ingester's blobs still in flight."""
+        self._ingest_lock = open(self.data_dir / "ingest.lock", "a+")  # noqa: SIM115 - held until exit
+        try:
+            fcntl.flock(self._ingest_lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._ingest_lock.seek(0)
+            holder = self._ingest_lock.read().strip() or "unknown"
+            raise StoreError(f"another ingester (pid {holder}) is using the store in {self.data_dir}: "
+                             "run one ingester per SQLite store") from None
+        self._ingest_lock.seek(0)
+        self._ingest_lock.truncate()
+        self._ingest_lock.write(f"{os.getpid()}\n")
+        self._ingest_lock.flush()
 
     def counts(self) -> dict[str, int]:
         """Admin totals (numbers only: no call lists clips across owners)."""

@@ -228,3 +228,20 @@ def test_the_ingester_waits_for_a_broker_that_is_not_up_yet(
         if ingester.proc and ingester.proc.poll() is None:
             ingester.kill()
     assert os.path.exists(data_dir / "earmark.db")
+
+
+def test_a_second_ingester_on_the_same_store_refuses_to_start(
+        tmp_path: Path, broker: Mosquitto, cloud: tuple[Path, SimDevice]) -> None:
+    data_dir, device = cloud
+    first = Ingester(data_dir, broker, tmp_path / "first.log").start()
+    first.wait_healthy()
+    orphan = data_dir / "blobs" / device.owner_id / "in-flight.bin"
+    orphan.parent.mkdir(parents=True)
+    orphan.write_bytes(b"a blob the first ingester has written but not yet committed")
+    second = subprocess.run([sys.executable, "-m", "cloud.cli", "ingest", "--data-dir", str(data_dir),
+                             "--broker", broker.url, "--metrics-port", "0"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert second.returncode == 2
+    assert "another ingester" in second.stderr and second.stderr.strip().count("\n") == 0
+    assert orphan.exists(), "the refused ingester swept a blob that was not its to sweep"
+    assert first.kill(signal.SIGTERM) == 0
