@@ -27,7 +27,6 @@ import numpy as np  # noqa: E402
 from device.identity import Sealer  # noqa: E402
 from device.publisher import Publisher  # noqa: E402
 from device.recorder import Recording  # noqa: E402
-from device.settings import BrokerSettings  # noqa: E402
 from device.spool import Spool  # noqa: E402
 from earmark_wire.receipt import Receipt  # noqa: E402
 from tests.securecloud import SecureCloud  # noqa: E402
@@ -45,7 +44,6 @@ def main() -> None:
         cloud.start_ingester()
         owner = cloud.store.registry.add_owner("Bench").owner_id
         device, password = cloud.add_device(owner, "bench-pi")
-        (folder / "pw").write_text(password)
         spool = Spool(folder / "spool", 10**9)
         started: dict[str, float] = {}
         latencies: list[float] = []
@@ -57,9 +55,8 @@ def main() -> None:
                 if len(latencies) >= args.clips:
                     done.set()
 
-        publisher = Publisher(BrokerSettings(url=cloud.setup.url, username=device.device_id,
-                                             password_file=str(folder / "pw"), ca=str(cloud.setup.ca)),
-                              device.device_id, spool, on_receipt=on_receipt)
+        publisher = Publisher(cloud.device_broker(device.device_id, password), device.device_id, spool,
+                              on_receipt=on_receipt)
         publisher.start()
         publisher.connected.wait(10)
         sealer = Sealer(device.device_id, owner, device.key)

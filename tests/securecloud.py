@@ -13,12 +13,15 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from cloud import broker
 from cloud.store import Store
+from device.settings import BrokerSettings
+from earmark_wire.durable import write_file
 from tests.broker import free_port
 from tests.cloudkit import SimDevice, make_store
 
@@ -94,6 +97,15 @@ class SecureCloud:
         device = SimDevice(device_id, owner_id)
         self.store.registry.add_device(owner_id, device.public_key, device_id)
         return device, broker.create_login(self.store, device_id, "device")
+
+    def device_broker(self, device_id: str, password: str, url: str | None = None,
+                      **options: Any) -> BrokerSettings:
+        """A paired device's broker settings, as `provision` would leave them (password file
+        written 0600 beside the cloud's folder); `url` lets a test route through a proxy."""
+        password_file = self.folder / f"{device_id}.password"
+        write_file(password_file, password.encode())
+        return BrokerSettings(url=url or self.setup.url, username=device_id, password_file=str(password_file),
+                              ca=str(self.setup.ca), **options)
 
     def revoke(self, device_id: str) -> None:
         self.store.registry.revoke_device(device_id)

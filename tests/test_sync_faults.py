@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 from device.publisher import Publisher
-from device.settings import BrokerSettings
 from device.spool import Spool
 from earmark_wire.envelope import decode_envelope
 from tests.netcut import NetCut
@@ -24,12 +23,11 @@ def test_200_clips_arrive_exactly_once_through_restarts_kills_and_a_network_cut(
     cloud.start_ingester()
     owner = cloud.store.registry.add_owner("Field").owner_id
     device, password = cloud.add_device(owner, "field-pi")
-    (tmp_path / "device.password").write_text(password)
     net = NetCut(cloud.port)
     spool = Spool(tmp_path / "spool", 10**9)
-    publisher = Publisher(BrokerSettings(url=f"mqtts://127.0.0.1:{net.port}", username=device.device_id,
-                                         password_file=str(tmp_path / "device.password"), ca=str(cloud.setup.ca),
-                                         receipt_timeout_s=4.0, keepalive_s=5), device.device_id, spool)
+    settings = cloud.device_broker(device.device_id, password, url=f"mqtts://127.0.0.1:{net.port}",
+                                   receipt_timeout_s=4.0, keepalive_s=5)
+    publisher = Publisher(settings, device.device_id, spool)
     envelopes = [device.clip(seed=i, seconds=0.5) for i in range(CLIPS)]
     ids = {decode_envelope(e).header.clip_id for e in envelopes}
 
