@@ -11,11 +11,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import sqlite3
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from cloud.db import Database, utc_now
+from cloud.db import Cursor, Database, Row, utc_now
 
 GENESIS = "0" * 64
 
@@ -38,17 +38,23 @@ class AuditLog:
         self.head_file = head_file
         self._pending_head: tuple[int, str] | None = None
 
-    def append(self, cur: sqlite3.Cursor, event: str, *, owner_id: str | None = None,
+    def append(self, cur: Cursor, event: str, *, owner_id: str | None = None,
                device_id: str | None = None, clip_id: str | None = None,
                detail: dict[str, object] | None = None) -> int:
-        """Inside the caller's transaction, so the event commits with what it records."""
-        last = cur.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
-        seq, prev = (last["seq"] + 1, last["hash"]) if last else (1, GENESIS)
+        """Inside the caller's transaction, so the event commits with what it records. An
+        owner's event is written in that owner's scope (which stays set for the caller).
+        Taking the next number locks the head row until commit: concurrent writers queue."""
+        if owner_id is not None:
+            cur.scope(owner_id)
+        head = cur.execute("UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash").fetchone()
+        assert head is not None, "audit_head has its one row from the schema"
+        seq, prev = int(head["seq"]), str(head["hash"])
         at = utc_now()
         text = json.dumps(detail or {}, sort_keys=True, separators=(",", ":"))
         digest = event_hash(prev, seq, at, event, owner_id, device_id, clip_id, text)
         cur.execute("INSERT INTO audit VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (seq, at, event, owner_id, device_id, clip_id, text, prev, digest))
+        cur.execute("UPDATE audit_head SET hash = ? WHERE id = 1", (digest,))
         self._pending_head = (seq, digest)
         return seq
 
@@ -65,7 +71,7 @@ class AuditLog:
     def verify(self) -> list[AuditProblem]:
         problems: list[AuditProblem] = []
         prev, expected_seq = GENESIS, 1
-        for row in self.db.query("SELECT * FROM audit ORDER BY seq"):
+        for row in self.chain():
             if row["seq"] != expected_seq:
                 problems.append(AuditProblem(expected_seq, f"events {expected_seq}..{row['seq'] - 1} are missing"))
             if row["prev_hash"] != prev:
@@ -81,10 +87,22 @@ class AuditLog:
                 problems.append(AuditProblem(expected_seq, f"events {expected_seq}..{head_seq} are missing "
                                                            "from the end"))
             elif not any(p.seq == int(head_seq) for p in problems):
-                head = self.db.query("SELECT hash FROM audit WHERE seq = ?", (int(head_seq),))
-                if head and head[0]["hash"] != head_hash:
+                head = self.db.gateway("audit", int(head_seq) - 1, 1)
+                if head and head[0]["seq"] == int(head_seq) and head[0]["hash"] != head_hash:
                     problems.append(AuditProblem(int(head_seq), "differs from the recorded head"))
         return problems
 
-    def events(self, limit: int = 100) -> list[sqlite3.Row]:
-        return self.db.query("SELECT * FROM audit ORDER BY seq DESC LIMIT ?", (limit,))
+    def chain(self, page: int = 1000) -> Iterator[Row]:
+        """Every event in order, a page at a time (the operator's cross-owner view)."""
+        after = 0
+        while True:
+            rows = self.db.gateway("audit", after, page)
+            yield from rows
+            if len(rows) < page:
+                return
+            after = int(rows[-1]["seq"])
+
+    def events(self, limit: int = 100) -> list[Row]:
+        """The newest events, newest first."""
+        newest = self.db.query("SELECT seq FROM audit_head")[0]["seq"]
+        return list(reversed(self.db.gateway("audit", max(0, int(newest) - limit), limit)))

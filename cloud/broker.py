@@ -56,7 +56,9 @@ def create_login(store: Store, username: str, role: str) -> str:
         check_device_id(username)
     password = new_password()
     with store.write() as cur:
-        cur.execute("INSERT OR REPLACE INTO broker_accounts VALUES (?, ?, ?, ?, NULL)",
+        cur.execute("INSERT INTO broker_accounts VALUES (?, ?, ?, ?, NULL) ON CONFLICT (username) DO UPDATE "
+                    "SET role = excluded.role, password_hash = excluded.password_hash, "
+                    "created_at = excluded.created_at, revoked_at = NULL",
                     (username, role, hash_password(password), utc_now()))
         store.audit.append(cur, "broker_login_created", device_id=username if role == "device" else None,
                            detail={"username": username, "role": role})
@@ -158,8 +160,9 @@ def write_broker_config(store: Store, out_dir: Path, port: int = 8883, bind: str
     cert, key = issue(ca_dir, "broker", out_dir, hosts or ["localhost", "127.0.0.1", bind])
     url = f"mqtts://{hosts[0] if hosts else bind}:{port}"
     with store.write() as cur:
-        cur.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (BROKER_DIR_KEY, str(out_dir).encode()))
-        cur.execute("INSERT OR REPLACE INTO meta VALUES ('broker_url', ?)", (url.encode(),))
+        for meta_key, text in ((BROKER_DIR_KEY, str(out_dir)), ("broker_url", url)):
+            cur.execute("INSERT INTO meta VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                        (meta_key, text.encode()))
     password = create_login(store, INGESTER_USERNAME, "ingester")  # also writes passwords + acl
     password_file = out_dir / "ingester.password"
     write_file(password_file, (password + "\n").encode())

@@ -21,6 +21,7 @@ from cloud.commands import (
     cmd_ca_issue,
     cmd_clip_delete,
     cmd_clips_list,
+    cmd_db_migrate,
     cmd_device_add,
     cmd_device_list,
     cmd_device_rebind,
@@ -50,6 +51,8 @@ USER_ERRORS = (ConfigError, StoreError, MasterKeyError, RegistryError, CryptoErr
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", type=Path, help=f"the store (default: $EARMARK_CLOUD_DIR or {default_data_dir()})")
     p.add_argument("--config", type=Path, help="TOML config (default: <data-dir>/cloud.toml if it exists)")
+    p.add_argument("--database-url", help="postgresql://ROLE@HOST/DB (default: database_url in the config, "
+                   "else SQLite in the data dir)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("-v", "--verbose", action="store_true")
 
@@ -66,6 +69,13 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     command("init", cmd_init, "create the store and the master key (0600)")
+
+    db = sub.add_parser("db", help="the PostgreSQL backend").add_subparsers(dest="db_command", required=True)
+    migrate = command("migrate", cmd_db_migrate, "create or upgrade the PostgreSQL schema (as its admin) "
+                      "and grant the service role", db)
+    migrate.add_argument("--admin-url", required=True, help="postgresql://ADMIN@HOST/DB: owns the tables")
+    migrate.add_argument("--service-role", default="earmark_service",
+                         help="the role ingesters and tools log in as (created if missing)")
 
     owner = sub.add_parser("owner", help="owners").add_subparsers(dest="owner_command", required=True)
     command("add", cmd_owner_add, "add an owner; prints its id", owner).add_argument("--name", required=True)

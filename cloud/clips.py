@@ -56,17 +56,19 @@ class Clips:
     def fingerprint(self, clip_id: str) -> str | None:
         """The SHA-256 of the envelope stored under this clip id, whoever's it is (for
         de-duplication only: it reveals neither owner nor content)."""
-        rows = self.db.query("SELECT envelope_sha256 FROM clips WHERE clip_id = ?", (clip_id,))
+        rows = self.db.gateway("fingerprint", clip_id)
         return str(rows[0]["envelope_sha256"]) if rows else None
 
     def put(self, owner_id: str, envelope: Envelope, raw: bytes) -> None:
         self.put_many([NewClip(owner_id, envelope, raw, hashlib.sha256(raw).hexdigest())])
 
-    def put_many(self, clips: list[NewClip]) -> set[str]:
+    def put_many(self, clips: list[NewClip]) -> dict[str, str]:
         """Seal and store verified clips under their owners: every blob first, then all the
-        rows and their audit events in one durable transaction (group commit). Returns the
-        ids of clips not stored because their owner was erased meanwhile (checked inside the
-        transaction, so an erasure in another process cannot be raced)."""
+        rows and their audit events in one durable transaction (group commit), each owner's
+        rows in that owner's scope. Returns the clips not stored, by id, with why:
+        "owner_erased" if the owner was erased meanwhile (checked inside the transaction, so an
+        erasure in another process cannot be raced), "duplicate" if another ingester stored
+        the same clip id first (then its row stands, and the blob at that path is the clip's)."""
         blobs, rows = [], []
         for clip in clips:
             h = clip.envelope.header
@@ -77,23 +79,28 @@ class Clips:
             rows.append((h.clip_id, clip.owner_id, h.device_id, h.captured_at, h.duration_ms, h.trigger,
                          h.wake_word, h.wake_score, clip.digest, len(clip.raw), relative, utc_now()))
         self.store.write_blobs(blobs)
+        not_stored: dict[str, str] = {}
         with self.store.write() as cur:
-            owners = sorted({row[1] for row in rows})
-            live = {r["owner_id"] for r in cur.execute(
-                f"SELECT owner_id FROM owners WHERE wrapped_key IS NOT NULL AND owner_id IN "
-                f"({','.join('?' * len(owners))})", owners)}
-            for row in rows:
-                if row[1] not in live:
-                    continue
-                cur.execute("INSERT INTO clips VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
-                self.store.audit.append(cur, "clip_stored", owner_id=row[1], device_id=row[2], clip_id=row[0],
-                                        detail={"envelope_sha256": row[8]})
-        refused = {row[0] for row in rows if row[1] not in live}
+            for owner_id in sorted({row[1] for row in rows}):
+                cur.scope(owner_id)
+                live = cur.execute("SELECT 1 FROM owners WHERE owner_id = ? AND wrapped_key IS NOT NULL",
+                                   (owner_id,)).fetchone()
+                for row in (r for r in rows if r[1] == owner_id):
+                    if not live:
+                        not_stored[row[0]] = "owner_erased"
+                        continue
+                    inserted = cur.execute("INSERT INTO clips VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                                           "ON CONFLICT (clip_id) DO NOTHING", row).rowcount
+                    if not inserted:
+                        not_stored[row[0]] = "duplicate"
+                        continue
+                    self.store.audit.append(cur, "clip_stored", owner_id=owner_id, device_id=row[2],
+                                            clip_id=row[0], detail={"envelope_sha256": row[8]})
         for (path, _), row in zip(blobs, rows, strict=True):
-            if row[0] in refused:
+            if not_stored.get(row[0]) == "owner_erased":
                 path.unlink(missing_ok=True)
                 self.store.forget_owner_key(row[1])
-        return refused
+        return not_stored
 
     def of_owner(self, owner_id: str) -> list[ClipRow]:
         return list(self.iter_owner(owner_id))
@@ -103,7 +110,7 @@ class Clips:
         after = ("", "")
         while True:
             rows = self.db.query("SELECT * FROM clips WHERE owner_id = ? AND (captured_at, clip_id) > (?, ?) "
-                                 "ORDER BY captured_at, clip_id LIMIT ?", (owner_id, *after, page))
+                                 "ORDER BY captured_at, clip_id LIMIT ?", (owner_id, *after, page), owner=owner_id)
             yield from (ClipRow(**dict(r)) for r in rows)
             if len(rows) < page:
                 return
@@ -118,4 +125,5 @@ class Clips:
                            clip_aad(owner_id, clip.device_id, clip.clip_id))
 
     def count(self, owner_id: str) -> int:
-        return int(self.db.query("SELECT count(*) AS n FROM clips WHERE owner_id = ?", (owner_id,))[0]["n"])
+        return int(self.db.query("SELECT count(*) AS n FROM clips WHERE owner_id = ?", (owner_id,),
+                                 owner=owner_id)[0]["n"])

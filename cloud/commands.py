@@ -27,12 +27,12 @@ def _settings(args: argparse.Namespace, **flags: Any) -> CloudSettings:
     if config is None:
         default = (args.data_dir or default_data_dir()) / "cloud.toml"
         config = default if default.is_file() else None
-    return load_settings(config, args.data_dir, **flags)
+    return load_settings(config, args.data_dir, database_url=args.database_url, **flags)
 
 
 def _store(args: argparse.Namespace) -> Store:
     s = _settings(args)
-    return Store(Path(s.data_dir), s.master_key_path)
+    return Store.open(s)
 
 
 def _emit(args: argparse.Namespace, rows: list[dict[str, Any]], columns: list[str]) -> None:
@@ -49,7 +49,7 @@ def _emit(args: argparse.Namespace, rows: list[dict[str, Any]], columns: list[st
 def cmd_init(args: argparse.Namespace) -> int:
     s = _settings(args)
     made = create_master_key(s.master_key_path)
-    store = Store(Path(s.data_dir), s.master_key_path, create=True)
+    store = Store.open(s, create=True)
     counts = store.counts()
     result = {"data_dir": s.data_dir, "master_key_file": str(s.master_key_path), "master_key_created": made,
               "owners": counts["owners"]}
@@ -139,7 +139,7 @@ def cmd_purge(args: argparse.Namespace) -> int:
     from cloud.erasure import purge_expired
 
     s = _settings(args)
-    count = purge_expired(Store(Path(s.data_dir), s.master_key_path), s.retention_days)
+    count = purge_expired(Store.open(s), s.retention_days)
     print(json.dumps({"purged": count, "retention_days": s.retention_days}) if args.json else
           f"purged {count} clip(s) older than {s.retention_days} day(s)" if s.retention_days else
           "retention_days is 0: clips are kept; nothing purged")
@@ -280,6 +280,17 @@ def cmd_ca_issue(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_db_migrate(args: argparse.Namespace) -> int:
+    from cloud.postgres import migrate
+
+    before, after = migrate(args.admin_url, args.service_role)
+    if args.json:
+        print(json.dumps({"from_version": before, "to_version": after, "service_role": args.service_role}))
+    else:
+        print(f"schema at version {after} (was {before}); role {args.service_role} granted service access")
+    return 0
+
+
 def cmd_audit_verify(args: argparse.Namespace) -> int:
     store = _store(args)
     problems = store.audit.verify()
@@ -302,9 +313,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
                   password_file=args.password_file, client_cert=args.client_cert, client_key=args.client_key,
                   client_id=args.client_id,
                   metrics_port=args.metrics_port)
-    store = Store(Path(s.data_dir), s.master_key_path)
-    store.claim_for_ingest()
-    swept = store.sweep()
+    store = Store.open(s)
+    swept = store.prepare_ingest()
     if swept:
         log.warning("swept %d blob(s) left by an interrupted ingest; their messages will be redelivered", swept)
     metrics = Metrics()

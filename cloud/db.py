@@ -1,15 +1,28 @@
-"""The embedded database: SQLite in WAL mode with full fsync, one schema, versioned with
-PRAGMA user_version. A commit returns only once it is durable; the ingester relies on that
-to ack a clip only after it is safe."""
+"""The database behind the store, and the one interface both backends give it.
+
+The embedded default is SQLite in WAL mode with full fsync, one schema versioned with PRAGMA
+user_version; the scale-out backend is PostgreSQL with row-level security (cloud/postgres.py).
+A commit returns only once it is durable; the ingester relies on that to ack a clip only after
+it is safe.
+
+Owner scope: every statement on an owner-linked table (owners, bindings, clips, audit) runs
+inside a transaction scoped to one owner (`Cursor.scope`, or `query(..., owner=)`). On
+PostgreSQL that scope is what row-level security checks, so a statement outside it sees no
+owner's rows; on SQLite it is a no-op and the WHERE clauses do the work. The few questions
+that must look across owners (which owner a device was bound to, whether a clip id is taken,
+the operator's owner list, counts and audit chain) are named gateways, each answered by one
+fixed query (on PostgreSQL, a SECURITY DEFINER function that returns only what it names).
+"""
 
 from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, Protocol
 
 SCHEMA_V1 = """
 CREATE TABLE owners (
@@ -89,8 +102,21 @@ CREATE TABLE broker_accounts (
 SCHEMA_V3 = """
 ALTER TABLE owners ADD COLUMN age_recipient TEXT;
 """
+# The audit chain's newest (seq, hash) in one row: appending locks it, so several writers
+# (PostgreSQL ingesters) take turns and the chain stays a chain.
+SCHEMA_V4 = """
+CREATE TABLE audit_head (
+    id    INTEGER PRIMARY KEY CHECK (id = 1),
+    seq   INTEGER NOT NULL,
+    hash  TEXT NOT NULL
+);
+INSERT INTO audit_head
+    SELECT 1, coalesce(max(seq), 0),
+           coalesce((SELECT hash FROM audit ORDER BY seq DESC LIMIT 1), printf('%064d', 0))
+    FROM audit;
+"""
 # Migration N takes a store from schema version N-1 to N.
-MIGRATIONS = (SCHEMA_V1, SCHEMA_V2, SCHEMA_V3)
+MIGRATIONS = (SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -107,8 +133,83 @@ def parse_utc(text: str) -> datetime:
     return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
 
 
-class Database:
+Row = dict[str, Any]
+Params = Sequence[object]
+
+
+class Cursor(Protocol):
+    """What a transaction hands out: `?` placeholders, rows as dicts, and the owner scope."""
+
+    @property
+    def rowcount(self) -> int: ...
+
+    def execute(self, sql: str, params: Params = ..., /) -> Cursor: ...
+
+    def fetchone(self) -> Row | None: ...
+
+    def fetchall(self) -> list[Row]: ...
+
+    def __iter__(self) -> Iterator[Row]: ...
+
+    def scope(self, owner_id: str) -> None:
+        """From here to the end of the transaction (or the next scope), the statements act for
+        `owner_id` and, on PostgreSQL, can see and write only that owner's rows."""
+
+
+class Database(Protocol):
+    backend: str  # "sqlite" or "postgres"
+
+    def transaction(self) -> Any:  # a context manager yielding a Cursor
+        ...
+
+    def query(self, sql: str, params: Params = (), owner: str | None = None) -> list[Row]: ...
+
+    def gateway(self, name: str, *args: object) -> list[Row]:
+        """One of the named cross-owner questions (GATEWAYS), and nothing else."""
+
+    def close(self) -> None: ...
+
+
+# The cross-owner questions, answered on SQLite by plain queries. PostgreSQL answers the same
+# names with SECURITY DEFINER functions (cloud/postgres.py) returning the same columns.
+SQLITE_GATEWAYS = {
+    # A device's binding history (or every device's, for NULL), oldest first.
+    "bindings": "SELECT device_id, owner_id, bound_at, unbound_at FROM bindings "
+                "WHERE ?1 IS NULL OR device_id = ?1 ORDER BY device_id, bound_at",
+    # The envelope digest stored under a clip id, whoever's it is (de-duplication only).
+    "fingerprint": "SELECT envelope_sha256 FROM clips WHERE clip_id = ?",
+    # The operator's owner list: no keys, no recipients.
+    "owner_directory": "SELECT owner_id, display_name, created_at, erased_at FROM owners ORDER BY created_at",
+    "counts": "SELECT 'owners' AS name, count(*) AS n FROM owners UNION ALL "
+              "SELECT 'devices', count(*) FROM devices UNION ALL SELECT 'clips', count(*) FROM clips UNION ALL "
+              "SELECT 'quarantine', count(*) FROM quarantine UNION ALL SELECT 'audit', count(*) FROM audit",
+    # The audit chain after a sequence number, in order, a page at a time.
+    "audit": "SELECT * FROM audit WHERE seq > ? ORDER BY seq LIMIT ?",
+}
+
+
+class _SqliteCursor(sqlite3.Cursor):
+    def scope(self, owner_id: str) -> None:
+        """No row-level security in SQLite: every owner-scoped statement names its owner."""
+
+
+def _dict_row(cursor: sqlite3.Cursor, values: tuple[Any, ...]) -> Row:
+    return {column[0]: value for column, value in zip(cursor.description, values, strict=True)}
+
+
+def open_database(data_dir: Path, url: str = "", create: bool = False) -> Database:
+    """SQLite in the data dir, or PostgreSQL when a postgresql:// URL is configured."""
+    if url:
+        from cloud.postgres import PostgresDatabase
+
+        return PostgresDatabase(url)
+    return SqliteDatabase(data_dir / "earmark.db", create=create)
+
+
+class SqliteDatabase:
     """One SQLite connection, shared by the threads of one process under a lock."""
+
+    backend = "sqlite"
 
     def __init__(self, path: Path, create: bool = False) -> None:
         if not create and not path.exists():
@@ -117,11 +218,11 @@ class Database:
         self.path = path
         self._lock = threading.RLock()
         self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
-        self.conn.row_factory = sqlite3.Row
+        self.conn.row_factory = _dict_row
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=FULL")
         self.conn.execute("PRAGMA foreign_keys=ON")
-        version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+        version = self.conn.execute("PRAGMA user_version").fetchone()["user_version"]
         if version == 0 and not create:
             raise StoreError(f"{path} is not an Earmark store")
         if version > SCHEMA_VERSION:
@@ -130,16 +231,20 @@ class Database:
             self.conn.executescript(f"BEGIN IMMEDIATE; {MIGRATIONS[number - 1]} PRAGMA user_version={number}; COMMIT;")
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Cursor]:
+    def transaction(self) -> Iterator[Cursor]:
         """BEGIN IMMEDIATE … COMMIT, or ROLLBACK on any exception. Not re-entrant."""
         with self._lock:
-            cur = self.conn.cursor()
+            cur = self.conn.cursor(factory=_SqliteCursor)
             try:
                 if not self.conn.in_transaction:
                     cur.execute("BEGIN IMMEDIATE")
                 yield cur
                 if self.conn.in_transaction:
                     cur.execute("COMMIT")
+            except sqlite3.OperationalError as exc:
+                if self.conn.in_transaction:
+                    cur.execute("ROLLBACK")
+                raise StoreError(f"database write failed: {exc}") from exc
             except BaseException:
                 if self.conn.in_transaction:
                     cur.execute("ROLLBACK")
@@ -147,9 +252,15 @@ class Database:
             finally:
                 cur.close()
 
-    def query(self, sql: str, params: tuple[object, ...] = ()) -> list[sqlite3.Row]:
+    def query(self, sql: str, params: Params = (), owner: str | None = None) -> list[Row]:
         with self._lock:
-            return self.conn.execute(sql, params).fetchall()
+            try:
+                return self.conn.execute(sql, params).fetchall()
+            except sqlite3.OperationalError as exc:
+                raise StoreError(f"database read failed: {exc}") from exc
+
+    def gateway(self, name: str, *args: object) -> list[Row]:
+        return self.query(SQLITE_GATEWAYS[name], args)
 
     def close(self) -> None:
         with self._lock:

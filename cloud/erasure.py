@@ -36,12 +36,14 @@ def erase_owner(store: Store, owner_id: str) -> Erasure:
         raise RegistryError(f"owner {owner_id} was already erased on {owner.erased_at}")
     now = utc_now()
     with store.write() as cur:  # 1. the key goes first: everything sealed with it is now noise
+        cur.scope(owner_id)
         cur.execute("UPDATE owners SET wrapped_key = NULL, erased_at = ?, display_name = '', age_recipient = NULL "
                     "WHERE owner_id = ?", (now, owner_id))
         store.audit.append(cur, "owner_key_destroyed", owner_id=owner_id)
     store.forget_owner_key(owner_id)
     shutil.rmtree(store.data_dir / "blobs" / owner_id, ignore_errors=True)  # 2. blobs, then rows
     with store.write() as cur:
+        cur.scope(owner_id)
         clips = cur.execute("DELETE FROM clips WHERE owner_id = ?", (owner_id,)).rowcount
         store.audit.append(cur, "owner_clips_deleted", owner_id=owner_id, detail={"clips": clips})
     devices = [d.device_id for d in store.registry.devices(owner_id)]
@@ -78,6 +80,7 @@ def purge_expired(store: Store, retention_days: int) -> int:
 def _delete(store: Store, owner_id: str, clip_ids: list[str], blob_paths: list[str], event: str,
             detail: dict[str, object] | None = None) -> None:
     with store.write() as cur:  # rows first: a crash after this leaves only blobs, which sweep removes
+        cur.scope(owner_id)
         for clip_id in clip_ids:
             cur.execute("DELETE FROM clips WHERE owner_id = ? AND clip_id = ?", (owner_id, clip_id))
         store.audit.append(cur, event, owner_id=owner_id, clip_id=clip_ids[0] if len(clip_ids) == 1 else None,

@@ -123,13 +123,16 @@ class Ingestor:
                 outcomes.append(Outcome("stored", "", clip_id, device_id, owner_id))
             except Rejected as rejection:
                 outcomes.append(self._quarantine(topic, payload, rejection, clip_id, device_id))
-        refused = self.store.clips.put_many(accepted) if accepted else set()
+        not_stored = self.store.clips.put_many(accepted) if accepted else {}
         for clip in accepted:
             h = clip.envelope.header
-            if h.clip_id in refused:  # the owner was erased while this batch was being judged
+            why = not_stored.get(h.clip_id)
+            if why == "owner_erased":  # the owner was erased while this batch was being judged
                 outcomes[position[h.clip_id]] = self._quarantine(clip_topic(h.device_id), clip.raw,
                                                    Rejected("owner_erased", f"owner {clip.owner_id} was erased"),
                                                    h.clip_id, h.device_id)
+            elif why == "duplicate":  # another ingester stored it first (a redelivery raced us)
+                outcomes[position[h.clip_id]] = self._settle_race(clip)
             else:
                 log.info("stored clip %s from %s for owner %s", h.clip_id, h.device_id, clip.owner_id)
         return outcomes
@@ -161,6 +164,14 @@ class Ingestor:
         except Rejected as rejection:
             rejection.clip_id, rejection.device_id = clip_id, device_id
             return rejection
+
+    def _settle_race(self, clip: NewClip) -> Outcome:
+        h = clip.envelope.header
+        if self.store.clips.fingerprint(h.clip_id) == clip.digest:
+            return Outcome("duplicate", "", h.clip_id, h.device_id, clip.owner_id)
+        return self._quarantine(clip_topic(h.device_id), clip.raw,
+                                Rejected("clip_id_conflict", "a different clip is already stored under this id"),
+                                h.clip_id, h.device_id)
 
     def _quarantine(self, topic: str, payload: bytes, rejection: Rejected, clip_id: str | None,
                     device_id: str | None) -> Outcome:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from cloud.crypto import new_key, owner_key_aad, seal
-from cloud.db import parse_utc, utc_now
+from cloud.db import Row, parse_utc, utc_now
 from earmark_wire.envelope import OWNER_ID_PATTERN, parse_public_key
 from earmark_wire.topics import check_device_id
 
@@ -66,6 +66,7 @@ class Registry:
         owner = Owner(str(uuid.uuid4()), name, utc_now(), None)
         wrapped = seal(self.store.master_key, new_key(), owner_key_aad(owner.owner_id))
         with self.store.write() as cur:
+            cur.scope(owner.owner_id)
             cur.execute("INSERT INTO owners (owner_id, display_name, created_at, erased_at, wrapped_key) "
                         "VALUES (?, ?, ?, NULL, ?)",
                         (owner.owner_id, owner.display_name, owner.created_at, wrapped))
@@ -74,8 +75,8 @@ class Registry:
 
     def owner(self, owner_id: str) -> Owner | None:
         rows = self.db.query("SELECT owner_id, display_name, created_at, erased_at FROM owners "
-                             "WHERE owner_id = ?", (owner_id,))
-        return Owner(**dict(rows[0])) if rows else None
+                             "WHERE owner_id = ?", (owner_id,), owner=owner_id)
+        return Owner(**rows[0]) if rows else None
 
     def set_recipient(self, owner_id: str, recipient: str) -> None:
         """The owner's age public key (age1…): exports are encrypted to it by default."""
@@ -87,23 +88,22 @@ class Registry:
         except Exception:  # pyrage raises its own RecipientError, or ValueError
             raise RegistryError(f"{recipient[:20]!r} is not an age X25519 recipient (age1…)") from None
         with self.store.write() as cur:
+            cur.scope(owner_id)
             cur.execute("UPDATE owners SET age_recipient = ? WHERE owner_id = ?", (recipient, owner_id))
             self.store.audit.append(cur, "owner_recipient_set", owner_id=owner_id, detail={"recipient": recipient})
 
     def recipient(self, owner_id: str) -> str | None:
-        rows = self.db.query("SELECT age_recipient FROM owners WHERE owner_id = ?", (owner_id,))
+        rows = self.db.query("SELECT age_recipient FROM owners WHERE owner_id = ?", (owner_id,), owner=owner_id)
         return rows[0]["age_recipient"] if rows and rows[0]["age_recipient"] else None
 
     def bindings(self, device_id: str) -> list[tuple[str, str, str | None]]:
         """(owner id, bound at, unbound at) for a device, oldest first."""
-        rows = self.db.query("SELECT owner_id, bound_at, unbound_at FROM bindings WHERE device_id = ? "
-                             "ORDER BY bound_at", (device_id,))
+        rows = self.db.gateway("bindings", device_id)
         return [(r["owner_id"], r["bound_at"], r["unbound_at"]) for r in rows]
 
     def owners(self) -> list[Owner]:
-        rows = self.db.query("SELECT owner_id, display_name, created_at, erased_at FROM owners "
-                             "ORDER BY created_at")
-        return [Owner(**dict(r)) for r in rows]
+        """Every owner, for the operator (names and dates only)."""
+        return [Owner(**r) for r in self.db.gateway("owner_directory")]
 
     def _live_owner(self, owner_id: str) -> Owner:
         owner = self.owner(_check_owner_id(owner_id))
@@ -135,6 +135,7 @@ class Registry:
             raise RegistryError(f"that public key is already registered to device {holder[0]['device_id']}{state}")
         now = utc_now()
         with self.store.write() as cur:
+            cur.scope(owner_id)
             cur.execute("INSERT INTO devices VALUES (?, ?, ?, NULL)", (device_id, public_key, now))
             cur.execute("INSERT INTO bindings VALUES (?, ?, ?, NULL)", (device_id, owner_id, now))
             self.store.audit.append(cur, "device_added", owner_id=owner_id, device_id=device_id,
@@ -142,19 +143,32 @@ class Registry:
         return Device(device_id, owner_id, public_key, now, now, None)
 
     def device(self, device_id: str) -> Device | None:
-        rows = self.db.query(
-            "SELECT d.device_id, b.owner_id, d.public_key, d.created_at, b.bound_at, d.revoked_at "
-            "FROM devices d LEFT JOIN bindings b ON b.device_id = d.device_id AND b.unbound_at IS NULL "
-            "WHERE d.device_id = ?", (device_id,))
-        return Device(**dict(rows[0])) if rows else None
+        rows = self.db.query("SELECT * FROM devices WHERE device_id = ?", (device_id,))
+        return self._with_bindings(rows, self.db.gateway("bindings", device_id))[0] if rows else None
 
     def devices(self, owner_id: str | None = None) -> list[Device]:
-        sql = ("SELECT d.device_id, b.owner_id, d.public_key, d.created_at, b.bound_at, d.revoked_at "
-               "FROM devices d LEFT JOIN bindings b ON b.device_id = d.device_id AND b.unbound_at IS NULL")
+        """Every device (for the operator), or those now bound to `owner_id`."""
         if owner_id is None:
-            return [Device(**dict(r)) for r in self.db.query(sql + " ORDER BY d.created_at")]
-        rows = self.db.query(sql + " WHERE b.owner_id = ? ORDER BY d.created_at", (owner_id,))
-        return [Device(**dict(r)) for r in rows]
+            return self._with_bindings(self.db.query("SELECT * FROM devices ORDER BY created_at"),
+                                       self.db.gateway("bindings", None))
+        bindings = self.db.query("SELECT * FROM bindings WHERE owner_id = ? AND unbound_at IS NULL", (owner_id,),
+                                 owner=owner_id)
+        ids = [b["device_id"] for b in bindings]
+        rows = self.db.query(f"SELECT * FROM devices WHERE device_id IN ({','.join('?' * len(ids))}) "
+                             "ORDER BY created_at", ids) if ids else []
+        return self._with_bindings(rows, bindings)
+
+    @staticmethod
+    def _with_bindings(devices: list[Row], bindings: list[Row]) -> list[Device]:
+        """Device rows joined to their open binding (bindings are read through the gateway:
+        on PostgreSQL the table itself shows only the scoped owner's rows)."""
+        current = {b["device_id"]: b for b in bindings if b["unbound_at"] is None}
+        joined = []
+        for d in devices:
+            binding = current.get(d["device_id"], {})
+            joined.append(Device(d["device_id"], binding.get("owner_id"), d["public_key"], d["created_at"],
+                                 binding.get("bound_at"), d["revoked_at"]))
+        return joined
 
     def revoke_device(self, device_id: str) -> Device:
         device = self.device(device_id)
@@ -181,8 +195,11 @@ class Registry:
             return device
         now = utc_now()
         with self.store.write() as cur:
-            cur.execute("UPDATE bindings SET unbound_at = ? WHERE device_id = ? AND unbound_at IS NULL",
-                        (now, device_id))
+            if device.owner_id is not None:
+                cur.scope(device.owner_id)
+                cur.execute("UPDATE bindings SET unbound_at = ? WHERE device_id = ? AND unbound_at IS NULL",
+                            (now, device_id))
+            cur.scope(owner_id)
             cur.execute("INSERT INTO bindings VALUES (?, ?, ?, NULL)", (device_id, owner_id, now))
             self.store.audit.append(cur, "device_rebound", owner_id=owner_id, device_id=device_id,
                                     detail={"from_owner": device.owner_id})
@@ -191,11 +208,9 @@ class Registry:
     def owner_at(self, device_id: str, captured_at: str) -> str | None:
         """The owner the device was bound to at `captured_at` (see the module docstring)."""
         stamp = parse_utc(captured_at)
-        rows = self.db.query("SELECT owner_id, bound_at, unbound_at FROM bindings WHERE device_id = ? "
-                             "ORDER BY bound_at", (device_id,))
-        for index, row in enumerate(rows):
-            starts = parse_utc(row["bound_at"])
-            ends = parse_utc(row["unbound_at"]) if row["unbound_at"] else None
+        for index, (owner_id, bound_at, unbound_at) in enumerate(self.bindings(device_id)):
+            starts = parse_utc(bound_at)
+            ends = parse_utc(unbound_at) if unbound_at else None
             if (index == 0 or stamp >= starts) and (ends is None or stamp < ends):
-                return str(row["owner_id"])
+                return str(owner_id)
         return None

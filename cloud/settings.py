@@ -47,6 +47,9 @@ class MetricsSettings:
 class CloudSettings:
     data_dir: str
     master_key_file: str = ""  # "" means <data_dir>/secrets/master.key; keep it off the database's disk
+    # "" keeps the embedded SQLite store in data_dir; postgresql://ROLE@HOST/DB puts rows in
+    # PostgreSQL (as the service role; a password comes from PGPASSFILE or PGPASSWORD).
+    database_url: str = ""
     max_envelope_bytes: int = MAX_ENVELOPE_BYTES
     retention_days: int = 0  # `earmark-cloud purge` deletes clips captured longer ago; 0 keeps them
     broker: BrokerSettings = field(default_factory=BrokerSettings)
@@ -110,6 +113,9 @@ def load_settings(path: Path | None, data_dir: Path | None = None, **flags: Any)
                                                                "client_cert", "client_key") if k in given})
     if "metrics_port" in given:
         metrics = replace(metrics, port=int(given.pop("metrics_port")))
+    if given.get("database_url"):
+        top = replace(top, database_url=str(given.pop("database_url")))
+    given.pop("database_url", None)
     if "client_id" in given:
         broker = replace(broker, client_id=str(given.pop("client_id")))
     if not broker.client_id:
@@ -139,6 +145,10 @@ def validate(s: CloudSettings) -> None:
     need(bool(s.broker.client_cert) == bool(s.broker.client_key), "broker.client_cert",
          "give client_cert and client_key together")
     need(0 <= s.metrics.port <= 65535, "metrics.port", "must be 0..65535")
+    need(not s.database_url or urlsplit(s.database_url).scheme in ("postgresql", "postgres"), "database_url",
+         "must be postgresql://ROLE@HOST:PORT/DATABASE (or empty for SQLite)")
+    need(not urlsplit(s.database_url).password, "database_url",
+         "must not hold a password: put it in PGPASSFILE (0600) or PGPASSWORD")
     need(0 <= s.retention_days <= 36500, "retention_days", "must be 0 (keep) to 36500 days")
     need(1024 <= s.max_envelope_bytes <= MAX_ENVELOPE_BYTES, "max_envelope_bytes",
          f"must be 1024..{MAX_ENVELOPE_BYTES}")

@@ -1,25 +1,32 @@
 """The store: one database, a blob directory keyed by owner, and the keys that seal them.
 
     <data_dir>/earmark.db            registry, clip rows, quarantine rows, audit log
+                                     (or PostgreSQL, when database_url is set)
     <data_dir>/blobs/<owner_id>/…    sealed clip envelopes, one file each
     <data_dir>/quarantine/…          sealed rejected payloads, tied to no owner
     master key                       elsewhere (see CloudSettings.master_key_path)
 
+With PostgreSQL, several ingesters share the data dir (a shared filesystem at scale; see
+deploy/SCALING.md for why blobs stay out of the database).
+
 Crash-safe ordering: a blob is written whole (temp, fsync, rename, fsync dir) before the
 row that points at it commits. A crash in between leaves a blob with no row; `sweep`
-(run when the ingester starts) deletes those, and the unacked message is delivered again.
-So no row is ever without its blob, and no stray blob outlives a restart.
+(run when an ingester starts) deletes those, and the unacked message is delivered again.
+So no row is ever without its blob, and no stray blob outlives a restart. With several
+ingesters, the sweep leaves alone blobs younger than SWEEP_GRACE_S: they may be another
+live ingester's, written and not yet committed.
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
-import sqlite3
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cloud.audit import AuditLog
 from cloud.crypto import (
@@ -31,8 +38,14 @@ from cloud.crypto import (
     owner_key_aad,
     seal,
 )
-from cloud.db import Database, StoreError
+from cloud.db import Cursor, StoreError, open_database
 from earmark_wire.durable import fsync_dir, write_file
+
+if TYPE_CHECKING:
+    from cloud.settings import CloudSettings
+
+
+SWEEP_GRACE_S = 3600  # far beyond any batch's time between its blob writes and its commit
 
 
 class OwnerError(LookupError):
@@ -40,13 +53,15 @@ class OwnerError(LookupError):
 
 
 class Store:
-    def __init__(self, data_dir: Path, master_key_path: Path, create: bool = False) -> None:
+    def __init__(self, data_dir: Path, master_key_path: Path, create: bool = False, database_url: str = "") -> None:
         self.data_dir = Path(data_dir)
+        self.master_key_path = Path(master_key_path)
+        self.database_url = database_url
         if create:  # rows are metadata about people: nobody else on the machine reads them
             self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
             self.data_dir.chmod(0o700)
         self.master_key = load_master_key(master_key_path)
-        self.db = Database(self.data_dir / "earmark.db", create=create)
+        self.db = open_database(self.data_dir, database_url, create=create)
         self.audit = AuditLog(self.db, self.data_dir / "audit.head")
         self.blob_root = self.data_dir / "blobs"
         self.quarantine_root = self.data_dir / "quarantine"
@@ -70,6 +85,10 @@ class Store:
         self.clips = Clips(self)
         self.quarantine = Quarantine(self)
 
+    @classmethod
+    def open(cls, settings: CloudSettings, create: bool = False) -> Store:
+        return cls(Path(settings.data_dir), settings.master_key_path, create, settings.database_url)
+
     def _check_master_key(self) -> None:
         try:
             self.quarantine_key()
@@ -77,13 +96,10 @@ class Store:
             raise StoreError("the master key does not open this store's keys: wrong master key file?") from None
 
     @contextmanager
-    def write(self) -> Iterator[sqlite3.Cursor]:
-        """A durable transaction; the audit head file follows the commit."""
-        try:
-            with self.db.transaction() as cur:
-                yield cur
-        except sqlite3.OperationalError as exc:
-            raise StoreError(f"database write failed: {exc}") from exc
+    def write(self) -> Iterator[Cursor]:
+        """A durable transaction (StoreError if it fails); the audit head file follows the commit."""
+        with self.db.transaction() as cur:
+            yield cur
         self.audit.write_head()
 
     # -- keys ------------------------------------------------------------------------------
@@ -98,7 +114,7 @@ class Store:
         """The owner's data key. Erased or unknown owners have none."""
         if owner_id in self._owner_keys:
             return self._owner_keys[owner_id]
-        rows = self.db.query("SELECT wrapped_key FROM owners WHERE owner_id = ?", (owner_id,))
+        rows = self.db.query("SELECT wrapped_key FROM owners WHERE owner_id = ?", (owner_id,), owner=owner_id)
         if not rows:
             raise OwnerError(f"no owner {owner_id}")
         if rows[0]["wrapped_key"] is None:
@@ -131,17 +147,40 @@ class Store:
         except OSError as exc:
             raise StoreError(f"could not write a blob: {exc.strerror}") from exc
 
-    def sweep(self) -> int:
-        """Delete temp files and blobs that no row points at (see the module docstring)."""
-        known = {r["blob_path"] for r in self.db.query("SELECT blob_path FROM clips")}
-        known |= {r["blob_path"] for r in self.db.query("SELECT blob_path FROM quarantine")}
+    def sweep(self, min_age_s: float = 0) -> int:
+        """Delete temp files and blobs that no row points at and that are at least `min_age_s`
+        old (see the module docstring). Each owner's rows are read in that owner's scope."""
+        cutoff = time.time() - min_age_s
         removed = 0
-        for root in (self.blob_root, self.quarantine_root):
+
+        def strays(root: Path, known: set[str]) -> Iterator[Path]:
             for path in root.rglob("*"):
                 if path.is_file() and str(path.relative_to(self.data_dir)) not in known:
-                    path.unlink()
-                    removed += 1
+                    try:
+                        if path.stat().st_mtime <= cutoff:
+                            yield path
+                    except FileNotFoundError:  # committed and renamed, or swept by another ingester
+                        continue
+
+        folders = [(folder, {r["blob_path"] for r in self.db.query(
+            "SELECT blob_path FROM clips WHERE owner_id = ?", (folder.name,), owner=folder.name)})
+            for folder in self.blob_root.iterdir() if folder.is_dir()]
+        folders.append((self.quarantine_root,
+                        {r["blob_path"] for r in self.db.query("SELECT blob_path FROM quarantine")}))
+        loose = [p for p in self.blob_root.iterdir() if p.is_file()]  # only temp files belong at the top
+        for path in [*loose, *(p for folder, known in folders for p in strays(folder, known))]:
+            path.unlink(missing_ok=True)
+            removed += 1
         return removed
+
+    def prepare_ingest(self) -> int:
+        """Before an ingester starts: claim the store and sweep. SQLite takes one ingester per
+        store (a file lock) and sweeps everything stray; PostgreSQL takes many, so it sweeps
+        only what is older than SWEEP_GRACE_S. Returns the number of files swept."""
+        if self.db.backend == "sqlite":
+            self.claim_for_ingest()
+            return self.sweep()
+        return self.sweep(SWEEP_GRACE_S)
 
     def claim_for_ingest(self) -> None:
         """Hold the store's ingest lock for the life of this process. One ingester per SQLite
@@ -161,8 +200,7 @@ class Store:
 
     def counts(self) -> dict[str, int]:
         """Admin totals (numbers only: no call lists clips across owners)."""
-        tables = ("owners", "devices", "clips", "quarantine", "audit")
-        return {t: self.db.query(f"SELECT count(*) AS n FROM {t}")[0]["n"] for t in tables}
+        return {r["name"]: int(r["n"]) for r in self.db.gateway("counts")}
 
     def close(self) -> None:
         self._writers.shutdown()

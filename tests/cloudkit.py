@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import sqlite3
 import uuid
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -16,12 +18,30 @@ from device.identity import Sealer, public_key_of
 from device.recorder import Recording
 from earmark_wire.envelope import ClipHeader, decode_envelope, encode_envelope
 from earmark_wire.topics import clip_topic
+from tests.pgdb import admin_execute
 
 
-def make_store(data_dir: Path) -> Store:
+def make_store(data_dir: Path, database_url: str = "") -> Store:
+    """A new store: SQLite in data_dir, or rows in the PostgreSQL database at database_url."""
     key_file = data_dir / "secrets" / "master.key"
     create_master_key(key_file)
-    return Store(data_dir, key_file, create=True)
+    return Store(data_dir, key_file, create=True, database_url=database_url)
+
+
+def reopen(store: Store) -> Store:
+    """Another Store on the same data (as another process would open it)."""
+    return Store(store.data_dir, store.master_key_path, database_url=store.database_url)
+
+
+def tamper(store: Store, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Edit the database directly, as someone with access to it could (past row-level security)."""
+    if store.database_url:
+        return admin_execute(store.database_url, sql, params)
+    db = sqlite3.connect(store.data_dir / "earmark.db")
+    with db:
+        rows = db.execute(sql, params).fetchall()
+    db.close()
+    return rows
 
 
 @dataclass

@@ -1,13 +1,16 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from cloud.store import Store
 from device.models import fetch_models
+from tests.cloudkit import make_store
+from tests.pgdb import temporary_database
 from tests.speech import say
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,3 +60,21 @@ def speech() -> Callable[..., np.ndarray]:
         return cache[key]
 
     return cached_say
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Each test that takes this runs twice: on the embedded SQLite store (""), and on a
+    fresh PostgreSQL database used under the service role that row-level security binds."""
+    if request.param == "sqlite":
+        yield ""
+        return
+    with temporary_database() as url:
+        yield url
+
+
+@pytest.fixture
+def store(tmp_path: Path, database_url: str) -> Iterator[Store]:
+    made = make_store(tmp_path / "cloud", database_url)
+    yield made
+    made.close()

@@ -1,12 +1,11 @@
-"""Export and erasure against adversaries: many owners, tampered rows and blobs, rebinding,
-edited archives. An export holds all of its owner's clips and nothing of anyone else's, or
+"""Export and erasure against adversaries, on SQLite and on PostgreSQL under the service
+role: many owners, tampered rows and blobs, rebinding, edited archives. An export holds all of its owner's clips and nothing of anyone else's, or
 it does not exist."""
 
 from __future__ import annotations
 
 import json
 import shutil
-import sqlite3
 import zipfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,12 +19,7 @@ from cloud.ingest import Ingestor
 from cloud.store import Store
 from cloud.verify_export import verify_export
 from earmark_wire.envelope import decode_envelope
-from tests.cloudkit import SimDevice, make_store
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Store:
-    return make_store(tmp_path / "cloud")
+from tests.cloudkit import SimDevice, reopen, tamper
 
 
 def owner_with_device(store: Store, name: str) -> tuple[str, SimDevice]:
@@ -69,13 +63,6 @@ def test_twenty_owners_each_get_exactly_their_own_clips(store: Store, tmp_path: 
     ids = [archive_clip_ids(p) for p in archives.values()]
     assert sum(len(i) for i in ids) == len(set().union(*ids))  # pairwise disjoint
     assert sum(e["event"] == "export_completed" for e in store.audit.events(500)) == 20
-
-
-def tamper(store: Store, sql: str, params: tuple[object, ...]) -> None:
-    db = sqlite3.connect(store.db.path)
-    db.execute(sql, params)
-    db.commit()
-    db.close()
 
 
 @pytest.fixture
@@ -220,12 +207,12 @@ def test_erasure_shreds_the_key_first_and_leaves_a_tombstone(store: Store, alice
 
 def test_an_ingester_holding_a_cached_key_cannot_store_for_an_erased_owner(store: Store, tmp_path: Path) -> None:
     owner, device = owner_with_device(store, "Carol")
-    running = Store(store.data_dir, store.data_dir / "secrets" / "master.key")  # another process's view
+    running = reopen(store)  # another process's view
     ingest(running, device, 1)  # its key cache now holds Carol's key
     envelope = device.clip(seed=5)
     ingestor = Ingestor(running)
     erase_owner(store, owner)  # meanwhile, the CLI erases Carol; her device stays registered here:
-    store.db.conn.execute("UPDATE devices SET revoked_at = NULL WHERE device_id = ?", (device.device_id,))
+    tamper(store, "UPDATE devices SET revoked_at = NULL WHERE device_id = ?", (device.device_id,))
     outcome = ingestor.handle(device.topic, envelope)
     assert (outcome.status, outcome.reason) == ("rejected", "owner_erased")
     assert running.clips.count(owner) == 0 and not (store.data_dir / "blobs" / owner).exists()

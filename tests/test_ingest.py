@@ -1,10 +1,9 @@
-"""The ingest core over a real SQLite store: stored, duplicate, and every rejection reason,
-none of which touches any owner's clips."""
+"""The ingest core over a real store, on SQLite and on PostgreSQL under the service role:
+stored, duplicate, and every rejection reason, none of which touches any owner's clips."""
 
 from __future__ import annotations
 
 import json
-import sqlite3
 import struct
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,12 +17,7 @@ from cloud.crypto import CryptoError
 from cloud.ingest import Ingestor
 from cloud.store import Store
 from earmark_wire.envelope import MAX_ENVELOPE_BYTES, decode_envelope
-from tests.cloudkit import SimDevice, make_store, new_clip_id
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Store:
-    return make_store(tmp_path / "cloud")
+from tests.cloudkit import SimDevice, make_store, new_clip_id, reopen, tamper
 
 
 @pytest.fixture
@@ -174,7 +168,7 @@ def test_a_crash_between_blob_and_row_is_swept_and_the_clip_stored_on_redelivery
     clip_id = decode_envelope(envelope).header.clip_id
     orphan = store.data_dir / store.clips.blob_path(a.owner_id, clip_id)
     store.write_blob(orphan, b"half-finished ingest")  # the blob landed, the crash hit before the row
-    reopened = Store(store.data_dir, store.data_dir / "secrets" / "master.key")
+    reopened = reopen(store)
     assert reopened.sweep() == 1 and not orphan.exists()
     assert Ingestor(reopened).handle(a.topic, envelope).status == "stored"
     [row] = reopened.clips.of_owner(a.owner_id)
@@ -187,17 +181,13 @@ def test_the_audit_log_finds_edited_and_missing_events(store: Store, pair: tuple
     for seed in range(4):
         ingest.handle(a.topic, a.clip(seed=seed))
     assert store.audit.verify() == []
-    db = sqlite3.connect(store.db.path)
-    last = db.execute("SELECT max(seq) FROM audit").fetchone()[0]
+    [(last,)] = tamper(store, "SELECT max(seq) FROM audit")
 
-    db.execute("UPDATE audit SET detail = ? WHERE seq = 4", (json.dumps({"envelope_sha256": "0" * 64}),))
-    db.commit()
+    tamper(store, "UPDATE audit SET detail = ? WHERE seq = 4", (json.dumps({"envelope_sha256": "0" * 64}),))
     assert [p.seq for p in store.audit.verify()] == [4]
-    db.execute("DELETE FROM audit WHERE seq = 4")
-    db.commit()
+    tamper(store, "DELETE FROM audit WHERE seq = 4")
     assert 4 in [p.seq for p in store.audit.verify()]
-    db.execute("DELETE FROM audit WHERE seq >= 4")
-    db.commit()
+    tamper(store, "DELETE FROM audit WHERE seq >= 4")
     problems = store.audit.verify()
     assert problems and "missing from the end" in problems[-1].message and str(last) in problems[-1].message
 
