@@ -8,7 +8,10 @@ import json
 import tempfile
 import time
 import zipfile
+from contextlib import ExitStack
 from pathlib import Path
+
+import pytest
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -18,6 +21,7 @@ from cloud.export import ExportError, export_owner
 from cloud.ingest import Ingestor
 from earmark_wire.envelope import decode_envelope
 from tests.cloudkit import SimDevice, make_store
+from tests.pgdb import temporary_database
 
 OWNERS, DEVICES = 3, 3
 operation = st.one_of(
@@ -28,11 +32,14 @@ operation = st.one_of(
 )
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 @settings(max_examples=30, deadline=None)
 @given(st.lists(operation, min_size=1, max_size=14))
-def test_exports_follow_the_binding_at_capture_time(ops: list[tuple]) -> None:  # type: ignore[type-arg]
-    with tempfile.TemporaryDirectory() as tmp:
-        store = make_store(Path(tmp) / "cloud")
+def test_exports_follow_the_binding_at_capture_time(backend: str, ops: list[tuple]) -> None:  # type: ignore[type-arg]
+    with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
+        url = stack.enter_context(temporary_database()) if backend == "postgres" else ""
+        store = make_store(Path(tmp) / "cloud", url)
+        stack.callback(store.close)
         owners = [store.registry.add_owner(f"o{i}").owner_id for i in range(OWNERS)]
         devices = []
         for i in range(DEVICES):

@@ -1,0 +1,152 @@
+"""PostgreSQL row-level security, from the service role's side: what a statement sees and
+may write outside and inside an owner's scope, and the roles the service refuses to run as."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import psycopg
+import pytest
+
+from cloud.db import StoreError
+from cloud.ingest import Ingestor
+from cloud.postgres import PostgresDatabase
+from cloud.store import Store
+from tests.cloudkit import SimDevice, make_store, tamper
+from tests.pgdb import admin_execute, temporary_database
+
+
+@pytest.fixture
+def pg_store(tmp_path: Path) -> Iterator[Store]:
+    with temporary_database() as url:
+        store = make_store(tmp_path / "cloud", url)
+        yield store
+        store.close()
+
+
+@pytest.fixture
+def two_owners(pg_store: Store) -> tuple[str, str]:
+    """Alice and Bob, each with a device and two stored clips."""
+    owners = []
+    for name in ("Alice", "Bob"):
+        owner = pg_store.registry.add_owner(name).owner_id
+        device = SimDevice(f"{name.lower()}-pi", owner)
+        pg_store.registry.add_device(owner, device.public_key, device.device_id)
+        outcomes = Ingestor(pg_store).handle_batch([(device.topic, device.clip(seed=s)) for s in range(2)])
+        assert [o.status for o in outcomes] == ["stored", "stored"]
+        owners.append(owner)
+    return owners[0], owners[1]
+
+
+def service_connection(store: Store) -> psycopg.Connection:  # type: ignore[type-arg]
+    return psycopg.connect(store.database_url, autocommit=True)
+
+
+def test_outside_an_owner_scope_no_owner_rows_are_visible(pg_store: Store, two_owners: tuple[str, str]) -> None:
+    # The bug RLS is for: a query that forgot its owner filter returns nobody's rows.
+    for table in ("clips", "owners", "bindings", "audit"):
+        assert pg_store.db.query(f"SELECT * FROM {table}") == [], table
+    assert len(tamper(pg_store, "SELECT * FROM clips")) == 4  # they are there, for the admin
+
+
+def test_an_owner_scope_shows_that_owner_only(pg_store: Store, two_owners: tuple[str, str]) -> None:
+    alice, bob = two_owners
+    rows = pg_store.db.query("SELECT owner_id FROM clips", owner=alice)  # no WHERE clause at all
+    assert [r["owner_id"] for r in rows] == [alice, alice]
+    events = pg_store.db.query("SELECT DISTINCT owner_id FROM audit", owner=bob)
+    assert [r["owner_id"] for r in events] == [bob]
+    # The scope is SET LOCAL: it ends with its transaction.
+    assert pg_store.db.query("SELECT current_setting('earmark.owner_id', true) AS s")[0]["s"] in (None, "")
+
+
+def test_a_scoped_transaction_cannot_write_or_move_another_owners_rows(
+        pg_store: Store, two_owners: tuple[str, str]) -> None:
+    alice, bob = two_owners
+    with service_connection(pg_store) as conn:
+        with conn.transaction():
+            conn.execute("SELECT set_config('earmark.owner_id', %s, true)", (alice,))
+            # Relabel Alice's clips to Bob: WITH CHECK refuses the new owner id.
+            with pytest.raises(psycopg.errors.InsufficientPrivilege, match="row-level security"):
+                with conn.transaction():
+                    conn.execute("UPDATE clips SET owner_id = %s", (bob,))
+            # Bob's rows are not there to update or delete.
+            assert conn.execute("DELETE FROM clips WHERE owner_id = %s", (bob,)).rowcount == 0
+            assert conn.execute("UPDATE owners SET display_name = 'x' WHERE owner_id = %s", (bob,)).rowcount == 0
+            # Nor can the audit log be edited, even the scoped owner's events: append only.
+            for edit in ("DELETE FROM audit", "UPDATE audit SET detail = '{}'"):
+                with pytest.raises(psycopg.errors.InsufficientPrivilege, match="permission denied"):
+                    with conn.transaction():
+                        conn.execute(edit)
+    assert len(tamper(pg_store, "SELECT * FROM clips WHERE owner_id = ?", (bob,))) == 2
+
+
+def test_the_gateways_answer_only_what_they_name(pg_store: Store, two_owners: tuple[str, str]) -> None:
+    alice, _ = two_owners
+    with service_connection(pg_store) as conn:
+        [(clip_id,)] = conn.execute("SELECT clip_id FROM clips LIMIT 1").fetchall() or [(None,)]
+        assert clip_id is None  # no scope: nothing
+        row = tamper(pg_store, "SELECT clip_id, envelope_sha256 FROM clips WHERE owner_id = ? LIMIT 1", (alice,))[0]
+        fingerprint = conn.execute("SELECT * FROM earmark_fingerprint(%s)", (row[0],)).fetchall()
+        assert fingerprint == [(row[1],)]
+        columns = [c.name for c in conn.execute("SELECT * FROM earmark_bindings(NULL)").description or []]
+        assert columns == ["device_id", "owner_id", "bound_at", "unbound_at"]
+
+
+def _role_url(store: Store, role: str) -> str:
+    parts = urlsplit(store.database_url)
+    return parts._replace(netloc=f"{role}@{parts.hostname}:{parts.port}").geturl()
+
+
+@pytest.mark.parametrize("grant, complaint", [
+    ("SUPERUSER", "superuser"),
+    ("BYPASSRLS", "BYPASSRLS"),
+    ("OWNER", "owns"),
+])
+def test_the_service_refuses_roles_that_row_level_security_would_not_bind(
+        pg_store: Store, grant: str, complaint: str) -> None:
+    role = f"earmark_t_bad_{grant.lower()}"
+    admin_execute(pg_store.database_url, f"DROP ROLE IF EXISTS {role}")
+    if grant == "OWNER":  # a plain role that is a member of the tables' owner
+        owner = admin_execute(pg_store.database_url, "SELECT tableowner FROM pg_tables WHERE tablename = 'clips'")
+        admin_execute(pg_store.database_url, f"CREATE ROLE {role} LOGIN IN ROLE {owner[0][0]}")
+    else:
+        admin_execute(pg_store.database_url, f"CREATE ROLE {role} LOGIN {grant}")
+    admin_execute(pg_store.database_url, f"GRANT SELECT ON earmark_schema TO {role}")
+    try:
+        with pytest.raises(StoreError, match=complaint):
+            PostgresDatabase(_role_url(pg_store, role))
+    finally:
+        admin_execute(pg_store.database_url, f"DROP OWNED BY {role}")
+        admin_execute(pg_store.database_url, f"DROP ROLE {role}")
+
+
+def test_the_service_refuses_a_schema_whose_row_level_security_was_turned_off(pg_store: Store) -> None:
+    admin_execute(pg_store.database_url, "ALTER TABLE clips NO FORCE ROW LEVEL SECURITY")
+    with pytest.raises(StoreError, match="not enabled and forced on clips"):
+        PostgresDatabase(pg_store.database_url)
+
+
+def test_an_unmigrated_database_and_a_wrong_password_are_one_line_errors(tmp_path: Path) -> None:
+    import uuid
+
+    from tests.pgdb import ADMIN
+
+    name = f"earmark_t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(ADMIN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        url = _role_url_for(ADMIN, "postgres", name)
+        with pytest.raises(StoreError, match="no Earmark schema: run `earmark-cloud db migrate"):
+            PostgresDatabase(url)
+        with pytest.raises(StoreError, match="cannot connect to PostgreSQL at .*no_such_role_x"):
+            PostgresDatabase(_role_url_for(ADMIN, "no_such_role_x", name))
+    finally:
+        with psycopg.connect(ADMIN, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+def _role_url_for(admin: str, role: str, database: str) -> str:
+    parts = urlsplit(admin)
+    return f"postgresql://{role}@{parts.hostname}:{parts.port or 5432}/{database}"
