@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from pathlib import Path
 from cloud.db import Cursor, Database, Row, utc_now
 
 GENESIS = "0" * 64
+log = logging.getLogger(__name__)
 
 
 def event_hash(prev_hash: str, seq: int, at: str, event: str, owner_id: str | None,
@@ -59,14 +61,23 @@ class AuditLog:
         return seq
 
     def write_head(self) -> None:
-        """After a commit: remember the newest event outside the database (best effort)."""
+        """After a commit: remember the newest event outside the database. Best effort: the
+        commit stands whatever happens here. Several ingesters (PostgreSQL) share the file, so
+        each writes its own temp file and none moves the head back; an older head is still
+        a valid lower bound for `verify`."""
         pending = self._pending_head
         if pending is None:
             return
-        tmp = self.head_file.with_name(self.head_file.name + ".tmp")
-        tmp.write_text(f"{pending[0]} {pending[1]}\n")
-        os.replace(tmp, self.head_file)
         self._pending_head = None
+        try:
+            current = self.head_file.read_text().split() if self.head_file.exists() else []
+            if current and int(current[0]) >= pending[0]:
+                return
+            tmp = self.head_file.with_name(f"{self.head_file.name}.{os.getpid()}.tmp")
+            tmp.write_text(f"{pending[0]} {pending[1]}\n")
+            os.replace(tmp, self.head_file)
+        except (OSError, ValueError) as exc:
+            log.warning("could not update the audit head file %s: %s", self.head_file, exc)
 
     def verify(self) -> list[AuditProblem]:
         problems: list[AuditProblem] = []

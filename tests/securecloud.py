@@ -19,25 +19,25 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from cloud import broker
-from cloud.store import Store
 from device.settings import BrokerSettings
 from earmark_wire.durable import write_file
 from tests.broker import free_port
-from tests.cloudkit import SimDevice, make_store
+from tests.cloudkit import SimDevice, make_store, reopen
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 class SecureCloud:
-    def __init__(self, folder: Path, require_client_certs: bool = False) -> None:
+    def __init__(self, folder: Path, require_client_certs: bool = False, database_url: str = "") -> None:
         self.folder = folder
         self.data_dir = folder / "cloud"
-        self.store = make_store(self.data_dir)
+        self.database_url = database_url
+        self.store = make_store(self.data_dir, database_url)
         self.port = free_port()
         self.setup = broker.write_broker_config(self.store, folder / "broker", port=self.port,
                                                 run_as=getpass.getuser(), require_client_certs=require_client_certs)
         self.broker_proc: subprocess.Popen[bytes] | None = None
-        self.ingester: subprocess.Popen[bytes] | None = None
+        self.ingesters: dict[str, subprocess.Popen[bytes]] = {}
         self.ingester_runs = 0
 
     # -- processes -------------------------------------------------------------------------
@@ -61,14 +61,17 @@ class SecureCloud:
             self.broker_proc.wait(10)
             self.broker_proc = None
 
-    def start_ingester(self, wait: bool = True) -> None:
-        """Start the ingester process; with `wait`, return once its subscription is granted
-        (a clip published before any ingester ever subscribed has nowhere to go)."""
+    def start_ingester(self, wait: bool = True, name: str = "main") -> Path:
+        """Start an ingester process (each name is its own MQTT client id, so several share
+        the subscription); with `wait`, return once its subscription is granted (a clip
+        published before any ingester ever subscribed has nowhere to go). Returns its log."""
         self.ingester_runs += 1
-        log_path = self.folder / f"ingest-{self.ingester_runs}.log"
+        log_path = self.folder / f"ingest-{name}-{self.ingester_runs}.log"
         log = open(log_path, "ab")  # noqa: SIM115
-        self.ingester = subprocess.Popen(
+        process = self.ingesters[name] = subprocess.Popen(
             [sys.executable, "-m", "cloud.cli", "ingest", "--data-dir", str(self.data_dir),
+             "--client-id", f"earmark-ingester-{name}",
+             *(["--database-url", self.database_url] if self.database_url else []),
              "--broker", self.setup.url, "--ca", str(self.setup.ca), "--username", broker.INGESTER_USERNAME,
              "--password-file", str(self.setup.ingester_password_file), "--metrics-port", "0",
              *(["--client-cert", str(self.setup.ingester_cert), "--client-key", str(self.setup.ingester_key)]
@@ -76,18 +79,20 @@ class SecureCloud:
             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log)
         deadline = time.monotonic() + 60
         while wait and "subscribed to" not in log_path.read_text():
-            if time.monotonic() > deadline or self.ingester.poll() is not None:
+            if time.monotonic() > deadline or process.poll() is not None:
                 raise RuntimeError(f"the ingester did not become ready: {log_path.read_text()[-1500:]}")
             time.sleep(0.05)
+        return log_path
 
-    def kill_ingester(self, sig: int = signal.SIGKILL) -> None:
-        if self.ingester is not None and self.ingester.poll() is None:
-            self.ingester.send_signal(sig)
-            self.ingester.wait(30)
-        self.ingester = None
+    def kill_ingester(self, sig: int = signal.SIGKILL, name: str = "main") -> None:
+        process = self.ingesters.pop(name, None)
+        if process is not None and process.poll() is None:
+            process.send_signal(sig)
+            process.wait(30)
 
     def close(self) -> None:
-        self.kill_ingester()
+        for name in list(self.ingesters):
+            self.kill_ingester(name=name)
         self.stop_broker()
         self.store.close()
 
@@ -112,14 +117,14 @@ class SecureCloud:
         broker.revoke_login(self.store, device_id)
 
     def clips(self, owner_id: str) -> list[str]:
-        fresh = Store(self.data_dir, self.data_dir / "secrets" / "master.key")
+        fresh = reopen(self.store)
         try:
             return [c.clip_id for c in fresh.clips.of_owner(owner_id)]
         finally:
             fresh.close()
 
     def quarantine_reasons(self) -> list[str]:
-        fresh = Store(self.data_dir, self.data_dir / "secrets" / "master.key")
+        fresh = reopen(self.store)
         try:
             return [q.reason for q in fresh.quarantine.all()]
         finally:

@@ -1,6 +1,6 @@
 """Export and erasure against adversaries, on SQLite and on PostgreSQL under the service
-role: many owners, tampered rows and blobs, rebinding, edited archives. An export holds all of its owner's clips and nothing of anyone else's, or
-it does not exist."""
+role: many owners, tampered rows and blobs, rebinding, edited archives. An export holds
+all of its owner's clips and nothing of anyone else's, or it does not exist."""
 
 from __future__ import annotations
 

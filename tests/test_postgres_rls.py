@@ -64,21 +64,18 @@ def test_an_owner_scope_shows_that_owner_only(pg_store: Store, two_owners: tuple
 def test_a_scoped_transaction_cannot_write_or_move_another_owners_rows(
         pg_store: Store, two_owners: tuple[str, str]) -> None:
     alice, bob = two_owners
-    with service_connection(pg_store) as conn:
-        with conn.transaction():
-            conn.execute("SELECT set_config('earmark.owner_id', %s, true)", (alice,))
-            # Relabel Alice's clips to Bob: WITH CHECK refuses the new owner id.
-            with pytest.raises(psycopg.errors.InsufficientPrivilege, match="row-level security"):
-                with conn.transaction():
-                    conn.execute("UPDATE clips SET owner_id = %s", (bob,))
-            # Bob's rows are not there to update or delete.
-            assert conn.execute("DELETE FROM clips WHERE owner_id = %s", (bob,)).rowcount == 0
-            assert conn.execute("UPDATE owners SET display_name = 'x' WHERE owner_id = %s", (bob,)).rowcount == 0
-            # Nor can the audit log be edited, even the scoped owner's events: append only.
-            for edit in ("DELETE FROM audit", "UPDATE audit SET detail = '{}'"):
-                with pytest.raises(psycopg.errors.InsufficientPrivilege, match="permission denied"):
-                    with conn.transaction():
-                        conn.execute(edit)
+    with service_connection(pg_store) as conn, conn.transaction():
+        conn.execute("SELECT set_config('earmark.owner_id', %s, true)", (alice,))
+        # Relabel Alice's clips to Bob: WITH CHECK refuses the new owner id.
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="row-level security"), conn.transaction():
+            conn.execute("UPDATE clips SET owner_id = %s", (bob,))
+        # Bob's rows are not there to update or delete.
+        assert conn.execute("DELETE FROM clips WHERE owner_id = %s", (bob,)).rowcount == 0
+        assert conn.execute("UPDATE owners SET display_name = 'x' WHERE owner_id = %s", (bob,)).rowcount == 0
+        # Nor can the audit log be edited, even the scoped owner's events: append only.
+        for edit in ("DELETE FROM audit", "UPDATE audit SET detail = '{}'"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege, match="permission denied"), conn.transaction():
+                conn.execute(edit)
     assert len(tamper(pg_store, "SELECT * FROM clips WHERE owner_id = ?", (bob,))) == 2
 
 
@@ -138,9 +135,9 @@ def test_an_unmigrated_database_and_a_wrong_password_are_one_line_errors(tmp_pat
         conn.execute(f'CREATE DATABASE "{name}"')
     try:
         url = _role_url_for(ADMIN, "postgres", name)
-        with pytest.raises(StoreError, match="no Earmark schema: run `earmark-cloud db migrate"):
+        with pytest.raises(StoreError, match=r"no Earmark schema: run `earmark-cloud db migrate"):
             PostgresDatabase(url)
-        with pytest.raises(StoreError, match="cannot connect to PostgreSQL at .*no_such_role_x"):
+        with pytest.raises(StoreError, match=r"cannot connect to PostgreSQL at .*no_such_role_x"):
             PostgresDatabase(_role_url_for(ADMIN, "no_such_role_x", name))
     finally:
         with psycopg.connect(ADMIN, autocommit=True) as conn:
