@@ -160,6 +160,10 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--client-cert", help="TLS client certificate, if the broker requires one")
     ingest.add_argument("--client-key", help="its private key")
     ingest.add_argument("--ca", help="CA certificate to pin for mqtts://")
+    ingest.add_argument("--source", choices=["mqtt", "amqp"],
+                        help="mqtt: the broker's shared subscription (default); amqp: a RabbitMQ quorum queue")
+    ingest.add_argument("--amqp-url", help="amqp://HOST:PORT/VHOST (with --source amqp)")
+    ingest.add_argument("--amqp-password-file", help="a file holding the AMQP password")
     ingest.add_argument("--metrics-port", type=int, help="port for /metrics and /healthz (0: off)")
     return parser
 

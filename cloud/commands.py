@@ -12,12 +12,15 @@ import sys
 import threading
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cloud.crypto import create_master_key
 from cloud.registry import RegistryError
 from cloud.settings import CloudSettings, default_data_dir, load_settings
 from cloud.store import Store
+
+if TYPE_CHECKING:
+    from cloud.amqp_source import AmqpIngestService
 
 log = logging.getLogger("earmark.cloud")
 
@@ -311,20 +314,28 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
     s = _settings(args, url=args.broker, username=args.username, password=args.password, ca=args.ca,
                   password_file=args.password_file, client_cert=args.client_cert, client_key=args.client_key,
-                  client_id=args.client_id,
-                  metrics_port=args.metrics_port)
+                  client_id=args.client_id, source=args.source, amqp_url=args.amqp_url,
+                  amqp_password_file=args.amqp_password_file, metrics_port=args.metrics_port)
     store = Store.open(s)
     swept = store.prepare_ingest()
     if swept:
         log.warning("swept %d blob(s) left by an interrupted ingest; their messages will be redelivered", swept)
     metrics = Metrics()
-    service = IngestService(s, Ingestor(store, s.max_envelope_bytes), metrics)
+    ingestor = Ingestor(store, s.max_envelope_bytes)
+    service: IngestService | AmqpIngestService
+    if s.source == "amqp":
+        from cloud.amqp_source import AmqpIngestService
+
+        service = AmqpIngestService(s, ingestor, metrics)
+        log.info("ingesting from quorum queue %s at %s as %s", s.amqp.queue, s.amqp.url, s.amqp.username)
+    else:
+        service = IngestService(s, ingestor, metrics)
+        log.info("ingesting from %s as %s (share group %s)", s.broker.url, s.broker.username or "anonymous",
+                 s.broker.share_group)
     server = serve(metrics, service.health, s.metrics.host, s.metrics.port) if s.metrics.port else None
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    log.info("ingesting from %s as %s (share group %s)", s.broker.url, s.broker.username or "anonymous",
-             s.broker.share_group)
     try:
         service.run(stop)
     finally:

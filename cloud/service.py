@@ -22,7 +22,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 
 from cloud.db import StoreError
-from cloud.ingest import Ingestor
+from cloud.ingest import Ingestor, Outcome
 from cloud.metrics import Metrics
 from cloud.settings import CloudSettings
 from earmark_wire.topics import receipt_topic, shared_clip_subscription
@@ -96,12 +96,7 @@ class IngestService:
     # -- main thread -----------------------------------------------------------------------
 
     def health(self) -> dict[str, bool]:
-        try:
-            self.ingestor.store.db.query("SELECT 1")
-            store_ok = True
-        except Exception:  # any failure means "not healthy"; the detail is in the log
-            store_ok = False
-        return {"broker": self.subscribed.is_set(), "store": store_ok}
+        return {"broker": self.subscribed.is_set(), "store": store_health(self.ingestor)}
 
     def run(self, stop: threading.Event) -> None:
         connect_async(self.client, self.settings.broker.url, self.settings.broker.keepalive_s, SESSION_EXPIRY_S)
@@ -124,26 +119,47 @@ class IngestService:
             log.info("ingester stopped; %d unacked message(s) will be redelivered", self.arrivals.qsize())
 
     def _process(self, batch: list[Arrival], stop: threading.Event) -> None:
-        delay = 0.5
-        while True:
-            try:
-                outcomes = self.ingestor.handle_batch([(a.topic, a.payload) for a in batch])
-                break
-            except StoreError as exc:
-                self.metrics.store_errors.inc(len(batch))
-                log.error("store cannot take %d message(s), will retry in %.0f s (not acked): %s",
-                          len(batch), delay, exc)
-                if stop.wait(delay):
-                    return
-                delay = min(delay * 2, 30)
-        now = time.monotonic()
+        outcomes = judge(self.ingestor, self.metrics, [(a.topic, a.payload) for a in batch], stop)
+        if outcomes is None:
+            return
         for arrival, outcome in zip(batch, outcomes, strict=True):
             if arrival.qos > 0 and arrival.generation == self.generation and self.connected.is_set():
                 self.client.ack(arrival.mid, arrival.qos)
-            self.metrics.latency.observe(now - arrival.arrived)
-            self.metrics.clips.labels(outcome.status).inc()
-            if outcome.status == "rejected":
-                self.metrics.rejections.labels(outcome.reason).inc()
+            count(self.metrics, outcome, arrival.arrived)
             receipt = outcome.receipt()
             if receipt is not None and outcome.device_id is not None:
                 self.client.publish(receipt_topic(outcome.device_id), receipt.encode(), qos=1)
+
+
+# -- shared by every message source (this one and cloud/amqp_source.py) ----------------------
+
+def judge(ingestor: Ingestor, metrics: Metrics, messages: list[tuple[str, bytes]],
+          stop: threading.Event) -> list[Outcome] | None:
+    """The ingest core on one batch, retried with backoff while the store cannot take it
+    (disk full, database gone): nothing is acked meanwhile. None if asked to stop first."""
+    delay = 0.5
+    while True:
+        try:
+            return ingestor.handle_batch(messages)
+        except StoreError as exc:
+            metrics.store_errors.inc(len(messages))
+            log.error("store cannot take %d message(s), will retry in %.0f s (not acked): %s",
+                      len(messages), delay, exc)
+            if stop.wait(delay):
+                return None
+            delay = min(delay * 2, 30)
+
+
+def count(metrics: Metrics, outcome: Outcome, arrived: float) -> None:
+    metrics.latency.observe(time.monotonic() - arrived)
+    metrics.clips.labels(outcome.status).inc()
+    if outcome.status == "rejected":
+        metrics.rejections.labels(outcome.reason).inc()
+
+
+def store_health(ingestor: Ingestor) -> bool:
+    try:
+        ingestor.store.db.query("SELECT 1")
+        return True
+    except Exception:  # any failure means "not healthy"; the detail is in the log
+        return False

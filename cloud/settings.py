@@ -38,6 +38,18 @@ class BrokerSettings:
 
 
 @dataclass(frozen=True)
+class AmqpSettings:
+    """The clustered source: RabbitMQ's MQTT plugin routes device clips into a quorum queue,
+    which ingesters consume over AMQP 0-9-1 with manual acks (deploy/SCALING.md)."""
+
+    url: str = "amqp://127.0.0.1:5672/earmark"  # amqp://HOST:PORT/VHOST or amqps://…
+    username: str = "earmark-ingester"
+    password_file: str = ""  # or $EARMARK_AMQP_PASSWORD
+    queue: str = "earmark.clips"  # declared as a quorum queue bound to amq.topic
+    ca: str = ""  # CA certificate to pin for amqps://
+
+
+@dataclass(frozen=True)
 class MetricsSettings:
     host: str = "127.0.0.1"
     port: int = 9108  # 0 turns the metrics and health endpoint off
@@ -52,7 +64,9 @@ class CloudSettings:
     database_url: str = ""
     max_envelope_bytes: int = MAX_ENVELOPE_BYTES
     retention_days: int = 0  # `earmark-cloud purge` deletes clips captured longer ago; 0 keeps them
+    source: str = "mqtt"  # where ingesters take clips from: "mqtt" (the broker's shared subscription) or "amqp"
     broker: BrokerSettings = field(default_factory=BrokerSettings)
+    amqp: AmqpSettings = field(default_factory=AmqpSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     password: str = field(default="", repr=False)  # from --password or EARMARK_BROKER_PASSWORD only
 
@@ -69,6 +83,14 @@ class CloudSettings:
             except OSError as exc:
                 raise ConfigError(f"broker.password_file {self.broker.password_file}: {exc.strerror}") from None
         return os.environ.get("EARMARK_BROKER_PASSWORD", "")
+
+    def amqp_password(self) -> str:
+        if self.amqp.password_file:
+            try:
+                return Path(self.amqp.password_file).read_text().strip()
+            except OSError as exc:
+                raise ConfigError(f"amqp.password_file {self.amqp.password_file}: {exc.strerror}") from None
+        return os.environ.get("EARMARK_AMQP_PASSWORD", "")
 
 
 def default_data_dir() -> Path:
@@ -106,6 +128,7 @@ def load_settings(path: Path | None, data_dir: Path | None = None, **flags: Any)
     raw = dict(raw)
     broker = _section(BrokerSettings, raw.pop("broker", {}), "broker.")
     metrics = _section(MetricsSettings, raw.pop("metrics", {}), "metrics.")
+    amqp = _section(AmqpSettings, raw.pop("amqp", {}), "amqp.")
     top: CloudSettings = _section(CloudSettings, {"data_dir": "", **raw}, "")
     chosen = data_dir or (Path(top.data_dir) if top.data_dir else default_data_dir())
     given = {k: v for k, v in flags.items() if v is not None}
@@ -113,6 +136,14 @@ def load_settings(path: Path | None, data_dir: Path | None = None, **flags: Any)
                                                                "client_cert", "client_key") if k in given})
     if "metrics_port" in given:
         metrics = replace(metrics, port=int(given.pop("metrics_port")))
+    for key in ("source", "amqp_url", "amqp_password_file"):
+        value = given.pop(key, None)
+        if value is None:
+            continue
+        if key == "source":
+            top = replace(top, source=str(value))
+        else:
+            amqp = replace(amqp, **{key.removeprefix("amqp_"): str(value)})
     if given.get("database_url"):
         top = replace(top, database_url=str(given.pop("database_url")))
     given.pop("database_url", None)
@@ -120,7 +151,7 @@ def load_settings(path: Path | None, data_dir: Path | None = None, **flags: Any)
         broker = replace(broker, client_id=str(given.pop("client_id")))
     if not broker.client_id:
         broker = replace(broker, client_id=f"earmark-ingester-{socket.gethostname()}"[:64])
-    settings = replace(top, data_dir=str(chosen), broker=broker, metrics=metrics,
+    settings = replace(top, data_dir=str(chosen), broker=broker, amqp=amqp, metrics=metrics,
                        password=str(given.pop("password", "")))
     if given:
         raise TypeError(f"unknown flags {sorted(given)}")
@@ -149,6 +180,10 @@ def validate(s: CloudSettings) -> None:
          "must be postgresql://ROLE@HOST:PORT/DATABASE (or empty for SQLite)")
     need(not urlsplit(s.database_url).password, "database_url",
          "must not hold a password: put it in PGPASSFILE (0600) or PGPASSWORD")
+    need(s.source in ("mqtt", "amqp"), "source", 'must be "mqtt" or "amqp"')
+    need(urlsplit(s.amqp.url).scheme in ("amqp", "amqps") and bool(urlsplit(s.amqp.url).hostname), "amqp.url",
+         "must be amqp://HOST:PORT/VHOST or amqps://…")
+    need(not urlsplit(s.amqp.url).password, "amqp.url", "must not hold a password: use amqp.password_file")
     need(0 <= s.retention_days <= 36500, "retention_days", "must be 0 (keep) to 36500 days")
     need(1024 <= s.max_envelope_bytes <= MAX_ENVELOPE_BYTES, "max_envelope_bytes",
          f"must be 1024..{MAX_ENVELOPE_BYTES}")

@@ -50,7 +50,7 @@ class Publisher:
     def _make_client(self) -> mqtt.Client:
         s = self.settings
         client = make_client(self.device_id, s.url, s.username, _read_password(s.password_file) if s.username else "",
-                             s.ca, s.client_cert, s.client_key)
+                             s.ca, s.client_cert, s.client_key, mqtt_version=s.mqtt_version)
         client.will_set(status_topic(self.device_id), b"offline", qos=1, retain=True)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect

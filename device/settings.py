@@ -84,6 +84,7 @@ class BrokerSettings:
     keepalive_s: int = 30
     receipt_timeout_s: float = 30.0  # a clip with no receipt by then is sent again
     in_flight: int = 8  # clips published and awaiting receipts at once
+    mqtt_version: str = "5"  # "3.1.1" for brokers without MQTT 5 (RabbitMQ 3.x's MQTT plugin)
 
 
 @dataclass(frozen=True)
@@ -260,6 +261,7 @@ def validate(s: DeviceSettings) -> None:
     need(not b.url or b.url.startswith(("mqtt://", "mqtts://")), "broker.url", "must be mqtt:// or mqtts://")
     need(not b.ca or b.url.startswith("mqtts://"), "broker.ca", "only applies to an mqtts:// url")
     need(bool(b.client_cert) == bool(b.client_key), "broker.client_cert", "give client_cert and client_key together")
+    need(b.mqtt_version in ("5", "3.1.1"), "broker.mqtt_version", 'must be "5" or "3.1.1"')
     need(5 <= b.keepalive_s <= 3600, "broker.keepalive_s", "must be 5..3600")
     need(1.0 <= b.receipt_timeout_s <= 3600, "broker.receipt_timeout_s", "must be 1..3600 seconds")
     need(1 <= b.in_flight <= 100, "broker.in_flight", "must be 1..100")

@@ -49,8 +49,10 @@ class Spool:
             self.swept += 1
 
     def clips(self) -> list[SpooledClip]:
-        """Spooled clips, oldest first."""
-        return [SpooledClip(p) for p in sorted(self.directory.glob("*" + SUFFIX))]
+        """Spooled clips, oldest first; never a clip still being written (pathlib's glob
+        matches dot files, so the temp files of `put` must be left out by name)."""
+        return [SpooledClip(p) for p in sorted(self.directory.glob("*" + SUFFIX))
+                if not p.name.startswith(TEMP_PREFIX)]
 
     def used_bytes(self) -> int:
         """Waiting and rejected clips both count against the bound. The publisher deletes

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from device.spool import Spool, SpoolFull
+from earmark_wire.durable import TEMP_PREFIX
 from earmark_wire.envelope import decode_envelope
 
 
@@ -25,6 +26,16 @@ def test_clips_come_back_oldest_first_and_leave_on_remove(tmp_path: Path) -> Non
     spool.remove(spool.clips()[0])
     assert [c.clip_id for c in spool.clips()] == ids[1:]
     assert oct(os.stat(spool.clips()[0].path).st_mode & 0o777) == "0o600"
+
+
+def test_a_clip_still_being_written_is_not_listed(tmp_path: Path) -> None:
+    # Found by the RabbitMQ test: the publisher read `put`'s half-written temp file (pathlib's
+    # glob matches dot files) and published 0 or 8192 bytes of a clip, which was quarantined.
+    spool = Spool(tmp_path / "spool", 10 * 1024 * 1024)
+    whole = "00000000-0000-4000-8000-000000000001"
+    spool.put(whole, b"whole clip")
+    (spool.directory / f"{TEMP_PREFIX}00000000-0000-4000-8000-000000000002.clip").write_bytes(b"half a cl")
+    assert [c.clip_id for c in spool.clips()] == [whole]
 
 
 def test_a_full_spool_refuses_the_new_clip_and_keeps_the_rest(tmp_path: Path) -> None:

@@ -1,0 +1,179 @@
+"""The clustered path: real device publishers speak MQTT to RabbitMQ's MQTT plugin, which
+routes their clips into a quorum queue; ingester processes consume it over AMQP with manual
+acks into PostgreSQL and send receipts back the same way. The ingest core is the same one;
+only the source differs. A SIGKILLed ingester's unacked clips go to the others at once."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from device.publisher import Publisher
+from device.settings import BrokerSettings
+from device.spool import Spool
+from earmark_wire.durable import write_file
+from earmark_wire.envelope import decode_envelope
+from tests.cloudkit import SimDevice, make_store, reopen
+from tests.pgdb import temporary_database
+from tests.rabbit import RabbitVhost
+
+ROOT = Path(__file__).resolve().parent.parent
+CLIPS = 300
+
+
+class Cloud:
+    def __init__(self, folder: Path, database_url: str, rabbit: RabbitVhost) -> None:
+        self.folder, self.rabbit = folder, rabbit
+        self.data_dir = folder / "cloud"
+        self.store = make_store(self.data_dir, database_url)
+        password_file = folder / "amqp.password"
+        write_file(password_file, rabbit.ingester[1].encode())
+        (self.data_dir / "cloud.toml").write_text(
+            f'source = "amqp"\ndatabase_url = "{database_url}"\n\n'
+            f'[amqp]\nurl = "{rabbit.amqp_url}"\nusername = "{rabbit.ingester[0]}"\n'
+            f'password_file = "{password_file}"\n\n[metrics]\nport = 0\n')
+        self.ingesters: dict[str, tuple[subprocess.Popen[bytes], Path]] = {}
+
+    def start_ingester(self, name: str) -> None:
+        log_path = self.folder / f"ingest-{name}.log"
+        process = subprocess.Popen([sys.executable, "-m", "cloud.cli", "ingest", "--data-dir", str(self.data_dir),
+                                    "--client-id", f"ingester-{name}"],
+                                   cwd=ROOT, stdout=subprocess.DEVNULL, stderr=open(log_path, "ab"))  # noqa: SIM115
+        self.ingesters[name] = (process, log_path)
+        deadline = time.monotonic() + 60
+        while "consuming quorum queue" not in log_path.read_text():
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise RuntimeError(f"ingester {name} did not start: {log_path.read_text()[-1500:]}")
+            time.sleep(0.05)
+
+    def stored_by(self, name: str) -> int:
+        return self.ingesters[name][1].read_text().count("stored clip ")
+
+    def device(self, owner_id: str, device_id: str) -> SimDevice:
+        device = SimDevice(device_id, owner_id)
+        self.store.registry.add_device(owner_id, device.public_key, device_id)
+        return device
+
+    def device_broker(self, device_id: str) -> BrokerSettings:
+        username, password = self.rabbit.mqtt_login(device_id)
+        password_file = self.folder / f"{device_id}.password"
+        write_file(password_file, password.encode())
+        return BrokerSettings(url=self.rabbit.mqtt_url, username=username, password_file=str(password_file),
+                              mqtt_version="3.1.1", receipt_timeout_s=5.0, keepalive_s=10)
+
+    def close(self) -> None:
+        for process, _ in self.ingesters.values():
+            if process.poll() is None:
+                process.kill()
+                process.wait(30)
+        self.store.close()
+
+
+@pytest.fixture
+def cloud(tmp_path: Path) -> Iterator[Cloud]:
+    rabbit = RabbitVhost(["kitchen-pi", "den-pi"])
+    try:
+        with temporary_database() as url:
+            made = Cloud(tmp_path, url, rabbit)
+            try:
+                yield made
+            finally:
+                made.close()
+    finally:
+        rabbit.close()
+
+
+def test_clips_through_a_quorum_queue_arrive_exactly_once_though_an_ingester_is_killed(
+        cloud: Cloud, tmp_path: Path) -> None:
+    for name in ("a", "b", "c"):
+        cloud.start_ingester(name)
+    alice = cloud.store.registry.add_owner("Alice").owner_id
+    bob = cloud.store.registry.add_owner("Bob").owner_id
+    devices = [cloud.device(alice, "kitchen-pi"), cloud.device(bob, "den-pi")]
+    spools = [Spool(tmp_path / f"spool-{d.device_id}", 10**9) for d in devices]
+    publishers = [Publisher(cloud.device_broker(d.device_id), d.device_id, s) for d, s in zip(devices, spools)]
+    expected: dict[str, set[str]] = {alice: set(), bob: set()}
+
+    def record(index: int) -> None:
+        device, spool, publisher = devices[index], spools[index], publishers[index]
+        for n in range(CLIPS // 2):
+            envelope = device.clip(seed=n * 2 + index, seconds=0.25)
+            clip_id = decode_envelope(envelope).header.clip_id
+            expected[device.owner_id].add(clip_id)
+            spool.put(clip_id, envelope)
+            publisher.notify()
+            time.sleep(0.01)
+
+    recorders = [threading.Thread(target=record, args=(i,)) for i in range(2)]
+    try:
+        for publisher in publishers:
+            publisher.start()
+        for thread in recorders:
+            thread.start()
+        time.sleep(1.5)
+        process, _ = cloud.ingesters["b"]
+        process.send_signal(signal.SIGKILL)  # not restarted: the queue gives its clips to a and c
+        process.wait(30)
+        for thread in recorders:
+            thread.join()
+        for publisher, spool in zip(publishers, spools):
+            assert publisher.wait_drained(timeout=120), f"{len(spool.clips())} clips never got a receipt"
+        store = reopen(cloud.store)
+        try:
+            for owner in (alice, bob):
+                stored = [c.clip_id for c in store.clips.of_owner(owner)]
+                assert len(stored) == len(set(stored)) and set(stored) == expected[owner]
+            assert store.quarantine.all() == []
+        finally:
+            store.close()
+        assert cloud.rabbit.queue_depth() == (0, 0)
+        work = {name: cloud.stored_by(name) for name in cloud.ingesters}
+        assert work["a"] > 0 and work["c"] > 0 and work["b"] > 0, work
+        print(f"clips stored per ingester: {work}")
+    finally:
+        for publisher in publishers:
+            publisher.stop()
+
+
+def test_rabbitmq_lets_a_device_publish_only_on_its_own_topic(cloud: Cloud) -> None:
+    cloud.start_ingester("a")
+    alice = cloud.store.registry.add_owner("Alice").owner_id
+    bob = cloud.store.registry.add_owner("Bob").owner_id
+    kitchen, den = cloud.device(alice, "kitchen-pi"), cloud.device(bob, "den-pi")
+    username, password = cloud.rabbit.mqtt_login("kitchen-pi")
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="kitchen-pi", protocol=mqtt.MQTTv311)
+    client.username_pw_set(username, password)
+    closed = threading.Event()
+    client.on_disconnect = lambda *_: closed.set()
+    client.connect("127.0.0.1", int(cloud.rabbit.mqtt_url.rsplit(":", 1)[1]))
+    client.loop_start()
+    try:
+        forged = SimDevice(den.device_id, bob, kitchen.key).clip(seed=1)  # signed by the kitchen's key
+        client.publish(den.topic, forged, qos=1)
+        assert closed.wait(10), "RabbitMQ let the kitchen device publish on the den's topic"
+    finally:
+        client.loop_stop()
+    time.sleep(1.0)
+    assert cloud.rabbit.queue_depth() == (0, 0) and cloud.stored_by("a") == 0
+    assert cloud.store.clips.count(bob) == 0
+    # A wrong password is refused at connect.
+    intruder = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="den-pi", protocol=mqtt.MQTTv311)
+    intruder.username_pw_set(cloud.rabbit.mqtt_login("den-pi")[0], "wrong")
+    refused, accepted = threading.Event(), threading.Event()
+    intruder.on_connect = lambda _c, _u, _f, reason, _p: (refused if reason.is_failure else accepted).set()
+    intruder.on_disconnect = lambda *_: refused.set()
+    intruder.connect_async("127.0.0.1", int(cloud.rabbit.mqtt_url.rsplit(":", 1)[1]))
+    intruder.loop_start()
+    try:
+        assert refused.wait(10) and not accepted.is_set()
+    finally:
+        intruder.loop_stop()
