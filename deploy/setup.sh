@@ -7,7 +7,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
-APT_PACKAGES=(espeak-ng sox libsox-fmt-all portaudio19-dev mosquitto python3-venv)
+APT_PACKAGES=(espeak-ng sox libsox-fmt-all portaudio19-dev mosquitto python3-venv postgresql rabbitmq-server)
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
 missing=()
@@ -20,7 +20,31 @@ if [ ${#missing[@]} -gt 0 ]; then
   $SUDO apt-get update -q >/dev/null
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q "${missing[@]}" >/dev/null
 fi
-# The test suite starts its own brokers; the packaged service is not needed for that.
+# The test suite starts its own Mosquitto brokers; the packaged service is not needed for that.
+# It does need the local PostgreSQL (scale-out backend) and RabbitMQ (clustered source).
+SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+if ! listening 5432; then
+  say "starting PostgreSQL"
+  $SUDO pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | sort -V | tail -n1)" main start
+fi
+# RabbitMQ's MQTT plugin listens beside Mosquitto (which keeps 1883): 127.0.0.1:1884.
+RABBIT_CONF=/etc/rabbitmq/rabbitmq.conf
+if ! grep -q '^mqtt.listeners.tcp.default' "$RABBIT_CONF" 2>/dev/null \
+    || ! grep -q rabbitmq_mqtt /etc/rabbitmq/enabled_plugins 2>/dev/null; then
+  say "enabling RabbitMQ's MQTT plugin on 127.0.0.1:1884"
+  grep -q '^mqtt.listeners.tcp.default' "$RABBIT_CONF" 2>/dev/null || printf '%s\n' \
+    "# Earmark: RabbitMQ's MQTT plugin beside Mosquitto (which keeps 1883)" \
+    "mqtt.listeners.tcp.default = 127.0.0.1:1884" "mqtt.allow_anonymous = false" | $SUDO tee -a "$RABBIT_CONF" >/dev/null
+  $SUDO rabbitmq-plugins enable --offline rabbitmq_mqtt >/dev/null
+  if listening 5672; then $SUDO rabbitmqctl -q stop >/dev/null 2>&1 || true; sleep 1; fi
+fi
+if ! listening 5672 || ! listening 1884; then
+  say "starting RabbitMQ"
+  listening 5672 || $SUDO rabbitmq-server -detached
+  $SUDO rabbitmqctl -q await_startup --timeout 120 >/dev/null
+  for _ in $(seq 60); do listening 1884 && break; sleep 1; done
+fi
 
 PYTHON="${PYTHON:-python3}"
 "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' || {
