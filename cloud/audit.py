@@ -43,21 +43,32 @@ class AuditLog:
     def append(self, cur: Cursor, event: str, *, owner_id: str | None = None,
                device_id: str | None = None, clip_id: str | None = None,
                detail: dict[str, object] | None = None) -> int:
-        """Inside the caller's transaction, so the event commits with what it records. An
-        owner's event is written in that owner's scope (which stays set for the caller).
-        Taking the next number locks the head row until commit: concurrent writers queue."""
+        """Inside the caller's transaction, so the event commits with what it records."""
+        return self.append_many(cur, event, owner_id, [(device_id, clip_id, detail)])
+
+    def append_many(self, cur: Cursor, event: str, owner_id: str | None,
+                    items: list[tuple[str | None, str | None, dict[str, object] | None]]) -> int:
+        """Several events of one kind for one owner (device id, clip id, detail each), chained
+        in order; returns the last sequence number. An owner's events are written in that
+        owner's scope (which stays set for the caller). Taking the numbers locks the head row
+        until commit, so concurrent writers (PostgreSQL ingesters) queue and the chain stays one."""
         if owner_id is not None:
             cur.scope(owner_id)
-        head = cur.execute("UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash").fetchone()
+        head = cur.execute("UPDATE audit_head SET seq = seq + ? WHERE id = 1 RETURNING seq, hash",
+                           (len(items),)).fetchone()
         assert head is not None, "audit_head has its one row from the schema"
-        seq, prev = int(head["seq"]), str(head["hash"])
-        at = utc_now()
-        text = json.dumps(detail or {}, sort_keys=True, separators=(",", ":"))
-        digest = event_hash(prev, seq, at, event, owner_id, device_id, clip_id, text)
-        cur.execute("INSERT INTO audit VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (seq, at, event, owner_id, device_id, clip_id, text, prev, digest))
-        cur.execute("UPDATE audit_head SET hash = ? WHERE id = 1", (digest,))
-        self._pending_head = (seq, digest)
+        seq, prev = int(head["seq"]) - len(items), str(head["hash"])
+        rows = []
+        for device_id, clip_id, detail in items:
+            seq += 1
+            at = utc_now()
+            text = json.dumps(detail or {}, sort_keys=True, separators=(",", ":"))
+            digest = event_hash(prev, seq, at, event, owner_id, device_id, clip_id, text)
+            rows.append((seq, at, event, owner_id, device_id, clip_id, text, prev, digest))
+            prev = digest
+        cur.executemany("INSERT INTO audit VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        cur.execute("UPDATE audit_head SET hash = ? WHERE id = 1", (prev,))
+        self._pending_head = (seq, prev)
         return seq
 
     def write_head(self) -> None:

@@ -6,6 +6,7 @@ the device's signature over the exact bytes it sent."""
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,11 +54,13 @@ class Clips:
     def blob_path(self, owner_id: str, clip_id: str) -> str:
         return f"blobs/{owner_id}/{clip_id}.bin"
 
-    def fingerprint(self, clip_id: str) -> str | None:
-        """The SHA-256 of the envelope stored under this clip id, whoever's it is (for
-        de-duplication only: it reveals neither owner nor content)."""
-        rows = self.db.gateway("fingerprint", clip_id)
-        return str(rows[0]["envelope_sha256"]) if rows else None
+    def fingerprints(self, clip_ids: list[str]) -> dict[str, str]:
+        """The SHA-256 of the envelope stored under each of these clip ids that is taken,
+        whoever's it is (for de-duplication only: it reveals neither owner nor content)."""
+        if not clip_ids:
+            return {}
+        rows = self.db.gateway("fingerprints", json.dumps(clip_ids))
+        return {str(r["clip_id"]): str(r["envelope_sha256"]) for r in rows}
 
     def put(self, owner_id: str, envelope: Envelope, raw: bytes) -> None:
         self.put_many([NewClip(owner_id, envelope, raw, hashlib.sha256(raw).hexdigest())])
@@ -85,6 +88,7 @@ class Clips:
                 cur.scope(owner_id)
                 live = cur.execute("SELECT 1 FROM owners WHERE owner_id = ? AND wrapped_key IS NOT NULL",
                                    (owner_id,)).fetchone()
+                events: list[tuple[str | None, str | None, dict[str, object] | None]] = []
                 for row in (r for r in rows if r[1] == owner_id):
                     if not live:
                         not_stored[row[0]] = "owner_erased"
@@ -94,8 +98,9 @@ class Clips:
                     if not inserted:
                         not_stored[row[0]] = "duplicate"
                         continue
-                    self.store.audit.append(cur, "clip_stored", owner_id=owner_id, device_id=row[2],
-                                            clip_id=row[0], detail={"envelope_sha256": row[8]})
+                    events.append((row[2], row[0], {"envelope_sha256": row[8]}))
+                if events:
+                    self.store.audit.append_many(cur, "clip_stored", owner_id, events)
         for (path, _), row in zip(blobs, rows, strict=True):
             if not_stored.get(row[0]) == "owner_erased":
                 path.unlink(missing_ok=True)

@@ -145,6 +145,8 @@ class Cursor(Protocol):
 
     def execute(self, sql: str, params: Params = ..., /) -> Cursor: ...
 
+    def executemany(self, sql: str, rows: Sequence[Params], /) -> Cursor: ...
+
     def fetchone(self) -> Row | None: ...
 
     def fetchall(self) -> list[Row]: ...
@@ -176,8 +178,9 @@ SQLITE_GATEWAYS = {
     # A device's binding history (or every device's, for NULL), oldest first.
     "bindings": "SELECT device_id, owner_id, bound_at, unbound_at FROM bindings "
                 "WHERE ?1 IS NULL OR device_id = ?1 ORDER BY device_id, bound_at",
-    # The envelope digest stored under a clip id, whoever's it is (de-duplication only).
-    "fingerprint": "SELECT envelope_sha256 FROM clips WHERE clip_id = ?",
+    # The envelope digests stored under these clip ids (a JSON array), whoever's they are
+    # (de-duplication only).
+    "fingerprints": "SELECT clip_id, envelope_sha256 FROM clips WHERE clip_id IN (SELECT value FROM json_each(?))",
     # The operator's owner list: no keys, no recipients.
     "owner_directory": "SELECT owner_id, display_name, created_at, erased_at FROM owners ORDER BY created_at",
     "counts": "SELECT 'owners' AS name, count(*) AS n FROM owners UNION ALL "

@@ -134,9 +134,10 @@ CREATE FUNCTION earmark_bindings(p_device TEXT)
     LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, public AS $$
     SELECT b.device_id, b.owner_id, b.bound_at, b.unbound_at FROM public.bindings b
     WHERE p_device IS NULL OR b.device_id = p_device ORDER BY b.device_id, b.bound_at $$;
-CREATE FUNCTION earmark_fingerprint(p_clip TEXT) RETURNS TABLE (envelope_sha256 TEXT)
+CREATE FUNCTION earmark_fingerprints(p_clips JSONB) RETURNS TABLE (clip_id TEXT, envelope_sha256 TEXT)
     LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, public AS $$
-    SELECT c.envelope_sha256 FROM public.clips c WHERE c.clip_id = p_clip $$;
+    SELECT c.clip_id, c.envelope_sha256 FROM public.clips c
+    WHERE c.clip_id IN (SELECT jsonb_array_elements_text(p_clips)) $$;
 CREATE FUNCTION earmark_owner_directory()
     RETURNS TABLE (owner_id TEXT, display_name TEXT, created_at TEXT, erased_at TEXT)
     LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, public AS $$
@@ -150,14 +151,14 @@ CREATE FUNCTION earmark_audit(p_after BIGINT, p_limit INTEGER) RETURNS SETOF pub
     LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, public AS $$
     SELECT * FROM public.audit a WHERE a.seq > p_after ORDER BY a.seq LIMIT p_limit $$;
 """
-GATEWAY_FUNCTIONS = ("earmark_bindings(text)", "earmark_fingerprint(text)", "earmark_owner_directory()",
+GATEWAY_FUNCTIONS = ("earmark_bindings(text)", "earmark_fingerprints(jsonb)", "earmark_owner_directory()",
                      "earmark_counts()", "earmark_audit(bigint, integer)")
 PG_MIGRATIONS = (PG_SCHEMA_V1,)
 PG_SCHEMA_VERSION = len(PG_MIGRATIONS)
 
 PG_GATEWAYS = {
     "bindings": "SELECT * FROM earmark_bindings(?::text)",
-    "fingerprint": "SELECT * FROM earmark_fingerprint(?::text)",
+    "fingerprints": "SELECT * FROM earmark_fingerprints(?::jsonb)",
     "owner_directory": "SELECT * FROM earmark_owner_directory()",
     "counts": "SELECT * FROM earmark_counts()",
     "audit": "SELECT * FROM earmark_audit(?::bigint, ?::integer)",
@@ -175,6 +176,12 @@ class _PgCursor(psycopg.Cursor[Row]):
         if isinstance(query, str):
             query = _placeholders(query)
         super().execute(query, params or None, prepare=prepare, binary=binary)
+        return self
+
+    def executemany(self, query: Any, params_seq: Any, *, returning: bool = False) -> _PgCursor:  # type: ignore[override]
+        if isinstance(query, str):
+            query = _placeholders(query)
+        super().executemany(query, params_seq, returning=returning)
         return self
 
     def scope(self, owner_id: str) -> None:

@@ -142,9 +142,16 @@ class Registry:
                                     detail={"public_key": public_key})
         return Device(device_id, owner_id, public_key, now, now, None)
 
-    def device(self, device_id: str) -> Device | None:
+    def device(self, device_id: str, bindings: list[tuple[str, str, str | None]] | None = None) -> Device | None:
+        """The device and its current owner (`bindings`: its history, if already at hand)."""
         rows = self.db.query("SELECT * FROM devices WHERE device_id = ?", (device_id,))
-        return self._with_bindings(rows, self.db.gateway("bindings", device_id))[0] if rows else None
+        if not rows:
+            return None
+        history = self.bindings(device_id) if bindings is None else bindings
+        current = [(owner_id, bound_at) for owner_id, bound_at, unbound_at in history if unbound_at is None]
+        owner_id, bound_at = current[0] if current else (None, None)
+        d = rows[0]
+        return Device(device_id, owner_id, d["public_key"], d["created_at"], bound_at, d["revoked_at"])
 
     def devices(self, owner_id: str | None = None) -> list[Device]:
         """Every device (for the operator), or those now bound to `owner_id`."""
@@ -205,10 +212,13 @@ class Registry:
                                     detail={"from_owner": device.owner_id})
         return Device(device_id, owner_id, device.public_key, device.created_at, now, None)
 
-    def owner_at(self, device_id: str, captured_at: str) -> str | None:
-        """The owner the device was bound to at `captured_at` (see the module docstring)."""
+    def owner_at(self, device_id: str, captured_at: str,
+                 bindings: list[tuple[str, str, str | None]] | None = None) -> str | None:
+        """The owner the device was bound to at `captured_at` (see the module docstring);
+        `bindings`: the device's history, if already at hand."""
         stamp = parse_utc(captured_at)
-        for index, (owner_id, bound_at, unbound_at) in enumerate(self.bindings(device_id)):
+        history = self.bindings(device_id) if bindings is None else bindings
+        for index, (owner_id, bound_at, unbound_at) in enumerate(history):
             starts = parse_utc(bound_at)
             ends = parse_utc(unbound_at) if unbound_at else None
             if (index == 0 or stamp >= starts) and (ends is None or stamp < ends):

@@ -100,7 +100,8 @@ def test_clips_through_a_quorum_queue_arrive_exactly_once_though_an_ingester_is_
     bob = cloud.store.registry.add_owner("Bob").owner_id
     devices = [cloud.device(alice, "kitchen-pi"), cloud.device(bob, "den-pi")]
     spools = [Spool(tmp_path / f"spool-{d.device_id}", 10**9) for d in devices]
-    publishers = [Publisher(cloud.device_broker(d.device_id), d.device_id, s) for d, s in zip(devices, spools)]
+    publishers = [Publisher(cloud.device_broker(d.device_id), d.device_id, s)
+                  for d, s in zip(devices, spools, strict=True)]
     expected: dict[str, set[str]] = {alice: set(), bob: set()}
 
     def record(index: int) -> None:
@@ -125,7 +126,7 @@ def test_clips_through_a_quorum_queue_arrive_exactly_once_though_an_ingester_is_
         process.wait(30)
         for thread in recorders:
             thread.join()
-        for publisher, spool in zip(publishers, spools):
+        for publisher, spool in zip(publishers, spools, strict=True):
             assert publisher.wait_drained(timeout=120), f"{len(spool.clips())} clips never got a receipt"
         store = reopen(cloud.store)
         try:

@@ -85,8 +85,8 @@ def test_the_gateways_answer_only_what_they_name(pg_store: Store, two_owners: tu
         [(clip_id,)] = conn.execute("SELECT clip_id FROM clips LIMIT 1").fetchall() or [(None,)]
         assert clip_id is None  # no scope: nothing
         row = tamper(pg_store, "SELECT clip_id, envelope_sha256 FROM clips WHERE owner_id = ? LIMIT 1", (alice,))[0]
-        fingerprint = conn.execute("SELECT * FROM earmark_fingerprint(%s)", (row[0],)).fetchall()
-        assert fingerprint == [(row[1],)]
+        fingerprint = conn.execute("SELECT * FROM earmark_fingerprints(%s::jsonb)", (f'["{row[0]}"]',)).fetchall()
+        assert fingerprint == [(row[0], row[1])]
         columns = [c.name for c in conn.execute("SELECT * FROM earmark_bindings(NULL)").description or []]
         assert columns == ["device_id", "owner_id", "bound_at", "unbound_at"]
 
