@@ -13,6 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import psycopg
+
 from cloud.certs import CertError
 from cloud.commands import (
     cmd_audit_verify,
@@ -180,6 +182,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except sqlite3.DatabaseError as exc:
         print(f"earmark-cloud: error: the database is unusable: {exc}", file=sys.stderr)
+        return 2
+    except psycopg.Error as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+        print(f"earmark-cloud: error: PostgreSQL refused: {first}", file=sys.stderr)
         return 2
 
 

@@ -18,8 +18,9 @@ from tests.cloudkit import SimDevice
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def cloud(*args: str | Path, data_dir: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "cloud.cli", *map(str, args), "--data-dir", str(data_dir)],
+def cloud(*args: str | Path, data_dir: Path, url: str = "") -> subprocess.CompletedProcess[str]:
+    database = ["--database-url", url] if url else []
+    return subprocess.run([sys.executable, "-m", "cloud.cli", *map(str, args), "--data-dir", str(data_dir), *database],
                           capture_output=True, text=True, cwd=ROOT, timeout=120)
 
 
@@ -34,34 +35,34 @@ def one_line_error(result: subprocess.CompletedProcess[str], needle: str) -> Non
     assert len(lines) == 1 and lines[0].startswith("earmark-cloud: error:") and needle in lines[0], result.stderr
 
 
-def test_a_script_can_set_up_owners_and_devices_and_list_clips(tmp_path: Path) -> None:
+def test_a_script_can_set_up_owners_and_devices_and_list_clips(tmp_path: Path, database_url: str) -> None:
     d = tmp_path / "cloud"
-    ok(cloud("init", data_dir=d))
+    ok(cloud("init", data_dir=d, url=database_url))
     assert oct((d / "secrets" / "master.key").stat().st_mode & 0o777) == "0o600"
     assert oct(d.stat().st_mode & 0o777) == "0o700"
-    alice = ok(cloud("owner", "add", "--name", "Alice", data_dir=d))
-    bob = json.loads(ok(cloud("owner", "add", "--name", "Bob", "--json", data_dir=d)))["owner_id"]
+    alice = ok(cloud("owner", "add", "--name", "Alice", data_dir=d, url=database_url))
+    bob = json.loads(ok(cloud("owner", "add", "--name", "Bob", "--json", data_dir=d, url=database_url)))["owner_id"]
     device = SimDevice("kitchen", alice)
     assert ok(cloud("device", "add", "--owner", alice, "--public-key", device.public_key,
-                    "--device-id", "kitchen", data_dir=d)) == "kitchen"
+                    "--device-id", "kitchen", data_dir=d, url=database_url)) == "kitchen"
     generated = ok(cloud("device", "add", "--owner", bob, "--public-key", SimDevice("x", bob).public_key,
-                         data_dir=d))
+                         data_dir=d, url=database_url))
     assert generated.startswith("dev-")
-    devices = [json.loads(line) for line in ok(cloud("device", "list", "--json", data_dir=d)).splitlines()]
+    devices = [json.loads(line) for line in ok(cloud("device", "list", "--json", data_dir=d, url=database_url)).splitlines()]
     assert {(x["device_id"], x["owner_id"]) for x in devices} == {("kitchen", alice), (generated, bob)}
     assert [json.loads(x)["device_id"] for x in
-            ok(cloud("device", "list", "--owner", bob, "--json", data_dir=d)).splitlines()] == [generated]
+            ok(cloud("device", "list", "--owner", bob, "--json", data_dir=d, url=database_url)).splitlines()] == [generated]
 
-    store = Store(d, d / "secrets" / "master.key")
+    store = Store(d, d / "secrets" / "master.key", database_url=database_url)
     Ingestor(store).handle(device.topic, device.clip())
     store.close()
-    [clip] = [json.loads(x) for x in ok(cloud("clips", "list", "--owner", alice, "--json", data_dir=d)).splitlines()]
+    [clip] = [json.loads(x) for x in ok(cloud("clips", "list", "--owner", alice, "--json", data_dir=d, url=database_url)).splitlines()]
     assert clip["device_id"] == "kitchen" and clip["wake_word"] == "alexa"
-    assert ok(cloud("clips", "list", "--owner", bob, "--json", data_dir=d)) == ""
-    assert "chain intact" in ok(cloud("audit", "verify", data_dir=d))
+    assert ok(cloud("clips", "list", "--owner", bob, "--json", data_dir=d, url=database_url)) == ""
+    assert "chain intact" in ok(cloud("audit", "verify", data_dir=d, url=database_url))
 
-    ok(cloud("device", "revoke", "kitchen", data_dir=d))
-    revoked = json.loads(ok(cloud("device", "list", "--owner", alice, "--json", data_dir=d)))
+    ok(cloud("device", "revoke", "kitchen", data_dir=d, url=database_url))
+    revoked = json.loads(ok(cloud("device", "list", "--owner", alice, "--json", data_dir=d, url=database_url)))
     assert revoked["revoked_at"]
 
 
@@ -149,3 +150,40 @@ def test_export_verify_and_erase_from_the_command_line(tmp_path: Path) -> None:
     assert "key destroyed" in ok(cloud("erase", "--owner", alice, "--yes", data_dir=d))
     one_line_error(cloud("export", "--owner", alice, "--out", tmp_path / "out2", data_dir=d), "was erased")
     assert not (tmp_path / "out2").exists() or not any((tmp_path / "out2").iterdir())
+
+
+def test_postgres_is_migrated_by_its_admin_and_refused_as_superuser(tmp_path: Path) -> None:
+    import uuid
+    from urllib.parse import urlsplit
+
+    import psycopg
+
+    from tests.pgdb import ADMIN
+
+    name = f"earmark_t_{uuid.uuid4().hex[:12]}"
+    parts = urlsplit(ADMIN)
+    admin_url = f"postgresql://{parts.username}@{parts.hostname}:{parts.port}/{name}"
+    service_url = f"postgresql://earmark_cli_service@{parts.hostname}:{parts.port}/{name}"
+    with psycopg.connect(ADMIN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    d = tmp_path / "cloud"
+    try:
+        one_line_error(cloud("init", data_dir=d, url=admin_url), "no Earmark schema: run `earmark-cloud db migrate")
+        migrated = json.loads(ok(cloud("db", "migrate", "--admin-url", admin_url, "--service-role",
+                                       "earmark_cli_service", "--json", data_dir=d)))
+        assert (migrated["from_version"], migrated["to_version"]) == (0, 1)
+        again = json.loads(ok(cloud("db", "migrate", "--admin-url", admin_url, "--service-role",
+                                    "earmark_cli_service", "--json", data_dir=d)))
+        assert (again["from_version"], again["to_version"]) == (1, 1)
+        ok(cloud("init", data_dir=d, url=service_url))
+        alice = ok(cloud("owner", "add", "--name", "Alice", data_dir=d, url=service_url))
+        assert [json.loads(x)["owner_id"] for x in
+                ok(cloud("owner", "list", "--json", data_dir=d, url=service_url)).splitlines()] == [alice]
+        assert "chain intact" in ok(cloud("audit", "verify", data_dir=d, url=service_url))
+        # The admin may migrate, but nothing runs as it: row-level security would not bind it.
+        one_line_error(cloud("owner", "list", data_dir=d, url=admin_url), "refusing to run as PostgreSQL role")
+        one_line_error(cloud("owner", "list", data_dir=d, url="postgresql://x:secret@localhost/db"),
+                       "must not hold a password")
+    finally:
+        with psycopg.connect(ADMIN, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
