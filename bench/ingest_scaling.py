@@ -8,7 +8,8 @@ client before a common go signal) and drain them through the full path: parse, v
 bind owner, encrypt, fsync'd blob, durable commit, audit event, manual ack, receipt.
 Throughput is clips / (last commit - first commit), read from the stored rows, so process
 start-up is not counted. Configurations alternate within each run; medians are printed,
-with the scaling ratio against 1 PostgreSQL ingester and the ratio to SQLite.
+with the scaling ratio against 1 PostgreSQL ingester and the ratio to SQLite, and the CPU the
+whole machine spent per clip (ingesters, database and broker together) for sizing.
 
 Usage: .venv/bin/python bench/ingest_scaling.py [--clips 600] [--runs 3]
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -69,8 +71,17 @@ def child(spec: dict[str, object]) -> None:
     store.close()
 
 
+def busy_seconds() -> float:
+    """CPU time the whole machine spent busy so far (all processes: ingesters, the
+    database, the broker), from /proc/stat."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
 def run_config(broker: Mosquitto, store: Store, url: str, data_dir: Path, ingesters: int,
-               envelopes: list[bytes], topic: str) -> float:
+               envelopes: list[bytes], topic: str) -> tuple[float, float, float]:
+    """Returns (clips/s, machine CPU ms per clip, database bytes per clip or 0 for SQLite)."""
     ids = [f"bench-ing-{i}" for i in range(3)]
     for index, client_id in enumerate(ids):  # this configuration's sessions only
         fresh_session(broker.port, client_id, f"$share/{GROUP}/earmark/v1/clips/+" if index < ingesters else None)
@@ -84,18 +95,24 @@ def run_config(broker: Mosquitto, store: Store, url: str, data_dir: Path, ingest
                                       stdout=subprocess.PIPE, text=True))
     for proc in procs:
         assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+    busy0 = busy_seconds()
     go.touch()
     deadline = time.monotonic() + 600
     while store.counts()["clips"] < len(envelopes):
         if time.monotonic() > deadline:
             raise RuntimeError(f"x{ingesters}: only {store.counts()['clips']} of {len(envelopes)} clips stored")
         time.sleep(0.05)
+    cpu_ms = (busy_seconds() - busy0) * 1000 / len(envelopes)
     stop.touch()
     for proc in procs:
         proc.wait(60)
     owner = store.registry.owners()[0].owner_id
     stamps = sorted(parse_utc(c.stored_at) for c in store.clips.iter_owner(owner))
-    return (len(stamps) - 1) / (stamps[-1] - stamps[0]).total_seconds()
+    per_clip = 0.0
+    if url:  # the clip rows, their indexes and TOAST, and the audit events: what PostgreSQL holds per clip
+        size = store.db.query("SELECT pg_total_relation_size('clips') + pg_total_relation_size('audit') AS b")
+        per_clip = float(size[0]["b"]) / len(envelopes)
+    return (len(stamps) - 1) / (stamps[-1] - stamps[0]).total_seconds(), cpu_ms, per_clip
 
 
 def main() -> None:
@@ -116,6 +133,7 @@ def main() -> None:
     key = Ed25519PrivateKey.generate()
     captured = datetime(2026, 1, 1, tzinfo=UTC)
     rates: dict[tuple[str, int], list[float]] = {c: [] for c in CONFIGS}
+    cpu: dict[tuple[str, int], list[float]] = {c: [] for c in CONFIGS}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         broker = Mosquitto(folder / "broker").start()
@@ -132,23 +150,30 @@ def main() -> None:
                         # The same audio, sizes and capture times in every configuration.
                         envelopes = [device.clip(seconds=5.0, seed=run * 100_000 + i, captured=captured)
                                      for i in range(args.clips)]
-                        rate = run_config(broker, store, url, data_dir, ingesters, envelopes, device.topic)
+                        rate, cpu_ms, db_bytes = run_config(broker, store, url, data_dir, ingesters, envelopes,
+                                                            device.topic)
                     rates[(backend, ingesters)].append(rate)
-                    print(f"run {run + 1}: {backend:8s} x{ingesters}: {rate:7.1f} clips/s", flush=True)
+                    cpu[(backend, ingesters)].append(cpu_ms)
+                    print(f"run {run + 1}: {backend:8s} x{ingesters}: {rate:7.1f} clips/s, "
+                          f"{cpu_ms:.2f} ms machine CPU per clip"
+                          + (f", {db_bytes:.0f} database bytes per clip" if db_bytes else ""), flush=True)
         finally:
             broker.stop()
-    report(rates, args.clips, args.runs)
+    report(rates, cpu, args.clips, args.runs)
 
 
-def report(rates: dict[tuple[str, int], list[float]], clips: int, runs: int) -> None:
+def report(rates: dict[tuple[str, int], list[float]], cpu: dict[tuple[str, int], list[float]], clips: int,
+           runs: int) -> None:
     median = {c: statistics.median(r) for c, r in rates.items()}
+    cpu_median = {c: statistics.median(r) for c, r in cpu.items()}
     one = median[("postgres", 1)]
     print(f"\n{clips} clips of 5 s per configuration, {runs} alternating runs, real Mosquitto and PostgreSQL "
           "on loopback, 2 cores shared by broker, database and ingesters")
     for (backend, ingesters), value in median.items():
         scale = f"  scaling vs 1 on PostgreSQL: {value / one:.2f}x" if backend == "postgres" else ""
         print(f"{backend:8s} x{ingesters}: {value:7.1f} clips/s (runs: "
-              f"{', '.join(f'{r:.0f}' for r in rates[(backend, ingesters)])}){scale}")
+              f"{', '.join(f'{r:.0f}' for r in rates[(backend, ingesters)])}), "
+              f"{cpu_median[(backend, ingesters)]:.2f} ms machine CPU per clip{scale}")
     print(f"PostgreSQL x1 / SQLite x1: {one / median[('sqlite', 1)]:.2f}")
 
 
