@@ -130,6 +130,20 @@ def test_the_example_cloud_config_loads_and_flags_win(tmp_path: Path) -> None:
         load_settings(tmp_path / "bad.toml", tmp_path)
 
 
+@pytest.mark.parametrize("text, complaint", [
+    ('source = "kafka"\n', r"source: must be \"mqtt\" or \"amqp\""),
+    ('database_url = "mysql://db/earmark"\n', r"database_url: must be postgresql://"),
+    ('database_url = "postgresql://svc:hunter2@db/earmark"\n', r"database_url: must not hold a password"),
+    ('[amqp]\nurl = "amqp://guest:guest@rabbit/earmark"\n', r"amqp\.url: must not hold a password"),
+    ('[amqp]\nqueue = 5\n', r"amqp\.queue: expected str"),
+])
+def test_scale_out_config_mistakes_are_one_line_errors(tmp_path: Path, text: str, complaint: str) -> None:
+    (tmp_path / "bad.toml").write_text(text)
+    with pytest.raises(ConfigError, match=complaint) as caught:
+        load_settings(tmp_path / "bad.toml", tmp_path)
+    assert "hunter2" not in str(caught.value) and len(str(caught.value).splitlines()) == 1
+
+
 def test_export_verify_and_erase_from_the_command_line(tmp_path: Path) -> None:
     d = tmp_path / "cloud"
     ok(cloud("init", data_dir=d))
