@@ -147,3 +147,20 @@ def test_an_unmigrated_database_and_a_wrong_password_are_one_line_errors(tmp_pat
 def _role_url_for(admin: str, role: str, database: str) -> str:
     parts = urlsplit(admin)
     return f"postgresql://{role}@{parts.hostname}:{parts.port or 5432}/{database}"
+
+
+def test_a_lost_database_connection_fails_the_batch_unacked_and_the_next_try_reconnects(
+        pg_store: Store, two_owners: tuple[str, str]) -> None:
+    alice, _ = two_owners
+    device = SimDevice("alice-2", alice)
+    pg_store.registry.add_device(alice, device.public_key, device.device_id)
+    envelope = device.clip(seed=9)
+    # The database drops the service's connection (a failover, a restart).
+    [(killed,)] = admin_execute(pg_store.database_url, "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                                "WHERE application_name = 'earmark' AND datname = current_database()")
+    assert killed == 1
+    with pytest.raises(StoreError, match="database"):
+        Ingestor(pg_store).handle(device.topic, envelope)  # raised, so the caller does not ack
+    outcome = Ingestor(pg_store).handle(device.topic, envelope)  # the redelivery, on a new connection
+    assert outcome.status == "stored" and pg_store.clips.count(alice) == 3
+    assert pg_store.quarantine.all() == []
