@@ -75,22 +75,20 @@ class CloudSettings:
         return Path(self.master_key_file) if self.master_key_file else Path(self.data_dir) / "secrets" / "master.key"
 
     def broker_password(self) -> str:
-        if self.password:
-            return self.password
-        if self.broker.password_file:
-            try:
-                return Path(self.broker.password_file).read_text().strip()
-            except OSError as exc:
-                raise ConfigError(f"broker.password_file {self.broker.password_file}: {exc.strerror}") from None
-        return os.environ.get("EARMARK_BROKER_PASSWORD", "")
+        return self.password or _secret("broker.password_file", self.broker.password_file, "EARMARK_BROKER_PASSWORD")
 
     def amqp_password(self) -> str:
-        if self.amqp.password_file:
-            try:
-                return Path(self.amqp.password_file).read_text().strip()
-            except OSError as exc:
-                raise ConfigError(f"amqp.password_file {self.amqp.password_file}: {exc.strerror}") from None
-        return os.environ.get("EARMARK_AMQP_PASSWORD", "")
+        return _secret("amqp.password_file", self.amqp.password_file, "EARMARK_AMQP_PASSWORD")
+
+
+def _secret(key: str, path: str, env: str) -> str:
+    """A password from the file named by config `key` (preferred), else from $`env`."""
+    if path:
+        try:
+            return Path(path).read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"{key} {path}: {exc.strerror}") from None
+    return os.environ.get(env, "")
 
 
 def default_data_dir() -> Path:
