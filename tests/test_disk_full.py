@@ -50,8 +50,10 @@ def test_the_spool_refuses_a_clip_on_a_full_disk_and_keeps_the_rest(tiny_disk: P
         decode_envelope(clip.read())  # every kept clip is whole
 
 
-def test_the_ingester_stops_on_a_full_disk_and_stores_the_message_once_there_is_room(tiny_disk: Path) -> None:
-    store = make_store(tiny_disk / "cloud")
+def test_the_ingester_stops_on_a_full_disk_and_stores_the_message_once_there_is_room(
+        tiny_disk: Path, database_url: str) -> None:
+    # On PostgreSQL the rows live on the server and the blobs fill the tiny disk.
+    store = make_store(tiny_disk / "cloud", database_url)
     owner = store.registry.add_owner("Fay").owner_id
     device = SimDevice("fay-pi", owner)
     store.registry.add_device(owner, device.public_key, device.device_id)
