@@ -169,6 +169,11 @@ class Database(Protocol):
     def gateway(self, name: str, *args: object) -> list[Row]:
         """One of the named cross-owner questions (GATEWAYS), and nothing else."""
 
+    def owner_snapshot(self, owner_id: str) -> Any:  # a context manager
+        """Reads on this database, from this thread, see one consistent snapshot in which only
+        `owner_id` is in scope (export runs inside one). A read scoped to another owner
+        inside it raises StoreError."""
+
     def close(self) -> None: ...
 
 
@@ -189,6 +194,11 @@ SQLITE_GATEWAYS = {
     # The audit chain after a sequence number, in order, a page at a time.
     "audit": "SELECT * FROM audit WHERE seq > ? ORDER BY seq LIMIT ?",
 }
+
+
+def check_snapshot(snapshot_owner: str | None, owner: str | None) -> None:
+    if snapshot_owner is not None and owner is not None and owner != snapshot_owner:
+        raise StoreError(f"a read for owner {owner} inside owner {snapshot_owner}'s snapshot")
 
 
 class _SqliteCursor(sqlite3.Cursor):
@@ -220,6 +230,7 @@ class SqliteDatabase:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._lock = threading.RLock()
+        self._snapshot_owner: str | None = None
         self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
         self.conn.row_factory = _dict_row
         self.conn.execute("PRAGMA journal_mode=WAL")
@@ -237,6 +248,8 @@ class SqliteDatabase:
     def transaction(self) -> Iterator[Cursor]:
         """BEGIN IMMEDIATE … COMMIT, or ROLLBACK on any exception. Not re-entrant."""
         with self._lock:
+            if self._snapshot_owner is not None:
+                raise StoreError("no writes inside a read snapshot")
             cur = self.conn.cursor(factory=_SqliteCursor)
             try:
                 if not self.conn.in_transaction:
@@ -257,10 +270,24 @@ class SqliteDatabase:
 
     def query(self, sql: str, params: Params = (), owner: str | None = None) -> list[Row]:
         with self._lock:
+            check_snapshot(self._snapshot_owner, owner)
             try:
                 return self.conn.execute(sql, params).fetchall()
             except sqlite3.OperationalError as exc:
                 raise StoreError(f"database read failed: {exc}") from exc
+
+    @contextmanager
+    def owner_snapshot(self, owner_id: str) -> Iterator[None]:
+        """A read transaction (WAL mode gives it a snapshot) held for the block."""
+        with self._lock:
+            self.conn.execute("BEGIN DEFERRED")
+            self.conn.execute("SELECT 1 FROM meta LIMIT 1")  # the snapshot starts at the first read
+            self._snapshot_owner = owner_id
+            try:
+                yield
+            finally:
+                self._snapshot_owner = None
+                self.conn.execute("COMMIT")
 
     def gateway(self, name: str, *args: object) -> list[Row]:
         return self.query(SQLITE_GATEWAYS[name], args)

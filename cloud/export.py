@@ -123,9 +123,10 @@ def export_owner(store: Store, owner_id: str, out_dir: Path, recipient: str | No
     final = Path(out_dir) / f"earmark-export-{owner_id}-{stamp}.zip{'.age' if recipient else ''}"
     out_dir.mkdir(parents=True, exist_ok=True)
     temps = [Path(out_dir) / f".{final.name}.{export_id}.partial", Path(out_dir) / f".{final.name}.{export_id}.age"]
-    total = store.clips.count(owner_id)
     try:
-        count, audio_bytes = _write_zip(store, owner_id, temps[0], export_id, created, total, progress)
+        with store.db.owner_snapshot(owner_id):  # one consistent view, only this owner in scope
+            total = store.clips.count(owner_id)
+            count, audio_bytes = _write_zip(store, owner_id, temps[0], export_id, created, total, progress)
         produced = temps[0]
         if recipient:
             import pyrage

@@ -28,7 +28,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from cloud.db import Cursor, Params, Row, StoreError
+from cloud.db import Cursor, Params, Row, StoreError, check_snapshot
 
 OWNER_TABLES = ("owners", "bindings", "clips", "audit")
 ALL_TABLES = ("owners", "devices", "bindings", "clips", "quarantine", "audit", "audit_head", "meta",
@@ -205,6 +205,7 @@ class PostgresDatabase:
     def __init__(self, url: str) -> None:
         self.url = url
         self._lock = threading.RLock()
+        self._snapshot_owner: str | None = None
         self.conn = self._connect()
         self._check_role()
 
@@ -268,6 +269,7 @@ class PostgresDatabase:
 
     def query(self, sql_text: str, params: Params = (), owner: str | None = None) -> list[Row]:
         with self._lock:
+            check_snapshot(self._snapshot_owner, owner)
             try:
                 if owner is None:
                     with _PgCursor(self._fresh()) as cur:
@@ -280,6 +282,24 @@ class PostgresDatabase:
 
     def gateway(self, name: str, *args: object) -> list[Row]:
         return self.query(PG_GATEWAYS[name], args)
+
+    @contextmanager
+    def owner_snapshot(self, owner_id: str) -> Iterator[None]:
+        """One REPEATABLE READ, READ ONLY transaction scoped to the owner for the block: every
+        read in it sees the same snapshot, and row-level security shows only this owner."""
+        with self._lock:
+            try:
+                conn = self._fresh()
+                with conn.transaction(), _PgCursor(conn) as cur:
+                    cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                    cur.scope(owner_id)
+                    self._snapshot_owner = owner_id
+                    try:
+                        yield
+                    finally:
+                        self._snapshot_owner = None
+            except psycopg.OperationalError as exc:
+                raise StoreError(f"database read failed: {str(exc).strip().splitlines()[0]}") from exc
 
     def close(self) -> None:
         with self._lock:

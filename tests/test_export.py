@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from pyrage import x25519
 
+from cloud.db import StoreError
 from cloud.erasure import delete_clip, erase_owner, purge_expired
 from cloud.export import ExportError, export_owner
 from cloud.ingest import Ingestor
@@ -231,3 +232,24 @@ def test_deleting_one_clip_and_purging_by_retention(store: Store, tmp_path: Path
     assert {c.clip_id for c in store.clips.of_owner(owner)} == set(ids[1:])
     assert purge_expired(store, 0) == 0
     assert archive_clip_ids(export_owner(store, owner, tmp_path / "out").path) == set(ids[1:])
+
+
+def test_an_export_reads_one_snapshot_with_only_its_owner_in_scope(
+        store: Store, alice_bob: tuple, tmp_path: Path) -> None:
+    (alice, a, a_ids), (bob, _, _) = alice_bob
+    meanwhile = reopen(store)  # an ingester in another process, storing while the export runs
+    late: list[str] = []
+    paged = store.clips.iter_owner
+    store.clips.iter_owner = lambda owner_id, page=500: paged(owner_id, page=1)  # type: ignore[method-assign]
+
+    def progress(done: int, total: int) -> None:
+        if done == 1:
+            late.extend(ingest(meanwhile, a, 2, start=90))
+            with pytest.raises(StoreError, match="inside owner"):
+                store.clips.count(bob)  # the export's snapshot has only Alice in scope
+
+    result = export_owner(store, alice, tmp_path / "out", progress=progress)
+    meanwhile.close()
+    assert len(late) == 2 and store.clips.count(alice) == 5
+    assert result.clips == 3 and archive_clip_ids(result.path) == set(a_ids)  # as of its start
+    assert verify_export(store, result.path, alice) == []
