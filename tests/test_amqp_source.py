@@ -1,7 +1,8 @@
 """The clustered path: real device publishers speak MQTT to RabbitMQ's MQTT plugin, which
 routes their clips into a quorum queue; ingester processes consume it over AMQP with manual
 acks into PostgreSQL and send receipts back the same way. The ingest core is the same one;
-only the source differs. A SIGKILLed ingester's unacked clips go to the others at once."""
+only the source differs. A SIGKILLed ingester's unacked clips go to the others at once, and
+ingesters whose connections the broker drops reconnect and lose nothing."""
 
 from __future__ import annotations
 
@@ -124,6 +125,10 @@ def test_clips_through_a_quorum_queue_arrive_exactly_once_though_an_ingester_is_
         process, _ = cloud.ingesters["b"]
         process.send_signal(signal.SIGKILL)  # not restarted: the queue gives its clips to a and c
         process.wait(30)
+        time.sleep(0.5)
+        # Then the broker drops a's and c's connections with deliveries unacked; they reconnect.
+        subprocess.run(["rabbitmqctl", "-q", "close_all_user_connections", cloud.rabbit.ingester[0], "test"],
+                       check=True, capture_output=True, timeout=60)
         for thread in recorders:
             thread.join()
         for publisher, spool in zip(publishers, spools, strict=True):
@@ -137,6 +142,8 @@ def test_clips_through_a_quorum_queue_arrive_exactly_once_though_an_ingester_is_
         finally:
             store.close()
         assert cloud.rabbit.queue_depth() == (0, 0)
+        for name in ("a", "c"):
+            assert "lost RabbitMQ" in cloud.ingesters[name][1].read_text()
         work = {name: cloud.stored_by(name) for name in cloud.ingesters}
         assert work["a"] > 0 and work["c"] > 0 and work["b"] > 0, work
         print(f"clips stored per ingester: {work}")
