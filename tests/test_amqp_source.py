@@ -113,7 +113,7 @@ def test_clips_through_a_quorum_queue_arrive_exactly_once_though_an_ingester_is_
             expected[device.owner_id].add(clip_id)
             spool.put(clip_id, envelope)
             publisher.notify()
-            time.sleep(0.01)
+            time.sleep(0.02)
 
     recorders = [threading.Thread(target=record, args=(i,)) for i in range(2)]
     try:
@@ -121,7 +121,7 @@ def test_clips_through_a_quorum_queue_arrive_exactly_once_though_an_ingester_is_
             publisher.start()
         for thread in recorders:
             thread.start()
-        time.sleep(1.5)
+        time.sleep(0.8)
         process, _ = cloud.ingesters["b"]
         process.send_signal(signal.SIGKILL)  # not restarted: the queue gives its clips to a and c
         process.wait(30)
@@ -133,6 +133,12 @@ def test_clips_through_a_quorum_queue_arrive_exactly_once_though_an_ingester_is_
             thread.join()
         for publisher, spool in zip(publishers, spools, strict=True):
             assert publisher.wait_drained(timeout=120), f"{len(spool.clips())} clips never got a receipt"
+        # Resent clips whose receipts were lost with the connections are duplicates still on
+        # their way through; the queue ends empty (seen: about 3 s after the spools drained).
+        deadline = time.monotonic() + 60
+        while cloud.rabbit.queue_depth() != (0, 0):
+            assert time.monotonic() < deadline, f"the queue never emptied: {cloud.rabbit.queue_depth()}"
+            time.sleep(0.5)
         store = reopen(cloud.store)
         try:
             for owner in (alice, bob):
@@ -141,9 +147,9 @@ def test_clips_through_a_quorum_queue_arrive_exactly_once_though_an_ingester_is_
             assert store.quarantine.all() == []
         finally:
             store.close()
-        assert cloud.rabbit.queue_depth() == (0, 0)
-        for name in ("a", "c"):
-            assert "lost RabbitMQ" in cloud.ingesters[name][1].read_text()
+        for name in ("a", "c"):  # each lost its connection mid-stream and went on storing after it
+            log = cloud.ingesters[name][1].read_text()
+            assert log.count("consuming quorum queue") == 2 and "stored clip" in log.split("lost RabbitMQ")[1]
         work = {name: cloud.stored_by(name) for name in cloud.ingesters}
         assert work["a"] > 0 and work["c"] > 0 and work["b"] > 0, work
         print(f"clips stored per ingester: {work}")
