@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cloud.crypto import create_master_key
+from cloud.db import StoreUnavailable
 from cloud.registry import RegistryError
 from cloud.settings import CloudSettings, default_data_dir, load_settings
 from cloud.store import Store
@@ -316,7 +317,12 @@ def cmd_ingest(args: argparse.Namespace) -> int:
                   password_file=args.password_file, client_cert=args.client_cert, client_key=args.client_key,
                   client_id=args.client_id, source=args.source, amqp_url=args.amqp_url,
                   amqp_password_file=args.amqp_password_file, metrics_port=args.metrics_port)
-    store = Store.open(s)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    store = _open_when_reachable(s, stop)
+    if store is None:
+        return 0
     swept = store.prepare_ingest()
     if swept:
         log.warning("swept %d blob(s) left by an interrupted ingest; their messages will be redelivered", swept)
@@ -333,9 +339,6 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         log.info("ingesting from %s as %s (share group %s)", s.broker.url, s.broker.username or "anonymous",
                  s.broker.share_group)
     server = serve(metrics, service.health, s.metrics.host, s.metrics.port) if s.metrics.port else None
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
     try:
         service.run(stop)
     finally:
@@ -343,3 +346,18 @@ def cmd_ingest(args: argparse.Namespace) -> int:
             server.shutdown()
         store.close()
     return 0
+
+
+def _open_when_reachable(s: CloudSettings, stop: threading.Event) -> Store | None:
+    """The store, once its database answers: an ingester that starts before PostgreSQL (at
+    boot, during a failover) waits for it instead of exiting. None if stopped meanwhile.
+    Any other store problem (wrong role, no schema) is a set-up error and raises."""
+    delay = 1.0
+    while True:
+        try:
+            return Store.open(s)
+        except StoreUnavailable as exc:
+            log.error("%s; retrying in %.0f s", exc, delay)
+            if stop.wait(delay):
+                return None
+            delay = min(delay * 2, 30)

@@ -124,6 +124,10 @@ class StoreError(RuntimeError):
     """The store cannot be used (missing, wrong version, disk full); nothing was acked."""
 
 
+class StoreUnavailable(StoreError):
+    """The database server cannot be reached (yet): worth waiting for, unlike a wrong set-up."""
+
+
 def utc_now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 

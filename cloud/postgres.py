@@ -28,7 +28,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from cloud.db import Cursor, Params, Row, StoreError, check_snapshot
+from cloud.db import Cursor, Params, Row, StoreError, StoreUnavailable, check_snapshot
 
 OWNER_TABLES = ("owners", "bindings", "clips", "audit")
 ALL_TABLES = ("owners", "devices", "bindings", "clips", "quarantine", "audit", "audit_head", "meta",
@@ -213,9 +213,9 @@ class PostgresDatabase:
         try:
             return psycopg.connect(self.url, autocommit=True, row_factory=dict_row, cursor_factory=_PgCursor,
                                    connect_timeout=10, application_name="earmark")
-        except psycopg.Error as exc:
-            raise StoreError(f"cannot connect to PostgreSQL at {redact(self.url)}: "
-                             f"{str(exc).strip().splitlines()[0]}") from None
+        except psycopg.OperationalError as exc:
+            raise StoreUnavailable(f"cannot connect to PostgreSQL at {redact(self.url)}: "
+                                   f"{str(exc).strip().splitlines()[0]}") from None
 
     def _check_role(self) -> None:
         """Refuse to run as a role that row-level security would not bind."""

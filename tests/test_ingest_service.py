@@ -245,3 +245,27 @@ def test_a_second_ingester_on_the_same_store_refuses_to_start(
     assert "another ingester" in second.stderr and second.stderr.strip().count("\n") == 0
     assert orphan.exists(), "the refused ingester swept a blob that was not its to sweep"
     assert first.kill(signal.SIGTERM) == 0
+
+
+def test_an_ingester_started_before_its_database_waits_for_it(tmp_path: Path) -> None:
+    from cloud.crypto import create_master_key
+
+    data_dir = tmp_path / "cloud"
+    create_master_key(data_dir / "secrets" / "master.key")
+    nowhere = f"postgresql://earmark_test_service@127.0.0.1:{free_port()}/earmark"  # nothing listens
+    log = tmp_path / "ingest.log"
+    proc = subprocess.Popen([sys.executable, "-m", "cloud.cli", "ingest", "--data-dir", str(data_dir),
+                             "--database-url", nowhere, "--metrics-port", "0"],
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=open(log, "ab"))  # noqa: SIM115
+    try:
+        deadline = time.monotonic() + 30
+        while log.read_text().count("retrying in") < 2:  # waits, with backoff, instead of exiting
+            assert proc.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert "cannot connect to PostgreSQL" in log.read_text()
