@@ -36,15 +36,20 @@ from bench.ingest_throughput import fresh_session, publish_all  # noqa: E402
 from cloud.db import parse_utc  # noqa: E402
 from cloud.store import Store  # noqa: E402
 from tests.broker import Mosquitto  # noqa: E402
+from tests.rabbit import RabbitVhost  # noqa: E402
 
 GROUP = "bench-scale"
-CONFIGS = (("sqlite", 1), ("postgres", 1), ("postgres", 2), ("postgres", 3))
+# (store, message source, ingesters)
+CONFIGS = (("sqlite", "mqtt", 1), ("postgres", "mqtt", 1), ("postgres", "mqtt", 2), ("postgres", "mqtt", 3),
+           ("postgres", "amqp", 1), ("postgres", "amqp", 3))
+Config = tuple[str, str, int]
 
 
 def child(spec: dict[str, object]) -> None:
     """One ingester: get everything ready, wait for the go file, then ingest until stopped."""
     from dataclasses import replace
 
+    from cloud.amqp_source import AmqpIngestService
     from cloud.ingest import Ingestor
     from cloud.metrics import Metrics
     from cloud.service import IngestService
@@ -52,11 +57,18 @@ def child(spec: dict[str, object]) -> None:
     from cloud.store import Store
 
     settings = load_settings(None, Path(str(spec["data_dir"])), url=f"mqtt://127.0.0.1:{spec['port']}",
-                             database_url=str(spec["database_url"]) or None)
+                             database_url=str(spec["database_url"]) or None, source=str(spec["source"]))
     settings = replace(settings, broker=replace(settings.broker, client_id=str(spec["client_id"]),
                                                 share_group=GROUP))
     store = Store.open(settings)
-    service = IngestService(settings, Ingestor(store), Metrics())
+    service: IngestService | AmqpIngestService
+    if settings.source == "amqp":
+        amqp = spec["amqp"]
+        assert isinstance(amqp, dict)
+        settings = replace(settings, amqp=replace(settings.amqp, **amqp))
+        service = AmqpIngestService(settings, Ingestor(store), Metrics())
+    else:
+        service = IngestService(settings, Ingestor(store), Metrics())
     go, stop_file = Path(str(spec["go"])), Path(str(spec["stop"]))
     print("ready", flush=True)
     while not go.exists():
@@ -79,18 +91,52 @@ def busy_seconds() -> float:
     return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
-def run_config(broker: Mosquitto, store: Store, url: str, data_dir: Path, ingesters: int,
-               envelopes: list[bytes], topic: str) -> tuple[float, float, float]:
+def queue_in_rabbitmq(rabbit: RabbitVhost, password_file: Path, envelopes: list[bytes], topic: str) -> None:
+    """Declare the quorum queue (as the ingester would) and publish the clips into it the way
+    devices do: MQTT 3.1.1, QoS 1, through RabbitMQ's MQTT plugin, as the device's login."""
+    import paho.mqtt.client as mqtt
+    import pika
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    from cloud.amqp_source import declare
+
+    connection = pika.BlockingConnection(pika.URLParameters(
+        f"amqp://{rabbit.ingester[0]}:{password_file.read_text().strip()}@127.0.0.1:5672/{rabbit.vhost}"))
+    declare(connection.channel(), "earmark.clips")
+    connection.close()
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-pi", protocol=mqtt.MQTTv311)
+    client.username_pw_set(*rabbit.mqtt_login("bench-pi"))
+    client.max_queued_messages_set(0)
+    client.max_inflight_messages_set(100)
+    client.connect("127.0.0.1", int(rabbit.mqtt_url.rsplit(":", 1)[1]))
+    client.loop_start()
+    for info in [client.publish(topic, e, qos=1) for e in envelopes]:
+        info.wait_for_publish(60)
+    client.disconnect()
+    client.loop_stop()
+    while rabbit.queue_depth()[0] < len(envelopes):  # routed and in the queue
+        time.sleep(0.1)
+
+
+def run_config(broker: Mosquitto, rabbit: RabbitVhost, store: Store, url: str, data_dir: Path, source: str,
+               ingesters: int, envelopes: list[bytes], topic: str) -> tuple[float, float, float]:
     """Returns (clips/s, machine CPU ms per clip, database bytes per clip or 0 for SQLite)."""
     ids = [f"bench-ing-{i}" for i in range(3)]
-    for index, client_id in enumerate(ids):  # this configuration's sessions only
-        fresh_session(broker.port, client_id, f"$share/{GROUP}/earmark/v1/clips/+" if index < ingesters else None)
-    publish_all(broker.port, topic, envelopes)
+    password_file = data_dir.parent / "amqp.password"  # written once by main()
+    if source == "amqp":
+        queue_in_rabbitmq(rabbit, password_file, envelopes, topic)
+    else:
+        for index, client_id in enumerate(ids):  # this configuration's sessions only
+            fresh_session(broker.port, client_id,
+                          f"$share/{GROUP}/earmark/v1/clips/+" if index < ingesters else None)
+        publish_all(broker.port, topic, envelopes)
     go, stop = data_dir / "go", data_dir / "stop"
     procs = []
     for client_id in ids[:ingesters]:
         spec = {"data_dir": str(data_dir), "port": broker.port, "database_url": url, "client_id": client_id,
-                "go": str(go), "stop": str(stop)}
+                "go": str(go), "stop": str(stop), "source": source,
+                "amqp": {"url": rabbit.amqp_url, "username": rabbit.ingester[0],
+                         "password_file": str(password_file)}}
         procs.append(subprocess.Popen([sys.executable, __file__, "--child", json.dumps(spec)],
                                       stdout=subprocess.PIPE, text=True))
     for proc in procs:
@@ -127,55 +173,61 @@ def main() -> None:
 
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+    from earmark_wire.durable import write_file
     from tests.cloudkit import SimDevice, make_store
     from tests.pgdb import temporary_database
 
     key = Ed25519PrivateKey.generate()
     captured = datetime(2026, 1, 1, tzinfo=UTC)
-    rates: dict[tuple[str, int], list[float]] = {c: [] for c in CONFIGS}
-    cpu: dict[tuple[str, int], list[float]] = {c: [] for c in CONFIGS}
-    with tempfile.TemporaryDirectory() as tmp:
+    rates: dict[Config, list[float]] = {c: [] for c in CONFIGS}
+    cpu: dict[Config, list[float]] = {c: [] for c in CONFIGS}
+    with tempfile.TemporaryDirectory() as tmp, ExitStack() as brokers:
         folder = Path(tmp)
         broker = Mosquitto(folder / "broker").start()
-        try:
-            for run in range(args.runs):
-                for backend, ingesters in CONFIGS:
-                    with ExitStack() as stack:
-                        url = stack.enter_context(temporary_database()) if backend == "postgres" else ""
-                        data_dir = folder / f"{backend}-{ingesters}-{run}"
-                        store = stack.enter_context(closing(make_store(data_dir, url)))
-                        owner = store.registry.add_owner("Bench").owner_id
-                        device = SimDevice("bench-pi", owner, key)
-                        store.registry.add_device(owner, device.public_key, device.device_id)
-                        # The same audio, sizes and capture times in every configuration.
-                        envelopes = [device.clip(seconds=5.0, seed=run * 100_000 + i, captured=captured)
-                                     for i in range(args.clips)]
-                        rate, cpu_ms, db_bytes = run_config(broker, store, url, data_dir, ingesters, envelopes,
-                                                            device.topic)
-                    rates[(backend, ingesters)].append(rate)
-                    cpu[(backend, ingesters)].append(cpu_ms)
-                    print(f"run {run + 1}: {backend:8s} x{ingesters}: {rate:7.1f} clips/s, "
-                          f"{cpu_ms:.2f} ms machine CPU per clip"
-                          + (f", {db_bytes:.0f} database bytes per clip" if db_bytes else ""), flush=True)
-        finally:
-            broker.stop()
+        brokers.callback(broker.stop)
+        rabbit = RabbitVhost(["bench-pi"])
+        brokers.callback(rabbit.close)
+        write_file(folder / "amqp.password", rabbit.ingester[1].encode())
+        for run in range(args.runs):
+            for config in CONFIGS:
+                backend, source, ingesters = config
+                with ExitStack() as stack:
+                    url = stack.enter_context(temporary_database()) if backend == "postgres" else ""
+                    data_dir = folder / f"{backend}-{source}-{ingesters}-{run}"
+                    store = stack.enter_context(closing(make_store(data_dir, url)))
+                    owner = store.registry.add_owner("Bench").owner_id
+                    device = SimDevice("bench-pi", owner, key)
+                    store.registry.add_device(owner, device.public_key, device.device_id)
+                    # The same audio, sizes and capture times in every configuration.
+                    envelopes = [device.clip(seconds=5.0, seed=run * 100_000 + i, captured=captured)
+                                 for i in range(args.clips)]
+                    rate, cpu_ms, db_bytes = run_config(broker, rabbit, store, url, data_dir, source, ingesters,
+                                                        envelopes, device.topic)
+                rates[config].append(rate)
+                cpu[config].append(cpu_ms)
+                print(f"run {run + 1}: {label(config)}: {rate:7.1f} clips/s, {cpu_ms:.2f} ms machine CPU per clip"
+                      + (f", {db_bytes:.0f} database bytes per clip" if db_bytes else ""), flush=True)
     report(rates, cpu, args.clips, args.runs)
 
 
-def report(rates: dict[tuple[str, int], list[float]], cpu: dict[tuple[str, int], list[float]], clips: int,
-           runs: int) -> None:
+def label(config: Config) -> str:
+    backend, source, ingesters = config
+    return f"{backend:8s} {'Mosquitto' if source == 'mqtt' else 'RabbitMQ ':9s} x{ingesters}"
+
+
+def report(rates: dict[Config, list[float]], cpu: dict[Config, list[float]], clips: int, runs: int) -> None:
     median = {c: statistics.median(r) for c, r in rates.items()}
     cpu_median = {c: statistics.median(r) for c, r in cpu.items()}
-    one = median[("postgres", 1)]
-    print(f"\n{clips} clips of 5 s per configuration, {runs} alternating runs, real Mosquitto and PostgreSQL "
-          "on loopback, 2 cores shared by broker, database and ingesters")
-    for (backend, ingesters), value in median.items():
-        scale = f"  scaling vs 1 on PostgreSQL: {value / one:.2f}x" if backend == "postgres" else ""
-        print(f"{backend:8s} x{ingesters}: {value:7.1f} clips/s (runs: "
-              f"{', '.join(f'{r:.0f}' for r in rates[(backend, ingesters)])}), "
-              f"{cpu_median[(backend, ingesters)]:.2f} ms machine CPU per clip{scale}")
-    print(f"PostgreSQL x1 / SQLite x1: {one / median[('sqlite', 1)]:.2f}")
-
+    print(f"\n{clips} clips of 5 s per configuration, {runs} alternating runs, real Mosquitto, RabbitMQ "
+          "(MQTT plugin into a quorum queue) and PostgreSQL on loopback, 2 cores shared by all of them")
+    for config, value in median.items():
+        backend, source, _ = config
+        one = median[(backend, source, 1)]
+        scale = f"  scaling vs 1: {value / one:.2f}x" if backend == "postgres" else ""
+        print(f"{label(config)}: {value:7.1f} clips/s (runs: {', '.join(f'{r:.0f}' for r in rates[config])}), "
+              f"{cpu_median[config]:.2f} ms machine CPU per clip{scale}")
+    print(f"PostgreSQL x1 / SQLite x1 (Mosquitto): "
+          f"{median[('postgres', 'mqtt', 1)] / median[('sqlite', 'mqtt', 1)]:.2f}")
 
 if __name__ == "__main__":
     main()

@@ -13,7 +13,9 @@ amq.topic as earmark.v1.receipts.<device>, which the plugin delivers to the devi
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import queue
 import ssl
 import threading
 import time
@@ -103,39 +105,72 @@ class AmqpIngestService:
         log.info("ingester stopped")
 
     def _consume(self, stop: threading.Event) -> None:
+        """One connection's life. Its I/O runs in a thread of its own (pika's BlockingConnection
+        reads the socket only when called, so a main thread busy with a batch would receive
+        nothing meanwhile: measured, batches of 1.7 clips and 130 clips/s). This thread judges
+        batches and hands acks and receipts back to the I/O thread, as pika requires."""
         connection = pika.BlockingConnection(connection_parameters(self.settings))
+        arrivals: queue.Queue[Delivery] = queue.Queue()
+        done = threading.Event()  # the I/O thread has ended: the connection is gone or closing
+        failure: list[BaseException] = []
         try:
             channel = connection.channel()
             declare(channel, self.settings.amqp.queue)
             channel.basic_qos(prefetch_count=BATCH_MAX)
+            channel.basic_consume(self.settings.amqp.queue, lambda _ch, method, _props, body: arrivals.put(
+                Delivery(method.delivery_tag, topic_of(method.routing_key), body, time.monotonic())))
             self.metrics.connected.set(1)
             self.ready.set()
             log.info("consuming quorum queue %s on %s: ready", self.settings.amqp.queue, self.settings.amqp.url)
-            pending = channel.consume(self.settings.amqp.queue, auto_ack=False, inactivity_timeout=0.2)
-            while not stop.is_set():
-                method, _props, body = next(pending)
-                if method is None:
+
+            def pump() -> None:
+                try:
+                    while not stop.is_set() and not done.is_set():
+                        connection.process_data_events(time_limit=0.2)
+                except BaseException as exc:
+                    failure.append(exc)
+                finally:
+                    done.set()
+
+            reader = threading.Thread(target=pump, name="amqp-io", daemon=True)
+            reader.start()
+            while not stop.is_set() and not done.is_set():
+                try:
+                    batch = [arrivals.get(timeout=0.2)]
+                except queue.Empty:
                     continue
-                batch = [Delivery(method.delivery_tag, topic_of(method.routing_key), body, time.monotonic())]
-                while len(batch) < BATCH_MAX and channel.get_waiting_message_count() > 0:
-                    method, _props, body = next(pending)
-                    batch.append(Delivery(method.delivery_tag, topic_of(method.routing_key), body,
-                                          time.monotonic()))
-                self._process(channel, batch, stop)
-            channel.cancel()  # what was delivered and not acked goes back to the queue
+                while len(batch) < BATCH_MAX:
+                    try:
+                        batch.append(arrivals.get_nowait())
+                    except queue.Empty:
+                        break
+                self._process(connection, channel, batch, stop)
+            done.set()
+            reader.join()
+            if failure:
+                raise failure[0]
+            connection.process_data_events(time_limit=0)  # the last batch's acks and receipts
+            # Deliveries still waiting here were never acked: the broker requeues them on close.
         finally:
             if connection.is_open:
                 connection.close()
 
-    def _process(self, channel: pika.adapters.blocking_connection.BlockingChannel, batch: list[Delivery],
+    def _process(self, connection: pika.BlockingConnection,
+                 channel: pika.adapters.blocking_connection.BlockingChannel, batch: list[Delivery],
                  stop: threading.Event) -> None:
         outcomes = judge(self.ingestor, self.metrics, [(d.topic, d.payload) for d in batch], stop)
         if outcomes is None:
             return
-        channel.basic_ack(batch[-1].tag, multiple=True)  # the whole batch, after its durable commit
-        for delivery, outcome in zip(batch, outcomes, strict=True):
-            count(self.metrics, outcome, delivery.arrived)
-            receipt = outcome.receipt()
-            if receipt is not None and outcome.device_id is not None:
-                channel.basic_publish(EXCHANGE, receipt_key(outcome.device_id), receipt.encode(),
-                                      pika.BasicProperties(delivery_mode=pika.DeliveryMode.Persistent))
+
+        def settle() -> None:  # on the I/O thread
+            channel.basic_ack(batch[-1].tag, multiple=True)  # the whole batch, after its durable commit
+            for delivery, outcome in zip(batch, outcomes, strict=True):
+                count(self.metrics, outcome, delivery.arrived)
+                receipt = outcome.receipt()
+                if receipt is not None and outcome.device_id is not None:
+                    channel.basic_publish(EXCHANGE, receipt_key(outcome.device_id), receipt.encode(),
+                                          pika.BasicProperties(delivery_mode=pika.DeliveryMode.Persistent))
+
+        # If the connection is gone, the broker redelivers the batch and clip ids de-duplicate it.
+        with contextlib.suppress(pika.exceptions.ConnectionWrongStateError):
+            connection.add_callback_threadsafe(settle)

@@ -191,3 +191,7 @@ def test_rabbitmq_lets_a_device_publish_only_on_its_own_topic(cloud: Cloud) -> N
         assert refused.wait(10) and not accepted.is_set()
     finally:
         intruder.loop_stop()
+    process, log = cloud.ingesters["a"]
+    process.send_signal(signal.SIGTERM)  # a clean stop: exit 0, with nothing left unacked
+    assert process.wait(15) == 0 and "ingester stopped" in log.read_text()
+    assert cloud.rabbit.queue_depth() == (0, 0)
