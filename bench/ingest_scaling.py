@@ -1,15 +1,17 @@
-"""Benchmark: ingest throughput as ingesters are added, on PostgreSQL, against one on SQLite.
+"""Benchmark: ingest throughput as ingesters are added, on PostgreSQL, against one on SQLite,
+behind Mosquitto (shared subscription) and behind RabbitMQ (MQTT plugin into a quorum queue).
 
-For each configuration (1 ingester on SQLite; 1, 2 and 3 on PostgreSQL) the same N signed
-5-second clips are queued in a real Mosquitto for the ingesters' shared subscription while
-their persistent sessions are offline (the broker deals them out round-robin). Then the
-ingester processes start together (each has imported, opened its store and built its
-client before a common go signal) and drain them through the full path: parse, verify,
-bind owner, encrypt, fsync'd blob, durable commit, audit event, manual ack, receipt.
-Throughput is clips / (last commit - first commit), read from the stored rows, so process
-start-up is not counted. Configurations alternate within each run; medians are printed,
-with the scaling ratio against 1 PostgreSQL ingester and the ratio to SQLite, and the CPU the
-whole machine spent per clip (ingesters, database and broker together) for sizing.
+For each configuration (SQLite with 1 ingester; PostgreSQL with 1, 2 and 3 behind Mosquitto;
+PostgreSQL with 1 and 3 behind RabbitMQ) the same N signed 5-second clips are queued first:
+in Mosquitto for the ingesters' shared subscription while their persistent sessions are
+offline (dealt out round-robin), or published over MQTT 3.1.1 into RabbitMQ's quorum queue.
+Then the ingester processes start together (each has imported, opened its store and built
+its client before a common go signal) and drain them through the full path: parse, verify,
+bind owner, encrypt, fsync'd blob, durable commit, audit event, ack, receipt. Throughput is
+clips / (last commit - first commit), read from the stored rows, so process start-up is not
+counted. Configurations alternate within each run; medians are printed, with the scaling
+ratio against 1 ingester of the same kind, the ratio to SQLite, the CPU the whole machine
+spent per clip (ingesters, database and broker together) and PostgreSQL's bytes per clip.
 
 Usage: .venv/bin/python bench/ingest_scaling.py [--clips 600] [--runs 3]
 """
