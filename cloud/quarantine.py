@@ -44,10 +44,18 @@ class Quarantine:
         self.store.write_blob(self.store.data_dir / relative,
                               seal(self.store.quarantine_key(), payload, quarantine_aad(qid)))
         with self.store.write() as cur:
-            cur.execute("INSERT INTO quarantine VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                        (qid, utc_now(), topic[:300], reason, detail[:1000], digest, len(payload), relative))
-            self.store.audit.append(cur, "clip_quarantined", detail={
-                "quarantine_id": qid, "reason": reason, "topic": topic[:300]})
+            # Another ingester may be quarantining the same redelivered bytes at this moment.
+            new = cur.execute("INSERT INTO quarantine VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+                              "ON CONFLICT (envelope_sha256) DO NOTHING",
+                              (qid, utc_now(), topic[:300], reason, detail[:1000], digest, len(payload),
+                               relative)).rowcount
+            if new:
+                self.store.audit.append(cur, "clip_quarantined", detail={
+                    "quarantine_id": qid, "reason": reason, "topic": topic[:300]})
+        if not new:
+            (self.store.data_dir / relative).unlink(missing_ok=True)
+            first = self.db.query("SELECT quarantine_id FROM quarantine WHERE envelope_sha256 = ?", (digest,))
+            return str(first[0]["quarantine_id"]), False
         return qid, True
 
     def all(self) -> list[QuarantineRow]:

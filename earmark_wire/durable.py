@@ -5,6 +5,7 @@ secret is never readable by others even for a moment), fsync, rename, fsync the 
 from __future__ import annotations
 
 import os
+import secrets
 from pathlib import Path
 
 TEMP_PREFIX = ".tmp-"
@@ -21,9 +22,11 @@ def fsync_dir(path: Path) -> None:
 def write_file(path: Path, data: bytes, mode: int = 0o600, sync_dir: bool = True) -> None:
     """Write `data` to `path` atomically and durably. On failure the temp file is removed and
     the OSError raised (callers map ENOSPC and the like to their own errors)."""
-    temp = path.with_name(TEMP_PREFIX + path.name)
+    # A temp name of its own: several writers of one path (two ingesters storing the same clip
+    # on a redelivery) must not write into one temp file and rename each other's half.
+    temp = path.with_name(f"{TEMP_PREFIX}{secrets.token_hex(6)}-{path.name}")
     try:
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
         try:
             view = memoryview(data)
             while view:

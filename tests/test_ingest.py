@@ -214,3 +214,20 @@ def test_any_message_is_judged_never_raised(store: Store, pair: tuple[SimDevice,
     outcome = Ingestor(store).handle(topic, payload)
     assert outcome.status == "rejected"
     assert snapshot(store) == before
+
+
+def test_two_ingesters_quarantining_the_same_bytes_record_them_once(store: Store) -> None:
+    first_id, _ = store.quarantine.put("earmark/v1/clips/x-pi", "malformed", "junk", b"not an envelope")
+    other = reopen(store)  # a second ingester, whose duplicate check ran before the first one's commit
+    real, calls = other.db.query, []
+
+    def racing(sql: str, params: tuple = (), owner: str | None = None) -> list:  # type: ignore[type-arg]
+        calls.append(sql)
+        return [] if len(calls) == 1 else real(sql, params, owner)
+
+    other.db.query = racing  # type: ignore[method-assign]
+    assert other.quarantine.put("earmark/v1/clips/x-pi", "malformed", "junk", b"not an envelope") \
+        == (first_id, False)
+    assert [q.quarantine_id for q in store.quarantine.all()] == [first_id]
+    assert len(list((store.data_dir / "quarantine").iterdir())) == 1  # its sealed copy was not kept
+    assert [e["event"] for e in store.audit.events(5)].count("clip_quarantined") == 1
