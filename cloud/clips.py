@@ -20,6 +20,16 @@ if TYPE_CHECKING:
     from cloud.store import Store
 
 
+# Is the owner still there (not erased)? Asked inside the transaction that stores their clips.
+# SQLite's BEGIN IMMEDIATE already serialises it with an erasure; PostgreSQL (READ COMMITTED)
+# needs the row lock, so that an erasure's key destruction waits for this commit (and then
+# deletes these clips too) or, if it came first, this check sees it.
+LIVE_OWNER = {
+    "sqlite": "SELECT 1 FROM owners WHERE owner_id = ? AND wrapped_key IS NOT NULL",
+    "postgres": "SELECT 1 FROM owners WHERE owner_id = ? AND wrapped_key IS NOT NULL FOR SHARE",
+}
+
+
 @dataclass(frozen=True)
 class ClipRow:
     clip_id: str
@@ -86,8 +96,7 @@ class Clips:
         with self.store.write() as cur:
             for owner_id in sorted({row[1] for row in rows}):
                 cur.scope(owner_id)
-                live = cur.execute("SELECT 1 FROM owners WHERE owner_id = ? AND wrapped_key IS NOT NULL",
-                                   (owner_id,)).fetchone()
+                live = cur.execute(LIVE_OWNER[self.db.backend], (owner_id,)).fetchone()
                 events: list[tuple[str | None, str | None, dict[str, object] | None]] = []
                 for row in (r for r in rows if r[1] == owner_id):
                     if not live:

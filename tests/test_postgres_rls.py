@@ -164,3 +164,41 @@ def test_a_lost_database_connection_fails_the_batch_unacked_and_the_next_try_rec
     outcome = Ingestor(pg_store).handle(device.topic, envelope)  # the redelivery, on a new connection
     assert outcome.status == "stored" and pg_store.clips.count(alice) == 3
     assert pg_store.quarantine.all() == []
+
+
+def test_an_erasure_waits_for_a_clip_commit_in_flight_and_then_deletes_that_clip_too(
+        pg_store: Store, two_owners: tuple[str, str]) -> None:
+    import threading
+
+    from cloud.erasure import erase_owner
+    from tests.cloudkit import reopen
+
+    alice, _ = two_owners
+    device = SimDevice("alice-3", alice)
+    pg_store.registry.add_device(alice, device.public_key, device.device_id)
+    ingester = reopen(pg_store)  # another process, committing a batch for Alice
+    envelope = device.clip(seed=11)
+    checked, release = threading.Event(), threading.Event()
+    real_append = ingester.audit.append_many
+
+    def slow_append(*args, **kwargs):  # type: ignore[no-untyped-def]
+        checked.set()  # the live-owner check has run and holds its row lock
+        release.wait(10)
+        return real_append(*args, **kwargs)
+
+    ingester.audit.append_many = slow_append  # type: ignore[method-assign]
+    outcome: list[object] = []
+    worker = threading.Thread(target=lambda: outcome.append(Ingestor(ingester).handle(device.topic, envelope)))
+    worker.start()
+    assert checked.wait(10)
+    eraser = threading.Thread(target=erase_owner, args=(pg_store, alice))
+    eraser.start()
+    eraser.join(1.0)
+    assert eraser.is_alive(), "the erasure destroyed the key under a commit that had checked it"
+    release.set()
+    worker.join(10)
+    eraser.join(10)
+    assert outcome and outcome[0].status == "stored"  # type: ignore[attr-defined]
+    assert tamper(pg_store, "SELECT count(*) FROM clips WHERE owner_id = ?", (alice,)) == [(0,)]
+    assert not (pg_store.data_dir / "blobs" / alice).exists()
+    ingester.close()
