@@ -352,12 +352,7 @@ def _open_when_reachable(s: CloudSettings, stop: threading.Event) -> Store | Non
     """The store, once its database answers: an ingester that starts before PostgreSQL (at
     boot, during a failover) waits for it instead of exiting. None if stopped meanwhile.
     Any other store problem (wrong role, no schema) is a set-up error and raises."""
-    delay = 1.0
-    while True:
-        try:
-            return Store.open(s)
-        except StoreUnavailable as exc:
-            log.error("%s; retrying in %.0f s", exc, delay)
-            if stop.wait(delay):
-                return None
-            delay = min(delay * 2, 30)
+    from cloud.service import retrying
+
+    return retrying(lambda: Store.open(s), StoreUnavailable, stop, 1.0,
+                    lambda exc, delay: log.error("%s; retrying in %.0f s", exc, delay))

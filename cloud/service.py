@@ -16,8 +16,9 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import paho.mqtt.client as mqtt
 
@@ -29,6 +30,7 @@ from earmark_wire.topics import receipt_topic, shared_clip_subscription
 from earmark_wire.transport import connect_async, make_client, send_immediately
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 SESSION_EXPIRY_S = 7 * 24 * 3600  # the broker keeps our queue for a week of downtime
 BATCH_MAX = 64  # messages judged and committed together (one durable commit per batch)
 
@@ -133,21 +135,32 @@ class IngestService:
 
 # -- shared by every message source (this one and cloud/amqp_source.py) ----------------------
 
+def retrying(action: Callable[[], T], error: type[Exception], stop: threading.Event, first_delay: float,
+             on_error: Callable[[Exception, float], None]) -> T | None:
+    """`action()`, tried again with doubling delays (at most 30 s) while it raises `error`;
+    `on_error(exc, delay)` reports each failure. None if asked to stop first."""
+    delay = first_delay
+    while True:
+        try:
+            return action()
+        except error as exc:
+            on_error(exc, delay)
+            if stop.wait(delay):
+                return None
+            delay = min(delay * 2, 30)
+
+
 def judge(ingestor: Ingestor, metrics: Metrics, messages: list[tuple[str, bytes]],
           stop: threading.Event) -> list[Outcome] | None:
     """The ingest core on one batch, retried with backoff while the store cannot take it
     (disk full, database gone): nothing is acked meanwhile. None if asked to stop first."""
-    delay = 0.5
-    while True:
-        try:
-            return ingestor.handle_batch(messages)
-        except StoreError as exc:
-            metrics.store_errors.inc(len(messages))
-            log.error("store cannot take %d message(s), will retry in %.0f s (not acked): %s",
-                      len(messages), delay, exc)
-            if stop.wait(delay):
-                return None
-            delay = min(delay * 2, 30)
+
+    def report(exc: Exception, delay: float) -> None:
+        metrics.store_errors.inc(len(messages))
+        log.error("store cannot take %d message(s), will retry in %.0f s (not acked): %s",
+                  len(messages), delay, exc)
+
+    return retrying(lambda: ingestor.handle_batch(messages), StoreError, stop, 0.5, report)
 
 
 def count(metrics: Metrics, outcome: Outcome, arrived: float) -> None:
