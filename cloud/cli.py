@@ -44,6 +44,7 @@ from cloud.commands import (
 from cloud.crypto import CryptoError, MasterKeyError
 from cloud.db import StoreError
 from cloud.export import ExportError
+from cloud.postgres import first_line
 from cloud.registry import RegistryError
 from cloud.settings import ConfigError, default_data_dir
 
@@ -184,8 +185,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"earmark-cloud: error: the database is unusable: {exc}", file=sys.stderr)
         return 2
     except psycopg.Error as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
-        print(f"earmark-cloud: error: PostgreSQL refused: {first}", file=sys.stderr)
+        print(f"earmark-cloud: error: PostgreSQL refused: {first_line(exc)}", file=sys.stderr)
         return 2
 
 

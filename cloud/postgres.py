@@ -188,6 +188,12 @@ class _PgCursor(psycopg.Cursor[Row]):
         super().execute("SELECT set_config(%s, %s, true)", (SCOPE_SETTING, owner_id))
 
 
+def first_line(exc: BaseException) -> str:
+    """psycopg's messages run to several lines (hints, context); a log line takes the first."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else exc.__class__.__name__
+
+
 def redact(url: str) -> str:
     """A database URL fit for a log line: no password."""
     parts = urlsplit(url)
@@ -215,7 +221,7 @@ class PostgresDatabase:
                                    connect_timeout=10, application_name="earmark")
         except psycopg.OperationalError as exc:
             raise StoreUnavailable(f"cannot connect to PostgreSQL at {redact(self.url)}: "
-                                   f"{str(exc).strip().splitlines()[0]}") from None
+                                   f"{first_line(exc)}") from None
 
     def _check_role(self) -> None:
         """Refuse to run as a role that row-level security would not bind."""
@@ -265,7 +271,7 @@ class PostgresDatabase:
                 with conn.transaction(), _PgCursor(conn) as cur:
                     yield cur
             except psycopg.OperationalError as exc:
-                raise StoreError(f"database write failed: {str(exc).strip().splitlines()[0]}") from exc
+                raise StoreError(f"database write failed: {first_line(exc)}") from exc
 
     def query(self, sql_text: str, params: Params = (), owner: str | None = None) -> list[Row]:
         with self._lock:
@@ -278,7 +284,7 @@ class PostgresDatabase:
                     scoped.scope(owner)
                     return scoped.execute(sql_text, params).fetchall()
             except psycopg.OperationalError as exc:
-                raise StoreError(f"database read failed: {str(exc).strip().splitlines()[0]}") from exc
+                raise StoreError(f"database read failed: {first_line(exc)}") from exc
 
     def gateway(self, name: str, *args: object) -> list[Row]:
         return self.query(PG_GATEWAYS[name], args)
@@ -299,7 +305,7 @@ class PostgresDatabase:
                     finally:
                         self._snapshot_owner = None
             except psycopg.OperationalError as exc:
-                raise StoreError(f"database read failed: {str(exc).strip().splitlines()[0]}") from exc
+                raise StoreError(f"database read failed: {first_line(exc)}") from exc
 
     def close(self) -> None:
         with self._lock:
@@ -313,7 +319,7 @@ def migrate(admin_url: str, service_role: str = DEFAULT_SERVICE_ROLE) -> tuple[i
         conn = psycopg.connect(admin_url, autocommit=True, connect_timeout=10)
     except psycopg.Error as exc:
         raise StoreError(f"cannot connect to PostgreSQL at {redact(admin_url)}: "
-                         f"{str(exc).strip().splitlines()[0]}") from None
+                         f"{first_line(exc)}") from None
     service = sql.Identifier(service_role)
     with conn, conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(hashtext('earmark_migrate'))")
