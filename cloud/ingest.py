@@ -14,12 +14,13 @@ not acknowledge the message, so it is delivered again later.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 from dataclasses import dataclass
 
 from cloud.clips import NewClip
-from cloud.registry import Device, Owner
+from cloud.registry import Device
 from cloud.store import OwnerError, Store
 from earmark_wire.envelope import (
     MAX_ENVELOPE_BYTES,
@@ -84,19 +85,8 @@ class _BatchView:
     """The registry as one batch sees it: each device's bindings and each owner asked once."""
 
     def __init__(self, store: Store) -> None:
-        self.registry = store.registry
-        self._bindings: dict[str, list[tuple[str, str, str | None]]] = {}
-        self._owners: dict[str, Owner | None] = {}
-
-    def bindings(self, device_id: str) -> list[tuple[str, str, str | None]]:
-        if device_id not in self._bindings:
-            self._bindings[device_id] = self.registry.bindings(device_id)
-        return self._bindings[device_id]
-
-    def owner(self, owner_id: str) -> Owner | None:
-        if owner_id not in self._owners:
-            self._owners[owner_id] = self.registry.owner(owner_id)
-        return self._owners[owner_id]
+        self.bindings = functools.cache(store.registry.bindings)
+        self.owner = functools.cache(store.registry.owner)
 
 
 class Ingestor:

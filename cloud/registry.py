@@ -148,10 +148,8 @@ class Registry:
         if not rows:
             return None
         history = self.bindings(device_id) if bindings is None else bindings
-        current = [(owner_id, bound_at) for owner_id, bound_at, unbound_at in history if unbound_at is None]
-        owner_id, bound_at = current[0] if current else (None, None)
-        d = rows[0]
-        return Device(device_id, owner_id, d["public_key"], d["created_at"], bound_at, d["revoked_at"])
+        return self._with_bindings(rows, [{"device_id": device_id, "owner_id": owner_id, "bound_at": bound_at,
+                                           "unbound_at": unbound_at} for owner_id, bound_at, unbound_at in history])[0]
 
     def devices(self, owner_id: str | None = None) -> list[Device]:
         """Every device (for the operator), or those now bound to `owner_id`."""
@@ -167,8 +165,8 @@ class Registry:
 
     @staticmethod
     def _with_bindings(devices: list[Row], bindings: list[Row]) -> list[Device]:
-        """Device rows joined to their open binding (bindings are read through the gateway:
-        on PostgreSQL the table itself shows only the scoped owner's rows)."""
+        """Device rows joined to their open binding, from binding rows the caller read (through
+        the gateway, or in the owner's scope: on PostgreSQL the table shows only that owner's)."""
         current = {b["device_id"]: b for b in bindings if b["unbound_at"] is None}
         joined = []
         for d in devices:
