@@ -261,13 +261,11 @@ class SqliteDatabase:
                 yield cur
                 if self.conn.in_transaction:
                     cur.execute("COMMIT")
-            except sqlite3.OperationalError as exc:
+            except BaseException as exc:
                 if self.conn.in_transaction:
                     cur.execute("ROLLBACK")
-                raise StoreError(f"database write failed: {exc}") from exc
-            except BaseException:
-                if self.conn.in_transaction:
-                    cur.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.OperationalError):
+                    raise StoreError(f"database write failed: {exc}") from exc
                 raise
             finally:
                 cur.close()

@@ -134,17 +134,12 @@ def load_settings(path: Path | None, data_dir: Path | None = None, **flags: Any)
                                                                "client_cert", "client_key") if k in given})
     if "metrics_port" in given:
         metrics = replace(metrics, port=int(given.pop("metrics_port")))
-    for key in ("source", "amqp_url", "amqp_password_file"):
-        value = given.pop(key, None)
-        if value is None:
-            continue
-        if key == "source":
-            top = replace(top, source=str(value))
-        else:
-            amqp = replace(amqp, **{key.removeprefix("amqp_"): str(value)})
-    if given.get("database_url"):
-        top = replace(top, database_url=str(given.pop("database_url")))
-    given.pop("database_url", None)
+    amqp = replace(amqp, **{k.removeprefix("amqp_"): str(given.pop(k)) for k in ("amqp_url", "amqp_password_file")
+                            if k in given})
+    if "source" in given:
+        top = replace(top, source=str(given.pop("source")))
+    if database_url := given.pop("database_url", ""):  # an empty flag keeps the config's
+        top = replace(top, database_url=str(database_url))
     if "client_id" in given:
         broker = replace(broker, client_id=str(given.pop("client_id")))
     if not broker.client_id:
