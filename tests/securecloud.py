@@ -27,6 +27,16 @@ from tests.cloudkit import SimDevice, make_store, reopen
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def wait_until_logged(process: subprocess.Popen[bytes], log_path: Path, marker: str, timeout: float = 60) -> None:
+    """Return once `marker` is in the process's log (an ingester logs readiness); raise with
+    the log's tail if the process exits or the time runs out first."""
+    deadline = time.monotonic() + timeout
+    while marker not in log_path.read_text():
+        if time.monotonic() > deadline or process.poll() is not None:
+            raise RuntimeError(f"{log_path.name}: never logged {marker!r}: {log_path.read_text()[-1500:]}")
+        time.sleep(0.05)
+
+
 class SecureCloud:
     def __init__(self, folder: Path, require_client_certs: bool = False, database_url: str = "") -> None:
         self.folder = folder
@@ -77,11 +87,8 @@ class SecureCloud:
              *(["--client-cert", str(self.setup.ingester_cert), "--client-key", str(self.setup.ingester_key)]
                if self.setup.ingester_cert else [])],
             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log)
-        deadline = time.monotonic() + 60
-        while wait and "subscribed to" not in log_path.read_text():
-            if time.monotonic() > deadline or process.poll() is not None:
-                raise RuntimeError(f"the ingester did not become ready: {log_path.read_text()[-1500:]}")
-            time.sleep(0.05)
+        if wait:
+            wait_until_logged(process, log_path, "subscribed to")
         return log_path
 
     def kill_ingester(self, sig: int = signal.SIGKILL, name: str = "main") -> None:

@@ -26,6 +26,7 @@ from earmark_wire.envelope import decode_envelope
 from tests.cloudkit import SimDevice, make_store, reopen
 from tests.pgdb import temporary_database
 from tests.rabbit import RabbitVhost
+from tests.securecloud import wait_until_logged
 
 ROOT = Path(__file__).resolve().parent.parent
 CLIPS = 300
@@ -50,11 +51,7 @@ class Cloud:
                                     "--client-id", f"ingester-{name}"],
                                    cwd=ROOT, stdout=subprocess.DEVNULL, stderr=open(log_path, "ab"))  # noqa: SIM115
         self.ingesters[name] = (process, log_path)
-        deadline = time.monotonic() + 60
-        while "consuming quorum queue" not in log_path.read_text():
-            if time.monotonic() > deadline or process.poll() is not None:
-                raise RuntimeError(f"ingester {name} did not start: {log_path.read_text()[-1500:]}")
-            time.sleep(0.05)
+        wait_until_logged(process, log_path, "consuming quorum queue")
 
     def stored_by(self, name: str) -> int:
         return self.ingesters[name][1].read_text().count("stored clip ")
