@@ -55,7 +55,7 @@ def run_bare(wav: Path, models_dir: Path) -> dict[str, float]:
     import numpy as np
     from openwakeword.model import Model
 
-    from device.wavfile import open_wav
+    from earmark.device.audio.wavfile import open_wav
 
     f, info = open_wav(wav)
     with f:
@@ -71,14 +71,14 @@ def run_bare(wav: Path, models_dir: Path) -> dict[str, float]:
 
 
 def run_device(wav: Path, data_dir: Path) -> dict[str, float]:
-    from device.audio import WavFileSource
-    from device.controls import Controls
-    from device.loop import DeviceLoop
-    from device.settings import load_settings
+    from earmark.device.assembly import assemble
+    from earmark.device.audio.source import WavFileSource
+    from earmark.device.controls import Controls
+    from earmark.device.settings import load_settings
 
     settings = load_settings(None, data_dir, device_id="bench-pi", owner_id=OWNER, mock_gpio=True)
     source = WavFileSource(wav)
-    loop = DeviceLoop.from_settings(settings, source, Controls(settings.gpio))
+    loop = assemble(settings, source, Controls(settings.gpio)).loop
     start = time.process_time()
     stats = loop.run()
     return {"cpu_s": time.process_time() - start, "audio_s": stats.frames * 0.08,
@@ -102,7 +102,7 @@ def main() -> None:
         child(args.child[0], Path(args.child[1]), Path(args.child[2]))
         return
 
-    from device.models import fetch_models
+    from earmark.device.listening.models import fetch_models
 
     wheels = sorted((ROOT / ".cache" / "wheels").glob("openwakeword-0.4.0-*.whl"))
     with tempfile.TemporaryDirectory() as tmp:

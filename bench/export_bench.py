@@ -23,10 +23,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from cloud.export import export_owner  # noqa: E402
-from cloud.ingest import Ingestor  # noqa: E402
-from cloud.store import Store  # noqa: E402
-from earmark_wire.envelope import decode_envelope  # noqa: E402
+from earmark.cloud.ingest.ingestor import Ingestor  # noqa: E402
+from earmark.cloud.owner.export import export_owner  # noqa: E402
+from earmark.cloud.store.store import Store  # noqa: E402
+from earmark.wire.envelope import decode_envelope  # noqa: E402
 from tests.cloudkit import SimDevice, make_store  # noqa: E402
 
 

@@ -35,8 +35,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.ingest_throughput import fresh_session, publish_all  # noqa: E402
-from cloud.db import parse_utc  # noqa: E402
-from cloud.store import Store  # noqa: E402
+from earmark.cloud.store.store import Store  # noqa: E402
+from earmark.wire.timestamps import parse_utc  # noqa: E402
 from tests.broker import Mosquitto  # noqa: E402
 from tests.rabbit import RabbitVhost  # noqa: E402
 
@@ -51,12 +51,12 @@ def child(spec: dict[str, object]) -> None:
     """One ingester: get everything ready, wait for the go file, then ingest until stopped."""
     from dataclasses import replace
 
-    from cloud.amqp_source import AmqpIngestService
-    from cloud.ingest import Ingestor
-    from cloud.metrics import Metrics
-    from cloud.service import IngestService
-    from cloud.settings import load_settings
-    from cloud.store import Store
+    from earmark.cloud.ingest.amqp_source import AmqpIngestService
+    from earmark.cloud.ingest.ingestor import Ingestor
+    from earmark.cloud.ingest.metrics import Metrics
+    from earmark.cloud.ingest.mqtt_source import IngestService
+    from earmark.cloud.settings import load_settings
+    from earmark.cloud.store.store import Store
 
     settings = load_settings(None, Path(str(spec["data_dir"])), url=f"mqtt://127.0.0.1:{spec['port']}",
                              database_url=str(spec["database_url"]) or None, source=str(spec["source"]))
@@ -100,7 +100,7 @@ def queue_in_rabbitmq(rabbit: RabbitVhost, password_file: Path, envelopes: list[
     import pika
     from paho.mqtt.enums import CallbackAPIVersion
 
-    from cloud.amqp_source import declare
+    from earmark.cloud.ingest.amqp_source import declare
 
     connection = pika.BlockingConnection(pika.URLParameters(
         f"amqp://{rabbit.ingester[0]}:{password_file.read_text().strip()}@127.0.0.1:5672/{rabbit.vhost}"))
@@ -175,7 +175,7 @@ def main() -> None:
 
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-    from earmark_wire.durable import write_file
+    from earmark.wire.durable import write_file
     from tests.cloudkit import SimDevice, make_store
     from tests.pgdb import temporary_database
 

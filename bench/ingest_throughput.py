@@ -110,11 +110,11 @@ def child_baseline(port: int, count: int) -> dict[str, float]:
 
 
 def child_ingester(port: int, count: int, data_dir: Path, owner_id: str) -> dict[str, float]:
-    from cloud.ingest import Ingestor
-    from cloud.metrics import Metrics
-    from cloud.service import IngestService
-    from cloud.settings import load_settings
-    from cloud.store import Store
+    from earmark.cloud.ingest.ingestor import Ingestor
+    from earmark.cloud.ingest.metrics import Metrics
+    from earmark.cloud.ingest.mqtt_source import IngestService
+    from earmark.cloud.settings import load_settings
+    from earmark.cloud.store.store import Store
 
     settings = load_settings(None, data_dir, url=f"mqtt://127.0.0.1:{port}")
     settings = type(settings)(**{**settings.__dict__, "broker": type(settings.broker)(

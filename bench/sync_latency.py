@@ -24,11 +24,11 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from device.identity import Sealer  # noqa: E402
-from device.publisher import Publisher  # noqa: E402
-from device.recorder import Recording  # noqa: E402
-from device.spool import Spool  # noqa: E402
-from earmark_wire.receipt import Receipt  # noqa: E402
+from earmark.device.listening.recorder import Recording  # noqa: E402
+from earmark.device.sync.identity import Sealer  # noqa: E402
+from earmark.device.sync.publisher import Publisher  # noqa: E402
+from earmark.device.sync.spool import Spool  # noqa: E402
+from earmark.wire.receipt import Receipt  # noqa: E402
 from tests.securecloud import SecureCloud  # noqa: E402
 
 

@@ -11,11 +11,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from earmark_wire.envelope import MAX_ENVELOPE_BYTES
-
-
-class ConfigError(ValueError):
-    """A configuration problem a user can fix; the message names the key."""
+from earmark.wire.envelope import MAX_ENVELOPE_BYTES
+from earmark.wire.errors import ConfigError
 
 
 @dataclass(frozen=True)

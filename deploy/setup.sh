@@ -37,26 +37,42 @@ if ! grep -q '^mqtt.listeners.tcp.default' "$RABBIT_CONF" 2>/dev/null \
     "# Earmark: RabbitMQ's MQTT plugin beside Mosquitto (which keeps 1883)" \
     "mqtt.listeners.tcp.default = 127.0.0.1:1884" "mqtt.allow_anonymous = false" | $SUDO tee -a "$RABBIT_CONF" >/dev/null
   $SUDO rabbitmq-plugins enable --offline rabbitmq_mqtt >/dev/null
-  if listening 5672; then $SUDO rabbitmqctl -q stop >/dev/null 2>&1 || true; sleep 1; fi
+  if listening 5672; then
+    $SUDO rabbitmqctl -q stop >/dev/null 2>&1 || true
+    for _ in $(seq 60); do listening 5672 || break; sleep 1; done
+  fi
 fi
 if ! listening 5672 || ! listening 1884; then
   say "starting RabbitMQ"
   listening 5672 || $SUDO rabbitmq-server -detached
-  $SUDO rabbitmqctl -q await_startup --timeout 120 >/dev/null
+  # A freshly started node registers with epmd a few seconds later; until then every
+  # rabbitmqctl call fails at once ("not running at all"), so ask again until it answers.
+  for _ in $(seq 120); do
+    $SUDO rabbitmqctl -q await_startup --timeout 5 >/dev/null 2>&1 && break
+    sleep 1
+  done
+  $SUDO rabbitmqctl -q await_startup --timeout 5 >/dev/null \
+    || { echo "RabbitMQ did not start: see /var/log/rabbitmq/" >&2; exit 1; }
   for _ in $(seq 60); do listening 1884 && break; sleep 1; done
+  listening 1884 || { echo "RabbitMQ's MQTT plugin is not listening on 127.0.0.1:1884" >&2; exit 1; }
 fi
 
 PYTHON="${PYTHON:-python3}"
 "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' || {
   echo "Earmark needs Python 3.11 or newer; $PYTHON is $("$PYTHON" --version)" >&2; exit 1; }
 
+# The editable install is a tree of links (setuptools' strict mode) that maps wire/, device/ and
+# cloud/ to earmark.wire, earmark.device and earmark.cloud, which mypy can follow too; a module
+# added or removed needs a reinstall, so the stamp covers the file list as well.
 stamp=".venv/.earmark-installed"
-want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
+want="$( { cat pyproject.toml; find wire device cloud -name '*.py' -o -name '*.json' -o -name py.typed | sort; } \
+  | sha256sum | cut -d' ' -f1)"
 if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   say "installing Python packages into .venv"
   [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
   .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -e '.[device,cloud,dev]'
+  rm -rf build/__editable__.*
+  .venv/bin/python -m pip install -q -e '.[device,cloud,dev]' --config-settings editable_mode=strict
   echo "$want" > "$stamp"
 fi
 

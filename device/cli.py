@@ -1,6 +1,8 @@
 """`earmark-device`: run the device, tune wake words, list mics, fetch models, make the key.
 
-Errors a user can cause print one line naming what to do and exit 2; tracebacks are bugs.
+Every error prints one line naming what to do; its exit code says what kind it was
+(earmark.wire.errors): 2 fix something, 75 try again later (systemd restarts), 1 refused.
+Tracebacks are bugs.
 """
 
 from __future__ import annotations
@@ -16,12 +18,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from device.audio import FRAME_SECONDS, AudioError, AudioSource, WavFileSource
-from device.identity import DeviceKeyError, load_or_create_key, public_key_of
-from device.models import LICENCE, ModelError, fetch_models, locate_models
-from device.settings import (
+from earmark.device.audio.source import FRAME_SECONDS, AudioSource, WavFileSource
+from earmark.device.listening.models import LICENCE, fetch_models, locate_models
+from earmark.device.settings import (
     BUILTIN_WAKE_WORDS,
-    ConfigError,
     DeviceSettings,
     WakeSettings,
     WakeWordSettings,
@@ -29,9 +29,9 @@ from device.settings import (
     load_settings,
     validate,
 )
-from earmark_wire.bundle import BundleError
+from earmark.device.sync.identity import load_or_create_key, public_key_of
+from earmark.wire.errors import ConfigError, exit_code_for
 
-USER_ERRORS = (ConfigError, AudioError, ModelError, DeviceKeyError, BundleError, OSError)
 log = logging.getLogger("earmark.device")
 
 
@@ -129,9 +129,7 @@ def _stop_on_signals() -> threading.Event:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from device.controls import Controls
-    from device.loop import DeviceLoop
-    from device.publisher import Publisher
+    from earmark.device.assembly import assemble
 
     s = _settings(args, device_id=args.device_id, owner_id=args.owner_id, spool_dir=args.spool,
                   mock_gpio=args.mock_gpio, mic_device=args.mic, broker_url=args.broker_url)
@@ -140,44 +138,31 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.audio_file:
         source = WavFileSource(args.audio_file, channel=s.mic.channel, realtime=args.realtime)
     else:
-        from device.microphone import Microphone
+        from earmark.device.audio.microphone import Microphone
 
         source = Microphone(s.mic.device, s.mic.channel, s.mic.rate)
-    controls = Controls(s.gpio)
-    publisher = None
-    try:
-        loop = DeviceLoop.from_settings(s, source, controls, _stop_on_signals())
-        if s.broker.url:
-            publisher = Publisher(s.broker, s.device_id, loop.spool,
-                                  on_receipt=lambda r: loop.flag_error() if r.status == "rejected" else None)
-            loop.on_spooled = publisher.notify
-            publisher.start()
-        else:
-            log.info("no broker configured: clips stay in %s", loop.spool.directory)
-        stats = loop.run()
-        drained = publisher.wait_drained(args.drain_timeout) if publisher and args.audio_file else True
-    finally:
-        if publisher is not None:
-            publisher.stop()
-        controls.close()
-    waiting = len(loop.spool.clips())
+    with assemble(s, source, stop=_stop_on_signals()) as device:
+        stats = device.run()
+        drained = device.wait_drained(args.drain_timeout) if args.audio_file else True
+        rejected = device.publisher.rejected if device.publisher is not None else 0
+    waiting = len(device.spool.clips())
     print(f"{len(stats.clips)} clip(s) recorded from {stats.frames * FRAME_SECONDS:.1f} s of audio; "
-          f"{waiting} clip(s) waiting in {loop.spool.directory}")
+          f"{waiting} clip(s) waiting in {device.spool.directory}")
     if stats.refused:
         print(f"{stats.refused} clip(s) were refused because the spool was full", file=sys.stderr)
         return 1
     if not drained:
         print(f"{waiting} clip(s) still waiting for the cloud after {args.drain_timeout:.0f} s", file=sys.stderr)
         return 3
-    if publisher is not None and publisher.rejected:
-        print(f"{publisher.rejected} clip(s) were rejected by the cloud; they are kept in "
-              f"{loop.spool.rejected_dir} with the reason", file=sys.stderr)
+    if rejected:
+        print(f"{rejected} clip(s) were rejected by the cloud; they are kept in "
+              f"{device.spool.rejected_dir} with the reason", file=sys.stderr)
         return 1
     return 0
 
 
 def cmd_detect(args: argparse.Namespace) -> int:
-    from device.wake import WakeDetector
+    from earmark.device.listening.wake import WakeDetector
 
     s = _settings(args)
     words = s.wake.words
@@ -205,7 +190,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
 
 
 def cmd_mics(args: argparse.Namespace) -> int:
-    from device.microphone import list_mics
+    from earmark.device.audio.microphone import list_mics
 
     mics = list_mics()
     if not mics:
@@ -226,8 +211,8 @@ def cmd_models_fetch(args: argparse.Namespace) -> int:
 
 
 def cmd_spool(args: argparse.Namespace) -> int:
-    from device.spool import Spool
-    from earmark_wire.envelope import EnvelopeError, decode_envelope
+    from earmark.device.sync.spool import Spool
+    from earmark.wire.envelope import EnvelopeError, decode_envelope
 
     s = _settings(args, spool_dir=args.spool)
     key = load_or_create_key(s.key_path)[0].public_key() if s.key_path.exists() else None
@@ -266,7 +251,7 @@ def cmd_enroll(args: argparse.Namespace) -> int:
 
 
 def cmd_provision(args: argparse.Namespace) -> int:
-    from device.pairing import install_bundle
+    from earmark.device.sync.pairing import install_bundle
 
     s = _settings(args)
     written = install_bundle(Path(s.data_dir), args.bundle)
@@ -290,9 +275,10 @@ def main(argv: list[str] | None = None) -> int:
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
         return handler(args)
-    except USER_ERRORS as exc:
-        print(f"earmark-device: error: {exc}", file=sys.stderr)
-        return 2
+    except Exception as exc:  # the one place errors become exit codes (earmark.wire.errors)
+        code, message = exit_code_for(exc, f"earmark-device {args.command}")
+        print(f"earmark-device: error: {message}", file=sys.stderr)
+        return code
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ import logging
 import threading
 from typing import Any
 
-from device.settings import GpioSettings
+from earmark.device.settings import GpioSettings
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +113,7 @@ class Apa102Strip:
             try:
                 import spidev
             except ImportError:
-                from device.settings import ConfigError
+                from earmark.wire.errors import ConfigError
 
                 raise ConfigError("gpio.light = \"apa102\" needs spidev: pip install spidev") from None
             spi = spidev.SpiDev()
@@ -159,7 +159,7 @@ class StatusLight:
             self.led = RGBLED(*pins, active_high=settings.led_active_high, pwm=True,
                               pin_factory=pin_factory)
         elif any(p is not None for p in pins):
-            from device.settings import ConfigError
+            from earmark.wire.errors import ConfigError
 
             raise ConfigError("config key gpio: give all three of led_red_pin, led_green_pin, "
                               "led_blue_pin, or none")

@@ -14,15 +14,12 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
-from device.audio import AudioSource
-from device.controls import Controls, LightState
-from device.identity import Sealer, load_or_create_key, public_key_of
-from device.models import locate_models
-from device.recorder import Recorder, Recording
-from device.settings import DeviceSettings
-from device.speech import SpeechDetector
-from device.spool import Spool, SpoolFull
-from device.wake import WakeDetector
+from earmark.device.audio.source import AudioSource
+from earmark.device.controls import Controls, LightState
+from earmark.device.listening.recorder import Recorder, Recording
+from earmark.device.listening.wake import WakeDetector
+from earmark.device.sync.identity import Sealer
+from earmark.device.sync.spool import Spool, SpoolFull
 
 log = logging.getLogger(__name__)
 
@@ -44,23 +41,6 @@ class DeviceLoop:
         self.on_spooled: Callable[[], None] = lambda: None  # e.g. Publisher.notify; must not block
         self.stats = RunStats()
         self._error = False
-
-    @classmethod
-    def from_settings(cls, s: DeviceSettings, source: AudioSource, controls: Controls,
-                      stop: threading.Event | None = None) -> DeviceLoop:
-        """The one way a device is put together (the CLI and the tests both use it)."""
-        s.require_identity()
-        models = locate_models(s.models_dir, [w.name for w in s.wake.words])
-        key, created = load_or_create_key(s.key_path)
-        if created:
-            log.info("made a new device key at %s; public key %s", s.key_path, public_key_of(key))
-        speech = SpeechDetector(models.vad, s.recorder.vad_threshold)
-        spool = Spool(s.spool_dir, s.spool.max_bytes)
-        if spool.swept:
-            log.warning("swept %d torn clip file(s) left by a crash", spool.swept)
-        return cls(source, WakeDetector(s.wake, models),
-                   Recorder(s.recorder, speech.is_speech, on_start=speech.reset),
-                   Sealer(s.device_id, s.owner_id, key), spool, controls, stop)
 
     def run(self) -> RunStats:
         """Until the input ends or `stop` is set."""

@@ -13,14 +13,11 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from earmark_wire.envelope import OWNER_ID_PATTERN
-from earmark_wire.topics import DEVICE_ID_PATTERN
+from earmark.wire.envelope import OWNER_ID_PATTERN
+from earmark.wire.errors import ConfigError
+from earmark.wire.topics import DEVICE_ID_PATTERN
 
 BUILTIN_WAKE_WORDS = ("alexa", "hey_jarvis", "hey_mycroft", "hey_marvin")
-
-
-class ConfigError(ValueError):
-    """A configuration problem a user can fix; the message names the key."""
 
 
 @dataclass(frozen=True)

@@ -12,12 +12,12 @@ from typing import Any
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from cloud.crypto import create_master_key
-from cloud.store import Store
-from device.identity import Sealer, public_key_of
-from device.recorder import Recording
-from earmark_wire.envelope import ClipHeader, decode_envelope, encode_envelope
-from earmark_wire.topics import clip_topic
+from earmark.cloud.store.crypto import create_master_key
+from earmark.cloud.store.store import Store
+from earmark.device.listening.recorder import Recording
+from earmark.device.sync.identity import Sealer, public_key_of
+from earmark.wire.envelope import ClipHeader, decode_envelope, encode_envelope
+from earmark.wire.topics import clip_topic
 from tests.pgdb import admin_execute
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cloud.store import Store
-from device.models import fetch_models
+from earmark.cloud.store.store import Store
+from earmark.device.listening.models import fetch_models
 from tests.cloudkit import make_store
 from tests.pgdb import temporary_database
 from tests.speech import say

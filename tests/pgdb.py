@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 import psycopg
 
-from cloud.postgres import migrate
+from earmark.cloud.store.postgres import migrate
 
 ADMIN = os.environ.get("EARMARK_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
 SERVICE_ROLE = "earmark_test_service"

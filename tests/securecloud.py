@@ -18,9 +18,10 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from cloud import broker
-from device.settings import BrokerSettings
-from earmark_wire.durable import write_file
+from earmark.cloud.broker import logins as broker
+from earmark.cloud.broker.config import write_broker_config
+from earmark.device.settings import BrokerSettings
+from earmark.wire.durable import write_file
 from tests.broker import free_port
 from tests.cloudkit import SimDevice, make_store, reopen
 
@@ -44,7 +45,7 @@ class SecureCloud:
         self.database_url = database_url
         self.store = make_store(self.data_dir, database_url)
         self.port = free_port()
-        self.setup = broker.write_broker_config(self.store, folder / "broker", port=self.port,
+        self.setup = write_broker_config(self.store, folder / "broker", port=self.port,
                                                 run_as=getpass.getuser(), require_client_certs=require_client_certs)
         self.broker_proc: subprocess.Popen[bytes] | None = None
         self.ingesters: dict[str, subprocess.Popen[bytes]] = {}
@@ -79,7 +80,7 @@ class SecureCloud:
         log_path = self.folder / f"ingest-{name}-{self.ingester_runs}.log"
         log = open(log_path, "ab")  # noqa: SIM115
         process = self.ingesters[name] = subprocess.Popen(
-            [sys.executable, "-m", "cloud.cli", "ingest", "--data-dir", str(self.data_dir),
+            [sys.executable, "-m", "earmark.cloud.cli", "ingest", "--data-dir", str(self.data_dir),
              "--client-id", f"earmark-ingester-{name}",
              *(["--database-url", self.database_url] if self.database_url else []),
              "--broker", self.setup.url, "--ca", str(self.setup.ca), "--username", broker.INGESTER_USERNAME,

@@ -18,11 +18,11 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from device.publisher import Publisher
-from device.settings import BrokerSettings
-from device.spool import Spool
-from earmark_wire.durable import write_file
-from earmark_wire.envelope import decode_envelope
+from earmark.device.settings import BrokerSettings
+from earmark.device.sync.publisher import Publisher
+from earmark.device.sync.spool import Spool
+from earmark.wire.durable import write_file
+from earmark.wire.envelope import decode_envelope
 from tests.cloudkit import SimDevice, make_store, reopen
 from tests.pgdb import temporary_database
 from tests.rabbit import RabbitVhost
@@ -47,7 +47,7 @@ class Cloud:
 
     def start_ingester(self, name: str) -> None:
         log_path = self.folder / f"ingest-{name}.log"
-        process = subprocess.Popen([sys.executable, "-m", "cloud.cli", "ingest", "--data-dir", str(self.data_dir),
+        process = subprocess.Popen([sys.executable, "-m", "earmark.cloud.cli", "ingest", "--data-dir", str(self.data_dir),
                                     "--client-id", f"ingester-{name}"],
                                    cwd=ROOT, stdout=subprocess.DEVNULL, stderr=open(log_path, "ab"))  # noqa: SIM115
         self.ingesters[name] = (process, log_path)

@@ -12,12 +12,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from device.audio import FRAME_SAMPLES, AudioError, FrameConverter, WavFileSource
-from device.microphone import MicInfo, Microphone, choose_mic
-from device.models import locate_models
-from device.resample import StreamingResampler
-from device.settings import WakeSettings
-from device.wake import WakeDetector
+from earmark.device.audio.microphone import MicInfo, Microphone, choose_mic
+from earmark.device.audio.resample import StreamingResampler
+from earmark.device.audio.source import FRAME_SAMPLES, AudioError, FrameConverter, WavFileSource
+from earmark.device.listening.models import locate_models
+from earmark.device.listening.wake import WakeDetector
+from earmark.device.settings import WakeSettings
 from tests.speech import RATE, Scene, write_wav
 
 

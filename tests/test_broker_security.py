@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from earmark_wire.envelope import decode_envelope
-from earmark_wire.receipt import parse_receipt
+from earmark.wire.envelope import decode_envelope
+from earmark.wire.receipt import parse_receipt
 from tests.cloudkit import SimDevice, new_clip_id
 from tests.securecloud import Client, SecureCloud
 
@@ -133,7 +133,7 @@ def test_a_revoked_device_is_refused_by_the_broker_and_the_ingester(cloud: Secur
     time.sleep(1)
     assert len(cloud.clips(a.owner_id)) == 1
     # Had a message slipped through, the ingester refuses the device itself:
-    from cloud.ingest import Ingestor
+    from earmark.cloud.ingest.ingestor import Ingestor
 
     assert Ingestor(cloud.store).handle(a.topic, a.clip(seed=9)).reason == "revoked_device"
     client.close()
@@ -143,9 +143,9 @@ def test_a_revoked_device_is_refused_by_the_broker_and_the_ingester(cloud: Secur
 DEVICE_PROCESS = """
 import sys, time
 from pathlib import Path
-from device.publisher import Publisher
-from device.settings import BrokerSettings
-from device.spool import Spool
+from earmark.device.sync.publisher import Publisher
+from earmark.device.settings import BrokerSettings
+from earmark.device.sync.spool import Spool
 url, device_id, password_file, ca, spool = sys.argv[1:6]
 publisher = Publisher(BrokerSettings(url=url, username=device_id, password_file=password_file, ca=ca),
                       device_id, Spool(Path(spool), 10**8))
@@ -194,7 +194,7 @@ def test_device_presence_is_retained_online_and_the_will_says_offline(cloud: Sec
 
 
 def test_client_certificates_can_be_required_on_top_of_logins(tmp_path: Path) -> None:
-    from cloud.certs import issue
+    from earmark.cloud.broker.certs import issue
 
     cloud = SecureCloud(tmp_path, require_client_certs=True)
     cloud.start_broker()

@@ -13,12 +13,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from device.audio import WavFileSource
-from device.controls import LIGHT_COLOURS, Controls, LightState
-from device.loop import DeviceLoop
-from device.settings import DeviceSettings, GpioSettings, load_settings
-from device.spool import Spool
-from earmark_wire.envelope import decode_envelope, parse_public_key
+from earmark.device.assembly import assemble
+from earmark.device.audio.source import WavFileSource
+from earmark.device.controls import LIGHT_COLOURS, Controls, LightState
+from earmark.device.loop import DeviceLoop
+from earmark.device.settings import DeviceSettings, GpioSettings, load_settings
+from earmark.device.sync.spool import Spool
+from earmark.wire.envelope import decode_envelope, parse_public_key
 from tests.conftest import OWNER
 from tests.speech import RATE, Scene, voiced_span
 
@@ -34,7 +35,7 @@ def settings_for(data_dir: Path, **gpio: object) -> DeviceSettings:
 
 def clips_in(s: DeviceSettings) -> list[tuple[dict[str, object], np.ndarray]]:
     """Every spooled clip, decoded and signature-checked against the device's key."""
-    from device.identity import load_or_create_key, public_key_of
+    from earmark.device.sync.identity import load_or_create_key, public_key_of
 
     public = parse_public_key(public_key_of(load_or_create_key(s.key_path)[0]))
     out = []
@@ -49,7 +50,7 @@ def run_device(s: DeviceSettings, wav: Path, realtime: bool = False,
                before: Callable[[Controls], None] = lambda c: None) -> tuple[DeviceLoop, Controls]:
     controls = Controls(s.gpio)
     before(controls)
-    loop = DeviceLoop.from_settings(s, WavFileSource(wav, realtime=realtime), controls)
+    loop = assemble(s, WavFileSource(wav, realtime=realtime), controls).loop
     loop.run()
     return loop, controls
 
@@ -120,7 +121,7 @@ def test_muted_device_reads_no_frames_until_unmuted(data_dir: Path, tmp_path: Pa
     controls = Controls(s.gpio)
     controls.mute.button.pin.drive_low()  # switch closed: muted from the start
     source = WavFileSource(wake_scene.write(tmp_path / "scene.wav"))
-    loop = DeviceLoop.from_settings(s, source, controls)
+    loop = assemble(s, source, controls).loop
     worker = threading.Thread(target=loop.run)
     worker.start()
     time.sleep(0.5)
@@ -142,7 +143,7 @@ def test_mute_midway_closes_the_stream_and_drops_the_recording(data_dir: Path, t
     s = settings_for(data_dir)  # toggle button
     controls = Controls(s.gpio)
     source = WavFileSource(wake_scene.write(tmp_path / "scene.wav"), realtime=True)
-    loop = DeviceLoop.from_settings(s, source, controls)
+    loop = assemble(s, source, controls).loop
     worker = threading.Thread(target=loop.run)
     worker.start()
     deadline = time.monotonic() + 20
@@ -221,7 +222,7 @@ class RecordingSpi:
 
 
 def test_respeaker_apa102_leds_show_each_state() -> None:
-    from device.controls import StatusLight
+    from earmark.device.controls import StatusLight
 
     spi = RecordingSpi()
     light = StatusLight(GpioSettings(light="apa102", apa102_count=3), None, spi=spi)
@@ -235,7 +236,7 @@ def test_respeaker_apa102_leds_show_each_state() -> None:
 def test_a_clip_the_cloud_rejected_lights_the_error_light(data_dir: Path, tmp_path: Path) -> None:
     s = settings_for(data_dir)
     controls = Controls(s.gpio)
-    loop = DeviceLoop.from_settings(s, WavFileSource(Scene().pause(0.5).write(tmp_path / "q.wav")), controls)
+    loop = assemble(s, WavFileSource(Scene().pause(0.5).write(tmp_path / "q.wav")), controls).loop
     loop.run()
     assert controls.light.state is LightState.IDLE
     loop.flag_error()  # what the publisher's receipt callback calls on "rejected"

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from cloud.db import StoreError
-from cloud.ingest import Ingestor
-from device.spool import Spool, SpoolFull
-from earmark_wire.envelope import decode_envelope
+from earmark.cloud.ingest.ingestor import Ingestor
+from earmark.cloud.store.database import StoreError
+from earmark.device.sync.spool import Spool, SpoolFull
+from earmark.wire.envelope import decode_envelope
 from tests.cloudkit import SimDevice, make_store
 
 

@@ -9,7 +9,7 @@ import json
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from earmark_wire.envelope import EnvelopeError, decode_envelope
+from earmark.wire.envelope import EnvelopeError, decode_envelope
 from tests.test_wire_format import example_header, reframe, sample
 
 VALID = sample()

@@ -13,13 +13,14 @@ from pathlib import Path
 import pytest
 from pyrage import x25519
 
-from cloud.db import StoreError
-from cloud.erasure import delete_clip, erase_owner, purge_expired
-from cloud.export import ExportError, export_owner
-from cloud.ingest import Ingestor
-from cloud.store import Store
-from cloud.verify_export import verify_export
-from earmark_wire.envelope import decode_envelope
+from earmark.cloud.ingest.ingestor import Ingestor
+from earmark.cloud.owner.erasure import delete_clip, erase_owner
+from earmark.cloud.owner.export import ExportError, export_owner
+from earmark.cloud.owner.retention import purge_expired
+from earmark.cloud.owner.verify_export import verify_export
+from earmark.cloud.store.database import StoreError
+from earmark.cloud.store.store import Store
+from earmark.wire.envelope import decode_envelope
 from tests.cloudkit import SimDevice, reopen, tamper
 
 
@@ -193,7 +194,7 @@ def test_erasure_shreds_the_key_first_and_leaves_a_tombstone(store: Store, alice
     # A copy of a blob made before erasure (a backup, say) no longer opens with anything.
     (store.data_dir / row.blob_path).parent.mkdir(parents=True)
     (store.data_dir / row.blob_path).write_bytes(kept_copy)
-    from cloud.store import OwnerError
+    from earmark.cloud.store.keys import OwnerError
 
     with pytest.raises(OwnerError):
         store.clips.read(alice, row)

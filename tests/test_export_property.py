@@ -15,10 +15,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cloud.erasure import erase_owner
-from cloud.export import ExportError, export_owner
-from cloud.ingest import Ingestor
-from earmark_wire.envelope import decode_envelope
+from earmark.cloud.ingest.ingestor import Ingestor
+from earmark.cloud.owner.erasure import erase_owner
+from earmark.cloud.owner.export import ExportError, export_owner
+from earmark.wire.envelope import decode_envelope
 from tests.cloudkit import SimDevice, make_store
 from tests.pgdb import temporary_database
 

@@ -13,10 +13,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cloud.crypto import CryptoError
-from cloud.ingest import Ingestor
-from cloud.store import Store
-from earmark_wire.envelope import MAX_ENVELOPE_BYTES, decode_envelope
+from earmark.cloud.ingest.ingestor import Ingestor
+from earmark.cloud.store.crypto import CryptoError
+from earmark.cloud.store.store import Store
+from earmark.wire.envelope import MAX_ENVELOPE_BYTES, decode_envelope
 from tests.cloudkit import SimDevice, make_store, new_clip_id, reopen, tamper
 
 
@@ -167,7 +167,7 @@ def test_a_crash_between_blob_and_row_is_swept_and_the_clip_stored_on_redelivery
     envelope = a.clip()
     clip_id = decode_envelope(envelope).header.clip_id
     orphan = store.data_dir / store.clips.blob_path(a.owner_id, clip_id)
-    store.write_blob(orphan, b"half-finished ingest")  # the blob landed, the crash hit before the row
+    store.blobs.write(store.clips.blob_path(a.owner_id, clip_id), b"half-finished ingest")  # the blob landed, the crash hit before the row
     reopened = reopen(store)
     assert reopened.sweep() == 1 and not orphan.exists()
     assert Ingestor(reopened).handle(a.topic, envelope).status == "stored"
@@ -193,8 +193,8 @@ def test_the_audit_log_finds_edited_and_missing_events(store: Store, pair: tuple
 
 
 def test_a_wrong_master_key_is_refused(tmp_path: Path) -> None:
-    from cloud.crypto import create_master_key
-    from cloud.db import StoreError
+    from earmark.cloud.store.crypto import create_master_key
+    from earmark.cloud.store.database import StoreError
 
     store = make_store(tmp_path / "cloud")
     store.close()

@@ -19,9 +19,9 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from cloud.store import Store
-from earmark_wire.envelope import decode_envelope
-from earmark_wire.receipt import parse_receipt
+from earmark.cloud.store.store import Store
+from earmark.wire.envelope import decode_envelope
+from earmark.wire.receipt import parse_receipt
 from tests.broker import Mosquitto, free_port
 from tests.cloudkit import SimDevice, make_store
 
@@ -49,7 +49,7 @@ class Ingester:
 
     def start(self) -> Ingester:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "cloud.cli", "ingest", "--data-dir", str(self.data_dir),
+            [sys.executable, "-m", "earmark.cloud.cli", "ingest", "--data-dir", str(self.data_dir),
              "--broker", self.broker.url, "--metrics-port", str(self.metrics_port)],
             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=open(self.log, "ab"))  # noqa: SIM115
         RUNNING.append(self.proc)
@@ -238,7 +238,7 @@ def test_a_second_ingester_on_the_same_store_refuses_to_start(
     orphan = data_dir / "blobs" / device.owner_id / "in-flight.bin"
     orphan.parent.mkdir(parents=True)
     orphan.write_bytes(b"a blob the first ingester has written but not yet committed")
-    second = subprocess.run([sys.executable, "-m", "cloud.cli", "ingest", "--data-dir", str(data_dir),
+    second = subprocess.run([sys.executable, "-m", "earmark.cloud.cli", "ingest", "--data-dir", str(data_dir),
                              "--broker", broker.url, "--metrics-port", "0"],
                             cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert second.returncode == 2
@@ -248,13 +248,13 @@ def test_a_second_ingester_on_the_same_store_refuses_to_start(
 
 
 def test_an_ingester_started_before_its_database_waits_for_it(tmp_path: Path) -> None:
-    from cloud.crypto import create_master_key
+    from earmark.cloud.store.crypto import create_master_key
 
     data_dir = tmp_path / "cloud"
     create_master_key(data_dir / "secrets" / "master.key")
     nowhere = f"postgresql://earmark_test_service@127.0.0.1:{free_port()}/earmark"  # nothing listens
     log = tmp_path / "ingest.log"
-    proc = subprocess.Popen([sys.executable, "-m", "cloud.cli", "ingest", "--data-dir", str(data_dir),
+    proc = subprocess.Popen([sys.executable, "-m", "earmark.cloud.cli", "ingest", "--data-dir", str(data_dir),
                              "--database-url", nowhere, "--metrics-port", "0"],
                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=open(log, "ab"))  # noqa: SIM115
     try:

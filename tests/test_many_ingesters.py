@@ -8,7 +8,7 @@ import re
 import time
 from pathlib import Path
 
-from earmark_wire.envelope import decode_envelope
+from earmark.wire.envelope import decode_envelope
 from tests.pgdb import temporary_database
 from tests.securecloud import Client, SecureCloud
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from device.models import ModelError, expected_checksums, fetch_models, locate_models
+from earmark.device.listening.models import ModelError, expected_checksums, fetch_models, locate_models
 
 
 def test_fetch_from_the_wheel_installs_every_model_verified(tmp_path: Path, wheel: Path) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from device.settings import load_settings
+from earmark.device.settings import load_settings
 from tests.broker import free_port
 from tests.securecloud import SecureCloud
 from tests.speech import Scene
@@ -36,9 +36,9 @@ def cloud(tmp_path: Path) -> Iterator[SecureCloud]:
 
 def pair(cloud: SecureCloud, data_dir: Path, device_id: str = "hall-pi") -> tuple[str, Path]:
     owner = cloud.store.registry.add_owner("Dana").owner_id
-    key = run("device.cli", "enroll", "--data-dir", data_dir).stdout.split()[-1]
+    key = run("earmark.device.cli", "enroll", "--data-dir", data_dir).stdout.split()[-1]
     bundle = data_dir.parent / f"{device_id}.bundle.json"
-    added = run("cloud.cli", "device", "add", "--data-dir", cloud.data_dir, "--owner", owner, "--public-key", key,
+    added = run("earmark.cloud.cli", "device", "add", "--data-dir", cloud.data_dir, "--owner", owner, "--public-key", key,
                 "--device-id", device_id, "--bundle-out", bundle)
     assert added.returncode == 0, added.stderr
     return owner, bundle
@@ -50,7 +50,7 @@ def test_a_bundle_pairs_the_device_with_its_secrets_kept_private(cloud: SecureCl
     content = json.loads(bundle.read_text())
     assert content["device_id"] == "hall-pi" and content["owner_id"] == owner
     assert content["broker_url"] == cloud.setup.url and "BEGIN CERTIFICATE" in content["ca_pem"]
-    provisioned = run("device.cli", "provision", bundle, "--data-dir", data_dir)
+    provisioned = run("earmark.device.cli", "provision", bundle, "--data-dir", data_dir)
     assert provisioned.returncode == 0, provisioned.stderr
     assert content["password"] not in provisioned.stdout + provisioned.stderr
     for secret in ("pairing.toml", "broker.password", "device.key"):
@@ -64,7 +64,7 @@ def test_a_bundle_made_for_another_device_key_is_refused(cloud: SecureCloud, dat
     _, bundle = pair(cloud, data_dir)
     other = tmp_path / "other-device"
     other.mkdir()
-    result = run("device.cli", "provision", bundle, "--data-dir", other)
+    result = run("earmark.device.cli", "provision", bundle, "--data-dir", other)
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "made for key" in result.stderr
     assert not (other / "pairing.toml").exists()
@@ -73,9 +73,9 @@ def test_a_bundle_made_for_another_device_key_is_refused(cloud: SecureCloud, dat
 def test_a_paired_device_delivers_its_clip_and_empties_its_spool(
         cloud: SecureCloud, data_dir: Path, tmp_path: Path, speech: Callable[..., np.ndarray]) -> None:
     owner, bundle = pair(cloud, data_dir)
-    run("device.cli", "provision", bundle, "--data-dir", data_dir)
+    run("earmark.device.cli", "provision", bundle, "--data-dir", data_dir)
     wav = Scene().pause(1).speak(speech("alexa")).speak(speech("turn off the oven")).pause(2).write(tmp_path / "a.wav")
-    result = run("device.cli", "run", "--data-dir", data_dir, "--audio-file", wav, "--mock-gpio")
+    result = run("earmark.device.cli", "run", "--data-dir", data_dir, "--audio-file", wav, "--mock-gpio")
     assert result.returncode == 0, result.stderr
     assert "0 clip(s) waiting" in result.stdout
     assert len(cloud.clips(owner)) == 1
@@ -85,7 +85,7 @@ def test_an_unreachable_broker_leaves_the_clip_spooled_and_exits_non_zero(
         data_dir: Path, tmp_path: Path, speech: Callable[..., np.ndarray]) -> None:
     scene = Scene().pause(1).speak(speech("alexa")).speak(speech("what is the weather")).pause(2)
     wav = scene.write(tmp_path / "a.wav")
-    result = run("device.cli", "run", "--data-dir", data_dir, "--audio-file", wav, "--mock-gpio",
+    result = run("earmark.device.cli", "run", "--data-dir", data_dir, "--audio-file", wav, "--mock-gpio",
                  "--device-id", "lonely-pi", "--owner-id", "6f1d2c3b-4a59-4e6f-8a7b-9c0d1e2f3a4b",
                  "--broker", f"mqtt://127.0.0.1:{free_port()}", "--drain-timeout", "2")
     assert result.returncode == 3
@@ -96,10 +96,10 @@ def test_an_unreachable_broker_leaves_the_clip_spooled_and_exits_non_zero(
 def test_a_rejected_clip_is_moved_aside_with_its_reason(
         cloud: SecureCloud, data_dir: Path, tmp_path: Path, speech: Callable[..., np.ndarray]) -> None:
     owner, bundle = pair(cloud, data_dir)
-    run("device.cli", "provision", bundle, "--data-dir", data_dir)
+    run("earmark.device.cli", "provision", bundle, "--data-dir", data_dir)
     os.replace(data_dir / "device.key", tmp_path / "old.key")  # the key changes after pairing
     wav = Scene().pause(1).speak(speech("alexa")).speak(speech("lock the door")).pause(2).write(tmp_path / "a.wav")
-    result = run("device.cli", "run", "--data-dir", data_dir, "--audio-file", wav, "--mock-gpio")
+    result = run("earmark.device.cli", "run", "--data-dir", data_dir, "--audio-file", wav, "--mock-gpio")
     assert result.returncode == 1 and "rejected by the cloud" in result.stderr
     [reason] = (data_dir / "spool" / "rejected").glob("*.reason")
     assert reason.read_text().strip() == "bad_signature"

@@ -10,10 +10,10 @@ from urllib.parse import urlsplit
 import psycopg
 import pytest
 
-from cloud.db import StoreError
-from cloud.ingest import Ingestor
-from cloud.postgres import PostgresDatabase
-from cloud.store import Store
+from earmark.cloud.ingest.ingestor import Ingestor
+from earmark.cloud.store.database import StoreError
+from earmark.cloud.store.postgres import PostgresDatabase
+from earmark.cloud.store.store import Store
 from tests.cloudkit import SimDevice, make_store, tamper
 from tests.pgdb import admin_execute, temporary_database
 
@@ -170,7 +170,7 @@ def test_an_erasure_waits_for_a_clip_commit_in_flight_and_then_deletes_that_clip
         pg_store: Store, two_owners: tuple[str, str]) -> None:
     import threading
 
-    from cloud.erasure import erase_owner
+    from earmark.cloud.owner.erasure import erase_owner
     from tests.cloudkit import reopen
 
     alice, _ = two_owners

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from device.audio import FRAME_SAMPLES
-from device.recorder import Recorder, Recording, State
-from device.settings import RecorderSettings
-from device.wake import Detection
+from earmark.device.audio.source import FRAME_SAMPLES
+from earmark.device.listening.recorder import Recorder, Recording, State
+from earmark.device.listening.wake import Detection
+from earmark.device.settings import RecorderSettings
 
 LOUD, QUIET = 8000, 0
 SETTINGS = RecorderSettings(pre_roll_s=0.5, silence_end_s=0.8, no_speech_timeout_s=4.0, max_length_s=15.0)

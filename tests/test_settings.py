@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from device.settings import ConfigError, load_settings
+from earmark.device.settings import load_settings
+from earmark.wire.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "deploy" / "earmark-device.example.toml"

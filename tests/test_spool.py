@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from device.spool import Spool, SpoolFull
-from earmark_wire.durable import TEMP_PREFIX
-from earmark_wire.envelope import decode_envelope
+from earmark.device.sync.spool import Spool, SpoolFull
+from earmark.wire.durable import TEMP_PREFIX
+from earmark.wire.envelope import decode_envelope
 
 
 def test_clips_come_back_oldest_first_and_leave_on_remove(tmp_path: Path) -> None:
@@ -53,9 +53,9 @@ WRITER = textwrap.dedent("""
     import numpy as np
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
     from datetime import datetime, UTC
-    from device.identity import Sealer
-    from device.recorder import Recording
-    from device.spool import Spool
+    from earmark.device.sync.identity import Sealer
+    from earmark.device.listening.recorder import Recording
+    from earmark.device.sync.spool import Spool
     spool = Spool(Path(sys.argv[1]), 10**10)
     sealer = Sealer("crash-test", "6f1d2c3b-4a59-4e6f-8a7b-9c0d1e2f3a4b", Ed25519PrivateKey.generate())
     audio = (np.random.default_rng(0).integers(-3000, 3000, 16000 * 14)).astype(np.int16)

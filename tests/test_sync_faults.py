@@ -8,9 +8,9 @@ import threading
 import time
 from pathlib import Path
 
-from device.publisher import Publisher
-from device.spool import Spool
-from earmark_wire.envelope import decode_envelope
+from earmark.device.sync.publisher import Publisher
+from earmark.device.sync.spool import Spool
+from earmark.wire.envelope import decode_envelope
 from tests.netcut import NetCut
 from tests.securecloud import SecureCloud
 

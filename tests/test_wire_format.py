@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from earmark_wire import envelope as wire
-from earmark_wire.envelope import ClipHeader, EnvelopeError, decode_envelope, encode_envelope
-from earmark_wire.receipt import Receipt, ReceiptError, parse_receipt
-from earmark_wire.topics import (
+from earmark.wire import envelope as wire
+from earmark.wire.envelope import ClipHeader, EnvelopeError, decode_envelope, encode_envelope
+from earmark.wire.receipt import Receipt, ReceiptError, parse_receipt
+from earmark.wire.topics import (
     TopicError,
     clip_topic,
     device_from_clip_topic,

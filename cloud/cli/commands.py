@@ -1,0 +1,359 @@
+"""The `earmark-cloud` commands: each takes the parsed arguments, does one thing through the
+library, prints ids or --json for scripts, and returns the exit code. cli.py wires them up."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from earmark.cloud.settings import CloudSettings, default_data_dir, load_settings
+from earmark.cloud.store.crypto import create_master_key
+from earmark.cloud.store.database import StoreUnavailable
+from earmark.cloud.store.registry import RegistryError
+from earmark.cloud.store.store import Store
+
+if TYPE_CHECKING:
+    from earmark.cloud.ingest.amqp_source import AmqpIngestService
+
+log = logging.getLogger("earmark.cloud")
+
+
+def _settings(args: argparse.Namespace, **flags: Any) -> CloudSettings:
+    config = args.config
+    if config is None:
+        default = (args.data_dir or default_data_dir()) / "cloud.toml"
+        config = default if default.is_file() else None
+    return load_settings(config, args.data_dir, database_url=args.database_url, **flags)
+
+
+def _store(args: argparse.Namespace) -> Store:
+    s = _settings(args)
+    return Store.open(s)
+
+
+def _emit(args: argparse.Namespace, rows: list[dict[str, Any]], columns: list[str]) -> None:
+    if args.json:
+        for row in rows:
+            print(json.dumps(row))
+        return
+    widths = {c: max([len(c)] + [len(str(r.get(c, ""))) for r in rows]) for c in columns}
+    print("  ".join(c.ljust(widths[c]) for c in columns))
+    for row in rows:
+        print("  ".join(str(row.get(c, "") if row.get(c) is not None else "-").ljust(widths[c]) for c in columns))
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    s = _settings(args)
+    made = create_master_key(s.master_key_path)
+    store = Store.open(s, create=True)
+    counts = store.counts()
+    result = {"data_dir": s.data_dir, "master_key_file": str(s.master_key_path), "master_key_created": made,
+              "owners": counts["owners"]}
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"store ready in {s.data_dir}; master key {'created' if made else 'kept'} at {s.master_key_path}")
+        print("keep the master key off the database's disk and backed up: without it no clip can be read")
+    return 0
+
+
+def cmd_owner_add(args: argparse.Namespace) -> int:
+    owner = _store(args).registry.add_owner(args.name)
+    print(json.dumps(asdict(owner)) if args.json else owner.owner_id)
+    return 0
+
+
+def cmd_owner_list(args: argparse.Namespace) -> int:
+    _emit(args, [asdict(o) for o in _store(args).registry.owners()],
+          ["owner_id", "display_name", "created_at", "erased_at"])
+    return 0
+
+
+def cmd_owner_set_recipient(args: argparse.Namespace) -> int:
+    _store(args).registry.set_recipient(args.owner, args.recipient)
+    print(json.dumps({"owner_id": args.owner, "recipient": args.recipient}) if args.json else
+          f"exports for {args.owner} will be encrypted to {args.recipient}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from earmark.cloud.owner.export import export_owner, terminal_progress
+
+    result = export_owner(_store(args), args.owner, args.out, args.recipient, terminal_progress)
+    if args.json:
+        print(json.dumps({"archive": str(result.path), "clips": result.clips, "audio_bytes": result.audio_bytes,
+                          "encrypted": result.encrypted, "sha256": result.sha256}))
+    else:
+        print(f"{result.clips} clip(s) exported{' and encrypted to the owner' if result.encrypted else ''}: "
+              f"{result.path}")
+    return 0
+
+
+def cmd_verify_export(args: argparse.Namespace) -> int:
+    from earmark.cloud.owner.verify_export import verify_export
+
+    problems = verify_export(_store(args), args.archive, args.owner, args.identity)
+    if args.json:
+        print(json.dumps({"archive": str(args.archive), "ok": not problems, "problems": problems}))
+    else:
+        for problem in problems:
+            print(problem)
+        print(f"{args.archive.name}: " + ("every check holds" if not problems else f"{len(problems)} problem(s)"))
+    return 1 if problems else 0
+
+
+def cmd_erase(args: argparse.Namespace) -> int:
+    from earmark.cloud.owner.erasure import erase_owner
+
+    store = _store(args)
+    owner = store.registry.owner(args.owner)
+    if owner is None:
+        raise RegistryError(f"no owner {args.owner}")
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise RegistryError("erase cannot be undone: confirm on a terminal, or pass --yes")
+        answer = input(f"Erase owner {owner.display_name!r} ({args.owner}), their {store.clips.count(args.owner)} "
+                       "clip(s) and their devices? This cannot be undone. Type the owner id to confirm: ")
+        if answer.strip() != args.owner:
+            print("not erased")
+            return 1
+    result = erase_owner(store, args.owner)
+    print(json.dumps(asdict(result)) if args.json else f"erased {args.owner}: key destroyed, "
+          f"{result.clips} clip(s) deleted, {len(result.devices)} device(s) revoked")
+    return 0
+
+
+def cmd_clip_delete(args: argparse.Namespace) -> int:
+    from earmark.cloud.owner.erasure import delete_clip
+
+    delete_clip(_store(args), args.owner, args.clip_id)
+    print(json.dumps({"deleted": args.clip_id}) if args.json else f"deleted {args.clip_id}")
+    return 0
+
+
+def cmd_purge(args: argparse.Namespace) -> int:
+    from earmark.cloud.owner.retention import purge_expired
+
+    s = _settings(args)
+    count = purge_expired(Store.open(s), s.retention_days)
+    print(json.dumps({"purged": count, "retention_days": s.retention_days}) if args.json else
+          f"purged {count} clip(s) older than {s.retention_days} day(s)" if s.retention_days else
+          "retention_days is 0: clips are kept; nothing purged")
+    return 0
+
+
+def cmd_device_add(args: argparse.Namespace) -> int:
+    from earmark.cloud.broker import logins as broker
+    from earmark.wire.bundle import PairingBundle
+
+    store = _store(args)
+    url = args.broker_url or store.accounts.broker_url()
+    if args.bundle_out and url is None:
+        raise RegistryError("no broker address for the bundle: run `earmark-cloud broker config` or give --broker-url")
+    device = store.registry.add_device(args.owner, args.public_key, args.device_id)
+    password = broker.create_login(store, device.device_id, "device")
+    if args.bundle_out and url is not None:
+        ca = broker.broker_ca(store)
+        bundle = PairingBundle(device.device_id, args.owner, device.public_key, url, device.device_id, password,
+                               ca.read_text() if ca else "")
+        _write_secret(args.bundle_out, bundle.to_json())
+    print(json.dumps(asdict(device)) if args.json else device.device_id)
+    return 0
+
+
+def _write_secret(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
+    path.chmod(0o600)
+
+
+def cmd_device_revoke(args: argparse.Namespace) -> int:
+    from earmark.cloud.broker import logins as broker
+
+    store = _store(args)
+    device = store.registry.revoke_device(args.device_id)
+    broker.revoke_login(store, device.device_id)
+    print(json.dumps(asdict(device)) if args.json else f"{device.device_id} revoked at {device.revoked_at}")
+    return 0
+
+
+def cmd_device_rebind(args: argparse.Namespace) -> int:
+    device = _store(args).registry.rebind_device(args.device_id, args.owner)
+    print(json.dumps(asdict(device)) if args.json else f"{device.device_id} now belongs to {device.owner_id}")
+    return 0
+
+
+def cmd_device_list(args: argparse.Namespace) -> int:
+    _emit(args, [asdict(d) for d in _store(args).registry.devices(args.owner)],
+          ["device_id", "owner_id", "bound_at", "revoked_at", "public_key"])
+    return 0
+
+
+def cmd_clips_list(args: argparse.Namespace) -> int:
+    store = _store(args)
+    if store.registry.owner(args.owner) is None:
+        raise RegistryError(f"no owner {args.owner}")
+    rows = [{"clip_id": c.clip_id, "device_id": c.device_id, "captured_at": c.captured_at,
+             "duration_s": c.duration_ms / 1000, "wake_word": c.wake_word or f"({c.trigger})"}
+            for c in store.clips.of_owner(args.owner)]
+    _emit(args, rows, ["clip_id", "device_id", "captured_at", "duration_s", "wake_word"])
+    return 0
+
+
+def cmd_quarantine_list(args: argparse.Namespace) -> int:
+    rows = [asdict(q) for q in _store(args).quarantine.all()]
+    _emit(args, rows, ["quarantine_id", "received_at", "reason", "topic", "envelope_bytes"])
+    return 0
+
+
+def cmd_quarantine_show(args: argparse.Namespace) -> int:
+    from earmark.wire.envelope import EnvelopeError, decode_envelope
+
+    store = _store(args)
+    row = store.quarantine.get(args.quarantine_id)
+    if row is None:
+        raise RegistryError(f"no quarantined payload {args.quarantine_id}")
+    shown: dict[str, Any] = asdict(row)
+    try:
+        shown["header"] = asdict(decode_envelope(store.quarantine.payload(row)).header)
+    except EnvelopeError as exc:
+        shown["header"] = None
+        shown["parse_error"] = str(exc)
+    print(json.dumps(shown, indent=None if args.json else 2))
+    return 0
+
+
+def cmd_quarantine_purge(args: argparse.Namespace) -> int:
+    store = _store(args)
+    ids = [q.quarantine_id for q in store.quarantine.all()] if args.all else args.quarantine_ids
+    if not ids:
+        raise RegistryError("name quarantine ids to purge, or --all")
+    count = store.quarantine.purge(ids)
+    print(json.dumps({"purged": count}) if args.json else f"purged {count} payload(s)")
+    return 0
+
+
+def cmd_broker_config(args: argparse.Namespace) -> int:
+    from earmark.cloud.broker import logins as broker
+    from earmark.cloud.broker.config import write_broker_config
+
+    store = _store(args)
+    setup = write_broker_config(store, args.out, args.port, args.bind, args.hosts,
+                                       args.require_client_certs, args.run_as)
+    result = {"config": str(setup.config), "url": setup.url, "ca": str(setup.ca),
+              "ingester_username": broker.INGESTER_USERNAME,
+              "ingester_password_file": str(setup.ingester_password_file)}
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"wrote {setup.config}; start it with: mosquitto -c {setup.config}")
+        certs = (f" --client-cert {setup.ingester_cert} --client-key {setup.ingester_key}"
+                 if setup.ingester_cert else "")
+        print(f"ingester: earmark-cloud ingest --broker {setup.url} --ca {setup.ca} "
+              f"--username {broker.INGESTER_USERNAME} --password-file {setup.ingester_password_file}{certs}")
+    return 0
+
+
+def cmd_ca_init(args: argparse.Namespace) -> int:
+    from earmark.cloud.broker.certs import ca_paths, init_ca
+
+    s = _settings(args)
+    made = init_ca(Path(s.data_dir) / "ca")
+    cert, _ = ca_paths(Path(s.data_dir) / "ca")
+    print(json.dumps({"ca": str(cert), "created": made}) if args.json else
+          f"CA {'created' if made else 'already present'}: {cert}")
+    return 0
+
+
+def cmd_ca_issue(args: argparse.Namespace) -> int:
+    from earmark.cloud.broker.certs import issue
+
+    s = _settings(args)
+    cert, key = issue(Path(s.data_dir) / "ca", args.name, args.out, args.hosts, server=not args.client)
+    print(json.dumps({"cert": str(cert), "key": str(key)}) if args.json else f"{cert}\n{key}")
+    return 0
+
+
+def cmd_db_migrate(args: argparse.Namespace) -> int:
+    from earmark.cloud.store.postgres import migrate
+
+    before, after = migrate(args.admin_url, args.service_role)
+    if args.json:
+        print(json.dumps({"from_version": before, "to_version": after, "service_role": args.service_role}))
+    else:
+        print(f"schema at version {after} (was {before}); role {args.service_role} granted service access")
+    return 0
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    store = _store(args)
+    problems = store.audit.verify()
+    events = store.counts()["audit"]
+    if args.json:
+        print(json.dumps({"events": events, "problems": [asdict(p) for p in problems]}))
+    else:
+        for p in problems:
+            print(f"event {p.seq}: {p.message}")
+        print(f"{events} event(s); " + ("chain intact" if not problems else f"{len(problems)} problem(s)"))
+    return 1 if problems else 0
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from earmark.cloud.ingest.ingestor import Ingestor
+    from earmark.cloud.ingest.metrics import Metrics, serve
+    from earmark.cloud.ingest.mqtt_source import IngestService
+
+    s = _settings(args, url=args.broker, username=args.username, password=args.password, ca=args.ca,
+                  password_file=args.password_file, client_cert=args.client_cert, client_key=args.client_key,
+                  client_id=args.client_id, source=args.source, amqp_url=args.amqp_url,
+                  amqp_password_file=args.amqp_password_file, metrics_port=args.metrics_port)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    store = _open_when_reachable(s, stop)
+    if store is None:
+        return 0
+    swept = store.prepare_ingest()
+    if swept:
+        log.warning("swept %d blob(s) left by an interrupted ingest; their messages will be redelivered", swept)
+    metrics = Metrics()
+    ingestor = Ingestor(store, s.max_envelope_bytes)
+    service: IngestService | AmqpIngestService
+    if s.source == "amqp":
+        from earmark.cloud.ingest.amqp_source import AmqpIngestService
+
+        service = AmqpIngestService(s, ingestor, metrics)
+        log.info("ingesting from quorum queue %s at %s as %s", s.amqp.queue, s.amqp.url, s.amqp.username)
+    else:
+        service = IngestService(s, ingestor, metrics)
+        log.info("ingesting from %s as %s (share group %s)", s.broker.url, s.broker.username or "anonymous",
+                 s.broker.share_group)
+    server = serve(metrics, service.health, s.metrics.host, s.metrics.port) if s.metrics.port else None
+    try:
+        service.run(stop)
+    finally:
+        if server is not None:
+            server.shutdown()
+        store.close()
+    return 0
+
+
+def _open_when_reachable(s: CloudSettings, stop: threading.Event) -> Store | None:
+    """The store, once its database answers: an ingester that starts before PostgreSQL (at
+    boot, during a failover) waits for it instead of exiting. None if stopped meanwhile.
+    Any other store problem (wrong role, no schema) is a set-up error and raises."""
+    from earmark.cloud.ingest.source import retrying
+
+    return retrying(lambda: Store.open(s), StoreUnavailable, stop, 1.0,
+                    lambda exc, delay: log.error("%s; retrying in %.0f s", exc, delay))

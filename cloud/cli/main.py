@@ -1,0 +1,194 @@
+"""`earmark-cloud`: create the store, manage owners and devices, inspect clips, quarantine
+and the audit log, and run the ingester. Admin commands print ids so scripts can capture
+them, and take --json for machine-readable output. Every error prints one line; the exit
+code says what kind it was (earmark.wire.errors): 2 a person must fix something, 75 try
+again later, 1 the command's answer was no."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sqlite3
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from earmark.cloud.cli.commands import (
+    cmd_audit_verify,
+    cmd_broker_config,
+    cmd_ca_init,
+    cmd_ca_issue,
+    cmd_clip_delete,
+    cmd_clips_list,
+    cmd_db_migrate,
+    cmd_device_add,
+    cmd_device_list,
+    cmd_device_rebind,
+    cmd_device_revoke,
+    cmd_erase,
+    cmd_export,
+    cmd_ingest,
+    cmd_init,
+    cmd_owner_add,
+    cmd_owner_list,
+    cmd_owner_set_recipient,
+    cmd_purge,
+    cmd_quarantine_list,
+    cmd_quarantine_purge,
+    cmd_quarantine_show,
+    cmd_verify_export,
+)
+from earmark.cloud.settings import default_data_dir
+from earmark.cloud.store.database import StoreError
+from earmark.wire.errors import exit_code_for
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", type=Path, help=f"the store (default: $EARMARK_CLOUD_DIR or {default_data_dir()})")
+    p.add_argument("--config", type=Path, help="TOML config (default: <data-dir>/cloud.toml if it exists)")
+    p.add_argument("--database-url", help="postgresql://ROLE@HOST/DB (default: database_url in the config, "
+                   "else SQLite in the data dir)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("-v", "--verbose", action="store_true")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="earmark-cloud", description="Earmark cloud: registry, ingester, store.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def command(name: str, handler: Callable[[argparse.Namespace], int], helptext: str,
+                parent: Any = sub) -> argparse.ArgumentParser:
+        p: argparse.ArgumentParser = parent.add_parser(name, help=helptext)
+        _common(p)
+        p.set_defaults(handler=handler)
+        return p
+
+    command("init", cmd_init, "create the store and the master key (0600)")
+
+    db = sub.add_parser("db", help="the PostgreSQL backend").add_subparsers(dest="db_command", required=True)
+    migrate = command("migrate", cmd_db_migrate, "create or upgrade the PostgreSQL schema (as its admin) "
+                      "and grant the service role", db)
+    migrate.add_argument("--admin-url", required=True, help="postgresql://ADMIN@HOST/DB: owns the tables")
+    migrate.add_argument("--service-role", default="earmark_service",
+                         help="the role ingesters and tools log in as (created if missing)")
+
+    owner = sub.add_parser("owner", help="owners").add_subparsers(dest="owner_command", required=True)
+    command("add", cmd_owner_add, "add an owner; prints its id", owner).add_argument("--name", required=True)
+    command("list", cmd_owner_list, "list owners", owner)
+    recipient = command("set-recipient", cmd_owner_set_recipient,
+                        "the owner's age public key: exports are encrypted to it by default", owner)
+    recipient.add_argument("--owner", required=True)
+    recipient.add_argument("recipient", help="age1…")
+
+    device = sub.add_parser("device", help="devices").add_subparsers(dest="device_command", required=True)
+    add = command("add", cmd_device_add, "register a device's public key to an owner; prints its id", device)
+    add.add_argument("--owner", required=True, help="owner id")
+    add.add_argument("--public-key", required=True, help="ed25519:… as printed by `earmark-device keygen`")
+    add.add_argument("--device-id", help="id to use (default: generated); also the device's broker username")
+    add.add_argument("--bundle-out", type=Path, help="write the device's pairing bundle here (0600)")
+    add.add_argument("--broker-url", help="broker address for the bundle (default: from `broker config`)")
+    command("revoke", cmd_device_revoke, "revoke a device: its clips are refused from now on",
+            device).add_argument("device_id")
+    rebind = command("rebind", cmd_device_rebind, "move a device to another owner from now on", device)
+    rebind.add_argument("device_id")
+    rebind.add_argument("--owner", required=True)
+    command("list", cmd_device_list, "list devices", device).add_argument("--owner")
+
+    clips = sub.add_parser("clips", help="clips").add_subparsers(dest="clips_command", required=True)
+    command("list", cmd_clips_list, "an owner's clips", clips).add_argument("--owner", required=True)
+    clip = sub.add_parser("clip", help="one clip").add_subparsers(dest="clip_command", required=True)
+    delete = command("delete", cmd_clip_delete, "delete one of an owner's clips", clip)
+    delete.add_argument("--owner", required=True)
+    delete.add_argument("clip_id")
+
+    export = command("export", cmd_export, "all of an owner's recordings, and nothing else, as a zip archive")
+    export.add_argument("--owner", required=True)
+    export.add_argument("--out", type=Path, required=True, help="directory for earmark-export-<owner>-<utc>.zip")
+    export.add_argument("--recipient", help="age1… to encrypt to (default: the owner's registered recipient)")
+    verify = command("verify-export", cmd_verify_export, "check an export archive; exit 0 only if it all holds")
+    verify.add_argument("archive", type=Path)
+    verify.add_argument("--owner", required=True)
+    verify.add_argument("--identity", type=Path, help="the owner's age identity file, for an encrypted archive")
+    erase = command("erase", cmd_erase, "erase an owner: destroy their key, delete their clips, revoke devices")
+    erase.add_argument("--owner", required=True)
+    erase.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    command("purge", cmd_purge, "delete clips older than retention_days (config)")
+
+    quarantine = sub.add_parser("quarantine", help="rejected payloads").add_subparsers(
+        dest="quarantine_command", required=True)
+    command("list", cmd_quarantine_list, "list quarantined payloads", quarantine)
+    command("show", cmd_quarantine_show, "one quarantined payload's record and header",
+            quarantine).add_argument("quarantine_id")
+    purge = command("purge", cmd_quarantine_purge, "delete quarantined payloads", quarantine)
+    purge.add_argument("quarantine_ids", nargs="*")
+    purge.add_argument("--all", action="store_true")
+
+    broker = sub.add_parser("broker", help="the Mosquitto broker").add_subparsers(dest="broker_command", required=True)
+    config = command("config", cmd_broker_config, "write a Mosquitto 2.0 config with TLS, logins and ACL", broker)
+    config.add_argument("--out", type=Path, required=True, help="directory for mosquitto.conf and its files")
+    config.add_argument("--port", type=int, default=8883)
+    config.add_argument("--bind", default="127.0.0.1", help="listener address")
+    config.add_argument("--host", action="append", dest="hosts",
+                        help="name or address devices use to reach the broker (repeatable; goes in the certificate)")
+    config.add_argument("--require-client-certs", action="store_true",
+                        help="devices log in with client certificates (`ca issue --client`) instead of passwords")
+    config.add_argument("--run-as", help="the user Mosquitto runs as (default: Mosquitto's own, 'mosquitto')")
+
+    ca = sub.add_parser("ca", help="the private CA for TLS").add_subparsers(dest="ca_command", required=True)
+    command("init", cmd_ca_init, "make the CA (in <data-dir>/ca)", ca)
+    issue = command("issue", cmd_ca_issue, "issue a server or client certificate", ca)
+    issue.add_argument("name")
+    issue.add_argument("--out", type=Path, required=True)
+    issue.add_argument("--host", action="append", dest="hosts", help="subject alternative name (servers)")
+    issue.add_argument("--client", action="store_true", help="a client certificate (CN = the name)")
+
+    audit = sub.add_parser("audit", help="the audit log").add_subparsers(dest="audit_command", required=True)
+    command("verify", cmd_audit_verify, "check the hash chain; exit 1 if anything was edited or removed", audit)
+
+    ingest = command("ingest", cmd_ingest, "run the ingester until SIGTERM")
+    ingest.add_argument("--broker", help="mqtt://HOST:PORT or mqtts://HOST:PORT")
+    ingest.add_argument("--username")
+    ingest.add_argument("--password", help="prefer --password-file or $EARMARK_BROKER_PASSWORD")
+    ingest.add_argument("--password-file", help="a file holding the broker password")
+    ingest.add_argument("--client-id", help="this ingester's MQTT client id (default: earmark-ingester-<host>); "
+                                            "give each ingester on a host its own")
+    ingest.add_argument("--client-cert", help="TLS client certificate, if the broker requires one")
+    ingest.add_argument("--client-key", help="its private key")
+    ingest.add_argument("--ca", help="CA certificate to pin for mqtts://")
+    ingest.add_argument("--source", choices=["mqtt", "amqp"],
+                        help="mqtt: the broker's shared subscription (default); amqp: a RabbitMQ quorum queue")
+    ingest.add_argument("--amqp-url", help="amqp://HOST:PORT/VHOST (with --source amqp)")
+    ingest.add_argument("--amqp-password-file", help="a file holding the AMQP password")
+    ingest.add_argument("--metrics-port", type=int, help="port for /metrics and /healthz (0: off)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    try:
+        return handler(args)
+    except Exception as exc:  # the one place errors become exit codes (earmark.wire.errors)
+        code, message = exit_code_for(_as_store_error(exc), f"earmark-cloud {args.command}")
+        print(f"earmark-cloud: error: {message}", file=sys.stderr)
+        return code
+
+
+def _as_store_error(exc: Exception) -> Exception:
+    """A database driver's own error that escaped the store layer, as the store's."""
+    if isinstance(exc, sqlite3.DatabaseError):
+        return StoreError(f"the database is unusable: {exc}")
+    if isinstance(exc, psycopg.Error):
+        from earmark.cloud.store.postgres import first_line
+
+        return StoreError(f"PostgreSQL refused: {first_line(exc)}")
+    return exc
+
+
+if __name__ == "__main__":
+    sys.exit(main())

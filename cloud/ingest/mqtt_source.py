@@ -1,0 +1,130 @@
+"""The MQTT message source: the ingest core behind an MQTT 5 shared subscription.
+
+paho-mqtt's network thread only queues arriving messages. The main thread takes what has
+arrived (up to BATCH_MAX) in arrival order, runs the ingest core on it as one group commit,
+and only after the store's durable commit acks each message (manual ack, in arrival order)
+and then publishes its receipt.
+An ack is sent only on the connection the message came in on: after a reconnect the broker
+redelivers what was not acked, and de-duplication by clip id makes that harmless. If the
+store cannot take a message (disk full), it is retried with backoff and never acked
+meanwhile. SIGTERM finishes the message in hand, acks it, and leaves.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import paho.mqtt.client as mqtt
+
+from earmark.cloud.ingest.ingestor import Ingestor
+from earmark.cloud.ingest.metrics import Metrics
+from earmark.cloud.ingest.source import BATCH_MAX, count, judge, store_health
+from earmark.cloud.settings import CloudSettings
+from earmark.wire.topics import receipt_topic, shared_clip_subscription
+from earmark.wire.transport import connect_async, make_client, send_immediately
+
+log = logging.getLogger(__name__)
+SESSION_EXPIRY_S = 7 * 24 * 3600  # the broker keeps our queue for a week of downtime
+
+
+@dataclass(frozen=True)
+class Arrival:
+    generation: int  # which connection it came in on
+    mid: int
+    qos: int
+    topic: str
+    payload: bytes
+    arrived: float
+
+
+class IngestService:
+    def __init__(self, settings: CloudSettings, ingestor: Ingestor, metrics: Metrics) -> None:
+        self.settings = settings
+        self.ingestor = ingestor
+        self.metrics = metrics
+        self.arrivals: queue.Queue[Arrival] = queue.Queue()
+        self.generation = 0
+        self.connected = threading.Event()
+        self.subscribed = threading.Event()  # ready: the broker has granted the clip subscription
+        self.stopping = False
+        b = settings.broker
+        self.client = make_client(b.client_id, b.url, b.username, settings.broker_password() if b.username else "",
+                                  b.ca, b.client_cert, b.client_key, manual_ack=True, max_reconnect_delay=30)
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_message = self._on_message
+        self.client.on_subscribe = self._on_subscribe
+
+    # -- paho callbacks (network thread) ---------------------------------------------------
+
+    def _on_connect(self, client: mqtt.Client, _userdata: Any, flags: Any, reason: Any, _props: Any) -> None:
+        if reason.is_failure:
+            log.error("broker refused the connection: %s", reason)
+            return
+        send_immediately(client)
+        self.generation += 1
+        self.connected.set()
+        self.metrics.connected.set(1)
+        client.subscribe(shared_clip_subscription(self.settings.broker.share_group), qos=1)
+        log.info("connected to %s (session %s)", self.settings.broker.url,
+                 "resumed" if flags.session_present else "new")
+
+    def _on_subscribe(self, _client: mqtt.Client, _userdata: Any, _mid: int, reasons: list[Any], _props: Any) -> None:
+        if any(reason.is_failure for reason in reasons):
+            log.error("the broker refused the clip subscription (%s): check the ingester's ACL", reasons)
+            return
+        self.subscribed.set()
+        log.info("subscribed to %s: ready", shared_clip_subscription(self.settings.broker.share_group))
+
+    def _on_disconnect(self, _client: mqtt.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any) -> None:
+        self.connected.clear()
+        self.subscribed.clear()
+        self.metrics.connected.set(0)
+        if not self.stopping:
+            log.warning("disconnected from the broker (%s); reconnecting", reason)
+
+    def _on_message(self, _client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
+        self.arrivals.put(Arrival(self.generation, message.mid, message.qos, message.topic,
+                                  bytes(message.payload), time.monotonic()))
+
+    # -- main thread -----------------------------------------------------------------------
+
+    def health(self) -> dict[str, bool]:
+        return {"broker": self.subscribed.is_set(), "store": store_health(self.ingestor)}
+
+    def run(self, stop: threading.Event) -> None:
+        connect_async(self.client, self.settings.broker.url, self.settings.broker.keepalive_s, SESSION_EXPIRY_S)
+        try:
+            while not stop.is_set():
+                try:
+                    batch = [self.arrivals.get(timeout=0.2)]
+                except queue.Empty:
+                    continue
+                while len(batch) < BATCH_MAX:
+                    try:
+                        batch.append(self.arrivals.get_nowait())
+                    except queue.Empty:
+                        break
+                self._process(batch, stop)
+        finally:
+            self.stopping = True
+            self.client.disconnect()
+            self.client.loop_stop()
+            log.info("ingester stopped; %d unacked message(s) will be redelivered", self.arrivals.qsize())
+
+    def _process(self, batch: list[Arrival], stop: threading.Event) -> None:
+        outcomes = judge(self.ingestor, self.metrics, [(a.topic, a.payload) for a in batch], stop)
+        if outcomes is None:
+            return
+        for arrival, outcome in zip(batch, outcomes, strict=True):
+            if arrival.qos > 0 and arrival.generation == self.generation and self.connected.is_set():
+                self.client.ack(arrival.mid, arrival.qos)
+            count(self.metrics, outcome, arrival.arrived)
+            receipt = outcome.receipt()
+            if receipt is not None and outcome.device_id is not None:
+                self.client.publish(receipt_topic(outcome.device_id), receipt.encode(), qos=1)

@@ -1,0 +1,71 @@
+"""What every message source (MQTT shared subscription, RabbitMQ quorum queue) has in common:
+the `MessageSource` protocol the CLI runs, and the one way a batch is judged, retried while
+the store cannot take it, and counted."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Protocol, TypeVar
+
+from earmark.cloud.ingest.ingestor import Ingestor, Outcome
+from earmark.cloud.ingest.metrics import Metrics
+from earmark.cloud.store.database import StoreError
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+BATCH_MAX = 64  # messages judged and committed together (one durable commit per batch)
+
+
+class MessageSource(Protocol):
+    """Where clips come from. `run` takes messages until `stop` is set, hands each batch to the
+    ingest core, and acknowledges a message only after the store's durable commit."""
+
+    def health(self) -> dict[str, bool]: ...
+
+    def run(self, stop: threading.Event) -> None: ...
+
+
+def retrying(action: Callable[[], T], error: type[Exception], stop: threading.Event, first_delay: float,
+             on_error: Callable[[Exception, float], None]) -> T | None:
+    """`action()`, tried again with doubling delays (at most 30 s) while it raises `error`;
+    `on_error(exc, delay)` reports each failure. None if asked to stop first."""
+    delay = first_delay
+    while True:
+        try:
+            return action()
+        except error as exc:
+            on_error(exc, delay)
+            if stop.wait(delay):
+                return None
+            delay = min(delay * 2, 30)
+
+
+def judge(ingestor: Ingestor, metrics: Metrics, messages: list[tuple[str, bytes]],
+          stop: threading.Event) -> list[Outcome] | None:
+    """The ingest core on one batch, retried with backoff while the store cannot take it
+    (disk full, database gone): nothing is acked meanwhile. None if asked to stop first."""
+
+    def report(exc: Exception, delay: float) -> None:
+        metrics.store_errors.inc(len(messages))
+        log.error("store cannot take %d message(s), will retry in %.0f s (not acked): %s",
+                  len(messages), delay, exc)
+
+    return retrying(lambda: ingestor.handle_batch(messages), StoreError, stop, 0.5, report)
+
+
+def count(metrics: Metrics, outcome: Outcome, arrived: float) -> None:
+    metrics.latency.observe(time.monotonic() - arrived)
+    metrics.clips.labels(outcome.status).inc()
+    if outcome.status == "rejected":
+        metrics.rejections.labels(outcome.reason).inc()
+
+
+def store_health(ingestor: Ingestor) -> bool:
+    try:
+        ingestor.store.db.ping()
+        return True
+    except Exception:  # any failure means "not healthy"; the detail is in the log
+        return False

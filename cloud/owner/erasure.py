@@ -1,0 +1,48 @@
+"""Erasure: `earmark-cloud erase` and `clip delete`.
+
+Erasing an owner destroys their data key first (crypto-shredding): from that commit on,
+every sealed blob of theirs is unreadable, wherever a copy of it may be. Then their blobs
+and clip rows are deleted, their devices revoked (and their broker logins removed), and a
+tombstone stays: the owner row with erased_at set and no name, key or recipient, so a later
+export can say the owner was erased, and the ingester refuses clips for them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from earmark.cloud.broker import logins
+from earmark.cloud.store.registry import RegistryError
+from earmark.cloud.store.store import Store
+
+
+@dataclass(frozen=True)
+class Erasure:
+    owner_id: str
+    clips: int
+    devices: list[str]
+    erased_at: str
+
+
+def erase_owner(store: Store, owner_id: str) -> Erasure:
+    owner = store.registry.owner(owner_id)
+    if owner is None:
+        raise RegistryError(f"no owner {owner_id}")
+    if owner.erased_at:
+        raise RegistryError(f"owner {owner_id} was already erased on {owner.erased_at}")
+    erased_at = store.registry.destroy_owner_key(owner_id)  # 1. everything sealed with it is now noise
+    clips = store.clips.delete_all(owner_id)  # 2. blobs, then rows
+    devices = [d.device_id for d in store.registry.devices(owner_id)]
+    for device_id in devices:  # 3. their devices can no longer record for anyone
+        store.registry.revoke_device(device_id)
+        logins.revoke_login(store, device_id)
+    with store.write() as cur:
+        store.audit.append(cur, "owner_erased", owner_id=owner_id, detail={"clips": clips, "devices": devices})
+    return Erasure(owner_id, clips, devices, erased_at)
+
+
+def delete_clip(store: Store, owner_id: str, clip_id: str) -> None:
+    rows = [r for r in store.clips.iter_owner(owner_id) if r.clip_id == clip_id]
+    if not rows:
+        raise RegistryError(f"owner {owner_id} has no clip {clip_id}")
+    store.clips.delete(owner_id, rows[:1], "clip_deleted")

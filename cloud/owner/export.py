@@ -1,0 +1,290 @@
+"""`earmark-cloud export`: everything an owner recorded, and nothing of anyone else's.
+
+Owner-scoped at every step and fail closed. The rows come from a query on the owner's id;
+each clip's blob must sit under the owner's prefix, open with the owner's data key and the
+clip's own binding (owner, device, clip id), carry a header that names this owner, device
+and clip, verify against the device's registered key, come from a device bound to this
+owner at capture time, and match its stored hash. Any failure aborts the whole export with
+the clip id and the failed check: no archive, no temporary file, an audit event. There is
+no "leave it out" rule: a store that fails a check needs a person, not a partial archive.
+
+The archive is written as a stream into a temporary file beside the destination and renamed
+into place only when complete (and, with an age recipient, encrypted first).
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import hashlib
+import html
+import io
+import json
+import os
+import sys
+import tempfile
+import uuid
+import zipfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+from earmark.cloud.store.clips import ClipRow
+from earmark.cloud.store.crypto import CryptoError
+from earmark.cloud.store.keys import OwnerError
+from earmark.cloud.store.store import Store
+from earmark.wire.durable import fsync_dir
+from earmark.wire.envelope import Envelope, EnvelopeError, decode_envelope, parse_public_key
+from earmark.wire.errors import EXIT_USAGE, EarmarkError
+from earmark.wire.timestamps import parse_utc, utc_now
+
+SCHEMA_VERSION = 1
+MANIFEST, README, INDEX, CSV_NAME, DEVICES = "manifest.json", "README.txt", "index.html", "clips.csv", "devices.json"
+FIXED_FILES = {MANIFEST, README, INDEX, CSV_NAME, DEVICES}
+CSV_COLUMNS = ["clip_id", "device_id", "captured_at", "duration_s", "trigger", "wake_word", "file", "wav_sha256"]
+
+
+class ExportError(EarmarkError, RuntimeError):
+    """The export was refused or aborted; nothing was written. A person must look at the store
+    before trying again, so it exits like a usage error (2), which nothing restarts."""
+
+    exit_code = EXIT_USAGE
+
+    def __init__(self, message: str, clip_id: str | None = None, check: str | None = None) -> None:
+        super().__init__(message)
+        self.clip_id, self.check = clip_id, check
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    path: Path
+    clips: int
+    audio_bytes: int
+    encrypted: bool
+    sha256: str
+
+
+def clip_file_name(captured_at: str, clip_id: str) -> str:
+    stamp = captured_at.replace(":", "").replace("-", "")  # 20261122T163000.250Z: sorts, and safe everywhere
+    return f"clips/{stamp}_{clip_id}.wav"
+
+
+def checked_envelope(store: Store, owner_id: str, row: ClipRow) -> Envelope:
+    """Open one of the owner's clips and run every check on it (see the module docstring)."""
+    def fail(check: str, why: str) -> ExportError:
+        return ExportError(f"clip {row.clip_id}: {why}", row.clip_id, check)
+
+    if row.owner_id != owner_id:
+        raise fail("owner_row", f"its row belongs to {row.owner_id}")
+    if not row.blob_path.startswith(f"blobs/{owner_id}/") or ".." in row.blob_path:
+        raise fail("blob_prefix", f"its blob {row.blob_path} is not under the owner's prefix")
+    try:
+        raw = store.clips.read(owner_id, row)
+    except FileNotFoundError:
+        raise fail("blob_missing", f"its blob {row.blob_path} is missing") from None
+    except CryptoError:
+        raise fail("blob_key", "its blob does not open with the owner's key and this clip's binding") from None
+    if hashlib.sha256(raw).hexdigest() != row.envelope_sha256:
+        raise fail("hash", "its envelope does not match the stored SHA-256")
+    try:
+        envelope = decode_envelope(raw)
+    except EnvelopeError as exc:
+        raise fail("envelope", f"its envelope does not parse ({exc})") from None
+    h = envelope.header
+    if (h.clip_id, h.device_id, h.owner_id) != (row.clip_id, row.device_id, owner_id):
+        raise fail("header", f"its header names clip {h.clip_id}, device {h.device_id}, owner {h.owner_id}")
+    device = store.registry.device(h.device_id)
+    if device is None:
+        raise fail("device", f"device {h.device_id} is not registered")
+    if not envelope.verify(parse_public_key(device.public_key)):
+        raise fail("signature", f"its signature does not verify with {h.device_id}'s registered key")
+    bound = store.registry.owner_at(h.device_id, h.captured_at)
+    if bound != owner_id:
+        raise fail("binding", f"{h.device_id} was bound to {bound} at {h.captured_at}, not to this owner")
+    return envelope
+
+
+@contextmanager
+def _spill() -> Iterator[IO[str]]:
+    """A temporary text file for what grows with the clip count (bounded memory)."""
+    with tempfile.TemporaryFile("w+", encoding="utf-8") as f:
+        yield f
+
+
+def export_owner(store: Store, owner_id: str, out_dir: Path, recipient: str | None = None,
+                 progress: Callable[[int, int], None] | None = None) -> ExportResult:
+    owner = store.registry.owner(owner_id)
+    if owner is None:
+        raise ExportError(f"no owner {owner_id}")
+    if owner.erased_at:
+        raise ExportError(f"owner {owner_id} was erased on {owner.erased_at}: no data remains to export")
+    recipient = recipient or store.registry.recipient(owner_id)
+    export_id = str(uuid.uuid4())
+    created = utc_now()
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    final = Path(out_dir) / f"earmark-export-{owner_id}-{stamp}.zip{'.age' if recipient else ''}"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    temps = [Path(out_dir) / f".{final.name}.{export_id}.partial", Path(out_dir) / f".{final.name}.{export_id}.age"]
+    try:
+        with store.db.owner_snapshot(owner_id):  # one consistent view, only this owner in scope
+            total = store.clips.count(owner_id)
+            count, audio_bytes = _write_zip(store, owner_id, temps[0], export_id, created, total, progress)
+        produced = temps[0]
+        if recipient:
+            import pyrage
+            from pyrage import x25519
+
+            pyrage.encrypt_file(str(temps[0]), str(temps[1]), [x25519.Recipient.from_str(recipient)])
+            temps[0].unlink()
+            produced = temps[1]
+        digest = _sha256_file(produced)
+        os.replace(produced, final)
+        fsync_dir(final.parent)
+    except BaseException as exc:
+        for temp in temps:
+            temp.unlink(missing_ok=True)
+        store.audit.record("export_aborted", owner_id=owner_id, detail={
+            "export_id": export_id, "reason": str(exc)[:500], "clip_id": getattr(exc, "clip_id", None),
+            "check": getattr(exc, "check", None)})
+        if isinstance(exc, OwnerError):
+            raise ExportError(str(exc)) from None
+        raise
+    store.audit.record("export_completed", owner_id=owner_id, detail={
+        "export_id": export_id, "clips": count, "sha256": digest, "encrypted": bool(recipient)})
+    return ExportResult(final, count, audio_bytes, bool(recipient), digest)
+
+
+def _write_zip(store: Store, owner_id: str, path: Path, export_id: str, created: str, total: int,
+               progress: Callable[[int, int], None] | None) -> tuple[int, int]:
+    count = audio_bytes = 0
+    devices: set[str] = set()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as zf, _spill() as entries, _spill() as rows:
+            for row in store.clips.iter_owner(owner_id):
+                envelope = checked_envelope(store, owner_id, row)
+                name = clip_file_name(row.captured_at, row.clip_id)
+                zf.writestr(zipfile.ZipInfo(name, _zip_time(row.captured_at)), envelope.audio)
+                wav_sha = hashlib.sha256(envelope.audio).hexdigest()
+                h = envelope.header
+                entries.write(json.dumps({
+                    "clip_id": h.clip_id, "device_id": h.device_id, "captured_at": h.captured_at,
+                    "duration_ms": h.duration_ms, "trigger": h.trigger, "wake_word": h.wake_word,
+                    "file": name, "wav_sha256": wav_sha, "envelope_sha256": row.envelope_sha256,
+                    "envelope_header": envelope.header_bytes.decode("ascii"),
+                    "signature": base64.b64encode(envelope.signature).decode("ascii")}) + "\n")
+                rows.write(json.dumps([h.clip_id, h.device_id, h.captured_at, h.duration_ms / 1000, h.trigger,
+                                       h.wake_word or "", name, wav_sha]) + "\n")
+                devices.add(h.device_id)
+                count += 1
+                audio_bytes += len(envelope.audio)
+                if progress:
+                    progress(count, total)
+            _write_manifest(zf, entries, export_id, owner_id, created, count)
+            _write_csv(zf, rows)
+            zf.writestr(DEVICES, json.dumps(_devices(store, owner_id, devices), indent=2))
+            zf.writestr(README, _readme(owner_id, created, count))
+            _write_index(zf, entries, owner_id, created, count)
+        out.flush()  # the central directory is written when the ZipFile closes, above
+        os.fsync(out.fileno())
+    return count, audio_bytes
+
+
+def _write_manifest(zf: zipfile.ZipFile, entries: IO[str], export_id: str, owner_id: str, created: str,
+                    count: int) -> None:
+    head = {"schema_version": SCHEMA_VERSION, "export_id": export_id, "owner_id": owner_id,
+            "created_at": created, "clip_count": count}
+    with zf.open(MANIFEST, "w") as out:
+        out.write(json.dumps(head)[:-1].encode() + b', "clips": [\n')
+        entries.seek(0)
+        for i, line in enumerate(entries):
+            out.write((",\n" if i else "").encode() + line.rstrip("\n").encode())
+        out.write(b"\n]}\n")
+
+
+def _write_csv(zf: zipfile.ZipFile, rows: IO[str]) -> None:
+    with zf.open(CSV_NAME, "w") as out, io.TextIOWrapper(out, encoding="utf-8", newline="") as text:
+        writer = csv.writer(text)
+        writer.writerow(CSV_COLUMNS)
+        rows.seek(0)
+        for line in rows:
+            writer.writerow(json.loads(line))
+
+
+def _write_index(zf: zipfile.ZipFile, entries: IO[str], owner_id: str, created: str, count: int) -> None:
+    with zf.open(INDEX, "w") as out:
+        out.write(("<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+                   "<title>Your Earmark recordings</title><style>body{font-family:sans-serif;max-width:60em;"
+                   "margin:2em auto}td{padding:.3em .8em;border-bottom:1px solid #ddd}</style></head><body>"
+                   f"<h1>Your Earmark recordings</h1><p>{count} recording(s) of owner "
+                   f"<code>{html.escape(owner_id)}</code>, exported {html.escape(created)}.</p>"
+                   "<table><tr><th>Recorded (UTC)</th><th>Length</th><th>Device</th><th>Started by</th>"
+                   "<th>Listen</th></tr>\n")
+                  .encode())
+        entries.seek(0)
+        for line in entries:
+            e = json.loads(line)
+            started = f"wake word “{e['wake_word']}”" if e["wake_word"] else "talk button"
+            out.write((f"<tr><td>{html.escape(e['captured_at'])}</td><td>{e['duration_ms'] / 1000:.1f} s</td>"
+                       f"<td>{html.escape(e['device_id'])}</td>"
+                       f"<td>{html.escape(started)}</td><td><audio controls preload=\"none\" "
+                       f"src=\"{html.escape(e['file'])}\"></audio></td></tr>\n").encode())
+        out.write(b"</table></body></html>\n")
+
+
+def _devices(store: Store, owner_id: str, used: set[str]) -> list[dict[str, Any]]:
+    ids = used | {d.device_id for d in store.registry.devices(owner_id)}
+    result = []
+    for device_id in sorted(ids):
+        device = store.registry.device(device_id)
+        if device is None:
+            continue
+        periods = [{"bound_at": b, "unbound_at": u} for o, b, u in store.registry.bindings(device_id) if o == owner_id]
+        result.append({"device_id": device_id, "public_key": device.public_key, "revoked_at": device.revoked_at,
+                       "bound_to_you": periods})
+    return result
+
+
+def _readme(owner_id: str, created: str, count: int) -> str:
+    return f"""Your Earmark recordings
+=======================
+
+This archive holds every recording Earmark keeps for you ({count} clip(s)), exported
+{created} for owner {owner_id}, and nothing of anyone else's.
+
+  index.html     open it in a browser to see and play every recording
+  clips/         the recordings, as standard WAV files (16 kHz, mono, 16-bit)
+  clips.csv      one row per recording: when, which device, how it started, its SHA-256
+  devices.json   your devices, their public keys, and when they were yours
+  manifest.json  the same, plus each recording's header and signature as your device made
+                 them, so the archive can be checked: `earmark-cloud verify-export`
+
+Each recording was signed by the device that made it; the signature covers the header and
+the exact WAV bytes in this archive.
+"""
+
+
+def _zip_time(captured_at: str) -> tuple[int, int, int, int, int, int]:
+    t = parse_utc(captured_at)
+    return (max(t.year, 1980), t.month, t.day, t.hour, t.minute, t.second)
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def terminal_progress(done: int, total: int) -> None:
+    if sys.stderr.isatty():
+        width = 30
+        filled = width * done // max(total, 1)
+        sys.stderr.write(f"\rexporting [{'#' * filled}{'.' * (width - filled)}] {done}/{total}")
+        if done == total:
+            sys.stderr.write("\n")
+        sys.stderr.flush()

@@ -1,0 +1,66 @@
+"""Broker logins (devices, whose username is their device id, and ingesters) and where the
+broker's generated files live. Only the Mosquitto hash of a password is kept; the password
+itself goes once into a pairing bundle or a 0600 file."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from earmark.cloud.store.audit import AuditLog
+from earmark.cloud.store.database import Database
+from earmark.wire.timestamps import utc_now
+
+BROKER_DIR_KEY = "broker_dir"
+BROKER_URL_KEY = "broker_url"
+
+
+@dataclass(frozen=True)
+class Login:
+    username: str
+    role: str  # "device" or "ingester"
+    password_hash: str
+
+
+class BrokerAccounts:
+    def __init__(self, db: Database, audit: AuditLog) -> None:
+        self.db, self.audit = db, audit
+
+    def put(self, username: str, role: str, password_hash: str) -> None:
+        """A login, replacing any earlier one of that name."""
+        with self.audit.write() as cur:
+            cur.execute("INSERT INTO broker_accounts VALUES (?, ?, ?, ?, NULL) ON CONFLICT (username) DO UPDATE "
+                        "SET role = excluded.role, password_hash = excluded.password_hash, "
+                        "created_at = excluded.created_at, revoked_at = NULL",
+                        (username, role, password_hash, utc_now()))
+            self.audit.append(cur, "broker_login_created", device_id=username if role == "device" else None,
+                              detail={"username": username, "role": role})
+
+    def revoke(self, username: str) -> None:
+        with self.audit.write() as cur:
+            cur.execute("UPDATE broker_accounts SET revoked_at = ? WHERE username = ? AND revoked_at IS NULL",
+                        (utc_now(), username))
+            self.audit.append(cur, "broker_login_revoked", detail={"username": username})
+
+    def active(self) -> list[Login]:
+        rows = self.db.query("SELECT username, role, password_hash FROM broker_accounts "
+                             "WHERE revoked_at IS NULL ORDER BY role DESC, username")
+        return [Login(**dict(r)) for r in rows]
+
+    def remember_broker(self, folder: Path, url: str) -> None:
+        """Where `broker config` wrote the broker's files, and the address devices use."""
+        with self.audit.write() as cur:
+            for key, text in ((BROKER_DIR_KEY, str(folder)), (BROKER_URL_KEY, url)):
+                cur.execute("INSERT INTO meta VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                            (key, text.encode()))
+
+    def broker_dir(self) -> Path | None:
+        value = self._meta(BROKER_DIR_KEY)
+        return Path(value) if value else None
+
+    def broker_url(self) -> str | None:
+        return self._meta(BROKER_URL_KEY)
+
+    def _meta(self, key: str) -> str | None:
+        rows = self.db.query("SELECT value FROM meta WHERE key = ?", (key,))
+        return bytes(rows[0]["value"]).decode() if rows else None

@@ -1,0 +1,146 @@
+"""The audit log: append-only, each event hash-chained to the one before.
+
+An event's hash is SHA-256 over the previous hash and the event's canonical JSON, so an
+edited event breaks its own hash and a removed one breaks the chain after it. Removing
+events from the end leaves a valid shorter chain; to catch that, the newest (seq, hash)
+is also written to a head file beside the database, which `verify` compares with.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from earmark.cloud.store.database import Cursor, Database, Row
+from earmark.wire.timestamps import utc_now
+
+GENESIS = "0" * 64
+log = logging.getLogger(__name__)
+
+
+def event_hash(prev_hash: str, seq: int, at: str, event: str, owner_id: str | None,
+               device_id: str | None, clip_id: str | None, detail: str) -> str:
+    body = json.dumps([seq, at, event, owner_id, device_id, clip_id, detail], separators=(",", ":"))
+    return hashlib.sha256(prev_hash.encode() + body.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class AuditProblem:
+    seq: int
+    message: str
+
+
+class AuditLog:
+    def __init__(self, db: Database, head_file: Path) -> None:
+        self.db = db
+        self.head_file = head_file
+        self._pending_head: tuple[int, str] | None = None
+
+    @contextmanager
+    def write(self) -> Iterator[Cursor]:
+        """A durable transaction for a change and the events that record it (StoreError if it
+        fails); once it has committed, the head file follows."""
+        with self.db.transaction() as cur:
+            yield cur
+        self.write_head()
+
+    def record(self, event: str, *, owner_id: str | None = None, device_id: str | None = None,
+               clip_id: str | None = None, detail: dict[str, object] | None = None) -> int:
+        """One event in a transaction of its own (an event about something done elsewhere)."""
+        with self.write() as cur:
+            return self.append(cur, event, owner_id=owner_id, device_id=device_id, clip_id=clip_id, detail=detail)
+
+    def append(self, cur: Cursor, event: str, *, owner_id: str | None = None,
+               device_id: str | None = None, clip_id: str | None = None,
+               detail: dict[str, object] | None = None) -> int:
+        """Inside the caller's transaction, so the event commits with what it records."""
+        return self.append_many(cur, event, owner_id, [(device_id, clip_id, detail)])
+
+    def append_many(self, cur: Cursor, event: str, owner_id: str | None,
+                    items: list[tuple[str | None, str | None, dict[str, object] | None]]) -> int:
+        """Several events of one kind for one owner (device id, clip id, detail each), chained
+        in order; returns the last sequence number. An owner's events are written in that
+        owner's scope (which stays set for the caller). Taking the numbers locks the head row
+        until commit, so concurrent writers (PostgreSQL ingesters) queue and the chain stays one."""
+        if owner_id is not None:
+            cur.scope(owner_id)
+        head = cur.execute("UPDATE audit_head SET seq = seq + ? WHERE id = 1 RETURNING seq, hash",
+                           (len(items),)).fetchone()
+        assert head is not None, "audit_head has its one row from the schema"
+        seq, prev = int(head["seq"]) - len(items), str(head["hash"])
+        rows = []
+        for device_id, clip_id, detail in items:
+            seq += 1
+            at = utc_now()
+            text = json.dumps(detail or {}, sort_keys=True, separators=(",", ":"))
+            digest = event_hash(prev, seq, at, event, owner_id, device_id, clip_id, text)
+            rows.append((seq, at, event, owner_id, device_id, clip_id, text, prev, digest))
+            prev = digest
+        cur.executemany("INSERT INTO audit VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        cur.execute("UPDATE audit_head SET hash = ? WHERE id = 1", (prev,))
+        self._pending_head = (seq, prev)
+        return seq
+
+    def write_head(self) -> None:
+        """After a commit: remember the newest event outside the database. Best effort: the
+        commit stands whatever happens here. Several ingesters (PostgreSQL) share the file, so
+        each writes its own temp file and none moves the head back; an older head is still
+        a valid lower bound for `verify`."""
+        pending = self._pending_head
+        if pending is None:
+            return
+        self._pending_head = None
+        try:
+            current = self.head_file.read_text().split() if self.head_file.exists() else []
+            if current and int(current[0]) >= pending[0]:
+                return
+            tmp = self.head_file.with_name(f"{self.head_file.name}.{os.getpid()}.tmp")
+            tmp.write_text(f"{pending[0]} {pending[1]}\n")
+            os.replace(tmp, self.head_file)
+        except (OSError, ValueError) as exc:
+            log.warning("could not update the audit head file %s: %s", self.head_file, exc)
+
+    def verify(self) -> list[AuditProblem]:
+        problems: list[AuditProblem] = []
+        prev, expected_seq = GENESIS, 1
+        for row in self.chain():
+            if row["seq"] != expected_seq:
+                problems.append(AuditProblem(expected_seq, f"events {expected_seq}..{row['seq'] - 1} are missing"))
+            if row["prev_hash"] != prev:
+                problems.append(AuditProblem(row["seq"], "does not chain to the event before it"))
+            digest = event_hash(row["prev_hash"], row["seq"], row["at"], row["event"], row["owner_id"],
+                                row["device_id"], row["clip_id"], row["detail"])
+            if digest != row["hash"]:
+                problems.append(AuditProblem(row["seq"], "was edited (its hash does not match)"))
+            prev, expected_seq = row["hash"], row["seq"] + 1
+        if self.head_file.exists():
+            head_seq, head_hash = self.head_file.read_text().split()
+            if int(head_seq) >= expected_seq:
+                problems.append(AuditProblem(expected_seq, f"events {expected_seq}..{head_seq} are missing "
+                                                           "from the end"))
+            elif not any(p.seq == int(head_seq) for p in problems):
+                head = self.db.gateway("audit", int(head_seq) - 1, 1)
+                if head and head[0]["seq"] == int(head_seq) and head[0]["hash"] != head_hash:
+                    problems.append(AuditProblem(int(head_seq), "differs from the recorded head"))
+        return problems
+
+    def chain(self, page: int = 1000) -> Iterator[Row]:
+        """Every event in order, a page at a time (the operator's cross-owner view)."""
+        after = 0
+        while True:
+            rows = self.db.gateway("audit", after, page)
+            yield from rows
+            if len(rows) < page:
+                return
+            after = int(rows[-1]["seq"])
+
+    def events(self, limit: int = 100) -> list[Row]:
+        """The newest events, newest first."""
+        newest = self.db.query("SELECT seq FROM audit_head")[0]["seq"]
+        return list(reversed(self.db.gateway("audit", max(0, int(newest) - limit), limit)))

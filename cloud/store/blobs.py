@@ -1,0 +1,85 @@
+"""Blob files under the data dir, written whole and durably (temp file, fsync, rename,
+fsync dir) so that a crash leaves a blob entire or absent. Paths are relative to the data
+dir: `blobs/<owner_id>/<clip_id>.bin` for clips, `quarantine/<id>.bin` for refused payloads."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from earmark.cloud.store.database import StoreUnavailable
+from earmark.wire.durable import fsync_dir, write_file
+
+CLIPS = "blobs"
+QUARANTINE = "quarantine"
+
+
+def clip_blob(owner_id: str, clip_id: str) -> str:
+    return f"{CLIPS}/{owner_id}/{clip_id}.bin"
+
+
+def quarantine_blob(quarantine_id: str) -> str:
+    return f"{QUARANTINE}/{quarantine_id}.bin"
+
+
+class Blobs:
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = Path(data_dir)
+        for folder in (CLIPS, QUARANTINE):
+            (self.data_dir / folder).mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._writers = ThreadPoolExecutor(max_workers=8, thread_name_prefix="blob-writer")
+
+    def path(self, relative: str) -> Path:
+        return self.data_dir / relative
+
+    def write(self, relative: str, data: bytes) -> None:
+        self.write_many([(relative, data)])
+
+    def write_many(self, blobs: list[tuple[str, bytes]]) -> None:
+        """Write each blob whole and durably. The files are written and fsynced in parallel
+        (the filesystem folds concurrent fsyncs into few journal commits), then each
+        directory touched is fsynced once so the new names are durable too. StoreUnavailable
+        (nothing may be acked) if the disk refuses."""
+        paths = [(self.path(relative), data) for relative, data in blobs]
+        folders = {path.parent for path, _ in paths}
+        try:
+            for folder in folders:
+                folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+            if len(paths) == 1:
+                write_file(paths[0][0], paths[0][1], sync_dir=False)
+            else:
+                list(self._writers.map(lambda blob: write_file(blob[0], blob[1], sync_dir=False), paths))
+            for folder in folders:
+                fsync_dir(folder)
+        except OSError as exc:
+            raise StoreUnavailable(f"could not write a blob: {exc.strerror}") from exc
+
+    def read(self, relative: str) -> bytes:
+        return self.path(relative).read_bytes()
+
+    def remove(self, relative: str) -> None:
+        self.path(relative).unlink(missing_ok=True)
+
+    def remove_owner(self, owner_id: str) -> None:
+        shutil.rmtree(self.data_dir / CLIPS / owner_id, ignore_errors=True)
+
+    def owner_folders(self) -> list[str]:
+        return [p.name for p in (self.data_dir / CLIPS).iterdir() if p.is_dir()]
+
+    def loose_files(self) -> list[str]:
+        """Files directly in blobs/: only temp files ever land there."""
+        return [f"{CLIPS}/{p.name}" for p in (self.data_dir / CLIPS).iterdir() if p.is_file()]
+
+    def files_under(self, folder: str) -> Iterator[tuple[str, float]]:
+        """(relative path, mtime) of each file below `folder` (e.g. "blobs/<owner>")."""
+        for path in (self.data_dir / folder).rglob("*"):
+            try:
+                if path.is_file():
+                    yield str(path.relative_to(self.data_dir)), path.stat().st_mtime
+            except FileNotFoundError:  # committed and renamed, or swept by another ingester
+                continue
+
+    def close(self) -> None:
+        self._writers.shutdown()

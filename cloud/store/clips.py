@@ -1,0 +1,165 @@
+"""Clips, stored under their owner: every call takes the owner id first, and there is no
+call that lists clips across owners. A clip is kept as its whole signed envelope, sealed
+with the owner's data key and bound to owner, device and clip id, so an export can check
+the device's signature over the exact bytes it sent."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from earmark.cloud.store.audit import AuditLog
+from earmark.cloud.store.blobs import Blobs, clip_blob
+from earmark.cloud.store.crypto import clip_aad, open_sealed, seal
+from earmark.cloud.store.database import Database
+from earmark.cloud.store.keys import Keys
+from earmark.wire.envelope import Envelope
+from earmark.wire.timestamps import utc_now
+
+# Is the owner still there (not erased)? Asked inside the transaction that stores their clips.
+# SQLite's BEGIN IMMEDIATE already serialises it with an erasure; PostgreSQL (READ COMMITTED)
+# needs the row lock, so that an erasure's key destruction waits for this commit (and then
+# deletes these clips too) or, if it came first, this check sees it.
+LIVE_OWNER = {
+    "sqlite": "SELECT 1 FROM owners WHERE owner_id = ? AND wrapped_key IS NOT NULL",
+    "postgres": "SELECT 1 FROM owners WHERE owner_id = ? AND wrapped_key IS NOT NULL FOR SHARE",
+}
+
+
+@dataclass(frozen=True)
+class ClipRow:
+    clip_id: str
+    owner_id: str
+    device_id: str
+    captured_at: str
+    duration_ms: int
+    trigger: str
+    wake_word: str | None
+    wake_score: float | None
+    envelope_sha256: str
+    envelope_bytes: int
+    blob_path: str
+    stored_at: str
+
+
+@dataclass(frozen=True)
+class NewClip:
+    """A verified clip on its way into the store, under the owner the registry gave it."""
+
+    owner_id: str
+    envelope: Envelope
+    raw: bytes
+    digest: str  # SHA-256 of raw
+
+
+class Clips:
+    def __init__(self, db: Database, keys: Keys, blobs: Blobs, audit: AuditLog) -> None:
+        self.db, self.keys, self.blobs, self.audit = db, keys, blobs, audit
+
+    def blob_path(self, owner_id: str, clip_id: str) -> str:
+        return clip_blob(owner_id, clip_id)
+
+    def fingerprints(self, clip_ids: list[str]) -> dict[str, str]:
+        """The SHA-256 of the envelope stored under each of these clip ids that is taken,
+        whoever's it is (for de-duplication only: it reveals neither owner nor content)."""
+        if not clip_ids:
+            return {}
+        rows = self.db.gateway("fingerprints", json.dumps(clip_ids))
+        return {str(r["clip_id"]): str(r["envelope_sha256"]) for r in rows}
+
+    def put(self, owner_id: str, envelope: Envelope, raw: bytes) -> None:
+        self.put_many([NewClip(owner_id, envelope, raw, hashlib.sha256(raw).hexdigest())])
+
+    def put_many(self, clips: list[NewClip]) -> dict[str, str]:
+        """Seal and store verified clips under their owners: every blob first, then all the
+        rows and their audit events in one durable transaction (group commit), each owner's
+        rows in that owner's scope. Returns the clips not stored, by id, with why:
+        "owner_erased" if the owner was erased meanwhile (checked inside the transaction, so an
+        erasure in another process cannot be raced), "duplicate" if another ingester stored
+        the same clip id first (then its row stands, and the blob at that path is the clip's)."""
+        blobs, rows = [], []
+        for clip in clips:
+            h = clip.envelope.header
+            relative = self.blob_path(clip.owner_id, h.clip_id)
+            key = self.keys.owner_key(clip.owner_id)
+            blobs.append((relative,
+                          seal(key, clip.raw, clip_aad(clip.owner_id, h.device_id, h.clip_id))))
+            rows.append((h.clip_id, clip.owner_id, h.device_id, h.captured_at, h.duration_ms, h.trigger,
+                         h.wake_word, h.wake_score, clip.digest, len(clip.raw), relative, utc_now()))
+        self.blobs.write_many(blobs)
+        not_stored: dict[str, str] = {}
+        with self.audit.write() as cur:
+            for owner_id in sorted({row[1] for row in rows}):
+                cur.scope(owner_id)
+                live = cur.execute(LIVE_OWNER[self.db.backend], (owner_id,)).fetchone()
+                events: list[tuple[str | None, str | None, dict[str, object] | None]] = []
+                for row in (r for r in rows if r[1] == owner_id):
+                    if not live:
+                        not_stored[row[0]] = "owner_erased"
+                        continue
+                    inserted = cur.execute("INSERT INTO clips VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                                           "ON CONFLICT (clip_id) DO NOTHING", row).rowcount
+                    if not inserted:
+                        not_stored[row[0]] = "duplicate"
+                        continue
+                    events.append((row[2], row[0], {"envelope_sha256": row[8]}))
+                if events:
+                    self.audit.append_many(cur, "clip_stored", owner_id, events)
+        for (path, _), row in zip(blobs, rows, strict=True):
+            if not_stored.get(row[0]) == "owner_erased":
+                self.blobs.remove(path)
+                self.keys.forget_owner_key(row[1])
+        return not_stored
+
+    def of_owner(self, owner_id: str) -> list[ClipRow]:
+        return list(self.iter_owner(owner_id))
+
+    def iter_owner(self, owner_id: str, page: int = 500) -> Iterator[ClipRow]:
+        """The owner's clips in capture order, a page at a time (memory stays bounded)."""
+        after = ("", "")
+        while True:
+            rows = self.db.query("SELECT * FROM clips WHERE owner_id = ? AND (captured_at, clip_id) > (?, ?) "
+                                 "ORDER BY captured_at, clip_id LIMIT ?", (owner_id, *after, page), owner=owner_id)
+            yield from (ClipRow(**dict(r)) for r in rows)
+            if len(rows) < page:
+                return
+            after = (rows[-1]["captured_at"], rows[-1]["clip_id"])
+
+    def read(self, owner_id: str, clip: ClipRow) -> bytes:
+        """The clip's envelope bytes, opened with this owner's key and the clip's binding.
+        Raises CryptoError if the blob is not this owner's clip."""
+        sealed = self.blobs.read(clip.blob_path)
+        return open_sealed(self.keys.owner_key(owner_id), sealed,
+                           clip_aad(owner_id, clip.device_id, clip.clip_id))
+
+    def count(self, owner_id: str) -> int:
+        return int(self.db.query("SELECT count(*) AS n FROM clips WHERE owner_id = ?", (owner_id,),
+                                 owner=owner_id)[0]["n"])
+
+    def blob_paths(self, owner_id: str) -> set[str]:
+        """Where the owner's clip rows say their blobs are (for the sweep)."""
+        return {r["blob_path"] for r in self.db.query("SELECT blob_path FROM clips WHERE owner_id = ?",
+                                                      (owner_id,), owner=owner_id)}
+
+    def delete(self, owner_id: str, clips: list[ClipRow], event: str, detail: dict[str, object] | None = None) -> None:
+        """Delete these clips of the owner's, with one audit event. Rows first: a crash after
+        the commit leaves only blobs without rows, which the sweep removes."""
+        with self.audit.write() as cur:
+            cur.scope(owner_id)
+            cur.executemany("DELETE FROM clips WHERE owner_id = ? AND clip_id = ?",
+                            [(owner_id, clip.clip_id) for clip in clips])
+            self.audit.append(cur, event, owner_id=owner_id, clip_id=clips[0].clip_id if len(clips) == 1 else None,
+                              detail={"clips": len(clips), **(detail or {})})
+        for clip in clips:
+            self.blobs.remove(clip.blob_path)
+
+    def delete_all(self, owner_id: str) -> int:
+        """Every clip of an erased owner: blobs first (unreadable already), then rows."""
+        self.blobs.remove_owner(owner_id)
+        with self.audit.write() as cur:
+            cur.scope(owner_id)
+            count = cur.execute("DELETE FROM clips WHERE owner_id = ?", (owner_id,)).rowcount
+            self.audit.append(cur, "owner_clips_deleted", owner_id=owner_id, detail={"clips": count})
+        return int(count)

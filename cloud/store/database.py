@@ -1,0 +1,98 @@
+"""The database behind the store, and the one interface both backends give it.
+
+The embedded default is SQLite in WAL mode with full fsync (store/sqlite.py); the scale-out
+backend is PostgreSQL with row-level security (store/postgres.py). `open_database` picks one.
+A commit returns only once it is durable; the ingester relies on that to ack a clip only after
+it is safe.
+
+Owner scope: every statement on an owner-linked table (owners, bindings, clips, audit) runs
+inside a transaction scoped to one owner (`Cursor.scope`, or `query(..., owner=)`). On
+PostgreSQL that scope is what row-level security checks, so a statement outside it sees no
+owner's rows; on SQLite it is a no-op and the WHERE clauses do the work. The few questions
+that must look across owners (which owner a device was bound to, whether a clip id is taken,
+the operator's owner list, counts and audit chain) are named gateways, each answered by one
+fixed query (on PostgreSQL, a SECURITY DEFINER function that returns only what it names).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+from earmark.wire.errors import EXIT_TEMPFAIL, TransientError, UsageError
+
+
+class StoreError(UsageError, RuntimeError):
+    """The store cannot be used as set up (missing, wrong schema version, wrong role or master
+    key); the message says what to fix. Nothing was acked."""
+
+
+class StoreUnavailable(StoreError, TransientError):
+    """The store cannot take or give data right now (server unreachable, disk full, a failed
+    write): worth waiting for, unlike a wrong set-up. Nothing was acked."""
+
+    exit_code = EXIT_TEMPFAIL
+
+
+Row = dict[str, Any]
+Params = Sequence[object]
+
+
+class Cursor(Protocol):
+    """What a transaction hands out: `?` placeholders, rows as dicts, and the owner scope."""
+
+    @property
+    def rowcount(self) -> int: ...
+
+    def execute(self, sql: str, params: Params = ..., /) -> Cursor: ...
+
+    def executemany(self, sql: str, rows: Sequence[Params], /) -> Cursor: ...
+
+    def fetchone(self) -> Row | None: ...
+
+    def fetchall(self) -> list[Row]: ...
+
+    def __iter__(self) -> Iterator[Row]: ...
+
+    def scope(self, owner_id: str) -> None:
+        """From here to the end of the transaction (or the next scope), the statements act for
+        `owner_id` and, on PostgreSQL, can see and write only that owner's rows."""
+
+
+class Database(Protocol):
+    backend: str  # "sqlite" or "postgres"
+
+    def transaction(self) -> Any:  # a context manager yielding a Cursor
+        ...
+
+    def query(self, sql: str, params: Params = (), owner: str | None = None) -> list[Row]: ...
+
+    def gateway(self, name: str, *args: object) -> list[Row]:
+        """One of the named cross-owner questions (GATEWAYS), and nothing else."""
+
+    def owner_snapshot(self, owner_id: str) -> Any:  # a context manager
+        """Reads on this database, from this thread, see one consistent snapshot in which only
+        `owner_id` is in scope (export runs inside one). A read scoped to another owner
+        inside it raises StoreError."""
+
+    def ping(self) -> None:
+        """Raise StoreError unless the database answers (a readiness check)."""
+
+    def close(self) -> None: ...
+
+
+def check_snapshot(snapshot_owner: str | None, owner: str | None) -> None:
+    if snapshot_owner is not None and owner is not None and owner != snapshot_owner:
+        raise StoreError(f"a read for owner {owner} inside owner {snapshot_owner}'s snapshot")
+
+
+def open_database(data_dir: Path, url: str = "", create: bool = False) -> Database:
+    """SQLite in the data dir, or PostgreSQL when a postgresql:// URL is configured."""
+    if url:
+        from earmark.cloud.store.postgres import PostgresDatabase
+
+        return PostgresDatabase(url)
+    from earmark.cloud.store.sqlite import SqliteDatabase
+
+    return SqliteDatabase(data_dir / "earmark.db", create=create)

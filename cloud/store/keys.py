@@ -1,0 +1,66 @@
+"""The store's keys: the master key (a file, never in the database) wraps the quarantine key
+and each owner's data key, which the database holds wrapped. See crypto.py for the scheme."""
+
+from __future__ import annotations
+
+from earmark.cloud.store.crypto import (
+    QUARANTINE_KEY_AAD,
+    CryptoError,
+    new_key,
+    open_sealed,
+    owner_key_aad,
+    seal,
+)
+from earmark.cloud.store.database import Cursor, Database, StoreError
+from earmark.wire.errors import UsageError
+
+
+class OwnerError(UsageError, LookupError):
+    """An owner-scoped call named an owner that does not exist or was erased."""
+
+
+class Keys:
+    def __init__(self, db: Database, master_key: bytes) -> None:
+        self.db = db
+        self.master_key = master_key
+        self._owner_keys: dict[str, bytes] = {}
+
+    def create_quarantine_key(self, cur: Cursor) -> bool:
+        """Inside the caller's transaction, once per store. True if made now."""
+        if cur.execute("SELECT 1 FROM meta WHERE key = 'quarantine_key'").fetchone():
+            return False
+        wrapped = seal(self.master_key, new_key(), QUARANTINE_KEY_AAD)
+        cur.execute("INSERT INTO meta VALUES ('quarantine_key', ?)", (wrapped,))
+        return True
+
+    def check_master_key(self) -> None:
+        try:
+            self.quarantine_key()
+        except CryptoError:
+            raise StoreError("the master key does not open this store's keys: wrong master key file?") from None
+
+    def quarantine_key(self) -> bytes:
+        row = self.db.query("SELECT value FROM meta WHERE key = 'quarantine_key'")
+        if not row:
+            raise StoreError("store has no quarantine key")
+        return open_sealed(self.master_key, row[0]["value"], QUARANTINE_KEY_AAD)
+
+    def new_owner_key(self, owner_id: str) -> bytes:
+        """A fresh data key for a new owner, wrapped for its row."""
+        return seal(self.master_key, new_key(), owner_key_aad(owner_id))
+
+    def owner_key(self, owner_id: str) -> bytes:
+        """The owner's data key. Erased or unknown owners have none (OwnerError)."""
+        if owner_id in self._owner_keys:
+            return self._owner_keys[owner_id]
+        rows = self.db.query("SELECT wrapped_key FROM owners WHERE owner_id = ?", (owner_id,), owner=owner_id)
+        if not rows:
+            raise OwnerError(f"no owner {owner_id}")
+        if rows[0]["wrapped_key"] is None:
+            raise OwnerError(f"owner {owner_id} was erased")
+        key = open_sealed(self.master_key, rows[0]["wrapped_key"], owner_key_aad(owner_id))
+        self._owner_keys[owner_id] = key
+        return key
+
+    def forget_owner_key(self, owner_id: str) -> None:
+        self._owner_keys.pop(owner_id, None)

@@ -1,0 +1,359 @@
+"""The scale-out backend: PostgreSQL (psycopg 3) with row-level security.
+
+Roles, by design:
+  - the admin (whoever runs `earmark-cloud db migrate --admin-url …`, usually a superuser)
+    owns the tables and runs the versioned migrations below;
+  - the service role (the login in `database_url`) is what ingesters, export, erasure and the
+    admin CLI connect as. It is neither the tables' owner, nor a superuser, nor BYPASSRLS;
+    `PostgresDatabase` checks this when it connects and refuses to run otherwise;
+  - earmark_gateway (NOLOGIN, BYPASSRLS) owns only the SECURITY DEFINER functions that answer
+    the few cross-owner questions (cloud/db.py: gateways), each returning only what it names.
+
+Every owner-linked table (owners, bindings, clips, audit) has row-level security ENABLEd and
+FORCEd, with policies on owner_id = current_setting('earmark.owner_id', true). The setting is
+made with SET LOCAL semantics (set_config(…, true)) inside each owner-scoped transaction, so
+it ends with the transaction; with no setting, current_setting(…, true) is NULL and no row
+matches. The service may append audit events but never update or delete them (no policy).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import urlsplit
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import dict_row
+
+from earmark.cloud.store.database import Cursor, Params, Row, StoreError, StoreUnavailable, check_snapshot
+
+OWNER_TABLES = ("owners", "bindings", "clips", "audit")
+ALL_TABLES = ("owners", "devices", "bindings", "clips", "quarantine", "audit", "audit_head", "meta",
+              "broker_accounts", "earmark_schema")
+SCOPE_SETTING = "earmark.owner_id"
+GATEWAY_ROLE = "earmark_gateway"
+DEFAULT_SERVICE_ROLE = "earmark_service"
+
+_SCOPE = f"current_setting('{SCOPE_SETTING}', true)"
+
+PG_SCHEMA_V1 = f"""
+CREATE TABLE owners (
+    owner_id      TEXT PRIMARY KEY,
+    display_name  TEXT NOT NULL,
+    created_at    TEXT NOT NULL,
+    erased_at     TEXT,
+    wrapped_key   BYTEA,
+    age_recipient TEXT
+);
+CREATE TABLE devices (
+    device_id     TEXT PRIMARY KEY,
+    public_key    TEXT NOT NULL UNIQUE,
+    created_at    TEXT NOT NULL,
+    revoked_at    TEXT
+);
+CREATE TABLE bindings (
+    device_id     TEXT NOT NULL REFERENCES devices(device_id),
+    owner_id      TEXT NOT NULL REFERENCES owners(owner_id),
+    bound_at      TEXT NOT NULL,
+    unbound_at    TEXT,
+    PRIMARY KEY (device_id, bound_at)
+);
+CREATE TABLE clips (
+    clip_id          TEXT PRIMARY KEY,
+    owner_id         TEXT NOT NULL REFERENCES owners(owner_id),
+    device_id        TEXT NOT NULL REFERENCES devices(device_id),
+    captured_at      TEXT NOT NULL,
+    duration_ms      INTEGER NOT NULL,
+    trigger          TEXT NOT NULL,
+    wake_word        TEXT,
+    wake_score       DOUBLE PRECISION,
+    envelope_sha256  TEXT NOT NULL,
+    envelope_bytes   INTEGER NOT NULL,
+    blob_path        TEXT NOT NULL,
+    stored_at        TEXT NOT NULL
+);
+CREATE INDEX clips_by_owner ON clips (owner_id, captured_at, clip_id);
+CREATE TABLE quarantine (
+    quarantine_id    TEXT PRIMARY KEY,
+    received_at      TEXT NOT NULL,
+    topic            TEXT NOT NULL,
+    reason           TEXT NOT NULL,
+    detail           TEXT NOT NULL,
+    envelope_sha256  TEXT NOT NULL UNIQUE,
+    envelope_bytes   INTEGER NOT NULL,
+    blob_path        TEXT NOT NULL
+);
+CREATE TABLE audit (
+    seq        BIGINT PRIMARY KEY,
+    at         TEXT NOT NULL,
+    event      TEXT NOT NULL,
+    owner_id   TEXT,
+    device_id  TEXT,
+    clip_id    TEXT,
+    detail     TEXT NOT NULL,
+    prev_hash  TEXT NOT NULL,
+    hash       TEXT NOT NULL
+);
+CREATE TABLE audit_head (
+    id    INTEGER PRIMARY KEY CHECK (id = 1),
+    seq   BIGINT NOT NULL,
+    hash  TEXT NOT NULL
+);
+INSERT INTO audit_head VALUES (1, 0, repeat('0', 64));
+CREATE TABLE meta (
+    key    TEXT PRIMARY KEY,
+    value  BYTEA NOT NULL
+);
+CREATE TABLE broker_accounts (
+    username       TEXT PRIMARY KEY,
+    role           TEXT NOT NULL CHECK (role IN ('device', 'ingester')),
+    password_hash  TEXT NOT NULL,
+    created_at     TEXT NOT NULL,
+    revoked_at     TEXT
+);
+
+ALTER TABLE owners ENABLE ROW LEVEL SECURITY;
+ALTER TABLE owners FORCE ROW LEVEL SECURITY;
+CREATE POLICY owner_scope ON owners USING (owner_id = {_SCOPE}) WITH CHECK (owner_id = {_SCOPE});
+ALTER TABLE bindings ENABLE ROW LEVEL SECURITY;
+ALTER TABLE bindings FORCE ROW LEVEL SECURITY;
+CREATE POLICY owner_scope ON bindings USING (owner_id = {_SCOPE}) WITH CHECK (owner_id = {_SCOPE});
+ALTER TABLE clips ENABLE ROW LEVEL SECURITY;
+ALTER TABLE clips FORCE ROW LEVEL SECURITY;
+CREATE POLICY owner_scope ON clips USING (owner_id = {_SCOPE}) WITH CHECK (owner_id = {_SCOPE});
+ALTER TABLE audit ENABLE ROW LEVEL SECURITY;
+ALTER TABLE audit FORCE ROW LEVEL SECURITY;
+CREATE POLICY owner_read ON audit FOR SELECT USING (owner_id = {_SCOPE});
+CREATE POLICY append ON audit FOR INSERT WITH CHECK (owner_id IS NULL OR owner_id = {_SCOPE});
+
+CREATE FUNCTION earmark_bindings(p_device TEXT)
+    RETURNS TABLE (device_id TEXT, owner_id TEXT, bound_at TEXT, unbound_at TEXT)
+    LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, public AS $$
+    SELECT b.device_id, b.owner_id, b.bound_at, b.unbound_at FROM public.bindings b
+    WHERE p_device IS NULL OR b.device_id = p_device ORDER BY b.device_id, b.bound_at $$;
+CREATE FUNCTION earmark_fingerprints(p_clips JSONB) RETURNS TABLE (clip_id TEXT, envelope_sha256 TEXT)
+    LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, public AS $$
+    SELECT c.clip_id, c.envelope_sha256 FROM public.clips c
+    WHERE c.clip_id IN (SELECT jsonb_array_elements_text(p_clips)) $$;
+CREATE FUNCTION earmark_owner_directory()
+    RETURNS TABLE (owner_id TEXT, display_name TEXT, created_at TEXT, erased_at TEXT)
+    LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, public AS $$
+    SELECT o.owner_id, o.display_name, o.created_at, o.erased_at FROM public.owners o ORDER BY o.created_at $$;
+CREATE FUNCTION earmark_counts() RETURNS TABLE (name TEXT, n BIGINT)
+    LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, public AS $$
+    SELECT 'owners', count(*) FROM public.owners UNION ALL SELECT 'devices', count(*) FROM public.devices
+    UNION ALL SELECT 'clips', count(*) FROM public.clips UNION ALL SELECT 'quarantine', count(*) FROM public.quarantine
+    UNION ALL SELECT 'audit', count(*) FROM public.audit $$;
+CREATE FUNCTION earmark_audit(p_after BIGINT, p_limit INTEGER) RETURNS SETOF public.audit
+    LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, public AS $$
+    SELECT * FROM public.audit a WHERE a.seq > p_after ORDER BY a.seq LIMIT p_limit $$;
+"""
+GATEWAY_FUNCTIONS = ("earmark_bindings(text)", "earmark_fingerprints(jsonb)", "earmark_owner_directory()",
+                     "earmark_counts()", "earmark_audit(bigint, integer)")
+PG_MIGRATIONS = (PG_SCHEMA_V1,)
+PG_SCHEMA_VERSION = len(PG_MIGRATIONS)
+
+PG_GATEWAYS = {
+    "bindings": "SELECT * FROM earmark_bindings(?::text)",
+    "fingerprints": "SELECT * FROM earmark_fingerprints(?::jsonb)",
+    "owner_directory": "SELECT * FROM earmark_owner_directory()",
+    "counts": "SELECT * FROM earmark_counts()",
+    "audit": "SELECT * FROM earmark_audit(?::bigint, ?::integer)",
+}
+
+
+def _placeholders(query: str) -> str:
+    """The store's SQL is written with `?` (SQLite's style); psycopg takes `%s`."""
+    return query.replace("?", "%s")
+
+
+class _PgCursor(psycopg.Cursor[Row]):
+    def execute(self, query: Any, params: Any = None, *, prepare: bool | None = None,
+                binary: bool | None = None) -> _PgCursor:
+        if isinstance(query, str):
+            query = _placeholders(query)
+        super().execute(query, params or None, prepare=prepare, binary=binary)
+        return self
+
+    def executemany(self, query: Any, params_seq: Any, *, returning: bool = False) -> _PgCursor:  # type: ignore[override]
+        if isinstance(query, str):
+            query = _placeholders(query)
+        super().executemany(query, params_seq, returning=returning)
+        return self
+
+    def scope(self, owner_id: str) -> None:
+        super().execute("SELECT set_config(%s, %s, true)", (SCOPE_SETTING, owner_id))
+
+
+def first_line(exc: BaseException) -> str:
+    """psycopg's messages run to several lines (hints, context); a log line takes the first."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else exc.__class__.__name__
+
+
+def redact(url: str) -> str:
+    """A database URL fit for a log line: no password."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    return parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@")).geturl()
+
+
+class PostgresDatabase:
+    """One connection per process, shared by its threads under a lock; reconnects after the
+    server went away (the failed transaction raised StoreError, so nothing was acked)."""
+
+    backend = "postgres"
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._lock = threading.RLock()
+        self._snapshot_owner: str | None = None
+        self.conn = self._connect()
+        self._check_role()
+
+    def _connect(self) -> psycopg.Connection[Row]:
+        try:
+            return psycopg.connect(self.url, autocommit=True, row_factory=dict_row, cursor_factory=_PgCursor,
+                                   connect_timeout=10, application_name="earmark")
+        except psycopg.OperationalError as exc:
+            raise StoreUnavailable(f"cannot connect to PostgreSQL at {redact(self.url)}: "
+                                   f"{first_line(exc)}") from None
+
+    def _check_role(self) -> None:
+        """Refuse to run as a role that row-level security would not bind."""
+        try:
+            version = self.conn.execute("SELECT version FROM earmark_schema").fetchone()
+        except psycopg.errors.UndefinedTable:
+            raise StoreError(f"{redact(self.url)} has no Earmark schema: "
+                             "run `earmark-cloud db migrate --admin-url …` first") from None
+        except psycopg.errors.InsufficientPrivilege:
+            raise StoreError("this role may not read the Earmark schema: was it granted by "
+                             "`earmark-cloud db migrate --service-role`?") from None
+        if version is None or version["version"] != PG_SCHEMA_VERSION:
+            found = version["version"] if version else 0
+            raise StoreError(f"database schema version {found}, this Earmark needs {PG_SCHEMA_VERSION}: "
+                             "run `earmark-cloud db migrate`")
+        row = self.conn.execute(
+            "SELECT current_user AS role, r.rolsuper, r.rolbypassrls, "
+            "  (SELECT array_agg(c.relname::text ORDER BY c.relname) FROM pg_class c "
+            "     WHERE c.relnamespace = current_schema()::regnamespace AND c.relname = ANY(%s) "
+            "       AND pg_has_role(current_user, c.relowner, 'USAGE')) AS owned, "
+            "  (SELECT array_agg(c.relname::text ORDER BY c.relname) FROM pg_class c "
+            "     WHERE c.relnamespace = current_schema()::regnamespace AND c.relname = ANY(%s) "
+            "       AND NOT (c.relrowsecurity AND c.relforcerowsecurity)) AS unforced "
+            "FROM pg_roles r WHERE r.rolname = current_user", (list(ALL_TABLES), list(OWNER_TABLES))).fetchone()
+        assert row is not None
+        if row["rolsuper"] or row["rolbypassrls"]:
+            kind = "a superuser" if row["rolsuper"] else "BYPASSRLS"
+            raise StoreError(f"refusing to run as PostgreSQL role {row['role']}: it is {kind}, so row-level "
+                             "security would not apply; connect as the service role (see deploy/SCALING.md)")
+        if row["owned"]:
+            raise StoreError(f"refusing to run as PostgreSQL role {row['role']}: it owns (or can act as the "
+                             f"owner of) {', '.join(row['owned'])}; connect as the service role")
+        if row["unforced"]:
+            raise StoreError(f"row-level security is not enabled and forced on {', '.join(row['unforced'])}: "
+                             "the schema was altered; refusing to run")
+
+    def _fresh(self) -> psycopg.Connection[Row]:
+        if self.conn.closed or self.conn.broken:
+            self.conn = self._connect()
+        return self.conn
+
+    @contextmanager
+    def transaction(self) -> Iterator[Cursor]:
+        with self._lock:
+            try:
+                conn = self._fresh()
+                with conn.transaction(), _PgCursor(conn) as cur:
+                    yield cur
+            except psycopg.OperationalError as exc:
+                raise StoreUnavailable(f"database write failed: {first_line(exc)}") from exc
+
+    def query(self, sql_text: str, params: Params = (), owner: str | None = None) -> list[Row]:
+        with self._lock:
+            check_snapshot(self._snapshot_owner, owner)
+            try:
+                if owner is None:
+                    with _PgCursor(self._fresh()) as cur:
+                        return cur.execute(sql_text, params).fetchall()
+                with self.transaction() as scoped:
+                    scoped.scope(owner)
+                    return scoped.execute(sql_text, params).fetchall()
+            except psycopg.OperationalError as exc:
+                raise StoreUnavailable(f"database read failed: {first_line(exc)}") from exc
+
+    def gateway(self, name: str, *args: object) -> list[Row]:
+        return self.query(PG_GATEWAYS[name], args)
+
+    @contextmanager
+    def owner_snapshot(self, owner_id: str) -> Iterator[None]:
+        """One REPEATABLE READ, READ ONLY transaction scoped to the owner for the block: every
+        read in it sees the same snapshot, and row-level security shows only this owner."""
+        with self._lock:
+            try:
+                conn = self._fresh()
+                with conn.transaction(), _PgCursor(conn) as cur:
+                    cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                    cur.scope(owner_id)
+                    self._snapshot_owner = owner_id
+                    try:
+                        yield
+                    finally:
+                        self._snapshot_owner = None
+            except psycopg.OperationalError as exc:
+                raise StoreUnavailable(f"database read failed: {first_line(exc)}") from exc
+
+    def ping(self) -> None:
+        self.query("SELECT 1")
+
+    def close(self) -> None:
+        with self._lock:
+            self.conn.close()
+
+
+def migrate(admin_url: str, service_role: str = DEFAULT_SERVICE_ROLE) -> tuple[int, int]:
+    """Bring the database to PG_SCHEMA_VERSION as the admin (tables' owner), then (re)grant
+    the service role exactly what it needs. Returns (version before, version after)."""
+    try:
+        conn = psycopg.connect(admin_url, autocommit=True, connect_timeout=10)
+    except psycopg.Error as exc:
+        raise StoreError(f"cannot connect to PostgreSQL at {redact(admin_url)}: "
+                         f"{first_line(exc)}") from None
+    service = sql.Identifier(service_role)
+    with conn, conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext('earmark_migrate'))")
+        conn.execute("CREATE TABLE IF NOT EXISTS earmark_schema (version INTEGER NOT NULL)")
+        row = conn.execute("SELECT version FROM earmark_schema").fetchone()
+        before = int(row[0]) if row else 0
+        if row is None:
+            conn.execute("INSERT INTO earmark_schema VALUES (0)")
+        if before > PG_SCHEMA_VERSION:
+            raise StoreError(f"database schema version {before} is newer than this Earmark ({PG_SCHEMA_VERSION})")
+        for role, options in ((GATEWAY_ROLE, "NOLOGIN BYPASSRLS"), (service_role, "LOGIN")):
+            exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
+            if not exists:
+                conn.execute(sql.SQL("CREATE ROLE {} " + options).format(sql.Identifier(role)))
+        for number in range(before + 1, PG_SCHEMA_VERSION + 1):
+            conn.execute(PG_MIGRATIONS[number - 1])
+            conn.execute("UPDATE earmark_schema SET version = %s", (number,))
+        gateway = sql.Identifier(GATEWAY_ROLE)
+        for table in ALL_TABLES:
+            conn.execute(sql.SQL("REVOKE ALL ON {} FROM PUBLIC").format(sql.Identifier(table)))
+        for table in ("owners", "devices", "bindings", "clips", "quarantine", "audit"):
+            conn.execute(sql.SQL("GRANT SELECT ON {} TO {}").format(sql.Identifier(table), gateway))
+        for function in GATEWAY_FUNCTIONS:
+            conn.execute(sql.SQL(f"ALTER FUNCTION {function} OWNER TO {{}}").format(gateway))
+            conn.execute(f"REVOKE ALL ON FUNCTION {function} FROM PUBLIC")
+            conn.execute(sql.SQL(f"GRANT EXECUTE ON FUNCTION {function} TO {{}}").format(service))
+        for table in ("owners", "devices", "bindings", "clips", "quarantine", "meta", "broker_accounts"):
+            conn.execute(sql.SQL("GRANT SELECT, INSERT, UPDATE, DELETE ON {} TO {}")
+                         .format(sql.Identifier(table), service))
+        conn.execute(sql.SQL("GRANT SELECT, INSERT ON audit TO {}").format(service))
+        conn.execute(sql.SQL("GRANT SELECT, UPDATE ON audit_head TO {}").format(service))
+        conn.execute(sql.SQL("GRANT SELECT ON earmark_schema TO {}").format(service))
+    conn.close()
+    return before, PG_SCHEMA_VERSION

@@ -1,0 +1,234 @@
+"""Who owns which device, and since when.
+
+Owners are opaque UUIDs. A device is registered with its Ed25519 public key and bound to
+an owner; moving it to another owner closes the old binding and opens a new one, and the
+binding in force at a clip's capture time decides whose the clip is. A device's first
+binding also covers clips captured before it (the device had no other owner then; this
+absorbs clock skew on a freshly paired device).
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import uuid
+from dataclasses import dataclass
+
+from earmark.cloud.store.audit import AuditLog
+from earmark.cloud.store.database import Database, Row
+from earmark.cloud.store.keys import Keys
+from earmark.wire.envelope import OWNER_ID_PATTERN, parse_public_key
+from earmark.wire.errors import UsageError
+from earmark.wire.timestamps import parse_utc, utc_now
+from earmark.wire.topics import check_device_id
+
+
+class RegistryError(UsageError, ValueError):
+    """A registry change that cannot be made; the message says why."""
+
+
+@dataclass(frozen=True)
+class Owner:
+    owner_id: str
+    display_name: str
+    created_at: str
+    erased_at: str | None
+
+
+@dataclass(frozen=True)
+class Device:
+    device_id: str
+    owner_id: str | None  # the current binding
+    public_key: str
+    created_at: str
+    bound_at: str | None
+    revoked_at: str | None
+
+
+def _check_owner_id(owner_id: str) -> str:
+    if not OWNER_ID_PATTERN.fullmatch(owner_id):
+        raise RegistryError(f"owner id {owner_id!r} is not a lowercase UUID")
+    return owner_id
+
+
+class Registry:
+    def __init__(self, db: Database, keys: Keys, audit: AuditLog) -> None:
+        self.db, self.keys, self.audit = db, keys, audit
+
+    # -- owners ----------------------------------------------------------------------------
+
+    def add_owner(self, display_name: str) -> Owner:
+        name = display_name.strip()
+        if not name or len(name) > 200 or re.search(r"[\x00-\x1f]", name):
+            raise RegistryError("an owner's display name is 1-200 printable characters")
+        owner = Owner(str(uuid.uuid4()), name, utc_now(), None)
+        wrapped = self.keys.new_owner_key(owner.owner_id)
+        with self.audit.write() as cur:
+            cur.scope(owner.owner_id)
+            cur.execute("INSERT INTO owners (owner_id, display_name, created_at, erased_at, wrapped_key) "
+                        "VALUES (?, ?, ?, NULL, ?)",
+                        (owner.owner_id, owner.display_name, owner.created_at, wrapped))
+            self.audit.append(cur, "owner_added", owner_id=owner.owner_id)
+        return owner
+
+    def owner(self, owner_id: str) -> Owner | None:
+        rows = self.db.query("SELECT owner_id, display_name, created_at, erased_at FROM owners "
+                             "WHERE owner_id = ?", (owner_id,), owner=owner_id)
+        return Owner(**rows[0]) if rows else None
+
+    def set_recipient(self, owner_id: str, recipient: str) -> None:
+        """The owner's age public key (age1…): exports are encrypted to it by default."""
+        self._live_owner(owner_id)
+        try:
+            from pyrage import x25519
+
+            x25519.Recipient.from_str(recipient)
+        except Exception:  # pyrage raises its own RecipientError, or ValueError
+            raise RegistryError(f"{recipient[:20]!r} is not an age X25519 recipient (age1…)") from None
+        with self.audit.write() as cur:
+            cur.scope(owner_id)
+            cur.execute("UPDATE owners SET age_recipient = ? WHERE owner_id = ?", (recipient, owner_id))
+            self.audit.append(cur, "owner_recipient_set", owner_id=owner_id, detail={"recipient": recipient})
+
+    def recipient(self, owner_id: str) -> str | None:
+        rows = self.db.query("SELECT age_recipient FROM owners WHERE owner_id = ?", (owner_id,), owner=owner_id)
+        return rows[0]["age_recipient"] if rows and rows[0]["age_recipient"] else None
+
+    def destroy_owner_key(self, owner_id: str) -> str:
+        """Crypto-shredding: the owner's wrapped data key, name and recipient go in one commit,
+        and the row stays as a tombstone (erased_at). Returns the time of erasure."""
+        now = utc_now()
+        with self.audit.write() as cur:
+            cur.scope(owner_id)
+            cur.execute("UPDATE owners SET wrapped_key = NULL, erased_at = ?, display_name = '', "
+                        "age_recipient = NULL WHERE owner_id = ?", (now, owner_id))
+            self.audit.append(cur, "owner_key_destroyed", owner_id=owner_id)
+        self.keys.forget_owner_key(owner_id)
+        return now
+
+    def bindings(self, device_id: str) -> list[tuple[str, str, str | None]]:
+        """(owner id, bound at, unbound at) for a device, oldest first."""
+        rows = self.db.gateway("bindings", device_id)
+        return [(r["owner_id"], r["bound_at"], r["unbound_at"]) for r in rows]
+
+    def owners(self) -> list[Owner]:
+        """Every owner, for the operator (names and dates only)."""
+        return [Owner(**r) for r in self.db.gateway("owner_directory")]
+
+    def _live_owner(self, owner_id: str) -> Owner:
+        owner = self.owner(_check_owner_id(owner_id))
+        if owner is None:
+            raise RegistryError(f"no owner {owner_id}")
+        if owner.erased_at:
+            raise RegistryError(f"owner {owner_id} was erased")
+        return owner
+
+    # -- devices ---------------------------------------------------------------------------
+
+    def add_device(self, owner_id: str, public_key: str, device_id: str | None = None) -> Device:
+        self._live_owner(owner_id)
+        try:
+            parse_public_key(public_key)
+        except ValueError as exc:
+            raise RegistryError(f"public key: {exc}") from None
+        device_id = device_id or f"dev-{secrets.token_hex(4)}"
+        try:
+            check_device_id(device_id)
+        except ValueError as exc:
+            raise RegistryError(str(exc)) from None
+        if self.db.query("SELECT 1 FROM devices WHERE device_id = ?", (device_id,)):
+            raise RegistryError(f"device {device_id} is already registered")
+        holder = self.db.query("SELECT device_id, revoked_at FROM devices WHERE public_key = ?", (public_key,))
+        if holder:
+            state = " (revoked: a revoked key is never trusted again; make a new key on the device)" \
+                if holder[0]["revoked_at"] else ""
+            raise RegistryError(f"that public key is already registered to device {holder[0]['device_id']}{state}")
+        now = utc_now()
+        with self.audit.write() as cur:
+            cur.scope(owner_id)
+            cur.execute("INSERT INTO devices VALUES (?, ?, ?, NULL)", (device_id, public_key, now))
+            cur.execute("INSERT INTO bindings VALUES (?, ?, ?, NULL)", (device_id, owner_id, now))
+            self.audit.append(cur, "device_added", owner_id=owner_id, device_id=device_id,
+                                    detail={"public_key": public_key})
+        return Device(device_id, owner_id, public_key, now, now, None)
+
+    def device(self, device_id: str, bindings: list[tuple[str, str, str | None]] | None = None) -> Device | None:
+        """The device and its current owner (`bindings`: its history, if already at hand)."""
+        rows = self.db.query("SELECT * FROM devices WHERE device_id = ?", (device_id,))
+        if not rows:
+            return None
+        history = self.bindings(device_id) if bindings is None else bindings
+        return self._with_bindings(rows, [{"device_id": device_id, "owner_id": owner_id, "bound_at": bound_at,
+                                           "unbound_at": unbound_at} for owner_id, bound_at, unbound_at in history])[0]
+
+    def devices(self, owner_id: str | None = None) -> list[Device]:
+        """Every device (for the operator), or those now bound to `owner_id`."""
+        if owner_id is None:
+            return self._with_bindings(self.db.query("SELECT * FROM devices ORDER BY created_at"),
+                                       self.db.gateway("bindings", None))
+        bindings = self.db.query("SELECT * FROM bindings WHERE owner_id = ? AND unbound_at IS NULL", (owner_id,),
+                                 owner=owner_id)
+        ids = [b["device_id"] for b in bindings]
+        rows = self.db.query(f"SELECT * FROM devices WHERE device_id IN ({','.join('?' * len(ids))}) "
+                             "ORDER BY created_at", ids) if ids else []
+        return self._with_bindings(rows, bindings)
+
+    @staticmethod
+    def _with_bindings(devices: list[Row], bindings: list[Row]) -> list[Device]:
+        """Device rows joined to their open binding, from binding rows the caller read (through
+        the gateway, or in the owner's scope: on PostgreSQL the table shows only that owner's)."""
+        current = {b["device_id"]: b for b in bindings if b["unbound_at"] is None}
+        joined = []
+        for d in devices:
+            binding = current.get(d["device_id"], {})
+            joined.append(Device(d["device_id"], binding.get("owner_id"), d["public_key"], d["created_at"],
+                                 binding.get("bound_at"), d["revoked_at"]))
+        return joined
+
+    def revoke_device(self, device_id: str) -> Device:
+        device = self.device(device_id)
+        if device is None:
+            raise RegistryError(f"no device {device_id}")
+        if device.revoked_at:
+            return device
+        now = utc_now()
+        with self.audit.write() as cur:
+            cur.execute("UPDATE devices SET revoked_at = ? WHERE device_id = ?", (now, device_id))
+            self.audit.append(cur, "device_revoked", owner_id=device.owner_id, device_id=device_id)
+        return Device(device.device_id, device.owner_id, device.public_key, device.created_at,
+                      device.bound_at, now)
+
+    def rebind_device(self, device_id: str, owner_id: str) -> Device:
+        """Move a device to a new owner from now on; clips captured before stay the old owner's."""
+        self._live_owner(owner_id)
+        device = self.device(device_id)
+        if device is None:
+            raise RegistryError(f"no device {device_id}")
+        if device.revoked_at:
+            raise RegistryError(f"device {device_id} is revoked")
+        if device.owner_id == owner_id:
+            return device
+        now = utc_now()
+        with self.audit.write() as cur:
+            if device.owner_id is not None:
+                cur.scope(device.owner_id)
+                cur.execute("UPDATE bindings SET unbound_at = ? WHERE device_id = ? AND unbound_at IS NULL",
+                            (now, device_id))
+            cur.scope(owner_id)
+            cur.execute("INSERT INTO bindings VALUES (?, ?, ?, NULL)", (device_id, owner_id, now))
+            self.audit.append(cur, "device_rebound", owner_id=owner_id, device_id=device_id,
+                                    detail={"from_owner": device.owner_id})
+        return Device(device_id, owner_id, device.public_key, device.created_at, now, None)
+
+    def owner_at(self, device_id: str, captured_at: str,
+                 bindings: list[tuple[str, str, str | None]] | None = None) -> str | None:
+        """The owner the device was bound to at `captured_at` (see the module docstring);
+        `bindings`: the device's history, if already at hand."""
+        stamp = parse_utc(captured_at)
+        history = self.bindings(device_id) if bindings is None else bindings
+        for index, (owner_id, bound_at, unbound_at) in enumerate(history):
+            starts = parse_utc(bound_at)
+            ends = parse_utc(unbound_at) if unbound_at else None
+            if (index == 0 or stamp >= starts) and (ends is None or stamp < ends):
+                return str(owner_id)
+        return None

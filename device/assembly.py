@@ -1,0 +1,91 @@
+"""The one place a running device is put together from its settings: audio source → wake
+detector → recorder → sealer → spool → publisher, with the controls (buttons, light) beside
+them. The CLI, the tests and the benchmarks all build their device here, so there is one
+wiring to trust.
+
+    with assemble(settings, source) as device:
+        stats = device.run()                 # until the source ends or `stop` is set
+        device.wait_drained(30)              # with a broker: until the cloud has every clip
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from contextlib import AbstractContextManager
+from types import TracebackType
+
+from earmark.device.audio.source import AudioSource
+from earmark.device.controls import Controls
+from earmark.device.listening.models import locate_models
+from earmark.device.listening.recorder import Recorder
+from earmark.device.listening.speech import SpeechDetector
+from earmark.device.listening.wake import WakeDetector
+from earmark.device.loop import DeviceLoop, RunStats
+from earmark.device.settings import DeviceSettings
+from earmark.device.sync.identity import Sealer, load_or_create_key, public_key_of
+from earmark.device.sync.publisher import Publisher
+from earmark.device.sync.spool import Spool
+
+log = logging.getLogger(__name__)
+
+
+class AssembledDevice(AbstractContextManager["AssembledDevice"]):
+    """A device ready to run: its loop, its controls and (with a broker) its publisher.
+    Closing it stops the publisher and releases the pins; closing twice is harmless."""
+
+    def __init__(self, loop: DeviceLoop, controls: Controls, publisher: Publisher | None) -> None:
+        self.loop, self.controls, self.publisher = loop, controls, publisher
+        self._closed = False
+
+    @property
+    def spool(self) -> Spool:
+        return self.loop.spool
+
+    def run(self) -> RunStats:
+        if self.publisher is not None:
+            self.publisher.start()
+        return self.loop.run()
+
+    def wait_drained(self, timeout: float) -> bool:
+        """True once the spool is empty (every clip receipted); True at once with no broker."""
+        return self.publisher.wait_drained(timeout) if self.publisher is not None else True
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self.publisher is not None:
+            self.publisher.stop()
+        self.controls.close()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+
+def assemble(s: DeviceSettings, source: AudioSource, controls: Controls | None = None,
+             stop: threading.Event | None = None, publish: bool = True) -> AssembledDevice:
+    """The device `s` describes, reading `source`. `controls` defaults to the configured pins;
+    `publish=False` keeps clips in the spool even when a broker is configured."""
+    s.require_identity()
+    models = locate_models(s.models_dir, [w.name for w in s.wake.words])
+    key, created = load_or_create_key(s.key_path)
+    if created:
+        log.info("made a new device key at %s; public key %s", s.key_path, public_key_of(key))
+    speech = SpeechDetector(models.vad, s.recorder.vad_threshold)
+    spool = Spool(s.spool_dir, s.spool.max_bytes)
+    if spool.swept:
+        log.warning("swept %d torn clip file(s) left by a crash", spool.swept)
+    controls = controls if controls is not None else Controls(s.gpio)
+    loop = DeviceLoop(source, WakeDetector(s.wake, models),
+                      Recorder(s.recorder, speech.is_speech, on_start=speech.reset),
+                      Sealer(s.device_id, s.owner_id, key), spool, controls, stop)
+    publisher = None
+    if publish and s.broker.url:
+        publisher = Publisher(s.broker, s.device_id, spool,
+                              on_receipt=lambda r: loop.flag_error() if r.status == "rejected" else None)
+        loop.on_spooled = publisher.notify
+    else:
+        log.info("no broker configured: clips stay in %s", spool.directory)
+    return AssembledDevice(loop, controls, publisher)

@@ -1,0 +1,172 @@
+"""Sends spooled clips to the broker; only a receipt deletes one.
+
+Runs beside the recorder on its own thread (and paho's network thread), so recording never
+waits on the network. Clips go out oldest first, QoS 1, with at most `in_flight` awaiting
+receipts. A `stored` or `duplicate` receipt deletes the clip from the spool; `rejected`
+moves it aside (spool/rejected/, with the reason) and raises the error light. A clip with no
+receipt after `receipt_timeout_s` is sent again (the ingester de-duplicates by clip id), so a
+lost receipt, a broker restart or days offline only delay clips. The device's status topic
+says `online` while connected; its MQTT will says `offline`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+
+from earmark.device.settings import BrokerSettings
+from earmark.device.sync.spool import Spool, SpooledClip
+from earmark.wire.errors import ConfigError
+from earmark.wire.receipt import Receipt, ReceiptError, parse_receipt
+from earmark.wire.topics import clip_topic, receipt_topic, status_topic
+from earmark.wire.transport import connect_async, make_client, send_immediately
+
+log = logging.getLogger(__name__)
+SESSION_EXPIRY_S = 30 * 24 * 3600  # receipts wait in the broker for a month offline
+
+
+class Publisher:
+    def __init__(self, settings: BrokerSettings, device_id: str, spool: Spool,
+                 on_receipt: Callable[[Receipt], None] = lambda receipt: None) -> None:
+        self.settings = settings
+        self.device_id = device_id
+        self.spool = spool
+        self.on_receipt = on_receipt  # after the spool has acted on it; runs on paho's thread
+        self.connected = threading.Event()
+        self.sent = 0
+        self.rejected = 0
+        self._pending: dict[str, float] = {}  # clip id -> when it was last published
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="publisher", daemon=True)
+        self.client = self._make_client()
+
+    def _make_client(self) -> mqtt.Client:
+        s = self.settings
+        client = make_client(self.device_id, s.url, s.username, _read_password(s.password_file) if s.username else "",
+                             s.ca, s.client_cert, s.client_key, mqtt_version=s.mqtt_version)
+        client.will_set(status_topic(self.device_id), b"offline", qos=1, retain=True)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        return client
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        connect_async(self.client, self.settings.url, self.settings.keepalive_s, SESSION_EXPIRY_S)
+        self._thread.start()
+
+    def notify(self) -> None:
+        """A clip was spooled: look at the spool now rather than at the next tick."""
+        self._wake.set()
+
+    def wait_drained(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while self.spool.clips():
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)
+        return True
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread.is_alive():
+            self._thread.join()
+        if self.connected.is_set():
+            self.client.publish(status_topic(self.device_id), b"offline", qos=1, retain=True).wait_for_publish(2)
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    # -- paho callbacks (network thread) ---------------------------------------------------
+
+    def _on_connect(self, client: mqtt.Client, _u: Any, flags: Any, reason: Any, _p: Any) -> None:
+        if reason.is_failure:
+            log.error("broker refused the connection: %s", reason)
+            return
+        send_immediately(client)
+        client.subscribe(receipt_topic(self.device_id), qos=1)
+        client.publish(status_topic(self.device_id), b"online", qos=1, retain=True)
+        self.connected.set()
+        log.info("connected to %s (session %s)", self.settings.url, "resumed" if flags.session_present else "new")
+        self._wake.set()
+
+    def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+        if self.connected.is_set() and not self._stop.is_set():
+            log.warning("disconnected from the broker (%s); clips wait in the spool", reason)
+        self.connected.clear()
+
+    def _on_message(self, _c: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
+        try:
+            receipt = parse_receipt(bytes(message.payload))
+        except ReceiptError as exc:
+            log.warning("ignoring a malformed receipt: %s", exc)
+            return
+        clip = self._spooled(receipt.clip_id)
+        with self._lock:
+            self._pending.pop(receipt.clip_id, None)
+        if clip is None:
+            return  # an answer to a resend of a clip already done with
+        if receipt.status in ("stored", "duplicate"):
+            self.spool.remove(clip)
+            log.info("clip %s %s by the cloud; removed from the spool", receipt.clip_id, receipt.status)
+        else:
+            self.spool.reject(clip, receipt.reason)
+            self.rejected += 1
+            log.error("clip %s was rejected by the cloud (%s); kept in %s", receipt.clip_id, receipt.reason,
+                      self.spool.rejected_dir)
+        self.on_receipt(receipt)
+        self._wake.set()
+
+    def _spooled(self, clip_id: str) -> SpooledClip | None:
+        return next((c for c in self.spool.clips() if c.clip_id == clip_id), None)
+
+    # -- publishing thread -----------------------------------------------------------------
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(timeout=1.0)
+            self._wake.clear()
+            if self.connected.is_set():
+                self._publish_due()
+
+    def _publish_due(self) -> None:
+        now = time.monotonic()
+        for clip in self.spool.clips():  # oldest first
+            with self._lock:
+                last = self._pending.get(clip.clip_id)
+                waiting = sum(1 for t in self._pending.values() if now - t < self.settings.receipt_timeout_s)
+            if last is not None and now - last < self.settings.receipt_timeout_s:
+                continue  # sent, its receipt not yet due
+            if waiting >= self.settings.in_flight or not self.connected.is_set():
+                return
+            try:
+                payload = clip.read()
+            except FileNotFoundError:
+                continue  # its receipt arrived meanwhile
+            info = self.client.publish(clip_topic(self.device_id), payload, qos=1)
+            if info.rc != mqtt.MQTT_ERR_SUCCESS:
+                return  # not connected after all; the next connect retries
+            with self._lock:
+                self._pending[clip.clip_id] = now
+            self.sent += 1
+            if last is not None:
+                log.info("clip %s had no receipt after %.0f s; sent again", clip.clip_id,
+                         self.settings.receipt_timeout_s)
+
+
+def _read_password(path: str) -> str:
+    if not path:
+        raise ConfigError("broker.username is set but broker.password_file is not: run `earmark-device provision`")
+    try:
+        return Path(path).read_text().strip()
+    except OSError as exc:
+        raise ConfigError(f"broker.password_file {path}: {exc.strerror}") from None

@@ -1,0 +1,284 @@
+"""The signed clip envelope (wire contract v1). `docs/wire-format.md` gives the exact bytes;
+tests hold this module to that document.
+
+    magic "EMRK" | version u8 | flags u8 | header_len u32be | audio_len u32be
+    | header (canonical JSON, UTF-8) | audio (canonical 44-byte-header PCM WAV)
+    | Ed25519 signature (64 bytes) over every byte before it
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import re
+import struct
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from earmark.wire.errors import EarmarkError
+from earmark.wire.timestamps import format_utc, is_utc_stamp
+from earmark.wire.topics import DEVICE_ID_PATTERN
+
+MAGIC = b"EMRK"
+VERSION = 1
+PREAMBLE = struct.Struct(">4sBBII")
+SIGNATURE_BYTES = 64
+WAV_HEADER_BYTES = 44
+MAX_HEADER_BYTES = 4096
+# 30 s of 16 kHz mono 16-bit audio plus its header: twice the device's default maximum.
+MAX_AUDIO_BYTES = 16_000 * 2 * 30 + WAV_HEADER_BYTES
+MAX_ENVELOPE_BYTES = PREAMBLE.size + MAX_HEADER_BYTES + MAX_AUDIO_BYTES + SIGNATURE_BYTES
+
+CLIP_ID_PATTERN = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
+OWNER_ID_PATTERN = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+# ASCII digits only (`\d` would also take other scripts' digits); milliseconds on the wire.
+CAPTURED_AT_PATTERN = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z$")
+WAKE_WORD_PATTERN = re.compile(r"^[a-z0-9_]{1,64}$")
+SHA256_PATTERN = re.compile(r"^[0-9a-f]{64}$")
+CODEC = "pcm_s16le"
+TRIGGERS = ("wake_word", "button")
+
+
+class EnvelopeError(EarmarkError, ValueError):
+    """Why an envelope was refused. The only exception the decoder raises."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class ClipHeader:
+    clip_id: str
+    device_id: str
+    owner_id: str
+    captured_at: str
+    duration_ms: int
+    sample_rate: int
+    channels: int
+    sample_width: int
+    codec: str
+    trigger: str
+    wake_word: str | None
+    wake_score: float | None
+    audio_sha256: str
+
+    def to_json_bytes(self) -> bytes:
+        return json.dumps(asdict(self), sort_keys=True, separators=(",", ":")).encode("ascii")
+
+
+@dataclass(frozen=True)
+class Envelope:
+    header: ClipHeader
+    header_bytes: bytes
+    audio: bytes
+    signature: bytes
+    signed_bytes: bytes
+
+    def verify(self, public_key: Ed25519PublicKey) -> bool:
+        try:
+            public_key.verify(self.signature, self.signed_bytes)
+        except InvalidSignature:
+            return False
+        return True
+
+
+def format_captured_at(moment: datetime) -> str:
+    return format_utc(moment, places=3)
+
+
+def encode_envelope(header: ClipHeader, audio: bytes, key: Ed25519PrivateKey) -> bytes:
+    """Frame and sign a clip. Refuses anything the decoder would refuse."""
+    header_bytes = header.to_json_bytes()
+    body = PREAMBLE.pack(MAGIC, VERSION, 0, len(header_bytes), len(audio)) + header_bytes + audio
+    signed = body + key.sign(body)
+    decode_envelope(signed)  # one definition of "valid": the decoder's
+    return signed
+
+
+def reassemble(header_bytes: bytes, audio: bytes, signature: bytes) -> bytes:
+    """The envelope bytes from its three parts (as an export keeps them), for decoding and
+    verifying again."""
+    return PREAMBLE.pack(MAGIC, VERSION, 0, len(header_bytes), len(audio)) + header_bytes + audio + signature
+
+
+def decode_envelope(data: bytes, max_bytes: int = MAX_ENVELOPE_BYTES) -> Envelope:
+    """Strictly parse an envelope. Checks framing, header types and patterns, and that the
+    audio is the WAV the header describes. Does not check the signature (the caller knows
+    which key should have made it): call `Envelope.verify`."""
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise EnvelopeError("malformed", "envelope is not bytes")
+    data = bytes(data)
+    if len(data) > max_bytes:
+        raise EnvelopeError("oversize", f"{len(data)} bytes exceeds the limit of {max_bytes}")
+    if len(data) < PREAMBLE.size + SIGNATURE_BYTES:
+        raise EnvelopeError("malformed", f"{len(data)} bytes is too short for an envelope")
+    magic, version, flags, header_len, audio_len = PREAMBLE.unpack_from(data)
+    if magic != MAGIC:
+        raise EnvelopeError("malformed", "bad magic")
+    if version != VERSION:
+        raise EnvelopeError("unknown_version", f"envelope version {version} (this reads {VERSION})")
+    if flags != 0:
+        raise EnvelopeError("malformed", f"reserved flags {flags:#x} are set")
+    if header_len > MAX_HEADER_BYTES:
+        raise EnvelopeError("oversize", f"header of {header_len} bytes exceeds {MAX_HEADER_BYTES}")
+    if audio_len > MAX_AUDIO_BYTES:
+        raise EnvelopeError("oversize", f"audio of {audio_len} bytes exceeds {MAX_AUDIO_BYTES}")
+    expected = PREAMBLE.size + header_len + audio_len + SIGNATURE_BYTES
+    if len(data) != expected:
+        raise EnvelopeError("malformed", f"length {len(data)} does not match framing ({expected})")
+    header_end = PREAMBLE.size + header_len
+    audio_end = header_end + audio_len
+    header_bytes = data[PREAMBLE.size:header_end]
+    audio = data[header_end:audio_end]
+    header = _parse_header(header_bytes)
+    _check_audio(header, audio)
+    return Envelope(header, header_bytes, audio, data[audio_end:], data[:audio_end])
+
+
+def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise EnvelopeError("malformed", f"header repeats key {key!r}")
+        result[key] = value
+    return result
+
+
+def _reject_constant(name: str) -> Any:
+    raise EnvelopeError("malformed", f"header holds {name}")
+
+
+_FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    "clip_id": (str,),
+    "device_id": (str,),
+    "owner_id": (str,),
+    "captured_at": (str,),
+    "duration_ms": (int,),
+    "sample_rate": (int,),
+    "channels": (int,),
+    "sample_width": (int,),
+    "codec": (str,),
+    "trigger": (str,),
+    "wake_word": (str, type(None)),
+    "wake_score": (float, type(None)),
+    "audio_sha256": (str,),
+}
+
+
+def _parse_header(header_bytes: bytes) -> ClipHeader:
+    try:
+        text = header_bytes.decode("ascii")
+        raw = json.loads(
+            text, object_pairs_hook=_reject_duplicate_keys, parse_constant=_reject_constant
+        )
+    except EnvelopeError:
+        raise
+    except (ValueError, RecursionError) as exc:
+        raise EnvelopeError("malformed", f"header is not ASCII JSON ({type(exc).__name__})") from None
+    if not isinstance(raw, dict):
+        raise EnvelopeError("malformed", "header is not a JSON object")
+    if set(raw) != set(_FIELD_TYPES):
+        missing = sorted(set(_FIELD_TYPES) - set(raw))
+        extra = sorted(set(raw) - set(_FIELD_TYPES))
+        raise EnvelopeError("malformed", f"header keys differ (missing {missing}, unknown {extra})")
+    for name, types in _FIELD_TYPES.items():
+        value = raw[name]
+        # bool is an int subclass; JSON true must never pass for a number.
+        if isinstance(value, bool) or type(value) not in types:
+            raise EnvelopeError("malformed", f"header field {name} has type {type(value).__name__}")
+    header = ClipHeader(**raw)
+    _check_header_values(header)
+    return header
+
+
+def _check_header_values(h: ClipHeader) -> None:
+    def bad(field: str, why: str) -> EnvelopeError:
+        return EnvelopeError("malformed", f"header field {field} {why}")
+
+    if not CLIP_ID_PATTERN.fullmatch(h.clip_id):
+        raise bad("clip_id", "is not a lowercase UUID4")
+    if not DEVICE_ID_PATTERN.fullmatch(h.device_id):
+        raise bad("device_id", "does not match the device id pattern")
+    if not OWNER_ID_PATTERN.fullmatch(h.owner_id):
+        raise bad("owner_id", "is not a lowercase UUID")
+    if not CAPTURED_AT_PATTERN.fullmatch(h.captured_at):
+        raise bad("captured_at", "is not YYYY-MM-DDTHH:MM:SS.mmmZ")
+    if not is_utc_stamp(h.captured_at):
+        raise bad("captured_at", "is not a real UTC time")
+    if h.sample_rate != 16_000 or h.channels != 1 or h.sample_width != 2 or h.codec != CODEC:
+        raise bad("format", "must be 16000 Hz, 1 channel, 2 bytes, pcm_s16le")
+    if not 0 <= h.duration_ms <= 30_000:
+        raise bad("duration_ms", "is outside 0..30000")
+    if h.trigger not in TRIGGERS:
+        raise bad("trigger", f"is not one of {TRIGGERS}")
+    if h.trigger == "wake_word":
+        if h.wake_word is None or not WAKE_WORD_PATTERN.fullmatch(h.wake_word):
+            raise bad("wake_word", "must name the wake word when trigger is wake_word")
+        if h.wake_score is None or not 0.0 <= h.wake_score <= 1.0:
+            raise bad("wake_score", "must be within 0..1 when trigger is wake_word")
+    elif h.wake_word is not None or h.wake_score is not None:
+        raise bad("wake_word", "must be null when trigger is button")
+    if not SHA256_PATTERN.fullmatch(h.audio_sha256):
+        raise bad("audio_sha256", "is not 64 lowercase hex digits")
+
+
+def _check_audio(h: ClipHeader, audio: bytes) -> None:
+    if hashlib.sha256(audio).hexdigest() != h.audio_sha256:
+        raise EnvelopeError("audio_hash", "audio does not match audio_sha256")
+    if len(audio) < WAV_HEADER_BYTES:
+        raise EnvelopeError("malformed", "audio is shorter than a WAV header")
+    data_len = len(audio) - WAV_HEADER_BYTES
+    expected = wav_header(data_len)
+    if audio[:WAV_HEADER_BYTES] != expected:
+        raise EnvelopeError("malformed", "audio is not a canonical 16 kHz mono 16-bit PCM WAV")
+    if data_len % 2:
+        raise EnvelopeError("malformed", "audio holds a partial sample")
+    if abs(data_len // 2 * 1000 // 16_000 - h.duration_ms) > 1:
+        raise EnvelopeError("malformed", "duration_ms does not match the audio length")
+
+
+def wav_header(data_len: int, rate: int = 16_000, channels: int = 1, width: int = 2) -> bytes:
+    """The canonical 44-byte RIFF/WAVE header for PCM data of `data_len` bytes."""
+    return (
+        b"RIFF" + struct.pack("<I", 36 + data_len) + b"WAVE"
+        + b"fmt " + struct.pack("<IHHIIHH", 16, 1, channels, rate, rate * channels * width,
+                                channels * width, width * 8)
+        + b"data" + struct.pack("<I", data_len)
+    )
+
+
+def wav_bytes(pcm: bytes) -> bytes:
+    return wav_header(len(pcm)) + pcm
+
+
+def audio_sha256(audio: bytes) -> str:
+    return hashlib.sha256(audio).hexdigest()
+
+
+def public_key_text(key: Ed25519PublicKey) -> str:
+    """A device public key as one copy-pasteable word: `ed25519:` + base64 of the raw key."""
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    raw = key.public_bytes(Encoding.Raw, PublicFormat.Raw)
+    return "ed25519:" + base64.b64encode(raw).decode("ascii")
+
+
+def parse_public_key(text: str) -> Ed25519PublicKey:
+    prefix = "ed25519:"
+    if not text.startswith(prefix):
+        raise ValueError("a device public key starts with 'ed25519:'")
+    try:
+        raw = base64.b64decode(text[len(prefix):], validate=True)
+    except binascii.Error:
+        raise ValueError("the device public key is not valid base64") from None
+    if len(raw) != 32:
+        raise ValueError("an Ed25519 public key is 32 bytes")
+    return Ed25519PublicKey.from_public_bytes(raw)
