@@ -27,7 +27,7 @@ from earmark.cloud.ingest.ingestor import Ingestor  # noqa: E402
 from earmark.cloud.owner.export import export_owner  # noqa: E402
 from earmark.cloud.store.store import Store  # noqa: E402
 from earmark.wire.envelope import decode_envelope  # noqa: E402
-from tests.cloudkit import SimDevice, make_store  # noqa: E402
+from tests.support.cloudkit import SimDevice, make_store  # noqa: E402
 
 
 def build_store(folder: Path, owners: int, target_clips: int, other_clips: int) -> tuple[Store, str]:

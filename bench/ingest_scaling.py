@@ -37,8 +37,8 @@ sys.path.insert(0, str(ROOT))
 from bench.ingest_throughput import fresh_session, publish_all  # noqa: E402
 from earmark.cloud.store.store import Store  # noqa: E402
 from earmark.wire.timestamps import parse_utc  # noqa: E402
-from tests.broker import Mosquitto  # noqa: E402
-from tests.rabbit import RabbitVhost  # noqa: E402
+from tests.support.broker import Mosquitto  # noqa: E402
+from tests.support.rabbit import RabbitVhost  # noqa: E402
 
 GROUP = "bench-scale"
 # (store, message source, ingesters)
@@ -176,8 +176,8 @@ def main() -> None:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     from earmark.wire.durable import write_file
-    from tests.cloudkit import SimDevice, make_store
-    from tests.pgdb import temporary_database
+    from tests.support.cloudkit import SimDevice, make_store
+    from tests.support.pgdb import temporary_database
 
     key = Ed25519PrivateKey.generate()
     captured = datetime(2026, 1, 1, tzinfo=UTC)

@@ -34,7 +34,7 @@ from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 from paho.mqtt.packettypes import PacketTypes  # noqa: E402
 from paho.mqtt.properties import Properties  # noqa: E402
 
-from tests.broker import Mosquitto  # noqa: E402
+from tests.support.broker import Mosquitto  # noqa: E402
 
 GROUP = "bench"
 
@@ -150,7 +150,7 @@ def main() -> None:
         print(json.dumps(result))
         return
 
-    from tests.cloudkit import SimDevice, make_store
+    from tests.support.cloudkit import SimDevice, make_store
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)

@@ -29,7 +29,7 @@ from earmark.device.sync.identity import Sealer  # noqa: E402
 from earmark.device.sync.publisher import Publisher  # noqa: E402
 from earmark.device.sync.spool import Spool  # noqa: E402
 from earmark.wire.receipt import Receipt  # noqa: E402
-from tests.securecloud import SecureCloud  # noqa: E402
+from tests.support.securecloud import SecureCloud  # noqa: E402
 
 
 def main() -> None:

@@ -9,9 +9,9 @@ import pytest
 
 from earmark.cloud.store.store import Store
 from earmark.device.listening.models import fetch_models
-from tests.cloudkit import make_store
-from tests.pgdb import temporary_database
-from tests.speech import say
+from tests.support.cloudkit import make_store
+from tests.support.pgdb import temporary_database
+from tests.support.speech import say
 
 ROOT = Path(__file__).resolve().parent.parent
 OWNER = "6f1d2c3b-4a59-4e6f-8a7b-9c0d1e2f3a4b"

@@ -22,10 +22,11 @@ from paho.mqtt.enums import CallbackAPIVersion
 from earmark.cloud.store.store import Store
 from earmark.wire.envelope import decode_envelope
 from earmark.wire.receipt import parse_receipt
-from tests.broker import Mosquitto, free_port
-from tests.cloudkit import SimDevice, make_store
+from tests.support.broker import Mosquitto, free_port
+from tests.support.cloudkit import SimDevice, make_store
+from tests.support.waiting import wait_until
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 RUNNING: list[subprocess.Popen[bytes]] = []
@@ -63,15 +64,13 @@ class Ingester:
             return exc.code, exc.read().decode()
 
     def wait_healthy(self, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def healthy() -> bool:
             try:
-                if self.get("/healthz")[0] == 200:
-                    return
+                return self.get("/healthz")[0] == 200
             except OSError:
-                pass
-            time.sleep(0.1)
-        raise AssertionError(f"ingester not healthy: {self.log.read_text()[-2000:]}")
+                return False
+
+        wait_until(healthy, timeout, f"a healthy ingester: {self.log.read_text()[-2000:]}", interval=0.1)
 
     def kill(self, sig: int = signal.SIGKILL) -> int:
         assert self.proc is not None
@@ -101,13 +100,11 @@ class DeviceLink:
         self.client.publish(self.device.topic, envelope, qos=1).wait_for_publish(10)
 
     def wait_receipts(self, count: int, timeout: float = 60) -> dict[str, str]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def arrived() -> dict[str, str] | None:
             with self.lock:
-                if len(self.receipts) >= count:
-                    return dict(self.receipts)
-            time.sleep(0.05)
-        raise AssertionError(f"only {len(self.receipts)} of {count} receipts arrived")
+                return dict(self.receipts) if len(self.receipts) >= count else None
+
+        return wait_until(arrived, timeout, f"{count} receipts")
 
     def close(self) -> None:
         self.client.loop_stop()

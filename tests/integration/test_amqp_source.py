@@ -23,12 +23,13 @@ from earmark.device.sync.publisher import Publisher
 from earmark.device.sync.spool import Spool
 from earmark.wire.durable import write_file
 from earmark.wire.envelope import decode_envelope
-from tests.cloudkit import SimDevice, make_store, reopen
-from tests.pgdb import temporary_database
-from tests.rabbit import RabbitVhost
-from tests.securecloud import wait_until_logged
+from tests.support.cloudkit import SimDevice, make_store, reopen
+from tests.support.pgdb import temporary_database
+from tests.support.rabbit import RabbitVhost
+from tests.support.securecloud import wait_until_logged
+from tests.support.waiting import wait_until
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CLIPS = 300
 
 
@@ -47,7 +48,8 @@ class Cloud:
 
     def start_ingester(self, name: str) -> None:
         log_path = self.folder / f"ingest-{name}.log"
-        process = subprocess.Popen([sys.executable, "-m", "earmark.cloud.cli", "ingest", "--data-dir", str(self.data_dir),
+        process = subprocess.Popen([sys.executable, "-m", "earmark.cloud.cli", "ingest",
+                                    "--data-dir", str(self.data_dir),
                                     "--client-id", f"ingester-{name}"],
                                    cwd=ROOT, stdout=subprocess.DEVNULL, stderr=open(log_path, "ab"))  # noqa: SIM115
         self.ingesters[name] = (process, log_path)
@@ -118,11 +120,12 @@ def test_clips_through_a_quorum_queue_arrive_exactly_once_though_an_ingester_is_
             publisher.start()
         for thread in recorders:
             thread.start()
-        time.sleep(0.8)
+        wait_until(lambda: cloud.store.counts()["clips"] >= 10, 60, "10 clips stored before the first fault")
         process, _ = cloud.ingesters["b"]
         process.send_signal(signal.SIGKILL)  # not restarted: the queue gives its clips to a and c
         process.wait(30)
-        time.sleep(0.5)
+        at_kill = cloud.store.counts()["clips"]
+        wait_until(lambda: cloud.store.counts()["clips"] >= at_kill + 5, 60, "5 more clips stored by a and c")
         # Then the broker drops a's and c's connections with deliveries unacked; they reconnect.
         subprocess.run(["rabbitmqctl", "-q", "close_all_user_connections", cloud.rabbit.ingester[0], "test"],
                        check=True, capture_output=True, timeout=60)
@@ -132,10 +135,7 @@ def test_clips_through_a_quorum_queue_arrive_exactly_once_though_an_ingester_is_
             assert publisher.wait_drained(timeout=120), f"{len(spool.clips())} clips never got a receipt"
         # Resent clips whose receipts were lost with the connections are duplicates still on
         # their way through; the queue ends empty (seen: about 3 s after the spools drained).
-        deadline = time.monotonic() + 60
-        while cloud.rabbit.queue_depth() != (0, 0):
-            assert time.monotonic() < deadline, f"the queue never emptied: {cloud.rabbit.queue_depth()}"
-            time.sleep(0.5)
+        wait_until(lambda: cloud.rabbit.queue_depth() == (0, 0), 60, "the queue to empty", interval=0.5)
         store = reopen(cloud.store)
         try:
             for owner in (alice, bob):

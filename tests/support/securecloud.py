@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import getpass
 import signal
-import socket
 import ssl
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -22,20 +20,22 @@ from earmark.cloud.broker import logins as broker
 from earmark.cloud.broker.config import write_broker_config
 from earmark.device.settings import BrokerSettings
 from earmark.wire.durable import write_file
-from tests.broker import free_port
-from tests.cloudkit import SimDevice, make_store, reopen
+from tests.support.broker import free_port, port_open
+from tests.support.cloudkit import SimDevice, make_store, reopen
+from tests.support.waiting import wait_until
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def wait_until_logged(process: subprocess.Popen[bytes], log_path: Path, marker: str, timeout: float = 60) -> None:
     """Return once `marker` is in the process's log (an ingester logs readiness); raise with
     the log's tail if the process exits or the time runs out first."""
-    deadline = time.monotonic() + timeout
-    while marker not in log_path.read_text():
-        if time.monotonic() > deadline or process.poll() is not None:
-            raise RuntimeError(f"{log_path.name}: never logged {marker!r}: {log_path.read_text()[-1500:]}")
-        time.sleep(0.05)
+    def logged() -> bool:
+        if process.poll() is not None:
+            raise RuntimeError(f"{log_path.name}: exited before logging {marker!r}: {log_path.read_text()[-1500:]}")
+        return marker in log_path.read_text()
+
+    wait_until(logged, timeout, f"{log_path.name} to log {marker!r}", interval=0.05)
 
 
 class SecureCloud:
@@ -57,14 +57,7 @@ class SecureCloud:
         log = open(self.folder / "mosquitto.log", "ab")  # noqa: SIM115
         self.broker_proc = subprocess.Popen(["mosquitto", "-c", str(self.setup.config)],
                                             stdout=subprocess.DEVNULL, stderr=log)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("mosquitto did not start")
+        wait_until(lambda: port_open(self.port), 10, "mosquitto to listen")
 
     def stop_broker(self) -> None:
         if self.broker_proc is not None:
@@ -170,14 +163,11 @@ class Client:
 
     def wait(self, timeout: float = 10) -> bool:
         """True once connected; False if refused or timed out."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.connected.is_set():
-                return True
-            if self.done.is_set():
-                return False
-            time.sleep(0.02)
-        return False
+        try:
+            wait_until(lambda: self.connected.is_set() or self.done.is_set(), timeout, "the connection")
+        except AssertionError:
+            return False
+        return self.connected.is_set()
 
     def close(self) -> None:
         self.client.disconnect()

@@ -6,7 +6,7 @@ import contextlib
 import socket
 import threading
 
-from tests.broker import free_port
+from tests.support.broker import free_port
 
 
 class NetCut:

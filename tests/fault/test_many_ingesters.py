@@ -9,8 +9,8 @@ import time
 from pathlib import Path
 
 from earmark.wire.envelope import decode_envelope
-from tests.pgdb import temporary_database
-from tests.securecloud import Client, SecureCloud
+from tests.support.pgdb import temporary_database
+from tests.support.securecloud import Client, SecureCloud
 
 CLIPS = 1000
 OWNERS, DEVICES = 3, 6

@@ -21,7 +21,7 @@ from earmark.cloud.owner.verify_export import verify_export
 from earmark.cloud.store.database import StoreError
 from earmark.cloud.store.store import Store
 from earmark.wire.envelope import decode_envelope
-from tests.cloudkit import SimDevice, reopen, tamper
+from tests.support.cloudkit import SimDevice, reopen, tamper
 
 
 def owner_with_device(store: Store, name: str) -> tuple[str, SimDevice]:

@@ -11,8 +11,8 @@ from pathlib import Path
 from earmark.device.sync.publisher import Publisher
 from earmark.device.sync.spool import Spool
 from earmark.wire.envelope import decode_envelope
-from tests.netcut import NetCut
-from tests.securecloud import SecureCloud
+from tests.support.netcut import NetCut
+from tests.support.securecloud import SecureCloud
 
 CLIPS = 200
 

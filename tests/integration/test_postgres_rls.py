@@ -14,8 +14,8 @@ from earmark.cloud.ingest.ingestor import Ingestor
 from earmark.cloud.store.database import StoreError
 from earmark.cloud.store.postgres import PostgresDatabase
 from earmark.cloud.store.store import Store
-from tests.cloudkit import SimDevice, make_store, tamper
-from tests.pgdb import admin_execute, temporary_database
+from tests.support.cloudkit import SimDevice, make_store, tamper
+from tests.support.pgdb import admin_execute, temporary_database
 
 
 @pytest.fixture
@@ -128,7 +128,7 @@ def test_the_service_refuses_a_schema_whose_row_level_security_was_turned_off(pg
 def test_an_unmigrated_database_and_a_wrong_password_are_one_line_errors(tmp_path: Path) -> None:
     import uuid
 
-    from tests.pgdb import ADMIN
+    from tests.support.pgdb import ADMIN
 
     name = f"earmark_t_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(ADMIN, autocommit=True) as conn:
@@ -171,7 +171,7 @@ def test_an_erasure_waits_for_a_clip_commit_in_flight_and_then_deletes_that_clip
     import threading
 
     from earmark.cloud.owner.erasure import erase_owner
-    from tests.cloudkit import reopen
+    from tests.support.cloudkit import reopen
 
     alice, _ = two_owners
     device = SimDevice("alice-3", alice)

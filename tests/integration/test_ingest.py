@@ -17,7 +17,7 @@ from earmark.cloud.ingest.ingestor import Ingestor
 from earmark.cloud.store.crypto import CryptoError
 from earmark.cloud.store.store import Store
 from earmark.wire.envelope import MAX_ENVELOPE_BYTES, decode_envelope
-from tests.cloudkit import SimDevice, make_store, new_clip_id, reopen, tamper
+from tests.support.cloudkit import SimDevice, make_store, new_clip_id, reopen, tamper
 
 
 @pytest.fixture
@@ -167,7 +167,8 @@ def test_a_crash_between_blob_and_row_is_swept_and_the_clip_stored_on_redelivery
     envelope = a.clip()
     clip_id = decode_envelope(envelope).header.clip_id
     orphan = store.data_dir / store.clips.blob_path(a.owner_id, clip_id)
-    store.blobs.write(store.clips.blob_path(a.owner_id, clip_id), b"half-finished ingest")  # the blob landed, the crash hit before the row
+    # The blob landed, and the crash hit before the row:
+    store.blobs.write(store.clips.blob_path(a.owner_id, clip_id), b"half-finished ingest")
     reopened = reopen(store)
     assert reopened.sweep() == 1 and not orphan.exists()
     assert Ingestor(reopened).handle(a.topic, envelope).status == "stored"

@@ -21,7 +21,8 @@ from earmark.device.settings import DeviceSettings, GpioSettings, load_settings
 from earmark.device.sync.spool import Spool
 from earmark.wire.envelope import decode_envelope, parse_public_key
 from tests.conftest import OWNER
-from tests.speech import RATE, Scene, voiced_span
+from tests.support.speech import RATE, Scene, voiced_span
+from tests.support.waiting import wait_until
 
 Speech = Callable[..., np.ndarray]
 PINS = GpioSettings(mute_pin=5, talk_pin=17, led_red_pin=12, led_green_pin=13, led_blue_pin=16,
@@ -124,7 +125,7 @@ def test_muted_device_reads_no_frames_until_unmuted(data_dir: Path, tmp_path: Pa
     loop = assemble(s, source, controls).loop
     worker = threading.Thread(target=loop.run)
     worker.start()
-    time.sleep(0.5)
+    wait_until(lambda: controls.light.state is LightState.MUTED, 10, "the muted light")
 
     assert source.frames_read == 0 and not source.is_open
     assert controls.light.state is LightState.MUTED
@@ -146,14 +147,11 @@ def test_mute_midway_closes_the_stream_and_drops_the_recording(data_dir: Path, t
     loop = assemble(s, source, controls).loop
     worker = threading.Thread(target=loop.run)
     worker.start()
-    deadline = time.monotonic() + 20
-    while controls.light.state is not LightState.RECORDING and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert controls.light.state is LightState.RECORDING
+    wait_until(lambda: controls.light.state is LightState.RECORDING, 20, "the recording light")
 
     controls.mute.button.pin.drive_low()  # press: mute
     controls.mute.button.pin.drive_high()
-    time.sleep(0.2)
+    wait_until(lambda: not source.is_open, 5, "the stream to close on mute")
     frozen = source.frames_read
     time.sleep(0.6)  # 7 frames' worth of real time
     assert source.frames_read == frozen and not source.is_open

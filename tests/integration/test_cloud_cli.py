@@ -12,16 +12,17 @@ import pytest
 
 from earmark.cloud.ingest.ingestor import Ingestor
 from earmark.cloud.settings import load_settings
-from earmark.wire.errors import ConfigError
 from earmark.cloud.store.store import Store
-from tests.cloudkit import SimDevice
+from earmark.wire.errors import ConfigError
+from tests.support.cloudkit import SimDevice
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def cloud(*args: str | Path, data_dir: Path, url: str = "") -> subprocess.CompletedProcess[str]:
     database = ["--database-url", url] if url else []
-    return subprocess.run([sys.executable, "-m", "earmark.cloud.cli", *map(str, args), "--data-dir", str(data_dir), *database],
+    return subprocess.run([sys.executable, "-m", "earmark.cloud.cli", *map(str, args), "--data-dir", str(data_dir),
+                           *database],
                           capture_output=True, text=True, cwd=ROOT, timeout=120)
 
 
@@ -162,7 +163,8 @@ def test_export_verify_and_erase_from_the_command_line(tmp_path: Path) -> None:
     wrong = cloud("verify-export", result["archive"], "--owner", bob, data_dir=d)
     assert wrong.returncode == 1 and "not " + bob in wrong.stdout
 
-    refused = subprocess.run([sys.executable, "-m", "earmark.cloud.cli", "erase", "--owner", alice, "--data-dir", str(d)],
+    refused = subprocess.run([sys.executable, "-m", "earmark.cloud.cli", "erase", "--owner", alice,
+                              "--data-dir", str(d)],
                              capture_output=True, text=True, cwd=ROOT, stdin=subprocess.DEVNULL)
     assert refused.returncode == 2 and "--yes" in refused.stderr
     assert "key destroyed" in ok(cloud("erase", "--owner", alice, "--yes", data_dir=d))
@@ -176,7 +178,7 @@ def test_postgres_is_migrated_by_its_admin_and_refused_as_superuser(tmp_path: Pa
 
     import psycopg
 
-    from tests.pgdb import ADMIN
+    from tests.support.pgdb import ADMIN
 
     name = f"earmark_t_{uuid.uuid4().hex[:12]}"
     parts = urlsplit(ADMIN)

@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 
 from earmark.device.settings import load_settings
-from tests.broker import free_port
-from tests.securecloud import SecureCloud
-from tests.speech import Scene
+from tests.support.broker import free_port
+from tests.support.securecloud import SecureCloud
+from tests.support.speech import Scene
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def run(*argv: str | Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -38,7 +38,8 @@ def pair(cloud: SecureCloud, data_dir: Path, device_id: str = "hall-pi") -> tupl
     owner = cloud.store.registry.add_owner("Dana").owner_id
     key = run("earmark.device.cli", "enroll", "--data-dir", data_dir).stdout.split()[-1]
     bundle = data_dir.parent / f"{device_id}.bundle.json"
-    added = run("earmark.cloud.cli", "device", "add", "--data-dir", cloud.data_dir, "--owner", owner, "--public-key", key,
+    added = run("earmark.cloud.cli", "device", "add", "--data-dir", cloud.data_dir, "--owner", owner,
+                "--public-key", key,
                 "--device-id", device_id, "--bundle-out", bundle)
     assert added.returncode == 0, added.stderr
     return owner, bundle

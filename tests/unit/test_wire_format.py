@@ -23,7 +23,7 @@ from earmark.wire.topics import (
     status_topic,
 )
 
-DOC = (Path(__file__).resolve().parent.parent / "docs" / "wire-format.md").read_text()
+DOC = (Path(__file__).resolve().parents[2] / "docs" / "wire-format.md").read_text()
 KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
 
 

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from earmark.wire.envelope import EnvelopeError, decode_envelope
-from tests.test_wire_format import example_header, reframe, sample
+from tests.unit.test_wire_format import example_header, reframe, sample
 
 VALID = sample()
 

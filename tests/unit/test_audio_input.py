@@ -1,11 +1,9 @@
-"""Audio in: conversion of any WAV, the streaming resampler, channel picking, and the
-microphone's device and rate selection (a fake PyAudio stands in for the sound card)."""
+"""Audio in, on synthetic audio: the streaming resampler, frame conversion, unreadable WAVs,
+and the microphone's device and rate selection (a fake PyAudio stands in for the sound card)."""
 
 from __future__ import annotations
 
 import errno
-import subprocess
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,10 +13,7 @@ import pytest
 from earmark.device.audio.microphone import MicInfo, Microphone, choose_mic
 from earmark.device.audio.resample import StreamingResampler
 from earmark.device.audio.source import FRAME_SAMPLES, AudioError, FrameConverter, WavFileSource
-from earmark.device.listening.models import locate_models
-from earmark.device.listening.wake import WakeDetector
-from earmark.device.settings import WakeSettings
-from tests.speech import RATE, Scene, write_wav
+from tests.support.speech import RATE, write_wav
 
 
 def all_frames(source: WavFileSource) -> np.ndarray:
@@ -58,31 +53,6 @@ def test_resampler_removes_content_above_the_new_nyquist() -> None:
     assert np.max(np.abs(alias[200:-200])) < 12000 * 0.05
 
 
-@pytest.mark.parametrize(("bits", "encoding"), [(8, "unsigned-integer"), (16, "signed-integer"),
-                                                (24, "signed-integer"), (32, "signed-integer")])
-def test_any_sample_width_converts_to_the_same_audio(tmp_path: Path, bits: int, encoding: str) -> None:
-    reference = write_wav(tmp_path / "ref.wav", tone(RATE))
-    other = tmp_path / f"w{bits}.wav"
-    subprocess.run(["sox", "-q", "-D", str(reference), "-b", str(bits), "-e", encoding, str(other)],
-                   check=True)
-    expected = all_frames(WavFileSource(reference)).astype(np.int32)
-    got = all_frames(WavFileSource(other)).astype(np.int32)
-    tolerance = 256 if bits == 8 else 1
-    assert np.max(np.abs(got - expected)) <= tolerance
-
-
-def test_the_configured_channel_is_picked_before_anything_else(tmp_path: Path) -> None:
-    left = write_wav(tmp_path / "l.wav", tone(48000, 1.0, 440.0), rate=48000)
-    right = write_wav(tmp_path / "r.wav", tone(48000, 1.0, 1500.0), rate=48000)
-    quad = tmp_path / "quad.wav"
-    subprocess.run(["sox", "-q", "-M", str(left), str(right), str(left), str(right), str(quad)], check=True)
-    for channel, hz in ((1, 1500), (2, 440)):
-        frames = all_frames(WavFileSource(quad, channel=channel))
-        assert np.argmax(np.abs(np.fft.rfft(frames[:RATE]))) == hz
-    with pytest.raises(AudioError, match="channel 4"):
-        WavFileSource(quad, channel=4)
-
-
 def test_stopping_a_file_source_closes_it_and_starting_resumes(tmp_path: Path) -> None:
     audio = tone(RATE, 1.0)
     source = WavFileSource(write_wav(tmp_path / "t.wav", audio))
@@ -99,30 +69,6 @@ def test_stopping_a_file_source_closes_it_and_starting_resumes(tmp_path: Path) -
     joined = np.concatenate([first, *rest])
     np.testing.assert_array_equal(joined[: len(audio)], audio)
     assert source.frames_read == 1 + len(rest)
-
-
-def test_a_48k_stereo_wav_is_detected_like_the_16k_mono_one(tmp_path: Path, shared_models: Path,
-                                                            speech: Callable[..., np.ndarray]) -> None:
-    mono = (Scene().pause(1).speak(speech("alexa")).pause(0.2).speak(speech("turn on the light"))
-            .pause(1).write(tmp_path / "mono16k.wav"))
-    stereo = tmp_path / "stereo48k.wav"
-    subprocess.run(["sox", "-q", str(mono), "-r", "48000", "-c", "2", str(stereo)], check=True)
-
-    def detections(path: Path) -> list[tuple[str, int, float]]:
-        detector = WakeDetector(WakeSettings(), locate_models(shared_models, ["alexa"]))
-        source = WavFileSource(path)
-        source.start()
-        found = []
-        while (frame := source.read()) is not None:
-            if hit := detector.process(frame):
-                found.append((hit.wake_word, hit.frame_index, hit.score))
-        return found
-
-    [(word_a, frame_a, score_a)] = detections(mono)
-    [(word_b, frame_b, score_b)] = detections(stereo)
-    assert word_a == word_b == "alexa"
-    assert abs(frame_a - frame_b) <= 2  # within 160 ms
-    assert min(score_a, score_b) >= WakeSettings().words[0].threshold
 
 
 def test_an_unreadable_wav_is_a_clear_error(tmp_path: Path) -> None:

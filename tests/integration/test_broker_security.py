@@ -12,8 +12,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from earmark.wire.envelope import decode_envelope
 from earmark.wire.receipt import parse_receipt
-from tests.cloudkit import SimDevice, new_clip_id
-from tests.securecloud import Client, SecureCloud
+from tests.support.cloudkit import SimDevice, new_clip_id
+from tests.support.securecloud import Client, SecureCloud
+from tests.support.waiting import wait_until
 
 
 @pytest.fixture
@@ -43,14 +44,15 @@ def send_and_hear(client: Client, device: SimDevice, envelope: bytes, topic: str
     """Publish a clip; the status of the receipt this client hears for it (None if none)."""
     clip_id = decode_envelope(envelope).header.clip_id
     client.client.publish(topic or device.topic, envelope, qos=1).wait_for_publish(5)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for _, payload in list(client.messages):
-            receipt = parse_receipt(payload)
-            if receipt.clip_id == clip_id:
-                return receipt.status
-        time.sleep(0.05)
-    return None
+
+    def heard() -> str | None:
+        statuses = [r.status for r in (parse_receipt(p) for _, p in list(client.messages)) if r.clip_id == clip_id]
+        return statuses[0] if statuses else None
+
+    try:
+        return wait_until(heard, timeout, f"a receipt for {clip_id}")
+    except AssertionError:
+        return None
 
 
 def listening(cloud: SecureCloud, device: SimDevice, password: str) -> Client:
@@ -66,8 +68,8 @@ def test_a_device_cannot_publish_on_another_devices_topic(cloud: SecureCloud, pa
     assert send_and_hear(client, a, a.clip(seed=1)) == "stored"  # the path works
     forged = SimDevice(b.device_id, b.owner_id, a.key).clip(seed=2)  # claims to be Bob's device
     assert send_and_hear(client, a, forged, topic=b.topic, timeout=3) is None
-    time.sleep(1)
-    assert cloud.clips(b.owner_id) == [] and len(cloud.clips(a.owner_id)) == 1
+    assert send_and_hear(client, a, a.clip(seed=3)) == "stored"  # a sentinel sent after the forgery
+    assert cloud.clips(b.owner_id) == [] and len(cloud.clips(a.owner_id)) == 2
     assert cloud.quarantine_reasons() == [], "the broker must stop it before the ingester sees it"
     client.close()
 
@@ -78,10 +80,13 @@ def test_a_device_cannot_read_another_devices_receipts(cloud: SecureCloud, pair:
     snoop.client.subscribe(f"earmark/v1/receipts/{b.device_id}", qos=1)
     snoop.client.subscribe("earmark/v1/receipts/#", qos=1)
     snoop.client.subscribe("earmark/v1/clips/#", qos=1)
+    snoop.client.subscribe(f"earmark/v1/receipts/{a.device_id}", qos=1)  # its own: the sentinel's way back
     bob = listening(cloud, b, b_pw)
     assert send_and_hear(bob, b, b.clip(seed=3)) == "stored"
-    time.sleep(0.5)
-    assert snoop.messages == []
+    # A sentinel: the snoop's own clip, receipted after Bob's. Had it been able to read Bob's
+    # receipt (or clip), that would have reached it first.
+    assert send_and_hear(snoop, a, a.clip(seed=4)) == "stored"
+    assert [topic for topic, _ in snoop.messages] == [f"earmark/v1/receipts/{a.device_id}"]
     snoop.close()
     bob.close()
 
@@ -130,7 +135,6 @@ def test_a_revoked_device_is_refused_by_the_broker_and_the_ingester(cloud: Secur
     assert client.done.wait(5), "the revoked device's open connection was not cut off"
     again = Client(cloud, a.device_id, a_pw)
     assert not again.wait(), "the broker still lets a revoked device log in"
-    time.sleep(1)
     assert len(cloud.clips(a.owner_id)) == 1
     # Had a message slipped through, the ingester refuses the device itself:
     from earmark.cloud.ingest.ingestor import Ingestor
@@ -166,7 +170,7 @@ def test_device_presence_is_retained_online_and_the_will_says_offline(cloud: Sec
     (tmp_path / "pw").write_text(a_pw)
     device = subprocess.Popen([sys.executable, "-c", DEVICE_PROCESS, cloud.setup.url, a.device_id,
                                str(tmp_path / "pw"), str(cloud.setup.ca), str(tmp_path / "spool")],
-                              cwd=Path(__file__).resolve().parent.parent, stdout=subprocess.PIPE, text=True)
+                              cwd=Path(__file__).resolve().parents[2], stdout=subprocess.PIPE, text=True)
     try:
         assert device.stdout is not None and device.stdout.readline().strip() == "connected"
         watcher = Client(cloud, "earmark-ingester", cloud.setup.ingester_password_file.read_text().strip(),
@@ -178,15 +182,9 @@ def test_device_presence_is_retained_online_and_the_will_says_offline(cloud: Sec
             statuses = [p for t, p in watcher.messages if t == f"earmark/v1/status/{a.device_id}"]
             return statuses[-1] if statuses else None
 
-        deadline = time.monotonic() + 5
-        while last_status() != b"online" and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert last_status() == b"online"  # retained: this watcher came after the device
+        wait_until(lambda: last_status() == b"online", 5, "the retained online status")  # came after the device
         device.send_signal(signal.SIGKILL)  # the device loses power: no goodbye, the broker sends its will
-        deadline = time.monotonic() + 10
-        while last_status() != b"offline" and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert last_status() == b"offline"
+        wait_until(lambda: last_status() == b"offline", 10, "the will's offline status")
         watcher.close()
     finally:
         device.kill()

@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 
 from tests.conftest import OWNER
-from tests.speech import Scene
+from tests.support.speech import Scene
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def cli(*args: str | Path, data_dir: Path | None = None) -> subprocess.CompletedProcess[str]:

@@ -18,7 +18,7 @@ from earmark.device.listening.recorder import Recording
 from earmark.device.sync.identity import Sealer, public_key_of
 from earmark.wire.envelope import ClipHeader, decode_envelope, encode_envelope
 from earmark.wire.topics import clip_topic
-from tests.pgdb import admin_execute
+from tests.support.pgdb import admin_execute
 
 
 def make_store(data_dir: Path, database_url: str = "") -> Store:

@@ -19,8 +19,8 @@ from earmark.cloud.ingest.ingestor import Ingestor
 from earmark.cloud.owner.erasure import erase_owner
 from earmark.cloud.owner.export import ExportError, export_owner
 from earmark.wire.envelope import decode_envelope
-from tests.cloudkit import SimDevice, make_store
-from tests.pgdb import temporary_database
+from tests.support.cloudkit import SimDevice, make_store
+from tests.support.pgdb import temporary_database
 
 OWNERS, DEVICES = 3, 3
 operation = st.one_of(

@@ -69,7 +69,7 @@ WRITER = textwrap.dedent("""
 
 def test_a_process_killed_while_writing_leaves_no_torn_clip(tmp_path: Path) -> None:
     directory = tmp_path / "spool"
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     torn = 0
     for round_ in range(6):
         proc = subprocess.Popen([sys.executable, "-c", WRITER, str(directory)], cwd=root,

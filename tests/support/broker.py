@@ -5,8 +5,17 @@ from __future__ import annotations
 import getpass
 import socket
 import subprocess
-import time
 from pathlib import Path
+
+from tests.support.waiting import wait_until
+
+
+def port_open(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+        return True
+    except OSError:
+        return False
 
 
 def free_port() -> int:
@@ -41,16 +50,15 @@ class Mosquitto:
     def start(self) -> Mosquitto:
         self.proc = subprocess.Popen(["mosquitto", "-c", str(self.config)], stdout=subprocess.DEVNULL,
                                      stderr=open(self.folder / "mosquitto.log", "ab"))  # noqa: SIM115
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return self
-            except OSError:
-                if self.proc.poll() is not None:
-                    raise RuntimeError(f"mosquitto exited: {(self.folder / 'mosquitto.log').read_text()}") from None
-                time.sleep(0.05)
-        raise RuntimeError("mosquitto did not start listening")
+        proc = self.proc
+
+        def listening() -> bool:
+            if proc.poll() is not None:
+                raise RuntimeError(f"mosquitto exited: {(self.folder / 'mosquitto.log').read_text()}")
+            return port_open(self.port)
+
+        wait_until(listening, 10, "mosquitto to listen", interval=0.05)
+        return self
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -15,7 +15,7 @@ from earmark.cloud.ingest.ingestor import Ingestor
 from earmark.cloud.store.database import StoreError
 from earmark.device.sync.spool import Spool, SpoolFull
 from earmark.wire.envelope import decode_envelope
-from tests.cloudkit import SimDevice, make_store
+from tests.support.cloudkit import SimDevice, make_store
 
 
 @pytest.fixture

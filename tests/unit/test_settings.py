@@ -9,7 +9,7 @@ import pytest
 from earmark.device.settings import load_settings
 from earmark.wire.errors import ConfigError
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "deploy" / "earmark-device.example.toml"
 
 

@@ -1,0 +1,121 @@
+"""The layout promises: one import package `earmark` whose parts keep their folders at the
+root, layers without import cycles, SQL only in the store, and an installed wheel that puts
+nothing but `earmark` into site-packages."""
+
+from __future__ import annotations
+
+import ast
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PARTS = {"wire": "earmark.wire", "device": "earmark.device", "cloud": "earmark.cloud"}
+
+
+def modules() -> dict[str, Path]:
+    found = {}
+    for folder, package in PARTS.items():
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            rel = path.relative_to(ROOT / folder).with_suffix("").parts
+            name = ".".join((package, *rel))
+            found[name.removesuffix(".__init__")] = path
+    return found
+
+
+def top_level_imports(path: Path) -> set[str]:
+    """Modules imported when `path` is imported (not inside functions or TYPE_CHECKING)."""
+    tree = ast.parse(path.read_text())
+    names: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.dump(node.test):
+            continue
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("earmark."):
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names if alias.name.startswith("earmark."))
+    return names
+
+
+def test_every_package_folder_is_listed_for_setuptools() -> None:
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    folders = {name for name, path in modules().items() if path.name == "__init__.py"}
+    assert listed == folders
+
+
+def test_the_layers_import_each_other_without_cycles() -> None:
+    known = modules()
+    graph = {name: {m for m in top_level_imports(path) if m in known and m != name} for name, path in known.items()}
+    # A package's __init__ re-exports its modules; importing a module imports its package first.
+    state: dict[str, int] = {}
+    cycles: list[list[str]] = []
+
+    def visit(node: str, trail: list[str]) -> None:
+        state[node] = 1
+        for nxt in graph[node]:
+            if state.get(nxt) == 1 and known[node].name != "__init__.py":
+                cycles.append([*trail[trail.index(nxt):], nxt] if nxt in trail else [node, nxt])
+            elif nxt not in state:
+                visit(nxt, [*trail, nxt])
+        state[node] = 2
+
+    for name in sorted(graph):
+        if name not in state:
+            visit(name, [name])
+    assert cycles == []
+
+
+def test_the_wire_imports_neither_side_and_the_device_never_the_cloud() -> None:
+    for name, path in modules().items():
+        imported = top_level_imports(path) | {n for n in re.findall(r"earmark\.\w+", path.read_text())}
+        if name.startswith("earmark.wire"):
+            assert not {i for i in imported if i.startswith(("earmark.device", "earmark.cloud"))}, name
+        if name.startswith("earmark.device"):
+            assert not {i for i in imported if i.startswith("earmark.cloud")}, name
+
+
+SQL = re.compile(r"""["'](SELECT |INSERT INTO |UPDATE \w+ SET |DELETE FROM |CREATE TABLE )""")
+
+
+def test_sql_lives_only_in_the_store_layer() -> None:
+    outside = [str(path.relative_to(ROOT)) for name, path in modules().items()
+               if not name.startswith("earmark.cloud.store") and SQL.search(path.read_text())]
+    assert outside == []
+
+
+def test_the_wheel_installs_only_earmark(tmp_path: Path) -> None:
+    source = tmp_path / "src"
+    source.mkdir()
+    for item in ("pyproject.toml", "README.md", *PARTS):
+        copy = shutil.copytree if (ROOT / item).is_dir() else shutil.copy
+        copy(ROOT / item, source / item)
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+                            "-w", str(tmp_path / "dist"), str(source)], capture_output=True, text=True)
+    if built.returncode != 0:
+        pytest.fail(f"the wheel did not build: {built.stderr[-2000:]}")
+    [wheel] = (tmp_path / "dist").glob("earmark-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        tops = {name.split("/")[0] for name in archive.namelist()}
+        assert "earmark/device/listening/model_checksums.json" in archive.namelist()
+    assert {t for t in tops if not t.endswith(".dist-info")} == {"earmark"}
+
+    target = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target), str(wheel)],
+                   check=True, capture_output=True)
+    probe = ("import sys, importlib.util\n"
+             "sys.path = [p for p in sys.path if '__editable__' not in p]\n"  # not the checkout's own install
+             "import earmark.wire, earmark.device, earmark.cloud\n"
+             f"assert earmark.wire.__file__.startswith({str(target)!r}), earmark.wire.__file__\n"
+             "assert importlib.util.find_spec('device') is None and importlib.util.find_spec('cloud') is None\n"
+             "assert importlib.util.find_spec('earmark_wire') is None\n"
+             "print('ok')\n")
+    result = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True,
+                            env={"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"})
+    assert result.stdout.strip() == "ok", result.stderr
