@@ -14,8 +14,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import psycopg
-
 from earmark.cloud.cli.commands import (
     cmd_audit_verify,
     cmd_broker_config,
@@ -183,7 +181,8 @@ def _as_store_error(exc: Exception) -> Exception:
     """A database driver's own error that escaped the store layer, as the store's."""
     if isinstance(exc, sqlite3.DatabaseError):
         return StoreError(f"the database is unusable: {exc}")
-    if isinstance(exc, psycopg.Error):
+    psycopg = sys.modules.get("psycopg")  # imported only when a PostgreSQL store was opened
+    if psycopg is not None and isinstance(exc, psycopg.Error):
         from earmark.cloud.store.postgres import first_line
 
         return StoreError(f"PostgreSQL refused: {first_line(exc)}")

@@ -7,7 +7,7 @@ Roles, by design:
     admin CLI connect as. It is neither the tables' owner, nor a superuser, nor BYPASSRLS;
     `PostgresDatabase` checks this when it connects and refuses to run otherwise;
   - earmark_gateway (NOLOGIN, BYPASSRLS) owns only the SECURITY DEFINER functions that answer
-    the few cross-owner questions (cloud/db.py: gateways), each returning only what it names.
+    the few cross-owner questions (store/database.py: gateways), each returning only what it names.
 
 Every owner-linked table (owners, bindings, clips, audit) has row-level security ENABLEd and
 FORCEd, with policies on owner_id = current_setting('earmark.owner_id', true). The setting is

@@ -110,7 +110,7 @@ SCHEMA_VERSION = len(MIGRATIONS)
 
 
 # The cross-owner questions, answered on SQLite by plain queries. PostgreSQL answers the same
-# names with SECURITY DEFINER functions (cloud/postgres.py) returning the same columns.
+# names with SECURITY DEFINER functions (store/postgres.py) returning the same columns.
 GATEWAYS = {
     # A device's binding history (or every device's, for NULL), oldest first.
     "bindings": "SELECT device_id, owner_id, bound_at, unbound_at FROM bindings "
