@@ -13,7 +13,6 @@ import logging
 import signal
 import sys
 import threading
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -30,7 +29,8 @@ from earmark.device.settings import (
     validate,
 )
 from earmark.device.sync.identity import load_or_create_key, public_key_of
-from earmark.wire.errors import ConfigError, exit_code_for
+from earmark.wire.command import run_command
+from earmark.wire.errors import ConfigError
 
 log = logging.getLogger("earmark.device")
 
@@ -269,16 +269,7 @@ def cmd_keygen(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    handler: Callable[[argparse.Namespace], int] = args.handler
-    try:
-        return handler(args)
-    except Exception as exc:  # the one place errors become exit codes (earmark.wire.errors)
-        code, message = exit_code_for(exc, f"earmark-device {args.command}")
-        print(f"earmark-device: error: {message}", file=sys.stderr)
-        return code
+    return run_command("earmark-device", build_parser().parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -7,7 +7,6 @@ again later, 1 the command's answer was no."""
 from __future__ import annotations
 
 import argparse
-import logging
 import sqlite3
 import sys
 from collections.abc import Callable
@@ -41,7 +40,7 @@ from earmark.cloud.cli.commands import (
 )
 from earmark.cloud.settings import default_data_dir
 from earmark.cloud.store.database import StoreError
-from earmark.wire.errors import exit_code_for
+from earmark.wire.command import run_command
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -165,16 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    handler: Callable[[argparse.Namespace], int] = args.handler
-    try:
-        return handler(args)
-    except Exception as exc:  # the one place errors become exit codes (earmark.wire.errors)
-        code, message = exit_code_for(_as_store_error(exc), f"earmark-cloud {args.command}")
-        print(f"earmark-cloud: error: {message}", file=sys.stderr)
-        return code
+    return run_command("earmark-cloud", build_parser().parse_args(argv), _as_store_error)
 
 
 def _as_store_error(exc: Exception) -> Exception:

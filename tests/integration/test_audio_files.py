@@ -10,26 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from earmark.device.audio.source import FRAME_SAMPLES, AudioError, WavFileSource
+from earmark.device.audio.source import AudioError, WavFileSource
 from earmark.device.listening.models import locate_models
 from earmark.device.listening.wake import WakeDetector
 from earmark.device.settings import WakeSettings
-from tests.support.speech import RATE, Scene, write_wav
-
-
-def all_frames(source: WavFileSource) -> np.ndarray:
-    source.start()
-    frames = []
-    while (frame := source.read()) is not None:
-        assert frame.dtype == np.int16 and frame.shape == (FRAME_SAMPLES,)
-        frames.append(frame)
-    source.stop()
-    return np.concatenate(frames)
-
-
-def tone(rate: int, seconds: float = 1.0, hz: float = 440.0) -> np.ndarray:
-    t = np.arange(int(rate * seconds)) / rate
-    return (12000 * np.sin(2 * np.pi * hz * t)).astype(np.int16)
+from tests.support.speech import RATE, Scene, all_frames, tone, write_wav
 
 
 @pytest.mark.parametrize(("bits", "encoding"), [(8, "unsigned-integer"), (16, "signed-integer"),

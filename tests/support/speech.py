@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from earmark.device.audio.source import FRAME_SAMPLES, WavFileSource
+
 RATE = 16_000
 
 
@@ -73,3 +75,19 @@ class Scene:
 
     def write(self, path: Path) -> Path:
         return write_wav(path, self.audio())
+
+
+def all_frames(source: WavFileSource) -> np.ndarray:
+    """Every frame a source gives, checked for shape and type, joined."""
+    source.start()
+    frames = []
+    while (frame := source.read()) is not None:
+        assert frame.dtype == np.int16 and frame.shape == (FRAME_SAMPLES,)
+        frames.append(frame)
+    source.stop()
+    return np.concatenate(frames)
+
+
+def tone(rate: int, seconds: float = 1.0, hz: float = 440.0) -> np.ndarray:
+    t = np.arange(int(rate * seconds)) / rate
+    return (12000 * np.sin(2 * np.pi * hz * t)).astype(np.int16)

@@ -13,22 +13,7 @@ import pytest
 from earmark.device.audio.microphone import MicInfo, Microphone, choose_mic
 from earmark.device.audio.resample import StreamingResampler
 from earmark.device.audio.source import FRAME_SAMPLES, AudioError, FrameConverter, WavFileSource
-from tests.support.speech import RATE, write_wav
-
-
-def all_frames(source: WavFileSource) -> np.ndarray:
-    source.start()
-    frames = []
-    while (frame := source.read()) is not None:
-        assert frame.dtype == np.int16 and frame.shape == (FRAME_SAMPLES,)
-        frames.append(frame)
-    source.stop()
-    return np.concatenate(frames)
-
-
-def tone(rate: int, seconds: float = 1.0, hz: float = 440.0) -> np.ndarray:
-    t = np.arange(int(rate * seconds)) / rate
-    return (12000 * np.sin(2 * np.pi * hz * t)).astype(np.int16)
+from tests.support.speech import RATE, tone, write_wav
 
 
 @pytest.mark.parametrize("rate", [8000, 22050, 44100, 48000])

@@ -1,0 +1,25 @@
+"""How both command lines run a parsed command: logging set up once, then the command, with
+every error turned into one line on stderr and its exit code (earmark.wire.errors)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable
+
+from earmark.wire.errors import exit_code_for
+
+
+def run_command(prog: str, args: argparse.Namespace,
+                translate: Callable[[Exception], Exception] = lambda exc: exc) -> int:
+    """Run `args.handler(args)`; `translate` maps a library's own errors to Earmark's first."""
+    logging.basicConfig(level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    try:
+        return handler(args)
+    except Exception as exc:  # the one place errors become exit codes
+        code, message = exit_code_for(translate(exc), f"{prog} {args.command}")
+        print(f"{prog}: error: {message}", file=sys.stderr)
+        return code
