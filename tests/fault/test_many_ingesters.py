@@ -11,6 +11,7 @@ from pathlib import Path
 from earmark.wire.envelope import decode_envelope
 from tests.support.pgdb import temporary_database
 from tests.support.securecloud import Client, SecureCloud
+from tests.support.waiting import wait_until
 
 CLIPS = 1000
 OWNERS, DEVICES = 3, 6
@@ -43,9 +44,7 @@ def test_three_ingesters_one_killed_midway_store_1000_clips_exactly_once(tmp_pat
                 if n == CLIPS * 3 // 4:
                     logs["b"].append(cloud.start_ingester(name="b"))  # systemd's Restart=always
                 time.sleep(0.002)
-            deadline = time.monotonic() + 120
-            while cloud.store.counts()["clips"] < CLIPS and time.monotonic() < deadline:
-                time.sleep(0.25)
+            wait_until(lambda: cloud.store.counts()["clips"] >= CLIPS, 120, f"{CLIPS} clips stored", interval=0.25)
             for owner in owners:
                 stored = cloud.clips(owner)
                 assert len(stored) == len(set(stored)), "a clip was stored twice"

@@ -13,6 +13,7 @@ from earmark.device.sync.spool import Spool
 from earmark.wire.envelope import decode_envelope
 from tests.support.netcut import NetCut
 from tests.support.securecloud import SecureCloud
+from tests.support.waiting import wait_until
 
 CLIPS = 200
 
@@ -37,28 +38,29 @@ def test_200_clips_arrive_exactly_once_through_restarts_kills_and_a_network_cut(
             publisher.notify()
             time.sleep(0.03)
 
+    def stored_at_least(count: int) -> None:
+        wait_until(lambda: len(cloud.clips(owner)) >= count, 120, f"{count} clips stored", interval=0.05)
+
     recorder = threading.Thread(target=record)
     try:
         publisher.start()
         recorder.start()
-        time.sleep(0.8)
+        # Each fault waits for a number of clips stored (a signal), not for the clock.
+        stored_at_least(20)
         cloud.kill_ingester()           # 1st ingester kill, mid-stream
-        time.sleep(0.5)
         cloud.start_ingester()
-        time.sleep(0.8)
+        stored_at_least(50)
         cloud.stop_broker()             # 1st broker restart
-        time.sleep(0.7)
         cloud.start_broker()
-        time.sleep(0.8)
+        stored_at_least(80)
         net.cut()                       # the device is off the network for a while
-        time.sleep(3.0)
+        wait_until(lambda: len(spool.clips()) >= 15, 60, "15 clips waiting in the cut-off device's spool")
         net.restore()
-        time.sleep(0.5)
+        stored_at_least(120)
         cloud.kill_ingester()           # 2nd ingester kill
         cloud.start_ingester()
-        time.sleep(0.8)
+        stored_at_least(150)
         cloud.stop_broker()             # 2nd broker restart
-        time.sleep(0.7)
         cloud.start_broker()
         recorder.join()
         assert publisher.wait_drained(timeout=120), f"{len(spool.clips())} clips never got a receipt"
