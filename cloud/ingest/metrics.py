@@ -12,6 +12,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from earmark.wire.errors import from_os_error
+
 
 class Metrics:
     def __init__(self) -> None:
@@ -53,6 +55,9 @@ def serve(metrics: Metrics, health: Callable[[], dict[str, bool]], host: str, po
         def log_message(self, *_: object) -> None:
             pass  # scrapes every few seconds would drown the log
 
-    server = ThreadingHTTPServer((host, port), Handler)
+    try:
+        server = ThreadingHTTPServer((host, port), Handler)
+    except OSError as exc:  # in use now may be free after a restart; a bad address is a set-up error
+        raise from_os_error(exc, f"cannot serve /metrics on {host}:{port}") from None
     threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
     return server

@@ -94,3 +94,18 @@ def test_the_device_cli_says_one_line_and_exits_2_for_a_missing_model(tmp_path: 
     code = main(["detect", str(tmp_path / "a.wav"), "--data-dir", str(tmp_path)])
     lines = capsys.readouterr().err.strip().splitlines()
     assert code == EXIT_USAGE and len(lines) == 1 and "models fetch" in lines[0]
+
+
+def test_a_metrics_port_in_use_names_the_port_and_exits_temporary() -> None:
+    import socket
+
+    from earmark.cloud.ingest.metrics import Metrics, serve
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(TransientError) as caught:
+            serve(Metrics(), dict, "127.0.0.1", port)
+    assert exit_code_for(caught.value) == (EXIT_TEMPFAIL, f"cannot serve /metrics on 127.0.0.1:{port}: "
+                                                          "Address already in use")
