@@ -102,6 +102,12 @@ def build_parser() -> argparse.ArgumentParser:
     provision.add_argument("bundle", type=Path)
     provision.set_defaults(handler=cmd_provision)
 
+    reset = sub.add_parser("reset", help="before handing the device to someone else: delete its key, pairing "
+                                         "and spool (says first what was never sent)")
+    _common(reset)
+    reset.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    reset.set_defaults(handler=cmd_reset)
+
     keygen = sub.add_parser("keygen", help="make the device key if missing; print the public key last")
     _common(keygen)
     keygen.set_defaults(handler=cmd_keygen)
@@ -257,6 +263,26 @@ def cmd_provision(args: argparse.Namespace) -> int:
     written = install_bundle(Path(s.data_dir), args.bundle)
     print(f"paired as {written.device_id} for owner {written.owner_id}, broker {written.broker_url}")
     print(f"wrote {s.pairing_path}; delete {args.bundle}: it holds this device's broker password")
+    return 0
+
+
+def cmd_reset(args: argparse.Namespace) -> int:
+    from earmark.device.sync.pairing import reset_identity
+    from earmark.device.sync.spool import Spool
+
+    s = _settings(args)
+    unsent = Spool(s.spool_dir, s.spool.max_bytes).clips() if s.spool_dir.exists() else []
+    print(f"{len(unsent)} clip(s) in {s.spool_dir} were never sent to the cloud; they will be deleted"
+          if unsent else "no clip waits to be sent")
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise ConfigError("reset cannot be undone: confirm on a terminal, or pass --yes")
+        if input("Delete this device's key, pairing and spool? Type 'reset' to confirm: ").strip() != "reset":
+            print("nothing deleted")
+            return 1
+    removed = reset_identity(Path(s.data_dir), s.spool_dir)
+    print(f"deleted {len(removed)} item(s); on the cloud, revoke the old device id, then enroll this device "
+          "again (`earmark-device enroll`) for its new owner")
     return 0
 
 

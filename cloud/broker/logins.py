@@ -17,12 +17,13 @@ import signal
 from pathlib import Path
 
 from earmark.cloud.store.accounts import Login
+from earmark.cloud.store.registry import RESERVED_PREFIX
 from earmark.cloud.store.store import Store
 from earmark.wire.durable import write_file
 from earmark.wire.errors import EarmarkError
 from earmark.wire.topics import PREFIX, check_device_id
 
-INGESTER_USERNAME = "earmark-ingester"
+INGESTER_USERNAME = f"{RESERVED_PREFIX}ingester"  # no device may register a reserved name
 
 
 class BrokerError(EarmarkError, RuntimeError):

@@ -188,12 +188,6 @@ def cmd_device_revoke(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_device_rebind(args: argparse.Namespace) -> int:
-    device = _store(args).registry.rebind_device(args.device_id, args.owner)
-    print(json.dumps(asdict(device)) if args.json else f"{device.device_id} now belongs to {device.owner_id}")
-    return 0
-
-
 def cmd_device_list(args: argparse.Namespace) -> int:
     _emit(args, [asdict(d) for d in _store(args).registry.devices(args.owner)],
           ["device_id", "owner_id", "bound_at", "revoked_at", "public_key"])

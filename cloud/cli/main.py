@@ -23,7 +23,6 @@ from earmark.cloud.cli.commands import (
     cmd_db_migrate,
     cmd_device_add,
     cmd_device_list,
-    cmd_device_rebind,
     cmd_device_revoke,
     cmd_erase,
     cmd_export,
@@ -89,9 +88,6 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--broker-url", help="broker address for the bundle (default: from `broker config`)")
     command("revoke", cmd_device_revoke, "revoke a device: its clips are refused from now on",
             device).add_argument("device_id")
-    rebind = command("rebind", cmd_device_rebind, "move a device to another owner from now on", device)
-    rebind.add_argument("device_id")
-    rebind.add_argument("--owner", required=True)
     command("list", cmd_device_list, "list devices", device).add_argument("--owner")
 
     clips = sub.add_parser("clips", help="clips").add_subparsers(dest="clips_command", required=True)

@@ -2,8 +2,10 @@
 
 For each message: bound the size before decoding; parse strictly; find the device named by
 the topic (the broker's authenticated username) and refuse unknown or revoked devices;
-verify the signature with the device's registered key; take the owner from the registry
-(the binding at capture time) and require the envelope's owner tag and device id to agree;
+verify the signature with the device's registered key; refuse a capture time more than
+MAX_CLOCK_AHEAD ahead of the server's; take the owner from the registry (the one owner the
+device's identity belongs to, never a time the device supplies) and require the envelope's
+owner tag and device id to agree;
 de-duplicate by clip id; then seal and store under the owner. Anything refused goes to
 quarantine, tied to no owner, with its reason and an audit event.
 
@@ -18,6 +20,7 @@ import functools
 import hashlib
 import logging
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 from earmark.cloud.store.clips import NewClip
 from earmark.cloud.store.keys import OwnerError
@@ -32,15 +35,19 @@ from earmark.wire.envelope import (
 )
 from earmark.wire.errors import EarmarkError
 from earmark.wire.receipt import Receipt, Status
+from earmark.wire.timestamps import parse_utc
 from earmark.wire.topics import TopicError, clip_topic, device_from_clip_topic
 
 log = logging.getLogger(__name__)
 
 REJECTION_REASONS = (
     "oversize", "malformed", "unknown_version", "audio_hash", "bad_topic", "unknown_device",
-    "revoked_device", "bad_signature", "device_mismatch", "no_owner_at_capture", "owner_erased",
-    "owner_mismatch", "clip_id_conflict",
+    "revoked_device", "bad_signature", "device_mismatch", "captured_in_future", "rebound_device",
+    "owner_erased", "owner_mismatch", "clip_id_conflict",
 )
+# A Pi has no real-time clock: its time may lag (it boots with the last one saved) but a
+# capture time well ahead of the server's receive time is not a clock a clip can come from.
+MAX_CLOCK_AHEAD = timedelta(minutes=5)
 
 
 @dataclass(frozen=True)
@@ -204,15 +211,21 @@ class Ingestor:
         if header.device_id != device_id:
             raise Rejected("device_mismatch", f"envelope names device {header.device_id}, "
                                               f"topic names {device_id}")
-        owner_id = self.store.registry.owner_at(device_id, header.captured_at, view.bindings(device_id))
+        if parse_utc(header.captured_at) > datetime.now(UTC) + MAX_CLOCK_AHEAD:
+            raise Rejected("captured_in_future", f"captured_at {header.captured_at} is ahead of the server's clock "
+                                                 f"by more than {MAX_CLOCK_AHEAD}")
+        # The owner is the one the device's identity belongs to; no time the device supplies
+        # takes part in deciding it.
+        owner_id = self.store.registry.identity_owner(view.bindings(device_id))
         if owner_id is None:
-            raise Rejected("no_owner_at_capture", f"{device_id} was bound to no owner at {header.captured_at}")
+            raise Rejected("rebound_device", f"{device_id} was moved between owners by an older Earmark: "
+                                             "revoke it and enroll the device again with a new key")
         owner = view.owner(owner_id)
         if owner is None or owner.erased_at:
             raise Rejected("owner_erased", f"owner {owner_id} was erased")
         if header.owner_id != owner_id:
-            raise Rejected("owner_mismatch", f"envelope names owner {header.owner_id}, the registry "
-                                             f"binds {device_id} to {owner_id} at {header.captured_at}")
+            raise Rejected("owner_mismatch", f"envelope names owner {header.owner_id}, not the owner "
+                                             f"the registry binds {device_id} to")
         try:
             self.store.keys.owner_key(owner_id)  # the key must open before anything is written
         except OwnerError as exc:

@@ -78,9 +78,9 @@ def checked_envelope(store: Store, owner_id: str, row: ClipRow) -> Envelope:
         return ExportError(f"clip {row.clip_id}: {why}", row.clip_id, check)
 
     if row.owner_id != owner_id:
-        raise fail("owner_row", f"its row belongs to {row.owner_id}")
+        raise fail("owner_row", "its row belongs to another owner")
     if not row.blob_path.startswith(f"blobs/{owner_id}/") or ".." in row.blob_path:
-        raise fail("blob_prefix", f"its blob {row.blob_path} is not under the owner's prefix")
+        raise fail("blob_prefix", "its blob is not under the owner's prefix")
     try:
         raw = store.clips.read(owner_id, row)
     except FileNotFoundError:
@@ -95,7 +95,11 @@ def checked_envelope(store: Store, owner_id: str, row: ClipRow) -> Envelope:
         raise fail("envelope", f"its envelope does not parse ({exc})") from None
     h = envelope.header
     if (h.clip_id, h.device_id, h.owner_id) != (row.clip_id, row.device_id, owner_id):
-        raise fail("header", f"its header names clip {h.clip_id}, device {h.device_id}, owner {h.owner_id}")
+        # Which other clip, device or owner it names is not this owner's business: say only what.
+        expected = {"clip": (h.clip_id, row.clip_id), "device": (h.device_id, row.device_id),
+                    "owner": (h.owner_id, owner_id)}
+        wrong = [name for name, (seen, want) in expected.items() if seen != want]
+        raise fail("header", f"its header names another {' and '.join(wrong)}")
     device = store.registry.device(h.device_id)
     if device is None:
         raise fail("device", f"device {h.device_id} is not registered")
@@ -103,7 +107,7 @@ def checked_envelope(store: Store, owner_id: str, row: ClipRow) -> Envelope:
         raise fail("signature", f"its signature does not verify with {h.device_id}'s registered key")
     bound = store.registry.owner_at(h.device_id, h.captured_at)
     if bound != owner_id:
-        raise fail("binding", f"{h.device_id} was bound to {bound} at {h.captured_at}, not to this owner")
+        raise fail("binding", f"{h.device_id} was not this owner's device at {h.captured_at}")
     return envelope
 
 

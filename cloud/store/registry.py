@@ -1,10 +1,12 @@
-"""Who owns which device, and since when.
+"""Who owns which device.
 
-Owners are opaque UUIDs. A device is registered with its Ed25519 public key and bound to
-an owner; moving it to another owner closes the old binding and opens a new one, and the
-binding in force at a clip's capture time decides whose the clip is. A device's first
-binding also covers clips captured before it (the device had no other owner then; this
-absorbs clock skew on a freshly paired device).
+Owners are opaque UUIDs. A device is registered with its Ed25519 public key and bound to one
+owner for the whole life of that key: handing the device to someone else is `revoke` plus a
+new enrollment with a new key (and a new device id), never a move. So a clip's owner never
+depends on a time the device supplies. (Stores from before this rule may hold devices with
+several bindings, made by the old `device rebind`; `identity_owner` gives them no owner, so
+the ingester refuses their clips, and export checks their stored clips by the binding at
+capture time, as they were stored.)
 """
 
 from __future__ import annotations
@@ -21,6 +23,9 @@ from earmark.wire.envelope import OWNER_ID_PATTERN, parse_public_key
 from earmark.wire.errors import UsageError
 from earmark.wire.timestamps import parse_utc, utc_now
 from earmark.wire.topics import check_device_id
+
+# Broker logins of Earmark's services (ingesters) start with this; no device may take one.
+RESERVED_PREFIX = "earmark-"
 
 
 class RegistryError(UsageError, ValueError):
@@ -136,6 +141,9 @@ class Registry:
             check_device_id(device_id)
         except ValueError as exc:
             raise RegistryError(str(exc)) from None
+        if device_id.startswith(RESERVED_PREFIX):  # a device id is also its broker login
+            raise RegistryError(f"device ids starting with {RESERVED_PREFIX!r} are reserved for Earmark's own "
+                                "services (the ingesters' broker logins): choose another")
         if self.db.query("SELECT 1 FROM devices WHERE device_id = ?", (device_id,)):
             raise RegistryError(f"device {device_id} is already registered")
         holder = self.db.query("SELECT device_id, revoked_at FROM devices WHERE public_key = ?", (public_key,))
@@ -198,27 +206,11 @@ class Registry:
         return Device(device.device_id, device.owner_id, device.public_key, device.created_at,
                       device.bound_at, now)
 
-    def rebind_device(self, device_id: str, owner_id: str) -> Device:
-        """Move a device to a new owner from now on; clips captured before stay the old owner's."""
-        self._live_owner(owner_id)
-        device = self.device(device_id)
-        if device is None:
-            raise RegistryError(f"no device {device_id}")
-        if device.revoked_at:
-            raise RegistryError(f"device {device_id} is revoked")
-        if device.owner_id == owner_id:
-            return device
-        now = utc_now()
-        with self.audit.write() as cur:
-            if device.owner_id is not None:
-                cur.scope(device.owner_id)
-                cur.execute("UPDATE bindings SET unbound_at = ? WHERE device_id = ? AND unbound_at IS NULL",
-                            (now, device_id))
-            cur.scope(owner_id)
-            cur.execute("INSERT INTO bindings VALUES (?, ?, ?, NULL)", (device_id, owner_id, now))
-            self.audit.append(cur, "device_rebound", owner_id=owner_id, device_id=device_id,
-                                    detail={"from_owner": device.owner_id})
-        return Device(device_id, owner_id, device.public_key, device.created_at, now, None)
+    @staticmethod
+    def identity_owner(bindings: list[tuple[str, str, str | None]]) -> str | None:
+        """The one owner a device's key belongs to, from its binding history; None if it has
+        none, or several (moved between owners by an older Earmark: re-enroll it)."""
+        return bindings[0][0] if len(bindings) == 1 else None
 
     def owner_at(self, device_id: str, captured_at: str,
                  bindings: list[tuple[str, str, str | None]] | None = None) -> str | None:

@@ -8,6 +8,7 @@ device key, so a bundle mixed up between two devices cannot make one publish as 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 from earmark.device.sync.identity import load_or_create_key, public_key_of
@@ -36,3 +37,22 @@ def install_bundle(data_dir: Path, bundle_path: Path) -> PairingBundle:
              "[broker]", *(f"{k} = {json.dumps(v)}" for k, v in broker.items()), ""]
     write_file(data_dir / "pairing.toml", "\n".join(lines).encode())
     return bundle
+
+
+PAIRING_FILES = ("device.key", "pairing.toml", "broker.password", "broker-ca.pem")
+
+
+def reset_identity(data_dir: Path, spool_dir: Path) -> list[Path]:
+    """Forget this device's identity before it goes to someone else: its key, its pairing and
+    its spool (clips recorded for the old owner must never go out under a new one). Returns
+    what was deleted. Enrolling again makes a new key, which the cloud registers anew."""
+    removed = []
+    for name in PAIRING_FILES:
+        path = data_dir / name
+        if path.exists():
+            path.unlink()
+            removed.append(path)
+    if spool_dir.exists():
+        shutil.rmtree(spool_dir)
+        removed.append(spool_dir)
+    return removed

@@ -82,6 +82,9 @@ def assert_aborts(store: Store, owner: str, out: Path, clip_id: str, check: str)
     assert no_leftovers(out), "an aborted export left files behind"
     event = store.audit.events()[0]
     assert event["event"] == "export_aborted" and json.loads(event["detail"])["clip_id"] == clip_id
+    others = [o.owner_id for o in store.registry.owners() if o.owner_id != owner]
+    leaked = [o for o in others if o in str(caught.value) or o in event["detail"]]
+    assert leaked == [], "an export's error or audit event named another owner"
 
 
 def test_a_row_relabelled_to_another_owner_aborts_that_owners_export(
@@ -115,16 +118,18 @@ def test_a_row_whose_hash_was_edited_aborts(store: Store, alice_bob: tuple, tmp_
     assert_aborts(store, alice, tmp_path / "out", a_ids[2], "hash")
 
 
-def test_a_device_rebound_from_alice_to_bob_keeps_earlier_clips_alices(store: Store, alice_bob: tuple,
-                                                                       tmp_path: Path) -> None:
+def test_a_device_moved_by_an_older_earmark_keeps_its_earlier_clips_in_their_owners_export(
+        store: Store, alice_bob: tuple, tmp_path: Path) -> None:
     (alice, a, a_ids), (bob, _, b_ids) = alice_bob
-    store.registry.rebind_device(a.device_id, bob)
-    later = SimDevice(a.device_id, bob, a.key).clip(seed=99, captured=datetime.now(UTC) + timedelta(seconds=1))
-    assert Ingestor(store).handle(a.topic, later).owner_id == bob
+    # What `device rebind` used to do (it no longer exists): close Alice's binding, open Bob's.
+    moved_at = (datetime.now(UTC) + timedelta(seconds=1)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    tamper(store, "UPDATE bindings SET unbound_at = ? WHERE device_id = ?", (moved_at, a.device_id))
+    tamper(store, "INSERT INTO bindings VALUES (?, ?, ?, NULL)", (a.device_id, bob, moved_at))
+    later = SimDevice(a.device_id, bob, a.key).clip(seed=99, captured=datetime.now(UTC) + timedelta(seconds=2))
+    assert Ingestor(store).handle(a.topic, later).reason == "rebound_device"  # one key, one owner
     alice_archive = export_owner(store, alice, tmp_path / "a").path
     bob_archive = export_owner(store, bob, tmp_path / "b").path
-    assert archive_clip_ids(alice_archive) == set(a_ids)
-    assert archive_clip_ids(bob_archive) == {*b_ids, decode_envelope(later).header.clip_id}
+    assert archive_clip_ids(alice_archive) == set(a_ids) and archive_clip_ids(bob_archive) == set(b_ids)
     assert b"ALICE-AUDIO" not in bob_archive.read_bytes()
     assert verify_export(store, alice_archive, alice) == [] and verify_export(store, bob_archive, bob) == []
     # A row moved to Bob whose clip was captured while the device was Alice's is refused:
@@ -133,6 +138,13 @@ def test_a_device_rebound_from_alice_to_bob_keeps_earlier_clips_alices(store: St
     shutil.copyfile(store.data_dir / store.clips.blob_path(alice, a_ids[0]),
                     store.data_dir / store.clips.blob_path(bob, a_ids[0]))
     assert_aborts(store, bob, tmp_path / "c", a_ids[0], "blob_key")
+
+
+def test_a_binding_that_says_another_owner_aborts_without_naming_them(
+        store: Store, alice_bob: tuple, tmp_path: Path) -> None:
+    (alice, a, a_ids), (bob, _, _) = alice_bob
+    tamper(store, "UPDATE bindings SET owner_id = ? WHERE device_id = ?", (bob, a.device_id))
+    assert_aborts(store, alice, tmp_path / "out", a_ids[0], "binding")
 
 
 def edit_archive(source: Path, target: Path, change: str) -> None:

@@ -130,20 +130,44 @@ def test_a_redelivered_rejection_is_recorded_once(store: Store, pair: tuple[SimD
     assert len(store.quarantine.all()) == 1
 
 
-def test_the_binding_at_capture_time_decides_the_owner(store: Store, pair: tuple[SimDevice, SimDevice]) -> None:
+def test_a_handed_over_device_stores_nothing_for_its_old_owner_whatever_time_it_claims(
+        store: Store, pair: tuple[SimDevice, SimDevice]) -> None:
     a, b = pair
-    before_move = datetime.now(UTC)
-    store.registry.rebind_device(a.device_id, b.owner_id)
-    after_move = datetime.now(UTC) + timedelta(seconds=1)
     ingest = Ingestor(store)
+    before = datetime.now(UTC) - timedelta(days=1)  # a Pi with no clock boots with an old time
+    store.registry.revoke_device(a.device_id)  # handover: revoke, then enroll anew with a new key
+    successor = SimDevice(f"{a.device_id}-2", b.owner_id)
+    store.registry.add_device(b.owner_id, successor.public_key, successor.device_id)
+    assert ingest.handle(a.topic, a.clip(seed=3, captured=before)).reason == "revoked_device"
+    assert ingest.handle(successor.topic, successor.clip(seed=4)).owner_id == b.owner_id
+    assert store.clips.count(a.owner_id) == 0 and store.clips.count(b.owner_id) == 1
 
-    old = a.clip(seed=3, captured=before_move)  # tagged Alice, captured while Alice's
-    assert ingest.handle(a.topic, old).owner_id == a.owner_id
-    late_claim = a.clip(seed=4, captured=after_move)  # still tagged Alice, but captured after the move
-    assert ingest.handle(a.topic, late_claim).reason == "owner_mismatch"
-    moved = SimDevice(a.device_id, b.owner_id, a.key)
-    assert ingest.handle(a.topic, moved.clip(seed=5, captured=after_move)).owner_id == b.owner_id
-    assert store.clips.count(a.owner_id) == 1 and store.clips.count(b.owner_id) == 1
+
+def test_a_device_moved_by_an_older_earmark_is_refused_not_filed_by_its_clock(
+        store: Store, pair: tuple[SimDevice, SimDevice]) -> None:
+    a, b = pair
+    # What `device rebind` used to do: close the old binding and open one for Bob, same key.
+    moved_at = datetime.now(UTC)
+    stamp = moved_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    tamper(store, "UPDATE bindings SET unbound_at = ? WHERE device_id = ?", (stamp, a.device_id))
+    tamper(store, "INSERT INTO bindings VALUES (?, ?, ?, NULL)", (a.device_id, b.owner_id, stamp))
+    ingest = Ingestor(store)
+    claims_before = a.clip(seed=3, captured=moved_at - timedelta(hours=1))  # tagged Alice, "before the move"
+    assert ingest.handle(a.topic, claims_before).reason == "rebound_device"
+    as_bob = SimDevice(a.device_id, b.owner_id, a.key).clip(seed=4)
+    assert ingest.handle(a.topic, as_bob).reason == "rebound_device"
+    assert store.clips.count(a.owner_id) == 0 and store.clips.count(b.owner_id) == 0
+
+
+def test_a_clip_captured_in_the_future_is_refused(store: Store, pair: tuple[SimDevice, SimDevice]) -> None:
+    a, _ = pair
+    ingest = Ingestor(store)
+    ahead = a.clip(seed=5, captured=datetime.now(UTC) + timedelta(hours=1))
+    outcome = ingest.handle(a.topic, ahead)
+    assert (outcome.status, outcome.reason) == ("rejected", "captured_in_future")
+    assert ingest.handle(a.topic, a.clip(seed=6, captured=datetime.now(UTC) + timedelta(minutes=1))).status \
+        == "stored"  # a clock a little ahead is a clock
+    assert store.clips.count(a.owner_id) == 1
 
 
 def test_a_blob_moved_under_another_owner_fails_to_decrypt(store: Store, pair: tuple[SimDevice, SimDevice]) -> None:
