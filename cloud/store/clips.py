@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from earmark.cloud.store.audit import AuditLog
 from earmark.cloud.store.blobs import Blobs, clip_blob
 from earmark.cloud.store.crypto import clip_aad, open_sealed, seal
-from earmark.cloud.store.database import Database
+from earmark.cloud.store.database import Cursor, Database
 from earmark.cloud.store.keys import Keys
 from earmark.wire.envelope import Envelope
 from earmark.wire.timestamps import utc_now
@@ -150,6 +150,7 @@ class Clips:
             cur.scope(owner_id)
             cur.executemany("DELETE FROM clips WHERE owner_id = ? AND clip_id = ?",
                             [(owner_id, clip.clip_id) for clip in clips])
+            self._remember_deleted(cur, [(clip.clip_id, clip.envelope_sha256) for clip in clips])
             self.audit.append(cur, event, owner_id=owner_id, clip_id=clips[0].clip_id if len(clips) == 1 else None,
                               detail={"clips": len(clips), **(detail or {})})
         for clip in clips:
@@ -160,6 +161,16 @@ class Clips:
         self.blobs.remove_owner(owner_id)
         with self.audit.write() as cur:
             cur.scope(owner_id)
+            gone = cur.execute("SELECT clip_id, envelope_sha256 FROM clips WHERE owner_id = ?", (owner_id,)).fetchall()
+            self._remember_deleted(cur, [(r["clip_id"], r["envelope_sha256"]) for r in gone])
             count = cur.execute("DELETE FROM clips WHERE owner_id = ?", (owner_id,)).rowcount
             self.audit.append(cur, "owner_clips_deleted", owner_id=owner_id, detail={"clips": count})
         return int(count)
+
+    @staticmethod
+    def _remember_deleted(cur: Cursor, clips: list[tuple[str, str]]) -> None:
+        """A deleted clip's id and envelope hash (no owner, no content), so that the same
+        envelope arriving again (a redelivery, a device resend) is a duplicate, not a new clip."""
+        now = utc_now()
+        cur.executemany("INSERT INTO deleted_clips VALUES (?, ?, ?) ON CONFLICT (clip_id) DO NOTHING",
+                        [(clip_id, digest, now) for clip_id, digest in clips])

@@ -32,7 +32,7 @@ from earmark.cloud.store.database import Cursor, Params, Row, StoreError, StoreU
 
 OWNER_TABLES = ("owners", "bindings", "clips", "audit")
 ALL_TABLES = ("owners", "devices", "bindings", "clips", "quarantine", "audit", "audit_head", "meta",
-              "broker_accounts", "earmark_schema")
+              "broker_accounts", "earmark_schema", "deleted_clips")
 SCOPE_SETTING = "earmark.owner_id"
 GATEWAY_ROLE = "earmark_gateway"
 DEFAULT_SERVICE_ROLE = "earmark_service"
@@ -153,7 +153,23 @@ CREATE FUNCTION earmark_audit(p_after BIGINT, p_limit INTEGER) RETURNS SETOF pub
 """
 GATEWAY_FUNCTIONS = ("earmark_bindings(text)", "earmark_fingerprints(jsonb)", "earmark_owner_directory()",
                      "earmark_counts()", "earmark_audit(bigint, integer)")
-PG_MIGRATIONS = (PG_SCHEMA_V1,)
+# What was deleted: ids and hashes only (see the SQLite schema v5); the fingerprint gateway
+# counts them as taken, so a replay of a deleted clip is a duplicate.
+PG_SCHEMA_V2 = """
+CREATE TABLE deleted_clips (
+    clip_id          TEXT PRIMARY KEY,
+    envelope_sha256  TEXT NOT NULL,
+    deleted_at       TEXT NOT NULL
+);
+CREATE OR REPLACE FUNCTION earmark_fingerprints(p_clips JSONB) RETURNS TABLE (clip_id TEXT, envelope_sha256 TEXT)
+    LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, public AS $$
+    SELECT c.clip_id, c.envelope_sha256 FROM public.clips c
+    WHERE c.clip_id IN (SELECT jsonb_array_elements_text(p_clips))
+    UNION ALL
+    SELECT d.clip_id, d.envelope_sha256 FROM public.deleted_clips d
+    WHERE d.clip_id IN (SELECT jsonb_array_elements_text(p_clips)) $$;
+"""
+PG_MIGRATIONS = (PG_SCHEMA_V1, PG_SCHEMA_V2)
 PG_SCHEMA_VERSION = len(PG_MIGRATIONS)
 
 PG_GATEWAYS = {
@@ -343,13 +359,14 @@ def migrate(admin_url: str, service_role: str = DEFAULT_SERVICE_ROLE) -> tuple[i
         gateway = sql.Identifier(GATEWAY_ROLE)
         for table in ALL_TABLES:
             conn.execute(sql.SQL("REVOKE ALL ON {} FROM PUBLIC").format(sql.Identifier(table)))
-        for table in ("owners", "devices", "bindings", "clips", "quarantine", "audit"):
+        for table in ("owners", "devices", "bindings", "clips", "quarantine", "audit", "deleted_clips"):
             conn.execute(sql.SQL("GRANT SELECT ON {} TO {}").format(sql.Identifier(table), gateway))
         for function in GATEWAY_FUNCTIONS:
             conn.execute(sql.SQL(f"ALTER FUNCTION {function} OWNER TO {{}}").format(gateway))
             conn.execute(f"REVOKE ALL ON FUNCTION {function} FROM PUBLIC")
             conn.execute(sql.SQL(f"GRANT EXECUTE ON FUNCTION {function} TO {{}}").format(service))
-        for table in ("owners", "devices", "bindings", "clips", "quarantine", "meta", "broker_accounts"):
+        for table in ("owners", "devices", "bindings", "clips", "quarantine", "meta", "broker_accounts",
+                      "deleted_clips"):
             conn.execute(sql.SQL("GRANT SELECT, INSERT, UPDATE, DELETE ON {} TO {}")
                          .format(sql.Identifier(table), service))
         conn.execute(sql.SQL("GRANT SELECT, INSERT ON audit TO {}").format(service))

@@ -105,7 +105,16 @@ INSERT INTO audit_head
     FROM audit;
 """
 # Migration N takes a store from schema version N-1 to N.
-MIGRATIONS = (SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4)
+# What was deleted (by its owner, by retention, by erasure): ids and hashes only, no owner and
+# no content, so a replay of a deleted clip is answered "duplicate" and stored nowhere.
+SCHEMA_V5 = """
+CREATE TABLE deleted_clips (
+    clip_id          TEXT PRIMARY KEY,
+    envelope_sha256  TEXT NOT NULL,
+    deleted_at       TEXT NOT NULL
+);
+"""
+MIGRATIONS = (SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -117,7 +126,10 @@ GATEWAYS = {
                 "WHERE ?1 IS NULL OR device_id = ?1 ORDER BY device_id, bound_at",
     # The envelope digests stored under these clip ids (a JSON array), whoever's they are
     # (de-duplication only).
-    "fingerprints": "SELECT clip_id, envelope_sha256 FROM clips WHERE clip_id IN (SELECT value FROM json_each(?))",
+    # Deleted clips count as taken: a replay is a duplicate, never a new clip.
+    "fingerprints": "SELECT clip_id, envelope_sha256 FROM clips WHERE clip_id IN (SELECT value FROM json_each(?1)) "
+                    "UNION ALL SELECT clip_id, envelope_sha256 FROM deleted_clips "
+                    "WHERE clip_id IN (SELECT value FROM json_each(?1))",
     # The operator's owner list: no keys, no recipients.
     "owner_directory": "SELECT owner_id, display_name, created_at, erased_at FROM owners ORDER BY created_at",
     "counts": "SELECT 'owners' AS name, count(*) AS n FROM owners UNION ALL "

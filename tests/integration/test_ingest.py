@@ -256,3 +256,22 @@ def test_two_ingesters_quarantining_the_same_bytes_record_them_once(store: Store
     assert [q.quarantine_id for q in store.quarantine.all()] == [first_id]
     assert len(list((store.data_dir / "quarantine").iterdir())) == 1  # its sealed copy was not kept
     assert [e["event"] for e in store.audit.events(5)].count("clip_quarantined") == 1
+
+
+def test_a_deleted_clip_stays_deleted_when_the_same_envelope_arrives_again(
+        store: Store, pair: tuple[SimDevice, SimDevice]) -> None:
+    from earmark.cloud.owner.erasure import delete_clip
+
+    a, _ = pair
+    ingest = Ingestor(store)
+    envelope = a.clip(seed=11)
+    clip_id = decode_envelope(envelope).header.clip_id
+    assert ingest.handle(a.topic, envelope).status == "stored"
+    delete_clip(store, a.owner_id, clip_id)
+    again = ingest.handle(a.topic, envelope)  # a broker redelivery, or the device resending
+    assert (again.status, again.clip_id) == ("duplicate", clip_id)
+    assert store.clips.count(a.owner_id) == 0
+    assert not (store.data_dir / store.clips.blob_path(a.owner_id, clip_id)).exists()
+    other = a.resign(a.clip(seed=12), clip_id=clip_id)  # a different clip claiming the deleted id
+    assert ingest.handle(a.topic, other).reason == "clip_id_conflict"
+    assert store.clips.count(a.owner_id) == 0
