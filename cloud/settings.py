@@ -61,6 +61,10 @@ class CloudSettings:
     database_url: str = ""
     max_envelope_bytes: int = MAX_ENVELOPE_BYTES
     retention_days: int = 0  # `earmark-cloud purge` deletes clips captured longer ago; 0 keeps them
+    # What one device may leave in quarantine per rolling day; beyond it refused messages are
+    # not kept (so one device cannot fill the disk for everyone).
+    quarantine_items_per_day: int = 100
+    quarantine_bytes_per_day: int = 20 * 1024 * 1024
     source: str = "mqtt"  # where ingesters take clips from: "mqtt" (the broker's shared subscription) or "amqp"
     broker: BrokerSettings = field(default_factory=BrokerSettings)
     amqp: AmqpSettings = field(default_factory=AmqpSettings)
@@ -175,5 +179,8 @@ def validate(s: CloudSettings) -> None:
          "must be amqp://HOST:PORT/VHOST or amqps://…")
     need(not urlsplit(s.amqp.url).password, "amqp.url", "must not hold a password: use amqp.password_file")
     need(0 <= s.retention_days <= 36500, "retention_days", "must be 0 (keep) to 36500 days")
+    need(1 <= s.quarantine_items_per_day <= 1_000_000, "quarantine_items_per_day", "must be 1..1000000")
+    need(MAX_ENVELOPE_BYTES <= s.quarantine_bytes_per_day <= 1 << 40, "quarantine_bytes_per_day",
+         f"must be at least one envelope ({MAX_ENVELOPE_BYTES} bytes)")
     need(1024 <= s.max_envelope_bytes <= MAX_ENVELOPE_BYTES, "max_envelope_bytes",
          f"must be 1024..{MAX_ENVELOPE_BYTES}")

@@ -307,6 +307,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     from earmark.cloud.ingest.ingestor import Ingestor
     from earmark.cloud.ingest.metrics import Metrics, serve
     from earmark.cloud.ingest.mqtt_source import IngestService
+    from earmark.cloud.store.quarantine import QuarantineQuota
 
     s = _settings(args, url=args.broker, username=args.username, password=args.password, ca=args.ca,
                   password_file=args.password_file, client_cert=args.client_cert, client_key=args.client_key,
@@ -322,7 +323,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     if swept:
         log.warning("swept %d blob(s) left by an interrupted ingest; their messages will be redelivered", swept)
     metrics = Metrics()
-    ingestor = Ingestor(store, s.max_envelope_bytes)
+    ingestor = Ingestor(store, s.max_envelope_bytes,
+                        QuarantineQuota(s.quarantine_items_per_day, s.quarantine_bytes_per_day))
     service: IngestService | AmqpIngestService
     if s.source == "amqp":
         from earmark.cloud.ingest.amqp_source import AmqpIngestService

@@ -24,6 +24,7 @@ from datetime import UTC, datetime, timedelta
 
 from earmark.cloud.store.clips import NewClip
 from earmark.cloud.store.keys import OwnerError
+from earmark.cloud.store.quarantine import QuarantineQuota
 from earmark.cloud.store.registry import Device
 from earmark.cloud.store.store import Store
 from earmark.wire.envelope import (
@@ -58,6 +59,7 @@ class Outcome:
     device_id: str | None
     owner_id: str | None = None
     detail: str = ""
+    kept: bool = True  # False: refused and not kept in quarantine (quota, or an erased owner's)
 
     def receipt(self) -> Receipt | None:
         """The receipt for the device, if the message carried a clip id to answer to."""
@@ -85,6 +87,14 @@ class _Checked:
     digest: str  # SHA-256 of the whole envelope
 
 
+def _claimed_owner(payload: bytes) -> str | None:
+    """The owner a refused payload's header claims, if it parses (for erasure and quotas)."""
+    try:
+        return decode_envelope(payload).header.owner_id
+    except EnvelopeError:
+        return None
+
+
 def _device_id_or_none(topic: str) -> str | None:
     try:
         return device_from_clip_topic(topic)
@@ -101,9 +111,12 @@ class _BatchView:
 
 
 class Ingestor:
-    def __init__(self, store: Store, max_bytes: int = MAX_ENVELOPE_BYTES) -> None:
+    def __init__(self, store: Store, max_bytes: int = MAX_ENVELOPE_BYTES,
+                 quota: QuarantineQuota | None = None) -> None:
         self.store = store
         self.max_bytes = max_bytes
+        self.quota = quota or QuarantineQuota()
+        self._quota_reported: set[str | None] = set()
 
     def handle(self, topic: str, payload: bytes) -> Outcome:
         return self.handle_batch([(topic, payload)])[0]
@@ -200,10 +213,34 @@ class Ingestor:
 
     def _quarantine(self, topic: str, payload: bytes, rejection: Rejected, clip_id: str | None,
                     device_id: str | None) -> Outcome:
-        qid, new = self.store.quarantine.put(topic, rejection.reason, rejection.detail, payload)
+        """Keep a refused payload for a person to look at, unless it belongs to an erased owner
+        (erasure reaches the quarantine too) or its device is over its quarantine quota."""
+        claimed = _claimed_owner(payload)
+        if self._erased(claimed) or (device_id is not None and self._erased(self._owner_of_device(device_id))):
+            return Outcome("rejected", rejection.reason, clip_id, device_id, detail=rejection.detail, kept=False)
+        qid, new = self.store.quarantine.put(topic, rejection.reason, rejection.detail, payload, device_id,
+                                             claimed, self.quota)
+        if qid is None:
+            if device_id not in self._quota_reported:  # once per device per process: the log stays bounded
+                self._quota_reported.add(device_id)
+                log.warning("device %s is over its quarantine quota: its refused messages are not kept", device_id)
+                self.store.audit.record("quarantine_quota_reached", device_id=device_id,
+                                        detail={"items_per_day": self.quota.items_per_day,
+                                                "bytes_per_day": self.quota.bytes_per_day})
+            return Outcome("rejected", rejection.reason, clip_id, device_id, detail=rejection.detail, kept=False)
         if new:
             log.warning("quarantined %s from topic %r: %s (%s)", qid, topic[:100], rejection.reason, rejection.detail)
         return Outcome("rejected", rejection.reason, clip_id, device_id, detail=rejection.detail)
+
+    def _owner_of_device(self, device_id: str) -> str | None:
+        device = self.store.registry.device(device_id)
+        return device.owner_id if device is not None else None
+
+    def _erased(self, owner_id: str | None) -> bool:
+        if owner_id is None:
+            return False
+        owner = self.store.registry.owner(owner_id)
+        return owner is not None and owner.erased_at is not None
 
     def _owner_for(self, device_id: str, envelope: Envelope, view: _BatchView) -> str:
         """The registry's owner for a verified envelope from `device_id`, or Rejected."""

@@ -24,6 +24,8 @@ class Metrics:
         self.latency = Histogram("earmark_ingest_seconds", "From message arrival to its ack",
                                  buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
                                  registry=self.registry)
+        self.not_kept = Counter("earmark_rejections_not_kept", "Rejected messages not kept in quarantine (a "
+                                "device over its quarantine quota, or an erased owner's)", registry=self.registry)
         self.store_errors = Counter("earmark_store_errors", "Messages the store could not take (not acked)",
                                     registry=self.registry)
         self.connected = Gauge("earmark_broker_connected", "1 while connected to the broker",

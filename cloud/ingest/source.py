@@ -61,6 +61,8 @@ def count(metrics: Metrics, outcome: Outcome, arrived: float) -> None:
     metrics.clips.labels(outcome.status).inc()
     if outcome.status == "rejected":
         metrics.rejections.labels(outcome.reason).inc()
+        if not outcome.kept:
+            metrics.not_kept.inc()
 
 
 def store_health(ingestor: Ingestor) -> bool:

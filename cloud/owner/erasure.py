@@ -36,8 +36,10 @@ def erase_owner(store: Store, owner_id: str) -> Erasure:
     for device_id in devices:  # 3. their devices can no longer record for anyone
         store.registry.revoke_device(device_id)
         logins.revoke_login(store, device_id)
+    quarantined = store.quarantine.purge_owner(owner_id, devices)  # 4. nothing of theirs stays refused-but-kept
     with store.write() as cur:
-        store.audit.append(cur, "owner_erased", owner_id=owner_id, detail={"clips": clips, "devices": devices})
+        store.audit.append(cur, "owner_erased", owner_id=owner_id,
+                           detail={"clips": clips, "devices": devices, "quarantined": quarantined})
     return Erasure(owner_id, clips, devices, erased_at)
 
 

@@ -169,7 +169,14 @@ CREATE OR REPLACE FUNCTION earmark_fingerprints(p_clips JSONB) RETURNS TABLE (cl
     SELECT d.clip_id, d.envelope_sha256 FROM public.deleted_clips d
     WHERE d.clip_id IN (SELECT jsonb_array_elements_text(p_clips)) $$;
 """
-PG_MIGRATIONS = (PG_SCHEMA_V1, PG_SCHEMA_V2)
+# See the SQLite schema v6: quarantine quotas per device, and erasure reaching the quarantine.
+PG_SCHEMA_V3 = """
+ALTER TABLE quarantine ADD COLUMN device_id TEXT;
+ALTER TABLE quarantine ADD COLUMN claimed_owner_id TEXT;
+CREATE INDEX quarantine_by_device ON quarantine (device_id, received_at);
+CREATE INDEX quarantine_by_claimed_owner ON quarantine (claimed_owner_id);
+"""
+PG_MIGRATIONS = (PG_SCHEMA_V1, PG_SCHEMA_V2, PG_SCHEMA_V3)
 PG_SCHEMA_VERSION = len(PG_MIGRATIONS)
 
 PG_GATEWAYS = {

@@ -7,13 +7,14 @@ from __future__ import annotations
 import hashlib
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 from earmark.cloud.store.audit import AuditLog
 from earmark.cloud.store.blobs import Blobs, quarantine_blob
 from earmark.cloud.store.crypto import open_sealed, quarantine_aad, seal
 from earmark.cloud.store.database import Database
 from earmark.cloud.store.keys import Keys
-from earmark.wire.timestamps import utc_now
+from earmark.wire.timestamps import format_utc, utc_now
 
 
 @dataclass(frozen=True)
@@ -26,27 +27,42 @@ class QuarantineRow:
     envelope_sha256: str
     envelope_bytes: int
     blob_path: str
+    device_id: str | None = None  # the topic's device, if the topic named one
+    claimed_owner_id: str | None = None  # the owner the header claims, if it parsed
+
+
+@dataclass(frozen=True)
+class QuarantineQuota:
+    """What one device may put in quarantine per rolling day; beyond it nothing is kept."""
+
+    items_per_day: int = 100
+    bytes_per_day: int = 20 * 1024 * 1024
 
 
 class Quarantine:
     def __init__(self, db: Database, keys: Keys, blobs: Blobs, audit: AuditLog) -> None:
         self.db, self.keys, self.blobs, self.audit = db, keys, blobs, audit
 
-    def put(self, topic: str, reason: str, detail: str, payload: bytes) -> tuple[str, bool]:
-        """Returns (quarantine id, True if new)."""
+    def put(self, topic: str, reason: str, detail: str, payload: bytes, device_id: str | None = None,
+            claimed_owner_id: str | None = None, quota: QuarantineQuota | None = None) -> tuple[str | None, bool]:
+        """Keep a refused payload. Returns (quarantine id, True if new); (None, False) if the
+        device is over its quota, in which case nothing is written."""
         digest = hashlib.sha256(payload).hexdigest()
         existing = self.db.query("SELECT quarantine_id FROM quarantine WHERE envelope_sha256 = ?", (digest,))
         if existing:
             return str(existing[0]["quarantine_id"]), False
+        if quota is not None and self.over_quota(device_id, len(payload), quota):
+            return None, False
         qid = str(uuid.uuid4())
         relative = quarantine_blob(qid)
         self.blobs.write(relative, seal(self.keys.quarantine_key(), payload, quarantine_aad(qid)))
         with self.audit.write() as cur:
             # Another ingester may be quarantining the same redelivered bytes at this moment.
-            new = cur.execute("INSERT INTO quarantine VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
-                              "ON CONFLICT (envelope_sha256) DO NOTHING",
+            new = cur.execute("INSERT INTO quarantine (quarantine_id, received_at, topic, reason, detail, "
+                              "envelope_sha256, envelope_bytes, blob_path, device_id, claimed_owner_id) "
+                              "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (envelope_sha256) DO NOTHING",
                               (qid, utc_now(), topic[:300], reason, detail[:1000], digest, len(payload),
-                               relative)).rowcount
+                               relative, device_id, claimed_owner_id)).rowcount
             if new:
                 self.audit.append(cur, "clip_quarantined", detail={
                     "quarantine_id": qid, "reason": reason, "topic": topic[:300]})
@@ -55,6 +71,26 @@ class Quarantine:
             first = self.db.query("SELECT quarantine_id FROM quarantine WHERE envelope_sha256 = ?", (digest,))
             return str(first[0]["quarantine_id"]), False
         return qid, True
+
+    def over_quota(self, device_id: str | None, size: int, quota: QuarantineQuota) -> bool:
+        """Would one more payload of `size` bytes take the device past its quota for the last day?"""
+        since = format_utc(datetime.now(UTC) - timedelta(days=1), places=6)
+        row = self.db.query("SELECT count(*) AS n, coalesce(sum(envelope_bytes), 0) AS b FROM quarantine "
+                            "WHERE device_id IS NOT DISTINCT FROM ? AND received_at >= ?", (device_id, since))[0]
+        return int(row["n"]) + 1 > quota.items_per_day or int(row["b"]) + size > quota.bytes_per_day
+
+    def purge_owner(self, owner_id: str, device_ids: list[str]) -> int:
+        """Erasure reaches the quarantine: every payload from the owner's devices, or whose
+        header claims the owner, goes (rows first, then blobs). Returns how many."""
+        marks = ",".join("?" * len(device_ids)) or "NULL"
+        rows = self.db.query(f"SELECT quarantine_id, blob_path FROM quarantine WHERE claimed_owner_id = ? "
+                             f"OR device_id IN ({marks})", (owner_id, *device_ids))
+        with self.audit.write() as cur:
+            cur.executemany("DELETE FROM quarantine WHERE quarantine_id = ?", [(r["quarantine_id"],) for r in rows])
+            self.audit.append(cur, "owner_quarantine_purged", owner_id=owner_id, detail={"items": len(rows)})
+        for row in rows:
+            self.blobs.remove(row["blob_path"])
+        return len(rows)
 
     def all(self) -> list[QuarantineRow]:
         return [QuarantineRow(**dict(r)) for r in self.db.query("SELECT * FROM quarantine ORDER BY received_at")]

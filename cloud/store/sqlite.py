@@ -114,7 +114,15 @@ CREATE TABLE deleted_clips (
     deleted_at       TEXT NOT NULL
 );
 """
-MIGRATIONS = (SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5)
+# Which device a quarantined payload came from (the topic's) and which owner its header
+# claims, if it has one: for per-device quotas, and so an erasure reaches the quarantine too.
+SCHEMA_V6 = """
+ALTER TABLE quarantine ADD COLUMN device_id TEXT;
+ALTER TABLE quarantine ADD COLUMN claimed_owner_id TEXT;
+CREATE INDEX quarantine_by_device ON quarantine (device_id, received_at);
+CREATE INDEX quarantine_by_claimed_owner ON quarantine (claimed_owner_id);
+"""
+MIGRATIONS = (SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -8,6 +8,7 @@ import struct
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import HealthCheck, given, settings
@@ -275,3 +276,42 @@ def test_a_deleted_clip_stays_deleted_when_the_same_envelope_arrives_again(
     other = a.resign(a.clip(seed=12), clip_id=clip_id)  # a different clip claiming the deleted id
     assert ingest.handle(a.topic, other).reason == "clip_id_conflict"
     assert store.clips.count(a.owner_id) == 0
+
+
+def test_one_device_cannot_fill_the_disk_through_quarantine(store: Store, pair: tuple[SimDevice, SimDevice]) -> None:
+    from earmark.cloud.store.quarantine import QuarantineQuota
+
+    a, b = pair
+    ingest = Ingestor(store, quota=QuarantineQuota(items_per_day=5, bytes_per_day=3 * 964_218))
+    junk = [np.random.default_rng(n).bytes(900_000) for n in range(40)]  # random payloads: malformed
+    outcomes = [ingest.handle(a.topic, payload) for payload in junk]
+    assert all(o.status == "rejected" and o.reason == "malformed" for o in outcomes)
+    kept = store.quarantine.all()
+    assert len(kept) == 3 and sum(q.envelope_bytes for q in kept) <= 3 * 964_218  # the byte quota bit first
+    assert sum(not o.kept for o in outcomes) == 37
+    reached = [e for e in store.audit.events(200) if e["event"] == "quarantine_quota_reached"]
+    assert len(reached) == 1 and reached[0]["device_id"] == a.device_id  # audited once, not 37 times
+    # Another device's quarantine, and everyone's clips, are untouched by it:
+    assert ingest.handle(b.topic, b"not an envelope").kept
+    assert ingest.handle(a.topic, a.clip(seed=1)).status == "stored"
+
+
+def test_erasure_reaches_the_quarantine_before_and_after(store: Store, pair: tuple[SimDevice, SimDevice]) -> None:
+    from earmark.cloud.owner.erasure import erase_owner
+
+    a, b = pair
+    ingest = Ingestor(store)
+    wrong_key = a.resign(a.clip(b"ALICE-SECRET", seed=2), key=Ed25519PrivateKey.generate())
+    assert ingest.handle(a.topic, wrong_key).reason == "bad_signature"  # quarantined: her words, sealed
+    claims_alice = b.resign(b.clip(seed=3), owner_id=a.owner_id)  # Bob's device claiming Alice
+    assert ingest.handle(b.topic, claims_alice).reason == "owner_mismatch"
+    bobs_own = b.resign(b.clip(seed=4), key=Ed25519PrivateKey.generate())
+    assert ingest.handle(b.topic, bobs_own).reason == "bad_signature"
+    assert len(store.quarantine.all()) == 3
+    erase_owner(store, a.owner_id)
+    left = store.quarantine.all()
+    assert [q.device_id for q in left] == [b.device_id] and left[0].claimed_owner_id == b.owner_id
+    assert not any(b"ALICE-SECRET" in store.quarantine.payload(q) for q in left)
+    after = ingest.handle(a.topic, a.clip(b"ALICE-AFTER", seed=5))  # her revoked device still sends
+    assert after.reason == "revoked_device" and not after.kept
+    assert len(store.quarantine.all()) == 1
