@@ -15,10 +15,7 @@ into place only when complete (and, with an age recipient, encrypted first).
 from __future__ import annotations
 
 import base64
-import csv
 import hashlib
-import html
-import io
 import json
 import os
 import sys
@@ -32,6 +29,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
+from earmark.cloud.owner.archive import (
+    CSV_NAME,
+    DEVICES,
+    INDEX,
+    MANIFEST,
+    README,
+    SCHEMA_VERSION,
+    clip_file_name,
+    render_csv,
+    render_index,
+    render_readme,
+)
 from earmark.cloud.store.clips import ClipRow
 from earmark.cloud.store.crypto import CryptoError
 from earmark.cloud.store.keys import OwnerError
@@ -40,11 +49,6 @@ from earmark.wire.durable import fsync_dir
 from earmark.wire.envelope import Envelope, EnvelopeError, decode_envelope, parse_public_key
 from earmark.wire.errors import EXIT_USAGE, EarmarkError
 from earmark.wire.timestamps import parse_utc, utc_now
-
-SCHEMA_VERSION = 1
-MANIFEST, README, INDEX, CSV_NAME, DEVICES = "manifest.json", "README.txt", "index.html", "clips.csv", "devices.json"
-FIXED_FILES = {MANIFEST, README, INDEX, CSV_NAME, DEVICES}
-CSV_COLUMNS = ["clip_id", "device_id", "captured_at", "duration_s", "trigger", "wake_word", "file", "wav_sha256"]
 
 
 class ExportError(EarmarkError, RuntimeError):
@@ -65,11 +69,6 @@ class ExportResult:
     audio_bytes: int
     encrypted: bool
     sha256: str
-
-
-def clip_file_name(captured_at: str, clip_id: str) -> str:
-    stamp = captured_at.replace(":", "").replace("-", "")  # 20261122T163000.250Z: sorts, and safe everywhere
-    return f"clips/{stamp}_{clip_id}.wav"
 
 
 def checked_envelope(store: Store, owner_id: str, row: ClipRow) -> Envelope:
@@ -167,7 +166,7 @@ def _write_zip(store: Store, owner_id: str, path: Path, export_id: str, created:
     devices: set[str] = set()
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as out:
-        with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as zf, _spill() as entries, _spill() as rows:
+        with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as zf, _spill() as entries:
             for row in store.clips.iter_owner(owner_id):
                 envelope = checked_envelope(store, owner_id, row)
                 name = clip_file_name(row.captured_at, row.clip_id)
@@ -180,18 +179,16 @@ def _write_zip(store: Store, owner_id: str, path: Path, export_id: str, created:
                     "file": name, "wav_sha256": wav_sha, "envelope_sha256": row.envelope_sha256,
                     "envelope_header": envelope.header_bytes.decode("ascii"),
                     "signature": base64.b64encode(envelope.signature).decode("ascii")}) + "\n")
-                rows.write(json.dumps([h.clip_id, h.device_id, h.captured_at, h.duration_ms / 1000, h.trigger,
-                                       h.wake_word or "", name, wav_sha]) + "\n")
                 devices.add(h.device_id)
                 count += 1
                 audio_bytes += len(envelope.audio)
                 if progress:
                     progress(count, total)
             _write_manifest(zf, entries, export_id, owner_id, created, count)
-            _write_csv(zf, rows)
+            _write_rendered(zf, CSV_NAME, render_csv(_entries(entries)))
             zf.writestr(DEVICES, json.dumps(_devices(store, owner_id, devices), indent=2))
-            zf.writestr(README, _readme(owner_id, created, count))
-            _write_index(zf, entries, owner_id, created, count)
+            zf.writestr(README, render_readme(owner_id, created, count))
+            _write_rendered(zf, INDEX, render_index(_entries(entries), owner_id, created, count))
         out.flush()  # the central directory is written when the ZipFile closes, above
         os.fsync(out.fileno())
     return count, audio_bytes
@@ -209,34 +206,16 @@ def _write_manifest(zf: zipfile.ZipFile, entries: IO[str], export_id: str, owner
         out.write(b"\n]}\n")
 
 
-def _write_csv(zf: zipfile.ZipFile, rows: IO[str]) -> None:
-    with zf.open(CSV_NAME, "w") as out, io.TextIOWrapper(out, encoding="utf-8", newline="") as text:
-        writer = csv.writer(text)
-        writer.writerow(CSV_COLUMNS)
-        rows.seek(0)
-        for line in rows:
-            writer.writerow(json.loads(line))
+def _entries(spill: IO[str]) -> Iterator[dict[str, Any]]:
+    spill.seek(0)
+    for line in spill:
+        yield json.loads(line)
 
 
-def _write_index(zf: zipfile.ZipFile, entries: IO[str], owner_id: str, created: str, count: int) -> None:
-    with zf.open(INDEX, "w") as out:
-        out.write(("<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-                   "<title>Your Earmark recordings</title><style>body{font-family:sans-serif;max-width:60em;"
-                   "margin:2em auto}td{padding:.3em .8em;border-bottom:1px solid #ddd}</style></head><body>"
-                   f"<h1>Your Earmark recordings</h1><p>{count} recording(s) of owner "
-                   f"<code>{html.escape(owner_id)}</code>, exported {html.escape(created)}.</p>"
-                   "<table><tr><th>Recorded (UTC)</th><th>Length</th><th>Device</th><th>Started by</th>"
-                   "<th>Listen</th></tr>\n")
-                  .encode())
-        entries.seek(0)
-        for line in entries:
-            e = json.loads(line)
-            started = f"wake word “{e['wake_word']}”" if e["wake_word"] else "talk button"
-            out.write((f"<tr><td>{html.escape(e['captured_at'])}</td><td>{e['duration_ms'] / 1000:.1f} s</td>"
-                       f"<td>{html.escape(e['device_id'])}</td>"
-                       f"<td>{html.escape(started)}</td><td><audio controls preload=\"none\" "
-                       f"src=\"{html.escape(e['file'])}\"></audio></td></tr>\n").encode())
-        out.write(b"</table></body></html>\n")
+def _write_rendered(zf: zipfile.ZipFile, name: str, chunks: Iterator[bytes]) -> None:
+    with zf.open(name, "w") as out:
+        for chunk in chunks:
+            out.write(chunk)
 
 
 def _devices(store: Store, owner_id: str, used: set[str]) -> list[dict[str, Any]]:
@@ -250,25 +229,6 @@ def _devices(store: Store, owner_id: str, used: set[str]) -> list[dict[str, Any]
         result.append({"device_id": device_id, "public_key": device.public_key, "revoked_at": device.revoked_at,
                        "bound_to_you": periods})
     return result
-
-
-def _readme(owner_id: str, created: str, count: int) -> str:
-    return f"""Your Earmark recordings
-=======================
-
-This archive holds every recording Earmark keeps for you ({count} clip(s)), exported
-{created} for owner {owner_id}, and nothing of anyone else's.
-
-  index.html     open it in a browser to see and play every recording
-  clips/         the recordings, as standard WAV files (16 kHz, mono, 16-bit)
-  clips.csv      one row per recording: when, which device, how it started, its SHA-256
-  devices.json   your devices, their public keys, and when they were yours
-  manifest.json  the same, plus each recording's header and signature as your device made
-                 them, so the archive can be checked: `earmark-cloud verify-export`
-
-Each recording was signed by the device that made it; the signature covers the header and
-the exact WAV bytes in this archive.
-"""
 
 
 def _zip_time(captured_at: str) -> tuple[int, int, int, int, int, int]:

@@ -1,8 +1,11 @@
 """`earmark-cloud verify-export`: check a finished archive on its own.
 
 Opens the archive (decrypting it first with the owner's age identity if it is encrypted)
-and checks: the manifest names this owner; every file in the archive is listed and every
-listed file is there; each WAV matches its SHA-256; each clip's header and signature, put
+and checks: the manifest is well formed and names this owner; the archive holds exactly the
+names the manifest implies (each clip's name follows from its signed capture time and id);
+README.txt, index.html and clips.csv are byte for byte what the manifest renders to, and
+devices.json lists only the owner's devices with their registered keys; each WAV matches
+its SHA-256; each clip's header and signature, put
 back together with the WAV, form a valid envelope that names this owner and verifies with
 the device's registered key; and the device was bound to this owner at capture time.
 """
@@ -18,7 +21,18 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from earmark.cloud.owner.export import FIXED_FILES, MANIFEST
+from earmark.cloud.owner.archive import (
+    CSV_NAME,
+    DEVICES,
+    FIXED_FILES,
+    INDEX,
+    MANIFEST,
+    README,
+    clip_file_name,
+    render_csv,
+    render_index,
+    render_readme,
+)
 from earmark.cloud.store.store import Store
 from earmark.wire.envelope import EnvelopeError, decode_envelope, parse_public_key, reassemble
 
@@ -59,23 +73,90 @@ def _verify_zip(store: Store, path: Path, owner_id: str) -> list[str]:
         if len(names) != len(set(names)):
             return ["the archive holds two files of the same name"]
         try:
-            manifest = json.loads(zf.read(MANIFEST))
-        except (KeyError, ValueError) as exc:
-            return [f"manifest.json is missing or not JSON: {exc}"]
+            manifest = _parse_manifest(zf.read(MANIFEST))
+        except KeyError:
+            return ["manifest.json is missing"]
+        except ValueError as exc:
+            return [f"manifest.json is malformed: {exc}"]
         problems: list[str] = []
-        if manifest.get("owner_id") != owner_id:
-            problems.append(f"the manifest is for owner {manifest.get('owner_id')}, not {owner_id}")
-        clips = manifest.get("clips", [])
-        if manifest.get("clip_count") != len(clips):
+        if manifest["owner_id"] != owner_id:
+            problems.append("the manifest is for another owner")
+        clips = manifest["clips"]
+        if manifest["clip_count"] != len(clips):
             problems.append("the manifest's clip_count does not match its clip list")
-        listed = {c.get("file") for c in clips}
-        for name in sorted(set(names) - listed - FIXED_FILES):
+        # Only the names the manifest implies: each clip's file name follows from its signed
+        # capture time and id (so no "../x.wav"), and the fixed files are exactly these.
+        for clip in clips:
+            if clip["file"] != clip_file_name(clip["captured_at"], clip["clip_id"]):
+                problems.append(f"clip {clip['clip_id']}: its file name is not the one its capture time and id give")
+        expected = FIXED_FILES | {clip["file"] for clip in clips}
+        for name in sorted(set(names) - expected):
             problems.append(f"{name} is in the archive but not in the manifest")
-        for name in sorted(FIXED_FILES - set(names)):
+        for name in sorted(expected - set(names) - {clip["file"] for clip in clips}):
             problems.append(f"{name} is missing")
         for clip in clips:
             problems += _check_clip(store, zf, owner_id, clip, set(names))
+        problems += _check_fixed_files(store, zf, owner_id, manifest, set(names))
         return problems
+
+
+def _parse_manifest(data: bytes) -> dict[str, Any]:
+    """The manifest, its shape checked (ValueError naming what is wrong)."""
+    manifest = json.loads(data)
+    if not isinstance(manifest, dict):
+        raise ValueError("not a JSON object")
+    for key, kind in (("owner_id", str), ("created_at", str), ("clip_count", int), ("clips", list)):
+        if not isinstance(manifest.get(key), kind):
+            raise ValueError(f"{key} is missing or not a {kind.__name__}")
+    for i, clip in enumerate(manifest["clips"]):
+        if not isinstance(clip, dict):
+            raise ValueError(f"clip entry {i} is not an object")
+        for key, kinds in ENTRY_FIELDS.items():
+            if not isinstance(clip.get(key), kinds) or isinstance(clip.get(key), bool):
+                raise ValueError(f"clip entry {i}: {key} is missing or of the wrong type")
+    return manifest
+
+
+# Each manifest clip entry's fields and their JSON types, as export writes them.
+ENTRY_FIELDS: dict[str, tuple[type, ...]] = {
+    "clip_id": (str,), "device_id": (str,), "captured_at": (str,), "duration_ms": (int,), "trigger": (str,),
+    "wake_word": (str, type(None)), "file": (str,), "wav_sha256": (str,), "envelope_sha256": (str,),
+    "envelope_header": (str,), "signature": (str,)}
+
+
+def _check_fixed_files(store: Store, zf: zipfile.ZipFile, owner_id: str, manifest: dict[str, Any],
+                       names: set[str]) -> list[str]:
+    """README.txt, index.html and clips.csv must be exactly what the manifest renders to, and
+    devices.json must list only the owner's devices with their registered keys."""
+    clips, created = manifest["clips"], manifest["created_at"]
+    rebuilt = {README: render_readme(owner_id, created, len(clips)),
+               INDEX: b"".join(render_index(clips, owner_id, created, len(clips))),
+               CSV_NAME: b"".join(render_csv(clips))}
+    problems = [f"{name} is not what the manifest says it should be" for name, data in rebuilt.items()
+                if name in names and zf.read(name) != data]
+    if DEVICES in names:
+        problems += _check_devices(store, zf.read(DEVICES), owner_id, {c["device_id"] for c in clips})
+    return problems
+
+
+def _check_devices(store: Store, data: bytes, owner_id: str, used: set[str]) -> list[str]:
+    try:
+        devices = json.loads(data)
+        if not isinstance(devices, list) or not all(isinstance(d, dict) for d in devices):
+            raise ValueError("not a list of objects")
+    except ValueError as exc:
+        return [f"devices.json is malformed: {exc}"]
+    ours = {d.device_id for d in store.registry.devices(owner_id)} | used
+    problems = []
+    for entry in devices:
+        if set(entry) != {"device_id", "public_key", "revoked_at", "bound_to_you"}:
+            problems.append("devices.json has an entry with fields export does not write")
+            continue
+        registered = store.registry.device(str(entry["device_id"])) if entry["device_id"] in ours else None
+        if registered is None or registered.public_key != entry["public_key"]:
+            problems.append(f"devices.json lists {str(entry['device_id'])[:64]!r}, not one of this owner's "
+                            "devices with its registered key")
+    return problems
 
 
 def _check_clip(store: Store, zf: zipfile.ZipFile, owner_id: str, clip: dict[str, Any], names: set[str]) -> list[str]:
@@ -93,7 +174,11 @@ def _check_clip(store: Store, zf: zipfile.ZipFile, owner_id: str, clip: dict[str
         return [f"clip {clip_id}: header, signature and WAV do not form a valid envelope ({exc})"]
     h = envelope.header
     if (h.clip_id, h.owner_id, h.device_id) != (clip_id, owner_id, clip.get("device_id")):
-        return [f"clip {clip_id}: its signed header names clip {h.clip_id}, owner {h.owner_id}, device {h.device_id}"]
+        return [f"clip {clip_id}: its signed header names another clip, owner or device"]
+    signed = {"captured_at": h.captured_at, "duration_ms": h.duration_ms, "trigger": h.trigger,
+              "wake_word": h.wake_word}
+    if any(clip.get(key) != value for key, value in signed.items()):
+        return [f"clip {clip_id}: the manifest's capture time, length or wake word differ from its signed header"]
     device = store.registry.device(h.device_id)
     if device is None or not envelope.verify(parse_public_key(device.public_key)):
         return [f"clip {clip_id}: the signature does not verify with {h.device_id}'s registered key"]

@@ -142,9 +142,10 @@ def test_a_device_moved_by_an_older_earmark_keeps_its_earlier_clips_in_their_own
 
 def test_a_binding_that_says_another_owner_aborts_without_naming_them(
         store: Store, alice_bob: tuple, tmp_path: Path) -> None:
-    (alice, a, a_ids), (bob, _, _) = alice_bob
+    (alice, a, _), (bob, _, _) = alice_bob
+    first = store.clips.of_owner(alice)[0].clip_id  # the export checks clips in capture order
     tamper(store, "UPDATE bindings SET owner_id = ? WHERE device_id = ?", (bob, a.device_id))
-    assert_aborts(store, alice, tmp_path / "out", a_ids[0], "binding")
+    assert_aborts(store, alice, tmp_path / "out", first, "binding")
 
 
 def edit_archive(source: Path, target: Path, change: str) -> None:
@@ -160,13 +161,33 @@ def edit_archive(source: Path, target: Path, change: str) -> None:
                 manifest["clips"][0]["envelope_header"] = manifest["clips"][0]["envelope_header"].replace(
                     manifest["owner_id"], "6f1d2c3b-4a59-4e6f-8a7b-9c0d1e2f3a4b")
                 data = json.dumps(manifest).encode()
+            if change == "readme" and item.filename == "README.txt":
+                data = zin.read(files[0])  # a recording where the README should be
+            if change == "index" and item.filename == "index.html":
+                data = data.replace(files[0].encode(), b"https://elsewhere.example/other-person.wav")
+            if change == "csv" and item.filename == "clips.csv":
+                data += b"f00dfeed-0000-4000-8000-000000000000,kitchen-pi,2020-01-01T00:00:00.000Z,1.0,button,,x,y\r\n"
+            if change == "traversal":
+                if item.filename == files[0]:
+                    item = zipfile.ZipInfo("../../x.wav")
+                if item.filename == "manifest.json":
+                    manifest["clips"][0]["file"] = "../../x.wav"
+                    data = json.dumps(manifest).encode()
+            if change == "unparsable" and item.filename == "manifest.json":
+                data = b'{"owner_id": "'
+            if change == "shapeless" and item.filename == "manifest.json":
+                data = json.dumps({**manifest, "clips": [{"clip_id": 7}]}).encode()
             zout.writestr(item, data)
         if change == "add":
             zout.writestr("clips/extra.wav", b"RIFF....")
 
 
-@pytest.mark.parametrize(("change", "needle"), [("add", "not in the manifest"), ("swap", "SHA-256"),
-                                                ("manifest", "signed header names")])
+@pytest.mark.parametrize(("change", "needle"), [
+    ("add", "not in the manifest"), ("swap", "SHA-256"), ("manifest", "signed header names"),
+    ("readme", "README.txt is not what the manifest says"), ("index", "index.html is not what the manifest says"),
+    ("csv", "clips.csv is not what the manifest says"), ("traversal", "file name is not the one"),
+    ("unparsable", "manifest.json is malformed"), ("shapeless", "manifest.json is malformed: clip entry 0"),
+])
 def test_verify_export_catches_an_edited_archive(store: Store, alice_bob: tuple, tmp_path: Path,
                                                  change: str, needle: str) -> None:
     (alice, _, _), _ = alice_bob
