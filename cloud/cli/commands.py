@@ -290,6 +290,21 @@ def cmd_db_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_store_check(args: argparse.Namespace) -> int:
+    found = _store(args).check(repair=args.repair)
+    if args.json:
+        print(json.dumps(asdict(found)))
+    else:
+        print(f"{found.rows_without_blobs} row(s) without their blob, {found.blobs_without_rows} file(s) without a row")
+        if found.swept is not None:
+            s = found.swept
+            print(f"repaired: {s.reindexed} clip(s) re-indexed, {s.deleted} deleted clip blob(s) finished, "
+                  f"{s.temp_removed} temp file(s) removed, {s.set_aside} set aside, "
+                  f"{found.rows_without_blobs} row(s) dropped")
+    problems = found.rows_without_blobs + found.blobs_without_rows
+    return 0 if problems == 0 or args.repair else 1
+
+
 def cmd_audit_verify(args: argparse.Namespace) -> int:
     store = _store(args)
     problems = store.audit.verify()
@@ -321,7 +336,9 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         return 0
     swept = store.prepare_ingest()
     if swept:
-        log.warning("swept %d blob(s) left by an interrupted ingest; their messages will be redelivered", swept)
+        log.warning("start-up sweep: %d clip(s) re-indexed, %d deleted clip blob(s) finished, %d temp file(s) "
+                    "removed, %d blob(s) set aside in %s/set-aside for a person to look at", swept.reindexed,
+                    swept.deleted, swept.temp_removed, swept.set_aside, store.data_dir)
     metrics = Metrics()
     ingestor = Ingestor(store, s.max_envelope_bytes,
                         QuarantineQuota(s.quarantine_items_per_day, s.quarantine_bytes_per_day))

@@ -35,6 +35,7 @@ from earmark.cloud.cli.commands import (
     cmd_quarantine_list,
     cmd_quarantine_purge,
     cmd_quarantine_show,
+    cmd_store_check,
     cmd_verify_export,
 )
 from earmark.cloud.settings import default_data_dir
@@ -137,6 +138,14 @@ def build_parser() -> argparse.ArgumentParser:
     issue.add_argument("--out", type=Path, required=True)
     issue.add_argument("--host", action="append", dest="hosts", help="subject alternative name (servers)")
     issue.add_argument("--client", action="store_true", help="a client certificate (CN = the name)")
+
+    store_cmd = sub.add_parser("store", help="the store's files and rows").add_subparsers(
+        dest="store_command", required=True)
+    check = command("check", cmd_store_check, "report rows without blobs and blobs without rows; exit 1 if any",
+                    store_cmd)
+    check.add_argument("--repair", action="store_true",
+                       help="re-index complete clips, set aside what cannot be accounted for, drop rows whose "
+                            "blob is gone")
 
     audit = sub.add_parser("audit", help="the audit log").add_subparsers(dest="audit_command", required=True)
     command("verify", cmd_audit_verify, "check the hash chain; exit 1 if anything was edited or removed", audit)

@@ -10,10 +10,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from earmark.cloud.store.database import StoreUnavailable
-from earmark.wire.durable import fsync_dir, write_file
+from earmark.wire.durable import TEMP_PREFIX, fsync_dir, write_file
 
 CLIPS = "blobs"
 QUARANTINE = "quarantine"
+SET_ASIDE = "set-aside"  # blobs the sweep could not account for, kept for a person to look at
 
 
 def clip_blob(owner_id: str, clip_id: str) -> str:
@@ -62,6 +63,15 @@ class Blobs:
     def remove(self, relative: str) -> None:
         self.path(relative).unlink(missing_ok=True)
 
+    def set_aside(self, relative: str) -> str:
+        """Move a blob no row accounts for to set-aside/, under the same relative path, so a
+        person can look at it; nothing is deleted on a guess. Returns where it went."""
+        target = f"{SET_ASIDE}/{relative}"
+        destination = self.path(target)
+        destination.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.path(relative).replace(destination)
+        return target
+
     def remove_owner(self, owner_id: str) -> None:
         shutil.rmtree(self.data_dir / CLIPS / owner_id, ignore_errors=True)
 
@@ -71,6 +81,11 @@ class Blobs:
     def loose_files(self) -> list[str]:
         """Files directly in blobs/: only temp files ever land there."""
         return [f"{CLIPS}/{p.name}" for p in (self.data_dir / CLIPS).iterdir() if p.is_file()]
+
+    @staticmethod
+    def is_temp(relative: str) -> bool:
+        """A temp file of an interrupted write: never renamed into place, so never acked."""
+        return relative.rsplit("/", 1)[-1].startswith(TEMP_PREFIX)
 
     def files_under(self, folder: str) -> Iterator[tuple[str, float]]:
         """(relative path, mtime) of each file below `folder` (e.g. "blobs/<owner>")."""

@@ -9,10 +9,11 @@ import hashlib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from earmark.cloud.store.audit import AuditLog
 from earmark.cloud.store.blobs import Blobs, clip_blob
-from earmark.cloud.store.crypto import clip_aad, open_sealed, seal
+from earmark.cloud.store.crypto import CryptoError, clip_aad, open_sealed, seal
 from earmark.cloud.store.database import Cursor, Database
 from earmark.cloud.store.keys import Keys
 from earmark.wire.envelope import Envelope
@@ -54,6 +55,12 @@ class NewClip:
     digest: str  # SHA-256 of raw
 
 
+def _row(clip: NewClip, relative: str) -> tuple[Any, ...]:
+    h = clip.envelope.header
+    return (h.clip_id, clip.owner_id, h.device_id, h.captured_at, h.duration_ms, h.trigger, h.wake_word,
+            h.wake_score, clip.digest, len(clip.raw), relative, utc_now())
+
+
 class Clips:
     def __init__(self, db: Database, keys: Keys, blobs: Blobs, audit: AuditLog) -> None:
         self.db, self.keys, self.blobs, self.audit = db, keys, blobs, audit
@@ -86,8 +93,7 @@ class Clips:
             key = self.keys.owner_key(clip.owner_id)
             blobs.append((relative,
                           seal(key, clip.raw, clip_aad(clip.owner_id, h.device_id, h.clip_id))))
-            rows.append((h.clip_id, clip.owner_id, h.device_id, h.captured_at, h.duration_ms, h.trigger,
-                         h.wake_word, h.wake_score, clip.digest, len(clip.raw), relative, utc_now()))
+            rows.append(_row(clip, relative))
         self.blobs.write_many(blobs)
         not_stored: dict[str, str] = {}
         with self.audit.write() as cur:
@@ -174,3 +180,30 @@ class Clips:
         now = utc_now()
         cur.executemany("INSERT INTO deleted_clips VALUES (?, ?, ?) ON CONFLICT (clip_id) DO NOTHING",
                         [(clip_id, digest, now) for clip_id, digest in clips])
+
+    def reindex(self, clip: NewClip) -> bool:
+        """A row for a clip whose sealed blob is already in place (found by the sweep after a
+        database restore or a crash between blob and row). True if the row was added."""
+        with self.audit.write() as cur:
+            cur.scope(clip.owner_id)
+            added = cur.execute("INSERT INTO clips VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                                "ON CONFLICT (clip_id) DO NOTHING",
+                                _row(clip, self.blob_path(clip.owner_id, clip.envelope.header.clip_id))).rowcount
+            if added:
+                self.audit.append(cur, "clip_reindexed", owner_id=clip.owner_id,
+                                  device_id=clip.envelope.header.device_id, clip_id=clip.envelope.header.clip_id,
+                                  detail={"envelope_sha256": clip.digest})
+        return bool(added)
+
+    def open_blob(self, owner_id: str, relative: str, device_ids: list[str]) -> tuple[str, bytes] | None:
+        """(device id, envelope bytes) of a blob of the owner's that no row points at, if it
+        opens with the owner's key and one of these devices' bindings; else None."""
+        clip_id = relative.rsplit("/", 1)[-1].removesuffix(".bin")
+        sealed = self.blobs.read(relative)
+        key = self.keys.owner_key(owner_id)
+        for device_id in device_ids:
+            try:
+                return device_id, open_sealed(key, sealed, clip_aad(owner_id, device_id, clip_id))
+            except CryptoError:
+                continue
+        return None

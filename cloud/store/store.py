@@ -14,39 +14,61 @@ With PostgreSQL, several ingesters share the data dir (a shared filesystem at sc
 deploy/SCALING.md for why blobs stay out of the database).
 
 Crash-safe ordering: a blob is written whole (temp, fsync, rename, fsync dir) before the
-row that points at it commits. A crash in between leaves a blob with no row; `sweep`
-(run when an ingester starts) deletes those, and the unacked message is delivered again.
-So no row is ever without its blob, and no stray blob outlives a restart. With several
-ingesters, the sweep leaves alone blobs younger than SWEEP_GRACE_S: they may be another
-live ingester's, written and not yet committed.
+row that points at it commits. A crash in between leaves a blob with no row, and so does a
+database restored from a backup older than the blobs. `sweep` (run when an ingester starts)
+never deletes a clip on a guess: a complete envelope of a live owner, signed by one of their
+devices, gets its row back; a deleted clip's or an erased owner's blob finishes its
+deletion; anything else is set aside for a person. With several ingesters, the sweep leaves
+alone blobs younger than SWEEP_GRACE_S: they may be another live ingester's, written and not
+yet committed.
 """
 
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import os
 import time
-from collections.abc import Iterator
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import IO, TYPE_CHECKING
 
 from earmark.cloud.store.accounts import BrokerAccounts
 from earmark.cloud.store.audit import AuditLog
-from earmark.cloud.store.blobs import QUARANTINE, Blobs
-from earmark.cloud.store.clips import Clips
+from earmark.cloud.store.blobs import CLIPS, QUARANTINE, Blobs
+from earmark.cloud.store.clips import Clips, NewClip
 from earmark.cloud.store.crypto import load_master_key
 from earmark.cloud.store.database import Cursor, StoreError, open_database
 from earmark.cloud.store.keys import Keys
 from earmark.cloud.store.quarantine import Quarantine
 from earmark.cloud.store.registry import Registry
+from earmark.wire.envelope import EnvelopeError, decode_envelope, parse_public_key
 
 if TYPE_CHECKING:
     from earmark.cloud.settings import CloudSettings
 
 
 SWEEP_GRACE_S = 3600  # far beyond any batch's time between its blob writes and its commit
+
+
+@dataclass
+class SweepResult:
+    temp_removed: int = 0  # temp files of interrupted writes
+    reindexed: int = 0  # complete, signed clips whose rows were missing: rows restored
+    deleted: int = 0  # blobs of deleted clips or erased owners: deletion finished
+    set_aside: int = 0  # anything else: moved to set-aside/ for a person
+
+    def __bool__(self) -> bool:
+        return bool(self.temp_removed or self.reindexed or self.deleted or self.set_aside)
+
+
+@dataclass
+class StoreCheck:
+    rows_without_blobs: int
+    blobs_without_rows: int
+    swept: SweepResult | None = None  # with repair
 
 
 class Store(AbstractContextManager["Store"]):
@@ -82,29 +104,94 @@ class Store(AbstractContextManager["Store"]):
         """A durable transaction whose audit events' head is recorded after the commit."""
         return self.audit.write()
 
-    def sweep(self, min_age_s: float = 0) -> int:
-        """Delete temp files and blobs that no row points at and that are at least `min_age_s`
-        old (see the module docstring). Each owner's rows are read in that owner's scope."""
+    def strays(self, min_age_s: float = 0) -> list[str]:
+        """Files under blobs/ and quarantine/ that no row points at and that are at least
+        `min_age_s` old (younger ones may be another live ingester's, not yet committed)."""
         cutoff = time.time() - min_age_s
-        folders = [(f"blobs/{owner}", self.clips.blob_paths(owner)) for owner in self.blobs.owner_folders()]
+        folders = [(f"{CLIPS}/{owner}", self.clips.blob_paths(owner)) for owner in self.blobs.owner_folders()]
         folders.append((QUARANTINE, self.quarantine.blob_paths()))
+        found = list(self.blobs.loose_files())
+        for folder, known in folders:
+            found += [path for path, mtime in self.blobs.files_under(folder) if path not in known and mtime <= cutoff]
+        return found
 
-        def strays() -> Iterator[str]:
-            yield from self.blobs.loose_files()
-            for folder, known in folders:
-                yield from (path for path, mtime in self.blobs.files_under(folder)
-                            if path not in known and mtime <= cutoff)
+    def sweep(self, min_age_s: float = 0) -> SweepResult:
+        """Account for every stray file (see `strays`); nothing is deleted on a guess:
+        - a temp file of an interrupted write is removed (it was never acked);
+        - a clip blob that opens with its owner's key and holds a valid envelope signed by one
+          of the owner's devices gets its row back (after a database restore, or a crash
+          between blob and row): re-indexed;
+        - a blob of a clip that was deleted, or of an erased owner, finishes its deletion;
+        - anything else is moved to set-aside/ for a person to look at."""
+        result = SweepResult()
+        for path in self.strays(min_age_s):
+            if self.blobs.is_temp(path):
+                self.blobs.remove(path)
+                result.temp_removed += 1
+                continue
+            outcome = self._account_for(path)
+            if outcome == "reindexed":
+                result.reindexed += 1
+            elif outcome == "deleted":
+                self.blobs.remove(path)
+                result.deleted += 1
+            else:
+                self.audit.record("blob_set_aside", detail={"path": self.blobs.set_aside(path), "why": outcome})
+                result.set_aside += 1
+        return result
 
-        removed = 0
-        for path in strays():
-            self.blobs.remove(path)
-            removed += 1
-        return removed
+    def _account_for(self, path: str) -> str:
+        """"reindexed", "deleted", or why the blob must be set aside."""
+        parts = path.split("/")
+        if len(parts) != 3 or parts[0] != CLIPS or not parts[2].endswith(".bin"):
+            return "not a clip blob"
+        owner_id, clip_id = parts[1], parts[2].removesuffix(".bin")
+        owner = self.registry.owner(owner_id)
+        if owner is not None and owner.erased_at:
+            return "deleted"  # crypto-shredded already; this finishes the erasure
+        if clip_id in self.clips.fingerprints([clip_id]):
+            return "deleted"  # its row was deleted (the id is remembered), the blob was not yet
+        if owner is None:
+            return "no such owner"
+        opened = self.clips.open_blob(owner_id, path, [d.device_id for d in self.registry.devices(owner_id)])
+        if opened is None:
+            return "does not open with the owner's key and devices"
+        device_id, raw = opened
+        try:
+            envelope = decode_envelope(raw)
+        except EnvelopeError:
+            return "not a valid envelope"
+        device = self.registry.device(device_id)
+        h = envelope.header
+        if (device is None or (h.clip_id, h.owner_id, h.device_id) != (clip_id, owner_id, device_id)
+                or self.registry.identity_owner(self.registry.bindings(device_id)) != owner_id
+                or not envelope.verify(parse_public_key(device.public_key))):
+            return "not this owner's signed clip"
+        self.clips.reindex(NewClip(owner_id, envelope, raw, hashlib.sha256(raw).hexdigest()))
+        return "reindexed"
 
-    def prepare_ingest(self) -> int:
+    def check(self, repair: bool = False) -> StoreCheck:
+        """Rows whose blob is missing, and files no row accounts for. With `repair`: the strays
+        are swept (see `sweep`), and each row without its blob is dropped, its id and hash
+        remembered as deleted (an export could never include it, and it would abort every
+        export of its owner). On PostgreSQL, blobs younger than SWEEP_GRACE_S are left alone."""
+        grace = SWEEP_GRACE_S if self.db.backend == "postgres" else 0
+        missing = {owner.owner_id: [row for row in self.clips.iter_owner(owner.owner_id)
+                                    if not self.blobs.path(row.blob_path).exists()]
+                   for owner in self.registry.owners() if not owner.erased_at}
+        missing = {owner: rows for owner, rows in missing.items() if rows}
+        found = StoreCheck(rows_without_blobs=sum(len(rows) for rows in missing.values()),
+                           blobs_without_rows=len(self.strays(grace)))
+        if repair:
+            found.swept = self.sweep(grace)
+            for owner_id, rows in missing.items():
+                self.clips.delete(owner_id, rows, "clip_rows_dropped", {"why": "blob missing"})
+        return found
+
+    def prepare_ingest(self) -> SweepResult:
         """Before an ingester starts: claim the store and sweep. SQLite takes one ingester per
         store (a file lock) and sweeps everything stray; PostgreSQL takes many, so it sweeps
-        only what is older than SWEEP_GRACE_S. Returns the number of files swept."""
+        only what is older than SWEEP_GRACE_S."""
         if self.db.backend == "sqlite":
             self.claim_for_ingest()
             return self.sweep()

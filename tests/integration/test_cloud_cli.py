@@ -208,3 +208,28 @@ def test_postgres_is_migrated_by_its_admin_and_refused_as_superuser(tmp_path: Pa
     finally:
         with psycopg.connect(ADMIN, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+def test_store_check_reports_and_repairs_rows_without_blobs_and_blobs_without_rows(tmp_path: Path) -> None:
+    d = tmp_path / "cloud"
+    ok(cloud("init", data_dir=d))
+    alice = ok(cloud("owner", "add", "--name", "Alice", data_dir=d))
+    device = SimDevice("kitchen", alice)
+    ok(cloud("device", "add", "--owner", alice, "--public-key", device.public_key, "--device-id", "kitchen",
+             data_dir=d))
+    with Store(d, d / "secrets" / "master.key") as store:
+        ingest = Ingestor(store)
+        kept, lost = (ingest.handle(device.topic, device.clip(seed=n)).clip_id for n in range(2))
+        (d / store.clips.blob_path(alice, str(lost))).unlink()  # a blob gone (a disk error, a bad restore)
+    (d / "blobs" / alice / "stray.bin").write_bytes(b"?")  # and a file nothing accounts for
+    found = cloud("store", "check", "--json", data_dir=d)
+    assert found.returncode == 1
+    assert json.loads(found.stdout) | {"swept": None} == {"rows_without_blobs": 1, "blobs_without_rows": 1,
+                                                          "swept": None}
+    ok(cloud("store", "check", "--repair", data_dir=d))
+    assert json.loads(ok(cloud("store", "check", "--json", data_dir=d)))["rows_without_blobs"] == 0
+    assert (d / "set-aside" / "blobs" / alice / "stray.bin").exists()
+    exported = json.loads(ok(cloud("export", "--owner", alice, "--out", tmp_path / "out", "--json", data_dir=d)))
+    assert exported["clips"] == 1
+    with Store(d, d / "secrets" / "master.key") as store:
+        assert [c.clip_id for c in store.clips.of_owner(alice)] == [kept]

@@ -4,6 +4,7 @@ stored, duplicate, and every rejection reason, none of which touches any owner's
 from __future__ import annotations
 
 import json
+import os
 import struct
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,8 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from earmark.cloud.ingest.ingestor import Ingestor
-from earmark.cloud.store.crypto import CryptoError
-from earmark.cloud.store.store import Store
+from earmark.cloud.store.crypto import CryptoError, clip_aad, seal
+from earmark.cloud.store.store import SWEEP_GRACE_S, Store
 from earmark.wire.envelope import MAX_ENVELOPE_BYTES, decode_envelope
 from tests.support.cloudkit import SimDevice, make_store, new_clip_id, reopen, tamper
 
@@ -186,19 +187,57 @@ def test_a_blob_moved_under_another_owner_fails_to_decrypt(store: Store, pair: t
         store.clips.read(b.owner_id, a_row)
 
 
-def test_a_crash_between_blob_and_row_is_swept_and_the_clip_stored_on_redelivery(
+def test_a_crash_between_blob_and_row_gets_the_row_back_and_the_redelivery_is_a_duplicate(
         store: Store, pair: tuple[SimDevice, SimDevice]) -> None:
     a, _ = pair
     envelope = a.clip()
     clip_id = decode_envelope(envelope).header.clip_id
-    orphan = store.data_dir / store.clips.blob_path(a.owner_id, clip_id)
-    # The blob landed, and the crash hit before the row:
-    store.blobs.write(store.clips.blob_path(a.owner_id, clip_id), b"half-finished ingest")
+    relative = store.clips.blob_path(a.owner_id, clip_id)
+    # The sealed blob landed whole, and the crash hit before the row committed:
+    store.blobs.write(relative, seal(store.keys.owner_key(a.owner_id), envelope,
+                                     clip_aad(a.owner_id, a.device_id, clip_id)))
+    (store.data_dir / f"blobs/{a.owner_id}/.tmp-0a1b2c-{clip_id}.bin").write_bytes(b"half a write")
     reopened = reopen(store)
-    assert reopened.sweep() == 1 and not orphan.exists()
-    assert Ingestor(reopened).handle(a.topic, envelope).status == "stored"
+    swept = reopened.sweep()
+    assert (swept.reindexed, swept.temp_removed, swept.set_aside, swept.deleted) == (1, 1, 0, 0)
     [row] = reopened.clips.of_owner(a.owner_id)
     assert reopened.clips.read(a.owner_id, row) == envelope
+    assert Ingestor(reopened).handle(a.topic, envelope).status == "duplicate"
+
+
+def test_a_blob_no_row_accounts_for_is_set_aside_never_deleted(
+        store: Store, pair: tuple[SimDevice, SimDevice]) -> None:
+    a, _ = pair
+    envelope = a.clip()
+    clip_id = decode_envelope(envelope).header.clip_id
+    relative = store.clips.blob_path(a.owner_id, clip_id)
+    store.blobs.write(relative, b"not a sealed envelope")
+    swept = reopen(store).sweep()
+    assert swept.set_aside == 1 and swept.reindexed == 0
+    assert not (store.data_dir / relative).exists()
+    assert (store.data_dir / "set-aside" / relative).read_bytes() == b"not a sealed envelope"
+    assert Ingestor(store).handle(a.topic, envelope).status == "stored"
+
+
+def test_a_database_restored_from_an_older_backup_loses_no_acked_clip(
+        store: Store, pair: tuple[SimDevice, SimDevice], tmp_path: Path) -> None:
+    from earmark.cloud.owner.export import export_owner
+
+    a, _ = pair
+    ingest = Ingestor(store)
+    ids = {ingest.handle(a.topic, a.clip(seed=n)).clip_id for n in range(3)}
+    # The database goes back to a backup taken before these clips; the blobs stay. (They are
+    # older than the sweep's grace period, which spares blobs another PostgreSQL ingester may
+    # still be committing.)
+    tamper(store, "DELETE FROM clips WHERE owner_id = ?", (a.owner_id,))
+    for blob in (store.data_dir / "blobs" / a.owner_id).iterdir():
+        os.utime(blob, (blob.stat().st_atime, blob.stat().st_mtime - 2 * SWEEP_GRACE_S))
+    restored = reopen(store)
+    assert restored.clips.count(a.owner_id) == 0
+    assert restored.prepare_ingest().reindexed == 3  # what an ingester does when it starts
+    assert {c.clip_id for c in restored.clips.of_owner(a.owner_id)} == ids
+    assert export_owner(restored, a.owner_id, tmp_path / "out").clips == 3
+    restored.close()
 
 
 def test_the_audit_log_finds_edited_and_missing_events(store: Store, pair: tuple[SimDevice, SimDevice]) -> None:
