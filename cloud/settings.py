@@ -55,7 +55,9 @@ class MetricsSettings:
 @dataclass(frozen=True)
 class CloudSettings:
     data_dir: str
-    master_key_file: str = ""  # "" means <data_dir>/secrets/master.key; keep it off the database's disk
+    # "" means default_master_key_path(data_dir): beside the data dir, never inside it, so a
+    # backup of the data dir or the database never holds the key that opens it.
+    master_key_file: str = ""
     # "" keeps the embedded SQLite store in data_dir; postgresql://ROLE@HOST/DB puts rows in
     # PostgreSQL (as the service role; a password comes from PGPASSFILE or PGPASSWORD).
     database_url: str = ""
@@ -73,7 +75,7 @@ class CloudSettings:
 
     @property
     def master_key_path(self) -> Path:
-        return Path(self.master_key_file) if self.master_key_file else Path(self.data_dir) / "secrets" / "master.key"
+        return Path(self.master_key_file) if self.master_key_file else default_master_key_path(Path(self.data_dir))
 
     def broker_password(self) -> str:
         return self.password or _secret("broker.password_file", self.broker.password_file, "EARMARK_BROKER_PASSWORD")
@@ -90,6 +92,16 @@ def _secret(key: str, path: str, env: str) -> str:
         except OSError as exc:
             raise ConfigError(f"{key} {path}: {exc.strerror}") from None
     return os.environ.get(env, "")
+
+
+def default_master_key_path(data_dir: Path) -> Path:
+    """<data_dir>-secrets/master.key, beside the data dir. (Stores made before this default,
+    with the key at <data_dir>/secrets/master.key, keep using it.)"""
+    data_dir = Path(data_dir)
+    old = data_dir / "secrets" / "master.key"
+    if old.exists():
+        return old
+    return data_dir.parent / f"{data_dir.name}-secrets" / "master.key"
 
 
 def default_data_dir() -> Path:

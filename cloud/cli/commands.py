@@ -35,8 +35,18 @@ def _settings(args: argparse.Namespace, **flags: Any) -> CloudSettings:
 
 
 def _store(args: argparse.Namespace) -> Store:
-    s = _settings(args)
-    return Store.open(s)
+    return open_for_work(_settings(args))
+
+
+def open_for_work(s: CloudSettings) -> Store:
+    """The store, with every erasure in the erasure ledger made true of it first (after a
+    restore from an older backup, or a crash part-way through an erasure)."""
+    from earmark.cloud.owner.erasure import apply_erasure_ledger
+
+    store = Store.open(s)
+    for owner_id in apply_erasure_ledger(store):
+        log.warning("re-applied the erasure of owner %s from the erasure ledger", owner_id)
+    return store
 
 
 def _emit(args: argparse.Namespace, rows: list[dict[str, Any]], columns: list[str]) -> None:
@@ -143,7 +153,7 @@ def cmd_purge(args: argparse.Namespace) -> int:
     from earmark.cloud.owner.retention import purge_expired
 
     s = _settings(args)
-    count = purge_expired(Store.open(s), s.retention_days)
+    count = purge_expired(open_for_work(s), s.retention_days)
     print(json.dumps({"purged": count, "retention_days": s.retention_days}) if args.json else
           f"purged {count} clip(s) older than {s.retention_days} day(s)" if s.retention_days else
           "retention_days is 0: clips are kept; nothing purged")
@@ -290,6 +300,37 @@ def cmd_db_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_backup(args: argparse.Namespace) -> int:
+    from earmark.cloud.store.backup import backup
+
+    result = backup(_store(args), args.out, args.admin_url or "")
+    print(json.dumps({"folder": str(result.folder), "backend": result.backend, "blob_files": result.blob_files})
+          if args.json else f"backup of the {result.backend} store in {result.folder} ({result.blob_files} blob "
+          "file(s)); it holds neither the master key nor the erasure ledger: keep those backed up apart")
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    from earmark.cloud.store.backup import restore
+
+    s = _settings(args)
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise RegistryError("restore replaces the store's rows: confirm on a terminal, or pass --yes")
+        if input(f"Replace the rows of the store in {s.data_dir} with the backup in {args.source}? "
+                 "Type 'restore' to confirm: ").strip() != "restore":
+            print("not restored")
+            return 1
+    added = restore(Path(s.data_dir), args.source, s.database_url, args.admin_url or "")
+    store = open_for_work(s)  # erasures made since the backup are applied again, first
+    swept = store.sweep()  # clips that arrived after the backup get their rows back
+    result = {"blob_files_added": added, "reindexed": swept.reindexed, "set_aside": swept.set_aside}
+    print(json.dumps(result) if args.json else
+          f"restored from {args.source}: {added} blob file(s) added, {swept.reindexed} newer clip(s) re-indexed, "
+          f"{swept.set_aside} file(s) set aside")
+    return 0
+
+
 def cmd_store_check(args: argparse.Namespace) -> int:
     found = _store(args).check(repair=args.repair)
     if args.json:
@@ -368,5 +409,5 @@ def _open_when_reachable(s: CloudSettings, stop: threading.Event) -> Store | Non
     Any other store problem (wrong role, no schema) is a set-up error and raises."""
     from earmark.cloud.ingest.source import retrying
 
-    return retrying(lambda: Store.open(s), StoreUnavailable, stop, 1.0,
+    return retrying(lambda: open_for_work(s), StoreUnavailable, stop, 1.0,
                     lambda exc, delay: log.error("%s; retrying in %.0f s", exc, delay))

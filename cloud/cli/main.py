@@ -15,6 +15,7 @@ from typing import Any
 
 from earmark.cloud.cli.commands import (
     cmd_audit_verify,
+    cmd_backup,
     cmd_broker_config,
     cmd_ca_init,
     cmd_ca_issue,
@@ -35,6 +36,7 @@ from earmark.cloud.cli.commands import (
     cmd_quarantine_list,
     cmd_quarantine_purge,
     cmd_quarantine_show,
+    cmd_restore,
     cmd_store_check,
     cmd_verify_export,
 )
@@ -138,6 +140,15 @@ def build_parser() -> argparse.ArgumentParser:
     issue.add_argument("--out", type=Path, required=True)
     issue.add_argument("--host", action="append", dest="hosts", help="subject alternative name (servers)")
     issue.add_argument("--client", action="store_true", help="a client certificate (CN = the name)")
+
+    backup = command("backup", cmd_backup, "a consistent copy of the rows and blobs (never the master key "
+                     "or the erasure ledger)")
+    backup.add_argument("--out", type=Path, required=True, help="a new, empty folder")
+    backup.add_argument("--admin-url", help="PostgreSQL only: postgresql://ADMIN@HOST/DB (pg_dump runs as the admin)")
+    restore = command("restore", cmd_restore, "put a backup back; erasures made since are applied again")
+    restore.add_argument("--from", dest="source", type=Path, required=True, help="a folder `backup` wrote")
+    restore.add_argument("--admin-url", help="PostgreSQL only: postgresql://ADMIN@HOST/DB")
+    restore.add_argument("--yes", action="store_true", help="do not ask for confirmation")
 
     store_cmd = sub.add_parser("store", help="the store's files and rows").add_subparsers(
         dest="store_command", required=True)

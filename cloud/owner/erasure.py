@@ -5,6 +5,11 @@ every sealed blob of theirs is unreadable, wherever a copy of it may be. Then th
 and clip rows are deleted, their devices revoked (and their broker logins removed), and a
 tombstone stays: the owner row with erased_at set and no name, key or recipient, so a later
 export can say the owner was erased, and the ingester refuses clips for them.
+
+Before any of it, the erasure is written to the erasure ledger, outside the database
+(store/ledger.py). Opening the store for work applies the ledger, so an erasure interrupted
+by a crash completes, and a database restored from a backup taken before the erasure loses
+the owner's key and data again before anything can read them.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from dataclasses import dataclass
 from earmark.cloud.broker import logins
 from earmark.cloud.store.registry import RegistryError
 from earmark.cloud.store.store import Store
+from earmark.wire.timestamps import utc_now
 
 
 @dataclass(frozen=True)
@@ -30,17 +36,42 @@ def erase_owner(store: Store, owner_id: str) -> Erasure:
         raise RegistryError(f"no owner {owner_id}")
     if owner.erased_at:
         raise RegistryError(f"owner {owner_id} was already erased on {owner.erased_at}")
-    erased_at = store.registry.destroy_owner_key(owner_id)  # 1. everything sealed with it is now noise
+    erased_at = utc_now()
+    store.erasures.record(owner_id, erased_at)  # 0. outside the database first: survives a restore, or a crash
+    return _erase(store, owner_id, erased_at)
+
+
+def _erase(store: Store, owner_id: str, erased_at: str) -> Erasure:
+    """Every step of an erasure; each is idempotent, so an interrupted one completes."""
+    owner = store.registry.owner(owner_id)
+    if owner is not None and not owner.erased_at:
+        store.registry.destroy_owner_key(owner_id)  # 1. everything sealed with it is now noise
     clips = store.clips.delete_all(owner_id)  # 2. blobs, then rows
     devices = [d.device_id for d in store.registry.devices(owner_id)]
     for device_id in devices:  # 3. their devices can no longer record for anyone
         store.registry.revoke_device(device_id)
         logins.revoke_login(store, device_id)
     quarantined = store.quarantine.purge_owner(owner_id, devices)  # 4. nothing of theirs stays refused-but-kept
-    with store.write() as cur:
-        store.audit.append(cur, "owner_erased", owner_id=owner_id,
-                           detail={"clips": clips, "devices": devices, "quarantined": quarantined})
+    store.audit.record("owner_erased", owner_id=owner_id,
+                       detail={"clips": clips, "devices": devices, "quarantined": quarantined})
     return Erasure(owner_id, clips, devices, erased_at)
+
+
+def apply_erasure_ledger(store: Store) -> list[str]:
+    """Make every erasure in the ledger true of this store again: after a restore from a backup
+    taken before it, or a crash part-way through it. Run whenever the store is opened for work.
+    Returns the owners whose erasure had to be (re)applied."""
+    applied = []
+    for entry in store.erasures.entries():
+        owner = store.registry.owner(entry.owner_id)
+        if owner is None:
+            continue  # not in this database (restored from before the owner was added)
+        unrevoked = [d for d in store.registry.devices(entry.owner_id) if not d.revoked_at]
+        if owner.erased_at and not unrevoked and store.clips.count(entry.owner_id) == 0:
+            continue
+        _erase(store, entry.owner_id, entry.erased_at)
+        applied.append(entry.owner_id)
+    return applied
 
 
 def delete_clip(store: Store, owner_id: str, clip_id: str) -> None:

@@ -42,6 +42,7 @@ from earmark.cloud.store.clips import Clips, NewClip
 from earmark.cloud.store.crypto import load_master_key
 from earmark.cloud.store.database import Cursor, StoreError, open_database
 from earmark.cloud.store.keys import Keys
+from earmark.cloud.store.ledger import ErasureLedger
 from earmark.cloud.store.quarantine import Quarantine
 from earmark.cloud.store.registry import Registry
 from earmark.wire.envelope import EnvelopeError, decode_envelope, parse_public_key
@@ -84,6 +85,8 @@ class Store(AbstractContextManager["Store"]):
         self._closed = False
         self.audit = AuditLog(self.db, self.data_dir / "audit.head")
         self.keys = Keys(self.db, master_key)
+        # Beside the master key, outside the data dir and the database: it survives their restore.
+        self.erasures = ErasureLedger(self.master_key_path.parent / "erasures.ledger", master_key)
         self.blobs = Blobs(self.data_dir)
         if create:
             with self.audit.write() as cur:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from earmark.cloud.ingest.ingestor import Ingestor
-from earmark.cloud.settings import load_settings
+from earmark.cloud.settings import default_master_key_path, load_settings
 from earmark.cloud.store.postgres import PG_SCHEMA_VERSION
 from earmark.cloud.store.store import Store
 from earmark.wire.errors import ConfigError
@@ -45,7 +45,7 @@ def test_a_script_can_set_up_owners_and_devices_and_list_clips(tmp_path: Path, d
         return ok(cloud(*args, data_dir=d, url=database_url))
 
     run("init")
-    assert oct((d / "secrets" / "master.key").stat().st_mode & 0o777) == "0o600"
+    assert oct((default_master_key_path(d)).stat().st_mode & 0o777) == "0o600"
     assert oct(d.stat().st_mode & 0o777) == "0o700"
     alice = run("owner", "add", "--name", "Alice")
     bob = json.loads(run("owner", "add", "--name", "Bob", "--json"))["owner_id"]
@@ -59,7 +59,7 @@ def test_a_script_can_set_up_owners_and_devices_and_list_clips(tmp_path: Path, d
     assert [json.loads(x)["device_id"] for x in run("device", "list", "--owner", bob, "--json").splitlines()] \
         == [generated]
 
-    store = Store(d, d / "secrets" / "master.key", database_url=database_url)
+    store = Store(d, default_master_key_path(d), database_url=database_url)
     Ingestor(store).handle(device.topic, device.clip())
     store.close()
     [clip] = [json.loads(x) for x in run("clips", "list", "--owner", alice, "--json").splitlines()]
@@ -76,7 +76,7 @@ def test_quarantine_can_be_listed_shown_and_purged(tmp_path: Path) -> None:
     d = tmp_path / "cloud"
     ok(cloud("init", data_dir=d))
     alice = ok(cloud("owner", "add", "--name", "Alice", data_dir=d))
-    store = Store(d, d / "secrets" / "master.key")
+    store = Store(d, default_master_key_path(d))
     unknown = SimDevice("ghost-device", alice)
     Ingestor(store).handle(unknown.topic, unknown.clip())
     Ingestor(store).handle("earmark/v1/clips/kitchen", b"garbage")
@@ -106,7 +106,7 @@ def test_mistakes_are_one_line_errors(tmp_path: Path) -> None:
     (d / "cloud.toml").write_text("[broker]\nurl = \"http://x\"\n")
     one_line_error(cloud("owner", "list", data_dir=d), "broker.url")
     (d / "cloud.toml").unlink()
-    (d / "secrets" / "master.key").chmod(0o644)
+    (default_master_key_path(d)).chmod(0o644)
     one_line_error(cloud("owner", "list", data_dir=d), "chmod 600")
 
 
@@ -127,7 +127,9 @@ def test_the_example_cloud_config_loads_and_flags_win(tmp_path: Path) -> None:
     s = load_settings(ROOT / "deploy" / "earmark-cloud.example.toml", tmp_path, url="mqtts://broker.example:8883",
                       ca="/etc/earmark/ca.pem")
     assert (s.broker.url, s.broker.tls, s.broker.ca) == ("mqtts://broker.example:8883", True, "/etc/earmark/ca.pem")
-    assert s.master_key_path == tmp_path / "secrets" / "master.key"
+    # The master key lives beside the data dir, never inside it: a backup of one lacks the other.
+    assert s.master_key_path == tmp_path.parent / f"{tmp_path.name}-secrets" / "master.key"
+    assert tmp_path not in s.master_key_path.parents
     with pytest.raises(ConfigError, match=r"broker\.colour is unknown"):
         (tmp_path / "bad.toml").write_text("[broker]\ncolour = 1\n")
         load_settings(tmp_path / "bad.toml", tmp_path)
@@ -154,7 +156,7 @@ def test_export_verify_and_erase_from_the_command_line(tmp_path: Path) -> None:
     device = SimDevice("kitchen", alice)
     ok(cloud("device", "add", "--owner", alice, "--public-key", device.public_key, "--device-id", "kitchen",
              data_dir=d))
-    store = Store(d, d / "secrets" / "master.key")
+    store = Store(d, default_master_key_path(d))
     Ingestor(store).handle(device.topic, device.clip())
     store.close()
     result = json.loads(ok(cloud("export", "--owner", alice, "--out", tmp_path / "out", "--json", data_dir=d)))
@@ -217,7 +219,7 @@ def test_store_check_reports_and_repairs_rows_without_blobs_and_blobs_without_ro
     device = SimDevice("kitchen", alice)
     ok(cloud("device", "add", "--owner", alice, "--public-key", device.public_key, "--device-id", "kitchen",
              data_dir=d))
-    with Store(d, d / "secrets" / "master.key") as store:
+    with Store(d, default_master_key_path(d)) as store:
         ingest = Ingestor(store)
         kept, lost = (ingest.handle(device.topic, device.clip(seed=n)).clip_id for n in range(2))
         (d / store.clips.blob_path(alice, str(lost))).unlink()  # a blob gone (a disk error, a bad restore)
@@ -231,5 +233,5 @@ def test_store_check_reports_and_repairs_rows_without_blobs_and_blobs_without_ro
     assert (d / "set-aside" / "blobs" / alice / "stray.bin").exists()
     exported = json.loads(ok(cloud("export", "--owner", alice, "--out", tmp_path / "out", "--json", data_dir=d)))
     assert exported["clips"] == 1
-    with Store(d, d / "secrets" / "master.key") as store:
+    with Store(d, default_master_key_path(d)) as store:
         assert [c.clip_id for c in store.clips.of_owner(alice)] == [kept]

@@ -19,6 +19,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from earmark.cloud.settings import default_master_key_path
 from earmark.cloud.store.store import Store
 from earmark.wire.envelope import decode_envelope
 from earmark.wire.receipt import parse_receipt
@@ -129,7 +130,7 @@ def cloud(tmp_path: Path) -> tuple[Path, SimDevice]:
 
 
 def stored(data_dir: Path, owner_id: str) -> list[str]:
-    store = Store(data_dir, data_dir / "secrets" / "master.key")
+    store = Store(data_dir, default_master_key_path(data_dir))
     try:
         return [c.clip_id for c in store.clips.of_owner(owner_id)]
     finally:
@@ -248,7 +249,7 @@ def test_an_ingester_started_before_its_database_waits_for_it(tmp_path: Path) ->
     from earmark.cloud.store.crypto import create_master_key
 
     data_dir = tmp_path / "cloud"
-    create_master_key(data_dir / "secrets" / "master.key")
+    create_master_key(default_master_key_path(data_dir))
     nowhere = f"postgresql://earmark_test_service@127.0.0.1:{free_port()}/earmark"  # nothing listens
     log = tmp_path / "ingest.log"
     proc = subprocess.Popen([sys.executable, "-m", "earmark.cloud.cli", "ingest", "--data-dir", str(data_dir),

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from earmark.cloud.settings import default_master_key_path
 from earmark.cloud.store.crypto import create_master_key
 from earmark.cloud.store.store import Store
 from earmark.device.listening.recorder import Recording
@@ -23,7 +24,7 @@ from tests.support.pgdb import admin_execute
 
 def make_store(data_dir: Path, database_url: str = "") -> Store:
     """A new store: SQLite in data_dir, or rows in the PostgreSQL database at database_url."""
-    key_file = data_dir / "secrets" / "master.key"
+    key_file = default_master_key_path(data_dir)
     create_master_key(key_file)
     return Store(data_dir, key_file, create=True, database_url=database_url)
 

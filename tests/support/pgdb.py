@@ -54,3 +54,8 @@ def admin_execute(service_url: str, sql: str, params: tuple[Any, ...] = ()) -> l
     with psycopg.connect(_admin_urls[service_url], autocommit=True) as conn:
         cur = conn.execute(sql.replace("?", "%s"), params or None)
         return cur.fetchall() if cur.description else []
+
+
+def admin_url_for(service_url: str) -> str:
+    """The admin's URL for a temporary database, by its service role's URL."""
+    return _admin_urls[service_url]
