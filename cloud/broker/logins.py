@@ -20,14 +20,14 @@ from earmark.cloud.store.accounts import Login
 from earmark.cloud.store.registry import RESERVED_PREFIX
 from earmark.cloud.store.store import Store
 from earmark.wire.durable import write_file
-from earmark.wire.errors import EarmarkError
+from earmark.wire.errors import UsageError
 from earmark.wire.topics import PREFIX, check_device_id
 
 INGESTER_USERNAME = f"{RESERVED_PREFIX}ingester"  # no device may register a reserved name
 
 
-class BrokerError(EarmarkError, RuntimeError):
-    """The broker could not be told about a change."""
+class BrokerError(UsageError, RuntimeError):
+    """A broker login or file that cannot be made as asked; the message says what to do."""
 
 
 def hash_password(password: str, iterations: int = 101) -> str:
@@ -49,6 +49,20 @@ def create_login(store: Store, username: str, role: str) -> str:
     store.accounts.put(username, role, hash_password(password))
     sync_broker_files(store)
     return password
+
+
+def add_ingester_login(store: Store, name: str) -> tuple[str, Path]:
+    """A broker login of its own for one more ingester (the broker makes a login its client
+    id, so ingesters cannot share one): earmark-ingester-NAME, its password in a 0600 file
+    beside the broker's config. Returns (username, password file)."""
+    folder = store.accounts.broker_dir()
+    if folder is None:
+        raise BrokerError("no broker config yet: run `earmark-cloud broker config` first")
+    username = f"{INGESTER_USERNAME}-{name}"
+    check_device_id(username)  # the same narrow shape: it is a topic-safe MQTT username
+    password_file = folder / f"{username}.password"
+    write_file(password_file, (create_login(store, username, "ingester") + "\n").encode())
+    return username, password_file
 
 
 def revoke_login(store: Store, username: str) -> None:

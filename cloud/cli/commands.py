@@ -269,6 +269,20 @@ def cmd_broker_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_broker_add_ingester(args: argparse.Namespace) -> int:
+    from earmark.cloud.broker.logins import add_ingester_login
+
+    store = _store(args)
+    username, password_file = add_ingester_login(store, args.name)
+    if args.json:
+        print(json.dumps({"username": username, "password_file": str(password_file)}))
+    else:
+        print(f"ingester login {username}; its password is in {password_file}")
+        print(f"run it with: earmark-cloud ingest --username {username} --password-file {password_file} "
+              f"--client-id {username} …")
+    return 0
+
+
 def cmd_ca_init(args: argparse.Namespace) -> int:
     from earmark.cloud.broker.certs import ca_paths, init_ca
 

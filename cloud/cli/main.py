@@ -16,6 +16,7 @@ from typing import Any
 from earmark.cloud.cli.commands import (
     cmd_audit_verify,
     cmd_backup,
+    cmd_broker_add_ingester,
     cmd_broker_config,
     cmd_ca_init,
     cmd_ca_issue,
@@ -132,6 +133,9 @@ def build_parser() -> argparse.ArgumentParser:
     config.add_argument("--require-client-certs", action="store_true",
                         help="devices log in with client certificates (`ca issue --client`) instead of passwords")
     config.add_argument("--run-as", help="the user Mosquitto runs as (default: Mosquitto's own, 'mosquitto')")
+
+    command("add-ingester", cmd_broker_add_ingester, "a broker login of its own for one more ingester "
+            "(earmark-ingester-NAME)", broker).add_argument("name", help="e.g. the host it runs on: ingest-2")
 
     ca = sub.add_parser("ca", help="the private CA for TLS").add_subparsers(dest="ca_command", required=True)
     command("init", cmd_ca_init, "make the CA (in <data-dir>/ca)", ca)

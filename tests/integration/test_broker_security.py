@@ -174,8 +174,8 @@ def test_device_presence_is_retained_online_and_the_will_says_offline(cloud: Sec
                               cwd=Path(__file__).resolve().parents[2], stdout=subprocess.PIPE, text=True)
     try:
         assert device.stdout is not None and device.stdout.readline().strip() == "connected"
-        watcher = Client(cloud, "earmark-ingester", cloud.setup.ingester_password_file.read_text().strip(),
-                         client_id="status-watcher")  # its own client id: never take over the ingester's
+        username, password_file = cloud.ingester_login("watcher")  # a login, and so a session, of its own
+        watcher = Client(cloud, username, password_file.read_text().strip())
         assert watcher.wait()
         watcher.client.subscribe("earmark/v1/status/+", qos=1)
 
@@ -215,3 +215,21 @@ def test_client_certificates_can_be_required_on_top_of_logins(tmp_path: Path) ->
             client.close()
     finally:
         cloud.close()
+
+
+def test_no_login_can_take_over_another_clients_session_by_its_client_id(cloud: SecureCloud, pair: tuple) -> None:
+    (a, a_pw), (b, b_pw) = pair
+    bob = listening(cloud, b, b_pw)
+    assert send_and_hear(bob, b, b.clip(seed=20)) == "stored"
+    ingester_log = max(cloud.folder.glob("ingest-main-*.log"), key=lambda p: p.stat().st_mtime)
+    before = ingester_log.read_text().count("disconnected from the broker")
+    # Alice's device connects claiming the ingester's client id, and then Bob's.
+    impostors = [Client(cloud, a.device_id, a_pw, client_id="earmark-ingester"),
+                 Client(cloud, a.device_id, a_pw, client_id=b.device_id)]
+    assert all(impostor.wait() for impostor in impostors)
+    # A sentinel through the ingester, to Bob's own session: both still stand.
+    assert send_and_hear(bob, b, b.clip(seed=21)) == "stored"
+    assert not bob.done.is_set(), "Bob's session was taken over"
+    assert ingester_log.read_text().count("disconnected from the broker") == before, "the ingester was kicked off"
+    for client in (*impostors, bob):
+        client.close()

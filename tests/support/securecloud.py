@@ -71,19 +71,30 @@ class SecureCloud:
         published before any ingester ever subscribed has nowhere to go). Returns its log."""
         self.ingester_runs += 1
         log_path = self.folder / f"ingest-{name}-{self.ingester_runs}.log"
+        username, password_file = self.ingester_login(name)
         log = open(log_path, "ab")  # noqa: SIM115
         process = self.ingesters[name] = subprocess.Popen(
             [sys.executable, "-m", "earmark.cloud.cli", "ingest", "--data-dir", str(self.data_dir),
-             "--client-id", f"earmark-ingester-{name}",
+             "--client-id", username,
              *(["--database-url", self.database_url] if self.database_url else []),
-             "--broker", self.setup.url, "--ca", str(self.setup.ca), "--username", broker.INGESTER_USERNAME,
-             "--password-file", str(self.setup.ingester_password_file), "--metrics-port", "0",
+             "--broker", self.setup.url, "--ca", str(self.setup.ca), "--username", username,
+             "--password-file", str(password_file), "--metrics-port", "0",
              *(["--client-cert", str(self.setup.ingester_cert), "--client-key", str(self.setup.ingester_key)]
                if self.setup.ingester_cert else [])],
             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log)
         if wait:
             wait_until_logged(process, log_path, "subscribed to")
         return log_path
+
+    def ingester_login(self, name: str) -> tuple[str, Path]:
+        """The broker login of the ingester called `name`: "main" has the one `broker config`
+        made; each other gets its own (the broker makes a login its client id)."""
+        if name == "main":
+            return broker.INGESTER_USERNAME, self.setup.ingester_password_file
+        password_file = self.setup.config.parent / f"{broker.INGESTER_USERNAME}-{name}.password"
+        if not password_file.exists():
+            return broker.add_ingester_login(self.store, name)
+        return f"{broker.INGESTER_USERNAME}-{name}", password_file
 
     def kill_ingester(self, sig: int = signal.SIGKILL, name: str = "main") -> None:
         process = self.ingesters.pop(name, None)
