@@ -172,7 +172,7 @@ class Ingestor:
             elif why == "duplicate":  # another ingester stored it first (a redelivery raced us)
                 outcomes[position[h.clip_id]] = self._settle_race(clip)
             else:
-                log.info("stored clip %s from %s for owner %s", h.clip_id, h.device_id, clip.owner_id)
+                log.info("stored clip %s from %s", h.clip_id, h.device_id)  # no owner id: logs outlive erasures
         return outcomes
 
     def _check(self, topic: str, payload: bytes, devices: dict[str, Device | None]) -> _Checked | Rejected:

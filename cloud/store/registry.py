@@ -93,7 +93,8 @@ class Registry:
         with self.audit.write() as cur:
             cur.scope(owner_id)
             cur.execute("UPDATE owners SET age_recipient = ? WHERE owner_id = ?", (recipient, owner_id))
-            self.audit.append(cur, "owner_recipient_set", owner_id=owner_id, detail={"recipient": recipient})
+            # Not the recipient itself: the audit log outlives an erasure, and an age key is the person's.
+            self.audit.append(cur, "owner_recipient_set", owner_id=owner_id)
 
     def recipient(self, owner_id: str) -> str | None:
         rows = self.db.query("SELECT age_recipient FROM owners WHERE owner_id = ?", (owner_id,), owner=owner_id)

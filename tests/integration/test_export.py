@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pyrage import x25519
 
 from earmark.cloud.ingest.ingestor import Ingestor
@@ -287,3 +288,23 @@ def test_an_export_reads_one_snapshot_with_only_its_owner_in_scope(
     assert len(late) == 2 and store.clips.count(alice) == 5
     assert result.clips == 3 and archive_clip_ids(result.path) == set(a_ids)  # as of its start
     assert verify_export(store, result.path, alice) == []
+
+
+def test_after_erasure_nothing_in_the_audit_log_or_quarantine_recovers_the_person(
+        store: Store, tmp_path: Path) -> None:
+    from pyrage import x25519 as age
+
+    owner = store.registry.add_owner("Zelda Quartermaine").owner_id
+    device = SimDevice("zelda-pi", owner)
+    store.registry.add_device(owner, device.public_key, device.device_id)
+    recipient = str(age.Identity.generate().to_public())
+    store.registry.set_recipient(owner, recipient)
+    ingest(store, device, 2, b"ZELDA-SAYS")
+    forged = device.resign(device.clip(b"ZELDA-SAYS", seed=9), key=Ed25519PrivateKey.generate())
+    assert Ingestor(store).handle(device.topic, forged).reason == "bad_signature"
+    erase_owner(store, owner)
+    chain = json.dumps(list(store.audit.chain()))
+    assert "Zelda" not in chain and recipient not in chain
+    assert store.quarantine.all() == []
+    assert not any(b"ZELDA-SAYS" in p.read_bytes() for p in store.data_dir.rglob("*") if p.is_file())
+    assert store.audit.verify() == []
