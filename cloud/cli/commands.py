@@ -345,6 +345,16 @@ def cmd_restore(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_keys_rotate(args: argparse.Namespace) -> int:
+    store = _store(args)
+    count = store.rotate_master_key()
+    print(json.dumps({"owner_keys": count, "master_key_file": str(store.master_key_path)}) if args.json else
+          f"master key rotated: {count} owner key(s) re-wrapped; {store.master_key_path} holds the new key. "
+          "Back it up now; backups taken before this open only with the old key, so destroying every copy of "
+          "the old key retires them.")
+    return 0
+
+
 def cmd_store_check(args: argparse.Namespace) -> int:
     found = _store(args).check(repair=args.repair)
     if args.json:

@@ -30,6 +30,7 @@ from earmark.cloud.cli.commands import (
     cmd_export,
     cmd_ingest,
     cmd_init,
+    cmd_keys_rotate,
     cmd_owner_add,
     cmd_owner_list,
     cmd_owner_set_recipient,
@@ -153,6 +154,10 @@ def build_parser() -> argparse.ArgumentParser:
     restore.add_argument("--from", dest="source", type=Path, required=True, help="a folder `backup` wrote")
     restore.add_argument("--admin-url", help="PostgreSQL only: postgresql://ADMIN@HOST/DB")
     restore.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+
+    keys = sub.add_parser("keys", help="the master key").add_subparsers(dest="keys_command", required=True)
+    command("rotate", cmd_keys_rotate, "a new master key: every owner key re-wrapped under it, the old key "
+            "file replaced (backups taken before then no longer open once it is gone)", keys)
 
     store_cmd = sub.add_parser("store", help="the store's files and rows").add_subparsers(
         dest="store_command", required=True)

@@ -64,3 +64,34 @@ class Keys:
 
     def forget_owner_key(self, owner_id: str) -> None:
         self._owner_keys.pop(owner_id, None)
+
+    def rewrap_all(self, cur: Cursor, owner_ids: list[str], new_master: bytes) -> int:
+        """Inside the caller's transaction: wrap the quarantine key and every live owner's data
+        key under `new_master` instead (the data keys themselves do not change, so no blob is
+        touched). Each owner's row is changed in that owner's scope. Returns the owners."""
+        row = cur.execute("SELECT value FROM meta WHERE key = 'quarantine_key'").fetchone()
+        if row is None:
+            raise StoreError("store has no quarantine key")
+        quarantine = open_sealed(self.master_key, row["value"], QUARANTINE_KEY_AAD)
+        cur.execute("UPDATE meta SET value = ? WHERE key = 'quarantine_key'",
+                    (seal(new_master, quarantine, QUARANTINE_KEY_AAD),))
+        count = 0
+        for owner_id in owner_ids:
+            cur.scope(owner_id)
+            wrapped = cur.execute("SELECT wrapped_key FROM owners WHERE owner_id = ?", (owner_id,)).fetchone()
+            if wrapped is None or wrapped["wrapped_key"] is None:
+                continue  # erased: nothing to carry over
+            key = open_sealed(self.master_key, wrapped["wrapped_key"], owner_key_aad(owner_id))
+            cur.execute("UPDATE owners SET wrapped_key = ? WHERE owner_id = ?",
+                        (seal(new_master, key, owner_key_aad(owner_id)), owner_id))
+            count += 1
+        return count
+
+    def opens_store(self, master: bytes) -> bool:
+        """Whether `master` opens this store's quarantine key (which master key it is under)."""
+        row = self.db.query("SELECT value FROM meta WHERE key = 'quarantine_key'")
+        try:
+            open_sealed(master, row[0]["value"], QUARANTINE_KEY_AAD)
+        except (CryptoError, IndexError):
+            return False
+        return True

@@ -45,6 +45,7 @@ from earmark.cloud.store.keys import Keys
 from earmark.cloud.store.ledger import ErasureLedger
 from earmark.cloud.store.quarantine import Quarantine
 from earmark.cloud.store.registry import Registry
+from earmark.cloud.store.rotation import finish_rotation, rotate
 from earmark.wire.envelope import EnvelopeError, decode_envelope, parse_public_key
 
 if TYPE_CHECKING:
@@ -86,7 +87,10 @@ class Store(AbstractContextManager["Store"]):
         self.audit = AuditLog(self.db, self.data_dir / "audit.head")
         self.keys = Keys(self.db, master_key)
         # Beside the master key, outside the data dir and the database: it survives their restore.
-        self.erasures = ErasureLedger(self.master_key_path.parent / "erasures.ledger", master_key)
+        ledger_path = self.master_key_path.parent / "erasures.ledger"
+        if not create:
+            master_key = finish_rotation(self.keys, self.master_key_path, ledger_path)
+        self.erasures = ErasureLedger(ledger_path, master_key)
         self.blobs = Blobs(self.data_dir)
         if create:
             with self.audit.write() as cur:
@@ -106,6 +110,14 @@ class Store(AbstractContextManager["Store"]):
     def write(self) -> AbstractContextManager[Cursor]:
         """A durable transaction whose audit events' head is recorded after the commit."""
         return self.audit.write()
+
+    def rotate_master_key(self) -> int:
+        """A new master key (store/rotation.py); returns how many owner keys were re-wrapped."""
+        owner_ids = [owner.owner_id for owner in self.registry.owners() if not owner.erased_at]
+        count = rotate(self.keys, self.master_key_path, self.erasures, owner_ids, self.audit.write)
+        self.erasures = ErasureLedger(self.erasures.path, self.keys.master_key)
+        self.audit.record("master_key_rotated", detail={"owner_keys": count})
+        return count
 
     def strays(self, min_age_s: float = 0) -> list[str]:
         """Files under blobs/ and quarantine/ that no row points at and that are at least
