@@ -354,3 +354,25 @@ def test_erasure_reaches_the_quarantine_before_and_after(store: Store, pair: tup
     after = ingest.handle(a.topic, a.clip(b"ALICE-AFTER", seed=5))  # her revoked device still sends
     assert after.reason == "revoked_device" and not after.kept
     assert len(store.quarantine.all()) == 1
+
+
+def test_a_capture_time_in_other_scripts_digits_is_malformed_and_stored_nowhere(
+        store: Store, pair: tuple[SimDevice, SimDevice]) -> None:
+    a, _ = pair
+    env = decode_envelope(a.clip(seed=30))
+    fields = json.loads(env.header_bytes)
+    fields["captured_at"] = fields["captured_at"][:18] + "\u0667" + fields["captured_at"][19:]  # ARABIC-INDIC SEVEN
+    header = json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()  # ASCII: the digit is a JSON escape
+    body = struct.pack(">4sBBII", b"EMRK", 1, 0, len(header), len(env.audio)) + header + env.audio
+    outcome = Ingestor(store).handle(a.topic, body + a.key.sign(body))
+    assert (outcome.status, outcome.reason) == ("rejected", "malformed") and "captured_at" in outcome.detail
+    assert store.clips.count(a.owner_id) == 0
+
+
+def test_a_device_cannot_register_a_name_reserved_for_the_ingesters(store: Store) -> None:
+    from earmark.cloud.store.registry import RegistryError
+
+    owner = store.registry.add_owner("Mallory").owner_id
+    with pytest.raises(RegistryError, match="reserved"):
+        store.registry.add_device(owner, SimDevice("x", owner).public_key, "earmark-ingester")
+    assert store.registry.device("earmark-ingester") is None
