@@ -149,13 +149,19 @@ def test_scale_out_config_mistakes_are_one_line_errors(tmp_path: Path, text: str
     assert "hunter2" not in str(caught.value) and len(str(caught.value).splitlines()) == 1
 
 
-def test_export_verify_and_erase_from_the_command_line(tmp_path: Path) -> None:
-    d = tmp_path / "cloud"
+def alice_with_a_device(d: Path) -> tuple[str, SimDevice]:
+    """A store made from the command line, with one owner and her device."""
     ok(cloud("init", data_dir=d))
     alice = ok(cloud("owner", "add", "--name", "Alice", data_dir=d))
     device = SimDevice("kitchen", alice)
     ok(cloud("device", "add", "--owner", alice, "--public-key", device.public_key, "--device-id", "kitchen",
              data_dir=d))
+    return alice, device
+
+
+def test_export_verify_and_erase_from_the_command_line(tmp_path: Path) -> None:
+    d = tmp_path / "cloud"
+    alice, device = alice_with_a_device(d)
     store = Store(d, default_master_key_path(d))
     Ingestor(store).handle(device.topic, device.clip())
     store.close()
@@ -214,11 +220,7 @@ def test_postgres_is_migrated_by_its_admin_and_refused_as_superuser(tmp_path: Pa
 
 def test_store_check_reports_and_repairs_rows_without_blobs_and_blobs_without_rows(tmp_path: Path) -> None:
     d = tmp_path / "cloud"
-    ok(cloud("init", data_dir=d))
-    alice = ok(cloud("owner", "add", "--name", "Alice", data_dir=d))
-    device = SimDevice("kitchen", alice)
-    ok(cloud("device", "add", "--owner", alice, "--public-key", device.public_key, "--device-id", "kitchen",
-             data_dir=d))
+    alice, device = alice_with_a_device(d)
     with Store(d, default_master_key_path(d)) as store:
         ingest = Ingestor(store)
         kept, lost = (ingest.handle(device.topic, device.clip(seed=n)).clip_id for n in range(2))
