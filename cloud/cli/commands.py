@@ -161,22 +161,49 @@ def cmd_purge(args: argparse.Namespace) -> int:
 
 
 def cmd_device_add(args: argparse.Namespace) -> int:
-    from earmark.cloud.broker import logins as broker
-    from earmark.wire.bundle import PairingBundle
-
     store = _store(args)
     url = args.broker_url or store.accounts.broker_url()
     if args.bundle_out and url is None:
         raise RegistryError("no broker address for the bundle: run `earmark-cloud broker config` or give --broker-url")
     device = store.registry.add_device(args.owner, args.public_key, args.device_id)
-    password = broker.create_login(store, device.device_id, "device")
     if args.bundle_out and url is not None:
-        ca = broker.broker_ca(store)
-        bundle = PairingBundle(device.device_id, args.owner, device.public_key, url, device.device_id, password,
-                               ca.read_text() if ca else "")
-        _write_secret(args.bundle_out, bundle.to_json())
+        _issue_bundle(store, device.device_id, url, args.bundle_out)
     print(json.dumps(asdict(device)) if args.json else device.device_id)
+    if not args.bundle_out:
+        print(f"next: `earmark-cloud device bundle {device.device_id} --out {device.device_id}.bundle.json` makes its "
+              "broker login and pairing bundle for `earmark-device provision`", file=sys.stderr)
     return 0
+
+
+def cmd_device_bundle(args: argparse.Namespace) -> int:
+    store = _store(args)
+    device = store.registry.device(args.device_id)
+    if device is None:
+        raise RegistryError(f"no device {args.device_id}")
+    if device.revoked_at:
+        raise RegistryError(f"device {args.device_id} is revoked: enroll the device again with a new key")
+    url = args.broker_url or store.accounts.broker_url()
+    if url is None:
+        raise RegistryError("no broker address for the bundle: run `earmark-cloud broker config` or give --broker-url")
+    _issue_bundle(store, device.device_id, url, args.out)
+    print(json.dumps({"device_id": device.device_id, "bundle": str(args.out)}) if args.json else
+          f"wrote {args.out} (0600): a new broker password for {device.device_id}, the old one no longer works; "
+          f"copy it to the device, run `earmark-device provision {args.out.name}` there, then delete it")
+    return 0
+
+
+def _issue_bundle(store: Store, device_id: str, url: str, out: Path) -> None:
+    """A new broker password for the device (replacing any earlier one) in a 0600 bundle."""
+    from earmark.cloud.broker import logins as broker
+    from earmark.wire.bundle import PairingBundle
+
+    device = store.registry.device(device_id)
+    assert device is not None and device.owner_id is not None
+    password = broker.create_login(store, device_id, "device")
+    ca = broker.broker_ca(store)
+    bundle = PairingBundle(device_id, device.owner_id, device.public_key, url, device_id, password,
+                           ca.read_text() if ca else "")
+    _write_secret(out, bundle.to_json())
 
 
 def _write_secret(path: Path, text: str) -> None:

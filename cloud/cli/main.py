@@ -24,6 +24,7 @@ from earmark.cloud.cli.commands import (
     cmd_clips_list,
     cmd_db_migrate,
     cmd_device_add,
+    cmd_device_bundle,
     cmd_device_list,
     cmd_device_revoke,
     cmd_erase,
@@ -91,6 +92,11 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--device-id", help="id to use (default: generated); also the device's broker username")
     add.add_argument("--bundle-out", type=Path, help="write the device's pairing bundle here (0600)")
     add.add_argument("--broker-url", help="broker address for the bundle (default: from `broker config`)")
+    bundle = command("bundle", cmd_device_bundle, "a new broker password and pairing bundle for a device "
+                     "(the old password stops working)", device)
+    bundle.add_argument("device_id")
+    bundle.add_argument("--out", type=Path, required=True, help="where to write the bundle (0600)")
+    bundle.add_argument("--broker-url", help="broker address for the bundle (default: from `broker config`)")
     command("revoke", cmd_device_revoke, "revoke a device: its clips are refused from now on",
             device).add_argument("device_id")
     command("list", cmd_device_list, "list devices", device).add_argument("--owner")

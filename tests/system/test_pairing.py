@@ -106,3 +106,21 @@ def test_a_rejected_clip_is_moved_aside_with_its_reason(
     assert reason.read_text().strip() == "bad_signature"
     assert len(list((data_dir / "spool" / "rejected").glob("*.clip"))) == 1
     assert cloud.clips(owner) == [] and cloud.quarantine_reasons() == ["bad_signature"]
+
+
+def test_a_device_added_without_a_bundle_gets_one_later_and_delivers(
+        cloud: SecureCloud, data_dir: Path, tmp_path: Path, speech: Callable[..., np.ndarray]) -> None:
+    owner = cloud.store.registry.add_owner("Eli").owner_id
+    key = run("earmark.device.cli", "enroll", "--data-dir", data_dir).stdout.split()[-1]
+    added = run("earmark.cloud.cli", "device", "add", "--data-dir", cloud.data_dir, "--owner", owner,
+                "--public-key", key, "--device-id", "attic-pi")
+    assert added.returncode == 0 and "earmark-cloud device bundle attic-pi" in added.stderr  # says what is next
+    bundle = tmp_path / "attic-pi.bundle.json"
+    issued = run("earmark.cloud.cli", "device", "bundle", "attic-pi", "--out", bundle, "--data-dir", cloud.data_dir)
+    assert issued.returncode == 0, issued.stderr
+    assert oct(bundle.stat().st_mode & 0o777) == "0o600"
+    assert run("earmark.device.cli", "provision", bundle, "--data-dir", data_dir).returncode == 0
+    wav = Scene().pause(1).speak(speech("alexa")).speak(speech("turn off the oven")).pause(2).write(tmp_path / "a.wav")
+    result = run("earmark.device.cli", "run", "--data-dir", data_dir, "--audio-file", wav, "--mock-gpio")
+    assert result.returncode == 0, result.stderr
+    assert len(cloud.clips(owner)) == 1
