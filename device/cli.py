@@ -29,7 +29,7 @@ from earmark.device.settings import (
     validate,
 )
 from earmark.device.sync.identity import load_or_create_key, public_key_of
-from earmark.wire.command import run_command
+from earmark.wire.command import run_command, version
 from earmark.wire.errors import ConfigError
 
 log = logging.getLogger("earmark.device")
@@ -48,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="earmark-device",
         description="Earmark voice device: wake word, recording, signed clips, durable spool.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="listen, record after the wake word, spool signed clips")

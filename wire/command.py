@@ -23,3 +23,14 @@ def run_command(prog: str, args: argparse.Namespace,
         code, message = exit_code_for(translate(exc), f"{prog} {args.command}")
         print(f"{prog}: error: {message}", file=sys.stderr)
         return code
+
+
+def version() -> str:
+    """The installed distribution's version (`--version` on both command lines)."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        return installed("earmark")
+    except PackageNotFoundError:  # running from a checkout that was never installed
+        return "unknown"

@@ -45,7 +45,7 @@ from earmark.cloud.cli.commands import (
 )
 from earmark.cloud.settings import default_data_dir
 from earmark.cloud.store.database import StoreError
-from earmark.wire.command import run_command
+from earmark.wire.command import run_command, version
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -59,6 +59,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="earmark-cloud", description="Earmark cloud: registry, ingester, store.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def command(name: str, handler: Callable[[argparse.Namespace], int], helptext: str,

@@ -109,3 +109,14 @@ def test_a_metrics_port_in_use_names_the_port_and_exits_temporary() -> None:
             serve(Metrics(), dict, "127.0.0.1", port)
     assert exit_code_for(caught.value) == (EXIT_TEMPFAIL, f"cannot serve /metrics on 127.0.0.1:{port}: "
                                                           "Address already in use")
+
+
+@pytest.mark.parametrize("module", ["earmark.cloud.cli", "earmark.device.cli"])
+def test_both_command_lines_say_their_version(module: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from importlib.metadata import version
+
+    main = importlib.import_module(module).main
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0 and capsys.readouterr().out.split() == [f"earmark-{module.split('.')[1]}",
+                                                                       version("earmark")]
