@@ -162,11 +162,9 @@ def cmd_purge(args: argparse.Namespace) -> int:
 
 def cmd_device_add(args: argparse.Namespace) -> int:
     store = _store(args)
-    url = args.broker_url or store.accounts.broker_url()
-    if args.bundle_out and url is None:
-        raise RegistryError("no broker address for the bundle: run `earmark-cloud broker config` or give --broker-url")
+    url = _bundle_broker_url(store, args.broker_url) if args.bundle_out else ""  # before anything is added
     device = store.registry.add_device(args.owner, args.public_key, args.device_id)
-    if args.bundle_out and url is not None:
+    if args.bundle_out:
         _issue_bundle(store, device.device_id, url, args.bundle_out)
     print(json.dumps(asdict(device)) if args.json else device.device_id)
     if not args.bundle_out:
@@ -182,14 +180,18 @@ def cmd_device_bundle(args: argparse.Namespace) -> int:
         raise RegistryError(f"no device {args.device_id}")
     if device.revoked_at:
         raise RegistryError(f"device {args.device_id} is revoked: enroll the device again with a new key")
-    url = args.broker_url or store.accounts.broker_url()
-    if url is None:
-        raise RegistryError("no broker address for the bundle: run `earmark-cloud broker config` or give --broker-url")
-    _issue_bundle(store, device.device_id, url, args.out)
+    _issue_bundle(store, device.device_id, _bundle_broker_url(store, args.broker_url), args.out)
     print(json.dumps({"device_id": device.device_id, "bundle": str(args.out)}) if args.json else
           f"wrote {args.out} (0600): a new broker password for {device.device_id}, the old one no longer works; "
           f"copy it to the device, run `earmark-device provision {args.out.name}` there, then delete it")
     return 0
+
+
+def _bundle_broker_url(store: Store, given: str | None) -> str:
+    url = given or store.accounts.broker_url()
+    if url is None:
+        raise RegistryError("no broker address for the bundle: run `earmark-cloud broker config` or give --broker-url")
+    return url
 
 
 def _issue_bundle(store: Store, device_id: str, url: str, out: Path) -> None:

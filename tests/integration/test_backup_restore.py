@@ -13,21 +13,14 @@ from earmark.cloud.owner.export import ExportError, export_owner
 from earmark.cloud.store.backup import backup, restore
 from earmark.cloud.store.keys import OwnerError
 from earmark.cloud.store.store import Store
-from tests.support.cloudkit import SimDevice, reopen
+from tests.support.cloudkit import enrolled_device, reopen
 from tests.support.pgdb import admin_url_for
-
-
-def owner_with_device(store: Store, name: str, device_id: str) -> SimDevice:
-    owner = store.registry.add_owner(name).owner_id
-    device = SimDevice(device_id, owner)
-    store.registry.add_device(owner, device.public_key, device_id)
-    return device
 
 
 def test_an_erasure_survives_a_restore_from_a_backup_taken_before_it(store: Store, database_url: str,
                                                                      tmp_path: Path) -> None:
     admin = admin_url_for(database_url) if database_url else ""
-    alice, bob = owner_with_device(store, "Alice", "alice-pi"), owner_with_device(store, "Bob", "bob-pi")
+    alice, bob = enrolled_device(store, "Alice"), enrolled_device(store, "Bob")
     ingest = Ingestor(store)
     for n in range(2):
         assert ingest.handle(alice.topic, alice.clip(b"ALICE-AUDIO", seed=n)).status == "stored"

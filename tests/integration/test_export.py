@@ -22,14 +22,12 @@ from earmark.cloud.owner.verify_export import verify_export
 from earmark.cloud.store.database import StoreError
 from earmark.cloud.store.store import Store
 from earmark.wire.envelope import decode_envelope
-from tests.support.cloudkit import SimDevice, reopen, tamper
+from tests.support.cloudkit import SimDevice, enrolled_device, reopen, tamper
 
 
 def owner_with_device(store: Store, name: str) -> tuple[str, SimDevice]:
-    owner = store.registry.add_owner(name).owner_id
-    device = SimDevice(f"{name.lower()}-pi", owner)
-    store.registry.add_device(owner, device.public_key, device.device_id)
-    return owner, device
+    device = enrolled_device(store, name)
+    return device.owner_id, device
 
 
 def ingest(store: Store, device: SimDevice, count: int, canary: bytes = b"", start: int = 0) -> list[str]:

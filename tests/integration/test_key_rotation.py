@@ -17,18 +17,14 @@ from earmark.cloud.store.database import StoreError
 from earmark.cloud.store.rotation import pending_path
 from earmark.cloud.store.store import Store
 from earmark.wire.durable import write_file
-from tests.support.cloudkit import SimDevice, reopen
+from tests.support.cloudkit import SimDevice, enrolled_device, reopen
 
 
 def populated(store: Store) -> tuple[SimDevice, SimDevice]:
-    devices = []
-    for name in ("Ann", "Ben"):
-        owner = store.registry.add_owner(name).owner_id
-        device = SimDevice(f"{name.lower()}-pi", owner)
-        store.registry.add_device(owner, device.public_key, device.device_id)
-        assert Ingestor(store).handle(device.topic, device.clip(seed=len(devices))).status == "stored"
-        devices.append(device)
-    return devices[0], devices[1]
+    ann, ben = enrolled_device(store, "Ann"), enrolled_device(store, "Ben")
+    for seed, device in enumerate((ann, ben)):
+        assert Ingestor(store).handle(device.topic, device.clip(seed=seed)).status == "stored"
+    return ann, ben
 
 
 def test_rotation_rewraps_every_key_and_retires_the_old_one(store: Store, tmp_path: Path) -> None:

@@ -77,5 +77,13 @@ class SimDevice:
         return encode_envelope(header, env.audio, key or self.key)
 
 
+def enrolled_device(store: Store, name: str, device_id: str | None = None) -> SimDevice:
+    """A new owner called `name` with one registered device (id: `<name>-pi` by default)."""
+    owner = store.registry.add_owner(name).owner_id
+    device = SimDevice(device_id or f"{name.lower()}-pi", owner)
+    store.registry.add_device(owner, device.public_key, device.device_id)
+    return device
+
+
 def new_clip_id() -> str:
     return str(uuid.uuid4())
