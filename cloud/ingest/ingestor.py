@@ -76,6 +76,7 @@ class Rejected(EarmarkError):
         self.reason, self.detail = reason, detail
         self.clip_id: str | None = None
         self.device_id: str | None = None
+        self.claimed_owner: str | None = None  # the owner the header names, if it parsed
 
 
 @dataclass(frozen=True)
@@ -87,14 +88,6 @@ class _Checked:
     digest: str  # SHA-256 of the whole envelope
 
 
-def _claimed_owner(payload: bytes) -> str | None:
-    """The owner a refused payload's header claims, if it parses (for erasure and quotas)."""
-    try:
-        return decode_envelope(payload).header.owner_id
-    except EnvelopeError:
-        return None
-
-
 def _device_id_or_none(topic: str) -> str | None:
     try:
         return device_from_clip_topic(topic)
@@ -103,11 +96,16 @@ def _device_id_or_none(topic: str) -> str | None:
 
 
 class _BatchView:
-    """The registry as one batch sees it: each device's bindings and each owner asked once."""
+    """The registry as one batch sees it: each device, its bindings and each owner asked once."""
 
     def __init__(self, store: Store) -> None:
         self.bindings = functools.cache(store.registry.bindings)
         self.owner = functools.cache(store.registry.owner)
+        self.device = functools.cache(lambda device_id: store.registry.device(device_id, self.bindings(device_id)))
+
+    def erased(self, owner_id: str | None) -> bool:
+        owner = self.owner(owner_id) if owner_id is not None else None
+        return owner is not None and owner.erased_at is not None
 
 
 class Ingestor:
@@ -127,11 +125,8 @@ class Ingestor:
         # One view of the registry per batch: each device's record and bindings, each owner,
         # and every clip id's fingerprint are looked up once (a round trip each on PostgreSQL).
         view = _BatchView(self.store)
-        devices: dict[str, Device | None] = {}
-        for topic, _ in messages:
-            device_id = _device_id_or_none(topic)
-            if device_id is not None and device_id not in devices:
-                devices[device_id] = self.store.registry.device(device_id, view.bindings(device_id))
+        devices = {device_id: view.device(device_id) for device_id in
+                   {_device_id_or_none(topic) for topic, _ in messages} if device_id is not None}
         # The checks that need no store run first (they are pure: see _check); measured, a
         # thread pool for them did not help, because JSON parsing and AES hold the GIL.
         checked = [self._check(topic, payload, devices) for topic, payload in messages]
@@ -142,12 +137,13 @@ class Ingestor:
         position: dict[str, int] = {}  # clip id -> index of its outcome
         in_batch: dict[str, str] = {}  # clip id -> envelope digest, for repeats within the batch
         for (topic, payload), result in zip(messages, checked, strict=True):
-            clip_id = device_id = None
+            clip_id = device_id = claimed = None
             try:
                 if isinstance(result, Rejected):
-                    clip_id, device_id = result.clip_id, result.device_id
+                    clip_id, device_id, claimed = result.clip_id, result.device_id, result.claimed_owner
                     raise result
                 clip_id, device_id = result.envelope.header.clip_id, result.device_id
+                claimed = result.envelope.header.owner_id
                 owner_id = self._owner_for(device_id, result.envelope, view)
                 known = in_batch.get(clip_id) or stored.get(clip_id)
                 if known is not None:
@@ -160,17 +156,17 @@ class Ingestor:
                 position[clip_id] = len(outcomes)
                 outcomes.append(Outcome("stored", "", clip_id, device_id, owner_id))
             except Rejected as rejection:
-                outcomes.append(self._quarantine(topic, payload, rejection, clip_id, device_id))
+                outcomes.append(self._quarantine(topic, payload, rejection, clip_id, device_id, claimed, view))
         not_stored = self.store.clips.put_many(accepted) if accepted else {}
         for clip in accepted:
             h = clip.envelope.header
             why = not_stored.get(h.clip_id)
             if why == "owner_erased":  # the owner was erased while this batch was being judged
-                outcomes[position[h.clip_id]] = self._quarantine(clip_topic(h.device_id), clip.raw,
-                                                   Rejected("owner_erased", f"owner {clip.owner_id} was erased"),
-                                                   h.clip_id, h.device_id)
+                outcomes[position[h.clip_id]] = self._quarantine(
+                    clip_topic(h.device_id), clip.raw, Rejected("owner_erased", f"owner {clip.owner_id} was erased"),
+                    h.clip_id, h.device_id, h.owner_id, _BatchView(self.store))  # a fresh view: it changed
             elif why == "duplicate":  # another ingester stored it first (a redelivery raced us)
-                outcomes[position[h.clip_id]] = self._settle_race(clip)
+                outcomes[position[h.clip_id]] = self._settle_race(clip, view)
             else:
                 log.info("stored clip %s from %s", h.clip_id, h.device_id)  # no owner id: logs outlive erasures
         return outcomes
@@ -178,7 +174,7 @@ class Ingestor:
     def _check(self, topic: str, payload: bytes, devices: dict[str, Device | None]) -> _Checked | Rejected:
         """The checks that need no store (the device record is looked up beforehand), in the
         documented order; a Rejected is returned, not raised, to keep the batch going."""
-        clip_id = device_id = None
+        clip_id = device_id = claimed = None
         try:
             if len(payload) > self.max_bytes:
                 raise Rejected("oversize", f"{len(payload)} bytes exceeds the limit of {self.max_bytes}")
@@ -190,7 +186,7 @@ class Ingestor:
                 envelope = decode_envelope(payload, self.max_bytes)
             except EnvelopeError as exc:
                 raise Rejected(exc.reason, exc.detail) from None
-            clip_id = envelope.header.clip_id
+            clip_id, claimed = envelope.header.clip_id, envelope.header.owner_id
             device = devices.get(device_id)
             if device is None:
                 raise Rejected("unknown_device", f"device {device_id} is not registered")
@@ -200,23 +196,24 @@ class Ingestor:
                 raise Rejected("bad_signature", f"signature does not verify with {device_id}'s key")
             return _Checked(device_id, envelope, hashlib.sha256(payload).hexdigest())
         except Rejected as rejection:
-            rejection.clip_id, rejection.device_id = clip_id, device_id
+            rejection.clip_id, rejection.device_id, rejection.claimed_owner = clip_id, device_id, claimed
             return rejection
 
-    def _settle_race(self, clip: NewClip) -> Outcome:
+    def _settle_race(self, clip: NewClip, view: _BatchView) -> Outcome:
         h = clip.envelope.header
         if self.store.clips.fingerprints([h.clip_id]).get(h.clip_id) == clip.digest:
             return Outcome("duplicate", "", h.clip_id, h.device_id, clip.owner_id)
         return self._quarantine(clip_topic(h.device_id), clip.raw,
                                 Rejected("clip_id_conflict", "a different clip is already stored under this id"),
-                                h.clip_id, h.device_id)
+                                h.clip_id, h.device_id, h.owner_id, view)
 
     def _quarantine(self, topic: str, payload: bytes, rejection: Rejected, clip_id: str | None,
-                    device_id: str | None) -> Outcome:
+                    device_id: str | None, claimed: str | None, view: _BatchView) -> Outcome:
         """Keep a refused payload for a person to look at, unless it belongs to an erased owner
-        (erasure reaches the quarantine too) or its device is over its quarantine quota."""
-        claimed = _claimed_owner(payload)
-        if self._erased(claimed) or (device_id is not None and self._erased(self._owner_of_device(device_id))):
+        (its device's, or the one its header claims: erasure reaches the quarantine too) or its
+        device is over its quarantine quota."""
+        device = view.device(device_id) if device_id is not None else None
+        if view.erased(claimed) or (device is not None and view.erased(device.owner_id)):
             return Outcome("rejected", rejection.reason, clip_id, device_id, detail=rejection.detail, kept=False)
         qid, new = self.store.quarantine.put(topic, rejection.reason, rejection.detail, payload, device_id,
                                              claimed, self.quota)
@@ -231,16 +228,6 @@ class Ingestor:
         if new:
             log.warning("quarantined %s from topic %r: %s (%s)", qid, topic[:100], rejection.reason, rejection.detail)
         return Outcome("rejected", rejection.reason, clip_id, device_id, detail=rejection.detail)
-
-    def _owner_of_device(self, device_id: str) -> str | None:
-        device = self.store.registry.device(device_id)
-        return device.owner_id if device is not None else None
-
-    def _erased(self, owner_id: str | None) -> bool:
-        if owner_id is None:
-            return False
-        owner = self.store.registry.owner(owner_id)
-        return owner is not None and owner.erased_at is not None
 
     def _owner_for(self, device_id: str, envelope: Envelope, view: _BatchView) -> str:
         """The registry's owner for a verified envelope from `device_id`, or Rejected."""
