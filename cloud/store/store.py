@@ -26,9 +26,11 @@ yet committed.
 from __future__ import annotations
 
 import fcntl
+import functools
 import hashlib
 import os
 import time
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,7 +46,7 @@ from earmark.cloud.store.database import Cursor, StoreError, open_database
 from earmark.cloud.store.keys import Keys
 from earmark.cloud.store.ledger import ErasureLedger
 from earmark.cloud.store.quarantine import Quarantine
-from earmark.cloud.store.registry import Registry
+from earmark.cloud.store.registry import Device, Owner, Registry
 from earmark.cloud.store.rotation import finish_rotation, rotate
 from earmark.wire.envelope import EnvelopeError, decode_envelope, parse_public_key
 
@@ -131,7 +133,11 @@ class Store(AbstractContextManager["Store"]):
         return found
 
     def sweep(self, min_age_s: float = 0) -> SweepResult:
-        """Account for every stray file (see `strays`); nothing is deleted on a guess:
+        """Account for every stray file (see `strays` and `_sweep`)."""
+        return self._sweep(self.strays(min_age_s))
+
+    def _sweep(self, strays: list[str]) -> SweepResult:
+        """Account for each of these stray files; nothing is deleted on a guess:
         - a temp file of an interrupted write is removed (it was never acked);
         - a clip blob that opens with its owner's key and holds a valid envelope signed by one
           of the owner's devices gets its row back (after a database restore, or a crash
@@ -139,12 +145,14 @@ class Store(AbstractContextManager["Store"]):
         - a blob of a clip that was deleted, or of an erased owner, finishes its deletion;
         - anything else is moved to set-aside/ for a person to look at."""
         result = SweepResult()
-        for path in self.strays(min_age_s):
+        # The registry as this sweep sees it: after a restore, many strays share an owner.
+        owner, devices = functools.cache(self.registry.owner), functools.cache(self.registry.devices)
+        for path in strays:
             if self.blobs.is_temp(path):
                 self.blobs.remove(path)
                 result.temp_removed += 1
                 continue
-            outcome = self._account_for(path)
+            outcome = self._account_for(path, owner, devices)
             if outcome == "reindexed":
                 result.reindexed += 1
             elif outcome == "deleted":
@@ -155,20 +163,22 @@ class Store(AbstractContextManager["Store"]):
                 result.set_aside += 1
         return result
 
-    def _account_for(self, path: str) -> str:
+    def _account_for(self, path: str, owner_of: Callable[[str], Owner | None],
+                     devices_of: Callable[[str], list[Device]]) -> str:
         """"reindexed", "deleted", or why the blob must be set aside."""
         parts = path.split("/")
         if len(parts) != 3 or parts[0] != CLIPS or not parts[2].endswith(".bin"):
             return "not a clip blob"
         owner_id, clip_id = parts[1], parts[2].removesuffix(".bin")
-        owner = self.registry.owner(owner_id)
+        owner = owner_of(owner_id)
         if owner is not None and owner.erased_at:
             return "deleted"  # crypto-shredded already; this finishes the erasure
         if clip_id in self.clips.fingerprints([clip_id]):
             return "deleted"  # its row was deleted (the id is remembered), the blob was not yet
         if owner is None:
             return "no such owner"
-        opened = self.clips.open_blob(owner_id, path, [d.device_id for d in self.registry.devices(owner_id)])
+        candidates = devices_of(owner_id)
+        opened = self.clips.open_blob(owner_id, path, [d.device_id for d in candidates])
         if opened is None:
             return "does not open with the owner's key and devices"
         device_id, raw = opened
@@ -176,9 +186,9 @@ class Store(AbstractContextManager["Store"]):
             envelope = decode_envelope(raw)
         except EnvelopeError:
             return "not a valid envelope"
-        device = self.registry.device(device_id)
+        device = next(d for d in candidates if d.device_id == device_id)
         h = envelope.header
-        if (device is None or (h.clip_id, h.owner_id, h.device_id) != (clip_id, owner_id, device_id)
+        if ((h.clip_id, h.owner_id, h.device_id) != (clip_id, owner_id, device_id)
                 or self.registry.identity_owner(self.registry.bindings(device_id)) != owner_id
                 or not envelope.verify(parse_public_key(device.public_key))):
             return "not this owner's signed clip"
@@ -195,10 +205,11 @@ class Store(AbstractContextManager["Store"]):
                                     if not self.blobs.path(row.blob_path).exists()]
                    for owner in self.registry.owners() if not owner.erased_at}
         missing = {owner: rows for owner, rows in missing.items() if rows}
+        strays = self.strays(grace)
         found = StoreCheck(rows_without_blobs=sum(len(rows) for rows in missing.values()),
-                           blobs_without_rows=len(self.strays(grace)))
+                           blobs_without_rows=len(strays))
         if repair:
-            found.swept = self.sweep(grace)
+            found.swept = self._sweep(strays)
             for owner_id, rows in missing.items():
                 self.clips.delete(owner_id, rows, "clip_rows_dropped", {"why": "blob missing"})
         return found
