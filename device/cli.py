@@ -29,7 +29,7 @@ from earmark.device.settings import (
     validate,
 )
 from earmark.device.sync.identity import load_or_create_key, public_key_of
-from earmark.wire.command import run_command, version
+from earmark.wire.command import confirmed, run_command, version
 from earmark.wire.errors import ConfigError
 
 log = logging.getLogger("earmark.device")
@@ -275,12 +275,8 @@ def cmd_reset(args: argparse.Namespace) -> int:
     unsent = Spool(s.spool_dir, s.spool.max_bytes).clips() if s.spool_dir.exists() else []
     print(f"{len(unsent)} clip(s) in {s.spool_dir} were never sent to the cloud; they will be deleted"
           if unsent else "no clip waits to be sent")
-    if not args.yes:
-        if not sys.stdin.isatty():
-            raise ConfigError("reset cannot be undone: confirm on a terminal, or pass --yes")
-        if input("Delete this device's key, pairing and spool? Type 'reset' to confirm: ").strip() != "reset":
-            print("nothing deleted")
-            return 1
+    if not confirmed(args.yes, "reset cannot be undone", "Delete this device's key, pairing and spool?", "reset"):
+        return 1
     removed = reset_identity(Path(s.data_dir), s.spool_dir)
     print(f"deleted {len(removed)} item(s); on the cloud, revoke the old device id, then enroll this device "
           "again (`earmark-device enroll`) for its new owner")

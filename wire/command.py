@@ -8,7 +8,7 @@ import logging
 import sys
 from collections.abc import Callable
 
-from earmark.wire.errors import exit_code_for
+from earmark.wire.errors import UsageError, exit_code_for
 
 
 def run_command(prog: str, args: argparse.Namespace,
@@ -34,3 +34,17 @@ def version() -> str:
         return installed("earmark")
     except PackageNotFoundError:  # running from a checkout that was never installed
         return "unknown"
+
+
+def confirmed(yes: bool, what: str, question: str, word: str) -> bool:
+    """Whether a step that cannot be undone may go ahead: `--yes`, or a person at a terminal
+    typed `word` in answer to `question`. Off a terminal without `--yes` it is a UsageError, so
+    a script never hangs on a prompt nor goes ahead by accident. `what` names the step."""
+    if yes:
+        return True
+    if not sys.stdin.isatty():
+        raise UsageError(f"{what}: confirm on a terminal, or pass --yes")
+    if input(f"{question} Type {word!r} to confirm: ").strip() == word:
+        return True
+    print("nothing done")
+    return False

@@ -19,6 +19,7 @@ from earmark.cloud.store.crypto import create_master_key
 from earmark.cloud.store.database import StoreUnavailable
 from earmark.cloud.store.registry import RegistryError
 from earmark.cloud.store.store import Store
+from earmark.wire.command import confirmed
 
 if TYPE_CHECKING:
     from earmark.cloud.ingest.amqp_source import AmqpIngestService
@@ -127,14 +128,10 @@ def cmd_erase(args: argparse.Namespace) -> int:
     owner = store.registry.owner(args.owner)
     if owner is None:
         raise RegistryError(f"no owner {args.owner}")
-    if not args.yes:
-        if not sys.stdin.isatty():
-            raise RegistryError("erase cannot be undone: confirm on a terminal, or pass --yes")
-        answer = input(f"Erase owner {owner.display_name!r} ({args.owner}), their {store.clips.count(args.owner)} "
-                       "clip(s) and their devices? This cannot be undone. Type the owner id to confirm: ")
-        if answer.strip() != args.owner:
-            print("not erased")
-            return 1
+    if not confirmed(args.yes, "erase cannot be undone", f"Erase owner {owner.display_name!r} ({args.owner}), "
+                     f"their {store.clips.count(args.owner)} clip(s) and their devices? This cannot be undone.",
+                     args.owner):
+        return 1
     result = erase_owner(store, args.owner)
     print(json.dumps(asdict(result)) if args.json else f"erased {args.owner}: key destroyed, "
           f"{result.clips} clip(s) deleted, {len(result.devices)} device(s) revoked")
@@ -357,13 +354,9 @@ def cmd_restore(args: argparse.Namespace) -> int:
     from earmark.cloud.store.backup import restore
 
     s = _settings(args)
-    if not args.yes:
-        if not sys.stdin.isatty():
-            raise RegistryError("restore replaces the store's rows: confirm on a terminal, or pass --yes")
-        if input(f"Replace the rows of the store in {s.data_dir} with the backup in {args.source}? "
-                 "Type 'restore' to confirm: ").strip() != "restore":
-            print("not restored")
-            return 1
+    if not confirmed(args.yes, "restore replaces the store's rows",
+                     f"Replace the rows of the store in {s.data_dir} with the backup in {args.source}?", "restore"):
+        return 1
     added = restore(Path(s.data_dir), args.source, s.database_url, args.admin_url or "")
     store = open_for_work(s)  # erasures made since the backup are applied again, first
     swept = store.sweep()  # clips that arrived after the backup get their rows back
