@@ -23,6 +23,7 @@ from earmark.device.listening.speech import SpeechDetector
 from earmark.device.listening.wake import WakeDetector
 from earmark.device.loop import DeviceLoop, RunStats
 from earmark.device.settings import DeviceSettings
+from earmark.device.status import StatusReport
 from earmark.device.sync.identity import Sealer, load_or_create_key, public_key_of
 from earmark.device.sync.publisher import Publisher
 from earmark.device.sync.spool import Spool
@@ -84,8 +85,10 @@ def assemble(s: DeviceSettings, source: AudioSource, controls: Controls | None =
     publisher = None
     if publish and s.broker.url:
         publisher = Publisher(s.broker, s.device_id, spool,
-                              on_receipt=lambda r: loop.flag_error() if r.status == "rejected" else None)
+                              on_receipt=lambda r: loop.flag_error() if r.status == "rejected" else None,
+                              status=StatusReport(loop, source).snapshot)
         loop.on_spooled = publisher.notify
+        loop.on_status = publisher.notify_status
     else:
         log.info("no broker configured: clips stay in %s", spool.directory)
     return AssembledDevice(loop, controls, publisher)

@@ -61,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--device-id", help="this device's id (its broker username)")
     run.add_argument("--owner-id", help="the owner's id (a UUID)")
     run.add_argument("--mic", help="input device: index or name substring (`earmark-device mics`)")
+    run.add_argument("--wake-word", action="append", dest="wake_words",
+                     help=f"{', '.join(BUILTIN_WAKE_WORDS)} or a .onnx path, at threshold 0.5 (repeatable; "
+                          "default: the configured words)")
     run.add_argument("--broker", dest="broker_url", help="mqtt[s]://HOST:PORT (default: from the pairing)")
     run.add_argument("--drain-timeout", type=float, default=30.0,
                      help="with --audio-file: seconds to wait for the spool to drain at the end (default 30)")
@@ -139,7 +142,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from earmark.device.assembly import assemble
 
     s = _settings(args, device_id=args.device_id, owner_id=args.owner_id, spool_dir=args.spool,
-                  mock_gpio=args.mock_gpio, mic_device=args.mic, broker_url=args.broker_url)
+                  mock_gpio=args.mock_gpio, mic_device=args.mic, broker_url=args.broker_url,
+                  wake_words=args.wake_words)
     s.require_identity()
     source: AudioSource
     if args.audio_file:

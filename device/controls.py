@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 import logging
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from earmark.device.settings import GpioSettings
@@ -26,24 +27,66 @@ def make_pin_factory(settings: GpioSettings) -> Any:
     return None
 
 
+DEBOUNCE_S = 0.05  # a contact must hold still this long before a press or release counts
+I2S_PINS = range(18, 22)  # PCM clock, frame, data in, data out: every I2S HAT (ReSpeaker) uses them
+
+
+class DebouncedButton:
+    """A gpiozero Button whose presses and releases count only once the contact has held
+    still for `debounce_s`: a bouncing contact (a dozen edges within a few ms) is one press.
+    Done here rather than by the pin factory so it behaves the same on every factory
+    (gpiozero's mock pins ignore bounce_time; lgpio's is per chip)."""
+
+    def __init__(self, pin: int, pin_factory: Any, on_press: Callable[[], None],
+                 on_release: Callable[[], None] = lambda: None, debounce_s: float = DEBOUNCE_S) -> None:
+        from gpiozero import Button
+
+        self.button = Button(pin, pull_up=True, bounce_time=None, pin_factory=pin_factory)
+        self.pin = self.button.pin
+        self._on_press, self._on_release, self._debounce_s = on_press, on_release, debounce_s
+        self.pressed = bool(self.button.is_pressed)  # the settled state
+        self._timer: threading.Timer | None = None
+        self._lock = threading.Lock()
+        self.button.when_pressed = self._edge
+        self.button.when_released = self._edge
+
+    def _edge(self) -> None:
+        with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = threading.Timer(self._debounce_s, self._settled)
+            self._timer.daemon = True
+            self._timer.start()
+
+    def _settled(self) -> None:
+        with self._lock:
+            now = bool(self.button.is_pressed)
+            if now == self.pressed:
+                return
+            self.pressed = now
+        (self._on_press if now else self._on_release)()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
+        self.button.close()
+
+
 class MuteControl:
     """A push button that flips mute ("toggle"), or a switch that mutes while closed ("switch")."""
 
     def __init__(self, pin: int | None, kind: str, pin_factory: Any) -> None:
         self.changed = threading.Condition()
         self._muted = False
-        self.button: Any = None
+        self.button: DebouncedButton | None = None
         if pin is None:
             return
-        from gpiozero import Button
-
-        self.button = Button(pin, pull_up=True, bounce_time=None, pin_factory=pin_factory)
         if kind == "toggle":
-            self.button.when_pressed = lambda: self._set(not self._muted)
+            self.button = DebouncedButton(pin, pin_factory, lambda: self._set(not self._muted))
         else:
-            self.button.when_pressed = lambda: self._set(True)
-            self.button.when_released = lambda: self._set(False)
-            self._muted = bool(self.button.is_pressed)
+            self.button = DebouncedButton(pin, pin_factory, lambda: self._set(True), lambda: self._set(False))
+            self._muted = self.button.pressed
 
     @property
     def muted(self) -> bool:
@@ -69,12 +112,9 @@ class TalkButton:
 
     def __init__(self, pin: int | None, pin_factory: Any) -> None:
         self._pressed = threading.Event()
-        self.button: Any = None
+        self.button: DebouncedButton | None = None
         if pin is not None:
-            from gpiozero import Button
-
-            self.button = Button(pin, pull_up=True, bounce_time=None, pin_factory=pin_factory)
-            self.button.when_pressed = self._pressed.set
+            self.button = DebouncedButton(pin, pin_factory, self._pressed.set)
 
     def take_press(self) -> bool:
         """True once per press since the last call."""
@@ -182,6 +222,18 @@ class Controls:
 
     def __init__(self, settings: GpioSettings, pin_factory: Any = None) -> None:
         self.pin_factory = pin_factory if pin_factory is not None else make_pin_factory(settings)
+        clashing = [p for p in (settings.mute_pin, settings.talk_pin, settings.led_red_pin, settings.led_green_pin,
+                                settings.led_blue_pin, settings.led_power_pin) if p in I2S_PINS]
+        if clashing:
+            log.warning("GPIO %s are I2S audio pins (18-21): with a ReSpeaker or any other I2S HAT "
+                        "the microphone will not work; see hardware.md for free pins", clashing)
+        self.led_power: Any = None
+        if settings.led_power_pin is not None:
+            # Some HATs (the ReSpeaker 4-Mic Array: GPIO5) switch their LEDs' supply with a pin.
+            from gpiozero import DigitalOutputDevice
+
+            self.led_power = DigitalOutputDevice(settings.led_power_pin, initial_value=True,
+                                                 pin_factory=self.pin_factory)
         self.mute = MuteControl(settings.mute_pin, settings.mute_kind, self.pin_factory)
         self.talk = TalkButton(settings.talk_pin, self.pin_factory)
         self.light = StatusLight(settings, self.pin_factory)
@@ -190,3 +242,5 @@ class Controls:
         self.mute.close()
         self.talk.close()
         self.light.close()
+        if self.led_power is not None:
+            self.led_power.close()

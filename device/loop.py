@@ -1,7 +1,10 @@
 """The device's main loop: source → wake detector → recorder → sealed envelope → spool.
 
 Data flows one way; the loop only moves frames and results between the parts and keeps
-the status light in step with them. Nothing here waits on the network.
+the status light in step with them. Nothing here waits on the network. Every frame goes to
+the wake detector, recording or not, so its features never go stale; a detection while
+recording is ignored. When the microphone goes away the recording in progress is kept if
+it heard a request, the error light shows, and the loop waits for the mic to come back.
 """
 
 from __future__ import annotations
@@ -14,12 +17,13 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
-from earmark.device.audio.source import AudioSource
+from earmark.device.audio.source import AudioSource, SourceInterrupted
 from earmark.device.controls import Controls, LightState
 from earmark.device.listening.recorder import Recorder, Recording
 from earmark.device.listening.wake import WakeDetector
 from earmark.device.sync.identity import Sealer
 from earmark.device.sync.spool import Spool, SpoolFull
+from earmark.wire.timestamps import format_utc
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +33,9 @@ class RunStats:
     frames: int = 0
     clips: list[str] = field(default_factory=list)
     refused: int = 0  # recordings the spool could not take
+    mic_problem: str = ""  # why there is no audio right now; "" while the mic delivers
+    mic_interruptions: int = 0
+    last_wake: str = ""  # UTC time and word of the last detection
 
 
 class DeviceLoop:
@@ -39,6 +46,7 @@ class DeviceLoop:
         self.sealer, self.spool, self.controls = sealer, spool, controls
         self.stop = stop or threading.Event()
         self.on_spooled: Callable[[], None] = lambda: None  # e.g. Publisher.notify; must not block
+        self.on_status: Callable[[], None] = lambda: None  # mic or mute changed; must not block
         self.stats = RunStats()
         self._error = False
 
@@ -57,10 +65,16 @@ class DeviceLoop:
                     self.source.start()
                     started = True
                     self._show_resting()
-                frame = self.source.read()
+                try:
+                    frame = self.source.read()
+                except SourceInterrupted as exc:
+                    self._interrupted(str(exc))
+                    continue
                 if frame is None:
                     self._keep(self.recorder.finish())
                     break
+                if self.stats.mic_problem:
+                    self._resumed()
                 self.stats.frames += 1
                 self._step(frame)
         finally:
@@ -70,19 +84,36 @@ class DeviceLoop:
 
     def _step(self, frame: np.ndarray) -> None:
         button = self.controls.talk.take_press()
-        detection = None
-        if self.recorder.idle:
-            detection = self.detector.process(frame)
-        else:
-            self.detector.skip()
+        detection = self.detector.process(frame)
         was_idle = self.recorder.idle
-        recording = self.recorder.feed(frame, detection, button=button and was_idle)
+        if detection is not None and was_idle:
+            self.stats.last_wake = f"{format_utc(datetime.now(UTC))} {detection.wake_word}"
+        recording = self.recorder.feed(frame, detection if was_idle else None, button=button and was_idle)
         if was_idle and not self.recorder.idle:
             self.controls.light.show(LightState.RECORDING)
         if recording is not None or (not was_idle and self.recorder.idle):
-            self.detector.flush()
             self._keep(recording)
             self._show_resting()
+
+    def _interrupted(self, why: str) -> None:
+        """No audio right now. The first time: keep what was being recorded, light the error."""
+        if self.stats.mic_problem:
+            return
+        self.stats.mic_problem = why
+        self.stats.mic_interruptions += 1
+        log.warning("no audio: %s", why)
+        if not self.recorder.idle:
+            self._keep(self.recorder.finish("mic_lost"))
+        self.recorder.abort()
+        self.controls.light.show(LightState.ERROR)
+        self.on_status()
+
+    def _resumed(self) -> None:
+        log.info("audio is back after: %s", self.stats.mic_problem)
+        self.stats.mic_problem = ""
+        self.detector.warm_up()  # the gap: nothing from before it may fire
+        self._show_resting()
+        self.on_status()
 
     def _sit_out_mute(self, started: bool) -> None:
         if started:
@@ -90,12 +121,14 @@ class DeviceLoop:
         if not self.recorder.idle:
             log.info("muted while recording: the recording is dropped")
         self.recorder.abort()
-        self.detector.flush()
         self.controls.light.show(LightState.MUTED)
         log.info("muted: microphone closed")
+        self.on_status()
         self.controls.mute.wait_unmuted(self.stop)
+        self.detector.warm_up()
         if not self.stop.is_set():
             log.info("unmuted: microphone open")
+            self.on_status()
 
     def _keep(self, recording: Recording | None) -> None:
         if recording is None:
@@ -126,4 +159,4 @@ class DeviceLoop:
             self.controls.light.show(LightState.ERROR)
 
     def _show_resting(self) -> None:
-        self.controls.light.show(LightState.ERROR if self._error else LightState.IDLE)
+        self.controls.light.show(LightState.ERROR if self._error or self.stats.mic_problem else LightState.IDLE)

@@ -40,13 +40,24 @@ class WakeSettings:
     refractory_s: float = 2.0  # after a detection, no other detection for this long
 
 
+# Home Assistant's "finished speaking detection" presets: seconds of silence that end a request.
+SILENCE_PRESETS = {"aggressive": 0.25, "default": 0.7, "relaxed": 1.25}
+
+
 @dataclass(frozen=True)
 class RecorderSettings:
     pre_roll_s: float = 0.5
-    silence_end_s: float = 0.8
+    silence: str = "default"  # aggressive (0.25 s), default (0.7 s) or relaxed (1.25 s)
+    silence_end_s: float = 0.0  # seconds of silence that end a request; 0 takes the preset's
+    speech_to_arm_s: float = 0.3  # speech (not the wake word's tail) before silence can end it
+    min_command_s: float = 1.0  # no request ends sooner after its speech began
     no_speech_timeout_s: float = 4.0
     max_length_s: float = 15.0
     vad_threshold: float = 0.5
+
+    @property
+    def end_silence_s(self) -> float:
+        return self.silence_end_s or SILENCE_PRESETS.get(self.silence, SILENCE_PRESETS["default"])
 
 
 @dataclass(frozen=True)
@@ -67,6 +78,7 @@ class GpioSettings:
     light: str = "rgb"  # "rgb": the three led_*_pin; "apa102": a ReSpeaker HAT's SPI LEDs
     apa102_count: int = 3  # 3 on the 2-Mic HAT, 12 on the 4-Mic and 6-Mic arrays
     apa102_spi_device: int = 1  # /dev/spidev0.<this>
+    led_power_pin: int | None = None  # driven high while running: HATs that switch their LEDs' supply
     mock: bool = False
 
 
@@ -187,6 +199,7 @@ def load_settings(path: Path | None, data_dir: Path | None = None, **overrides: 
     pairing = Path(data_dir or raw.get("data_dir") or default_data_dir()) / "pairing.toml"
     if pairing.is_file():
         paired = _read_toml(pairing)
+        _check_pairing_owns_identity(paired, raw, overrides, pairing, path)
         raw = {**paired, **raw, "broker": {**paired.get("broker", {}), **raw.get("broker", {})}}
     sections = {
         "mic": MicSettings, "recorder": RecorderSettings, "spool": SpoolSettings,
@@ -210,6 +223,20 @@ def load_settings(path: Path | None, data_dir: Path | None = None, **overrides: 
     return settings
 
 
+def _check_pairing_owns_identity(paired: dict[str, Any], config: dict[str, Any], flags: dict[str, Any],
+                                 pairing: Path, config_path: Path | None) -> None:
+    """Once paired, who the device is and whose it is come from the pairing alone: a config
+    file or a flag naming another device or owner would seal clips under the wrong identity."""
+    for key in ("device_id", "owner_id"):
+        for where, given in ((f"--{key.replace('_', '-')}", flags.get(key)),
+                             (f"config file {config_path}", config.get(key))):
+            if given is None or key not in paired or given == paired[key]:
+                continue
+            raise ConfigError(
+                f"{key} {given!r} in {where} contradicts the pairing ({pairing}: {paired[key]!r}); "
+                f"remove it there, or `earmark-device reset` and pair again")
+
+
 def _apply_overrides(settings: DeviceSettings, overrides: dict[str, Any]) -> DeviceSettings:
     given = {k: v for k, v in overrides.items() if v is not None}
     top = {k: given.pop(k) for k in ("device_id", "owner_id") if k in given}
@@ -222,6 +249,9 @@ def _apply_overrides(settings: DeviceSettings, overrides: dict[str, Any]) -> Dev
         settings = replace(settings, mic=replace(settings.mic, device=str(given.pop("mic_device"))))
     if "broker_url" in given:
         settings = replace(settings, broker=replace(settings.broker, url=str(given.pop("broker_url"))))
+    if "wake_words" in given:
+        words = tuple(WakeWordSettings(str(name)) for name in given.pop("wake_words"))
+        settings = replace(settings, wake=replace(settings.wake, words=words))
     if given:
         raise TypeError(f"unknown overrides {sorted(given)}")
     return settings
@@ -248,7 +278,11 @@ def validate(s: DeviceSettings) -> None:
     need(0.0 <= s.wake.refractory_s <= 60.0, "wake.refractory_s", "must be 0..60 seconds")
     r = s.recorder
     need(0.0 <= r.pre_roll_s <= 2.0, "recorder.pre_roll_s", "must be 0..2 seconds")
-    need(0.16 <= r.silence_end_s <= 5.0, "recorder.silence_end_s", "must be 0.16..5 seconds")
+    need(r.silence in SILENCE_PRESETS, "recorder.silence", f"must be one of {', '.join(SILENCE_PRESETS)}")
+    need(r.silence_end_s == 0 or 0.16 <= r.silence_end_s <= 5.0, "recorder.silence_end_s",
+         "must be 0 (the preset's) or 0.16..5 seconds")
+    need(0.08 <= r.speech_to_arm_s <= 2.0, "recorder.speech_to_arm_s", "must be 0.08..2 seconds")
+    need(0.0 <= r.min_command_s <= 10.0, "recorder.min_command_s", "must be 0..10 seconds")
     need(0.5 <= r.no_speech_timeout_s <= 30.0, "recorder.no_speech_timeout_s", "must be 0.5..30 s")
     need(1.0 <= r.max_length_s <= 30.0, "recorder.max_length_s", "must be 1..30 seconds")
     need(r.pre_roll_s < r.max_length_s, "recorder.pre_roll_s", "must be shorter than max_length_s")
@@ -267,7 +301,7 @@ def validate(s: DeviceSettings) -> None:
     need(1 <= s.gpio.apa102_count <= 255, "gpio.apa102_count", "must be 1..255")
     need(s.gpio.apa102_spi_device in (0, 1), "gpio.apa102_spi_device", "must be 0 or 1")
     pins = [p for p in (s.gpio.mute_pin, s.gpio.talk_pin, s.gpio.led_red_pin,
-                        s.gpio.led_green_pin, s.gpio.led_blue_pin) if p is not None]
+                        s.gpio.led_green_pin, s.gpio.led_blue_pin, s.gpio.led_power_pin) if p is not None]
     need(all(0 <= p <= 27 for p in pins), "gpio", "pins are BCM numbers 0..27")
     need(len(set(pins)) == len(pins), "gpio", "two functions share a pin")
 

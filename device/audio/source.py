@@ -25,8 +25,14 @@ class AudioError(UsageError, RuntimeError):
     """An audio input a user can fix (missing file, unknown mic); the message says how."""
 
 
+class SourceInterrupted(Exception):
+    """A live input has no audio right now (mic lost, not there yet, stalled); ask again.
+    The message says why."""
+
+
 class AudioSource(Protocol):
-    """Opened with `start`, closed with `stop`; while stopped no audio is read at all."""
+    """Opened with `start`, closed with `stop`; while stopped no audio is read at all.
+    `read` may raise SourceInterrupted while a live input is unavailable."""
 
     frames_read: int
 

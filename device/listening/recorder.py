@@ -3,6 +3,13 @@
 It holds no I/O. Frames come in one at a time with the wake detection (if any) for that
 frame; a finished `Recording` comes out. Whether a frame holds speech is asked of an
 injected function, so the logic is tested with any VAD.
+
+Endpointing follows Home Assistant's voice command segmenter. The end of speech is armed
+only by `speech_to_arm_s` (0.3 s) of speech, and speech right after the wake word is the
+word's own tail until the first pause (at most `WAKE_TAIL_S`), so it never arms it: a
+person may wait for the light before speaking. Once armed, `silence_end_s` of silence ends
+the recording, but not before `min_command_s` of command; silence before arming counts
+toward `no_speech_timeout_s`, after which nothing is kept.
 """
 
 from __future__ import annotations
@@ -41,6 +48,10 @@ class Recording:
         return len(self.audio) / TARGET_RATE
 
 
+WAKE_TAIL_S = 0.32  # speech right after a detection that is still the wake word, at most
+REARM_SILENCE_S = 1.0  # silence before arming that starts the 0.3 s count again
+
+
 class Recorder:
     def __init__(self, settings: RecorderSettings, is_speech: Callable[[np.ndarray], bool],
                  on_start: Callable[[], None] = lambda: None) -> None:
@@ -49,8 +60,12 @@ class Recorder:
         self._on_start = on_start
         self._pre_roll_samples = round(settings.pre_roll_s * TARGET_RATE)
         self._max_samples = round(settings.max_length_s * TARGET_RATE)
-        self._silence_frames = math.ceil(settings.silence_end_s * TARGET_RATE / FRAME_SAMPLES)
-        self._no_speech_frames = math.ceil(settings.no_speech_timeout_s * TARGET_RATE / FRAME_SAMPLES)
+        self._silence_frames = frames_in(settings.end_silence_s)
+        self._no_speech_frames = frames_in(settings.no_speech_timeout_s)
+        self._arm_frames = frames_in(settings.speech_to_arm_s)
+        self._command_frames = frames_in(settings.min_command_s)
+        self._tail_frames = frames_in(WAKE_TAIL_S)
+        self._rearm_frames = frames_in(REARM_SILENCE_S)
         self._history: deque[np.ndarray] = deque(
             maxlen=math.ceil(self._pre_roll_samples / FRAME_SAMPLES) + 1)
         self.state = State.IDLE
@@ -63,8 +78,11 @@ class Recorder:
         self._chunks: list[np.ndarray] = []
         self._length = 0
         self._start_sample = 0
-        self._speech_started = False
-        self._frames_in = 0
+        self._armed = False  # heard enough speech that is not the wake word's tail
+        self._in_tail = False
+        self._speech_run = 0  # speech frames counted toward arming
+        self._frames_in = 0  # frames since the recording started
+        self._armed_at = 0
         self._silent_run = 0
         self._trigger: tuple[str, str | None, float | None] = ("", None, None)
 
@@ -87,10 +105,11 @@ class Recorder:
         self._history.clear()
         self._begin_idle()
 
-    def finish(self) -> Recording | None:
-        """The input ended: a recording in progress that heard speech is kept."""
-        if self.state is State.RECORDING and self._speech_started:
-            return self._done("end_of_input")
+    def finish(self, reason: str = "end_of_input") -> Recording | None:
+        """The input ended (or the mic went away): a recording in progress that heard a
+        request is kept."""
+        if self.state is State.RECORDING and self._armed:
+            return self._done(reason)
         self.abort()
         return None
 
@@ -119,9 +138,10 @@ class Recorder:
         if self._length >= self._max_samples:
             return self._done("max_length")
         self._count_speech(frame)
-        if self._speech_started and self._silent_run >= self._silence_frames:
+        if (self._armed and self._silent_run >= self._silence_frames
+                and self._frames_in - self._armed_at >= self._command_frames):
             return self._done("end_of_speech")
-        if not self._speech_started and self._frames_in >= self._no_speech_frames:
+        if not self._armed and self._frames_in >= self._no_speech_frames:
             # Woken, but nobody spoke: keep nothing.
             self.discarded += 1
             self._history.clear()
@@ -146,13 +166,26 @@ class Recorder:
         self._length = len(self._chunks[0])
         self._start_sample = start_sample
         self._trigger = trigger
+        self._in_tail = trigger[0] == "wake_word"
         self._history.clear()
         self._on_start()
 
     def _count_speech(self, frame: np.ndarray) -> None:
         self._frames_in += 1
-        if self._is_speech(frame):
-            self._speech_started = True
+        speech = self._is_speech(frame)
+        if self._in_tail and (not speech or self._frames_in > self._tail_frames):
+            self._in_tail = False  # the first pause (or a request spoken straight on) ends the tail
+        if speech:
             self._silent_run = 0
-        elif self._speech_started:
+            if not self._in_tail:
+                self._speech_run += 1
+        else:
             self._silent_run += 1
+            if not self._armed and self._silent_run >= self._rearm_frames:
+                self._speech_run = 0
+        if not self._armed and self._speech_run >= self._arm_frames:
+            self._armed, self._armed_at = True, self._frames_in - self._speech_run
+
+
+def frames_in(seconds: float) -> int:
+    return math.ceil(round(seconds * TARGET_RATE / FRAME_SAMPLES, 6))

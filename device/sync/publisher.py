@@ -5,12 +5,14 @@ waits on the network. Clips go out oldest first, QoS 1, with at most `in_flight`
 receipts. A `stored` or `duplicate` receipt deletes the clip from the spool; `rejected`
 moves it aside (spool/rejected/, with the reason) and raises the error light. A clip with no
 receipt after `receipt_timeout_s` is sent again (the ingester de-duplicates by clip id), so a
-lost receipt, a broker restart or days offline only delay clips. The device's status topic
-says `online` while connected; its MQTT will says `offline`.
+lost receipt, a broker restart or days offline only delay clips. While connected the
+device's status topic holds its health (device/status.py), retained; its MQTT will says
+`offline`.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -33,11 +35,17 @@ SESSION_EXPIRY_S = 30 * 24 * 3600  # receipts wait in the broker for a month off
 
 class Publisher:
     def __init__(self, settings: BrokerSettings, device_id: str, spool: Spool,
-                 on_receipt: Callable[[Receipt], None] = lambda receipt: None) -> None:
+                 on_receipt: Callable[[Receipt], None] = lambda receipt: None,
+                 status: Callable[[], dict[str, Any]] = lambda: {"state": "online"},
+                 status_interval_s: float = 60.0) -> None:
         self.settings = settings
         self.device_id = device_id
         self.spool = spool
         self.on_receipt = on_receipt  # after the spool has acted on it; runs on paho's thread
+        self.status = status
+        self._status_interval_s = status_interval_s
+        self._status_due = threading.Event()
+        self._status_at = 0.0
         self.connected = threading.Event()
         self.sent = 0
         self.rejected = 0
@@ -68,6 +76,11 @@ class Publisher:
         """A clip was spooled: look at the spool now rather than at the next tick."""
         self._wake.set()
 
+    def notify_status(self) -> None:
+        """Something the status shows changed: publish it now rather than at the next minute."""
+        self._status_due.set()
+        self._wake.set()
+
     def wait_drained(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
         while self.spool.clips():
@@ -94,8 +107,8 @@ class Publisher:
             return
         send_immediately(client)
         client.subscribe(receipt_topic(self.device_id), qos=1)
-        client.publish(status_topic(self.device_id), b"online", qos=1, retain=True)
         self.connected.set()
+        self._status_due.set()
         log.info("connected to %s (session %s)", self.settings.url, "resumed" if flags.session_present else "new")
         self._wake.set()
 
@@ -136,7 +149,17 @@ class Publisher:
             self._wake.wait(timeout=1.0)
             self._wake.clear()
             if self.connected.is_set():
+                self._publish_status()
                 self._publish_due()
+
+    def _publish_status(self) -> None:
+        now = time.monotonic()
+        if not self._status_due.is_set() and now - self._status_at < self._status_interval_s:
+            return
+        self._status_due.clear()
+        self._status_at = now
+        payload = json.dumps(self.status(), sort_keys=True, separators=(",", ":")).encode()
+        self.client.publish(status_topic(self.device_id), payload, qos=1, retain=True)
 
     def _publish_due(self) -> None:
         now = time.monotonic()

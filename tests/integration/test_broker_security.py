@@ -3,6 +3,7 @@ config (TLS, per-device logins, ACL) and the ingester logging in over TLS."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -183,9 +184,13 @@ def test_device_presence_is_retained_online_and_the_will_says_offline(cloud: Sec
             statuses = [p for t, p in watcher.messages if t == f"earmark/v1/status/{a.device_id}"]
             return statuses[-1] if statuses else None
 
-        wait_until(lambda: last_status() == b"online", 5, "the retained online status")  # came after the device
+        def state() -> str | None:
+            status = last_status()
+            return None if status is None else status.decode() if status == b"offline" else json.loads(status)["state"]
+
+        wait_until(lambda: state() == "online", 5, "the retained online status")  # came after the device
         device.send_signal(signal.SIGKILL)  # the device loses power: no goodbye, the broker sends its will
-        wait_until(lambda: last_status() == b"offline", 10, "the will's offline status")
+        wait_until(lambda: state() == "offline", 10, "the will's offline status")
         watcher.close()
     finally:
         device.kill()

@@ -15,7 +15,7 @@ import pytest
 
 from earmark.device.assembly import assemble
 from earmark.device.audio.source import WavFileSource
-from earmark.device.controls import LIGHT_COLOURS, Controls, LightState
+from earmark.device.controls import DEBOUNCE_S, LIGHT_COLOURS, Controls, DebouncedButton, LightState
 from earmark.device.loop import DeviceLoop
 from earmark.device.settings import DeviceSettings, GpioSettings, load_settings
 from earmark.device.sync.spool import Spool
@@ -56,12 +56,26 @@ def run_device(s: DeviceSettings, wav: Path, realtime: bool = False,
     return loop, controls
 
 
+def press(button: DebouncedButton | None, bounces: int = 0) -> None:
+    """A finger on a button: `bounces` chattering edges, held past the debounce time, let go."""
+    assert button is not None
+    for _ in range(bounces):
+        button.pin.drive_low()
+        button.pin.drive_high()
+    button.pin.drive_low()
+    time.sleep(2 * DEBOUNCE_S)
+    button.pin.drive_high()
+    time.sleep(2 * DEBOUNCE_S)
+
+
 def offset_in(stream: np.ndarray, clip: np.ndarray) -> float:
     """Where the clip's audio sits in the source (16 kHz mono sources are copied exactly)."""
-    probe = clip[RATE // 2: RATE // 2 + 1280]  # a stretch past the pre-roll, surely voiced
+    at = int(np.argmax(np.abs(clip.astype(np.int32))))  # a probe around the loudest sample, surely voiced
+    at = max(0, min(at - 640, len(clip) - 1280))
+    probe = clip[at:at + 1280]
     for start in np.flatnonzero(stream == probe[0]):
         if np.array_equal(stream[start:start + len(probe)], probe):
-            return (start - RATE // 2) / RATE
+            return float((start - at) / RATE)
     raise AssertionError("clip audio not found in the source")
 
 
@@ -121,6 +135,7 @@ def test_muted_device_reads_no_frames_until_unmuted(data_dir: Path, tmp_path: Pa
     s = settings_for(data_dir, mute_kind="switch")
     controls = Controls(s.gpio)
     controls.mute.button.pin.drive_low()  # switch closed: muted from the start
+    time.sleep(2 * DEBOUNCE_S)
     source = WavFileSource(wake_scene.write(tmp_path / "scene.wav"))
     loop = assemble(s, source, controls).loop
     worker = threading.Thread(target=loop.run)
@@ -149,15 +164,13 @@ def test_mute_midway_closes_the_stream_and_drops_the_recording(data_dir: Path, t
     worker.start()
     wait_until(lambda: controls.light.state is LightState.RECORDING, 20, "the recording light")
 
-    controls.mute.button.pin.drive_low()  # press: mute
-    controls.mute.button.pin.drive_high()
+    press(controls.mute.button)  # mute
     wait_until(lambda: not source.is_open, 5, "the stream to close on mute")
     frozen = source.frames_read
     time.sleep(0.6)  # 7 frames' worth of real time
     assert source.frames_read == frozen and not source.is_open
 
-    controls.mute.button.pin.drive_low()  # press again: unmute
-    controls.mute.button.pin.drive_high()
+    press(controls.mute.button)  # again: unmute
     worker.join(timeout=60)
     assert source.frames_read > frozen
     assert clips_in(s) == [], "a recording interrupted by mute must not be kept"
@@ -169,11 +182,7 @@ def test_talk_button_records_without_a_wake_word(data_dir: Path, tmp_path: Path,
     s = settings_for(data_dir)
     scene = Scene().pause(0.5).speak(speech("remind me to water the plants"), "request").pause(2)
 
-    def press(controls: Controls) -> None:
-        controls.talk.button.pin.drive_low()
-        controls.talk.button.pin.drive_high()
-
-    run_device(s, scene.write(tmp_path / "talk.wav"), before=press)
+    run_device(s, scene.write(tmp_path / "talk.wav"), before=lambda controls: press(controls.talk.button))
     [(header, audio)] = clips_in(s)
     assert header["trigger"] == "button" and header["wake_word"] is None
     assert offset_in(scene.audio(), audio) == 0.0, "a button recording starts at the press"

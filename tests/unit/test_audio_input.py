@@ -3,16 +3,20 @@ and the microphone's device and rate selection (a fake PyAudio stands in for the
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-from earmark.device.audio.microphone import MicInfo, Microphone, choose_mic
+from earmark.device.audio.microphone import MicInfo, Microphone, MicUnavailable, choose_mic
 from earmark.device.audio.resample import StreamingResampler
-from earmark.device.audio.source import FRAME_SAMPLES, AudioError, FrameConverter, WavFileSource
+from earmark.device.audio.source import FRAME_SAMPLES, AudioError, FrameConverter, SourceInterrupted, WavFileSource
+from earmark.wire.errors import ConfigError
+from tests.support.fakeaudio import FakeCard, FakePyAudio
 from tests.support.speech import RATE, tone, write_wav
 
 
@@ -71,23 +75,27 @@ MICS = [MicInfo(0, "bcm2835 Headphones", 0, 44100), MicInfo(1, "USB PnP Sound De
 
 def test_mics_are_chosen_by_index_or_name_substring() -> None:
     assert choose_mic(MICS, "").index == 0
+    assert choose_mic(MICS, "", default_index=2).index == 2  # "" is the system default input
     assert choose_mic(MICS, "2").index == 2
     assert choose_mic(MICS, "SEEED").index == 2
     assert choose_mic(MICS, "usb pnp").index == 1
-    with pytest.raises(AudioError, match="no input device named like 'respeaker'"):
+    with pytest.raises(MicUnavailable, match="no input device named like 'respeaker'"):
         choose_mic(MICS, "respeaker")
-    with pytest.raises(AudioError, match="no input device with index 7"):
+    with pytest.raises(MicUnavailable, match="no input device with index 7"):
         choose_mic(MICS, "7")
-    with pytest.raises(AudioError, match="no audio input device found"):
+    with pytest.raises(MicUnavailable, match="no audio input device found"):
         choose_mic([], "")
 
 
-class FakeStream:
+class ChunkStream:
     def __init__(self, chunks: list[bytes | OSError]) -> None:
         self.chunks, self.closed, self.reads = chunks, False, 0
 
     def read(self, n: int, exception_on_overflow: bool = True) -> bytes:
         self.reads += 1
+        if not self.chunks:
+            time.sleep(0.05)
+            raise OSError(-9999, "Unanticipated host error")
         item = self.chunks.pop(0)
         if isinstance(item, OSError):
             return self.read(n, exception_on_overflow) if not exception_on_overflow else _raise(item)
@@ -104,11 +112,11 @@ def _raise(exc: OSError) -> bytes:
     raise exc
 
 
-class FakePyAudio:
+class ChunkPyAudio:
     """The hardware edge: a 2-channel card that only opens at 48 kHz."""
 
     def __init__(self, chunks: list[bytes | OSError]) -> None:
-        self.stream = FakeStream(chunks)
+        self.stream = ChunkStream(chunks)
         self.opened: dict[str, Any] = {}
 
     def get_device_count(self) -> int:
@@ -122,9 +130,15 @@ class FakePyAudio:
             raise ValueError("Invalid sample rate")
         return True
 
-    def open(self, **kwargs: Any) -> FakeStream:
+    def get_default_input_device_info(self) -> dict[str, Any]:
+        return {"index": 0}
+
+    def open(self, **kwargs: Any) -> ChunkStream:
         self.opened = kwargs
         return self.stream
+
+    def terminate(self) -> None:
+        pass
 
 
 def test_microphone_opens_at_a_supported_rate_picks_its_channel_and_counts_overflows() -> None:
@@ -134,12 +148,12 @@ def test_microphone_opens_at_a_supported_rate_picks_its_channel_and_counts_overf
     chunks: list[bytes | OSError] = [interleaved[i:i + per_read]
                                      for i in range(0, len(interleaved), per_read)]
     chunks.insert(2, OSError(errno.EIO, "[Errno -9981] Input overflowed"))
-    pa = FakePyAudio(chunks)
-    mic = Microphone("2mic", channel=1, pa=pa)
-    assert mic.rate == 48000
+    pa = ChunkPyAudio(chunks)
+    mic = Microphone("2mic", channel=1, pa_factory=lambda: pa)
     mic.start()
-    assert pa.opened["rate"] == 48000 and pa.opened["channels"] == 2
     frames = [mic.read() for _ in range(5)]
+    assert mic.rate == 48000
+    assert pa.opened["rate"] == 48000 and pa.opened["channels"] == 2
     assert mic.overflows == 1
     assert all(f is not None and f.shape == (FRAME_SAMPLES,) for f in frames)
     audio = np.concatenate([f for f in frames if f is not None])
@@ -155,3 +169,92 @@ def test_a_converter_keeps_partial_samples_across_pushes() -> None:
     frames = converter.push(raw[:1001]) + converter.push(raw[1001:])
     assert len(frames) == 1
     np.testing.assert_array_equal(frames[0], np.arange(FRAME_SAMPLES))
+
+
+# -- the capture thread against a real-time card (tests/support/fakeaudio.py) -----------------
+
+
+def speechlike(seconds: float) -> np.ndarray:
+    """A sample counter: every sample says where it came from, so lost audio shows."""
+    return (np.arange(round(seconds * RATE)) % 30000).astype(np.int16)
+
+
+def read_for(mic: Microphone, frames: int) -> np.ndarray:
+    return np.concatenate([f for f in (mic.read() for _ in range(frames)) if f is not None])
+
+
+def test_the_empty_mic_setting_opens_the_system_default_with_only_the_channels_it_needs() -> None:
+    # Issue 12 case 7: PipeWire's "default" reports 64 channels; `device = ""` took the first
+    # input listed (here an HDMI capture) and opened every channel it reported.
+    card = FakeCard(speechlike(1), name="default", channels=64, extra_inputs=(("HDMI capture", 2),))
+    card.default_index = 1
+    mic = Microphone("", pa_factory=lambda: FakePyAudio(card))
+    mic.start()
+    read_for(mic, 2)
+    mic.stop()
+    assert card.opened[0]["input_device_index"] == 1 and card.opened[0]["channels"] == 1
+
+
+def test_a_reader_that_stalls_for_a_second_loses_nothing() -> None:
+    # The card keeps 0.25 s for a late reader, as PortAudio does; the ring holds 2 s.
+    card = FakeCard(speechlike(3))
+    mic = Microphone("USB", pa_factory=lambda: FakePyAudio(card))
+    mic.start()
+    first = read_for(mic, 2)
+    time.sleep(1.0)  # e.g. a slow model on a Pi 3
+    rest = read_for(mic, 16)
+    mic.stop()
+    audio = np.concatenate([first, rest])
+    np.testing.assert_array_equal(audio, speechlike(3)[:len(audio)])
+    assert mic.overruns == 0 and mic.overflows == 0 and card.lost_samples == 0
+
+
+def test_an_unplugged_mic_interrupts_reads_and_is_reopened_by_name_when_it_returns() -> None:
+    # Issue 12 case 4: a stream error stopped the device for good (exit 2, never restarted).
+    card = FakeCard(speechlike(30), name="USB PnP Sound Device", extra_inputs=(("HDMI", 2),))
+    mic = Microphone("", channel=0, pa_factory=lambda: FakePyAudio(card), retry_s=(0.05, 0.2),
+                     read_timeout_s=0.3)
+    card.default_index = 1
+    mic.start()
+    read_for(mic, 2)
+    card.unplug()
+    with pytest.raises(SourceInterrupted, match=r"failed|waiting for the microphone"):
+        while True:
+            mic.read()
+    assert mic.state in ("lost", "waiting")
+    card.extra_inputs = (("HDMI", 2), ("bluetooth headset", 1))  # indexes move while it is away
+    card.plug_in()
+    frame = None
+    for _ in range(40):
+        with contextlib.suppress(SourceInterrupted):
+            frame = mic.read()
+            break
+    mic.stop()
+    assert frame is not None and mic.reopened == 1
+    assert card.opened[-1]["input_device_index"] == 2  # found again by its name
+    assert mic.mic is not None and mic.mic.name == "USB PnP Sound Device"
+
+
+def test_at_boot_the_mic_is_waited_for_not_given_up_on() -> None:
+    card = FakeCard(speechlike(5), name="seeed-2mic-voicecard", present=False)
+    mic = Microphone("seeed", pa_factory=lambda: FakePyAudio(card), retry_s=(0.05, 0.2), read_timeout_s=0.2)
+    mic.start()
+    with pytest.raises(SourceInterrupted, match="waiting for the microphone"):
+        mic.read()
+    card.plug_in()
+    frame = None
+    for _ in range(40):
+        with contextlib.suppress(SourceInterrupted):
+            frame = mic.read()
+            break
+    mic.stop()
+    assert frame is not None
+
+
+def test_a_channel_the_mic_does_not_have_is_a_configuration_error() -> None:
+    card = FakeCard(speechlike(1), name="USB", channels=2)
+    mic = Microphone("USB", channel=3, pa_factory=lambda: FakePyAudio(card))
+    mic.start()
+    with pytest.raises(ConfigError, match=r"mic\.channel 3"):
+        mic.read()
+    mic.stop()

@@ -71,13 +71,13 @@ def test_abort_drops_the_recording_and_the_pre_roll() -> None:
     assert recorder.state is State.RECORDING
     recorder.abort()
     assert recorder.idle and recorder.discarded == 1
-    [rec] = drive(recorder, [QUIET] * 3 + [LOUD] * 3 + [QUIET] * 12, wake_at=0)
-    assert len(rec.audio) < 20 * FRAME_SAMPLES  # nothing from before the abort
+    [rec] = drive(recorder, [QUIET] * 3 + [LOUD] * 6 + [QUIET] * 12, wake_at=0)
+    assert len(rec.audio) < 22 * FRAME_SAMPLES  # nothing from before the abort
 
 
 def test_end_of_input_keeps_a_recording_that_heard_speech() -> None:
     recorder = Recorder(SETTINGS, is_loud)
-    drive(recorder, [LOUD] * 8, wake_at=2)
+    drive(recorder, [LOUD] * 12, wake_at=2)
     rec = recorder.finish()
     assert rec is not None and rec.end_reason == "end_of_input"
     assert recorder.finish() is None
@@ -88,3 +88,50 @@ def test_on_start_is_called_once_per_recording() -> None:
     recorder = Recorder(SETTINGS, is_loud, on_start=lambda: calls.append(1))
     drive(recorder, [QUIET] * 5 + [LOUD] * 4 + [QUIET] * 12 + [LOUD] * 4 + [QUIET] * 12, wake_at=6)
     assert calls == [1]
+
+
+HA = RecorderSettings()  # the defaults: Home Assistant's presets
+
+
+def test_the_wake_words_tail_then_a_pause_does_not_end_the_recording_before_the_request() -> None:
+    # Issue 12 case 5: "alexa … (waiting for the light) … what is the weather". Two frames of
+    # the word's tail, 1.5 s of silence, then the request: the clip must hold all of it.
+    levels = [QUIET] * 10 + [LOUD] * 2 + [QUIET] * 19 + [LOUD] * 15 + [QUIET] * 30
+    [rec] = drive(Recorder(HA, is_loud), levels, wake_at=9)
+    request_end = (10 + 2 + 19 + 15) * FRAME_SAMPLES
+    assert rec.end_reason == "end_of_speech"
+    assert rec.start_sample + len(rec.audio) >= request_end
+    assert rec.start_sample + len(rec.audio) == request_end + 9 * FRAME_SAMPLES  # 0.7 s preset = 9 frames
+
+
+def test_a_request_spoken_straight_after_the_wake_word_still_ends_on_silence() -> None:
+    levels = [QUIET] * 10 + [LOUD] * 20 + [QUIET] * 40
+    [rec] = drive(Recorder(HA, is_loud), levels, wake_at=9)
+    assert rec.end_reason == "end_of_speech"
+    assert rec.start_sample + len(rec.audio) == 39 * FRAME_SAMPLES
+
+
+def test_a_short_request_is_not_ended_before_the_minimum_command_length() -> None:
+    # 0.4 s of speech then silence: armed, but it runs at least 1.0 s from the speech's start.
+    levels = [QUIET] * 10 + [QUIET] * 3 + [LOUD] * 5 + [QUIET] * 40
+    [rec] = drive(Recorder(HA, is_loud), levels, wake_at=9)
+    speech_start = 13 * FRAME_SAMPLES
+    assert rec.start_sample + len(rec.audio) - speech_start >= 16000
+
+
+def test_one_frame_blips_never_arm_the_end_of_speech() -> None:
+    # Clicks and a cough of 80 ms each, a second apart: never 0.3 s of speech, so nothing is kept.
+    levels = [QUIET] * 10 + ([LOUD] + [QUIET] * 13) * 5
+    recorder = Recorder(HA, is_loud)
+    assert drive(recorder, levels, wake_at=9) == [] and recorder.discarded == 1
+
+
+def test_silence_presets_set_how_long_a_pause_ends_the_request() -> None:
+    from dataclasses import replace
+
+    ends = {}
+    for preset in ("aggressive", "default", "relaxed"):
+        levels = [QUIET] * 13 + [LOUD] * 20 + [QUIET] * 40
+        [rec] = drive(Recorder(replace(HA, silence=preset), is_loud), levels, wake_at=9)
+        ends[preset] = (rec.start_sample + len(rec.audio)) // FRAME_SAMPLES - 33
+    assert ends == {"aggressive": 4, "default": 9, "relaxed": 16}
