@@ -13,10 +13,12 @@ from __future__ import annotations
 import logging
 import threading
 from contextlib import AbstractContextManager
+from pathlib import Path
 from types import TracebackType
 
 from earmark.device.audio.source import AudioSource
 from earmark.device.controls import Controls
+from earmark.device.feedback import SoundPlayer
 from earmark.device.listening.models import locate_models
 from earmark.device.listening.recorder import Recorder
 from earmark.device.listening.speech import SpeechDetector
@@ -35,8 +37,9 @@ class AssembledDevice(AbstractContextManager["AssembledDevice"]):
     """A device ready to run: its loop, its controls and (with a broker) its publisher.
     Closing it stops the publisher and releases the pins; closing twice is harmless."""
 
-    def __init__(self, loop: DeviceLoop, controls: Controls, publisher: Publisher | None) -> None:
-        self.loop, self.controls, self.publisher = loop, controls, publisher
+    def __init__(self, loop: DeviceLoop, controls: Controls, publisher: Publisher | None,
+                 player: SoundPlayer | None = None) -> None:
+        self.loop, self.controls, self.publisher, self.player = loop, controls, publisher, player
         self._closed = False
 
     @property
@@ -58,6 +61,8 @@ class AssembledDevice(AbstractContextManager["AssembledDevice"]):
         self._closed = True
         if self.publisher is not None:
             self.publisher.stop()
+        if self.player is not None:
+            self.player.close()
         self.controls.close()
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
@@ -91,4 +96,10 @@ def assemble(s: DeviceSettings, source: AudioSource, controls: Controls | None =
         loop.on_status = publisher.notify_status
     else:
         log.info("no broker configured: clips stay in %s", spool.directory)
-    return AssembledDevice(loop, controls, publisher)
+    player = None
+    sounds = {event: Path(path) for event, path in (("wake", s.feedback.wake_sound), ("done", s.feedback.done_sound))
+              if path}
+    if sounds:
+        player = SoundPlayer(sounds)
+        loop.feedback = player.play
+    return AssembledDevice(loop, controls, publisher, player)

@@ -47,6 +47,7 @@ class DeviceLoop:
         self.stop = stop or threading.Event()
         self.on_spooled: Callable[[], None] = lambda: None  # e.g. Publisher.notify; must not block
         self.on_status: Callable[[], None] = lambda: None  # mic or mute changed; must not block
+        self.feedback: Callable[[str], None] = lambda event: None  # "wake", "done"; must not block
         self.stats = RunStats()
         self._error = False
 
@@ -91,6 +92,7 @@ class DeviceLoop:
         recording = self.recorder.feed(frame, detection if was_idle else None, button=button and was_idle)
         if was_idle and not self.recorder.idle:
             self.controls.light.show(LightState.RECORDING)
+            self.feedback("wake")
         if recording is not None or (not was_idle and self.recorder.idle):
             self._keep(recording)
             self._show_resting()
@@ -147,6 +149,7 @@ class DeviceLoop:
         self._error = False
         self.stats.clips.append(clip_id)
         self.on_spooled()
+        self.feedback("done")
         what = (f"wake word {recording.wake_word} ({recording.wake_score:.2f})"
                 if recording.trigger == "wake_word" else "talk button")
         log.info("clip %s spooled: %.1f s, %s, ended by %s", clip_id, recording.duration_s,

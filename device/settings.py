@@ -97,6 +97,12 @@ class BrokerSettings:
 
 
 @dataclass(frozen=True)
+class FeedbackSettings:
+    wake_sound: str = ""  # a WAV played when a recording starts; "" plays nothing
+    done_sound: str = ""  # a WAV played when a clip is kept
+
+
+@dataclass(frozen=True)
 class DeviceSettings:
     data_dir: str
     device_id: str = ""
@@ -107,6 +113,7 @@ class DeviceSettings:
     spool: SpoolSettings = field(default_factory=SpoolSettings)
     gpio: GpioSettings = field(default_factory=GpioSettings)
     broker: BrokerSettings = field(default_factory=BrokerSettings)
+    feedback: FeedbackSettings = field(default_factory=FeedbackSettings)
 
     @property
     def spool_dir(self) -> Path:
@@ -203,7 +210,7 @@ def load_settings(path: Path | None, data_dir: Path | None = None, **overrides: 
         raw = {**paired, **raw, "broker": {**paired.get("broker", {}), **raw.get("broker", {})}}
     sections = {
         "mic": MicSettings, "recorder": RecorderSettings, "spool": SpoolSettings,
-        "gpio": GpioSettings, "broker": BrokerSettings,
+        "gpio": GpioSettings, "broker": BrokerSettings, "feedback": FeedbackSettings,
     }
     values: dict[str, Any] = {}
     for key, value in raw.items():

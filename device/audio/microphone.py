@@ -229,7 +229,6 @@ class Microphone:
                          input_device_index=mic.index, frames_per_buffer=per_read)
         if self.state in ("lost", "waiting") and self.mic is not None:
             self.reopened += 1
-            log.warning("microphone %r is back", mic.name)
         self.mic, self.rate, self.channels = mic, rate, channels
         self.state, self.problem = "open", ""
         log.info("microphone %r open at %d Hz, %d of its %d channel(s), keeping channel %d",
@@ -262,8 +261,8 @@ class Microphone:
         else:
             name = self.mic.name if self.mic is not None else self.wanted
             self.state, self.problem = "lost", f"microphone {name!r} failed: {exc}"
-        if self.state != was:
-            log.warning("%s; retrying", self.problem)
+        if self.state != was:  # the loop reports it (once per interruption); here only for debugging
+            log.debug("%s; retrying", self.problem)
 
 
 def _close(stream: Any, pa: Any) -> None:

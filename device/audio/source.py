@@ -15,7 +15,7 @@ import numpy as np
 
 from earmark.device.audio.resample import TARGET_RATE, StreamingResampler
 from earmark.device.audio.wavfile import WavError, WavInfo, open_wav
-from earmark.wire.errors import UsageError
+from earmark.wire.errors import TransientError, UsageError
 
 FRAME_SAMPLES = 1280
 FRAME_SECONDS = FRAME_SAMPLES / TARGET_RATE
@@ -25,9 +25,9 @@ class AudioError(UsageError, RuntimeError):
     """An audio input a user can fix (missing file, unknown mic); the message says how."""
 
 
-class SourceInterrupted(Exception):
+class SourceInterrupted(TransientError):
     """A live input has no audio right now (mic lost, not there yet, stalled); ask again.
-    The message says why."""
+    The message says why. The loop handles it; it never ends a command."""
 
 
 class AudioSource(Protocol):

@@ -8,25 +8,60 @@ import pytest
 
 from earmark.device.settings import load_settings
 from earmark.wire.errors import ConfigError
+from tests.conftest import OWNER
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "deploy" / "earmark-device.example.toml"
 
 
-def test_the_commented_example_config_loads(tmp_path: Path) -> None:
+def test_the_example_config_shows_exactly_the_defaults(tmp_path: Path) -> None:
+    # Issue 12 case 2: it claimed to show the defaults while enabling a second wake word
+    # and setting a live device and owner id.
     s = load_settings(EXAMPLE, tmp_path)
-    assert s.data_dir == str(tmp_path)
-    assert [w.name for w in s.wake.words] == ["alexa", "hey_jarvis"]
-    assert s.recorder.max_length_s == 15.0 and s.recorder.pre_roll_s == 0.5
+    assert s == load_settings(None, tmp_path)
+    assert s.device_id == "" and s.owner_id == ""
+    assert [w.name for w in s.wake.words] == ["alexa"]
 
 
 def test_flags_override_the_file(tmp_path: Path) -> None:
     s = load_settings(EXAMPLE, tmp_path, device_id="pi-override", spool_dir=tmp_path / "sp",
-                      mock_gpio=True, owner_id=None)
+                      mock_gpio=True, owner_id=None, wake_words=["hey_jarvis", "alexa"])
     assert s.device_id == "pi-override"
     assert s.spool_dir == tmp_path / "sp"
     assert s.gpio.mock
-    assert s.owner_id == load_settings(EXAMPLE, tmp_path).owner_id
+    assert [w.name for w in s.wake.words] == ["hey_jarvis", "alexa"]
+
+
+def pair(data_dir: Path, device_id: str = "garage-pi") -> None:
+    (data_dir / "pairing.toml").write_text(
+        f'device_id = "{device_id}"\nowner_id = "{OWNER}"\n\n[broker]\nurl = "mqtts://cloud:8883"\n')
+
+
+def test_the_installed_example_config_does_not_override_the_pairing(tmp_path: Path) -> None:
+    # Issue 12 case 2: install-pi.sh copied the example, whose device_id and owner_id
+    # outranked pairing.toml, so clips were sealed as kitchen-pi for a made-up owner.
+    installed = tmp_path / "device.toml"
+    installed.write_text(EXAMPLE.read_text())
+    pair(tmp_path)
+    s = load_settings(installed, tmp_path)
+    assert (s.device_id, s.owner_id, s.broker.url) == ("garage-pi", OWNER, "mqtts://cloud:8883")
+
+
+@pytest.mark.parametrize("where", ["config", "flag"])
+def test_an_identity_that_contradicts_the_pairing_is_refused(tmp_path: Path, where: str) -> None:
+    pair(tmp_path)
+    config = tmp_path / "device.toml"
+    config.write_text('device_id = "kitchen-pi"\n' if where == "config" else "")
+    with pytest.raises(ConfigError, match=r"kitchen-pi.*contradicts the pairing.*garage-pi") as caught:
+        load_settings(config, tmp_path, device_id="kitchen-pi" if where == "flag" else None)
+    assert ("--device-id" in str(caught.value)) == (where == "flag")
+
+
+def test_an_identity_that_agrees_with_the_pairing_is_fine(tmp_path: Path) -> None:
+    pair(tmp_path)
+    config = tmp_path / "device.toml"
+    config.write_text('device_id = "garage-pi"\n')
+    assert load_settings(config, tmp_path, device_id="garage-pi").device_id == "garage-pi"
 
 
 @pytest.mark.parametrize(("toml", "names"), [
@@ -42,6 +77,9 @@ def test_flags_override_the_file(tmp_path: Path) -> None:
     ("owner_id = \"bob\"\n", "owner_id"),
     ("colour = \"blue\"\n", "colour is unknown"),
     ("[recorder\n", "not valid TOML"),
+    ("[recorder]\nsilence = \"patient\"\n", "recorder.silence"),
+    ("[recorder]\nsilence_end_s = 0.1\n", "recorder.silence_end_s"),
+    ("[gpio]\nled_power_pin = 5\nmute_pin = 5\n", "two functions share a pin"),
 ])
 def test_a_bad_key_or_value_is_one_line_naming_it(tmp_path: Path, toml: str, names: str) -> None:
     path = tmp_path / "device.toml"
