@@ -5,11 +5,13 @@ frame; a finished `Recording` comes out. Whether a frame holds speech is asked o
 injected function, so the logic is tested with any VAD.
 
 Endpointing follows Home Assistant's voice command segmenter. The end of speech is armed
-only by `speech_to_arm_s` (0.3 s) of speech, and speech right after the wake word is the
-word's own tail until the first pause (at most `WAKE_TAIL_S`), so it never arms it: a
-person may wait for the light before speaking. Once armed, `silence_end_s` of silence ends
-the recording, but not before `min_command_s` of command; silence before arming counts
-toward `no_speech_timeout_s`, after which nothing is kept.
+only by `speech_to_arm_s` (0.3 s) of speech, and speech in the first `WAKE_TAIL_S` after a
+detection never counts: openWakeWord fires up to ~0.4 s before the word ends (slow
+speakers), so that speech is the word's own tail. A person may then wait for the light
+before speaking. Once armed, `silence_end_s` of silence ends the recording, but not before
+`min_command_s` of command; a recording never armed within `no_speech_timeout_s` is
+dropped. The price: a command shorter than ~0.3 s spoken straight on ("alexa, stop")
+is not heard as one; a short pause before it is.
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ class Recording:
         return len(self.audio) / TARGET_RATE
 
 
-WAKE_TAIL_S = 0.32  # speech right after a detection that is still the wake word, at most
+WAKE_TAIL_S = 0.4  # after a detection, speech this soon is still the wake word
 REARM_SILENCE_S = 1.0  # silence before arming that starts the 0.3 s count again
 
 
@@ -79,7 +81,6 @@ class Recorder:
         self._length = 0
         self._start_sample = 0
         self._armed = False  # heard enough speech that is not the wake word's tail
-        self._in_tail = False
         self._speech_run = 0  # speech frames counted toward arming
         self._frames_in = 0  # frames since the recording started
         self._armed_at = 0
@@ -166,18 +167,16 @@ class Recorder:
         self._length = len(self._chunks[0])
         self._start_sample = start_sample
         self._trigger = trigger
-        self._in_tail = trigger[0] == "wake_word"
         self._history.clear()
         self._on_start()
 
     def _count_speech(self, frame: np.ndarray) -> None:
         self._frames_in += 1
         speech = self._is_speech(frame)
-        if self._in_tail and (not speech or self._frames_in > self._tail_frames):
-            self._in_tail = False  # the first pause (or a request spoken straight on) ends the tail
+        in_tail = self._trigger[0] == "wake_word" and self._frames_in <= self._tail_frames
         if speech:
             self._silent_run = 0
-            if not self._in_tail:
+            if not in_tail:
                 self._speech_run += 1
         else:
             self._silent_run += 1

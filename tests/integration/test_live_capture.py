@@ -17,6 +17,7 @@ from earmark.device.assembly import assemble
 from earmark.device.audio.microphone import Microphone
 from earmark.device.audio.source import WavFileSource
 from earmark.device.controls import Controls, LightState
+from earmark.device.status import StatusReport
 from tests.integration.test_device_loop import clips_in, offset_in, settings_for
 from tests.support.fakeaudio import FakeCard, FakePyAudio
 from tests.support.speech import Scene
@@ -77,7 +78,11 @@ def test_at_pi3_speed_no_audio_is_lost_and_the_clip_holds_the_whole_request(
     np.testing.assert_array_equal(audio, scene.audio()[round(start * 16000):round(start * 16000) + len(audio)])
 
 
-VOICES = [("en", 150), ("en-gb", 130), ("en-us", 170), ("en+f3", 150), ("en-gb-x-rp", 160), ("en+m3", 140)]
+# Slow speakers are the hard case: openWakeWord fires up to 0.4 s before "alexa" ends, and
+# on main the rest of the word armed the end of speech (all of the 90-120 wpm ones here
+# lost their request there).
+VOICES = [("en", 90), ("en", 150), ("en-gb", 120), ("en-us", 90), ("en-us", 170), ("en+f3", 120),
+          ("en-us+f2", 120), ("en+m5", 120), ("en-gb-x-rp", 160)]
 
 
 @pytest.mark.parametrize(("voice", "speed"), VOICES)
@@ -111,7 +116,11 @@ def test_a_mic_lost_mid_request_keeps_the_recording_lights_the_error_and_comes_b
     seen: list[LightState] = []
     unplug_at = scene.marks["request"][0] + 1.2
 
+    statuses: list[dict[str, Any]] = []
+
     def unplug_midway(loop: Any) -> None:
+        report = StatusReport(loop, loop.source)
+        loop.on_status = lambda: statuses.append(report.snapshot())  # what the publisher would send
         original = loop.controls.light.show
 
         def show(state: LightState) -> None:
@@ -131,6 +140,10 @@ def test_a_mic_lost_mid_request_keeps_the_recording_lights_the_error_and_comes_b
     assert len(clips) == 2
     assert LightState.ERROR in seen and controls.light.state is not LightState.ERROR
     assert loop.stats.mic_interruptions == 1 and mic.reopened == 1
+    # The status said so while it lasted, and that it was over after.
+    assert [st["mic"] for st in statuses] == ["problem", "open"]
+    assert "failed" in statuses[0]["mic_problem"] or "waiting" in statuses[0]["mic_problem"]
+    assert statuses[1]["mic_problem"] == "" and statuses[1]["last_wake"].endswith(" alexa")
     (_, interrupted), (_, later) = clips  # oldest first
     start = offset_in(scene.audio(), interrupted)
     # The interrupted request was kept up to the moment the mic went away, not dropped.
