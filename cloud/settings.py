@@ -28,6 +28,10 @@ class BrokerSettings:
     client_id: str = ""
     share_group: str = "earmark-ingest"
     keepalive_s: int = 30
+    # How login changes reach the running broker: "" sends SIGHUP to the pid in the pid file
+    # its config names; set a command when this runs as another user than Mosquitto, e.g.
+    # "sudo systemctl reload mosquitto". Either way the broker's reload is confirmed.
+    reload_command: str = ""
 
     @property
     def tls(self) -> bool:
@@ -127,6 +131,23 @@ def _section(cls: type, raw: Any, prefix: str) -> Any:
     return cls(**raw)
 
 
+BROKER_TOML = "broker.toml"  # what `broker config` wrote for the ingester, beneath cloud.toml
+
+
+def _broker_written_by_config(data_dir: Path) -> dict[str, Any]:
+    """The [broker] table `earmark-cloud broker config` wrote into <data_dir>/broker.toml:
+    the address, CA, ingester login and password file an ingester needs, so `ingest` runs
+    with no flags. cloud.toml and flags override it."""
+    path = data_dir / BROKER_TOML
+    if not path.is_file():
+        return {}
+    try:
+        table = tomllib.loads(path.read_text()).get("broker", {})
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError, OSError) as exc:
+        raise ConfigError(f"{path} is unreadable ({exc}): run `earmark-cloud broker config` again") from None
+    return dict(table) if isinstance(table, dict) else {}
+
+
 def load_settings(path: Path | None, data_dir: Path | None = None, **flags: Any) -> CloudSettings:
     raw: dict[str, Any] = {}
     if path is not None:
@@ -137,11 +158,14 @@ def load_settings(path: Path | None, data_dir: Path | None = None, **flags: Any)
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
     raw = dict(raw)
-    broker = _section(BrokerSettings, raw.pop("broker", {}), "broker.")
+    chosen = data_dir or (Path(raw["data_dir"]) if raw.get("data_dir") and isinstance(raw["data_dir"], str)
+                          else default_data_dir())
+    # A broker named on the command line is another broker: none of broker.toml applies to it.
+    written = _broker_written_by_config(chosen) if flags.get("url") is None else {}
+    broker = _section(BrokerSettings, {**written, **raw.pop("broker", {})}, "broker.")
     metrics = _section(MetricsSettings, raw.pop("metrics", {}), "metrics.")
     amqp = _section(AmqpSettings, raw.pop("amqp", {}), "amqp.")
     top: CloudSettings = _section(CloudSettings, {"data_dir": "", **raw}, "")
-    chosen = data_dir or (Path(top.data_dir) if top.data_dir else default_data_dir())
     given = {k: v for k, v in flags.items() if v is not None}
     broker = replace(broker, **{k: str(given.pop(k)) for k in ("url", "username", "ca", "password_file",
                                                                "client_cert", "client_key") if k in given})

@@ -5,27 +5,89 @@ I/O set-up the device and the cloud share, so they cannot drift apart."""
 
 from __future__ import annotations
 
+import logging
 import socket
 import ssl
+import time
 from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 MQTT_VERSIONS = {"5": mqtt.MQTTv5, "3.1.1": mqtt.MQTTv311}
 
 
+class Client(mqtt.Client):
+    """paho's client, remembering why the last connection attempt failed (paho swallows the
+    OSError and calls on_connect_fail with no reason)."""
+
+    last_connect_error: OSError | None = None
+
+    def reconnect(self) -> MQTTErrorCode:
+        try:
+            code = super().reconnect()
+        except OSError as exc:
+            self.last_connect_error = exc
+            raise
+        self.last_connect_error = None
+        return code
+
+
+def describe_connect_error(exc: OSError | None, url: str) -> str:
+    """One line on why a broker could not be reached, naming what to check."""
+    parts = urlsplit(url)
+    where = f"{parts.hostname}:{parts.port or (8883 if parts.scheme == 'mqtts' else 1883)}"
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return (f"TLS to {where} failed: certificate verify failed, {exc.verify_message} "
+                "(pin the broker's CA: --ca or broker.ca)")
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS to {where} failed: {exc.reason or exc} (is it an mqtts:// listener? is the CA right?)"
+    if isinstance(exc, socket.gaierror):
+        return f"cannot resolve the broker host {parts.hostname!r}: {exc.strerror}"
+    if isinstance(exc, ConnectionRefusedError):
+        return f"connection refused by {where}: is the broker running and listening there?"
+    if isinstance(exc, TimeoutError | socket.timeout):
+        return f"no answer from {where} (a firewall, or the wrong address)"
+    return f"cannot reach the broker at {where}: {exc}" if exc else f"cannot reach the broker at {where}"
+
+
+class FailureLog:
+    """Logs a recurring failure without flooding: at once when it starts or its reason
+    changes, then at most once per `every_s` with the count in between; once when it ends."""
+
+    def __init__(self, logger: logging.Logger, every_s: float = 60.0) -> None:
+        self.logger, self.every_s = logger, every_s
+        self._reason = ""
+        self._last = 0.0
+        self._since_logged = 0
+
+    def failed(self, reason: str, level: int = logging.ERROR) -> None:
+        now = time.monotonic()
+        if reason != self._reason or now - self._last >= self.every_s:
+            more = f" ({self._since_logged} more time(s) since the last report)" if self._since_logged else ""
+            self.logger.log(level, "%s; retrying%s", reason, more)
+            self._reason, self._last, self._since_logged = reason, now, 0
+        else:
+            self._since_logged += 1
+
+    def recovered(self, what: str) -> None:
+        if self._reason:
+            self.logger.info("%s (after: %s)", what, self._reason)
+        self._reason, self._since_logged = "", 0
+
+
 def make_client(client_id: str, url: str, username: str = "", password: str = "", ca: str = "",
                 client_cert: str = "", client_key: str = "", manual_ack: bool = False,
-                max_reconnect_delay: int = 60, mqtt_version: str = "5") -> mqtt.Client:
+                max_reconnect_delay: int = 60, mqtt_version: str = "5") -> Client:
+    client: Client
     if mqtt_version == "5":
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5,
-                             manual_ack=manual_ack)
+        client = Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5,
+                        manual_ack=manual_ack)
     else:  # 3.1.1 has no session expiry: a persistent session is clean_session=False
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=MQTT_VERSIONS[mqtt_version],
-                             clean_session=False, manual_ack=manual_ack)
+        client = Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=MQTT_VERSIONS[mqtt_version],
+                        clean_session=False, manual_ack=manual_ack)
     if username:
         client.username_pw_set(username, password)
     if urlsplit(url).scheme == "mqtts":

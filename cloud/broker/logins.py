@@ -2,9 +2,9 @@
 
 Each device logs in as its device id, and the ACL lets it write only
 earmark/v1/clips/<its id>, read only earmark/v1/receipts/<its id> and publish its own status;
-the ingester account reads clips and writes receipts. Both files are regenerated whole from
-the store (never edited in place) whenever a login changes, written atomically, and a
-running Mosquitto is told to reload them with SIGHUP.
+the ingester account reads clips and writes receipts. Logins change in the store here;
+control.py regenerates both files whole from the store and brings the running broker in
+step (`sync_broker`), confirming that it did.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import base64
 import hashlib
 import os
 import secrets
-import signal
 from pathlib import Path
 
 from earmark.cloud.store.accounts import Login
@@ -47,7 +46,6 @@ def create_login(store: Store, username: str, role: str) -> str:
         check_device_id(username)
     password = new_password()
     store.accounts.put(username, role, hash_password(password))
-    sync_broker_files(store)
     return password
 
 
@@ -67,7 +65,6 @@ def add_ingester_login(store: Store, name: str) -> tuple[str, Path]:
 
 def revoke_login(store: Store, username: str) -> None:
     store.accounts.revoke(username)
-    sync_broker_files(store)
 
 
 def render_passwords(logins: list[Login]) -> str:
@@ -81,6 +78,8 @@ def render_acl(logins: list[Login]) -> str:
         if login.role == "ingester":
             lines += [f"topic read {PREFIX}/clips/+", f"topic write {PREFIX}/receipts/+",
                       f"topic read {PREFIX}/status/+"]
+        elif login.role == "canary":
+            pass  # allowed nothing: it only proves the broker re-read these files
         else:
             lines += [f"topic write {PREFIX}/clips/{login.username}",
                       f"topic read {PREFIX}/receipts/{login.username}",
@@ -92,24 +91,3 @@ def render_acl(logins: list[Login]) -> str:
 def broker_ca(store: Store) -> Path | None:
     folder = store.accounts.broker_dir()
     return folder / "ca.pem" if folder and (folder / "ca.pem").exists() else None
-
-
-def sync_broker_files(store: Store) -> bool:
-    """Rewrite the password and ACL files from the store and make Mosquitto reload them.
-    Returns True if a running broker was signalled."""
-    folder = store.accounts.broker_dir()
-    if folder is None:
-        return False
-    logins = store.accounts.active()
-    write_file(folder / "passwords", render_passwords(logins).encode())
-    write_file(folder / "acl", render_acl(logins).encode())
-    pid_file = folder / "mosquitto.pid"
-    if not pid_file.exists():
-        return False
-    try:
-        os.kill(int(pid_file.read_text().strip()), signal.SIGHUP)
-    except (ValueError, ProcessLookupError):
-        return False  # a stale pid file: the broker is not running; it reads the files at start
-    return True
-
-

@@ -22,6 +22,7 @@ from earmark.cloud.store.store import Store
 from earmark.wire.command import confirmed
 
 if TYPE_CHECKING:
+    from earmark.cloud.broker.control import SyncReport
     from earmark.cloud.ingest.amqp_source import AmqpIngestService
 
 log = logging.getLogger("earmark.cloud")
@@ -124,17 +125,20 @@ def cmd_verify_export(args: argparse.Namespace) -> int:
 def cmd_erase(args: argparse.Namespace) -> int:
     from earmark.cloud.owner.erasure import erase_owner
 
-    store = _store(args)
+    s = _settings(args)
+    store = open_for_work(s)
     owner = store.registry.owner(args.owner)
     if owner is None:
         raise RegistryError(f"no owner {args.owner}")
-    if not confirmed(args.yes, "erase cannot be undone", f"Erase owner {owner.display_name!r} ({args.owner}), "
-                     f"their {store.clips.count(args.owner)} clip(s) and their devices? This cannot be undone.",
-                     args.owner):
+    if not owner.erased_at and not confirmed(
+            args.yes, "erase cannot be undone", f"Erase owner {owner.display_name!r} ({args.owner}), their "
+            f"{store.clips.count(args.owner)} clip(s) and their devices? This cannot be undone.", args.owner):
         return 1
-    result = erase_owner(store, args.owner)
-    print(json.dumps(asdict(result)) if args.json else f"erased {args.owner}: key destroyed, "
-          f"{result.clips} clip(s) deleted, {len(result.devices)} device(s) revoked")
+    result = erase_owner(store, args.owner)  # again after an interruption: completes what is left
+    report = _sync_broker(s, store)  # the devices' logins leave the running broker
+    print(json.dumps({**asdict(result), "broker": report.state}) if args.json else
+          f"erased {args.owner}{' (completing an earlier erasure)' if owner.erased_at else ''}: key destroyed, "
+          f"{result.clips} clip(s) deleted, {len(result.devices)} device(s) revoked; {report.describe()}")
     return 0
 
 
@@ -158,11 +162,13 @@ def cmd_purge(args: argparse.Namespace) -> int:
 
 
 def cmd_device_add(args: argparse.Namespace) -> int:
-    store = _store(args)
+    s = _settings(args)
+    store = open_for_work(s)
     url = _bundle_broker_url(store, args.broker_url) if args.bundle_out else ""  # before anything is added
     device = store.registry.add_device(args.owner, args.public_key, args.device_id)
     if args.bundle_out:
         _issue_bundle(store, device.device_id, url, args.bundle_out)
+        log.info("%s", _sync_broker(s, store).describe())
     print(json.dumps(asdict(device)) if args.json else device.device_id)
     if not args.bundle_out:
         print(f"next: `earmark-cloud device bundle {device.device_id} --out {device.device_id}.bundle.json` makes its "
@@ -171,16 +177,20 @@ def cmd_device_add(args: argparse.Namespace) -> int:
 
 
 def cmd_device_bundle(args: argparse.Namespace) -> int:
-    store = _store(args)
+    s = _settings(args)
+    store = open_for_work(s)
     device = store.registry.device(args.device_id)
     if device is None:
         raise RegistryError(f"no device {args.device_id}")
     if device.revoked_at:
         raise RegistryError(f"device {args.device_id} is revoked: enroll the device again with a new key")
     _issue_bundle(store, device.device_id, _bundle_broker_url(store, args.broker_url), args.out)
-    print(json.dumps({"device_id": device.device_id, "bundle": str(args.out)}) if args.json else
-          f"wrote {args.out} (0600): a new broker password for {device.device_id}, the old one no longer works; "
-          f"copy it to the device, run `earmark-device provision {args.out.name}` there, then delete it")
+    report = _sync_broker(s, store)
+    print(json.dumps({"device_id": device.device_id, "bundle": str(args.out), "broker": report.state})
+          if args.json else
+          f"wrote {args.out} (0600): a new broker password for {device.device_id}, the old one no longer works "
+          f"({report.describe()}); copy it to the device, run `earmark-device provision {args.out.name}` there, "
+          "then delete it")
     return 0
 
 
@@ -217,10 +227,32 @@ def _write_secret(path: Path, text: str) -> None:
 def cmd_device_revoke(args: argparse.Namespace) -> int:
     from earmark.cloud.broker import logins as broker
 
-    store = _store(args)
-    device = store.registry.revoke_device(args.device_id)
+    s = _settings(args)
+    store = open_for_work(s)
+    device = store.registry.revoke_device(args.device_id)  # again: a no-op that re-syncs the broker
     broker.revoke_login(store, device.device_id)
-    print(json.dumps(asdict(device)) if args.json else f"{device.device_id} revoked at {device.revoked_at}")
+    report = _sync_broker(s, store)  # the reload also disconnects it if it is connected
+    print(json.dumps({**asdict(device), "broker": report.state}) if args.json else
+          f"{device.device_id} revoked at {device.revoked_at}; {report.describe()}")
+    return 0
+
+
+def _sync_broker(s: CloudSettings, store: Store) -> SyncReport:
+    """The running broker brought in step with the registry, confirmed (broker/control.py);
+    BrokerNotConfirmed, naming `broker sync`, if it could not be."""
+    from earmark.cloud.broker.control import sync_broker
+
+    return sync_broker(store, s.broker.reload_command)
+
+
+def cmd_broker_sync(args: argparse.Namespace) -> int:
+    s = _settings(args)
+    store = open_for_work(s)
+    pending = store.accounts.broker_pending_since()
+    report = _sync_broker(s, store)
+    print(json.dumps({"state": report.state, "logins": report.logins, "was_pending_since": pending})
+          if args.json else report.describe() + (f" (it had been behind the registry since {pending})"
+                                                  if pending else ""))
     return 0
 
 
@@ -288,18 +320,18 @@ def cmd_broker_config(args: argparse.Namespace) -> int:
         print(json.dumps(result))
     else:
         print(f"wrote {setup.config}; start it with: mosquitto -c {setup.config}")
-        certs = (f" --client-cert {setup.ingester_cert} --client-key {setup.ingester_key}"
-                 if setup.ingester_cert else "")
-        print(f"ingester: earmark-cloud ingest --broker {setup.url} --ca {setup.ca} "
-              f"--username {broker.INGESTER_USERNAME} --password-file {setup.ingester_password_file}{certs}")
+        print(f"the ingester's broker settings are in {store.data_dir / 'broker.toml'}: "
+              "`earmark-cloud ingest` needs no broker flags")
     return 0
 
 
 def cmd_broker_add_ingester(args: argparse.Namespace) -> int:
     from earmark.cloud.broker.logins import add_ingester_login
 
-    store = _store(args)
+    s = _settings(args)
+    store = open_for_work(s)
     username, password_file = add_ingester_login(store, args.name)
+    log.info("%s", _sync_broker(s, store).describe())
     if args.json:
         print(json.dumps({"username": username, "password_file": str(password_file)}))
     else:

@@ -18,6 +18,7 @@ from earmark.cloud.cli.commands import (
     cmd_backup,
     cmd_broker_add_ingester,
     cmd_broker_config,
+    cmd_broker_sync,
     cmd_ca_init,
     cmd_ca_issue,
     cmd_clip_delete,
@@ -142,6 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="devices log in with client certificates (`ca issue --client`) instead of passwords")
     config.add_argument("--run-as", help="the user Mosquitto runs as (default: Mosquitto's own, 'mosquitto')")
 
+    command("sync", cmd_broker_sync, "bring the running broker in step with the registry's logins and confirm it "
+            "(after a change the broker did not confirm)", broker)
     command("add-ingester", cmd_broker_add_ingester, "a broker login of its own for one more ingester "
             "(earmark-ingester-NAME)", broker).add_argument("name", help="e.g. the host it runs on: ingest-2")
 

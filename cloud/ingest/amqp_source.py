@@ -29,6 +29,7 @@ from earmark.cloud.ingest.ingestor import Ingestor
 from earmark.cloud.ingest.metrics import Metrics
 from earmark.cloud.ingest.source import BATCH_MAX, count, judge, store_health
 from earmark.cloud.settings import CloudSettings
+from earmark.wire.errors import ConfigError
 
 log = logging.getLogger(__name__)
 EXCHANGE = "amq.topic"  # where RabbitMQ's MQTT plugin publishes
@@ -91,8 +92,16 @@ class AmqpIngestService:
             try:
                 self._consume(stop)
                 delay = 1.0
-            except pika.exceptions.ProbableAuthenticationError:
-                log.error("RabbitMQ refused the login %s; retrying in %.0f s", self.settings.amqp.username, delay)
+            except (pika.exceptions.ProbableAuthenticationError, pika.exceptions.AuthenticationError,
+                    pika.exceptions.ProbableAccessDeniedError) as exc:
+                raise ConfigError(f"RabbitMQ at {self.settings.amqp.url} refused the login "
+                                  f"{self.settings.amqp.username!r} ({exc.__class__.__name__}): fix amqp.username, "
+                                  "amqp.password_file or its permissions on the vhost") from None
+            except pika.exceptions.ChannelClosedByBroker as exc:
+                if exc.reply_code != 403:
+                    raise
+                raise ConfigError(f"RabbitMQ refused {self.settings.amqp.username!r} access: {exc.reply_text} "
+                                  "(grant it configure/write/read on the vhost: deploy/SCALING.md)") from None
             except (pika.exceptions.AMQPError, OSError) as exc:
                 log.warning("lost RabbitMQ (%s); unacked messages go back to the queue; "
                             "reconnecting in %.0f s", exc.__class__.__name__, delay)

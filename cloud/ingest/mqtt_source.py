@@ -25,11 +25,14 @@ from earmark.cloud.ingest.ingestor import Ingestor
 from earmark.cloud.ingest.metrics import Metrics
 from earmark.cloud.ingest.source import BATCH_MAX, count, judge, store_health
 from earmark.cloud.settings import CloudSettings
+from earmark.wire.errors import ConfigError
 from earmark.wire.topics import receipt_topic, shared_clip_subscription
-from earmark.wire.transport import connect_async, make_client, send_immediately
+from earmark.wire.transport import FailureLog, connect_async, describe_connect_error, make_client, send_immediately
 
 log = logging.getLogger(__name__)
 SESSION_EXPIRY_S = 7 * 24 * 3600  # the broker keeps our queue for a week of downtime
+# CONNACK reasons no retry can fix: the login itself is wrong.
+LOGIN_REFUSED = ("Not authorized", "Bad user name or password", "Client identifier not valid", "Banned")
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,8 @@ class IngestService:
         self.connected = threading.Event()
         self.subscribed = threading.Event()  # ready: the broker has granted the clip subscription
         self.stopping = False
+        self.fatal: ConfigError | None = None  # set on the network thread; run() raises it
+        self.failures = FailureLog(log)
         b = settings.broker
         self.client = make_client(b.client_id, b.url, b.username, settings.broker_password() if b.username else "",
                                   b.ca, b.client_cert, b.client_key, manual_ack=True, max_reconnect_delay=30)
@@ -59,13 +64,25 @@ class IngestService:
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
         self.client.on_subscribe = self._on_subscribe
+        self.client.on_connect_fail = self._on_connect_fail
 
     # -- paho callbacks (network thread) ---------------------------------------------------
 
+    def _on_connect_fail(self, _client: mqtt.Client, _userdata: Any) -> None:
+        self.failures.failed(describe_connect_error(self.client.last_connect_error, self.settings.broker.url))
+
     def _on_connect(self, client: mqtt.Client, _userdata: Any, flags: Any, reason: Any, _props: Any) -> None:
         if reason.is_failure:
-            log.error("broker refused the connection: %s", reason)
+            b = self.settings.broker
+            if str(reason) in LOGIN_REFUSED:
+                self.fatal = ConfigError(f"the broker at {b.url} refused the login {b.username or '(anonymous)'!r}: "
+                                         f"{reason} (check broker.username and broker.password_file; "
+                                         "`earmark-cloud broker add-ingester NAME` makes a login)")
+                client.disconnect()
+                return
+            self.failures.failed(f"the broker at {b.url} refused the connection: {reason}")
             return
+        self.failures.recovered("connected to the broker")
         send_immediately(client)
         self.generation += 1
         self.connected.set()
@@ -76,7 +93,9 @@ class IngestService:
 
     def _on_subscribe(self, _client: mqtt.Client, _userdata: Any, _mid: int, reasons: list[Any], _props: Any) -> None:
         if any(reason.is_failure for reason in reasons):
-            log.error("the broker refused the clip subscription (%s): check the ingester's ACL", reasons)
+            self.fatal = ConfigError(f"the broker refused the clip subscription ({reasons[0]}): the ingester's "
+                                     f"login {self.settings.broker.username!r} needs the ingester ACL "
+                                     "(`earmark-cloud broker add-ingester`)")
             return
         self.subscribed.set()
         log.info("subscribed to %s: ready", shared_clip_subscription(self.settings.broker.share_group))
@@ -100,7 +119,7 @@ class IngestService:
     def run(self, stop: threading.Event) -> None:
         connect_async(self.client, self.settings.broker.url, self.settings.broker.keepalive_s, SESSION_EXPIRY_S)
         try:
-            while not stop.is_set():
+            while not stop.is_set() and self.fatal is None:
                 try:
                     batch = [self.arrivals.get(timeout=0.2)]
                 except queue.Empty:
@@ -116,6 +135,8 @@ class IngestService:
             self.client.disconnect()
             self.client.loop_stop()
             log.info("ingester stopped; %d unacked message(s) will be redelivered", self.arrivals.qsize())
+        if self.fatal is not None:
+            raise self.fatal
 
     def _process(self, batch: list[Arrival], stop: threading.Event) -> None:
         outcomes = judge(self.ingestor, self.metrics, [(a.topic, a.payload) for a in batch], stop)

@@ -34,8 +34,8 @@ def erase_owner(store: Store, owner_id: str) -> Erasure:
     owner = store.registry.owner(owner_id)
     if owner is None:
         raise RegistryError(f"no owner {owner_id}")
-    if owner.erased_at:
-        raise RegistryError(f"owner {owner_id} was already erased on {owner.erased_at}")
+    if owner.erased_at:  # again: every step is idempotent, so this completes one that was cut short
+        return _erase(store, owner_id, owner.erased_at)
     erased_at = utc_now()
     store.erasures.record(owner_id, erased_at)  # 0. outside the database first: survives a restore, or a crash
     return _erase(store, owner_id, erased_at)
@@ -48,12 +48,14 @@ def _erase(store: Store, owner_id: str, erased_at: str) -> Erasure:
         store.registry.destroy_owner_key(owner_id)  # 1. everything sealed with it is now noise
     clips = store.clips.delete_all(owner_id)  # 2. blobs, then rows
     devices = [d.device_id for d in store.registry.devices(owner_id)]
-    for device_id in devices:  # 3. their devices can no longer record for anyone
-        store.registry.revoke_device(device_id)
-        logins.revoke_login(store, device_id)
+    for device in store.registry.devices(owner_id):  # 3. their devices can no longer record for anyone
+        if not device.revoked_at:
+            store.registry.revoke_device(device.device_id)
+        logins.revoke_login(store, device.device_id)  # (the caller brings the broker in step: broker.control)
     quarantined = store.quarantine.purge_owner(owner_id, devices)  # 4. nothing of theirs stays refused-but-kept
-    store.audit.record("owner_erased", owner_id=owner_id,
-                       detail={"clips": clips, "devices": devices, "quarantined": quarantined})
+    if not store.audit.has_event("owner_erased", owner_id):
+        store.audit.record("owner_erased", owner_id=owner_id,
+                           detail={"clips": clips, "devices": devices, "quarantined": quarantined})
     return Erasure(owner_id, clips, devices, erased_at)
 
 

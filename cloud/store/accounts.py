@@ -13,6 +13,7 @@ from earmark.wire.timestamps import utc_now
 
 BROKER_DIR_KEY = "broker_dir"
 BROKER_URL_KEY = "broker_url"
+BROKER_PENDING_KEY = "broker_pending_since"  # set while the running broker may lag the registry
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,9 @@ class BrokerAccounts:
                               detail={"username": username, "role": role})
 
     def revoke(self, username: str) -> None:
+        """Idempotent: a login already revoked (or never made) changes nothing and logs nothing."""
+        if not self.db.query("SELECT 1 FROM broker_accounts WHERE username = ? AND revoked_at IS NULL", (username,)):
+            return
         with self.audit.write() as cur:
             cur.execute("UPDATE broker_accounts SET revoked_at = ? WHERE username = ? AND revoked_at IS NULL",
                         (utc_now(), username))
@@ -53,6 +57,23 @@ class BrokerAccounts:
             for key, text in ((BROKER_DIR_KEY, str(folder)), (BROKER_URL_KEY, url)):
                 cur.execute("INSERT INTO meta VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                             (key, text.encode()))
+
+    def mark_broker_pending(self) -> None:
+        """A login change may not have reached the running broker yet (kept until confirmed)."""
+        if self._meta(BROKER_PENDING_KEY) is None:
+            self._set_meta(BROKER_PENDING_KEY, utc_now())
+
+    def mark_broker_synced(self) -> None:
+        with self.db.transaction() as cur:
+            cur.execute("DELETE FROM meta WHERE key = ?", (BROKER_PENDING_KEY,))
+
+    def broker_pending_since(self) -> str | None:
+        return self._meta(BROKER_PENDING_KEY)
+
+    def _set_meta(self, key: str, text: str) -> None:
+        with self.db.transaction() as cur:
+            cur.execute("INSERT INTO meta VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                        (key, text.encode()))
 
     def broker_dir(self) -> Path | None:
         value = self._meta(BROKER_DIR_KEY)

@@ -140,6 +140,11 @@ class AuditLog:
                 return
             after = int(rows[-1]["seq"])
 
+    def has_event(self, event: str, owner_id: str) -> bool:
+        """Whether an owner's log already holds such an event (read in the owner's scope)."""
+        return bool(self.db.query("SELECT 1 FROM audit WHERE event = ? AND owner_id = ? LIMIT 1",
+                                  (event, owner_id), owner=owner_id))
+
     def events(self, limit: int = 100) -> list[Row]:
         """The newest events, newest first."""
         newest = self.db.query("SELECT seq FROM audit_head")[0]["seq"]

@@ -225,6 +225,12 @@ def redact(url: str) -> str:
     return parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@")).geturl()
 
 
+# Connection failures a person must fix: retrying cannot make a missing role or database
+# appear, or a wrong password right (a server starting up or unreachable is retried).
+REFUSALS = ("does not exist", "password authentication failed", "no pg_hba.conf entry",
+            "authentication failed", "permission denied for database")
+
+
 class PostgresDatabase:
     """One connection per process, shared by its threads under a lock; reconnects after the
     server went away (the failed transaction raised StoreError, so nothing was acked)."""
@@ -243,8 +249,11 @@ class PostgresDatabase:
             return psycopg.connect(self.url, autocommit=True, row_factory=dict_row, cursor_factory=_PgCursor,
                                    connect_timeout=10, application_name="earmark")
         except psycopg.OperationalError as exc:
-            raise StoreUnavailable(f"cannot connect to PostgreSQL at {redact(self.url)}: "
-                                   f"{first_line(exc)}") from None
+            reason = first_line(exc)
+            if any(marker in reason for marker in REFUSALS):  # waiting will not make the login valid
+                raise StoreError(f"PostgreSQL at {redact(self.url)} refused: {reason} "
+                                 "(fix database_url, or create the role or database: see deploy/SCALING.md)") from None
+            raise StoreUnavailable(f"cannot connect to PostgreSQL at {redact(self.url)}: {reason}") from None
 
     def _check_role(self) -> None:
         """Refuse to run as a role that row-level security would not bind."""

@@ -27,7 +27,7 @@ from earmark.device.sync.spool import Spool, SpooledClip
 from earmark.wire.errors import ConfigError
 from earmark.wire.receipt import Receipt, ReceiptError, parse_receipt
 from earmark.wire.topics import clip_topic, receipt_topic, status_topic
-from earmark.wire.transport import connect_async, make_client, send_immediately
+from earmark.wire.transport import FailureLog, connect_async, describe_connect_error, make_client, send_immediately
 
 log = logging.getLogger(__name__)
 SESSION_EXPIRY_S = 30 * 24 * 3600  # receipts wait in the broker for a month offline
@@ -54,6 +54,7 @@ class Publisher:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="publisher", daemon=True)
+        self.failures = FailureLog(log)
         self.client = self._make_client()
 
     def _make_client(self) -> mqtt.Client:
@@ -62,6 +63,9 @@ class Publisher:
                              s.ca, s.client_cert, s.client_key, mqtt_version=s.mqtt_version)
         client.will_set(status_topic(self.device_id), b"offline", qos=1, retain=True)
         client.on_connect = self._on_connect
+        client.on_connect_fail = lambda _c, _u: self.failures.failed(
+            describe_connect_error(client.last_connect_error, self.settings.url) + "; clips wait in the spool",
+            logging.WARNING)
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         return client
@@ -103,8 +107,9 @@ class Publisher:
 
     def _on_connect(self, client: mqtt.Client, _u: Any, flags: Any, reason: Any, _p: Any) -> None:
         if reason.is_failure:
-            log.error("broker refused the connection: %s", reason)
+            self.failures.failed(f"the broker at {self.settings.url} refused the connection: {reason}")
             return
+        self.failures.recovered("connected to the broker")
         send_immediately(client)
         client.subscribe(receipt_topic(self.device_id), qos=1)
         self.connected.set()

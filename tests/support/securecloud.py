@@ -18,6 +18,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from earmark.cloud.broker import logins as broker
 from earmark.cloud.broker.config import write_broker_config
+from earmark.cloud.broker.control import sync_broker
 from earmark.device.settings import BrokerSettings
 from earmark.wire.durable import write_file
 from tests.support.broker import free_port, port_open
@@ -93,7 +94,9 @@ class SecureCloud:
             return broker.INGESTER_USERNAME, self.setup.ingester_password_file
         password_file = self.setup.config.parent / f"{broker.INGESTER_USERNAME}-{name}.password"
         if not password_file.exists():
-            return broker.add_ingester_login(self.store, name)
+            made = broker.add_ingester_login(self.store, name)
+            self.sync()
+            return made
         return f"{broker.INGESTER_USERNAME}-{name}", password_file
 
     def kill_ingester(self, sig: int = signal.SIGKILL, name: str = "main") -> None:
@@ -113,7 +116,13 @@ class SecureCloud:
     def add_device(self, owner_id: str, device_id: str) -> tuple[SimDevice, str]:
         device = SimDevice(device_id, owner_id)
         self.store.registry.add_device(owner_id, device.public_key, device_id)
-        return device, broker.create_login(self.store, device_id, "device")
+        password = broker.create_login(self.store, device_id, "device")
+        self.sync()
+        return device, password
+
+    def sync(self) -> None:
+        """What every CLI command that changes a login does next (broker/control.py)."""
+        sync_broker(self.store)
 
     def device_broker(self, device_id: str, password: str, url: str | None = None,
                       **options: Any) -> BrokerSettings:
@@ -127,6 +136,7 @@ class SecureCloud:
     def revoke(self, device_id: str) -> None:
         self.store.registry.revoke_device(device_id)
         broker.revoke_login(self.store, device_id)
+        self.sync()
 
     def clips(self, owner_id: str) -> list[str]:
         fresh = reopen(self.store)
