@@ -171,6 +171,8 @@ def load_settings(path: Path | None, data_dir: Path | None = None, **flags: Any)
                                                                "client_cert", "client_key") if k in given})
     if "metrics_port" in given:
         metrics = replace(metrics, port=int(given.pop("metrics_port")))
+    if "metrics_host" in given:
+        metrics = replace(metrics, host=str(given.pop("metrics_host")))
     amqp = replace(amqp, **{k.removeprefix("amqp_"): str(given.pop(k)) for k in ("amqp_url", "amqp_password_file")
                             if k in given})
     if "source" in given:

@@ -20,6 +20,7 @@ from earmark.cloud.store.database import StoreUnavailable
 from earmark.cloud.store.registry import RegistryError
 from earmark.cloud.store.store import Store
 from earmark.wire.command import confirmed
+from earmark.wire.errors import UsageError
 
 if TYPE_CHECKING:
     from earmark.cloud.broker.control import SyncReport
@@ -52,9 +53,9 @@ def open_for_work(s: CloudSettings) -> Store:
 
 
 def _emit(args: argparse.Namespace, rows: list[dict[str, Any]], columns: list[str]) -> None:
+    """A list: a table for people, one JSON array for scripts (`[]` when there is nothing)."""
     if args.json:
-        for row in rows:
-            print(json.dumps(row))
+        print(json.dumps(rows))
         return
     widths = {c: max([len(c)] + [len(str(r.get(c, ""))) for r in rows]) for c in columns}
     print("  ".join(c.ljust(widths[c]) for c in columns))
@@ -446,7 +447,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     s = _settings(args, url=args.broker, username=args.username, password=args.password, ca=args.ca,
                   password_file=args.password_file, client_cert=args.client_cert, client_key=args.client_key,
                   client_id=args.client_id, source=args.source, amqp_url=args.amqp_url,
-                  amqp_password_file=args.amqp_password_file, metrics_port=args.metrics_port)
+                  amqp_password_file=args.amqp_password_file, metrics_port=args.metrics_port,
+                  metrics_host=args.metrics_host)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
@@ -472,8 +474,18 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         log.info("ingesting from %s as %s (share group %s)", s.broker.url, s.broker.username or "anonymous",
                  s.broker.share_group)
     server = serve(metrics, service.health, s.metrics.host, s.metrics.port) if s.metrics.port else None
+    retire = bool(getattr(args, "retire", False))
+    if isinstance(service, IngestService):
+        store.accounts.note_ingester(s.broker.client_id, "retiring" if retire else "running", s.broker.share_group)
+    elif retire:
+        raise UsageError("--retire applies to the MQTT shared subscription; a quorum queue has no members to leave")
     try:
-        service.run(stop)
+        if isinstance(service, IngestService):
+            service.run(stop, retire=retire)
+            state = "retired" if service.retired else "stopped"
+            store.accounts.note_ingester(s.broker.client_id, state, s.broker.share_group)
+        else:
+            service.run(stop)
     finally:
         if server is not None:
             server.shutdown()

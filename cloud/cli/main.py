@@ -46,26 +46,75 @@ from earmark.cloud.cli.commands import (
 )
 from earmark.cloud.settings import default_data_dir
 from earmark.cloud.store.database import StoreError
-from earmark.wire.command import run_command, version
+from earmark.wire.command import add_global_options, run_command, version
 
 
-def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data-dir", type=Path, help=f"the store (default: $EARMARK_CLOUD_DIR or {default_data_dir()})")
-    p.add_argument("--config", type=Path, help="TOML config (default: <data-dir>/cloud.toml if it exists)")
+def _common(p: argparse.ArgumentParser, top: bool = False) -> None:
+    """The options every command takes, before or after its name (`earmark-cloud --json
+    device list` and `earmark-cloud device list --json` are the same)."""
+    suppress: dict[str, Any] = {} if top else {"default": argparse.SUPPRESS}
+    p.add_argument("--data-dir", type=Path, help=f"the store (default: $EARMARK_CLOUD_DIR or {default_data_dir()})",
+                   **suppress)
+    p.add_argument("--config", type=Path, help="TOML config (default: <data-dir>/cloud.toml if it exists)",
+                   **suppress)
     p.add_argument("--database-url", help="postgresql://ROLE@HOST/DB (default: database_url in the config, "
-                   "else SQLite in the data dir)")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.add_argument("-v", "--verbose", action="store_true")
+                   "else SQLite in the data dir)", **suppress)
+    add_global_options(p, top=top)
+
+
+# One example per command, shown under its --help (tests/integration/test_cloud_cli.py checks
+# that every command has one).
+EXAMPLES: dict[str, list[str]] = {
+    "init": ["earmark-cloud init --data-dir /var/lib/earmark-cloud"],
+    "db_migrate": ["earmark-cloud db migrate --admin-url postgresql://postgres@db/earmark "
+                   "--service-role earmark_service"],
+    "owner_add": ["OWNER=$(earmark-cloud owner add --name 'Alice')"],
+    "owner_list": ["earmark-cloud owner list --json | jq '.[].owner_id'"],
+    "owner_set_recipient": ["earmark-cloud owner set-recipient --owner $OWNER age1ql3z7hjy54pw3hyww5ayyfg7…"],
+    "device_add": ["earmark-cloud device add --owner $OWNER --public-key ed25519:… --device-id kitchen-pi "
+                   "--bundle-out kitchen-pi.bundle.json"],
+    "device_bundle": ["earmark-cloud device bundle kitchen-pi --out kitchen-pi.bundle.json"],
+    "device_revoke": ["earmark-cloud device revoke kitchen-pi"],
+    "device_list": ["earmark-cloud device list --owner $OWNER"],
+    "clips_list": ["earmark-cloud clips list --owner $OWNER | head"],
+    "clip_delete": ["earmark-cloud clip delete --owner $OWNER 2f1c…"],
+    "export": ["earmark-cloud export --owner $OWNER --out /srv/exports"],
+    "verify_export": ["earmark-cloud verify-export --owner $OWNER earmark-export-….zip"],
+    "erase": ["earmark-cloud erase --owner $OWNER        # asks you to type the owner id"],
+    "purge": ["earmark-cloud purge        # with retention_days = 90 in cloud.toml"],
+    "quarantine_list": ["earmark-cloud quarantine list --json"],
+    "quarantine_show": ["earmark-cloud quarantine show q-…"],
+    "quarantine_purge": ["earmark-cloud quarantine purge --all"],
+    "broker_config": ["earmark-cloud broker config --out /var/lib/earmark-cloud/broker --bind 0.0.0.0 "
+                      "--host broker.example.org"],
+    "broker_sync": ["earmark-cloud broker sync"],
+    "broker_add_ingester": ["earmark-cloud broker add-ingester ingest-2"],
+    "ca_init": ["earmark-cloud ca init"],
+    "ca_issue": ["earmark-cloud ca issue kitchen-pi --client --out ./certs"],
+    "backup": ["earmark-cloud backup --out /srv/backups/$(date +%F)"],
+    "restore": ["earmark-cloud restore --from /srv/backups/2026-11-01"],
+    "keys_rotate": ["earmark-cloud keys rotate"],
+    "store_check": ["earmark-cloud store check --repair"],
+    "audit_verify": ["earmark-cloud audit verify"],
+    "ingest": ["earmark-cloud ingest        # after `broker config`, no flags are needed",
+               "earmark-cloud ingest --retire        # leave the shared group for good (scale-down)"],
+    "status": ["earmark-cloud status --json"],
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="earmark-cloud", description="Earmark cloud: registry, ingester, store.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
+    _common(parser, top=True)
     sub = parser.add_subparsers(dest="command", required=True)
 
     def command(name: str, handler: Callable[[argparse.Namespace], int], helptext: str,
                 parent: Any = sub) -> argparse.ArgumentParser:
-        p: argparse.ArgumentParser = parent.add_parser(name, help=helptext)
+        words = handler.__name__.removeprefix("cmd_")
+        example = EXAMPLES[words]
+        p: argparse.ArgumentParser = parent.add_parser(
+            name, help=helptext, description=helptext[0].upper() + helptext[1:] + ".",
+            epilog="example:\n  " + "\n  ".join(example), formatter_class=argparse.RawDescriptionHelpFormatter)
         _common(p)
         p.set_defaults(handler=handler)
         return p
@@ -195,6 +244,11 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--amqp-url", help="amqp://HOST:PORT/VHOST (with --source amqp)")
     ingest.add_argument("--amqp-password-file", help="a file holding the AMQP password")
     ingest.add_argument("--metrics-port", type=int, help="port for /metrics and /healthz (0: off)")
+    ingest.add_argument("--metrics-host", help="address /metrics binds to (default 127.0.0.1; 0.0.0.0 for a "
+                                               "Prometheus on another host)")
+    ingest.add_argument("--retire", action="store_true",
+                        help="scale-down: take no new clips, drain this ingester's queue, then end its session "
+                             "so the group's other members get every clip (deploy/SCALING.md)")
     return parser
 
 

@@ -27,7 +27,7 @@ import pika.exceptions
 
 from earmark.cloud.ingest.ingestor import Ingestor
 from earmark.cloud.ingest.metrics import Metrics
-from earmark.cloud.ingest.source import BATCH_MAX, count, judge, store_health
+from earmark.cloud.ingest.source import BATCH_MAX, IngestSummary, count, judge, store_health
 from earmark.cloud.settings import CloudSettings
 from earmark.wire.errors import ConfigError
 
@@ -81,6 +81,7 @@ class AmqpIngestService:
         self.settings = settings
         self.ingestor = ingestor
         self.metrics = metrics
+        self.summary = IngestSummary()
         self.ready = threading.Event()
 
     def health(self) -> dict[str, bool]:
@@ -111,6 +112,7 @@ class AmqpIngestService:
             if stop.wait(delay):
                 break
             delay = min(delay * 2, 30)
+        self.summary.flush(force=True)
         log.info("ingester stopped")
 
     def _consume(self, stop: threading.Event) -> None:
@@ -147,6 +149,7 @@ class AmqpIngestService:
                 try:
                     batch = [arrivals.get(timeout=0.2)]
                 except queue.Empty:
+                    self.summary.flush()
                     continue
                 while len(batch) < BATCH_MAX:
                     try:
@@ -174,7 +177,7 @@ class AmqpIngestService:
         def settle() -> None:  # on the I/O thread
             channel.basic_ack(batch[-1].tag, multiple=True)  # the whole batch, after its durable commit
             for delivery, outcome in zip(batch, outcomes, strict=True):
-                count(self.metrics, outcome, delivery.arrived)
+                count(self.metrics, outcome, delivery.arrived, self.summary)
                 receipt = outcome.receipt()
                 if receipt is not None and outcome.device_id is not None:
                     channel.basic_publish(EXCHANGE, receipt_key(outcome.device_id), receipt.encode(),

@@ -168,7 +168,9 @@ class Ingestor:
             elif why == "duplicate":  # another ingester stored it first (a redelivery raced us)
                 outcomes[position[h.clip_id]] = self._settle_race(clip, view)
             else:
-                log.info("stored clip %s from %s", h.clip_id, h.device_id)  # no owner id: logs outlive erasures
+                # DEBUG only: one line per clip would outrun journald's rate limit; IngestSummary
+                # reports the totals. Never the owner id: logs outlive erasures.
+                log.debug("stored clip %s from %s", h.clip_id, h.device_id)
         return outcomes
 
     def _check(self, topic: str, payload: bytes, devices: dict[str, Device | None]) -> _Checked | Rejected:

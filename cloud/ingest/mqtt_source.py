@@ -20,10 +20,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from earmark.cloud.ingest.ingestor import Ingestor
 from earmark.cloud.ingest.metrics import Metrics
-from earmark.cloud.ingest.source import BATCH_MAX, count, judge, store_health
+from earmark.cloud.ingest.source import BATCH_MAX, IngestSummary, count, judge, store_health
 from earmark.cloud.settings import CloudSettings
 from earmark.wire.errors import ConfigError
 from earmark.wire.topics import receipt_topic, shared_clip_subscription
@@ -32,6 +34,7 @@ from earmark.wire.transport import FailureLog, connect_async, describe_connect_e
 log = logging.getLogger(__name__)
 SESSION_EXPIRY_S = 7 * 24 * 3600  # the broker keeps our queue for a week of downtime
 # CONNACK reasons no retry can fix: the login itself is wrong.
+RETIRE_QUIET_S = 3.0  # retiring: nothing arrived for this long means the queue has drained
 LOGIN_REFUSED = ("Not authorized", "Bad user name or password", "Client identifier not valid", "Banned")
 
 
@@ -50,11 +53,14 @@ class IngestService:
         self.settings = settings
         self.ingestor = ingestor
         self.metrics = metrics
+        self.summary = IngestSummary()
         self.arrivals: queue.Queue[Arrival] = queue.Queue()
         self.generation = 0
         self.connected = threading.Event()
         self.subscribed = threading.Event()  # ready: the broker has granted the clip subscription
         self.stopping = False
+        self.retiring = False  # `ingest --retire`: leave the share group for good after draining
+        self.retired = False
         self.fatal: ConfigError | None = None  # set on the network thread; run() raises it
         self.failures = FailureLog(log)
         b = settings.broker
@@ -87,6 +93,12 @@ class IngestService:
         self.generation += 1
         self.connected.set()
         self.metrics.connected.set(1)
+        if self.retiring:  # no new share; what the session already holds still arrives
+            client.unsubscribe(shared_clip_subscription(self.settings.broker.share_group))
+            log.info("retiring: left %s; draining what was queued for this ingester",
+                     shared_clip_subscription(self.settings.broker.share_group))
+            self.subscribed.set()
+            return
         client.subscribe(shared_clip_subscription(self.settings.broker.share_group), qos=1)
         log.info("connected to %s (session %s)", self.settings.broker.url,
                  "resumed" if flags.session_present else "new")
@@ -116,14 +128,23 @@ class IngestService:
     def health(self) -> dict[str, bool]:
         return {"broker": self.subscribed.is_set(), "store": store_health(self.ingestor)}
 
-    def run(self, stop: threading.Event) -> None:
+    def run(self, stop: threading.Event, retire: bool = False) -> None:
+        """Until `stop`; with `retire`, until this ingester's queue has drained, then it ends its
+        session (expiry 0) so the broker stops keeping a share of the clips for it."""
+        self.retiring = retire
+        quiet_since = time.monotonic()
         connect_async(self.client, self.settings.broker.url, self.settings.broker.keepalive_s, SESSION_EXPIRY_S)
         try:
             while not stop.is_set() and self.fatal is None:
                 try:
                     batch = [self.arrivals.get(timeout=0.2)]
                 except queue.Empty:
+                    self.summary.flush()
+                    if retire and self.subscribed.is_set() and time.monotonic() - quiet_since > RETIRE_QUIET_S:
+                        self._leave_for_good()
+                        return
                     continue
+                quiet_since = time.monotonic()
                 while len(batch) < BATCH_MAX:
                     try:
                         batch.append(self.arrivals.get_nowait())
@@ -131,12 +152,23 @@ class IngestService:
                         break
                 self._process(batch, stop)
         finally:
+            self.summary.flush(force=True)
             self.stopping = True
-            self.client.disconnect()
+            if not self.retired:
+                self.client.disconnect()  # the session stays: its share of clips waits for this ingester
             self.client.loop_stop()
             log.info("ingester stopped; %d unacked message(s) will be redelivered", self.arrivals.qsize())
         if self.fatal is not None:
             raise self.fatal
+
+    def _leave_for_good(self) -> None:
+        """End the session: the broker forgets its subscription and queue (MQTT 5 lets a
+        DISCONNECT lower the session expiry to 0)."""
+        properties = Properties(PacketTypes.DISCONNECT)  # type: ignore[no-untyped-call]
+        properties.SessionExpiryInterval = 0
+        self.stopping = self.retired = True
+        self.client.disconnect(properties=properties)
+        log.info("retired: this ingester's session is gone; the group's other members take every clip")
 
     def _process(self, batch: list[Arrival], stop: threading.Event) -> None:
         outcomes = judge(self.ingestor, self.metrics, [(a.topic, a.payload) for a in batch], stop)
@@ -145,7 +177,7 @@ class IngestService:
         for arrival, outcome in zip(batch, outcomes, strict=True):
             if arrival.qos > 0 and arrival.generation == self.generation and self.connected.is_set():
                 self.client.ack(arrival.mid, arrival.qos)
-            count(self.metrics, outcome, arrival.arrived)
+            count(self.metrics, outcome, arrival.arrived, self.summary)
             receipt = outcome.receipt()
             if receipt is not None and outcome.device_id is not None:
                 self.client.publish(receipt_topic(outcome.device_id), receipt.encode(), qos=1)

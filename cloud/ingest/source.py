@@ -56,7 +56,34 @@ def judge(ingestor: Ingestor, metrics: Metrics, messages: list[tuple[str, bytes]
     return retrying(lambda: ingestor.handle_batch(messages), StoreError, stop, 0.5, report)
 
 
-def count(metrics: Metrics, outcome: Outcome, arrived: float) -> None:
+class IngestSummary:
+    """One INFO line per interval instead of one per clip: how many were stored, duplicates
+    and rejected (by reason) since the last line. Quiet while nothing arrives."""
+
+    def __init__(self, every_s: float = 60.0) -> None:
+        self.every_s = every_s
+        self._since = time.monotonic()
+        self._counts: dict[str, int] = {}
+
+    def add(self, outcome: Outcome) -> None:
+        key = outcome.status if outcome.status != "rejected" else f"rejected ({outcome.reason})"
+        self._counts[key] = self._counts.get(key, 0) + 1
+        self.flush()
+
+    def flush(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if self._counts and (force or now - self._since >= self.every_s):
+            parts = ", ".join(f"{n} {what}" for what, n in sorted(self._counts.items()))
+            log.info("in the last %.0f s: %s", now - self._since, parts)
+            self._counts = {}
+            self._since = now
+        elif not self._counts:
+            self._since = now
+
+
+def count(metrics: Metrics, outcome: Outcome, arrived: float, summary: IngestSummary | None = None) -> None:
+    if summary is not None:
+        summary.add(outcome)
     metrics.latency.observe(time.monotonic() - arrived)
     metrics.clips.labels(outcome.status).inc()
     if outcome.status == "rejected":

@@ -4,6 +4,7 @@ itself goes once into a pairing bundle or a 0600 file."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from earmark.wire.timestamps import utc_now
 BROKER_DIR_KEY = "broker_dir"
 BROKER_URL_KEY = "broker_url"
 BROKER_PENDING_KEY = "broker_pending_since"  # set while the running broker may lag the registry
+INGESTER_KEY_PREFIX = "ingester:"
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,17 @@ class BrokerAccounts:
         with self.db.transaction() as cur:
             cur.execute("INSERT INTO meta VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                         (key, text.encode()))
+
+    def note_ingester(self, client_id: str, state: str, group: str) -> None:
+        """An ingester's place in the shared-subscription group: running, stopped (its session
+        and share of clips wait for it) or retired (it left the group for good)."""
+        record = {"state": state, "group": group, "at": utc_now()}
+        self._set_meta(f"{INGESTER_KEY_PREFIX}{client_id}", json.dumps(record))
+
+    def ingesters(self) -> list[dict[str, str]]:
+        rows = self.db.query("SELECT key, value FROM meta WHERE key LIKE ? ORDER BY key", (f"{INGESTER_KEY_PREFIX}%",))
+        return [{"client_id": str(r["key"]).removeprefix(INGESTER_KEY_PREFIX), **json.loads(bytes(r["value"]))}
+                for r in rows]
 
     def broker_dir(self) -> Path | None:
         value = self._meta(BROKER_DIR_KEY)

@@ -18,6 +18,7 @@ OWNERS, DEVICES = 3, 6
 
 
 def stored_in(log: Path) -> int:
+    """Clips this ingester stored (its per-clip lines are DEBUG: the ingesters run with -v)."""
     return len(re.findall(r"stored clip ", log.read_text()))
 
 
@@ -27,7 +28,7 @@ def test_three_ingesters_one_killed_midway_store_1000_clips_exactly_once(tmp_pat
         clients: list[Client] = []
         try:
             cloud.start_broker()
-            logs = {name: [cloud.start_ingester(name=name)] for name in ("a", "b", "c")}
+            logs = {name: [cloud.start_ingester(True, name, "-v")] for name in ("a", "b", "c")}
             owners = [cloud.store.registry.add_owner(f"Owner {i}").owner_id for i in range(OWNERS)]
             devices = [cloud.add_device(owners[i % OWNERS], f"pi-{i}") for i in range(DEVICES)]
             for device, password in devices:
@@ -42,7 +43,7 @@ def test_three_ingesters_one_killed_midway_store_1000_clips_exactly_once(tmp_pat
                 if n == CLIPS // 2:
                     cloud.kill_ingester(name="b")  # SIGKILL: whatever it held unacked is not lost
                 if n == CLIPS * 3 // 4:
-                    logs["b"].append(cloud.start_ingester(name="b"))  # systemd's Restart=always
+                    logs["b"].append(cloud.start_ingester(True, "b", "-v"))  # systemd's Restart=always
                 time.sleep(0.002)
             wait_until(lambda: cloud.store.counts()["clips"] >= CLIPS, 120, f"{CLIPS} clips stored", interval=0.25)
             for owner in owners:

@@ -66,7 +66,7 @@ class SecureCloud:
             self.broker_proc.wait(10)
             self.broker_proc = None
 
-    def start_ingester(self, wait: bool = True, name: str = "main") -> Path:
+    def start_ingester(self, wait: bool = True, name: str = "main", *extra: str) -> Path:
         """Start an ingester process (each name is its own MQTT client id, so several share
         the subscription); with `wait`, return once its subscription is granted (a clip
         published before any ingester ever subscribed has nowhere to go). Returns its log."""
@@ -81,7 +81,7 @@ class SecureCloud:
              "--broker", self.setup.url, "--ca", str(self.setup.ca), "--username", username,
              "--password-file", str(password_file), "--metrics-port", "0",
              *(["--client-cert", str(self.setup.ingester_cert), "--client-key", str(self.setup.ingester_key)]
-               if self.setup.ingester_cert else [])],
+               if self.setup.ingester_cert else []), *extra],
             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log)
         if wait:
             wait_until_logged(process, log_path, "subscribed to")

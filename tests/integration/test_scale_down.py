@@ -1,0 +1,55 @@
+"""Scaling the ingesters down without stranding clips (issue 13 case 12). Ingesters keep
+persistent sessions in one shared-subscription group, so the broker keeps handing a stopped
+member its share; `ingest --retire` drains that member's queue and ends its session."""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+
+from tests.support.pgdb import temporary_database
+from tests.support.securecloud import Client, SecureCloud
+from tests.support.waiting import wait_until
+
+
+def test_a_retired_ingester_drains_its_share_and_the_group_then_takes_every_clip(tmp_path: Path) -> None:
+    with temporary_database() as url:  # two ingesters at once: the scale-out backend
+        run(tmp_path, url)
+
+
+def run(tmp_path: Path, url: str) -> None:
+    cloud = SecureCloud(tmp_path, database_url=url)
+    cloud.start_broker()
+    try:
+        owner = cloud.store.registry.add_owner("Alice").owner_id
+        device, password = cloud.add_device(owner, "hall-pi")
+        cloud.start_ingester(name="main")
+        cloud.start_ingester(name="b")
+        cloud.kill_ingester(signal.SIGTERM, name="b")  # a planned stop: its session (and share) stays
+
+        sender = Client(cloud, "hall-pi", password)
+        assert sender.wait()
+
+        def send(first: int, count: int) -> None:
+            for seed in range(first, first + count):
+                sender.client.publish(device.topic, device.clip(seed=seed), qos=1).wait_for_publish(5)
+
+        send(0, 20)
+        time.sleep(3)
+        stranded = 20 - len(cloud.clips(owner))
+        assert stranded > 0  # what main did: b's share waits for an ingester that is not coming back
+
+        log = cloud.start_ingester(False, "b", "--retire")
+        process = cloud.ingesters.pop("b")
+        assert process.wait(60) == 0, log.read_text()
+        assert "retired: this ingester's session is gone" in log.read_text()
+        wait_until(lambda: len(cloud.clips(owner)) == 20, 20, "b's share to be drained")
+
+        send(20, 20)
+        wait_until(lambda: len(cloud.clips(owner)) == 40, 20, "every new clip to reach the remaining ingester")
+        states = {i["client_id"]: i["state"] for i in cloud.store.accounts.ingesters()}
+        assert states == {"earmark-ingester": "running", "earmark-ingester-b": "retired"}
+        sender.close()
+    finally:
+        cloud.close()
