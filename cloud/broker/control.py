@@ -31,7 +31,15 @@ from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
 
-from earmark.cloud.broker.logins import INGESTER_USERNAME, hash_password, new_password, render_acl, render_passwords
+from earmark.cloud.broker.logins import (
+    INGESTER_USERNAME,
+    MONITOR_PASSWORD_FILE,
+    MONITOR_USERNAME,
+    hash_password,
+    new_password,
+    render_acl,
+    render_passwords,
+)
 from earmark.cloud.store.accounts import Login
 from earmark.cloud.store.registry import RESERVED_PREFIX
 from earmark.cloud.store.store import Store
@@ -71,6 +79,9 @@ def write_broker_files(store: Store, canary_password: str | None = None) -> int:
         return 0
     logins = store.accounts.active()
     extra = [Login(CANARY, "canary", hash_password(canary_password))] if canary_password else []
+    monitor = folder / MONITOR_PASSWORD_FILE
+    if monitor.exists():
+        extra.append(Login(MONITOR_USERNAME, "monitor", hash_password(monitor.read_text().strip())))
     for name, text in (("passwords", render_passwords(logins + extra)), ("acl", render_acl(logins + extra))):
         write_file(folder / name, text.encode(), 0o640)
         hand_to_broker(folder / name, folder)
@@ -202,3 +213,30 @@ def _try_canary(folder: Path, url: str, password: str, host: str, port: int) -> 
         with contextlib.suppress(Exception):
             client.disconnect()
     return bool(answers and answers[0])
+
+
+def broker_queue_depth(store: Store, timeout_s: float = 3.0) -> int | None:
+    """How many messages the broker holds ($SYS/broker/store/messages/count, read with the
+    monitor login `broker config` made); None if it cannot be asked."""
+    from earmark.cloud.broker.logins import QUEUE_DEPTH_TOPIC
+
+    folder, url = store.accounts.broker_dir(), store.accounts.broker_url()
+    if folder is None or not url or not (folder / MONITOR_PASSWORD_FILE).exists():
+        return None
+    password = (folder / MONITOR_PASSWORD_FILE).read_text().strip()
+    found: list[int] = []
+    ca = folder / "ca.pem"
+    client = make_client(MONITOR_USERNAME, url, MONITOR_USERNAME, password, str(ca) if ca.exists() else "")
+    client.on_connect = lambda c, _u, _f, reason, _p: None if reason.is_failure else c.subscribe(QUEUE_DEPTH_TOPIC)
+    client.on_message = lambda _c, _u, message: found.append(int(message.payload or b"0"))
+    try:
+        client.connect(*_host_port(url), keepalive=10)
+        deadline = time.monotonic() + timeout_s
+        while not found and time.monotonic() < deadline:
+            client.loop(timeout=0.1)
+    except (OSError, ValueError):
+        return None
+    finally:
+        with contextlib.suppress(Exception):
+            client.disconnect()
+    return found[0] if found else None

@@ -23,6 +23,9 @@ from earmark.wire.errors import UsageError
 from earmark.wire.topics import PREFIX, check_device_id
 
 INGESTER_USERNAME = f"{RESERVED_PREFIX}ingester"  # no device may register a reserved name
+MONITOR_USERNAME = f"{RESERVED_PREFIX}monitor"  # reads the broker's $SYS figures for `status`
+MONITOR_PASSWORD_FILE = "monitor.password"  # in the broker folder; its login is written from it
+QUEUE_DEPTH_TOPIC = "$SYS/broker/store/messages/count"  # messages the broker holds (queued, in flight, retained)
 
 
 class BrokerError(UsageError, RuntimeError):
@@ -77,7 +80,9 @@ def render_acl(logins: list[Login]) -> str:
         lines.append(f"user {login.username}")
         if login.role == "ingester":
             lines += [f"topic read {PREFIX}/clips/+", f"topic write {PREFIX}/receipts/+",
-                      f"topic read {PREFIX}/status/+"]
+                      f"topic read {PREFIX}/status/+", f"topic read {QUEUE_DEPTH_TOPIC}"]
+        elif login.role == "monitor":
+            lines += ["topic read $SYS/#"]
         elif login.role == "canary":
             pass  # allowed nothing: it only proves the broker re-read these files
         else:

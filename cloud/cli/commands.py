@@ -501,3 +501,40 @@ def _open_when_reachable(s: CloudSettings, stop: threading.Event) -> Store | Non
 
     return retrying(lambda: open_for_work(s), StoreUnavailable, stop, 1.0,
                     lambda exc, delay: log.error("%s; retrying in %.0f s", exc, delay))
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """Counts, the last clip stored, the broker (reachable, logins in step, messages held)
+    and the ingesters of the shared group. Exit 1 if the broker is configured but down or behind."""
+    from earmark.cloud.broker.control import broker_queue_depth
+
+    s = _settings(args)
+    store = open_for_work(s)
+    counts = store.counts()
+    last = next((e["at"] for e in store.audit.events(500) if e["event"] == "clip_stored"), None)
+    url = store.accounts.broker_url()
+    pending = store.accounts.broker_pending_since()
+    depth = broker_queue_depth(store) if url else None
+    ingesters = store.accounts.ingesters()
+    status: dict[str, Any] = {
+        "store": {"backend": store.db.backend, "reachable": True, **counts, "last_clip_stored_at": last},
+        "broker": {"url": url, "reachable": depth is not None, "logins_in_step": pending is None,
+                   "behind_since": pending, "messages_held": depth},
+        "ingesters": ingesters,
+    }
+    healthy = url is None or (depth is not None and pending is None)
+    if args.json:
+        print(json.dumps(status))
+        return 0 if healthy else 1
+    print(f"store    {store.db.backend}: " + ", ".join(f"{counts[k]} {k}" for k in sorted(counts))
+          + f"; last clip stored {last or 'never (in the last 500 audit events)'}")
+    if url is None:
+        print("broker   none configured (`earmark-cloud broker config`)")
+    else:
+        print(f"broker   {url}: " + (f"up, holding {depth} message(s)" if depth is not None else "NOT reachable")
+              + ("; logins in step" if pending is None else f"; BEHIND the registry since {pending}: "
+                                                          "`earmark-cloud broker sync`"))
+    for ingester in ingesters:
+        print(f"ingester {ingester['client_id']}: {ingester['state']} since {ingester['at']} "
+              f"(group {ingester['group']})")
+    return 0 if healthy else 1

@@ -41,6 +41,7 @@ from earmark.cloud.cli.commands import (
     cmd_quarantine_purge,
     cmd_quarantine_show,
     cmd_restore,
+    cmd_status,
     cmd_store_check,
     cmd_verify_export,
 )
@@ -225,6 +226,9 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--repair", action="store_true",
                        help="re-index complete clips, set aside what cannot be accounted for, drop rows whose "
                             "blob is gone")
+
+    command("status", cmd_status, "counts, the last clip stored, the broker (reachable, logins in step, "
+            "messages held) and the ingesters; exit 1 if the broker is down or behind")
 
     audit = sub.add_parser("audit", help="the audit log").add_subparsers(dest="audit_command", required=True)
     command("verify", cmd_audit_verify, "check the hash chain; exit 1 if anything was edited or removed", audit)

@@ -236,3 +236,41 @@ def test_store_check_reports_and_repairs_rows_without_blobs_and_blobs_without_ro
     assert exported["clips"] == 1
     with Store(d, default_master_key_path(d)) as store:
         assert [c.clip_id for c in store.clips.of_owner(alice)] == [kept]
+
+
+def test_every_command_has_a_description_and_an_example() -> None:
+    # Issue 13 case 10: --help had neither.
+    import argparse
+
+    from earmark.cloud.cli.main import build_parser
+
+    def leaves(parser: argparse.ArgumentParser, path: str) -> list[tuple[str, argparse.ArgumentParser]]:
+        found = []
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, child in action.choices.items():
+                    found += leaves(child, f"{path} {name}")
+        return found or [(path, parser)]
+
+    commands = leaves(build_parser(), "earmark-cloud")
+    assert len(commands) >= 30
+    for path, parser in commands:
+        assert parser.description, path
+        assert parser.epilog and "example:" in parser.epilog and "earmark-cloud " in parser.epilog, path
+
+
+def test_a_closed_pipe_is_quiet_and_errors_are_json_under_json(tmp_path: Path) -> None:
+    d = tmp_path / "cloud"
+    ok(cloud("init", data_dir=d))
+    store = Store(d, default_master_key_path(d))
+    for n in range(3000):  # enough rows that `| head -1` closes the pipe while the table is written
+        store.registry.add_owner(f"Owner {n}")
+    store.close()
+    piped = subprocess.run(f"{sys.executable} -m earmark.cloud.cli owner list --data-dir {d} | head -1",
+                           shell=True, capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert piped.stdout.startswith("owner_id") and piped.stderr == ""  # no BrokenPipe traceback or error line
+
+    failed = cloud("--json", "clips", "list", "--owner", "no-such-owner", data_dir=d)
+    assert failed.returncode == 2
+    error = json.loads(failed.stderr.strip().splitlines()[-1])
+    assert error["exit_code"] == 2 and "no-such-owner" in error["error"] and error["kind"] == "usage"

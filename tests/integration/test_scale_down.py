@@ -4,18 +4,33 @@ member its share; `ingest --retire` drains that member's queue and ends its sess
 
 from __future__ import annotations
 
+import json
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from tests.support.pgdb import temporary_database
 from tests.support.securecloud import Client, SecureCloud
 from tests.support.waiting import wait_until
 
+ROOT = Path(__file__).resolve().parents[2]
+
 
 def test_a_retired_ingester_drains_its_share_and_the_group_then_takes_every_clip(tmp_path: Path) -> None:
     with temporary_database() as url:  # two ingesters at once: the scale-out backend
         run(tmp_path, url)
+
+
+def status(cloud: SecureCloud) -> dict[str, Any]:
+    done = subprocess.run([sys.executable, "-m", "earmark.cloud.cli", "status", "--json", "--data-dir",
+                           str(cloud.data_dir), "--database-url", cloud.database_url],
+                          capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert done.returncode == 0, done.stderr
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
 
 
 def run(tmp_path: Path, url: str) -> None:
@@ -39,6 +54,10 @@ def run(tmp_path: Path, url: str) -> None:
         time.sleep(3)
         stranded = 20 - len(cloud.clips(owner))
         assert stranded > 0  # what main did: b's share waits for an ingester that is not coming back
+        before = status(cloud)
+        assert {i["client_id"]: i["state"] for i in before["ingesters"]} == {
+            "earmark-ingester": "running", "earmark-ingester-b": "stopped"}
+        assert before["broker"]["reachable"] and before["broker"]["messages_held"] >= stranded
 
         log = cloud.start_ingester(False, "b", "--retire")
         process = cloud.ingesters.pop("b")
@@ -48,8 +67,10 @@ def run(tmp_path: Path, url: str) -> None:
 
         send(20, 20)
         wait_until(lambda: len(cloud.clips(owner)) == 40, 20, "every new clip to reach the remaining ingester")
-        states = {i["client_id"]: i["state"] for i in cloud.store.accounts.ingesters()}
-        assert states == {"earmark-ingester": "running", "earmark-ingester-b": "retired"}
+        after = status(cloud)
+        assert {i["client_id"]: i["state"] for i in after["ingesters"]} == {
+            "earmark-ingester": "running", "earmark-ingester-b": "retired"}
+        assert after["broker"]["logins_in_step"] and after["store"]["clips"] == 40
         sender.close()
     finally:
         cloud.close()
