@@ -28,6 +28,7 @@ import pika.exceptions
 from earmark.cloud.ingest.ingestor import Ingestor
 from earmark.cloud.ingest.metrics import Metrics
 from earmark.cloud.ingest.source import BATCH_MAX, IngestSummary, count, judge, store_health
+from earmark.cloud.ingest.systemd import Notifier
 from earmark.cloud.settings import CloudSettings
 from earmark.wire.errors import ConfigError
 
@@ -76,12 +77,16 @@ class Delivery:
     arrived: float
 
 
+QUEUE_DEPTH_EVERY_S = 15.0
+
+
 class AmqpIngestService:
     def __init__(self, settings: CloudSettings, ingestor: Ingestor, metrics: Metrics) -> None:
         self.settings = settings
         self.ingestor = ingestor
         self.metrics = metrics
         self.summary = IngestSummary()
+        self.notifier = Notifier()
         self.ready = threading.Event()
 
     def health(self) -> dict[str, bool]:
@@ -135,9 +140,14 @@ class AmqpIngestService:
             log.info("consuming quorum queue %s on %s: ready", self.settings.amqp.queue, self.settings.amqp.url)
 
             def pump() -> None:
+                measured = 0.0
                 try:
                     while not stop.is_set() and not done.is_set():
                         connection.process_data_events(time_limit=0.2)
+                        if time.monotonic() - measured >= QUEUE_DEPTH_EVERY_S:  # on the I/O thread, as pika needs
+                            measured = time.monotonic()
+                            waiting = channel.queue_declare(self.settings.amqp.queue, passive=True)
+                            self.metrics.queue_depth.set(waiting.method.message_count)
                 except BaseException as exc:
                     failure.append(exc)
                 finally:
@@ -145,7 +155,10 @@ class AmqpIngestService:
 
             reader = threading.Thread(target=pump, name="amqp-io", daemon=True)
             reader.start()
+            self.notifier.ready()
             while not stop.is_set() and not done.is_set():
+                self.metrics.heartbeat()
+                self.notifier.watchdog()
                 try:
                     batch = [arrivals.get(timeout=0.2)]
                 except queue.Empty:

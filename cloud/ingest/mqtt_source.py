@@ -12,6 +12,7 @@ meanwhile. SIGTERM finishes the message in hand, acks it, and leaves.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
@@ -23,9 +24,11 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from earmark.cloud.broker.logins import QUEUE_DEPTH_TOPIC
 from earmark.cloud.ingest.ingestor import Ingestor
 from earmark.cloud.ingest.metrics import Metrics
 from earmark.cloud.ingest.source import BATCH_MAX, IngestSummary, count, judge, store_health
+from earmark.cloud.ingest.systemd import Notifier
 from earmark.cloud.settings import CloudSettings
 from earmark.wire.errors import ConfigError
 from earmark.wire.topics import receipt_topic, shared_clip_subscription
@@ -54,6 +57,7 @@ class IngestService:
         self.ingestor = ingestor
         self.metrics = metrics
         self.summary = IngestSummary()
+        self.notifier = Notifier()
         self.arrivals: queue.Queue[Arrival] = queue.Queue()
         self.generation = 0
         self.connected = threading.Event()
@@ -61,6 +65,7 @@ class IngestService:
         self.stopping = False
         self.retiring = False  # `ingest --retire`: leave the share group for good after draining
         self.retired = False
+        self.depth_mid = -1
         self.fatal: ConfigError | None = None  # set on the network thread; run() raises it
         self.failures = FailureLog(log)
         b = settings.broker
@@ -100,10 +105,16 @@ class IngestService:
             self.subscribed.set()
             return
         client.subscribe(shared_clip_subscription(self.settings.broker.share_group), qos=1)
+        self.depth_mid = client.subscribe(QUEUE_DEPTH_TOPIC, qos=0)[1] or -1  # the broker's held messages
         log.info("connected to %s (session %s)", self.settings.broker.url,
                  "resumed" if flags.session_present else "new")
 
-    def _on_subscribe(self, _client: mqtt.Client, _userdata: Any, _mid: int, reasons: list[Any], _props: Any) -> None:
+    def _on_subscribe(self, _client: mqtt.Client, _userdata: Any, mid: int, reasons: list[Any], _props: Any) -> None:
+        if mid == self.depth_mid:
+            if reasons[0].is_failure:
+                log.warning("the broker does not let this login read %s: earmark_queue_depth stays unset "
+                            "(run `earmark-cloud broker sync` to update the ACL)", QUEUE_DEPTH_TOPIC)
+            return
         if any(reason.is_failure for reason in reasons):
             self.fatal = ConfigError(f"the broker refused the clip subscription ({reasons[0]}): the ingester's "
                                      f"login {self.settings.broker.username!r} needs the ingester ACL "
@@ -120,6 +131,10 @@ class IngestService:
             log.warning("disconnected from the broker (%s); reconnecting", reason)
 
     def _on_message(self, _client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
+        if message.topic == QUEUE_DEPTH_TOPIC:
+            with contextlib.suppress(ValueError):
+                self.metrics.queue_depth.set(int(message.payload))
+            return
         self.arrivals.put(Arrival(self.generation, message.mid, message.qos, message.topic,
                                   bytes(message.payload), time.monotonic()))
 
@@ -133,9 +148,15 @@ class IngestService:
         session (expiry 0) so the broker stops keeping a share of the clips for it."""
         self.retiring = retire
         quiet_since = time.monotonic()
+        announced = False
         connect_async(self.client, self.settings.broker.url, self.settings.broker.keepalive_s, SESSION_EXPIRY_S)
         try:
             while not stop.is_set() and self.fatal is None:
+                self.metrics.heartbeat()
+                self.notifier.watchdog()
+                if self.subscribed.is_set() and not announced:
+                    self.notifier.ready()
+                    announced = True
                 try:
                     batch = [self.arrivals.get(timeout=0.2)]
                 except queue.Empty:
@@ -152,6 +173,7 @@ class IngestService:
                         break
                 self._process(batch, stop)
         finally:
+            self.notifier.stopping()
             self.summary.flush(force=True)
             self.stopping = True
             if not self.retired:

@@ -53,7 +53,13 @@ def judge(ingestor: Ingestor, metrics: Metrics, messages: list[tuple[str, bytes]
         log.error("store cannot take %d message(s), will retry in %.0f s (not acked): %s",
                   len(messages), delay, exc)
 
-    return retrying(lambda: ingestor.handle_batch(messages), StoreError, stop, 0.5, report)
+    def attempt() -> list[Outcome]:
+        started = time.monotonic()
+        outcomes = ingestor.handle_batch(messages)
+        metrics.commit.observe(time.monotonic() - started)
+        return outcomes
+
+    return retrying(attempt, StoreError, stop, 0.5, report)
 
 
 class IngestSummary:
@@ -86,6 +92,8 @@ def count(metrics: Metrics, outcome: Outcome, arrived: float, summary: IngestSum
         summary.add(outcome)
     metrics.latency.observe(time.monotonic() - arrived)
     metrics.clips.labels(outcome.status).inc()
+    if outcome.status == "stored":
+        metrics.last_stored.set(time.time())
     if outcome.status == "rejected":
         metrics.rejections.labels(outcome.reason).inc()
         if not outcome.kept:
