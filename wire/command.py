@@ -2,8 +2,8 @@
 every error turned into one line on stderr and its exit code (earmark.wire.errors).
 
 Logs go to stderr in one of three shapes (`--log-format`, or $EARMARK_LOG_FORMAT):
-  text     2026-11-23T13:55:01.123Z WARNING earmark.cloud.ingest.source: message
-  journal  <4>earmark.cloud.ingest.source: message   (journald's priority prefix; it adds the time)
+  text     2026-11-23T13:55:01.123Z WARNING <logger name>: message
+  journal  <4><logger name>: message   (journald's priority prefix; it adds the time)
   json     {"ts": "...", "level": "warning", "logger": "...", "msg": "..."}
 `auto` (the default) is journal when stderr is journald's stream (systemd sets
 $JOURNAL_STREAM), else text, so `journalctl -p warning` finds the warnings.

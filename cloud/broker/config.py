@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from earmark.cloud.broker.certs import ca_paths, init_ca, issue
-from earmark.cloud.broker.control import write_broker_files
+from earmark.cloud.broker.control import hand_to_broker, write_broker_files
 from earmark.cloud.broker.logins import INGESTER_USERNAME, MONITOR_PASSWORD_FILE, create_login, new_password
 from earmark.cloud.store.store import Store
 from earmark.wire.durable import write_file
@@ -66,6 +66,10 @@ def write_broker_config(store: Store, out_dir: Path, port: int = 8883, bind: str
         os.chown(out_dir, broker_user.pw_uid, broker_user.pw_gid)
         for path in (out_dir / "data", out_dir / "ca.pem", cert, key):
             os.chown(path, broker_user.pw_uid, broker_user.pw_gid)
+    else:  # an operator in Mosquitto's group, the folder Mosquitto's (deploy/install-cloud.sh)
+        for path in (out_dir / "ca.pem", cert, key):
+            os.chmod(path, 0o640)
+            hand_to_broker(path, out_dir)
     write_broker_files(store)
     # Client certificates are a second factor: the login and ACL still go by username.
     client_certs = "require_certificate false\n"

@@ -118,7 +118,7 @@ def sync_broker(store: Store, reload_command: str = "", timeout_s: float = 10.0)
             + "; run `earmark-cloud broker sync` once it is fixed",
             EXIT_TEMPFAIL if reloaded else EXIT_USAGE)
     store.accounts.mark_broker_synced()
-    log.info("broker confirmed the reload: %d login(s)", count)
+    log.debug("broker confirmed the reload: %d login(s)", count)
     return SyncReport(count, "confirmed")
 
 

@@ -475,15 +475,16 @@ def cmd_ingest(args: argparse.Namespace) -> int:
                  s.broker.share_group)
     server = serve(metrics, service.health, s.metrics.host, s.metrics.port) if s.metrics.port else None
     retire = bool(getattr(args, "retire", False))
+    member = s.broker.username or s.broker.client_id  # the broker makes a login its client id
     if isinstance(service, IngestService):
-        store.accounts.note_ingester(s.broker.client_id, "retiring" if retire else "running", s.broker.share_group)
+        store.accounts.note_ingester(member, "retiring" if retire else "running", s.broker.share_group)
     elif retire:
         raise UsageError("--retire applies to the MQTT shared subscription; a quorum queue has no members to leave")
     try:
         if isinstance(service, IngestService):
             service.run(stop, retire=retire)
             state = "retired" if service.retired else "stopped"
-            store.accounts.note_ingester(s.broker.client_id, state, s.broker.share_group)
+            store.accounts.note_ingester(member, state, s.broker.share_group)
         else:
             service.run(stop)
     finally:

@@ -50,7 +50,7 @@ class Cloud:
         log_path = self.folder / f"ingest-{name}.log"
         process = subprocess.Popen([sys.executable, "-m", "earmark.cloud.cli", "ingest",
                                     "--data-dir", str(self.data_dir),
-                                    "--client-id", f"ingester-{name}"],
+                                    "--client-id", f"ingester-{name}", "-v"],  # -v: a DEBUG line per stored clip
                                    cwd=ROOT, stdout=subprocess.DEVNULL, stderr=open(log_path, "ab"))  # noqa: SIM115
         self.ingesters[name] = (process, log_path)
         wait_until_logged(process, log_path, "consuming quorum queue")

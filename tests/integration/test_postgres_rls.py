@@ -11,7 +11,7 @@ import psycopg
 import pytest
 
 from earmark.cloud.ingest.ingestor import Ingestor
-from earmark.cloud.store.database import StoreError
+from earmark.cloud.store.database import StoreError, StoreUnavailable
 from earmark.cloud.store.postgres import PostgresDatabase
 from earmark.cloud.store.store import Store
 from tests.support.cloudkit import SimDevice, make_store, tamper
@@ -137,8 +137,10 @@ def test_an_unmigrated_database_and_a_wrong_password_are_one_line_errors(tmp_pat
         url = _role_url_for(ADMIN, "postgres", name)
         with pytest.raises(StoreError, match=r"no Earmark schema: run `earmark-cloud db migrate"):
             PostgresDatabase(url)
-        with pytest.raises(StoreError, match=r"cannot connect to PostgreSQL at .*no_such_role_x"):
+        # A missing role is refused at once (exit 2), not retried as if the server were down.
+        with pytest.raises(StoreError, match=r"PostgreSQL at .*no_such_role_x.* refused: .*does not exist") as caught:
             PostgresDatabase(_role_url_for(ADMIN, "no_such_role_x", name))
+        assert not isinstance(caught.value, StoreUnavailable)
     finally:
         with psycopg.connect(ADMIN, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')

@@ -1,0 +1,54 @@
+"""The cloud's systemd units agree with deploy/SCALING.md and with the ingester's own
+behaviour (issue 13 case 7): the database and broker may be on other hosts, the ingester
+speaks the notify protocol, and only configuration errors stop the restarts."""
+
+from __future__ import annotations
+
+import configparser
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def unit(name: str) -> configparser.SectionProxy:
+    parser = configparser.ConfigParser(strict=False, interpolation=None)
+    parser.optionxform = str  # type: ignore[assignment,method-assign]
+    parser.read(ROOT / "deploy" / name)
+    return parser["Service"]
+
+
+def test_nothing_confines_the_cloud_to_localhost_when_scaling_md_puts_parts_on_other_hosts() -> None:
+    scaling = (ROOT / "deploy" / "SCALING.md").read_text()
+    assert "PostgreSQL" in scaling and "RabbitMQ" in scaling  # the parts that live elsewhere at scale
+    for name in ("earmark-ingester.service", "earmark-purge.service"):
+        service = unit(name)
+        assert service.get("PrivateNetwork", "no") != "yes", name
+        assert "localhost" not in service.get("IPAddressAllow", ""), name
+        assert "AF_INET" in service.get("RestrictAddressFamilies", "AF_INET"), name
+
+
+def test_the_ingester_unit_uses_the_notify_protocol_it_speaks() -> None:
+    service = unit("earmark-ingester.service")
+    assert service["Type"] == "notify" and service["NotifyAccess"] == "main"
+    assert int(service["WatchdogSec"]) >= 30
+    assert service["RestartPreventExitStatus"] == "2"
+    assert "--broker" not in service["ExecStart"]  # broker.toml from `broker config` has it
+
+
+def test_install_cloud_refuses_to_guess_the_brokers_name() -> None:
+    import subprocess
+
+    done = subprocess.run(["bash", str(ROOT / "deploy" / "install-cloud.sh")], capture_output=True, text=True,
+                          timeout=30)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "install-cloud.sh: --host NAME is required: the name devices use to reach the broker"]
+
+
+def test_install_cloud_installs_the_units_that_exist_and_points_the_drop_in_at_its_broker_folder() -> None:
+    script = (ROOT / "deploy" / "install-cloud.sh").read_text()
+    for unit_name in ("earmark-ingester.service", "earmark-purge.service", "earmark-purge.timer"):
+        assert unit_name in script and (ROOT / "deploy" / unit_name).exists()
+    drop_in = (ROOT / "deploy" / "mosquitto" / "earmark.conf").read_text()
+    assert "/var/lib/earmark-cloud/broker" in drop_in  # the path the script rewrites
+    assert "listener 8883 0.0.0.0" in drop_in
