@@ -183,6 +183,14 @@ def read_for(mic: Microphone, frames: int) -> np.ndarray:
     return np.concatenate([f for f in (mic.read() for _ in range(frames)) if f is not None])
 
 
+def first_frame_after_interruptions(mic: Microphone, tries: int = 40) -> np.ndarray | None:
+    """The first frame once the mic is back; each read meanwhile raises SourceInterrupted."""
+    for _ in range(tries):
+        with contextlib.suppress(SourceInterrupted):
+            return mic.read()
+    return None
+
+
 def test_the_empty_mic_setting_opens_the_system_default_with_only_the_channels_it_needs() -> None:
     # Issue 12 case 7: PipeWire's "default" reports 64 channels; `device = ""` took the first
     # input listed (here an HDMI capture) and opened every channel it reported.
@@ -224,11 +232,7 @@ def test_an_unplugged_mic_interrupts_reads_and_is_reopened_by_name_when_it_retur
     assert mic.state in ("lost", "waiting")
     card.extra_inputs = (("HDMI", 2), ("bluetooth headset", 1))  # indexes move while it is away
     card.plug_in()
-    frame = None
-    for _ in range(40):
-        with contextlib.suppress(SourceInterrupted):
-            frame = mic.read()
-            break
+    frame = first_frame_after_interruptions(mic)
     mic.stop()
     assert frame is not None and mic.reopened == 1
     assert card.opened[-1]["input_device_index"] == 2  # found again by its name
@@ -242,11 +246,7 @@ def test_at_boot_the_mic_is_waited_for_not_given_up_on() -> None:
     with pytest.raises(SourceInterrupted, match="waiting for the microphone"):
         mic.read()
     card.plug_in()
-    frame = None
-    for _ in range(40):
-        with contextlib.suppress(SourceInterrupted):
-            frame = mic.read()
-            break
+    frame = first_frame_after_interruptions(mic)
     mic.stop()
     assert frame is not None
 
