@@ -26,6 +26,7 @@ from earmark.device.listening.wake import WakeDetector
 from earmark.device.loop import DeviceLoop, RunStats
 from earmark.device.settings import DeviceSettings
 from earmark.device.status import StatusReport
+from earmark.device.sync.chain import Chain
 from earmark.device.sync.identity import Sealer, load_or_create_key, public_key_of
 from earmark.device.sync.publisher import Publisher
 from earmark.device.sync.spool import Spool
@@ -86,7 +87,8 @@ def assemble(s: DeviceSettings, source: AudioSource, controls: Controls | None =
     controls = controls if controls is not None else Controls(s.gpio)
     loop = DeviceLoop(source, WakeDetector(s.wake, models),
                       Recorder(s.recorder, speech.is_speech, on_start=speech.reset),
-                      Sealer(s.device_id, s.owner_id, key), spool, controls, stop)
+                      Sealer(s.device_id, s.owner_id, key, Chain(s.chain_path, [c.read() for c in spool.clips()])),
+                      spool, controls, stop)
     publisher = None
     if publish and s.broker.url:
         publisher = Publisher(s.broker, s.device_id, spool,

@@ -146,6 +146,7 @@ class DeviceLoop:
             self._error = True
             log.error("%s", exc)
             return
+        self.sealer.spooled(envelope)
         self._error = False
         self.stats.clips.append(clip_id)
         self.on_spooled()

@@ -128,6 +128,10 @@ class DeviceSettings:
         return Path(self.data_dir) / "device.key"
 
     @property
+    def chain_path(self) -> Path:
+        return Path(self.data_dir) / "chain.json"
+
+    @property
     def pairing_path(self) -> Path:
         return Path(self.data_dir) / "pairing.toml"
 

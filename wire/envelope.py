@@ -1,9 +1,16 @@
-"""The signed clip envelope (wire contract v1). `docs/wire-format.md` gives the exact bytes;
-tests hold this module to that document.
+"""The signed clip envelope (wire contract v2, and v1 still read). `docs/wire-format.md`
+gives the exact bytes; tests hold this module to that document.
 
     magic "EMRK" | version u8 | flags u8 | header_len u32be | audio_len u32be
-    | header (canonical JSON, UTF-8) | audio (canonical 44-byte-header PCM WAV)
-    | Ed25519 signature (64 bytes) over every byte before it
+    | header (canonical JSON, ASCII) | audio (canonical 44-byte-header PCM WAV)
+    | Ed25519 signature (64 bytes)
+
+v1 signs every byte before the signature (Ed25519 hashes the whole 160 KB clip, twice). v2
+signs the preamble and header only: the header carries the audio's SHA-256, which every
+decoder checks, so verifying costs one SHA-256 pass over the audio and an Ed25519 check over
+a few hundred bytes. v2 headers also carry `seq` (the device's clip counter, from 1) and
+`prev_sha256` (the SHA-256 of the device's previous envelope; 64 zeros for its first), so an
+export can show that nothing between two clips was left out.
 """
 
 from __future__ import annotations
@@ -26,7 +33,9 @@ from earmark.wire.timestamps import format_utc, is_utc_stamp
 from earmark.wire.topics import DEVICE_ID_PATTERN
 
 MAGIC = b"EMRK"
-VERSION = 1
+VERSION = 2  # what devices send
+VERSIONS = (1, 2)  # what receivers read
+NO_PREVIOUS = "0" * 64  # prev_sha256 of a device's first v2 clip
 PREAMBLE = struct.Struct(">4sBBII")
 SIGNATURE_BYTES = 64
 WAV_HEADER_BYTES = 44
@@ -69,9 +78,18 @@ class ClipHeader:
     wake_word: str | None
     wake_score: float | None
     audio_sha256: str
+    seq: int | None = None  # v2 only: the device's clip counter, from 1
+    prev_sha256: str | None = None  # v2 only: SHA-256 of the device's previous envelope
+
+    @property
+    def version(self) -> int:
+        return 1 if self.seq is None else 2
 
     def to_json_bytes(self) -> bytes:
-        return json.dumps(asdict(self), sort_keys=True, separators=(",", ":")).encode("ascii")
+        fields = asdict(self)
+        if self.version == 1:
+            del fields["seq"], fields["prev_sha256"]
+        return json.dumps(fields, sort_keys=True, separators=(",", ":")).encode("ascii")
 
 
 @dataclass(frozen=True)
@@ -95,18 +113,26 @@ def format_captured_at(moment: datetime) -> str:
 
 
 def encode_envelope(header: ClipHeader, audio: bytes, key: Ed25519PrivateKey) -> bytes:
-    """Frame and sign a clip. Refuses anything the decoder would refuse."""
+    """Frame and sign a clip: v2 when the header carries seq and prev_sha256, else v1.
+    Refuses anything the decoder would refuse."""
     header_bytes = header.to_json_bytes()
-    body = PREAMBLE.pack(MAGIC, VERSION, 0, len(header_bytes), len(audio)) + header_bytes + audio
-    signed = body + key.sign(body)
+    preamble = PREAMBLE.pack(MAGIC, header.version, 0, len(header_bytes), len(audio))
+    signature = key.sign(preamble + header_bytes if header.version == 2 else preamble + header_bytes + audio)
+    signed = preamble + header_bytes + audio + signature
     decode_envelope(signed)  # one definition of "valid": the decoder's
     return signed
 
 
 def reassemble(header_bytes: bytes, audio: bytes, signature: bytes) -> bytes:
     """The envelope bytes from its three parts (as an export keeps them), for decoding and
-    verifying again."""
-    return PREAMBLE.pack(MAGIC, VERSION, 0, len(header_bytes), len(audio)) + header_bytes + audio + signature
+    verifying again. The version follows from the header: only v2 headers hold `seq`."""
+    version = 2 if b'"seq":' in header_bytes else 1
+    return PREAMBLE.pack(MAGIC, version, 0, len(header_bytes), len(audio)) + header_bytes + audio + signature
+
+
+def envelope_sha256(envelope: bytes) -> str:
+    """What a device's next v2 clip names as `prev_sha256`, and what the store keeps."""
+    return hashlib.sha256(envelope).hexdigest()
 
 
 def decode_envelope(data: bytes, max_bytes: int = MAX_ENVELOPE_BYTES) -> Envelope:
@@ -123,8 +149,8 @@ def decode_envelope(data: bytes, max_bytes: int = MAX_ENVELOPE_BYTES) -> Envelop
     magic, version, flags, header_len, audio_len = PREAMBLE.unpack_from(data)
     if magic != MAGIC:
         raise EnvelopeError("malformed", "bad magic")
-    if version != VERSION:
-        raise EnvelopeError("unknown_version", f"envelope version {version} (this reads {VERSION})")
+    if version not in VERSIONS:
+        raise EnvelopeError("unknown_version", f"envelope version {version} (this reads 1 and 2)")
     if flags != 0:
         raise EnvelopeError("malformed", f"reserved flags {flags:#x} are set")
     if header_len > MAX_HEADER_BYTES:
@@ -138,9 +164,10 @@ def decode_envelope(data: bytes, max_bytes: int = MAX_ENVELOPE_BYTES) -> Envelop
     audio_end = header_end + audio_len
     header_bytes = data[PREAMBLE.size:header_end]
     audio = data[header_end:audio_end]
-    header = _parse_header(header_bytes)
+    header = _parse_header(header_bytes, version)
     _check_audio(header, audio)
-    return Envelope(header, header_bytes, audio, data[audio_end:], data[:audio_end])
+    signed = data[:header_end] if version == 2 else data[:audio_end]
+    return Envelope(header, header_bytes, audio, data[audio_end:], signed)
 
 
 def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -171,9 +198,11 @@ _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "wake_score": (float, type(None)),
     "audio_sha256": (str,),
 }
+_V2_FIELD_TYPES: dict[str, tuple[type, ...]] = {**_FIELD_TYPES, "seq": (int,), "prev_sha256": (str,)}
+MAX_SEQ = 2**53  # exact in every JSON reader
 
 
-def _parse_header(header_bytes: bytes) -> ClipHeader:
+def _parse_header(header_bytes: bytes, version: int) -> ClipHeader:
     try:
         text = header_bytes.decode("ascii")
         raw = json.loads(
@@ -185,11 +214,12 @@ def _parse_header(header_bytes: bytes) -> ClipHeader:
         raise EnvelopeError("malformed", f"header is not ASCII JSON ({type(exc).__name__})") from None
     if not isinstance(raw, dict):
         raise EnvelopeError("malformed", "header is not a JSON object")
-    if set(raw) != set(_FIELD_TYPES):
-        missing = sorted(set(_FIELD_TYPES) - set(raw))
-        extra = sorted(set(raw) - set(_FIELD_TYPES))
+    field_types = _V2_FIELD_TYPES if version == 2 else _FIELD_TYPES
+    if set(raw) != set(field_types):
+        missing = sorted(set(field_types) - set(raw))
+        extra = sorted(set(raw) - set(field_types))
         raise EnvelopeError("malformed", f"header keys differ (missing {missing}, unknown {extra})")
-    for name, types in _FIELD_TYPES.items():
+    for name, types in field_types.items():
         value = raw[name]
         # bool is an int subclass; JSON true must never pass for a number.
         if isinstance(value, bool) or type(value) not in types:
@@ -228,6 +258,10 @@ def _check_header_values(h: ClipHeader) -> None:
         raise bad("wake_word", "must be null when trigger is button")
     if not SHA256_PATTERN.fullmatch(h.audio_sha256):
         raise bad("audio_sha256", "is not 64 lowercase hex digits")
+    if h.seq is not None and not 1 <= h.seq <= MAX_SEQ:
+        raise bad("seq", f"is outside 1..{MAX_SEQ}")
+    if h.prev_sha256 is not None and not SHA256_PATTERN.fullmatch(h.prev_sha256):
+        raise bad("prev_sha256", "is not 64 lowercase hex digits")
 
 
 def _check_audio(h: ClipHeader, audio: bytes) -> None:

@@ -29,6 +29,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
 from earmark.cloud.owner.archive import (
     CSV_NAME,
     DEVICES,
@@ -71,8 +73,26 @@ class ExportResult:
     sha256: str
 
 
-def checked_envelope(store: Store, owner_id: str, row: ClipRow) -> Envelope:
-    """Open one of the owner's clips and run every check on it (see the module docstring)."""
+@dataclass(frozen=True)
+class KnownDevice:
+    """A device's registered key and binding history, looked up once per export, not per clip."""
+
+    public_key: Ed25519PublicKey
+    bindings: list[tuple[str, str, str | None]]
+
+
+def _known(store: Store, device_id: str, known: dict[str, KnownDevice | None]) -> KnownDevice | None:
+    if device_id not in known:
+        device = store.registry.device(device_id)
+        known[device_id] = None if device is None else KnownDevice(parse_public_key(device.public_key),
+                                                                   store.registry.bindings(device_id))
+    return known[device_id]
+
+
+def checked_envelope(store: Store, owner_id: str, row: ClipRow,
+                     known: dict[str, KnownDevice | None] | None = None) -> Envelope:
+    """Open one of the owner's clips and run every check on it (see the module docstring).
+    `known` carries devices already looked up in this export."""
     def fail(check: str, why: str) -> ExportError:
         return ExportError(f"clip {row.clip_id}: {why}", row.clip_id, check)
 
@@ -99,12 +119,12 @@ def checked_envelope(store: Store, owner_id: str, row: ClipRow) -> Envelope:
                     "owner": (h.owner_id, owner_id)}
         wrong = [name for name, (seen, want) in expected.items() if seen != want]
         raise fail("header", f"its header names another {' and '.join(wrong)}")
-    device = store.registry.device(h.device_id)
+    device = _known(store, h.device_id, {} if known is None else known)
     if device is None:
         raise fail("device", f"device {h.device_id} is not registered")
-    if not envelope.verify(parse_public_key(device.public_key)):
+    if not envelope.verify(device.public_key):
         raise fail("signature", f"its signature does not verify with {h.device_id}'s registered key")
-    bound = store.registry.owner_at(h.device_id, h.captured_at)
+    bound = store.registry.owner_at(h.device_id, h.captured_at, device.bindings)
     if bound != owner_id:
         raise fail("binding", f"{h.device_id} was not this owner's device at {h.captured_at}")
     return envelope
@@ -164,11 +184,12 @@ def _write_zip(store: Store, owner_id: str, path: Path, export_id: str, created:
                progress: Callable[[int, int], None] | None) -> tuple[int, int]:
     count = audio_bytes = 0
     devices: set[str] = set()
+    known: dict[str, KnownDevice | None] = {}
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as out:
         with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as zf, _spill() as entries:
             for row in store.clips.iter_owner(owner_id):
-                envelope = checked_envelope(store, owner_id, row)
+                envelope = checked_envelope(store, owner_id, row, known)
                 name = clip_file_name(row.captured_at, row.clip_id)
                 zf.writestr(zipfile.ZipInfo(name, _zip_time(row.captured_at)), envelope.audio)
                 wav_sha = hashlib.sha256(envelope.audio).hexdigest()

@@ -8,6 +8,8 @@ devices.json lists only the owner's devices with their registered keys; each WAV
 its SHA-256; each clip's header and signature, put
 back together with the WAV, form a valid envelope that names this owner and verifies with
 the device's registered key; and the device was bound to this owner at capture time.
+For wire v2 clips it also checks each device's chain: no position missing that no recorded
+deletion explains, and each clip naming the envelope before it.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import hashlib
 import json
 import tempfile
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +37,7 @@ from earmark.cloud.owner.archive import (
     render_readme,
 )
 from earmark.cloud.store.store import Store
-from earmark.wire.envelope import EnvelopeError, decode_envelope, parse_public_key, reassemble
+from earmark.wire.envelope import EnvelopeError, decode_envelope, envelope_sha256, parse_public_key, reassemble
 
 
 def verify_export(store: Store, archive: Path, owner_id: str, identity: Path | None = None) -> list[str]:
@@ -94,10 +97,60 @@ def _verify_zip(store: Store, path: Path, owner_id: str) -> list[str]:
             problems.append(f"{name} is in the archive but not in the manifest")
         for name in sorted(expected - set(names) - {clip["file"] for clip in clips}):
             problems.append(f"{name} is missing")
+        links: list[ChainLink] = []
         for clip in clips:
-            problems += _check_clip(store, zf, owner_id, clip, set(names))
+            found, link = _check_clip(store, zf, owner_id, clip, set(names))
+            problems += found
+            if link is not None:
+                links.append(link)
         problems += _check_fixed_files(store, zf, owner_id, manifest, set(names))
+        problems += check_chains(store, links)
         return problems
+
+
+@dataclass(frozen=True)
+class ChainLink:
+    """A verified v2 clip's place in its device's chain."""
+
+    device_id: str
+    seq: int
+    prev_sha256: str
+    envelope_sha256: str
+
+
+def check_chains(store: Store, links: list[ChainLink]) -> list[str]:
+    """Per device: every position from 1 to the newest exported one is in the export or was
+    deleted on record (by the owner, retention or erasure), and each clip names the one before
+    it. Anything else was removed behind the export's back, or the chain was forged."""
+    problems = []
+    by_device: dict[str, dict[int, ChainLink]] = {}
+    for link in links:
+        if link.seq in by_device.setdefault(link.device_id, {}):
+            problems.append(f"device {link.device_id}: two clips claim position {link.seq} of its chain")
+        by_device[link.device_id][link.seq] = link
+    for device_id, chain in sorted(by_device.items()):
+        deleted = store.clips.deleted_seqs(device_id)
+        missing = [seq for seq in range(1, max(chain) + 1) if seq not in chain and seq not in deleted]
+        if missing:
+            problems.append(f"device {device_id}: clip(s) at {_ranges(missing)} of its chain are not in the export, "
+                            "and no recorded deletion or retention purge explains them")
+        for seq, link in sorted(chain.items()):
+            before = chain.get(seq - 1)
+            if before is not None and link.prev_sha256 != before.envelope_sha256:
+                problems.append(f"device {device_id}: the clip at {seq} does not follow the clip at {seq - 1} "
+                                "(its prev_sha256 names another envelope)")
+    return problems
+
+
+def _ranges(numbers: list[int]) -> str:
+    """[3, 4, 5, 9] -> "3-5, 9"."""
+    spans: list[list[int]] = []
+    for n in numbers:
+        if spans and n == spans[-1][1] + 1:
+            spans[-1][1] = n
+        else:
+            spans.append([n, n])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in spans)
 
 
 def _parse_manifest(data: bytes) -> dict[str, Any]:
@@ -159,29 +212,34 @@ def _check_devices(store: Store, data: bytes, owner_id: str, used: set[str]) -> 
     return problems
 
 
-def _check_clip(store: Store, zf: zipfile.ZipFile, owner_id: str, clip: dict[str, Any], names: set[str]) -> list[str]:
+def _check_clip(store: Store, zf: zipfile.ZipFile, owner_id: str, clip: dict[str, Any],
+                names: set[str]) -> tuple[list[str], ChainLink | None]:
+    """Its problems, and (for a v2 clip that passed every check) its place in the chain."""
     clip_id = clip.get("clip_id")
     name = clip.get("file")
     if name not in names:
-        return [f"clip {clip_id}: {name} is listed but missing"]
+        return [f"clip {clip_id}: {name} is listed but missing"], None
     wav = zf.read(str(name))
     if hashlib.sha256(wav).hexdigest() != clip.get("wav_sha256"):
-        return [f"clip {clip_id}: {name} does not match its SHA-256"]
+        return [f"clip {clip_id}: {name} does not match its SHA-256"], None
     try:
-        envelope = decode_envelope(reassemble(str(clip["envelope_header"]).encode("ascii"), wav,
-                                              base64.b64decode(clip["signature"], validate=True)))
+        raw = reassemble(str(clip["envelope_header"]).encode("ascii"), wav,
+                         base64.b64decode(clip["signature"], validate=True))
+        envelope = decode_envelope(raw)
     except (KeyError, EnvelopeError, binascii.Error, UnicodeEncodeError) as exc:
-        return [f"clip {clip_id}: header, signature and WAV do not form a valid envelope ({exc})"]
+        return [f"clip {clip_id}: header, signature and WAV do not form a valid envelope ({exc})"], None
     h = envelope.header
     if (h.clip_id, h.owner_id, h.device_id) != (clip_id, owner_id, clip.get("device_id")):
-        return [f"clip {clip_id}: its signed header names another clip, owner or device"]
+        return [f"clip {clip_id}: its signed header names another clip, owner or device"], None
     signed = {"captured_at": h.captured_at, "duration_ms": h.duration_ms, "trigger": h.trigger,
               "wake_word": h.wake_word}
     if any(clip.get(key) != value for key, value in signed.items()):
-        return [f"clip {clip_id}: the manifest's capture time, length or wake word differ from its signed header"]
+        return [f"clip {clip_id}: the manifest's capture time, length or wake word differ from its signed header"], None
     device = store.registry.device(h.device_id)
     if device is None or not envelope.verify(parse_public_key(device.public_key)):
-        return [f"clip {clip_id}: the signature does not verify with {h.device_id}'s registered key"]
+        return [f"clip {clip_id}: the signature does not verify with {h.device_id}'s registered key"], None
     if store.registry.owner_at(h.device_id, h.captured_at) != owner_id:
-        return [f"clip {clip_id}: {h.device_id} was not bound to this owner at {h.captured_at}"]
-    return []
+        return [f"clip {clip_id}: {h.device_id} was not bound to this owner at {h.captured_at}"], None
+    if h.seq is None or h.prev_sha256 is None:
+        return [], None  # a v1 clip: not chained
+    return [], ChainLink(h.device_id, h.seq, h.prev_sha256, envelope_sha256(raw))

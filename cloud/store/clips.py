@@ -43,6 +43,7 @@ class ClipRow:
     envelope_bytes: int
     blob_path: str
     stored_at: str
+    seq: int | None = None  # wire v2's per-device counter; None for v1 clips
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,7 @@ class NewClip:
 def _row(clip: NewClip, relative: str) -> tuple[Any, ...]:
     h = clip.envelope.header
     return (h.clip_id, clip.owner_id, h.device_id, h.captured_at, h.duration_ms, h.trigger, h.wake_word,
-            h.wake_score, clip.digest, len(clip.raw), relative, utc_now())
+            h.wake_score, clip.digest, len(clip.raw), relative, utc_now(), h.seq)
 
 
 class Clips:
@@ -105,7 +106,7 @@ class Clips:
                     if not live:
                         not_stored[row[0]] = "owner_erased"
                         continue
-                    inserted = cur.execute("INSERT INTO clips VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                    inserted = cur.execute("INSERT INTO clips VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                                            "ON CONFLICT (clip_id) DO NOTHING", row).rowcount
                     if not inserted:
                         not_stored[row[0]] = "duplicate"
@@ -140,6 +141,13 @@ class Clips:
         return open_sealed(self.keys.owner_key(owner_id), sealed,
                            clip_aad(owner_id, clip.device_id, clip.clip_id))
 
+    def older_than(self, owner_id: str, cutoff: str, limit: int) -> list[ClipRow]:
+        """Up to `limit` of the owner's clips captured before `cutoff`, oldest first (an index
+        range scan on the (owner_id, captured_at, clip_id) index)."""
+        rows = self.db.query("SELECT * FROM clips WHERE owner_id = ? AND captured_at < ? "
+                             "ORDER BY captured_at, clip_id LIMIT ?", (owner_id, cutoff, limit), owner=owner_id)
+        return [ClipRow(**dict(r)) for r in rows]
+
     def count(self, owner_id: str) -> int:
         return int(self.db.query("SELECT count(*) AS n FROM clips WHERE owner_id = ?", (owner_id,),
                                  owner=owner_id)[0]["n"])
@@ -156,7 +164,7 @@ class Clips:
             cur.scope(owner_id)
             cur.executemany("DELETE FROM clips WHERE owner_id = ? AND clip_id = ?",
                             [(owner_id, clip.clip_id) for clip in clips])
-            self._remember_deleted(cur, [(clip.clip_id, clip.envelope_sha256) for clip in clips])
+            self._remember_deleted(cur, [(c.clip_id, c.envelope_sha256, c.device_id, c.seq) for c in clips])
             self.audit.append(cur, event, owner_id=owner_id, clip_id=clips[0].clip_id if len(clips) == 1 else None,
                               detail={"clips": len(clips), **(detail or {})})
         for clip in clips:
@@ -167,26 +175,34 @@ class Clips:
         self.blobs.remove_owner(owner_id)
         with self.audit.write() as cur:
             cur.scope(owner_id)
-            gone = cur.execute("SELECT clip_id, envelope_sha256 FROM clips WHERE owner_id = ?", (owner_id,)).fetchall()
-            self._remember_deleted(cur, [(r["clip_id"], r["envelope_sha256"]) for r in gone])
+            gone = cur.execute("SELECT clip_id, envelope_sha256, device_id, seq FROM clips WHERE owner_id = ?",
+                               (owner_id,)).fetchall()
+            self._remember_deleted(cur, [(r["clip_id"], r["envelope_sha256"], r["device_id"], r["seq"]) for r in gone])
             count = cur.execute("DELETE FROM clips WHERE owner_id = ?", (owner_id,)).rowcount
             self.audit.append(cur, "owner_clips_deleted", owner_id=owner_id, detail={"clips": count})
         return int(count)
 
     @staticmethod
-    def _remember_deleted(cur: Cursor, clips: list[tuple[str, str]]) -> None:
-        """A deleted clip's id and envelope hash (no owner, no content), so that the same
-        envelope arriving again (a redelivery, a device resend) is a duplicate, not a new clip."""
+    def _remember_deleted(cur: Cursor, clips: list[tuple[str, str, str, int | None]]) -> None:
+        """A deleted clip's id, envelope hash, device and chain position (no owner, no content):
+        the same envelope arriving again (a redelivery, a device resend) is a duplicate, not a
+        new clip, and an export can tell this deletion from a clip removed behind its back."""
         now = utc_now()
-        cur.executemany("INSERT INTO deleted_clips VALUES (?, ?, ?) ON CONFLICT (clip_id) DO NOTHING",
-                        [(clip_id, digest, now) for clip_id, digest in clips])
+        cur.executemany("INSERT INTO deleted_clips (clip_id, envelope_sha256, deleted_at, device_id, seq) "
+                        "VALUES (?, ?, ?, ?, ?) ON CONFLICT (clip_id) DO NOTHING",
+                        [(clip_id, digest, now, device_id, seq) for clip_id, digest, device_id, seq in clips])
+
+    def deleted_seqs(self, device_id: str) -> set[int]:
+        """The chain positions of a device's clips that were deleted on record."""
+        rows = self.db.query("SELECT seq FROM deleted_clips WHERE device_id = ? AND seq IS NOT NULL", (device_id,))
+        return {int(r["seq"]) for r in rows}
 
     def reindex(self, clip: NewClip) -> bool:
         """A row for a clip whose sealed blob is already in place (found by the sweep after a
         database restore or a crash between blob and row). True if the row was added."""
         with self.audit.write() as cur:
             cur.scope(clip.owner_id)
-            added = cur.execute("INSERT INTO clips VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            added = cur.execute("INSERT INTO clips VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                                 "ON CONFLICT (clip_id) DO NOTHING",
                                 _row(clip, self.blob_path(clip.owner_id, clip.envelope.header.clip_id))).rowcount
             if added:

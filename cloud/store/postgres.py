@@ -176,7 +176,14 @@ ALTER TABLE quarantine ADD COLUMN claimed_owner_id TEXT;
 CREATE INDEX quarantine_by_device ON quarantine (device_id, received_at);
 CREATE INDEX quarantine_by_claimed_owner ON quarantine (claimed_owner_id);
 """
-PG_MIGRATIONS = (PG_SCHEMA_V1, PG_SCHEMA_V2, PG_SCHEMA_V3)
+# See the SQLite schema v7: wire v2's chain.
+PG_SCHEMA_V4 = """
+ALTER TABLE clips ADD COLUMN seq BIGINT;
+ALTER TABLE deleted_clips ADD COLUMN device_id TEXT;
+ALTER TABLE deleted_clips ADD COLUMN seq BIGINT;
+CREATE INDEX deleted_clips_by_device ON deleted_clips (device_id, seq);
+"""
+PG_MIGRATIONS = (PG_SCHEMA_V1, PG_SCHEMA_V2, PG_SCHEMA_V3, PG_SCHEMA_V4)
 PG_SCHEMA_VERSION = len(PG_MIGRATIONS)
 
 PG_GATEWAYS = {

@@ -122,7 +122,19 @@ ALTER TABLE quarantine ADD COLUMN claimed_owner_id TEXT;
 CREATE INDEX quarantine_by_device ON quarantine (device_id, received_at);
 CREATE INDEX quarantine_by_claimed_owner ON quarantine (claimed_owner_id);
 """
-MIGRATIONS = (SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6)
+# Wire v2's chain: a clip's `seq`, and the device and `seq` of what was deleted (still no
+# content), so verify-export can tell a recorded deletion from a clip removed behind its back.
+SCHEMA_V7 = """
+ALTER TABLE clips ADD COLUMN seq INTEGER;
+ALTER TABLE deleted_clips ADD COLUMN device_id TEXT;
+ALTER TABLE deleted_clips ADD COLUMN seq INTEGER;
+CREATE INDEX deleted_clips_by_device ON deleted_clips (device_id, seq);
+-- The owner's clips in (captured_at, clip_id) order straight from the index: export pages
+-- and the retention purge seek to their place instead of sorting the owner's rows each time.
+CREATE INDEX clips_by_owner_time ON clips (owner_id, captured_at, clip_id);
+DROP INDEX clips_by_owner;
+"""
+MIGRATIONS = (SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6, SCHEMA_V7)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

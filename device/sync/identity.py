@@ -18,11 +18,13 @@ from cryptography.hazmat.primitives.serialization import (
 
 from earmark.device.audio.resample import TARGET_RATE
 from earmark.device.listening.recorder import Recording
+from earmark.device.sync.chain import Chain
 from earmark.wire.durable import write_file
 from earmark.wire.envelope import (
     CODEC,
     ClipHeader,
     audio_sha256,
+    decode_envelope,
     encode_envelope,
     format_captured_at,
     public_key_text,
@@ -59,14 +61,17 @@ def public_key_of(key: Ed25519PrivateKey) -> str:
 
 @dataclass(frozen=True)
 class Sealer:
-    """Turns recordings into signed envelopes for one device and owner."""
+    """Turns recordings into signed v2 envelopes for one device and owner, chained by `chain`
+    (without one, v1 envelopes: what devices not yet updated send)."""
 
     device_id: str
     owner_id: str
     key: Ed25519PrivateKey
+    chain: Chain | None = None
 
     def seal(self, recording: Recording, captured: datetime) -> tuple[str, bytes]:
         audio = wav_bytes(recording.audio.astype("<i2").tobytes())
+        link = self.chain.next() if self.chain is not None else None
         header = ClipHeader(
             clip_id=str(uuid.uuid4()),
             device_id=self.device_id,
@@ -81,5 +86,14 @@ class Sealer:
             wake_word=recording.wake_word,
             wake_score=recording.wake_score,
             audio_sha256=audio_sha256(audio),
+            seq=link.seq if link else None,
+            prev_sha256=link.prev_sha256 if link else None,
         )
         return header.clip_id, encode_envelope(header, audio, self.key)
+
+    def spooled(self, envelope: bytes) -> None:
+        """The envelope is durably in the spool: the chain moves past it."""
+        if self.chain is not None:
+            seq = decode_envelope(envelope).header.seq
+            assert seq is not None
+            self.chain.advance(seq, envelope)

@@ -39,7 +39,7 @@ def install_bundle(data_dir: Path, bundle_path: Path) -> PairingBundle:
     return bundle
 
 
-PAIRING_FILES = ("device.key", "pairing.toml", "broker.password", "broker-ca.pem")
+PAIRING_FILES = ("device.key", "chain.json", "pairing.toml", "broker.password", "broker-ca.pem")
 
 
 def reset_identity(data_dir: Path, spool_dir: Path) -> list[Path]:

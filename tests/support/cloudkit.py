@@ -16,6 +16,7 @@ from earmark.cloud.settings import default_master_key_path
 from earmark.cloud.store.crypto import create_master_key
 from earmark.cloud.store.store import Store
 from earmark.device.listening.recorder import Recording
+from earmark.device.sync.chain import Chain
 from earmark.device.sync.identity import Sealer, public_key_of
 from earmark.wire.envelope import ClipHeader, decode_envelope, encode_envelope
 from earmark.wire.topics import clip_topic
@@ -50,6 +51,7 @@ class SimDevice:
     device_id: str
     owner_id: str
     key: Ed25519PrivateKey = field(default_factory=Ed25519PrivateKey.generate)
+    chain: Chain = field(default_factory=lambda: Chain(None))  # wire v2's clip chain, in memory
 
     @property
     def public_key(self) -> str:
@@ -60,15 +62,21 @@ class SimDevice:
         return clip_topic(self.device_id)
 
     def clip(self, canary: bytes = b"", seconds: float = 0.5, captured: datetime | None = None,
-             seed: int = 0) -> bytes:
-        """A signed envelope whose audio starts with `canary` (so a leak can be spotted)."""
+             seed: int = 0, chain: Chain | None = None, v1: bool = False) -> bytes:
+        """A signed envelope whose audio starts with `canary` (so a leak can be spotted): wire
+        v2 on `chain` (default: the device's own, in memory), which then moves past it as after
+        a spool; or v1, as a device not yet updated sends."""
+        chain = None if v1 else (chain or self.chain)
         rng = np.random.default_rng(seed)
         audio = rng.integers(-2000, 2000, int(16000 * seconds)).astype(np.int16)
         if canary:
             raw = np.frombuffer(canary + b"\0" * (len(canary) % 2), dtype="<i2")
             audio[: len(raw)] = raw
         recording = Recording(audio, 0, "wake_word", "alexa", 0.97, "end_of_speech")
-        return Sealer(self.device_id, self.owner_id, self.key).seal(recording, captured or datetime.now(UTC))[1]
+        sealer = Sealer(self.device_id, self.owner_id, self.key, chain)
+        envelope = sealer.seal(recording, captured or datetime.now(UTC))[1]
+        sealer.spooled(envelope)
+        return envelope
 
     def resign(self, envelope: bytes, key: Ed25519PrivateKey | None = None, **changes: object) -> bytes:
         """The same clip with header fields changed, signed by `key` (default: this device's)."""

@@ -59,7 +59,39 @@ def test_documented_limits_are_the_code_limits() -> None:
     assert f"at most {wire.MAX_HEADER_BYTES}" in DOC
     assert f"at most {wire.MAX_AUDIO_BYTES}" in DOC
     assert f"at most {wire.MAX_ENVELOPE_BYTES} bytes" in DOC
-    assert sorted(wire._FIELD_TYPES) == sorted(example_header().__dict__)
+    assert sorted(wire._FIELD_TYPES) == sorted(json.loads(doc_block("example-header")))
+    assert sorted(wire._V2_FIELD_TYPES) == sorted(json.loads(doc_block("example-header-v2")))
+
+
+def example_v2() -> tuple[ClipHeader, bytes]:
+    header = ClipHeader(**json.loads(doc_block("example-header-v2")))
+    return header, bytes.fromhex("".join(doc_block("example-envelope-v2").split()))
+
+
+def test_v2_is_the_documented_bytes_and_chains_to_the_v1_example() -> None:
+    header, expected = example_v2()
+    assert encode_envelope(header, example_audio(), KEY) == expected
+    env = decode_envelope(expected)
+    assert env.header == header and env.header.version == 2 and expected[4] == 2
+    assert env.verify(KEY.public_key())
+    # The signature covers the preamble and header only; the header names the audio's hash.
+    assert env.signed_bytes == expected[:14 + len(env.header_bytes)]
+    v1 = bytes.fromhex("".join(doc_block("example-envelope").split()))
+    assert header.prev_sha256 == wire.envelope_sha256(v1)
+    assert wire.reassemble(env.header_bytes, env.audio, env.signature) == expected
+
+
+def test_v2_audio_is_covered_through_its_hash_and_the_versions_keep_their_own_keys() -> None:
+    _, data = example_v2()
+    tampered = bytearray(data)
+    tampered[-64 - 1] ^= 1  # the last audio byte: the signature still matches the header...
+    with pytest.raises(EnvelopeError) as caught:
+        decode_envelope(bytes(tampered))  # ...but the decoder checks the audio's hash first
+    assert caught.value.reason == "audio_hash"
+    v2_header = example_v2()[0].to_json_bytes()
+    for header, version in ((v2_header, 1), (example_header().to_json_bytes(), 2)):
+        with pytest.raises(EnvelopeError, match="header keys differ"):
+            decode_envelope(reframe(header, version=version))
 
 
 def sample() -> bytes:
@@ -81,7 +113,8 @@ def header_with(**changes: object) -> bytes:
 @pytest.mark.parametrize(("data", "reason"), [
     (b"", "malformed"),
     (b"XXXX" + sample()[4:], "malformed"),
-    (reframe(header_with(), version=2), "unknown_version"),
+    (reframe(header_with(), version=3), "unknown_version"),
+    (reframe(header_with(), version=0), "unknown_version"),
     (reframe(header_with(), flags=1), "malformed"),
     (sample() + b"\0", "malformed"),
     (sample()[:-1], "malformed"),
