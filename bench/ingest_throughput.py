@@ -150,6 +150,7 @@ def main() -> None:
         print(json.dumps(result))
         return
 
+    from earmark.cloud.settings import default_master_key_path
     from tests.support.cloudkit import SimDevice, make_store
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -174,12 +175,14 @@ def main() -> None:
                     if mode == "ingester":
                         data_dir = folder / f"store-{run}"
                         shutil.copytree(template, data_dir)
+                        shutil.copytree(default_master_key_path(template).parent,
+                                        default_master_key_path(data_dir).parent)
                         spec["data_dir"] = str(data_dir)
                     for other, (client_id, topic) in subscriptions.items():
                         fresh_session(broker.port, client_id, topic if other == mode else None)
                     publish_all(broker.port, device.topic, envelopes)
                     out = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)],
-                                         capture_output=True, text=True, check=True)
+                                         stdout=subprocess.PIPE, text=True, check=True)
                     results[mode].append(json.loads(out.stdout.strip().splitlines()[-1]))
         finally:
             broker.stop()

@@ -19,7 +19,7 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def write_file(path: Path, data: bytes, mode: int = 0o600, sync_dir: bool = True) -> None:
+def write_file(path: Path, data: bytes | bytearray, mode: int = 0o600, sync_dir: bool = True) -> None:
     """Write `data` to `path` atomically and durably. On failure the temp file is removed and
     the OSError raised (callers map ENOSPC and the like to their own errors)."""
     # A temp name of its own: several writers of one path (two ingesters storing the same clip

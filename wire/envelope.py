@@ -9,8 +9,13 @@ v1 signs every byte before the signature (Ed25519 hashes the whole 160 KB clip, 
 signs the preamble and header only: the header carries the audio's SHA-256, which every
 decoder checks, so verifying costs one SHA-256 pass over the audio and an Ed25519 check over
 a few hundred bytes. v2 headers also carry `seq` (the device's clip counter, from 1) and
-`prev_sha256` (the SHA-256 of the device's previous envelope; 64 zeros for its first), so an
+`prev_sha256` (the digest of the device's previous envelope; 64 zeros for its first), so an
 export can show that nothing between two clips was left out.
+
+An envelope's digest (`envelope_digest`, `Envelope.digest`) is SHA-256 over its signed bytes
+followed by its signature: for v1 that is every byte; for v2 every byte but the audio, which
+the signed header names by its SHA-256, so the digest still pins every byte without a second
+pass over the audio. It is the store's de-duplication key and the link of the v2 chain.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import re
 import struct
 from dataclasses import asdict, dataclass
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
@@ -96,9 +102,9 @@ class ClipHeader:
 class Envelope:
     header: ClipHeader
     header_bytes: bytes
-    audio: bytes
+    audio: memoryview  # a view into the decoded bytes
     signature: bytes
-    signed_bytes: bytes
+    signed_bytes: bytes | memoryview
 
     def verify(self, public_key: Ed25519PublicKey) -> bool:
         try:
@@ -106,6 +112,11 @@ class Envelope:
         except InvalidSignature:
             return False
         return True
+
+    @cached_property
+    def digest(self) -> str:
+        """The envelope's digest (see the module docstring)."""
+        return _digest(self.signed_bytes, self.signature)
 
 
 def format_captured_at(moment: datetime) -> str:
@@ -123,16 +134,27 @@ def encode_envelope(header: ClipHeader, audio: bytes, key: Ed25519PrivateKey) ->
     return signed
 
 
-def reassemble(header_bytes: bytes, audio: bytes, signature: bytes) -> bytes:
+def reassemble(header_bytes: bytes, audio: bytes | memoryview, signature: bytes) -> bytes:
     """The envelope bytes from its three parts (as an export keeps them), for decoding and
     verifying again. The version follows from the header: only v2 headers hold `seq`."""
     version = 2 if b'"seq":' in header_bytes else 1
-    return PREAMBLE.pack(MAGIC, version, 0, len(header_bytes), len(audio)) + header_bytes + audio + signature
+    return b"".join((PREAMBLE.pack(MAGIC, version, 0, len(header_bytes), len(audio)), header_bytes, audio, signature))
 
 
-def envelope_sha256(envelope: bytes) -> str:
-    """What a device's next v2 clip names as `prev_sha256`, and what the store keeps."""
-    return hashlib.sha256(envelope).hexdigest()
+def envelope_digest(envelope: bytes) -> str:
+    """The digest of an envelope already known to be well framed (one this side encoded or
+    decoded): what the device's next v2 clip names as `prev_sha256`."""
+    view = memoryview(envelope)
+    signed_end = len(view) - SIGNATURE_BYTES
+    if view[4] == 2:
+        signed_end = PREAMBLE.size + PREAMBLE.unpack_from(view)[3]
+    return _digest(view[:signed_end], view[-SIGNATURE_BYTES:])
+
+
+def _digest(signed: bytes | memoryview, signature: bytes | memoryview) -> str:
+    digest = hashlib.sha256(signed)
+    digest.update(signature)
+    return digest.hexdigest()
 
 
 def decode_envelope(data: bytes, max_bytes: int = MAX_ENVELOPE_BYTES) -> Envelope:
@@ -163,10 +185,11 @@ def decode_envelope(data: bytes, max_bytes: int = MAX_ENVELOPE_BYTES) -> Envelop
     header_end = PREAMBLE.size + header_len
     audio_end = header_end + audio_len
     header_bytes = data[PREAMBLE.size:header_end]
-    audio = data[header_end:audio_end]
+    view = memoryview(data)  # the audio (and v1's signed bytes) are views: 160 KB not copied again
+    audio = view[header_end:audio_end]
     header = _parse_header(header_bytes, version)
     _check_audio(header, audio)
-    signed = data[:header_end] if version == 2 else data[:audio_end]
+    signed = data[:header_end] if version == 2 else view[:audio_end]
     return Envelope(header, header_bytes, audio, data[audio_end:], signed)
 
 
@@ -202,12 +225,13 @@ _V2_FIELD_TYPES: dict[str, tuple[type, ...]] = {**_FIELD_TYPES, "seq": (int,), "
 MAX_SEQ = 2**53  # exact in every JSON reader
 
 
+# One decoder for every header (json.loads with hooks would build a new one per call).
+_HEADER_JSON = json.JSONDecoder(object_pairs_hook=_reject_duplicate_keys, parse_constant=_reject_constant)
+
+
 def _parse_header(header_bytes: bytes, version: int) -> ClipHeader:
     try:
-        text = header_bytes.decode("ascii")
-        raw = json.loads(
-            text, object_pairs_hook=_reject_duplicate_keys, parse_constant=_reject_constant
-        )
+        raw = _HEADER_JSON.decode(header_bytes.decode("ascii"))
     except EnvelopeError:
         raise
     except (ValueError, RecursionError) as exc:
@@ -264,7 +288,7 @@ def _check_header_values(h: ClipHeader) -> None:
         raise bad("prev_sha256", "is not 64 lowercase hex digits")
 
 
-def _check_audio(h: ClipHeader, audio: bytes) -> None:
+def _check_audio(h: ClipHeader, audio: memoryview) -> None:
     if hashlib.sha256(audio).hexdigest() != h.audio_sha256:
         raise EnvelopeError("audio_hash", "audio does not match audio_sha256")
     if len(audio) < WAV_HEADER_BYTES:

@@ -25,9 +25,9 @@ from urllib.parse import unquote, urlsplit
 import pika
 import pika.exceptions
 
-from earmark.cloud.ingest.ingestor import Ingestor
+from earmark.cloud.ingest.ingestor import Ingestor, Outcome
 from earmark.cloud.ingest.metrics import Metrics
-from earmark.cloud.ingest.source import BATCH_MAX, IngestSummary, count, judge, store_health
+from earmark.cloud.ingest.source import BATCH_MAX, IngestSummary, Pipeline, count, store_health
 from earmark.cloud.ingest.systemd import Notifier
 from earmark.cloud.settings import CloudSettings
 from earmark.wire.errors import ConfigError
@@ -132,7 +132,7 @@ class AmqpIngestService:
         try:
             channel = connection.channel()
             declare(channel, self.settings.amqp.queue)
-            channel.basic_qos(prefetch_count=BATCH_MAX)
+            channel.basic_qos(prefetch_count=2 * BATCH_MAX)  # one batch judged while one commits
             channel.basic_consume(self.settings.amqp.queue, lambda _ch, method, _props, body: arrivals.put(
                 Delivery(method.delivery_tag, topic_of(method.routing_key), body, time.monotonic())))
             self.metrics.connected.set(1)
@@ -156,20 +156,28 @@ class AmqpIngestService:
             reader = threading.Thread(target=pump, name="amqp-io", daemon=True)
             reader.start()
             self.notifier.ready()
-            while not stop.is_set() and not done.is_set():
-                self.metrics.heartbeat()
-                self.notifier.watchdog()
-                try:
-                    batch = [arrivals.get(timeout=0.2)]
-                except queue.Empty:
-                    self.summary.flush()
-                    continue
-                while len(batch) < BATCH_MAX:
+            pipeline: Pipeline[list[Delivery]] = Pipeline(
+                self.ingestor, self.metrics, stop, lambda batch, outcomes: self._settle(connection, channel, batch,
+                                                                                        outcomes))
+            try:
+                while not stop.is_set() and not done.is_set():
+                    self.metrics.heartbeat()
+                    self.notifier.watchdog()
                     try:
-                        batch.append(arrivals.get_nowait())
+                        batch = [arrivals.get(timeout=0.2)]
                     except queue.Empty:
-                        break
-                self._process(connection, channel, batch, stop)
+                        self.summary.flush()
+                        continue
+                    while len(batch) < BATCH_MAX:
+                        try:
+                            batch.append(arrivals.get_nowait())
+                        except queue.Empty:
+                            break
+                    pipeline.submit(batch, [(d.topic, d.payload) for d in batch])
+                    if arrivals.empty():  # nothing to overlap with: settle now, not after a next batch
+                        pipeline.drain()
+            finally:
+                pipeline.close()
             done.set()
             reader.join()
             if failure:
@@ -180,12 +188,10 @@ class AmqpIngestService:
             if connection.is_open:
                 connection.close()
 
-    def _process(self, connection: pika.BlockingConnection,
-                 channel: pika.adapters.blocking_connection.BlockingChannel, batch: list[Delivery],
-                 stop: threading.Event) -> None:
-        outcomes = judge(self.ingestor, self.metrics, [(d.topic, d.payload) for d in batch], stop)
-        if outcomes is None:
-            return
+    def _settle(self, connection: pika.BlockingConnection,
+                channel: pika.adapters.blocking_connection.BlockingChannel, batch: list[Delivery],
+                outcomes: list[Outcome]) -> None:
+        """After the batch's durable commit: hand its ack and receipts to the I/O thread."""
 
         def settle() -> None:  # on the I/O thread
             channel.basic_ack(batch[-1].tag, multiple=True)  # the whole batch, after its durable commit

@@ -9,6 +9,12 @@ owner tag and device id to agree;
 de-duplicate by clip id; then seal and store under the owner. Anything refused goes to
 quarantine, tied to no owner, with its reason and an audit event.
 
+A batch goes through two phases: `judge` (every check above, the registry looked up once
+per batch, refusals quarantined) and `commit` (seal and store what was accepted, in one
+durable transaction). `handle_batch` is the two in turn; a message source may judge the
+next batch while this one commits (source.Pipeline). `commit` re-checks what may have
+changed since `judge` (an erasure; the same clip stored by another batch or ingester).
+
 `handle` returns an Outcome for every message it can judge. It raises only StoreError,
 when the store cannot record anything (disk full, database gone): the caller must then
 not acknowledge the message, so it is delivered again later.
@@ -17,7 +23,6 @@ not acknowledge the message, so it is delivered again later.
 from __future__ import annotations
 
 import functools
-import hashlib
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -75,8 +80,25 @@ class Rejected(EarmarkError):
         super().__init__(detail)
         self.reason, self.detail = reason, detail
         self.clip_id: str | None = None
-        self.device_id: str | None = None
+        self.device_id: str | None = None  # the topic's
         self.claimed_owner: str | None = None  # the owner the header names, if it parsed
+        self.seq: int | None = None  # its chain position, only once its device's signature verified
+
+    def about(self, clip_id: str | None, device_id: str | None, claimed_owner: str | None,
+              seq: int | None = None) -> Rejected:
+        self.clip_id, self.device_id, self.claimed_owner, self.seq = clip_id, device_id, claimed_owner, seq
+        return self
+
+
+@dataclass
+class Judged:
+    """A judged batch: an outcome per message (in message order), and the accepted clips,
+    whose "stored" outcomes hold until `commit` has made them durable."""
+
+    outcomes: list[Outcome]
+    accepted: list[NewClip]
+    position: dict[str, int]  # clip id -> index of its outcome
+    view: _BatchView
 
 
 @dataclass(frozen=True)
@@ -85,7 +107,7 @@ class _Checked:
 
     device_id: str
     envelope: Envelope
-    digest: str  # SHA-256 of the whole envelope
+    digest: str  # the envelope's digest (wire/envelope.py)
 
 
 def _device_id_or_none(topic: str) -> str | None:
@@ -96,12 +118,14 @@ def _device_id_or_none(topic: str) -> str | None:
 
 
 class _BatchView:
-    """The registry as one batch sees it: each device, its bindings and each owner asked once."""
+    """The registry as one batch sees it: each device, its bindings, its parsed key and each
+    owner asked once."""
 
     def __init__(self, store: Store) -> None:
         self.bindings = functools.cache(store.registry.bindings)
         self.owner = functools.cache(store.registry.owner)
         self.device = functools.cache(lambda device_id: store.registry.device(device_id, self.bindings(device_id)))
+        self.key = functools.cache(parse_public_key)
 
     def erased(self, owner_id: str | None) -> bool:
         owner = self.owner(owner_id) if owner_id is not None else None
@@ -122,6 +146,11 @@ class Ingestor:
     def handle_batch(self, messages: list[tuple[str, bytes]]) -> list[Outcome]:
         """Judge each message, then store all accepted clips in one group commit. Outcomes
         come back in message order. Raises StoreError (nothing stored) if the store fails."""
+        return self.commit(self.judge(messages))
+
+    def judge(self, messages: list[tuple[str, bytes]]) -> Judged:
+        """Every check, and refusals quarantined; nothing accepted is stored yet. Raises
+        StoreError if the store cannot be read or cannot keep a refusal."""
         # One view of the registry per batch: each device's record and bindings, each owner,
         # and every clip id's fingerprint are looked up once (a round trip each on PostgreSQL).
         view = _BatchView(self.store)
@@ -129,7 +158,7 @@ class Ingestor:
                    {_device_id_or_none(topic) for topic, _ in messages} if device_id is not None}
         # The checks that need no store run first (they are pure: see _check); measured, a
         # thread pool for them did not help, because JSON parsing and AES hold the GIL.
-        checked = [self._check(topic, payload, devices) for topic, payload in messages]
+        checked = [self._check(topic, payload, devices, view) for topic, payload in messages]
         stored = self.store.clips.fingerprints([c.envelope.header.clip_id for c in checked
                                                 if isinstance(c, _Checked)])
         outcomes: list[Outcome] = []
@@ -137,34 +166,41 @@ class Ingestor:
         position: dict[str, int] = {}  # clip id -> index of its outcome
         in_batch: dict[str, str] = {}  # clip id -> envelope digest, for repeats within the batch
         for (topic, payload), result in zip(messages, checked, strict=True):
-            clip_id = device_id = claimed = None
+            if isinstance(result, Rejected):
+                outcomes.append(self._quarantine(topic, payload, result, view))
+                continue
+            h, device_id = result.envelope.header, result.device_id
             try:
-                if isinstance(result, Rejected):
-                    clip_id, device_id, claimed = result.clip_id, result.device_id, result.claimed_owner
-                    raise result
-                clip_id, device_id = result.envelope.header.clip_id, result.device_id
-                claimed = result.envelope.header.owner_id
                 owner_id = self._owner_for(device_id, result.envelope, view)
-                known = in_batch.get(clip_id) or stored.get(clip_id)
+                known = in_batch.get(h.clip_id) or stored.get(h.clip_id)
                 if known is not None:
                     if known != result.digest:
                         raise Rejected("clip_id_conflict", "a different clip is already stored under this id")
-                    outcomes.append(Outcome("duplicate", "", clip_id, device_id, owner_id))
+                    outcomes.append(Outcome("duplicate", "", h.clip_id, device_id, owner_id))
                     continue
-                in_batch[clip_id] = result.digest
+                in_batch[h.clip_id] = result.digest
                 accepted.append(NewClip(owner_id, result.envelope, payload, result.digest))
-                position[clip_id] = len(outcomes)
-                outcomes.append(Outcome("stored", "", clip_id, device_id, owner_id))
+                position[h.clip_id] = len(outcomes)
+                outcomes.append(Outcome("stored", "", h.clip_id, device_id, owner_id))
             except Rejected as rejection:
-                outcomes.append(self._quarantine(topic, payload, rejection, clip_id, device_id, claimed, view))
+                signed_seq = h.seq if h.device_id == device_id else None  # signed by the topic's device
+                outcomes.append(self._quarantine(topic, payload,
+                                                 rejection.about(h.clip_id, device_id, h.owner_id, signed_seq), view))
+        return Judged(outcomes, accepted, position, view)
+
+    def commit(self, judged: Judged) -> list[Outcome]:
+        """Store the accepted clips in one durable commit; the outcomes, final. Raises
+        StoreError (nothing of this batch stored) if the store fails: commit again later."""
+        outcomes, accepted, position, view = list(judged.outcomes), judged.accepted, judged.position, judged.view
         not_stored = self.store.clips.put_many(accepted) if accepted else {}
         for clip in accepted:
             h = clip.envelope.header
             why = not_stored.get(h.clip_id)
             if why == "owner_erased":  # the owner was erased while this batch was being judged
+                erased = Rejected("owner_erased", f"owner {clip.owner_id} was erased")
                 outcomes[position[h.clip_id]] = self._quarantine(
-                    clip_topic(h.device_id), clip.raw, Rejected("owner_erased", f"owner {clip.owner_id} was erased"),
-                    h.clip_id, h.device_id, h.owner_id, _BatchView(self.store))  # a fresh view: it changed
+                    clip_topic(h.device_id), clip.raw, erased.about(h.clip_id, h.device_id, h.owner_id, h.seq),
+                    _BatchView(self.store))  # a fresh view: it changed
             elif why == "duplicate":  # another ingester stored it first (a redelivery raced us)
                 outcomes[position[h.clip_id]] = self._settle_race(clip, view)
             else:
@@ -173,7 +209,8 @@ class Ingestor:
                 log.debug("stored clip %s from %s", h.clip_id, h.device_id)
         return outcomes
 
-    def _check(self, topic: str, payload: bytes, devices: dict[str, Device | None]) -> _Checked | Rejected:
+    def _check(self, topic: str, payload: bytes, devices: dict[str, Device | None],
+               view: _BatchView) -> _Checked | Rejected:
         """The checks that need no store (the device record is looked up beforehand), in the
         documented order; a Rejected is returned, not raised, to keep the batch going."""
         clip_id = device_id = claimed = None
@@ -194,31 +231,30 @@ class Ingestor:
                 raise Rejected("unknown_device", f"device {device_id} is not registered")
             if device.revoked_at:
                 raise Rejected("revoked_device", f"device {device_id} was revoked at {device.revoked_at}")
-            if not envelope.verify(parse_public_key(device.public_key)):
+            if not envelope.verify(view.key(device.public_key)):
                 raise Rejected("bad_signature", f"signature does not verify with {device_id}'s key")
-            return _Checked(device_id, envelope, hashlib.sha256(payload).hexdigest())
+            return _Checked(device_id, envelope, envelope.digest)
         except Rejected as rejection:
-            rejection.clip_id, rejection.device_id, rejection.claimed_owner = clip_id, device_id, claimed
-            return rejection
+            return rejection.about(clip_id, device_id, claimed)
 
     def _settle_race(self, clip: NewClip, view: _BatchView) -> Outcome:
         h = clip.envelope.header
         if self.store.clips.fingerprints([h.clip_id]).get(h.clip_id) == clip.digest:
             return Outcome("duplicate", "", h.clip_id, h.device_id, clip.owner_id)
+        conflict = Rejected("clip_id_conflict", "a different clip is already stored under this id")
         return self._quarantine(clip_topic(h.device_id), clip.raw,
-                                Rejected("clip_id_conflict", "a different clip is already stored under this id"),
-                                h.clip_id, h.device_id, h.owner_id, view)
+                                conflict.about(h.clip_id, h.device_id, h.owner_id, h.seq), view)
 
-    def _quarantine(self, topic: str, payload: bytes, rejection: Rejected, clip_id: str | None,
-                    device_id: str | None, claimed: str | None, view: _BatchView) -> Outcome:
+    def _quarantine(self, topic: str, payload: bytes, rejection: Rejected, view: _BatchView) -> Outcome:
         """Keep a refused payload for a person to look at, unless it belongs to an erased owner
         (its device's, or the one its header claims: erasure reaches the quarantine too) or its
         device is over its quarantine quota."""
+        clip_id, device_id, claimed = rejection.clip_id, rejection.device_id, rejection.claimed_owner
         device = view.device(device_id) if device_id is not None else None
         if view.erased(claimed) or (device is not None and view.erased(device.owner_id)):
             return Outcome("rejected", rejection.reason, clip_id, device_id, detail=rejection.detail, kept=False)
         qid, new = self.store.quarantine.put(topic, rejection.reason, rejection.detail, payload, device_id,
-                                             claimed, self.quota)
+                                             claimed, self.quota, rejection.seq)
         if qid is None:
             if device_id not in self._quota_reported:  # once per device per process: the log stays bounded
                 self._quota_reported.add(device_id)

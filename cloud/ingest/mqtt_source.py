@@ -1,9 +1,9 @@
 """The MQTT message source: the ingest core behind an MQTT 5 shared subscription.
 
 paho-mqtt's network thread only queues arriving messages. The main thread takes what has
-arrived (up to BATCH_MAX) in arrival order, runs the ingest core on it as one group commit,
-and only after the store's durable commit acks each message (manual ack, in arrival order)
-and then publishes its receipt.
+arrived (up to BATCH_MAX) in arrival order and judges it while the batch before commits
+(source.Pipeline); only after a batch's durable commit does it ack each of its messages
+(manual ack, in arrival order) and then publish its receipt.
 An ack is sent only on the connection the message came in on: after a reconnect the broker
 redelivers what was not acked, and de-duplication by clip id makes that harmless. If the
 store cannot take a message (disk full), it is retried with backoff and never acked
@@ -25,9 +25,9 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from earmark.cloud.broker.logins import QUEUE_DEPTH_TOPIC
-from earmark.cloud.ingest.ingestor import Ingestor
+from earmark.cloud.ingest.ingestor import Ingestor, Outcome
 from earmark.cloud.ingest.metrics import Metrics
-from earmark.cloud.ingest.source import BATCH_MAX, IngestSummary, count, judge, store_health
+from earmark.cloud.ingest.source import BATCH_MAX, IngestSummary, Pipeline, count, store_health
 from earmark.cloud.ingest.systemd import Notifier
 from earmark.cloud.settings import CloudSettings
 from earmark.wire.errors import ConfigError
@@ -149,6 +149,7 @@ class IngestService:
         self.retiring = retire
         quiet_since = time.monotonic()
         announced = False
+        pipeline: Pipeline[list[Arrival]] = Pipeline(self.ingestor, self.metrics, stop, self._settle)
         connect_async(self.client, self.settings.broker.url, self.settings.broker.keepalive_s, SESSION_EXPIRY_S)
         try:
             while not stop.is_set() and self.fatal is None:
@@ -171,8 +172,11 @@ class IngestService:
                         batch.append(self.arrivals.get_nowait())
                     except queue.Empty:
                         break
-                self._process(batch, stop)
+                pipeline.submit(batch, [(a.topic, a.payload) for a in batch])
+                if self.arrivals.empty():  # nothing to overlap with: settle now, not after a next batch
+                    pipeline.drain()
         finally:
+            pipeline.close()
             self.notifier.stopping()
             self.summary.flush(force=True)
             self.stopping = True
@@ -192,10 +196,9 @@ class IngestService:
         self.client.disconnect(properties=properties)
         log.info("retired: this ingester's session is gone; the group's other members take every clip")
 
-    def _process(self, batch: list[Arrival], stop: threading.Event) -> None:
-        outcomes = judge(self.ingestor, self.metrics, [(a.topic, a.payload) for a in batch], stop)
-        if outcomes is None:
-            return
+    def _settle(self, batch: list[Arrival], outcomes: list[Outcome]) -> None:
+        """After the batch's durable commit: ack each message on the connection it came in on
+        (after a reconnect the broker redelivers it anyway), count it, answer its device."""
         for arrival, outcome in zip(batch, outcomes, strict=True):
             if arrival.qos > 0 and arrival.generation == self.generation and self.connected.is_set():
                 self.client.ack(arrival.mid, arrival.qos)

@@ -1,6 +1,6 @@
 """What every message source (MQTT shared subscription, RabbitMQ quorum queue) has in common:
-the `MessageSource` protocol the CLI runs, and the one way a batch is judged, retried while
-the store cannot take it, and counted."""
+the `MessageSource` protocol the CLI runs, and the one way batches are judged, committed,
+retried while the store cannot take them, settled (acked, answered) and counted."""
 
 from __future__ import annotations
 
@@ -8,14 +8,16 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Protocol, TypeVar
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Generic, Protocol, TypeVar
 
-from earmark.cloud.ingest.ingestor import Ingestor, Outcome
+from earmark.cloud.ingest.ingestor import Ingestor, Judged, Outcome
 from earmark.cloud.ingest.metrics import Metrics
 from earmark.cloud.store.database import StoreError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+B = TypeVar("B")  # a source's own record of a batch (what it needs to ack it)
 BATCH_MAX = 64  # messages judged and committed together (one durable commit per batch)
 
 
@@ -43,23 +45,57 @@ def retrying(action: Callable[[], T], error: type[Exception], stop: threading.Ev
             delay = min(delay * 2, 30)
 
 
-def judge(ingestor: Ingestor, metrics: Metrics, messages: list[tuple[str, bytes]],
-          stop: threading.Event) -> list[Outcome] | None:
-    """The ingest core on one batch, retried with backoff while the store cannot take it
-    (disk full, database gone): nothing is acked meanwhile. None if asked to stop first."""
+class Pipeline(Generic[B]):
+    """Judges a batch while the batch before it commits. A commit is mostly waiting on the
+    disk (blob fsyncs, then the database's), so the committer thread's wait and the next
+    batch's checks overlap. Batches are settled (`settle(batch, outcomes)`: acks, receipts)
+    strictly in order, each only after its own durable commit, on the thread that calls
+    `submit` or `drain`. A source drains whenever nothing more is waiting, so a lone clip is
+    never held back for a next batch.
 
-    def report(exc: Exception, delay: float) -> None:
-        metrics.store_errors.inc(len(messages))
-        log.error("store cannot take %d message(s), will retry in %.0f s (not acked): %s",
-                  len(messages), delay, exc)
+    While the store cannot take a batch (disk full, database gone) its phase is retried with
+    backoff and nothing is settled; if `stop` is set meanwhile, the batch is never settled
+    (never acked), so the broker delivers it again."""
 
-    def attempt() -> list[Outcome]:
+    def __init__(self, ingestor: Ingestor, metrics: Metrics, stop: threading.Event,
+                 settle: Callable[[B, list[Outcome]], None]) -> None:
+        self.ingestor, self.metrics, self.stop, self.settle = ingestor, metrics, stop, settle
+        self._committer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-commit")
+        self._pending: tuple[B, Future[list[Outcome] | None]] | None = None
+
+    def submit(self, batch: B, messages: list[tuple[str, bytes]]) -> None:
+        """Judge this batch, settle the one before (once its commit is done), start this one's commit."""
+        judged = self._retried(lambda: self.ingestor.judge(messages), len(messages))
+        self.drain()
+        if judged is not None:
+            self._pending = (batch, self._committer.submit(self._commit, judged))
+
+    def drain(self) -> None:
+        """Wait for the batch in commit, if any, and settle it."""
+        if self._pending is None:
+            return
+        batch, commit = self._pending
+        self._pending = None
+        outcomes = commit.result()
+        if outcomes is not None:
+            self.settle(batch, outcomes)
+
+    def close(self) -> None:
+        self.drain()
+        self._committer.shutdown()
+
+    def _commit(self, judged: Judged) -> list[Outcome] | None:
         started = time.monotonic()
-        outcomes = ingestor.handle_batch(messages)
-        metrics.commit.observe(time.monotonic() - started)
+        outcomes = self._retried(lambda: self.ingestor.commit(judged), len(judged.outcomes))
+        self.metrics.commit.observe(time.monotonic() - started)
         return outcomes
 
-    return retrying(attempt, StoreError, stop, 0.5, report)
+    def _retried(self, phase: Callable[[], T], size: int) -> T | None:
+        def report(exc: Exception, delay: float) -> None:
+            self.metrics.store_errors.inc(size)
+            log.error("store cannot take %d message(s), will retry in %.0f s (not acked): %s", size, delay, exc)
+
+        return retrying(phase, StoreError, self.stop, 0.5, report)
 
 
 class IngestSummary:

@@ -106,12 +106,12 @@ def checked_envelope(store: Store, owner_id: str, row: ClipRow,
         raise fail("blob_missing", f"its blob {row.blob_path} is missing") from None
     except CryptoError:
         raise fail("blob_key", "its blob does not open with the owner's key and this clip's binding") from None
-    if hashlib.sha256(raw).hexdigest() != row.envelope_sha256:
-        raise fail("hash", "its envelope does not match the stored SHA-256")
     try:
         envelope = decode_envelope(raw)
     except EnvelopeError as exc:
         raise fail("envelope", f"its envelope does not parse ({exc})") from None
+    if envelope.digest != row.envelope_sha256:
+        raise fail("hash", "its envelope does not match the stored digest")
     h = envelope.header
     if (h.clip_id, h.device_id, h.owner_id) != (row.clip_id, row.device_id, owner_id):
         # Which other clip, device or owner it names is not this owner's business: say only what.
@@ -192,8 +192,8 @@ def _write_zip(store: Store, owner_id: str, path: Path, export_id: str, created:
                 envelope = checked_envelope(store, owner_id, row, known)
                 name = clip_file_name(row.captured_at, row.clip_id)
                 zf.writestr(zipfile.ZipInfo(name, _zip_time(row.captured_at)), envelope.audio)
-                wav_sha = hashlib.sha256(envelope.audio).hexdigest()
                 h = envelope.header
+                wav_sha = h.audio_sha256  # the WAV's SHA-256: decoding checked it against these bytes
                 entries.write(json.dumps({
                     "clip_id": h.clip_id, "device_id": h.device_id, "captured_at": h.captured_at,
                     "duration_ms": h.duration_ms, "trigger": h.trigger, "wake_word": h.wake_word,

@@ -37,7 +37,7 @@ from earmark.cloud.owner.archive import (
     render_readme,
 )
 from earmark.cloud.store.store import Store
-from earmark.wire.envelope import EnvelopeError, decode_envelope, envelope_sha256, parse_public_key, reassemble
+from earmark.wire.envelope import EnvelopeError, decode_envelope, parse_public_key, reassemble
 
 
 def verify_export(store: Store, archive: Path, owner_id: str, identity: Path | None = None) -> list[str]:
@@ -242,4 +242,4 @@ def _check_clip(store: Store, zf: zipfile.ZipFile, owner_id: str, clip: dict[str
         return [f"clip {clip_id}: {h.device_id} was not bound to this owner at {h.captured_at}"], None
     if h.seq is None or h.prev_sha256 is None:
         return [], None  # a v1 clip: not chained
-    return [], ChainLink(h.device_id, h.seq, h.prev_sha256, envelope_sha256(raw))
+    return [], ChainLink(h.device_id, h.seq, h.prev_sha256, envelope.digest)

@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -40,7 +41,9 @@ class AuditLog:
     def __init__(self, db: Database, head_file: Path) -> None:
         self.db = db
         self.head_file = head_file
-        self._pending_head: tuple[int, str] | None = None
+        # The newest event of this thread's transaction, for the head file once it commits
+        # (per thread: an ingester judges one batch while another commits).
+        self._pending = threading.local()
 
     @contextmanager
     def write(self) -> Iterator[Cursor]:
@@ -75,16 +78,16 @@ class AuditLog:
         assert head is not None, "audit_head has its one row from the schema"
         seq, prev = int(head["seq"]) - len(items), str(head["hash"])
         rows = []
+        at = utc_now()  # one moment: they are recorded by one commit
         for device_id, clip_id, detail in items:
             seq += 1
-            at = utc_now()
             text = json.dumps(detail or {}, sort_keys=True, separators=(",", ":"))
             digest = event_hash(prev, seq, at, event, owner_id, device_id, clip_id, text)
             rows.append((seq, at, event, owner_id, device_id, clip_id, text, prev, digest))
             prev = digest
         cur.executemany("INSERT INTO audit VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
         cur.execute("UPDATE audit_head SET hash = ? WHERE id = 1", (prev,))
-        self._pending_head = (seq, prev)
+        self._pending.head = (seq, prev)
         return seq
 
     def write_head(self) -> None:
@@ -92,10 +95,10 @@ class AuditLog:
         commit stands whatever happens here. Several ingesters (PostgreSQL) share the file, so
         each writes its own temp file and none moves the head back; an older head is still
         a valid lower bound for `verify`."""
-        pending = self._pending_head
+        pending: tuple[int, str] | None = getattr(self._pending, "head", None)
         if pending is None:
             return
-        self._pending_head = None
+        self._pending.head = None
         try:
             current = self.head_file.read_text().split() if self.head_file.exists() else []
             if current and int(current[0]) >= pending[0]:

@@ -15,6 +15,7 @@ from earmark.wire.durable import TEMP_PREFIX, fsync_dir, write_file
 CLIPS = "blobs"
 QUARANTINE = "quarantine"
 SET_ASIDE = "set-aside"  # blobs the sweep could not account for, kept for a person to look at
+WRITERS = 32  # concurrent fsyncs, which the filesystem folds into few journal commits
 
 
 def clip_blob(owner_id: str, clip_id: str) -> str:
@@ -30,17 +31,18 @@ class Blobs:
         self.data_dir = Path(data_dir)
         for folder in (CLIPS, QUARANTINE):
             (self.data_dir / folder).mkdir(parents=True, exist_ok=True, mode=0o700)
-        self._writers = ThreadPoolExecutor(max_workers=8, thread_name_prefix="blob-writer")
+        self._writers = ThreadPoolExecutor(max_workers=WRITERS, thread_name_prefix="blob-writer")
 
     def path(self, relative: str) -> Path:
         return self.data_dir / relative
 
-    def write(self, relative: str, data: bytes) -> None:
+    def write(self, relative: str, data: bytes | bytearray) -> None:
         self.write_many([(relative, data)])
 
-    def write_many(self, blobs: list[tuple[str, bytes]]) -> None:
-        """Write each blob whole and durably. The files are written and fsynced in parallel
-        (the filesystem folds concurrent fsyncs into few journal commits), then each
+    def write_many(self, blobs: list[tuple[str, bytes | bytearray]]) -> None:
+        """Write each blob whole and durably. WRITERS threads each write and fsync their share
+        of the files in turn (the filesystem folds concurrent fsyncs into few journal commits;
+        one task per thread rather than per file keeps the threads' hand-offs few), then each
         directory touched is fsynced once so the new names are durable too. StoreUnavailable
         (nothing may be acked) if the disk refuses."""
         paths = [(self.path(relative), data) for relative, data in blobs]
@@ -51,7 +53,11 @@ class Blobs:
             if len(paths) == 1:
                 write_file(paths[0][0], paths[0][1], sync_dir=False)
             else:
-                list(self._writers.map(lambda blob: write_file(blob[0], blob[1], sync_dir=False), paths))
+                def write_share(share: list[tuple[Path, bytes | bytearray]]) -> None:
+                    for path, data in share:
+                        write_file(path, data, sync_dir=False)
+
+                list(self._writers.map(write_share, [paths[i::WRITERS] for i in range(WRITERS)]))
             for folder in folders:
                 fsync_dir(folder)
         except OSError as exc:

@@ -5,11 +5,10 @@ the device's signature over the exact bytes it sent."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import NamedTuple
 
 from earmark.cloud.store.audit import AuditLog
 from earmark.cloud.store.blobs import Blobs, clip_blob
@@ -53,13 +52,45 @@ class NewClip:
     owner_id: str
     envelope: Envelope
     raw: bytes
-    digest: str  # SHA-256 of raw
+    digest: str  # the envelope's digest (wire/envelope.py)
 
 
-def _row(clip: NewClip, relative: str) -> tuple[Any, ...]:
+class _Record(NamedTuple):
+    """A clips row as inserted, in column order."""
+
+    clip_id: str
+    owner_id: str
+    device_id: str
+    captured_at: str
+    duration_ms: int
+    trigger: str
+    wake_word: str | None
+    wake_score: float | None
+    envelope_sha256: str
+    envelope_bytes: int
+    blob_path: str
+    stored_at: str
+    seq: int | None
+
+
+def _record(clip: NewClip, stored_at: str) -> _Record:
     h = clip.envelope.header
-    return (h.clip_id, clip.owner_id, h.device_id, h.captured_at, h.duration_ms, h.trigger, h.wake_word,
-            h.wake_score, clip.digest, len(clip.raw), relative, utc_now(), h.seq)
+    return _Record(h.clip_id, clip.owner_id, h.device_id, h.captured_at, h.duration_ms, h.trigger, h.wake_word,
+                   h.wake_score, clip.digest, len(clip.raw), clip_blob(clip.owner_id, h.clip_id), stored_at, h.seq)
+
+
+INSERT_CLIP = "INSERT INTO clips VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (clip_id) DO NOTHING"
+# The highest chain position stored from the device (wire v2): an export writes it into the
+# archive, so verify-export sees a clip missing from the end of the chain, not only between.
+ADVANCE_CHAIN = "UPDATE devices SET last_seq = ? WHERE device_id = ? AND coalesce(last_seq, 0) < ?"
+
+
+def _advance_chains(cur: Cursor, records: list[_Record]) -> None:
+    ends: dict[str, int] = {}
+    for r in records:
+        if r.seq is not None and r.seq > ends.get(r.device_id, 0):
+            ends[r.device_id] = r.seq
+    cur.executemany(ADVANCE_CHAIN, [(seq, device_id, seq) for device_id, seq in ends.items()])
 
 
 class Clips:
@@ -78,7 +109,7 @@ class Clips:
         return {str(r["clip_id"]): str(r["envelope_sha256"]) for r in rows}
 
     def put(self, owner_id: str, envelope: Envelope, raw: bytes) -> None:
-        self.put_many([NewClip(owner_id, envelope, raw, hashlib.sha256(raw).hexdigest())])
+        self.put_many([NewClip(owner_id, envelope, raw, envelope.digest)])
 
     def put_many(self, clips: list[NewClip]) -> dict[str, str]:
         """Seal and store verified clips under their owners: every blob first, then all the
@@ -87,37 +118,33 @@ class Clips:
         "owner_erased" if the owner was erased meanwhile (checked inside the transaction, so an
         erasure in another process cannot be raced), "duplicate" if another ingester stored
         the same clip id first (then its row stands, and the blob at that path is the clip's)."""
-        blobs, rows = [], []
-        for clip in clips:
-            h = clip.envelope.header
-            relative = self.blob_path(clip.owner_id, h.clip_id)
-            key = self.keys.owner_key(clip.owner_id)
-            blobs.append((relative,
-                          seal(key, clip.raw, clip_aad(clip.owner_id, h.device_id, h.clip_id))))
-            rows.append(_row(clip, relative))
-        self.blobs.write_many(blobs)
+        now = utc_now()
+        records = [_record(clip, now) for clip in clips]
+        self.blobs.write_many([(r.blob_path, seal(self.keys.owner_key(r.owner_id), clip.raw,
+                                                  clip_aad(r.owner_id, r.device_id, r.clip_id)))
+                               for r, clip in zip(records, clips, strict=True)])
         not_stored: dict[str, str] = {}
         with self.audit.write() as cur:
-            for owner_id in sorted({row[1] for row in rows}):
+            for owner_id in sorted({r.owner_id for r in records}):
                 cur.scope(owner_id)
                 live = cur.execute(LIVE_OWNER[self.db.backend], (owner_id,)).fetchone()
                 events: list[tuple[str | None, str | None, dict[str, object] | None]] = []
-                for row in (r for r in rows if r[1] == owner_id):
+                inserted = []
+                for r in (r for r in records if r.owner_id == owner_id):
                     if not live:
-                        not_stored[row[0]] = "owner_erased"
-                        continue
-                    inserted = cur.execute("INSERT INTO clips VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                                           "ON CONFLICT (clip_id) DO NOTHING", row).rowcount
-                    if not inserted:
-                        not_stored[row[0]] = "duplicate"
-                        continue
-                    events.append((row[2], row[0], {"envelope_sha256": row[8]}))
+                        not_stored[r.clip_id] = "owner_erased"
+                    elif not cur.execute(INSERT_CLIP, r).rowcount:
+                        not_stored[r.clip_id] = "duplicate"
+                    else:
+                        inserted.append(r)
+                        events.append((r.device_id, r.clip_id, {"envelope_sha256": r.envelope_sha256}))
+                _advance_chains(cur, inserted)
                 if events:
                     self.audit.append_many(cur, "clip_stored", owner_id, events)
-        for (path, _), row in zip(blobs, rows, strict=True):
-            if not_stored.get(row[0]) == "owner_erased":
-                self.blobs.remove(path)
-                self.keys.forget_owner_key(row[1])
+        for r in records:
+            if not_stored.get(r.clip_id) == "owner_erased":
+                self.blobs.remove(r.blob_path)
+                self.keys.forget_owner_key(r.owner_id)
         return not_stored
 
     def of_owner(self, owner_id: str) -> list[ClipRow]:
@@ -202,10 +229,10 @@ class Clips:
         database restore or a crash between blob and row). True if the row was added."""
         with self.audit.write() as cur:
             cur.scope(clip.owner_id)
-            added = cur.execute("INSERT INTO clips VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                                "ON CONFLICT (clip_id) DO NOTHING",
-                                _row(clip, self.blob_path(clip.owner_id, clip.envelope.header.clip_id))).rowcount
+            record = _record(clip, utc_now())
+            added = cur.execute(INSERT_CLIP, record).rowcount
             if added:
+                _advance_chains(cur, [record])
                 self.audit.append(cur, "clip_reindexed", owner_id=clip.owner_id,
                                   device_id=clip.envelope.header.device_id, clip_id=clip.envelope.header.clip_id,
                                   detail={"envelope_sha256": clip.digest})

@@ -29,7 +29,7 @@ class Keys:
         """Inside the caller's transaction, once per store. True if made now."""
         if cur.execute("SELECT 1 FROM meta WHERE key = 'quarantine_key'").fetchone():
             return False
-        wrapped = seal(self.master_key, new_key(), QUARANTINE_KEY_AAD)
+        wrapped = bytes(seal(self.master_key, new_key(), QUARANTINE_KEY_AAD))
         cur.execute("INSERT INTO meta VALUES ('quarantine_key', ?)", (wrapped,))
         return True
 
@@ -47,7 +47,7 @@ class Keys:
 
     def new_owner_key(self, owner_id: str) -> bytes:
         """A fresh data key for a new owner, wrapped for its row."""
-        return seal(self.master_key, new_key(), owner_key_aad(owner_id))
+        return bytes(seal(self.master_key, new_key(), owner_key_aad(owner_id)))
 
     def owner_key(self, owner_id: str) -> bytes:
         """The owner's data key. Erased or unknown owners have none (OwnerError)."""
@@ -74,7 +74,7 @@ class Keys:
             raise StoreError("store has no quarantine key")
         quarantine = open_sealed(self.master_key, row["value"], QUARANTINE_KEY_AAD)
         cur.execute("UPDATE meta SET value = ? WHERE key = 'quarantine_key'",
-                    (seal(new_master, quarantine, QUARANTINE_KEY_AAD),))
+                    (bytes(seal(new_master, quarantine, QUARANTINE_KEY_AAD)),))
         count = 0
         for owner_id in owner_ids:
             cur.scope(owner_id)
@@ -83,7 +83,7 @@ class Keys:
                 continue  # erased: nothing to carry over
             key = open_sealed(self.master_key, wrapped["wrapped_key"], owner_key_aad(owner_id))
             cur.execute("UPDATE owners SET wrapped_key = ? WHERE owner_id = ?",
-                        (seal(new_master, key, owner_key_aad(owner_id)), owner_id))
+                        (bytes(seal(new_master, key, owner_key_aad(owner_id))), owner_id))
             count += 1
         return count
 

@@ -182,6 +182,8 @@ ALTER TABLE clips ADD COLUMN seq BIGINT;
 ALTER TABLE deleted_clips ADD COLUMN device_id TEXT;
 ALTER TABLE deleted_clips ADD COLUMN seq BIGINT;
 CREATE INDEX deleted_clips_by_device ON deleted_clips (device_id, seq);
+ALTER TABLE devices ADD COLUMN last_seq BIGINT;
+ALTER TABLE quarantine ADD COLUMN seq BIGINT;
 """
 PG_MIGRATIONS = (PG_SCHEMA_V1, PG_SCHEMA_V2, PG_SCHEMA_V3, PG_SCHEMA_V4)
 PG_SCHEMA_VERSION = len(PG_MIGRATIONS)

@@ -29,6 +29,7 @@ class QuarantineRow:
     blob_path: str
     device_id: str | None = None  # the topic's device, if the topic named one
     claimed_owner_id: str | None = None  # the owner the header claims, if it parsed
+    seq: int | None = None  # its wire v2 chain position, if its signature verified
 
 
 @dataclass(frozen=True)
@@ -44,9 +45,11 @@ class Quarantine:
         self.db, self.keys, self.blobs, self.audit = db, keys, blobs, audit
 
     def put(self, topic: str, reason: str, detail: str, payload: bytes, device_id: str | None = None,
-            claimed_owner_id: str | None = None, quota: QuarantineQuota | None = None) -> tuple[str | None, bool]:
-        """Keep a refused payload. Returns (quarantine id, True if new); (None, False) if the
-        device is over its quota, in which case nothing is written."""
+            claimed_owner_id: str | None = None, quota: QuarantineQuota | None = None,
+            seq: int | None = None) -> tuple[str | None, bool]:
+        """Keep a refused payload (`seq`: its chain position, only if the device's signature
+        on it verified). Returns (quarantine id, True if new); (None, False) if the device is
+        over its quota, in which case nothing is written."""
         digest = hashlib.sha256(payload).hexdigest()
         existing = self.db.query("SELECT quarantine_id FROM quarantine WHERE envelope_sha256 = ?", (digest,))
         if existing:
@@ -59,10 +62,10 @@ class Quarantine:
         with self.audit.write() as cur:
             # Another ingester may be quarantining the same redelivered bytes at this moment.
             new = cur.execute("INSERT INTO quarantine (quarantine_id, received_at, topic, reason, detail, "
-                              "envelope_sha256, envelope_bytes, blob_path, device_id, claimed_owner_id) "
-                              "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (envelope_sha256) DO NOTHING",
+                              "envelope_sha256, envelope_bytes, blob_path, device_id, claimed_owner_id, seq) "
+                              "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (envelope_sha256) DO NOTHING",
                               (qid, utc_now(), topic[:300], reason, detail[:1000], digest, len(payload),
-                               relative, device_id, claimed_owner_id)).rowcount
+                               relative, device_id, claimed_owner_id, seq)).rowcount
             if new:
                 self.audit.append(cur, "clip_quarantined", detail={
                     "quarantine_id": qid, "reason": reason, "topic": topic[:300]})
@@ -91,6 +94,11 @@ class Quarantine:
         for row in rows:
             self.blobs.remove(row["blob_path"])
         return len(rows)
+
+    def refused_seqs(self, device_id: str) -> set[int]:
+        """The chain positions of a device's signed clips that were refused and are kept here."""
+        rows = self.db.query("SELECT seq FROM quarantine WHERE device_id = ? AND seq IS NOT NULL", (device_id,))
+        return {int(r["seq"]) for r in rows}
 
     def all(self) -> list[QuarantineRow]:
         return [QuarantineRow(**dict(r)) for r in self.db.query("SELECT * FROM quarantine ORDER BY received_at")]

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 import secrets
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from earmark.cloud.store.audit import AuditLog
 from earmark.cloud.store.database import Database, Row
@@ -48,6 +48,7 @@ class Device:
     created_at: str
     bound_at: str | None
     revoked_at: str | None
+    last_seq: int | None = None  # the highest wire v2 chain position stored from it
 
 
 def _check_owner_id(owner_id: str) -> str:
@@ -155,7 +156,8 @@ class Registry:
         now = utc_now()
         with self.audit.write() as cur:
             cur.scope(owner_id)
-            cur.execute("INSERT INTO devices VALUES (?, ?, ?, NULL)", (device_id, public_key, now))
+            cur.execute("INSERT INTO devices (device_id, public_key, created_at) VALUES (?, ?, ?)",
+                        (device_id, public_key, now))
             cur.execute("INSERT INTO bindings VALUES (?, ?, ?, NULL)", (device_id, owner_id, now))
             self.audit.append(cur, "device_added", owner_id=owner_id, device_id=device_id,
                                     detail={"public_key": public_key})
@@ -191,7 +193,7 @@ class Registry:
         for d in devices:
             binding = current.get(d["device_id"], {})
             joined.append(Device(d["device_id"], binding.get("owner_id"), d["public_key"], d["created_at"],
-                                 binding.get("bound_at"), d["revoked_at"]))
+                                 binding.get("bound_at"), d["revoked_at"], d["last_seq"]))
         return joined
 
     def revoke_device(self, device_id: str) -> Device:
@@ -204,8 +206,7 @@ class Registry:
         with self.audit.write() as cur:
             cur.execute("UPDATE devices SET revoked_at = ? WHERE device_id = ?", (now, device_id))
             self.audit.append(cur, "device_revoked", owner_id=device.owner_id, device_id=device_id)
-        return Device(device.device_id, device.owner_id, device.public_key, device.created_at,
-                      device.bound_at, now)
+        return replace(device, revoked_at=now)
 
     @staticmethod
     def identity_owner(bindings: list[tuple[str, str, str | None]]) -> str | None:

@@ -122,13 +122,16 @@ ALTER TABLE quarantine ADD COLUMN claimed_owner_id TEXT;
 CREATE INDEX quarantine_by_device ON quarantine (device_id, received_at);
 CREATE INDEX quarantine_by_claimed_owner ON quarantine (claimed_owner_id);
 """
-# Wire v2's chain: a clip's `seq`, and the device and `seq` of what was deleted (still no
-# content), so verify-export can tell a recorded deletion from a clip removed behind its back.
+# Wire v2's chain: a clip's `seq`; the device and `seq` of what was deleted or refused (still
+# no content), so verify-export can tell a recorded deletion or refusal from a clip removed
+# behind its back; and each device's highest stored `seq`, so it sees the chain's end too.
 SCHEMA_V7 = """
 ALTER TABLE clips ADD COLUMN seq INTEGER;
 ALTER TABLE deleted_clips ADD COLUMN device_id TEXT;
 ALTER TABLE deleted_clips ADD COLUMN seq INTEGER;
 CREATE INDEX deleted_clips_by_device ON deleted_clips (device_id, seq);
+ALTER TABLE devices ADD COLUMN last_seq INTEGER;     -- the highest seq stored from the device
+ALTER TABLE quarantine ADD COLUMN seq INTEGER;       -- a refused clip's seq, if its signature verified
 -- The owner's clips in (captured_at, clip_id) order straight from the index: export pages
 -- and the retention purge seek to their place instead of sorting the owner's rows each time.
 CREATE INDEX clips_by_owner_time ON clips (owner_id, captured_at, clip_id);

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import fcntl
 import functools
-import hashlib
 import os
 import time
 from collections.abc import Callable
@@ -192,7 +191,7 @@ class Store(AbstractContextManager["Store"]):
                 or self.registry.identity_owner(self.registry.bindings(device_id)) != owner_id
                 or not envelope.verify(parse_public_key(device.public_key))):
             return "not this owner's signed clip"
-        self.clips.reindex(NewClip(owner_id, envelope, raw, hashlib.sha256(raw).hexdigest()))
+        self.clips.reindex(NewClip(owner_id, envelope, raw, envelope.digest))
         return "reindexed"
 
     def check(self, repair: bool = False) -> StoreCheck:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from earmark.wire.durable import write_file
-from earmark.wire.envelope import NO_PREVIOUS, EnvelopeError, decode_envelope, envelope_sha256
+from earmark.wire.envelope import NO_PREVIOUS, EnvelopeError, decode_envelope, envelope_digest
 
 
 @dataclass(frozen=True)
@@ -42,13 +42,13 @@ class Chain:
             except EnvelopeError:
                 continue
             if header.seq is not None and header.seq > self.last_seq:
-                self.last_seq, self.last_sha256 = header.seq, envelope_sha256(envelope)
+                self.last_seq, self.last_sha256 = header.seq, envelope_digest(envelope)
 
     def next(self) -> Link:
         return Link(self.last_seq + 1, self.last_sha256)
 
     def advance(self, seq: int, envelope: bytes) -> None:
         """The clip `seq` is in the spool: the next one follows it."""
-        self.last_seq, self.last_sha256 = seq, envelope_sha256(envelope)
+        self.last_seq, self.last_sha256 = seq, envelope_digest(envelope)
         if self.path is not None:
             write_file(self.path, json.dumps({"seq": self.last_seq, "sha256": self.last_sha256}).encode())

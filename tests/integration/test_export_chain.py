@@ -12,7 +12,7 @@ from earmark.cloud.owner.export import export_owner
 from earmark.cloud.owner.verify_export import verify_export
 from earmark.cloud.store.store import Store
 from earmark.device.sync.chain import Chain
-from earmark.wire.envelope import decode_envelope, envelope_sha256
+from earmark.wire.envelope import decode_envelope, envelope_digest
 from tests.support.cloudkit import SimDevice, enrolled_device, tamper
 
 
@@ -53,5 +53,5 @@ def test_the_device_chain_survives_a_restart_and_a_crash_before_it_was_saved(tmp
     again = Chain(tmp_path / "chain.json", spooled=[first, second])  # the spool still holds both
     third = device.clip(seed=3, chain=again)
     h2, h3 = decode_envelope(second).header, decode_envelope(third).header
-    assert h3.seq == 3 and h3.prev_sha256 == envelope_sha256(second)
-    assert h2.prev_sha256 == envelope_sha256(first)
+    assert h3.seq == 3 and h3.prev_sha256 == envelope_digest(second)
+    assert h2.prev_sha256 == envelope_digest(first)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import struct
@@ -77,8 +78,18 @@ def test_v2_is_the_documented_bytes_and_chains_to_the_v1_example() -> None:
     # The signature covers the preamble and header only; the header names the audio's hash.
     assert env.signed_bytes == expected[:14 + len(env.header_bytes)]
     v1 = bytes.fromhex("".join(doc_block("example-envelope").split()))
-    assert header.prev_sha256 == wire.envelope_sha256(v1)
+    assert header.prev_sha256 == wire.envelope_digest(v1)
     assert wire.reassemble(env.header_bytes, env.audio, env.signature) == expected
+
+
+def test_the_digest_is_the_documented_one_for_both_versions() -> None:
+    _, v2 = example_v2()
+    v1 = bytes.fromhex("".join(doc_block("example-envelope").split()))
+    assert wire.envelope_digest(v1) == hashlib.sha256(v1).hexdigest() == decode_envelope(v1).digest
+    signed_end = 14 + len(decode_envelope(v2).header_bytes)  # v2: all but the audio
+    assert wire.envelope_digest(v2) == hashlib.sha256(v2[:signed_end] + v2[-64:]).hexdigest()
+    assert decode_envelope(v2).digest == wire.envelope_digest(v2)
+    assert f"is `{wire.envelope_digest(v2)}`" in DOC
 
 
 def test_v2_audio_is_covered_through_its_hash_and_the_versions_keep_their_own_keys() -> None:
