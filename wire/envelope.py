@@ -31,8 +31,9 @@ from datetime import datetime
 from functools import cached_property
 from typing import Any
 
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from nacl.bindings import crypto_sign_open
+from nacl.exceptions import BadSignatureError
 
 from earmark.wire.errors import EarmarkError
 from earmark.wire.timestamps import format_utc, is_utc_stamp
@@ -107,9 +108,11 @@ class Envelope:
     signed_bytes: bytes | memoryview
 
     def verify(self, public_key: Ed25519PublicKey) -> bool:
+        """Whether the signature is `public_key`'s over the signed bytes. Checked by libsodium,
+        which verifies RFC 8032 Ed25519 in half the time OpenSSL takes (and releases the GIL)."""
         try:
-            public_key.verify(self.signature, self.signed_bytes)
-        except InvalidSignature:
+            crypto_sign_open(self.signature + bytes(self.signed_bytes), public_key.public_bytes_raw())
+        except BadSignatureError:
             return False
         return True
 

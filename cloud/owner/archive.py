@@ -48,33 +48,51 @@ the exact WAV bytes in this archive.
 """.encode()
 
 
+def _csv_line(values: list[Any]) -> bytes:
+    buffer = io.StringIO()
+    csv.writer(buffer).writerow(values)
+    return buffer.getvalue().encode("utf-8")
+
+
+CSV_HEAD = _csv_line(CSV_COLUMNS)
+
+
+def csv_row(e: dict[str, Any]) -> bytes:
+    """One clip's line of clips.csv, from its manifest entry."""
+    return _csv_line([e["clip_id"], e["device_id"], e["captured_at"], e["duration_ms"] / 1000, e["trigger"],
+                      e["wake_word"] or "", e["file"], e["wav_sha256"]])
+
+
 def render_csv(entries: Iterable[dict[str, Any]]) -> Iterator[bytes]:
     """clips.csv, a row at a time, from the manifest's clip entries."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(CSV_COLUMNS)
-    for e in entries:
-        writer.writerow([e["clip_id"], e["device_id"], e["captured_at"], e["duration_ms"] / 1000, e["trigger"],
-                         e["wake_word"] or "", e["file"], e["wav_sha256"]])
-        yield buffer.getvalue().encode("utf-8")
-        buffer.seek(0)
-        buffer.truncate()
-    yield buffer.getvalue().encode("utf-8")
+    yield CSV_HEAD
+    yield from (csv_row(e) for e in entries)
+
+
+def index_head(owner_id: str, created: str, count: int) -> bytes:
+    return ("<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            "<title>Your Earmark recordings</title><style>body{font-family:sans-serif;max-width:60em;"
+            "margin:2em auto}td{padding:.3em .8em;border-bottom:1px solid #ddd}</style></head><body>"
+            f"<h1>Your Earmark recordings</h1><p>{count} recording(s) of owner "
+            f"<code>{html.escape(owner_id)}</code>, exported {html.escape(created)}.</p>"
+            "<table><tr><th>Recorded (UTC)</th><th>Length</th><th>Device</th><th>Started by</th>"
+            "<th>Listen</th></tr>\n").encode()
+
+
+def index_row(e: dict[str, Any]) -> bytes:
+    """One clip's row of index.html, from its manifest entry."""
+    started = f"wake word “{e['wake_word']}”" if e["wake_word"] else "talk button"
+    return (f"<tr><td>{html.escape(e['captured_at'])}</td><td>{e['duration_ms'] / 1000:.1f} s</td>"
+            f"<td>{html.escape(e['device_id'])}</td>"
+            f"<td>{html.escape(started)}</td><td><audio controls preload=\"none\" "
+            f"src=\"{html.escape(e['file'])}\"></audio></td></tr>\n").encode()
+
+
+INDEX_TAIL = b"</table></body></html>\n"
 
 
 def render_index(entries: Iterable[dict[str, Any]], owner_id: str, created: str, count: int) -> Iterator[bytes]:
     """index.html, a row at a time, from the manifest's clip entries."""
-    yield ("<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-           "<title>Your Earmark recordings</title><style>body{font-family:sans-serif;max-width:60em;"
-           "margin:2em auto}td{padding:.3em .8em;border-bottom:1px solid #ddd}</style></head><body>"
-           f"<h1>Your Earmark recordings</h1><p>{count} recording(s) of owner "
-           f"<code>{html.escape(owner_id)}</code>, exported {html.escape(created)}.</p>"
-           "<table><tr><th>Recorded (UTC)</th><th>Length</th><th>Device</th><th>Started by</th>"
-           "<th>Listen</th></tr>\n").encode()
-    for e in entries:
-        started = f"wake word “{e['wake_word']}”" if e["wake_word"] else "talk button"
-        yield (f"<tr><td>{html.escape(e['captured_at'])}</td><td>{e['duration_ms'] / 1000:.1f} s</td>"
-               f"<td>{html.escape(e['device_id'])}</td>"
-               f"<td>{html.escape(started)}</td><td><audio controls preload=\"none\" "
-               f"src=\"{html.escape(e['file'])}\"></audio></td></tr>\n").encode()
-    yield b"</table></body></html>\n"
+    yield index_head(owner_id, created, count)
+    yield from (index_row(e) for e in entries)
+    yield INDEX_TAIL

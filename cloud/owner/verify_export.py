@@ -8,8 +8,9 @@ devices.json lists only the owner's devices with their registered keys; each WAV
 its SHA-256; each clip's header and signature, put
 back together with the WAV, form a valid envelope that names this owner and verifies with
 the device's registered key; and the device was bound to this owner at capture time.
-For wire v2 clips it also checks each device's chain: no position missing that no recorded
-deletion explains, and each clip naming the envelope before it.
+Then that it is complete (cloud/owner/completeness.py): nothing the store held for the owner
+when it was made is missing from it, and no position of a device's chain is missing without
+a recorded deletion or refusal to explain it.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ import hashlib
 import json
 import tempfile
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,8 +36,10 @@ from earmark.cloud.owner.archive import (
     render_index,
     render_readme,
 )
+from earmark.cloud.owner.completeness import ChainLink, ExportClaims, check_completeness
+from earmark.cloud.owner.export import KnownDevices
 from earmark.cloud.store.store import Store
-from earmark.wire.envelope import EnvelopeError, decode_envelope, parse_public_key, reassemble
+from earmark.wire.envelope import EnvelopeError, decode_envelope, reassemble
 
 
 def verify_export(store: Store, archive: Path, owner_id: str, identity: Path | None = None) -> list[str]:
@@ -98,59 +100,18 @@ def _verify_zip(store: Store, path: Path, owner_id: str) -> list[str]:
         for name in sorted(expected - set(names) - {clip["file"] for clip in clips}):
             problems.append(f"{name} is missing")
         links: list[ChainLink] = []
+        known = KnownDevices(store)
         for clip in clips:
-            found, link = _check_clip(store, zf, owner_id, clip, set(names))
+            found, link = _check_clip(known, zf, owner_id, clip, set(names))
             problems += found
             if link is not None:
                 links.append(link)
-        problems += _check_fixed_files(store, zf, owner_id, manifest, set(names))
-        problems += check_chains(store, links)
+        chain_ends: dict[str, int] = {}
+        problems += _check_fixed_files(store, zf, owner_id, manifest, set(names), chain_ends)
+        claims = ExportClaims(owner_id, {str(clip["clip_id"]) for clip in clips}, manifest.get("audit_seq"),
+                              chain_ends)
+        problems += check_completeness(store, claims, links)
         return problems
-
-
-@dataclass(frozen=True)
-class ChainLink:
-    """A verified v2 clip's place in its device's chain."""
-
-    device_id: str
-    seq: int
-    prev_sha256: str
-    envelope_sha256: str
-
-
-def check_chains(store: Store, links: list[ChainLink]) -> list[str]:
-    """Per device: every position from 1 to the newest exported one is in the export or was
-    deleted on record (by the owner, retention or erasure), and each clip names the one before
-    it. Anything else was removed behind the export's back, or the chain was forged."""
-    problems = []
-    by_device: dict[str, dict[int, ChainLink]] = {}
-    for link in links:
-        if link.seq in by_device.setdefault(link.device_id, {}):
-            problems.append(f"device {link.device_id}: two clips claim position {link.seq} of its chain")
-        by_device[link.device_id][link.seq] = link
-    for device_id, chain in sorted(by_device.items()):
-        deleted = store.clips.deleted_seqs(device_id)
-        missing = [seq for seq in range(1, max(chain) + 1) if seq not in chain and seq not in deleted]
-        if missing:
-            problems.append(f"device {device_id}: clip(s) at {_ranges(missing)} of its chain are not in the export, "
-                            "and no recorded deletion or retention purge explains them")
-        for seq, link in sorted(chain.items()):
-            before = chain.get(seq - 1)
-            if before is not None and link.prev_sha256 != before.envelope_sha256:
-                problems.append(f"device {device_id}: the clip at {seq} does not follow the clip at {seq - 1} "
-                                "(its prev_sha256 names another envelope)")
-    return problems
-
-
-def _ranges(numbers: list[int]) -> str:
-    """[3, 4, 5, 9] -> "3-5, 9"."""
-    spans: list[list[int]] = []
-    for n in numbers:
-        if spans and n == spans[-1][1] + 1:
-            spans[-1][1] = n
-        else:
-            spans.append([n, n])
-    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in spans)
 
 
 def _parse_manifest(data: bytes) -> dict[str, Any]:
@@ -161,6 +122,8 @@ def _parse_manifest(data: bytes) -> dict[str, Any]:
     for key, kind in (("owner_id", str), ("created_at", str), ("clip_count", int), ("clips", list)):
         if not isinstance(manifest.get(key), kind):
             raise ValueError(f"{key} is missing or not a {kind.__name__}")
+    if not isinstance(manifest.get("audit_seq", 0), int) or isinstance(manifest.get("audit_seq"), bool):
+        raise ValueError("audit_seq is not an integer")  # absent in archives made before it existed
     for i, clip in enumerate(manifest["clips"]):
         if not isinstance(clip, dict):
             raise ValueError(f"clip entry {i} is not an object")
@@ -178,9 +141,10 @@ ENTRY_FIELDS: dict[str, tuple[type, ...]] = {
 
 
 def _check_fixed_files(store: Store, zf: zipfile.ZipFile, owner_id: str, manifest: dict[str, Any],
-                       names: set[str]) -> list[str]:
+                       names: set[str], chain_ends: dict[str, int]) -> list[str]:
     """README.txt, index.html and clips.csv must be exactly what the manifest renders to, and
-    devices.json must list only the owner's devices with their registered keys."""
+    devices.json must list only the owner's devices with their registered keys (their chain
+    ends go into `chain_ends`)."""
     clips, created = manifest["clips"], manifest["created_at"]
     rebuilt = {README: render_readme(owner_id, created, len(clips)),
                INDEX: b"".join(render_index(clips, owner_id, created, len(clips))),
@@ -188,11 +152,14 @@ def _check_fixed_files(store: Store, zf: zipfile.ZipFile, owner_id: str, manifes
     problems = [f"{name} is not what the manifest says it should be" for name, data in rebuilt.items()
                 if name in names and zf.read(name) != data]
     if DEVICES in names:
-        problems += _check_devices(store, zf.read(DEVICES), owner_id, {c["device_id"] for c in clips})
+        problems += _check_devices(store, zf.read(DEVICES), owner_id, {c["device_id"] for c in clips}, chain_ends)
     return problems
 
 
-def _check_devices(store: Store, data: bytes, owner_id: str, used: set[str]) -> list[str]:
+DEVICE_FIELDS = {"device_id", "public_key", "revoked_at", "bound_to_you"}  # and chain_end, since wire v2
+
+
+def _check_devices(store: Store, data: bytes, owner_id: str, used: set[str], chain_ends: dict[str, int]) -> list[str]:
     try:
         devices = json.loads(data)
         if not isinstance(devices, list) or not all(isinstance(d, dict) for d in devices):
@@ -202,17 +169,19 @@ def _check_devices(store: Store, data: bytes, owner_id: str, used: set[str]) -> 
     ours = {d.device_id for d in store.registry.devices(owner_id)} | used
     problems = []
     for entry in devices:
-        if set(entry) != {"device_id", "public_key", "revoked_at", "bound_to_you"}:
+        if set(entry) - {"chain_end"} != DEVICE_FIELDS or not isinstance(entry.get("chain_end", 0), int | None):
             problems.append("devices.json has an entry with fields export does not write")
             continue
         registered = store.registry.device(str(entry["device_id"])) if entry["device_id"] in ours else None
         if registered is None or registered.public_key != entry["public_key"]:
             problems.append(f"devices.json lists {str(entry['device_id'])[:64]!r}, not one of this owner's "
                             "devices with its registered key")
+        elif isinstance(entry.get("chain_end"), int):
+            chain_ends[str(entry["device_id"])] = int(entry["chain_end"])
     return problems
 
 
-def _check_clip(store: Store, zf: zipfile.ZipFile, owner_id: str, clip: dict[str, Any],
+def _check_clip(known: KnownDevices, zf: zipfile.ZipFile, owner_id: str, clip: dict[str, Any],
                 names: set[str]) -> tuple[list[str], ChainLink | None]:
     """Its problems, and (for a v2 clip that passed every check) its place in the chain."""
     clip_id = clip.get("clip_id")
@@ -220,25 +189,29 @@ def _check_clip(store: Store, zf: zipfile.ZipFile, owner_id: str, clip: dict[str
     if name not in names:
         return [f"clip {clip_id}: {name} is listed but missing"], None
     wav = zf.read(str(name))
-    if hashlib.sha256(wav).hexdigest() != clip.get("wav_sha256"):
-        return [f"clip {clip_id}: {name} does not match its SHA-256"], None
     try:
         raw = reassemble(str(clip["envelope_header"]).encode("ascii"), wav,
                          base64.b64decode(clip["signature"], validate=True))
         envelope = decode_envelope(raw)
-    except (KeyError, EnvelopeError, binascii.Error, UnicodeEncodeError) as exc:
+    except EnvelopeError as exc:
+        if exc.reason == "audio_hash" and hashlib.sha256(wav).hexdigest() != clip.get("wav_sha256"):
+            return [f"clip {clip_id}: {name} does not match its SHA-256"], None
+        return [f"clip {clip_id}: header, signature and WAV do not form a valid envelope ({exc})"], None
+    except (KeyError, binascii.Error, UnicodeEncodeError) as exc:
         return [f"clip {clip_id}: header, signature and WAV do not form a valid envelope ({exc})"], None
     h = envelope.header
+    if h.audio_sha256 != clip.get("wav_sha256"):  # decoding hashed the WAV: it is the header's
+        return [f"clip {clip_id}: {name} does not match its SHA-256"], None
     if (h.clip_id, h.owner_id, h.device_id) != (clip_id, owner_id, clip.get("device_id")):
         return [f"clip {clip_id}: its signed header names another clip, owner or device"], None
     signed = {"captured_at": h.captured_at, "duration_ms": h.duration_ms, "trigger": h.trigger,
               "wake_word": h.wake_word}
     if any(clip.get(key) != value for key, value in signed.items()):
         return [f"clip {clip_id}: the manifest's capture time, length or wake word differ from its signed header"], None
-    device = store.registry.device(h.device_id)
-    if device is None or not envelope.verify(parse_public_key(device.public_key)):
+    device = known.get(h.device_id)
+    if device is None or not envelope.verify(device.public_key):
         return [f"clip {clip_id}: the signature does not verify with {h.device_id}'s registered key"], None
-    if store.registry.owner_at(h.device_id, h.captured_at) != owner_id:
+    if known.store.registry.owner_at(h.device_id, h.captured_at, device.bindings) != owner_id:
         return [f"clip {clip_id}: {h.device_id} was not bound to this owner at {h.captured_at}"], None
     if h.seq is None or h.prev_sha256 is None:
         return [], None  # a v1 clip: not chained

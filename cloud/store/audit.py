@@ -148,7 +148,17 @@ class AuditLog:
         return bool(self.db.query("SELECT 1 FROM audit WHERE event = ? AND owner_id = ? LIMIT 1",
                                   (event, owner_id), owner=owner_id))
 
+    def head_seq(self) -> int:
+        """The newest event's sequence number (inside a snapshot: as the snapshot sees it)."""
+        return int(self.db.query("SELECT seq FROM audit_head")[0]["seq"])
+
+    def stored_seq(self, owner_id: str, clip_id: str) -> int | None:
+        """Where in the log the owner's clip was stored (or re-indexed), if it was."""
+        rows = self.db.query("SELECT max(seq) AS seq FROM audit WHERE owner_id = ? AND clip_id = ? "
+                             "AND event IN ('clip_stored', 'clip_reindexed')", (owner_id, clip_id), owner=owner_id)
+        return int(rows[0]["seq"]) if rows and rows[0]["seq"] is not None else None
+
     def events(self, limit: int = 100) -> list[Row]:
         """The newest events, newest first."""
-        newest = self.db.query("SELECT seq FROM audit_head")[0]["seq"]
-        return list(reversed(self.db.gateway("audit", max(0, int(newest) - limit), limit)))
+        newest = self.head_seq()
+        return list(reversed(self.db.gateway("audit", max(0, newest - limit), limit)))

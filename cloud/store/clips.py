@@ -79,6 +79,12 @@ def _record(clip: NewClip, stored_at: str) -> _Record:
                    h.wake_score, clip.digest, len(clip.raw), clip_blob(clip.owner_id, h.clip_id), stored_at, h.seq)
 
 
+# The owner's clips a page at a time in capture order, and the owner's oldest clips before a
+# cutoff: both a range of the (owner_id, captured_at, clip_id, …every column) index, read from
+# the index alone (tests/integration/test_query_plans.py holds both backends to that).
+OWNER_PAGE = ("SELECT * FROM clips WHERE owner_id = ? AND (captured_at, clip_id) > (?, ?) "
+              "ORDER BY captured_at, clip_id LIMIT ?")
+OWNER_EXPIRED = "SELECT * FROM clips WHERE owner_id = ? AND captured_at < ? ORDER BY captured_at, clip_id LIMIT ?"
 INSERT_CLIP = "INSERT INTO clips VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (clip_id) DO NOTHING"
 # The highest chain position stored from the device (wire v2): an export writes it into the
 # archive, so verify-export sees a clip missing from the end of the chain, not only between.
@@ -154,8 +160,7 @@ class Clips:
         """The owner's clips in capture order, a page at a time (memory stays bounded)."""
         after = ("", "")
         while True:
-            rows = self.db.query("SELECT * FROM clips WHERE owner_id = ? AND (captured_at, clip_id) > (?, ?) "
-                                 "ORDER BY captured_at, clip_id LIMIT ?", (owner_id, *after, page), owner=owner_id)
+            rows = self.db.query(OWNER_PAGE, (owner_id, *after, page), owner=owner_id)
             yield from (ClipRow(**dict(r)) for r in rows)
             if len(rows) < page:
                 return
@@ -169,10 +174,8 @@ class Clips:
                            clip_aad(owner_id, clip.device_id, clip.clip_id))
 
     def older_than(self, owner_id: str, cutoff: str, limit: int) -> list[ClipRow]:
-        """Up to `limit` of the owner's clips captured before `cutoff`, oldest first (an index
-        range scan on the (owner_id, captured_at, clip_id) index)."""
-        rows = self.db.query("SELECT * FROM clips WHERE owner_id = ? AND captured_at < ? "
-                             "ORDER BY captured_at, clip_id LIMIT ?", (owner_id, cutoff, limit), owner=owner_id)
+        """Up to `limit` of the owner's clips captured before `cutoff`, oldest first."""
+        rows = self.db.query(OWNER_EXPIRED, (owner_id, cutoff, limit), owner=owner_id)
         return [ClipRow(**dict(r)) for r in rows]
 
     def count(self, owner_id: str) -> int:
@@ -218,6 +221,12 @@ class Clips:
         cur.executemany("INSERT INTO deleted_clips (clip_id, envelope_sha256, deleted_at, device_id, seq) "
                         "VALUES (?, ?, ?, ?, ?) ON CONFLICT (clip_id) DO NOTHING",
                         [(clip_id, digest, now, device_id, seq) for clip_id, digest, device_id, seq in clips])
+
+    def stored_seqs(self, owner_id: str, device_id: str) -> set[int]:
+        """The chain positions of the owner's stored clips from this device."""
+        rows = self.db.query("SELECT seq FROM clips WHERE owner_id = ? AND device_id = ? AND seq IS NOT NULL",
+                             (owner_id, device_id), owner=owner_id)
+        return {int(r["seq"]) for r in rows}
 
     def deleted_seqs(self, device_id: str) -> set[int]:
         """The chain positions of a device's clips that were deleted on record."""

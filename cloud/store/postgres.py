@@ -176,7 +176,7 @@ ALTER TABLE quarantine ADD COLUMN claimed_owner_id TEXT;
 CREATE INDEX quarantine_by_device ON quarantine (device_id, received_at);
 CREATE INDEX quarantine_by_claimed_owner ON quarantine (claimed_owner_id);
 """
-# See the SQLite schema v7: wire v2's chain.
+# See the SQLite schema v7: wire v2's chain, and the owner's clips from the index alone.
 PG_SCHEMA_V4 = """
 ALTER TABLE clips ADD COLUMN seq BIGINT;
 ALTER TABLE deleted_clips ADD COLUMN device_id TEXT;
@@ -184,6 +184,13 @@ ALTER TABLE deleted_clips ADD COLUMN seq BIGINT;
 CREATE INDEX deleted_clips_by_device ON deleted_clips (device_id, seq);
 ALTER TABLE devices ADD COLUMN last_seq BIGINT;
 ALTER TABLE quarantine ADD COLUMN seq BIGINT;
+-- The owner's clips from the index alone (an index-only scan, once autovacuum has marked the
+-- pages all-visible): export and purge read the owner's contiguous index pages, not one heap
+-- page per clip scattered among everyone else's.
+CREATE INDEX clips_by_owner_covering ON clips (owner_id, captured_at, clip_id)
+    INCLUDE (device_id, duration_ms, trigger, wake_word, wake_score, envelope_sha256, envelope_bytes, blob_path,
+             stored_at, seq);
+DROP INDEX clips_by_owner;
 """
 PG_MIGRATIONS = (PG_SCHEMA_V1, PG_SCHEMA_V2, PG_SCHEMA_V3, PG_SCHEMA_V4)
 PG_SCHEMA_VERSION = len(PG_MIGRATIONS)
