@@ -88,7 +88,7 @@ def scale(folder: Path, clips: int, sizes: list[int], backends: list[str], runs:
             base = statistics.median(exports[sizes[0]])
             for size in sizes:
                 median = statistics.median(exports[size])
-                print(f"  {backend:<9} {size:>9,} clips: export {median:6.3f} s (x{median / base:.2f}; "
+                print(f"  {backend:<9} {max(size, clips):>9,} clips: export {median:6.3f} s (x{median / base:.2f}; "
                       f"runs {', '.join(f'{t:.3f}' for t in exports[size])})", flush=True)
 
 

@@ -29,14 +29,16 @@ from tests.support.pgdb import admin_url_for, temporary_database  # noqa: E402
 OTHER_OWNERS = 100
 ROUNDS = 10
 START = datetime(2026, 1, 1, tzinfo=UTC)  # the measured owner's first capture; one clip a minute
+# Other owners' rows are captured from 2026-06-01 on: after the measured owner's clips, so a
+# purge with a cutoff among the measured owner's clips finds nothing else expired.
 PG_FILL = ("INSERT INTO clips SELECT 'o' || %s::text || '-' || %s::text || '-' || g::text, %s, %s, "
-           "to_char(timestamp '2025-01-01' + (%s * 100000 + g) * interval '1 minute', "
+           "to_char(timestamp '2026-06-01' + (%s * 100000 + g) * interval '1 minute', "
            "'YYYY-MM-DD\"T\"HH24:MI:SS.000\"Z\"'), "
            "1000, 'button', NULL, NULL, 'x', 100, 'blobs/x', '2026-01-01T00:00:00.000000Z', g "
            "FROM generate_series(1, %s) g")
 SQLITE_FILL = ("WITH RECURSIVE g(value) AS (SELECT 1 UNION ALL SELECT value + 1 FROM g WHERE value < ?) "
                "INSERT INTO clips SELECT 'o' || ? || '-' || ? || '-' || value, ?, ?, "
-               "strftime('%Y-%m-%dT%H:%M:%S.000Z', '2025-01-01', '+' || (? * 100000 + value) || ' minutes'), "
+               "strftime('%Y-%m-%dT%H:%M:%S.000Z', '2026-06-01', '+' || (? * 100000 + value) || ' minutes'), "
                "1000, 'button', NULL, NULL, 'x', 100, 'blobs/x', '2026-01-01T00:00:00.000000Z', value FROM g")
 
 
