@@ -82,8 +82,8 @@ def assemble(s: DeviceSettings, source: AudioSource, controls: Controls | None =
         log.info("made a new device key at %s; public key %s", s.key_path, public_key_of(key))
     speech = SpeechDetector(models.vad, s.recorder.vad_threshold)
     spool = Spool(s.spool_dir, s.spool.max_bytes)
-    if spool.swept:
-        log.warning("swept %d torn clip file(s) left by a crash", spool.swept)
+    if swept := spool.sweep():
+        log.warning("swept %d torn clip file(s) left by a crash", swept)
     controls = controls if controls is not None else Controls(s.gpio)
     loop = DeviceLoop(source, WakeDetector(s.wake, models),
                       Recorder(s.recorder, speech.is_speech, on_start=speech.reset),

@@ -1,7 +1,9 @@
 """The durable spool: every clip is on disk, whole, before anything else happens to it.
 
 Write: temp file in the spool dir, fsync, rename to its final name, fsync the dir. A crash
-at any moment leaves either the whole clip or none (torn temp files are swept on open).
+at any moment leaves either the whole clip or none (the device sweeps torn temp files when
+it starts; a reader such as `status` opening the same spool must not, or it would delete the
+clip the running device is writing).
 Names sort oldest first. Clips the cloud rejected move to rejected/. The spool is bounded
 by `max_bytes`; when a new clip does not fit
 (or the disk is full) the new clip is refused with `SpoolFull` and nothing already spooled
@@ -44,10 +46,15 @@ class Spool:
         self.directory = Path(directory)
         self.max_bytes = max_bytes
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.swept = 0
+
+    def sweep(self) -> int:
+        """Delete temp files torn by a crash; how many. Only the spool's writer, before it
+        writes, may call this: any other caller would race the writer's rename."""
+        swept = 0
         for leftover in self.directory.glob(TEMP_PREFIX + "*"):
             leftover.unlink(missing_ok=True)
-            self.swept += 1
+            swept += 1
+        return swept
 
     def clips(self) -> list[SpooledClip]:
         """Spooled clips, oldest first; never a clip still being written (pathlib's glob

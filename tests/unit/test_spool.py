@@ -38,6 +38,18 @@ def test_a_clip_still_being_written_is_not_listed(tmp_path: Path) -> None:
     assert [c.clip_id for c in spool.clips()] == [whole]
 
 
+def test_a_reader_opening_the_spool_leaves_the_clip_being_written_alone(tmp_path: Path) -> None:
+    # Found by CI: a test polling the spool (as `earmark-device status` does while the device
+    # runs) swept the running device's temp file between its write and its rename, so the
+    # rename failed, the clip was lost and the device's loop thread died.
+    writer = Spool(tmp_path / "spool", 10 * 1024 * 1024)
+    in_flight = writer.directory / f"{TEMP_PREFIX}5fb5add32245-00000000-0000-4000-8000-000000000002.clip"
+    in_flight.write_bytes(b"half a cl")
+    Spool(tmp_path / "spool", 10 * 1024 * 1024).clips()
+    assert in_flight.exists()
+    assert writer.sweep() == 1 and not in_flight.exists()  # the writer's own restart sweeps it
+
+
 def test_a_full_spool_refuses_the_new_clip_and_keeps_the_rest(tmp_path: Path) -> None:
     spool = Spool(tmp_path / "spool", 1024 * 1024)
     kept = spool.put("00000000-0000-4000-8000-000000000001", b"a" * 600_000)
@@ -78,7 +90,7 @@ def test_a_process_killed_while_writing_leaves_no_torn_clip(tmp_path: Path) -> N
         time.sleep(0.05 + 0.037 * round_)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-        torn += Spool(directory, 10**10).swept  # reopening sweeps torn temp files
+        torn += Spool(directory, 10**10).sweep()  # the writer's restart sweeps torn temp files
     print(f"{torn} of 6 kills landed mid-write")
     spool = Spool(directory, 10**10)
     assert not list(directory.glob(".tmp-*"))
