@@ -6,19 +6,20 @@ Two disjoint parts, each with its own voices and its own texts:
   tuned     what Earmark's thresholds, patience and checks were chosen on
   held-out  never tuned on: the figures that count
 
-Positives: a wake word that starts a request ("Alexa, what time is it?"), said by many
+Positives: a wake word that starts a request, half in one breath ("Alexa, what time is it?"),
+half alone with a pause before the request (waiting for the light), said by many
 voices (espeak-ng accents and variants) at many speeds and pitches, clean, in white, pink
-or babble noise at 20, 10 and 5 dB SNR, and with room reverb; one per clip, with a second of
-room before and after.
+or babble noise at 20, 10 and 5 dB SNR, and with room reverb; one per clip, with 3 s of room
+before (the detector's warm-up) and 1 s after. Every clip sits on a microphone's noise floor.
 
-Negatives, continuous, about 100 minutes per part: read text (sentences from the Python
+Negatives, continuous, 3 h per part at --minutes-scale 1 (the default is 2: 6 h): read text (sentences from the Python
 standard library's docstrings), dialogue (two voices taking turns with everyday lines),
 near misses ("Alexander", "election", "hey Travis", …), music-like audio (synthesised
 melodies, chords and drums) and TV-like audio (speech over music and noise); a third of the
 speech has noise under it.
 
-The household part: one held-out voice (not in any negatives) says the wake word alone five
-times for enrollment, and starts 100 requests with it for recall.
+A household in each part: one of the part's voices, left out of its negatives, says the wake
+word alone five times for enrollment, and starts 100 requests with it for recall.
 """
 
 from __future__ import annotations
@@ -38,7 +39,11 @@ from pathlib import Path
 import numpy as np
 
 RATE = 16_000
-SET_VERSION = 2
+SET_VERSION = 7
+SPEEDS = (80, 210)  # espeak-ng words per minute: slow speakers too (a verifier that never heard 90 wpm refused it)
+POSITIVES = 200  # per wake word per part
+MINUTES_SCALE = 2.0  # of NEGATIVE_MINUTES
+LEAD_S = 3.0  # room before each positive: more than the detector's warm-up (features.warm_frames)
 WORDS = {"alexa": "Alexa", "hey_jarvis": "Hey Jarvis"}
 VOICES = {  # (espeak-ng voice, variants)
     "tuned": [("en-us", ["", "+m1", "+m3", "+f2", "+f4", "+klatt"]), ("en-gb", ["", "+m2", "+f1", "+f3"]),
@@ -46,7 +51,7 @@ VOICES = {  # (espeak-ng voice, variants)
     "held-out": [("en-gb-scotland", ["", "+m1", "+f2", "+f4"]), ("en-us-nyc", ["", "+m3", "+f1", "+m5"]),
                  ("en-gb-x-gbclan", ["", "+m2", "+f3"]), ("en-gb-x-gbcwmd", ["", "+m7", "+f5"])],
 }
-HOUSEHOLD_VOICE = ("en-gb-x-gbcwmd", "+m7")  # held-out; left out of every negative
+HOUSEHOLD_VOICES = {"tuned": "en-gb+m2", "held-out": "en-gb-x-gbcwmd+m7"}  # left out of the part's negatives
 REQUESTS = ["what time is it", "what's the weather like today", "turn on the kitchen lights",
             "set a timer for ten minutes", "play some music", "how tall is Mount Everest",
             "add milk to the shopping list", "what's on my calendar tomorrow", "stop",
@@ -83,8 +88,8 @@ NEGATIVE_MINUTES = {"read": 100, "dialogue": 30, "near_miss": 15, "music": 15, "
 @dataclass(frozen=True)
 class Clip:
     path: str  # relative to the set's folder
-    split: str  # "tuned", "held-out" or "household"
-    kind: str  # "positive", "negative" or "enrollment"
+    split: str  # "tuned" or "held-out"
+    kind: str  # "positive", "negative", "enrollment" or "household" (the enrolled voice's requests)
     category: str  # positives: the condition; negatives: read, dialogue, near_miss, music, tv
     word: str | None  # positives and enrollment: the wake word
     voice: str
@@ -104,12 +109,13 @@ def say(text: str, voice: str, speed: int, pitch: int) -> np.ndarray:
 
 
 def reverb(audio: np.ndarray, amount: int, room: int) -> np.ndarray:
+    """`audio` (floats in -1..1) in a room; the same scale back."""
     with tempfile.TemporaryDirectory() as tmp:
         src, out = Path(tmp) / "in.wav", Path(tmp) / "out.wav"
-        write_wav(src, audio)
+        write_wav(src, audio * 16000)
         subprocess.run(["sox", "-q", "-V1", "-G", str(src), str(out), "reverb", str(amount), "50", str(room),
                         "gain", "-n", "-3"], check=True)
-        return read_wav(out).astype(np.float32)[: len(audio) + RATE // 2]
+        return read_wav(out).astype(np.float32)[: len(audio) + RATE // 2] / 16000
 
 
 def noise(kind: str, samples: int, rng: np.random.Generator, babble: list[np.ndarray]) -> np.ndarray:
@@ -201,12 +207,13 @@ def doc_sentences() -> list[str]:
 
 def voices(split: str, household_too: bool = True) -> list[str]:
     chosen = [base + variant for base, variants in VOICES[split] for variant in variants]
-    return chosen if household_too else [v for v in chosen if v != "".join(HOUSEHOLD_VOICE)]
+    return chosen if household_too else [v for v in chosen if v != HOUSEHOLD_VOICES[split]]
 
 
 # -- the set -------------------------------------------------------------------------------
 
-def build(folder: Path, positives_per_word: int = 200, minutes_scale: float = 1.0, seed: int = 0) -> list[Clip]:
+def build(folder: Path, positives_per_word: int = POSITIVES, minutes_scale: float = MINUTES_SCALE,
+          seed: int = 0) -> list[Clip]:
     """The set in `folder` (made if its manifest is missing); returns its clips."""
     manifest = folder / "manifest.json"
     if manifest.exists():
@@ -225,16 +232,21 @@ def build(folder: Path, positives_per_word: int = 200, minutes_scale: float = 1.
                 clips.append(_positive(folder, split, word, spoken, voice, i, rng, pick, babble))
         minutes = {k: v * minutes_scale for k, v in NEGATIVE_MINUTES.items()}
         clips += _negatives(folder, split, texts[split], minutes, rng, pick, babble)
-    clips += _household(folder, rng, pick)
+        clips += _household(folder, split, rng, pick)
     manifest.write_text(json.dumps([asdict(c) for c in clips], indent=1))
     return clips
 
 
 def _positive(folder: Path, split: str, word: str, spoken: str, voice: str, i: int, rng: np.random.Generator,
               pick: random.Random, babble: list[np.ndarray]) -> Clip:
-    speech = say(f"{spoken}, {pick.choice(REQUESTS)}.", voice, pick.randint(115, 195), pick.randint(25, 75))
-    room = np.zeros(RATE, np.float32)
-    audio = np.concatenate([room, speech / (np.abs(speech).max() or 1), room])
+    speed, pitch = pick.randint(*SPEEDS), pick.randint(25, 75)
+    if pick.random() < 0.5:  # in one breath: "Alexa, what time is it?"
+        speech = say(f"{spoken}, {pick.choice(REQUESTS)}.", voice, speed, pitch)
+    else:  # the word alone, a wait for the light, then the request
+        alone, request = say(f"{spoken}.", voice, speed, pitch), say(f"{pick.choice(REQUESTS)}.", voice, speed, pitch)
+        speech = np.concatenate([alone, np.zeros(int(pick.uniform(0.5, 2.0) * RATE), np.float32), request])
+    audio = np.concatenate([np.zeros(int(LEAD_S * RATE), np.float32), speech / (np.abs(speech).max() or 1),
+                            np.zeros(RATE, np.float32)])
     condition = pick.choice(["clean", "white", "pink", "babble", "reverb", "reverb+pink"])
     if condition.startswith("reverb"):
         audio = reverb(audio / 2, pick.choice([20, 35, 50]), pick.choice([30, 50, 80]))
@@ -262,7 +274,7 @@ def _negatives(folder: Path, split: str, texts: list[str], minutes: dict[str, fl
             elif category == "dialogue":
                 a, b = pick.sample(others, 2)
                 lines = [" ".join(pick.choice(p) for p in DIALOGUE) + "." for _ in range(6)]
-                piece = np.concatenate([np.concatenate([say(line, (a, b)[k % 2], pick.randint(130, 190),
+                piece = np.concatenate([np.concatenate([say(line, (a, b)[k % 2], pick.randint(*SPEEDS),
                                                             pick.randint(30, 70)),
                                                         np.zeros(int(RATE * pick.uniform(0.2, 0.8)), np.float32)])
                                         for k, line in enumerate(lines)])
@@ -272,7 +284,7 @@ def _negatives(folder: Path, split: str, texts: list[str], minutes: dict[str, fl
                                     for _ in range(4))
                 else:
                     text = " ".join(pick.sample(texts, 5))
-                piece = say(text, pick.choice(others), pick.randint(120, 190), pick.randint(25, 75))
+                piece = say(text, pick.choice(others), pick.randint(*SPEEDS), pick.randint(25, 75))
                 if category == "tv":
                     piece = mix(piece, music(len(piece) / RATE + 0.1, rng)[: len(piece)], pick.choice([10, 5, 0]))
             piece = piece / (np.abs(piece).max() or 1)
@@ -293,26 +305,26 @@ def _negatives(folder: Path, split: str, texts: list[str], minutes: dict[str, fl
     return clips
 
 
-def _household(folder: Path, rng: np.random.Generator, pick: random.Random) -> list[Clip]:
-    """The enrolled voice: 5 wake words alone (enrollment) and 100 requests (recall), alexa."""
-    voice = "".join(HOUSEHOLD_VOICE)
+def _household(folder: Path, split: str, rng: np.random.Generator, pick: random.Random) -> list[Clip]:
+    """The part's household voice: 5 wake words alone (enrollment) and 100 requests, alexa."""
+    voice = HOUSEHOLD_VOICES[split]
     clips = []
     for i in range(105):
-        kind = "enrollment" if i < 5 else "positive"
+        kind = "enrollment" if i < 5 else "household"
         text = "Alexa." if kind == "enrollment" else f"Alexa, {pick.choice(REQUESTS)}."
         speech = say(text, voice, 150 + pick.randint(-15, 15), 50 + pick.randint(-5, 5))
-        audio = np.concatenate([np.zeros(RATE // 2, np.float32), speech / (np.abs(speech).max() or 1),
+        audio = np.concatenate([np.zeros(int(LEAD_S * RATE), np.float32), speech / (np.abs(speech).max() or 1),
                                 np.zeros(RATE, np.float32)])
         condition = "clean" if kind == "enrollment" or pick.random() < 0.5 else "pink@20dB"
         if condition != "clean":
             audio = mix(audio, noise("pink", len(audio), rng, []), 20)
-        path = f"household/{kind}-{i:03d}.wav"
+        path = f"{split}/household/{kind}-{i:03d}.wav"
         (folder / path).parent.mkdir(parents=True, exist_ok=True)
         write_wav(folder / path, to_int16(audio, pick.uniform(6000, 20000), rng))
-        clips.append(Clip(path, "household", kind, condition, "alexa", voice, len(audio) / RATE))
+        clips.append(Clip(path, split, kind, condition, "alexa", voice, len(audio) / RATE))
     return clips
 
 
-def set_folder(root: Path, positives_per_word: int, minutes_scale: float) -> Path:
+def set_folder(root: Path, positives_per_word: int = POSITIVES, minutes_scale: float = MINUTES_SCALE) -> Path:
     key = hashlib.sha256(f"{SET_VERSION}-{positives_per_word}-{minutes_scale}".encode()).hexdigest()[:10]
     return root / f"set-{key}"

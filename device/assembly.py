@@ -22,6 +22,7 @@ from earmark.device.feedback import SoundPlayer
 from earmark.device.listening.models import locate_models
 from earmark.device.listening.recorder import Recorder
 from earmark.device.listening.speech import SpeechDetector
+from earmark.device.listening.voices import verifiers
 from earmark.device.listening.wake import WakeDetector
 from earmark.device.loop import DeviceLoop, RunStats
 from earmark.device.settings import DeviceSettings
@@ -85,7 +86,10 @@ def assemble(s: DeviceSettings, source: AudioSource, controls: Controls | None =
     if swept := spool.sweep():
         log.warning("swept %d torn clip file(s) left by a crash", swept)
     controls = controls if controls is not None else Controls(s.gpio)
-    loop = DeviceLoop(source, WakeDetector(s.wake, models),
+    voices = verifiers(Path(s.data_dir), list(models.wake_words))
+    if voices:
+        log.info("household voices enrolled for %s", ", ".join(sorted(voices)))
+    loop = DeviceLoop(source, WakeDetector(s.wake, models, voices),
                       Recorder(s.recorder, speech.is_speech, on_start=speech.reset),
                       Sealer(s.device_id, s.owner_id, key, Chain(s.chain_path, [c.read() for c in spool.clips()])),
                       spool, controls, stop)

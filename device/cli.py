@@ -115,6 +115,30 @@ def build_parser() -> argparse.ArgumentParser:
     keygen = sub.add_parser("keygen", help="make the device key if missing; print the public key last")
     _common(keygen)
     keygen.set_defaults(handler=cmd_keygen)
+
+    voice = sub.add_parser("voice", help="household voices: teach a wake word how the household says it, so "
+                                         "it wakes for them reliably (not a lock against other voices)")
+    voice_sub = voice.add_subparsers(dest="voice_command", required=True)
+    enroll_voice = voice_sub.add_parser(
+        "enroll", help="teach a wake word one person's voice from 3-5 recordings of them saying it",
+        description="Each --positive WAV holds the person saying the wake word once, after a second of quiet; "
+                    "--negative WAVs (optional) hold the same person, or the room, saying anything else. "
+                    "Enroll each member of the household under their own --name.")
+    _common(enroll_voice)
+    enroll_voice.add_argument("--wake-word", required=True, help=f"{', '.join(BUILTIN_WAKE_WORDS)} or a .onnx path")
+    enroll_voice.add_argument("--positive", nargs="+", required=True, type=Path, help="WAVs of the wake word")
+    enroll_voice.add_argument("--negative", nargs="*", default=[], type=Path, help="WAVs of anything else")
+    enroll_voice.add_argument("--name", default="household", help="whose voice this is (default: household)")
+    enroll_voice.set_defaults(handler=cmd_voice_enroll)
+    list_voices = voice_sub.add_parser("list", help="the enrolled voices, per wake word")
+    _common(list_voices)
+    list_voices.add_argument("--json", action="store_true", help="a JSON array")
+    list_voices.set_defaults(handler=cmd_voice_list)
+    remove_voice = voice_sub.add_parser("remove", help="forget one person's voice for a wake word (or everyone's)")
+    _common(remove_voice)
+    remove_voice.add_argument("--wake-word", required=True)
+    remove_voice.add_argument("--name", help="whose voice (default: every voice for the word)")
+    remove_voice.set_defaults(handler=cmd_voice_remove)
     return parser
 
 
@@ -173,6 +197,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_detect(args: argparse.Namespace) -> int:
+    from earmark.device.listening.voices import verifiers
     from earmark.device.listening.wake import WakeDetector
 
     s = _settings(args)
@@ -182,13 +207,14 @@ def cmd_detect(args: argparse.Namespace) -> int:
     if args.threshold is not None:
         if not 0 < args.threshold < 1:
             raise ConfigError("--threshold must be between 0 and 1")
-        words = tuple(WakeWordSettings(w.name, args.threshold) for w in words)
+        words = tuple(replace(w, threshold=args.threshold) for w in words)
     wake = WakeSettings(words, s.wake.patience, s.wake.refractory_s)
     validate(replace(s, wake=wake))  # flags are checked like the config file
     models = locate_models(s.models_dir, [w.name for w in words])
+    voices = verifiers(Path(s.data_dir), list(models.wake_words))
     sources = [WavFileSource(path) for path in args.files]  # fail before any output
     for path, source in zip(args.files, sources, strict=True):
-        detector = WakeDetector(wake, models)
+        detector = WakeDetector(wake, models, voices)
         source.start()
         while (frame := source.read()) is not None:
             hit = detector.process(frame)
@@ -295,9 +321,55 @@ def cmd_keygen(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_voice_enroll(args: argparse.Namespace) -> int:
+    from earmark.device.listening.enrollment import enroll
+    from earmark.device.settings import wake_word_id
+
+    s = _settings(args)
+    word = wake_word_id(args.wake_word)
+    models = locate_models(s.models_dir, [args.wake_word])
+    enrolled, best = enroll(Path(s.data_dir), models, word, args.positive, args.negative, args.name)
+    print(f"enrolled {args.name} for {word} from {len(best)} samples (wake scores "
+          f"{', '.join(f'{b:.2f}' for b in best)}); enrolled voices for {word}: {', '.join(sorted(enrolled.members))}")
+    print(f"{word} now listens for how the enrolled voices say it (and still refuses background talk); it is not "
+          f"a lock against other voices. `earmark-device voice remove --wake-word {word}` undoes it")
+    return 0
+
+
+def cmd_voice_list(args: argparse.Namespace) -> int:
+    from earmark.device.listening.voices import BEST_FRAMES, enrolled_words, load
+
+    s = _settings(args)
+    rows = []
+    for word in enrolled_words(Path(s.data_dir)):
+        enrolled = load(Path(s.data_dir), word)
+        for name, member in sorted(enrolled.members.items()) if enrolled else []:
+            rows.append({"wake_word": word, "name": name, "samples": len(member.positives) // BEST_FRAMES,
+                         "enrolled_at": member.created})
+    if args.json:
+        print(json.dumps(rows))
+    elif not rows:
+        print("no voices enrolled: every voice wakes the device")
+    for row in [] if args.json else rows:
+        print(f"{row['wake_word']:<12} {row['name']:<20} {row['samples']} samples, enrolled {row['enrolled_at']}")
+    return 0
+
+
+def cmd_voice_remove(args: argparse.Namespace) -> int:
+    from earmark.device.listening.enrollment import remove
+    from earmark.device.settings import wake_word_id
+
+    s = _settings(args)
+    word = wake_word_id(args.wake_word)
+    removed = remove(Path(s.data_dir), word, args.name)
+    print(f"removed {', '.join(removed)} for {word}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     return run_command("earmark-device", build_parser().parse_args(argv))
 
 
 if __name__ == "__main__":
     sys.exit(main())
+

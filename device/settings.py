@@ -29,14 +29,22 @@ class MicSettings:
 
 @dataclass(frozen=True)
 class WakeWordSettings:
+    """One wake word. Each value left out (None) is Earmark's tuned one for a built-in word
+    (listening/decision.py: TUNED), or openWakeWord's plain threshold for a custom model."""
+
     name: str  # a built-in model name or a path to a custom .onnx
-    threshold: float = 0.5
+    threshold: float | None = None  # smoothed score that makes a candidate
+    patience: int | None = None  # frames in a row at or above it
+    smooth: int | None = None  # frames the score is averaged over
+    speech_check: float | None = None  # Silero VAD over the word's audio must reach this (0: off)
+    confirm_check: float | None = None  # the word verifier (built-in words) must reach this (0: off)
+    voice_check: float | None = None  # an enrolled household's verifier must reach this
 
 
 @dataclass(frozen=True)
 class WakeSettings:
     words: tuple[WakeWordSettings, ...] = (WakeWordSettings("alexa"),)
-    patience: int = 1  # consecutive 80 ms frames at or above threshold before firing
+    patience: int = 0  # for every word without its own; 0: each word's tuned patience
     refractory_s: float = 2.0  # after a detection, no other detection for this long
 
 
@@ -153,12 +161,13 @@ def default_data_dir() -> Path:
 
 _TOML_TYPES: dict[str, tuple[type, ...]] = {
     "str": (str,), "int": (int,), "float": (float,), "bool": (bool,), "int | None": (int,),
+    "float | None": (float,),
 }
 
 
 def _check_type(key: str, value: Any, type_name: str) -> Any:
     """Exact TOML types: an integer is accepted where a float is expected, nothing else converts."""
-    if type_name == "float" and type(value) is int:
+    if type_name in ("float", "float | None") and type(value) is int:
         return float(value)
     allowed = _TOML_TYPES[type_name]
     if (isinstance(value, bool) and bool not in allowed) or not isinstance(value, allowed):
@@ -280,12 +289,17 @@ def validate(s: DeviceSettings) -> None:
     need(s.mic.channel >= 0, "mic.channel", "must be 0 or more")
     need(s.mic.rate == 0 or 8000 <= s.mic.rate <= 192_000, "mic.rate", "must be 0 or 8000..192000")
     for i, w in enumerate(s.wake.words):
-        need(0.0 < w.threshold < 1.0, f"wake.words[{i}].threshold", "must be between 0 and 1")
+        need(w.threshold is None or 0.0 < w.threshold < 1.0, f"wake.words[{i}].threshold", "must be between 0 and 1")
+        need(w.patience is None or 1 <= w.patience <= 25, f"wake.words[{i}].patience", "must be 1..25 frames")
+        need(w.smooth is None or 1 <= w.smooth <= 10, f"wake.words[{i}].smooth", "must be 1..10 frames")
+        for key in ("speech_check", "confirm_check", "voice_check"):
+            bar = getattr(w, key)
+            need(bar is None or 0.0 <= bar < 1.0, f"wake.words[{i}].{key}", "must be 0 (off) or below 1")
         need(w.name in BUILTIN_WAKE_WORDS or w.name.endswith(".onnx"), f"wake.words[{i}].name",
              f"must be one of {', '.join(BUILTIN_WAKE_WORDS)} or a path to a .onnx file")
     names = [wake_word_id(w.name) for w in s.wake.words]
     need(len(set(names)) == len(names), "wake.words", "names a wake word twice")
-    need(1 <= s.wake.patience <= 25, "wake.patience", "must be 1..25 frames")
+    need(0 <= s.wake.patience <= 25, "wake.patience", "must be 0 (each word's own) or 1..25 frames")
     need(0.0 <= s.wake.refractory_s <= 60.0, "wake.refractory_s", "must be 0..60 seconds")
     r = s.recorder
     need(0.0 <= r.pre_roll_s <= 2.0, "recorder.pre_roll_s", "must be 0..2 seconds")

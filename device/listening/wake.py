@@ -1,25 +1,30 @@
-"""Wake-word detection: openWakeWord's models on our own onnxruntime pipeline
-(features.py), one detector per stream, with per-word thresholds, patience and a
-refractory period.
+"""Wake-word detection: openWakeWord's models on our own onnxruntime pipeline (features.py),
+and Earmark's decision on their scores (decision.py), one detector per stream.
 
 The detector is fed every frame the microphone delivers, recording or not, so its features
 never go stale and nothing on the audio path ever recomputes them (openWakeWord's `reset`
-takes 0.9 s on a Pi 3). After a detection the refractory period keeps the same wake word
-from firing again; after a gap in the stream (mute) `warm_up` ignores scores until the
-model's window holds only new audio.
+takes 0.9 s on a Pi 3). The checks on a candidate run only then: the word and voice
+verifiers on the embeddings the wake model just saw (a dot product each), and Silero VAD on
+the last HELD_FRAMES frames of audio it holds (checks.py; the VAD is loaded the first time
+a candidate needs it). After a gap in the stream (mute) `warm_up` keeps every
+word quiet until the model's window holds only new audio.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
 
 from earmark.device.audio.source import FRAME_SECONDS
-from earmark.device.listening.features import STARTUP_FRAMES, FeatureStream, WakeModel
+from earmark.device.listening.checks import HELD_FRAMES, speech_score
+from earmark.device.listening.decision import Candidate, WakeDecision, rule_for
+from earmark.device.listening.features import STARTUP_FRAMES, FeatureStream, SileroVad, WakeModel
 from earmark.device.listening.models import ModelFiles
+from earmark.device.listening.verifier import WINDOW, Verifier, word_verifiers
 from earmark.device.settings import WakeSettings, wake_word_id
 
 log = logging.getLogger(__name__)
@@ -32,44 +37,68 @@ class Detection:
     frame_index: int  # the stream frame whose score completed the detection
 
 
+def _log_refused(candidate: Candidate) -> None:
+    log.debug("wake word %s (score %.3f) not taken: the %s check refused it", candidate.word, candidate.score,
+             candidate.failed)
+
+
+class _HeldAudioChecks:
+    """The decision's checks on the audio and embeddings the detector holds right now."""
+
+    def __init__(self, detector: WakeDetector, files: ModelFiles, voices: dict[str, Verifier]) -> None:
+        self._detector, self._files, self._voices = detector, files, voices
+        self._words = word_verifiers()
+        self._vad: SileroVad | None = None
+
+    def _window(self) -> np.ndarray:
+        return self._detector.features.embeddings[-WINDOW:]
+
+    def confirm(self, word: str, index: int) -> float | None:
+        verifier = self._words.get(word)
+        return None if verifier is None else verifier.score(self._window())
+
+    def voice(self, word: str, index: int) -> float | None:
+        verifier = self._voices.get(word)
+        return None if verifier is None else verifier.score(self._window())
+
+    def speech(self, word: str, index: int) -> float:
+        self._vad = self._vad or SileroVad(self._files.vad)
+        frames = list(self._detector.held)
+        missing = HELD_FRAMES - len(frames)
+        held = np.concatenate([np.zeros(missing * len(frames[0]), np.int16), *frames] if missing else frames)
+        return speech_score(self._vad, held)
+
+
 class WakeDetector:
-    def __init__(self, settings: WakeSettings, models: ModelFiles) -> None:
-        self._features = FeatureStream(models.melspectrogram, models.embedding)
-        self._models = {name: WakeModel(path) for name, path in models.wake_words.items()}
-        self._thresholds = {wake_word_id(w.name): w.threshold for w in settings.words}
-        self._patience = settings.patience
-        self._refractory_frames = math.ceil(settings.refractory_s / FRAME_SECONDS)
-        self._above = dict.fromkeys(self._thresholds, 0)
-        self.scores = dict.fromkeys(self._thresholds, 0.0)  # the last frame's, for status and tuning
-        self._quiet_until = STARTUP_FRAMES - 1
+    def __init__(self, settings: WakeSettings, models: ModelFiles, voices: dict[str, Verifier] | None = None) -> None:
+        self.features = FeatureStream(models.melspectrogram, models.embedding)
+        self.models = {name: WakeModel(path) for name, path in models.wake_words.items()}
+        voices = voices or {}
+        rules = {wake_word_id(w.name): rule_for(settings, w, wake_word_id(w.name) in voices) for w in settings.words}
+        self._decision = WakeDecision(rules, math.ceil(settings.refractory_s / FRAME_SECONDS), STARTUP_FRAMES - 1,
+                                      on_refused=_log_refused)
+        self._checks = _HeldAudioChecks(self, models, voices)
+        self.held: deque[np.ndarray] = deque(maxlen=HELD_FRAMES)
+        self.scores = dict.fromkeys(rules, 0.0)  # the last frame's, for status and tuning
         self._frame_index = -1
 
     @property
     def window(self) -> int:
         """Frames of audio the models look at."""
-        return max(model.window for model in self._models.values())
+        return max(model.window for model in self.models.values())
 
     def process(self, frame: np.ndarray) -> Detection | None:
         """Feed one 80 ms frame; a Detection when a wake word fires on it."""
         self._frame_index += 1
-        self._features.push(frame)
-        best: Detection | None = None
-        for name, model in self._models.items():
-            score = model.score(self._features)
-            self.scores[name] = score
-            if self._frame_index <= self._quiet_until:
-                self._above[name] = 0
-                continue
-            self._above[name] = self._above[name] + 1 if score >= self._thresholds[name] else 0
-            if self._above[name] >= self._patience and (best is None or score > best.score):
-                best = Detection(name, round(score, 4), self._frame_index)
-        if best is not None:
-            log.info("wake word %s (score %.3f)", best.wake_word, best.score)
-            self._quiet_until = self._frame_index + self._refractory_frames
-            self._above = dict.fromkeys(self._above, 0)
-        return best
+        self.features.push(frame)
+        self.held.append(frame)
+        self.scores = {name: model.score(self.features) for name, model in self.models.items()}
+        found = self._decision.step(self._frame_index, self.scores, self._checks)
+        if found is None:
+            return None
+        log.info("wake word %s (score %.3f)", found.word, found.score)
+        return Detection(found.word, round(found.score, 4), found.index)
 
     def warm_up(self) -> None:
         """The stream had a gap: ignore scores until the window holds only audio from after it."""
-        self._quiet_until = max(self._quiet_until, self._frame_index + self.window)
-        self._above = dict.fromkeys(self._above, 0)
+        self._decision.hold(self.window, self._frame_index)

@@ -43,16 +43,18 @@ PAIRING_FILES = ("device.key", "chain.json", "pairing.toml", "broker.password", 
 
 
 def reset_identity(data_dir: Path, spool_dir: Path) -> list[Path]:
-    """Forget this device's identity before it goes to someone else: its key, its pairing and
-    its spool (clips recorded for the old owner must never go out under a new one). Returns
-    what was deleted. Enrolling again makes a new key, which the cloud registers anew."""
+    """Forget this device's identity before it goes to someone else: its key, its pairing, its
+    spool (clips recorded for the old owner must never go out under a new one) and the
+    household voices enrolled on it (their features are the old household's). Returns what
+    was deleted. Enrolling again makes a new key, which the cloud registers anew."""
     removed = []
     for name in PAIRING_FILES:
         path = data_dir / name
         if path.exists():
             path.unlink()
             removed.append(path)
-    if spool_dir.exists():
-        shutil.rmtree(spool_dir)
-        removed.append(spool_dir)
+    for folder in (spool_dir, data_dir / "voices"):
+        if folder.exists():
+            shutil.rmtree(folder)
+            removed.append(folder)
     return removed

@@ -1,0 +1,113 @@
+"""The wake decision (device/listening/decision.py) on synthetic scores: each rule pinned
+with the checks answering as told."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from earmark.device.listening.decision import Candidate, WakeDecision, WordRule, rule_for
+from earmark.device.settings import WakeSettings, WakeWordSettings
+
+
+@dataclass
+class Told:
+    """Checks that answer what the test says, and remember what they were asked."""
+
+    speech_score: float = 1.0
+    confirm_score: float | None = 1.0
+    voice_score: float | None = None
+    asked: list[tuple[str, int]] = field(default_factory=list)
+
+    def speech(self, word: str, index: int) -> float:
+        self.asked.append(("speech", index))
+        return self.speech_score
+
+    def confirm(self, word: str, index: int) -> float | None:
+        self.asked.append(("confirm", index))
+        return self.confirm_score
+
+    def voice(self, word: str, index: int) -> float | None:
+        self.asked.append(("voice", index))
+        return self.voice_score
+
+
+def fired(scores: list[float], rule: WordRule, checks: Told | None = None, refractory: int = 25,
+          quiet_until: int = -1) -> list[int]:
+    decision = WakeDecision({"alexa": rule}, refractory, quiet_until)
+    return [i for i, s in enumerate(scores) if decision.step(i, {"alexa": s}, checks or Told())]
+
+
+def test_a_score_at_the_threshold_fires_once_per_rise_and_then_rests() -> None:
+    scores = [0.1, 0.6, 0.9, 0.7, 0.1, 0.1, 0.8, 0.2]
+    assert fired(scores, WordRule(threshold=0.5)) == [1]  # the second rise falls in the refractory period
+    assert fired(scores, WordRule(threshold=0.5), refractory=3) == [1, 6]
+
+
+def test_patience_wants_frames_in_a_row_and_smoothing_averages() -> None:
+    spike = [0.0, 0.9, 0.1, 0.0, 0.6, 0.6, 0.0]
+    assert fired(spike, WordRule(threshold=0.5, patience=2)) == [5]
+    assert fired(spike, WordRule(threshold=0.55, smooth=2)) == [5]  # (0.9 + 0.1) / 2 misses; (0.6 + 0.6) / 2 holds
+
+
+def test_checks_run_cheapest_first_and_only_on_a_candidate() -> None:
+    rule = WordRule(threshold=0.5, speech=0.5, confirm=0.3)
+    checks = Told(confirm_score=0.1)
+    assert fired([0.0, 0.0, 0.9, 0.0], rule, checks) == []
+    assert checks.asked == [("confirm", 2)]  # refused by the first check: the others are not asked
+    checks = Told(speech_score=0.2, voice_score=0.9)
+    assert fired([0.0, 0.9, 0.0], rule, checks) == []
+    assert checks.asked == [("confirm", 1), ("voice", 1), ("speech", 1)]  # Silero, the dearest, last
+
+
+def test_a_word_with_no_verifier_passes_the_confirm_check() -> None:
+    rule = WordRule(threshold=0.5, confirm=0.3)
+    assert fired([0.0, 0.9], rule, Told(confirm_score=None)) == [1]  # a custom model has none
+    assert fired([0.0, 0.9], rule, Told(confirm_score=0.29)) == []
+    assert fired([0.0, 0.9], WordRule(threshold=0.5), Told(confirm_score=0.0)) == [1]  # bar 0: no check
+
+
+def test_a_refused_rise_tries_every_frame_but_the_speech_check_only_a_few_times() -> None:
+    # A rise's first frames hold only the start of the word: the verifiers look again at each
+    # frame (cheap), while Silero runs on at most `attempts` frames of one rise.
+    refused: list[Candidate] = []
+    decision = WakeDecision({"alexa": WordRule(threshold=0.5, confirm=0.3, attempts=2)}, 25, on_refused=refused.append)
+    for i, score in enumerate([0.9, 0.9, 0.9, 0.9, 0.1, 0.9]):
+        assert decision.step(i, {"alexa": score}, Told(confirm_score=0.0)) is None
+    assert [(c.index, c.failed) for c in refused] == [(0, "confirm"), (1, "confirm"), (2, "confirm"),
+                                                      (3, "confirm"), (5, "confirm")]
+    refused.clear()
+    decision = WakeDecision({"alexa": WordRule(threshold=0.5, speech=0.5, attempts=2)}, 25, on_refused=refused.append)
+    for i, score in enumerate([0.9, 0.9, 0.9, 0.9, 0.1, 0.9]):
+        assert decision.step(i, {"alexa": score}, Told(speech_score=0.0)) is None
+    assert [(c.index, c.failed) for c in refused] == [(0, "speech"), (1, "speech"), (5, "speech")]
+
+
+def test_an_enrolled_voice_must_pass_and_no_enrolled_voice_means_no_voice_check() -> None:
+    rule = WordRule(threshold=0.5, voice=0.5)
+    assert fired([0.0, 0.9], rule, Told(voice_score=0.2)) == []
+    assert fired([0.0, 0.9], rule, Told(voice_score=0.8)) == [1]
+    assert fired([0.0, 0.9], rule, Told(voice_score=None)) == [1]
+
+
+def test_nothing_fires_before_quiet_until_nor_during_a_hold() -> None:
+    assert fired([0.9, 0.9, 0.9, 0.0, 0.9], WordRule(threshold=0.5), quiet_until=2) == [4]
+    decision = WakeDecision({"alexa": WordRule(threshold=0.5)}, 10)
+    decision.hold(3, 0)
+    assert [i for i in range(6) if decision.step(i, {"alexa": 0.9 if i != 3 else 0.0}, Told())] == [4]
+
+
+def test_the_config_overrides_a_tuned_rule_value_by_value() -> None:
+    wake = WakeSettings(words=(WakeWordSettings("alexa", threshold=0.42), WakeWordSettings("custom.onnx")))
+    tuned = rule_for(WakeSettings(), WakeWordSettings("alexa"))
+    assert rule_for(wake, wake.words[0]) == WordRule(**{**tuned.__dict__, "threshold": 0.42})
+    assert rule_for(wake, wake.words[1]) == WordRule()  # a custom model: openWakeWord's plain threshold
+    assert rule_for(WakeSettings(patience=3), wake.words[1]).patience == 3  # the old global key still works
+
+
+def test_an_enrolled_voice_brings_the_words_enrolled_threshold_and_the_config_still_wins() -> None:
+    alexa = WakeWordSettings("alexa")
+    tuned, enrolled = rule_for(WakeSettings(), alexa), rule_for(WakeSettings(), alexa, enrolled=True)
+    assert enrolled.enrolled_threshold is not None and enrolled.threshold == enrolled.enrolled_threshold
+    assert enrolled.threshold < tuned.threshold and replace(enrolled, threshold=tuned.threshold) == tuned
+    assert rule_for(WakeSettings(), WakeWordSettings("alexa", threshold=0.3), enrolled=True).threshold == 0.3
+    assert rule_for(WakeSettings(), WakeWordSettings("custom.onnx"), enrolled=True) == WordRule()
