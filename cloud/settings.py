@@ -57,6 +57,18 @@ class MetricsSettings:
 
 
 @dataclass(frozen=True)
+class PortalSettings:
+    # Where owners reach the portal (behind a TLS reverse proxy in production); invite links are
+    # built from it, and its host is the passkeys' relying party id.
+    public_url: str = "http://localhost:8080"
+    host: str = "127.0.0.1"
+    port: int = 8080
+    invite_minutes: int = 15
+    session_idle_minutes: int = 15
+    session_max_hours: int = 8
+
+
+@dataclass(frozen=True)
 class CloudSettings:
     data_dir: str
     # "" means default_master_key_path(data_dir): beside the data dir, never inside it, so a
@@ -75,6 +87,7 @@ class CloudSettings:
     broker: BrokerSettings = field(default_factory=BrokerSettings)
     amqp: AmqpSettings = field(default_factory=AmqpSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    portal: PortalSettings = field(default_factory=PortalSettings)
     password: str = field(default="", repr=False)  # from --password or EARMARK_BROKER_PASSWORD only
 
     @property
@@ -165,6 +178,7 @@ def load_settings(path: Path | None, data_dir: Path | None = None, **flags: Any)
     broker = _section(BrokerSettings, {**written, **raw.pop("broker", {})}, "broker.")
     metrics = _section(MetricsSettings, raw.pop("metrics", {}), "metrics.")
     amqp = _section(AmqpSettings, raw.pop("amqp", {}), "amqp.")
+    portal = _section(PortalSettings, raw.pop("portal", {}), "portal.")
     top: CloudSettings = _section(CloudSettings, {"data_dir": "", **raw}, "")
     given = {k: v for k, v in flags.items() if v is not None}
     broker = replace(broker, **{k: str(given.pop(k)) for k in ("url", "username", "ca", "password_file",
@@ -183,7 +197,9 @@ def load_settings(path: Path | None, data_dir: Path | None = None, **flags: Any)
         broker = replace(broker, client_id=str(given.pop("client_id")))
     if not broker.client_id:
         broker = replace(broker, client_id=f"earmark-ingester-{socket.gethostname()}"[:64])
-    settings = replace(top, data_dir=str(chosen), broker=broker, amqp=amqp, metrics=metrics,
+    portal = replace(portal, **{k.removeprefix("portal_"): given.pop(k) for k in ("portal_host", "portal_port")
+                                if k in given})
+    settings = replace(top, data_dir=str(chosen), broker=broker, amqp=amqp, metrics=metrics, portal=portal,
                        password=str(given.pop("password", "")))
     if given:
         raise TypeError(f"unknown flags {sorted(given)}")
@@ -213,6 +229,15 @@ def validate(s: CloudSettings) -> None:
     need(not urlsplit(s.database_url).password, "database_url",
          "must not hold a password: put it in PGPASSFILE (0600) or PGPASSWORD")
     need(s.source in ("mqtt", "amqp"), "source", 'must be "mqtt" or "amqp"')
+    portal = urlsplit(s.portal.public_url)
+    need(portal.scheme in ("http", "https") and bool(portal.hostname) and portal.path in ("", "/"),
+         "portal.public_url", "must be https://HOST[:PORT] (http only for localhost)")
+    need(portal.scheme == "https" or portal.hostname == "localhost", "portal.public_url",
+         "must be https:// (passkeys need a secure origin; http works only for localhost)")
+    need(1 <= s.portal.invite_minutes <= 1440, "portal.invite_minutes", "must be 1..1440")
+    need(1 <= s.portal.session_idle_minutes <= s.portal.session_max_hours * 60, "portal.session_idle_minutes",
+         "must be 1.. the session's maximum")
+    need(1 <= s.portal.session_max_hours <= 24, "portal.session_max_hours", "must be 1..24")
     need(urlsplit(s.amqp.url).scheme in ("amqp", "amqps") and bool(urlsplit(s.amqp.url).hostname), "amqp.url",
          "must be amqp://HOST:PORT/VHOST or amqps://…")
     need(not urlsplit(s.amqp.url).password, "amqp.url", "must not hold a password: use amqp.password_file")

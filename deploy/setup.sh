@@ -7,7 +7,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
-APT_PACKAGES=(espeak-ng sox libsox-fmt-all portaudio19-dev mosquitto python3-venv postgresql rabbitmq-server)
+APT_PACKAGES=(espeak-ng sox libsox-fmt-all portaudio19-dev mosquitto python3-venv postgresql rabbitmq-server chromium)
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
 missing=()
@@ -65,7 +65,8 @@ PYTHON="${PYTHON:-python3}"
 # cloud/ to earmark.wire, earmark.device and earmark.cloud, which mypy can follow too; a module
 # added or removed needs a reinstall, so the stamp covers the file list as well.
 stamp=".venv/.earmark-installed"
-want="$( { cat pyproject.toml; find wire device cloud -name '*.py' -o -name '*.json' -o -name py.typed | sort; } \
+want="$( { cat pyproject.toml; find wire device cloud -name '*.py' -o -name '*.json' -o -name '*.npz' -o -name '*.html' -o -name '*.js' \
+  -o -name '*.css' -o -name py.typed | sort; } \
   | sha256sum | cut -d' ' -f1)"
 if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   say "installing Python packages into .venv"

@@ -90,6 +90,31 @@ def cmd_owner_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_owner_invite(args: argparse.Namespace) -> int:
+    s = _settings(args)
+    store = _store(args)
+    if store.registry.owner(args.owner) is None:
+        raise RegistryError(f"no owner {args.owner}")
+    token = store.portal.invite(args.owner, s.portal.invite_minutes * 60)
+    link = f"{s.portal.public_url.rstrip('/')}/invite/{token}"
+    print(json.dumps({"owner_id": args.owner, "link": link, "expires_in_minutes": s.portal.invite_minutes})
+          if args.json else link)
+    return 0
+
+
+def cmd_portal(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from earmark.cloud.portal.app import create_app
+
+    s = _settings(args, portal_host=args.host, portal_port=args.port)
+    app = create_app(_store(args), s.portal)
+    log.info("portal on http://%s:%d for %s", s.portal.host, s.portal.port, s.portal.public_url)
+    uvicorn.run(app, host=s.portal.host, port=s.portal.port, log_level="warning", proxy_headers=True,
+                server_header=False)
+    return 0
+
+
 def cmd_owner_set_recipient(args: argparse.Namespace) -> int:
     _store(args).registry.set_recipient(args.owner, args.recipient)
     print(json.dumps({"owner_id": args.owner, "recipient": args.recipient}) if args.json else

@@ -34,8 +34,10 @@ from earmark.cloud.cli.commands import (
     cmd_init,
     cmd_keys_rotate,
     cmd_owner_add,
+    cmd_owner_invite,
     cmd_owner_list,
     cmd_owner_set_recipient,
+    cmd_portal,
     cmd_purge,
     cmd_quarantine_list,
     cmd_quarantine_purge,
@@ -71,6 +73,8 @@ EXAMPLES: dict[str, list[str]] = {
                    "--service-role earmark_service"],
     "owner_add": ["OWNER=$(earmark-cloud owner add --name 'Alice')"],
     "owner_list": ["earmark-cloud owner list --json | jq '.[].owner_id'"],
+    "owner_invite": ["earmark-cloud owner invite --owner $OWNER   # a one-time link to the portal, for the owner"],
+    "portal": ["earmark-cloud portal              # http://localhost:8080 (portal.public_url in cloud.toml)"],
     "owner_set_recipient": ["earmark-cloud owner set-recipient --owner $OWNER age1ql3z7hjy54pw3hyww5ayyfg7…"],
     "device_add": ["earmark-cloud device add --owner $OWNER --public-key ed25519:… --device-id kitchen-pi "
                    "--bundle-out kitchen-pi.bundle.json"],
@@ -132,10 +136,17 @@ def build_parser() -> argparse.ArgumentParser:
     owner = sub.add_parser("owner", help="owners").add_subparsers(dest="owner_command", required=True)
     command("add", cmd_owner_add, "add an owner; prints its id", owner).add_argument("--name", required=True)
     command("list", cmd_owner_list, "list owners", owner)
+    command("invite", cmd_owner_invite, "a one-time link with which the owner makes the passkey for their "
+            "portal page (single use, expires in portal.invite_minutes)", owner).add_argument("--owner", required=True)
     recipient = command("set-recipient", cmd_owner_set_recipient,
                         "the owner's age public key: exports are encrypted to it by default", owner)
     recipient.add_argument("--owner", required=True)
     recipient.add_argument("recipient", help="age1…")
+
+    portal = command("portal", cmd_portal, "serve the owners' portal (passkey sign-in; each owner sees, hears "
+                     "and deletes their own recordings)")
+    portal.add_argument("--host", help="address to listen on (default portal.host, 127.0.0.1)")
+    portal.add_argument("--port", type=int, help="port (default portal.port, 8080)")
 
     device = sub.add_parser("device", help="devices").add_subparsers(dest="device_command", required=True)
     add = command("add", cmd_device_add, "register a device's public key to an owner; prints its id", device)

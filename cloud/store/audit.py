@@ -158,6 +158,11 @@ class AuditLog:
                              "AND event IN ('clip_stored', 'clip_reindexed')", (owner_id, clip_id), owner=owner_id)
         return int(rows[0]["seq"]) if rows and rows[0]["seq"] is not None else None
 
+    def of_owner(self, owner_id: str, limit: int = 200) -> list[Row]:
+        """The owner's own events, newest first (read in the owner's scope): their access log."""
+        return self.db.query("SELECT seq, at, event, device_id, clip_id, detail FROM audit WHERE owner_id = ? "
+                             "ORDER BY seq DESC LIMIT ?", (owner_id, limit), owner=owner_id)
+
     def events(self, limit: int = 100) -> list[Row]:
         """The newest events, newest first."""
         newest = self.head_seq()

@@ -32,7 +32,8 @@ from earmark.cloud.store.database import Cursor, Params, Row, StoreError, StoreU
 
 OWNER_TABLES = ("owners", "bindings", "clips", "audit")
 ALL_TABLES = ("owners", "devices", "bindings", "clips", "quarantine", "audit", "audit_head", "meta",
-              "broker_accounts", "earmark_schema", "deleted_clips")
+              "broker_accounts", "earmark_schema", "deleted_clips", "portal_invites", "portal_passkeys",
+              "portal_sessions")
 SCOPE_SETTING = "earmark.owner_id"
 GATEWAY_ROLE = "earmark_gateway"
 DEFAULT_SERVICE_ROLE = "earmark_service"
@@ -192,7 +193,33 @@ CREATE INDEX clips_by_owner_covering ON clips (owner_id, captured_at, clip_id)
              stored_at, seq);
 DROP INDEX clips_by_owner;
 """
-PG_MIGRATIONS = (PG_SCHEMA_V1, PG_SCHEMA_V2, PG_SCHEMA_V3, PG_SCHEMA_V4)
+# See the SQLite schema v8: the owner's portal. These rows name an owner but hold nothing of
+# theirs (hashes, a passkey's public key); they are looked up before the owner is known.
+PG_SCHEMA_V5 = """
+CREATE TABLE portal_invites (
+    token_sha256  TEXT PRIMARY KEY,
+    owner_id      TEXT NOT NULL,
+    created_at    TEXT NOT NULL,
+    expires_at    TEXT NOT NULL,
+    used_at       TEXT
+);
+CREATE TABLE portal_passkeys (
+    credential_id  TEXT PRIMARY KEY,
+    owner_id       TEXT NOT NULL,
+    public_key     BYTEA NOT NULL,
+    sign_count     BIGINT NOT NULL,
+    created_at     TEXT NOT NULL
+);
+CREATE INDEX portal_passkeys_by_owner ON portal_passkeys (owner_id);
+CREATE TABLE portal_sessions (
+    token_sha256  TEXT PRIMARY KEY,
+    owner_id      TEXT NOT NULL,
+    csrf          TEXT NOT NULL,
+    created_at    DOUBLE PRECISION NOT NULL,
+    seen_at       DOUBLE PRECISION NOT NULL
+);
+"""
+PG_MIGRATIONS = (PG_SCHEMA_V1, PG_SCHEMA_V2, PG_SCHEMA_V3, PG_SCHEMA_V4, PG_SCHEMA_V5)
 PG_SCHEMA_VERSION = len(PG_MIGRATIONS)
 
 PG_GATEWAYS = {
@@ -398,7 +425,7 @@ def migrate(admin_url: str, service_role: str = DEFAULT_SERVICE_ROLE) -> tuple[i
             conn.execute(f"REVOKE ALL ON FUNCTION {function} FROM PUBLIC")
             conn.execute(sql.SQL(f"GRANT EXECUTE ON FUNCTION {function} TO {{}}").format(service))
         for table in ("owners", "devices", "bindings", "clips", "quarantine", "meta", "broker_accounts",
-                      "deleted_clips"):
+                      "deleted_clips", "portal_invites", "portal_passkeys", "portal_sessions"):
             conn.execute(sql.SQL("GRANT SELECT, INSERT, UPDATE, DELETE ON {} TO {}")
                          .format(sql.Identifier(table), service))
         conn.execute(sql.SQL("GRANT SELECT, INSERT ON audit TO {}").format(service))

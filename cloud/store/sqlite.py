@@ -139,7 +139,33 @@ CREATE INDEX clips_by_owner_time ON clips (owner_id, captured_at, clip_id,
     device_id, duration_ms, trigger, wake_word, wake_score, envelope_sha256, envelope_bytes, blob_path, stored_at, seq);
 DROP INDEX clips_by_owner;
 """
-MIGRATIONS = (SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6, SCHEMA_V7)
+# The owner's portal (cloud/portal): one-time invite links, passkeys and sign-in sessions.
+# Links and sessions are kept as SHA-256 hashes only, so a copy of the database signs nobody in.
+SCHEMA_V8 = """
+CREATE TABLE portal_invites (
+    token_sha256  TEXT PRIMARY KEY,
+    owner_id      TEXT NOT NULL,
+    created_at    TEXT NOT NULL,
+    expires_at    TEXT NOT NULL,
+    used_at       TEXT
+);
+CREATE TABLE portal_passkeys (
+    credential_id  TEXT PRIMARY KEY,      -- base64url
+    owner_id       TEXT NOT NULL,
+    public_key     BLOB NOT NULL,
+    sign_count     INTEGER NOT NULL,
+    created_at     TEXT NOT NULL
+);
+CREATE INDEX portal_passkeys_by_owner ON portal_passkeys (owner_id);
+CREATE TABLE portal_sessions (
+    token_sha256  TEXT PRIMARY KEY,
+    owner_id      TEXT NOT NULL,
+    csrf          TEXT NOT NULL,
+    created_at    REAL NOT NULL,          -- Unix seconds: the idle and absolute timeouts
+    seen_at       REAL NOT NULL
+);
+"""
+MIGRATIONS = (SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6, SCHEMA_V7, SCHEMA_V8)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -44,6 +44,7 @@ from earmark.cloud.store.crypto import load_master_key
 from earmark.cloud.store.database import Cursor, StoreError, open_database
 from earmark.cloud.store.keys import Keys
 from earmark.cloud.store.ledger import ErasureLedger
+from earmark.cloud.store.portal import PortalAccess
 from earmark.cloud.store.quarantine import Quarantine
 from earmark.cloud.store.registry import Device, Owner, Registry
 from earmark.cloud.store.rotation import finish_rotation, rotate
@@ -102,6 +103,7 @@ class Store(AbstractContextManager["Store"]):
         self.clips = Clips(self.db, self.keys, self.blobs, self.audit)
         self.quarantine = Quarantine(self.db, self.keys, self.blobs, self.audit)
         self.accounts = BrokerAccounts(self.db, self.audit)
+        self.portal = PortalAccess(self.db, self.audit)
         self._ingest_lock: IO[str] | None = None
 
     @classmethod

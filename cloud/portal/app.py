@@ -1,0 +1,294 @@
+"""The owner's portal: a Starlette app (uvicorn serves it: `earmark-cloud portal`).
+
+Sign-in is by passkey only (WebAuthn, the `webauthn` library): an operator's one-time invite
+link (`earmark-cloud owner invite`) lets the owner register one, and later sign-ins use it.
+Every page and request below the sign-in is scoped by the signed-in owner through the store's
+owner-scoped calls (on PostgreSQL, the same row-level security as everywhere): another
+owner's clip id answers 404, exactly as a clip that does not exist, and is audited under the
+signed-in owner. Every response carries a strict CSP and `no-store`; every state change
+needs the session's CSRF token; sign-in ceremonies are rate-limited per client.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from collections import defaultdict, deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import webauthn
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from webauthn.helpers import bytes_to_base64url
+from webauthn.helpers.exceptions import InvalidAuthenticationResponse, InvalidRegistrationResponse
+from webauthn.helpers.structs import (
+    AuthenticatorSelectionCriteria,
+    ResidentKeyRequirement,
+    UserVerificationRequirement,
+)
+
+from earmark.cloud.owner.erasure import delete_clip
+from earmark.cloud.owner.export import ExportError, KnownDevices, checked_envelope
+from earmark.cloud.settings import PortalSettings
+from earmark.cloud.store.clips import ClipRow
+from earmark.cloud.store.portal import Passkey, Session
+from earmark.cloud.store.store import Store
+
+HERE = Path(__file__).resolve().parent  # (an editable install links files, not folders)
+COOKIE = "__Host-earmark"  # __Host-: Secure, Path=/, no Domain: this origin only
+PAGE_SIZE = 25
+CEREMONY_S = 120  # a passkey prompt's challenge lives this long
+SIGN_IN_LIMIT = (10, 60.0)  # ceremonies per client per this many seconds
+ACCESS_LOG_SIZE = 200
+# The access log's words for the audit events an owner sees most; others show their own name.
+EVENT_NAMES = {
+    "clip_stored": "recording stored", "clip_deleted": "recording deleted", "clips_purged": "recordings purged",
+    "export_completed": "export made", "export_aborted": "export stopped by a failed check",
+    "owner_added": "account created", "owner_recipient_set": "export encryption key set",
+    "device_added": "device added",
+    "device_revoked": "device revoked", "portal_invite_made": "portal invite made",
+    "portal_passkey_registered": "passkey registered", "portal_signed_in": "signed in to the portal",
+    "portal_signed_out": "signed out of the portal", "portal_not_found": "asked for something not yours or gone",
+}
+HEADERS = {
+    "Content-Security-Policy": ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+                                "media-src 'self'; connect-src 'self'; form-action 'self'; "
+                                "frame-ancestors 'none'; base-uri 'none'"),
+    "Cache-Control": "no-store",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Permissions-Policy": "microphone=(), camera=(), geolocation=()",
+}
+
+
+@dataclass
+class _Ceremony:
+    challenge: bytes
+    started: float
+    owner_id: str | None  # registration: the invited owner
+    token: str | None  # registration: the invite
+
+
+class _SecurityHeaders(BaseHTTPMiddleware):
+    async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
+        response = await call_next(request)
+        response.headers.update(HEADERS)
+        return response
+
+
+class Portal:
+    def __init__(self, store: Store, settings: PortalSettings) -> None:
+        self.store, self.settings = store, settings
+        url = urlsplit(settings.public_url)
+        self.origin = f"{url.scheme}://{url.netloc}"
+        self.rp_id = url.hostname or "localhost"
+        self.templates = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape())
+        self._ceremonies: dict[str, _Ceremony] = {}
+        self._attempts: defaultdict[str, deque[float]] = defaultdict(deque)
+
+    # -- plumbing ------------------------------------------------------------------------
+
+    def page(self, name: str, status: int = 200, **values: Any) -> HTMLResponse:
+        return HTMLResponse(self.templates.get_template(name).render(**values), status_code=status)
+
+    def session(self, request: Request) -> Session | None:
+        token = request.cookies.get(COOKIE)
+        if not token:
+            return None
+        return self.store.portal.session(token, self.settings.session_idle_minutes * 60,
+                                         self.settings.session_max_hours * 3600)
+
+    async def checked_form(self, request: Request, session: Session) -> dict[str, str] | None:
+        form = await request.form()
+        given = str(form.get("csrf", ""))
+        return {k: str(v) for k, v in form.items()} if secrets.compare_digest(given, session.csrf) else None
+
+    def _limited(self, request: Request) -> bool:
+        client = request.client.host if request.client else "?"
+        now, (count, window) = time.monotonic(), SIGN_IN_LIMIT
+        recent = self._attempts[client]
+        while recent and now - recent[0] > window:
+            recent.popleft()
+        recent.append(now)
+        return len(recent) > count
+
+    def _start(self, challenge: bytes, owner_id: str | None = None, token: str | None = None) -> str:
+        now = time.monotonic()
+        for key in [k for k, c in self._ceremonies.items() if now - c.started > CEREMONY_S]:
+            del self._ceremonies[key]
+        ceremony = secrets.token_urlsafe(16)
+        self._ceremonies[ceremony] = _Ceremony(challenge, now, owner_id, token)
+        return ceremony
+
+    def _signed_in(self, passkey: Passkey, sign_count: int, request: Request) -> JSONResponse:
+        token, _ = self.store.portal.sign_in(passkey, sign_count, request.client.host if request.client else "?")
+        response = JSONResponse({"ok": True, "next": "/"})
+        response.set_cookie(COOKIE, token, max_age=self.settings.session_max_hours * 3600, path="/",
+                            secure=True, httponly=True, samesite="strict")
+        return response
+
+    def _clip(self, session: Session, clip_id: str) -> ClipRow | None:
+        found = next((r for r in self.store.clips.iter_owner(session.owner_id) if r.clip_id == clip_id), None)
+        if found is None:  # another owner's, or nobody's: the same answer, and a line in the log
+            self.store.audit.record("portal_not_found", owner_id=session.owner_id,
+                                    detail={"what": "clip", "id": clip_id[:64]})
+        return found
+
+    # -- pages ---------------------------------------------------------------------------
+
+    async def invite(self, request: Request) -> Response:
+        token = request.path_params["token"]
+        if self.store.portal.invited_owner(token) is None:
+            return self.page("message.html", 404, title="This link does not work",
+                             text="It was used already, it expired, or it was never made. Ask for a new one.")
+        return self.page("register.html", token=token)
+
+    async def signin(self, request: Request) -> Response:
+        return self.page("signin.html")
+
+    async def recordings(self, request: Request) -> Response:
+        session = self.session(request)
+        if session is None:
+            return RedirectResponse("/signin", 303)
+        number = max(1, int(request.query_params.get("page", "1")) if request.query_params.get(
+            "page", "1").isdigit() else 1)
+        rows = list(self.store.clips.iter_owner(session.owner_id))
+        rows.reverse()  # newest first
+        shown = rows[(number - 1) * PAGE_SIZE:number * PAGE_SIZE]
+        owner = self.store.registry.owner(session.owner_id)
+        return self.page("recordings.html", owner=owner, clips=shown, page=number, total=len(rows),
+                         more=number * PAGE_SIZE < len(rows), csrf=session.csrf)
+
+    async def access(self, request: Request) -> Response:
+        session = self.session(request)
+        if session is None:
+            return RedirectResponse("/signin", 303)
+        events = [{**dict(e), "what": EVENT_NAMES.get(e["event"], e["event"].replace("_", " "))}
+                  for e in self.store.audit.of_owner(session.owner_id, ACCESS_LOG_SIZE)]
+        return self.page("access.html", owner=self.store.registry.owner(session.owner_id), events=events,
+                         csrf=session.csrf)
+
+    async def audio(self, request: Request) -> Response:
+        session = self.session(request)
+        if session is None:
+            return Response(status_code=401)
+        row = self._clip(session, request.path_params["clip_id"])
+        if row is None:
+            return Response("not found", status_code=404)
+        try:
+            envelope = checked_envelope(self.store, session.owner_id, row, KnownDevices(self.store).get(row.device_id))
+        except ExportError:
+            return Response("this recording failed its checks and is not played", status_code=409)
+        return Response(bytes(envelope.audio), media_type="audio/wav")
+
+    async def delete(self, request: Request) -> Response:
+        session = self.session(request)
+        if session is None:
+            return RedirectResponse("/signin", 303)
+        if await self.checked_form(request, session) is None:
+            return Response("stale form: reload the page", status_code=403)
+        row = self._clip(session, request.path_params["clip_id"])
+        if row is None:
+            return Response("not found", status_code=404)
+        delete_clip(self.store, session.owner_id, row.clip_id)
+        return RedirectResponse("/", 303)
+
+    async def signout(self, request: Request) -> Response:
+        session = self.session(request)
+        if session is not None and await self.checked_form(request, session) is not None:
+            self.store.portal.end(request.cookies[COOKIE], session.owner_id, "signed out")
+        response = RedirectResponse("/signin", 303)
+        response.delete_cookie(COOKIE, path="/", secure=True, httponly=True, samesite="strict")
+        return response
+
+    # -- passkey ceremonies (JSON) -------------------------------------------------------
+
+    async def register_options(self, request: Request) -> Response:
+        if self._limited(request):
+            return JSONResponse({"error": "too many attempts: wait a minute"}, 429)
+        token = str((await request.json()).get("token", ""))
+        owner_id = self.store.portal.invited_owner(token)
+        if owner_id is None:
+            return JSONResponse({"error": "this link does not work any more"}, 404)
+        owner = self.store.registry.owner(owner_id)
+        options = webauthn.generate_registration_options(
+            rp_id=self.rp_id, rp_name="Earmark", user_id=owner_id.encode(),
+            user_name=owner.display_name if owner else "owner",
+            authenticator_selection=AuthenticatorSelectionCriteria(
+                resident_key=ResidentKeyRequirement.REQUIRED, user_verification=UserVerificationRequirement.REQUIRED))
+        ceremony = self._start(options.challenge, owner_id, token)
+        return JSONResponse({"ceremony": ceremony, "options": json.loads(webauthn.options_to_json(options))})
+
+    async def register_verify(self, request: Request) -> Response:
+        body = await request.json()
+        ceremony = self._ceremonies.pop(str(body.get("ceremony", "")), None)
+        if ceremony is None or ceremony.owner_id is None or ceremony.token is None:
+            return JSONResponse({"error": "the passkey prompt timed out: try again"}, 400)
+        try:
+            verified = webauthn.verify_registration_response(
+                credential=body.get("credential", {}), expected_challenge=ceremony.challenge,
+                expected_rp_id=self.rp_id, expected_origin=self.origin, require_user_verification=True)
+        except InvalidRegistrationResponse:
+            return JSONResponse({"error": "the passkey could not be checked: try again"}, 400)
+        passkey = Passkey(bytes_to_base64url(verified.credential_id), ceremony.owner_id,
+                          verified.credential_public_key, verified.sign_count)
+        if not self.store.portal.register(ceremony.token, passkey):
+            return JSONResponse({"error": "this link does not work any more"}, 404)
+        return self._signed_in(passkey, verified.sign_count, request)
+
+    async def signin_options(self, request: Request) -> Response:
+        if self._limited(request):
+            return JSONResponse({"error": "too many attempts: wait a minute"}, 429)
+        options = webauthn.generate_authentication_options(rp_id=self.rp_id,
+                                                           user_verification=UserVerificationRequirement.REQUIRED)
+        return JSONResponse({"ceremony": self._start(options.challenge),
+                             "options": json.loads(webauthn.options_to_json(options))})
+
+    async def signin_verify(self, request: Request) -> Response:
+        body = await request.json()
+        ceremony = self._ceremonies.pop(str(body.get("ceremony", "")), None)
+        credential = body.get("credential", {})
+        passkey = self.store.portal.passkey(str(credential.get("id", ""))) if isinstance(credential, dict) else None
+        if ceremony is None or passkey is None:
+            return JSONResponse({"error": "that passkey is not known here"}, 400)
+        try:
+            verified = webauthn.verify_authentication_response(
+                credential=credential, expected_challenge=ceremony.challenge, expected_rp_id=self.rp_id,
+                expected_origin=self.origin, credential_public_key=passkey.public_key,
+                credential_current_sign_count=passkey.sign_count, require_user_verification=True)
+        except InvalidAuthenticationResponse:
+            return JSONResponse({"error": "the passkey could not be checked: try again"}, 400)
+        return self._signed_in(passkey, verified.new_sign_count, request)
+
+
+def create_app(store: Store, settings: PortalSettings) -> Starlette:
+    portal = Portal(store, settings)
+    return Starlette(
+        routes=[
+            Route("/", portal.recordings),
+            Route("/signin", portal.signin),
+            Route("/access", portal.access),
+            Route("/invite/{token}", portal.invite),
+            Route("/clips/{clip_id}/audio", portal.audio),
+            Route("/clips/{clip_id}/delete", portal.delete, methods=["POST"]),
+            Route("/signout", portal.signout, methods=["POST"]),
+            Route("/api/register/options", portal.register_options, methods=["POST"]),
+            Route("/api/register/verify", portal.register_verify, methods=["POST"]),
+            Route("/api/signin/options", portal.signin_options, methods=["POST"]),
+            Route("/api/signin/verify", portal.signin_verify, methods=["POST"]),
+            Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
+        ],
+        middleware=[Middleware(_SecurityHeaders)],
+    )

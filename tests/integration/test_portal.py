@@ -1,0 +1,184 @@
+"""The owners' portal in a real browser: Debian's Chromium driven by Playwright, Chromium's
+virtual authenticator standing in for each owner's passkey, the portal served by uvicorn on
+the real store (SQLite and PostgreSQL under row-level security).
+
+Alice is invited, registers a passkey, sees her recordings, plays one (the audio element
+loads and has a duration), deletes one, signs out and back in. Bob, in another browser
+context with his own passkey, sees only his, and Alice's clip ids give him 404 (audited) for
+listening and for deleting; a used invite link does not work twice."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+
+from earmark.cloud.ingest.ingestor import Ingestor
+from earmark.cloud.portal.app import COOKIE, HEADERS, create_app
+from earmark.cloud.settings import PortalSettings
+from earmark.cloud.store.store import Store
+from tests.support.broker import free_port
+from tests.support.cloudkit import SimDevice, enrolled_device
+
+playwright = pytest.importorskip("playwright.sync_api")
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture
+def portal(store: Store) -> Iterator[tuple[str, Store]]:
+    port = free_port()
+    settings = replace(PortalSettings(), public_url=f"http://localhost:{port}")
+    server = uvicorn.Server(uvicorn.Config(create_app(store, settings), host="127.0.0.1", port=port,
+                                           log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.started, "the portal did not start"
+    yield settings.public_url, store
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+def with_clips(store: Store, name: str, count: int) -> tuple[SimDevice, list[str]]:
+    device = enrolled_device(store, name)
+    start = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
+    envelopes = [device.clip(canary=name.encode(), seconds=1.0 + i / 2, captured=start + timedelta(hours=i), seed=i)
+                 for i in range(count)]
+    Ingestor(store).handle_batch([(device.topic, e) for e in envelopes])
+    return device, [r.clip_id for r in store.clips.of_owner(device.owner_id)]
+
+
+def passkey_holder(browser: Any) -> Any:
+    """A browser context whose page has its own virtual passkey authenticator."""
+    context = browser.new_context()
+    page = context.new_page()
+    cdp = context.new_cdp_session(page)
+    cdp.send("WebAuthn.enable")
+    cdp.send("WebAuthn.addVirtualAuthenticator", {"options": {
+        "protocol": "ctap2", "transport": "internal", "hasResidentKey": True, "hasUserVerification": True,
+        "isUserVerified": True, "automaticPresenceSimulation": True}})
+    return page
+
+
+def register(page: Any, base: str, link: str) -> None:
+    page.goto(link)
+    page.click("#register")
+    try:
+        page.wait_for_url(f"{base}/", timeout=15_000)
+    except playwright.TimeoutError:
+        raise AssertionError(f"registration did not finish: {page.text_content('#status')!r}") from None
+
+
+def rows(page: Any) -> list[str]:
+    return [r.get_attribute("id").removeprefix("clip-") for r in page.query_selector_all("tbody tr")]
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (deploy/setup.sh installs it)")
+def test_owners_sign_in_with_passkeys_hear_and_delete_their_own_recordings_and_nobody_elses(
+        portal: tuple[str, Store], tmp_path: Path) -> None:
+    base, store = portal
+    shots = Path(os.environ.get("EARMARK_SCREENSHOTS", tmp_path))  # docs/ for the README's
+    alice, alice_clips = with_clips(store, "Alice", 3)
+    bob, bob_clips = with_clips(store, "Bob", 2)
+    alice_link = f"{base}/invite/{store.portal.invite(alice.owner_id, 900)}"
+    bob_link = f"{base}/invite/{store.portal.invite(bob.owner_id, 900)}"
+
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = passkey_holder(browser)
+        register(page, base, alice_link)
+        assert sorted(rows(page)) == sorted(alice_clips)
+        response = page.goto(f"{base}/")
+        assert response is not None and all(response.headers.get(k.lower()) == v for k, v in HEADERS.items())
+        [cookie] = [c for c in page.context.cookies() if c["name"] == COOKIE]
+        assert cookie["httpOnly"] and cookie["secure"] and cookie["sameSite"] == "Strict"
+        page.screenshot(path=str(shots / "portal-recordings.png"), full_page=True)
+
+        page.wait_for_function("document.querySelector('audio').readyState >= 1", timeout=10_000)
+        duration = page.evaluate("document.querySelector('audio').duration")
+        assert duration > 0.9  # the newest of Alice's clips plays: 2.0 s
+
+        page.once("dialog", lambda dialog: dialog.accept())
+        first = rows(page)[0]
+        page.click(f"#clip-{first} button.danger")
+        page.wait_for_url(f"{base}/")
+        assert first not in rows(page) and len(rows(page)) == 2
+        assert first not in [r.clip_id for r in store.clips.of_owner(alice.owner_id)]
+
+        page.click("header button")  # sign out
+        page.wait_for_url(f"{base}/signin")
+        assert page.goto(f"{base}/").url == f"{base}/signin"  # no session, no list
+        page.click("#signin")
+        page.wait_for_url(f"{base}/", timeout=15_000)
+        assert len(rows(page)) == 2
+
+        used = page.goto(alice_link)
+        assert used is not None and used.status == 404  # an invite works once
+
+        other = passkey_holder(browser)
+        register(other, base, bob_link)
+        assert sorted(rows(other)) == sorted(bob_clips)
+        for clip_id in alice_clips[1:]:
+            assert other.request.get(f"{base}/clips/{clip_id}/audio").status == 404
+            csrf = other.get_attribute("input[name=csrf]", "value")
+            assert other.request.post(f"{base}/clips/{clip_id}/delete", form={"csrf": csrf}).status == 404
+        assert page.request.get(f"{base}/clips/{bob_clips[0]}/audio").status == 404
+        assert page.request.post(f"{base}/clips/{alice_clips[1]}/delete", form={"csrf": "forged"}).status == 403
+        other.screenshot(path=str(shots / "portal-other-owner.png"), full_page=True)
+
+        page.goto(f"{base}/access")  # Alice's access log: her events, none of Bob's
+        seen = [r.get_attribute("data-event") for r in page.query_selector_all("tr.event")]
+        assert seen.count("portal_signed_in") == 2 and "clip_deleted" in seen and "clip_stored" in seen
+        assert seen.count("clip_stored") == len(alice_clips) and "portal_not_found" in seen
+        assert bob.owner_id not in page.content() and "bob-pi" not in page.content()
+        page.screenshot(path=str(shots / "portal-access-log.png"), full_page=True)
+        browser.close()
+
+    assert len(store.clips.of_owner(alice.owner_id)) == 2 and len(store.clips.of_owner(bob.owner_id)) == 2
+    events = [(e["event"], e["owner_id"]) for e in store.audit.chain()]
+    assert ("portal_not_found", bob.owner_id) in events and ("portal_not_found", alice.owner_id) in events
+    assert events.count(("portal_signed_in", alice.owner_id)) == 2
+
+
+def test_an_invite_works_once_and_not_after_it_expires_and_sessions_end_idle_or_at_their_limit(
+        store: Store, tmp_path: Path) -> None:
+    from earmark.cloud.store.portal import Passkey
+    from tests.integration.test_cloud_cli import cloud, ok
+
+    alice = enrolled_device(store, "Alice").owner_id
+    (tmp_path / "cloud.toml").write_text('[portal]\npublic_url = "https://portal.example.org"\n')
+    link = ok(cloud("owner", "invite", "--owner", alice, "--config", tmp_path / "cloud.toml",
+                    data_dir=store.data_dir, url=store.database_url)).strip()
+    assert link.startswith("https://portal.example.org/invite/")
+    token = link.rsplit("/", 1)[1]
+    assert token not in str(store.db.query("SELECT * FROM portal_invites"))  # only its hash is kept
+    passkey = Passkey("credential-1", alice, b"public key", 0)
+    assert store.portal.invited_owner(token) == alice
+    assert store.portal.register(token, passkey) and store.portal.invited_owner(token) is None
+    assert not store.portal.register(token, replace(passkey, credential_id="credential-2"))  # used up
+    expired = store.portal.invite(alice, -1)
+    assert store.portal.invited_owner(expired) is None and not store.portal.register(expired, passkey)
+    unknown = cloud("owner", "invite", "--owner", "5c1e7f6e-0000-4000-8000-000000000000",
+                    data_dir=store.data_dir, url=store.database_url)
+    assert unknown.returncode == 2 and "no owner" in unknown.stderr
+
+    cookie, session = store.portal.sign_in(passkey, 1, "127.0.0.1")
+    assert store.portal.session(cookie, idle_s=60, max_s=3600) == session
+    assert store.portal.session(cookie, idle_s=60, max_s=0) is None  # past its absolute limit: ended
+    assert store.portal.session(cookie, idle_s=60, max_s=3600) is None  # and gone
+    cookie, _ = store.portal.sign_in(passkey, 2, "127.0.0.1")
+    time.sleep(0.05)
+    assert store.portal.session(cookie, idle_s=0.01, max_s=3600) is None  # idle too long
+    events = [e["event"] for e in store.audit.chain() if e["owner_id"] == alice]
+    assert events.count("portal_invite_made") == 2 and events.count("portal_signed_out") == 2
