@@ -2,8 +2,9 @@
 # Sets up everything a fresh machine lacks, then runs the whole pipeline on one machine on
 # the embedded defaults: a Mosquitto with the generated config (TLS, logins, ACL) on a
 # loopback port, the ingester with its SQLite store, an owner and a paired simulated device
-# (mock GPIO, a WAV spoken by espeak-ng as its microphone), and the owner's clips listed.
-# It leaves nothing running; its files are in .demo/.
+# (mock GPIO, a WAV spoken by espeak-ng as its microphone), the owner's clips listed and
+# exported, and the owners' portal with an invite link for her (it waits for Enter when run
+# from a terminal). It leaves nothing running; its files are in .demo/.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$ROOT/deploy/setup.sh"
@@ -15,7 +16,7 @@ rm -rf "$DEMO"; mkdir -p "$DEMO"
 CLOUD="$DEMO/cloud"; DEVICE="$DEMO/device"
 PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 PIDS=()
-cleanup() { for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null; done; true; }
+cleanup() { for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null && { wait "$pid" 2>/dev/null || true; }; done; }  # (uvicorn exits 143 on SIGTERM)
 trap cleanup EXIT
 step() { printf '\n\033[1m%s\033[0m\n' "$*"; }
 
@@ -76,5 +77,21 @@ signature against the key registered for kitchen-pi, took the owner from the reg
 encrypted the clip with Alice's data key, stored it, and sent a receipt; only then did the
 device delete its copy. The export re-checked every clip (owner's key, device signature,
 binding at capture time) on its way into the archive; open index.html inside it to listen.
-Everything stops now; the files stay in $DEMO.
 MSG
+
+step "10. Alice's own page: the portal, and a one-time link for her to make her passkey"
+WEB="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+printf '[portal]\npublic_url = "http://localhost:%s"\nport = %s\n' "$WEB" "$WEB" > "$CLOUD/cloud.toml"
+earmark-cloud portal --data-dir "$CLOUD" 2>"$DEMO/portal.log" &
+PIDS+=($!)
+for _ in $(seq 100); do curl -fsS -o /dev/null "http://127.0.0.1:$WEB/signin" 2>/dev/null && break; sleep 0.1; done
+LINK="$(earmark-cloud owner invite --data-dir "$CLOUD" --owner "$OWNER")"
+echo "   Alice opens this in a browser on this machine (one use, 15 minutes), makes a passkey, and"
+echo "   sees, hears and deletes her recordings, and who touched them:"
+echo
+echo "   $LINK"
+echo
+if [ -t 0 ] && [ "${EARMARK_DEMO_WAIT:-1}" = 1 ]; then
+  read -r -p "   The portal runs until you press Enter. " _
+fi
+echo "Everything stops now; the files stay in $DEMO."
