@@ -11,8 +11,13 @@ needs the session's CSRF token; sign-in ceremonies are rate-limited per client.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import secrets
+import shutil
+import tempfile
+import threading
 import time
 from collections import defaultdict, deque
 from dataclasses import dataclass
@@ -23,10 +28,11 @@ from urllib.parse import urlsplit
 import webauthn
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.applications import Starlette
+from starlette.background import BackgroundTask
 from starlette.middleware import Middleware
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from webauthn.helpers import bytes_to_base64url
@@ -38,11 +44,14 @@ from webauthn.helpers.structs import (
 )
 
 from earmark.cloud.owner.erasure import delete_clip
-from earmark.cloud.owner.export import ExportError, KnownDevices, checked_envelope
+from earmark.cloud.owner.export import ExportError, KnownDevices, checked_envelope, export_owner
 from earmark.cloud.settings import PortalSettings
 from earmark.cloud.store.clips import ClipRow
 from earmark.cloud.store.portal import Passkey, Session
 from earmark.cloud.store.store import Store
+from earmark.wire.errors import EarmarkError
+
+log = logging.getLogger(__name__)
 
 HERE = Path(__file__).resolve().parent  # (an editable install links files, not folders)
 COOKIE = "__Host-earmark"  # __Host-: Secure, Path=/, no Domain: this origin only
@@ -50,6 +59,7 @@ PAGE_SIZE = 25
 CEREMONY_S = 120  # a passkey prompt's challenge lives this long
 SIGN_IN_LIMIT = (10, 60.0)  # ceremonies per client per this many seconds
 ACCESS_LOG_SIZE = 200
+DOWNLOAD_S = 600  # an export waits this long for its one download
 # The access log's words for the audit events an owner sees most; others show their own name.
 EVENT_NAMES = {
     "clip_stored": "recording stored", "clip_deleted": "recording deleted", "clips_purged": "recordings purged",
@@ -58,7 +68,8 @@ EVENT_NAMES = {
     "device_added": "device added",
     "device_revoked": "device revoked", "portal_invite_made": "portal invite made",
     "portal_passkey_registered": "passkey registered", "portal_signed_in": "signed in to the portal",
-    "portal_signed_out": "signed out of the portal", "portal_not_found": "asked for something not yours or gone",
+    "portal_signed_out": "signed out of the portal",
+    "portal_export_downloaded": "export downloaded", "portal_not_found": "asked for something not yours or gone",
 }
 HEADERS = {
     "Content-Security-Policy": ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
@@ -74,11 +85,32 @@ HEADERS = {
 
 
 @dataclass
+class _Export:
+    """One owner's export being built in the background, then waiting to be downloaded once."""
+
+    folder: Path
+    done: int = 0
+    total: int = 0
+    path: Path | None = None
+    error: str = ""
+    token_sha256: str = ""
+    ready_at: float = 0.0
+
+    @property
+    def running(self) -> bool:
+        return self.path is None and not self.error
+
+
+@dataclass
 class _Ceremony:
     challenge: bytes
     started: float
     owner_id: str | None  # registration: the invited owner
     token: str | None  # registration: the invite
+
+
+def _sha256(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
 
 
 class _SecurityHeaders(BaseHTTPMiddleware):
@@ -96,6 +128,9 @@ class Portal:
         self.rp_id = url.hostname or "localhost"
         self.templates = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape())
         self._ceremonies: dict[str, _Ceremony] = {}
+        self._exports: dict[str, _Export] = {}  # by owner
+        self._exports_dir = store.data_dir / "portal-exports"
+        shutil.rmtree(self._exports_dir, ignore_errors=True)  # a restart forgets every undelivered export
         self._attempts: defaultdict[str, deque[float]] = defaultdict(deque)
 
     # -- plumbing ------------------------------------------------------------------------
@@ -179,6 +214,82 @@ class Portal:
                   for e in self.store.audit.of_owner(session.owner_id, ACCESS_LOG_SIZE)]
         return self.page("access.html", owner=self.store.registry.owner(session.owner_id), events=events,
                          csrf=session.csrf)
+
+    # -- the export: built in the background, downloaded once --------------------------
+
+    def _build_export(self, owner_id: str, job: _Export) -> None:
+        """The export in a thread of its own, on a Store of its own (its snapshot must not
+        hold up the pages). The same fail-closed export as `earmark-cloud export`."""
+        store = Store(self.store.data_dir, self.store.master_key_path, database_url=self.store.database_url)
+        try:
+            def progress(done: int, total: int) -> None:
+                job.done, job.total = done, total
+
+            result = export_owner(store, owner_id, job.folder, progress=progress)
+            job.ready_at = time.monotonic()
+            job.path = result.path
+        except EarmarkError as exc:
+            job.error = str(exc)
+        except Exception as exc:  # the page says it failed; the log says why
+            log.exception("portal export for %s failed", owner_id)
+            job.error = f"the export failed ({type(exc).__name__}); nothing was sent"
+        finally:
+            store.close()
+
+    def _expired(self, job: _Export) -> bool:
+        return job.path is not None and time.monotonic() - job.ready_at > DOWNLOAD_S
+
+    def _forget(self, owner_id: str) -> None:
+        job = self._exports.pop(owner_id, None)
+        if job is not None:
+            shutil.rmtree(job.folder, ignore_errors=True)
+
+    async def export(self, request: Request) -> Response:
+        session = self.session(request)
+        if session is None:
+            return RedirectResponse("/signin", 303)
+        for owner_id in [o for o, j in self._exports.items() if self._expired(j)]:
+            self._forget(owner_id)  # nobody's export waits on disk past its link
+        job = self._exports.get(session.owner_id)
+        token = ""
+        if job is not None and job.path is not None and not job.token_sha256:
+            token = secrets.token_urlsafe(32)  # shown once, on the page that announces it
+            job.token_sha256 = _sha256(token)
+        return self.page("export.html", owner=self.store.registry.owner(session.owner_id), csrf=session.csrf,
+                         job=job, token=token, minutes=DOWNLOAD_S // 60,
+                         encrypted=bool(self.store.registry.recipient(session.owner_id)))
+
+    async def export_start(self, request: Request) -> Response:
+        session = self.session(request)
+        if session is None:
+            return RedirectResponse("/signin", 303)
+        if await self.checked_form(request, session) is None:
+            return Response("stale form: reload the page", status_code=403)
+        job = self._exports.get(session.owner_id)
+        if job is None or not job.running:
+            self._forget(session.owner_id)
+            self._exports_dir.mkdir(mode=0o700, exist_ok=True)
+            job = _Export(Path(tempfile.mkdtemp(dir=self._exports_dir)))
+            self._exports[session.owner_id] = job
+            threading.Thread(target=self._build_export, args=(session.owner_id, job), daemon=True).start()
+        return RedirectResponse("/export", 303)
+
+    async def export_download(self, request: Request) -> Response:
+        session = self.session(request)
+        if session is None:
+            return RedirectResponse("/signin", 303)
+        job = self._exports.get(session.owner_id)
+        given = _sha256(request.path_params["token"])
+        if (job is None or job.path is None or not job.token_sha256 or self._expired(job)
+                or not secrets.compare_digest(given, job.token_sha256)):
+            self.store.audit.record("portal_not_found", owner_id=session.owner_id, detail={"what": "export"})
+            return Response("not found", status_code=404)
+        job.token_sha256 = "used"  # single use: gone once this response is sent
+        self._exports.pop(session.owner_id, None)
+        self.store.audit.record("portal_export_downloaded", owner_id=session.owner_id,
+                                detail={"file": job.path.name})
+        return FileResponse(job.path, filename=job.path.name, media_type="application/octet-stream",
+                            background=BackgroundTask(shutil.rmtree, job.folder, ignore_errors=True))
 
     async def audio(self, request: Request) -> Response:
         session = self.session(request)
@@ -280,6 +391,9 @@ def create_app(store: Store, settings: PortalSettings) -> Starlette:
             Route("/", portal.recordings),
             Route("/signin", portal.signin),
             Route("/access", portal.access),
+            Route("/export", portal.export),
+            Route("/export", portal.export_start, methods=["POST"]),
+            Route("/export/download/{token}", portal.export_download),
             Route("/invite/{token}", portal.invite),
             Route("/clips/{clip_id}/audio", portal.audio),
             Route("/clips/{clip_id}/delete", portal.delete, methods=["POST"]),

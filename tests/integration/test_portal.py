@@ -3,7 +3,8 @@ virtual authenticator standing in for each owner's passkey, the portal served by
 the real store (SQLite and PostgreSQL under row-level security).
 
 Alice is invited, registers a passkey, sees her recordings, plays one (the audio element
-loads and has a duration), deletes one, signs out and back in. Bob, in another browser
+loads and has a duration), deletes one, signs out and back in, downloads her export (built
+in the background; it passes verify-export; the link works once) and reads her access log. Bob, in another browser
 context with his own passkey, sees only his, and Alice's clip ids give him 404 (audited) for
 listening and for deleting; a used invite link does not work twice."""
 
@@ -23,6 +24,7 @@ import pytest
 import uvicorn
 
 from earmark.cloud.ingest.ingestor import Ingestor
+from earmark.cloud.owner.verify_export import verify_export
 from earmark.cloud.portal.app import COOKIE, HEADERS, create_app
 from earmark.cloud.settings import PortalSettings
 from earmark.cloud.store.store import Store
@@ -137,10 +139,26 @@ def test_owners_sign_in_with_passkeys_hear_and_delete_their_own_recordings_and_n
         assert page.request.post(f"{base}/clips/{alice_clips[1]}/delete", form={"csrf": "forged"}).status == 403
         other.screenshot(path=str(shots / "portal-other-owner.png"), full_page=True)
 
+        page.goto(f"{base}/export")  # her whole export, built in the background, downloaded once
+        page.click("#prepare")
+        try:
+            page.wait_for_selector("#download", timeout=30_000)
+        except playwright.TimeoutError:
+            raise AssertionError(page.inner_text("main")) from None
+        link = page.get_attribute("#download", "href")
+        with page.expect_download() as download:
+            page.click("#download")
+        archive = tmp_path / download.value.suggested_filename
+        download.value.save_as(archive)
+        assert verify_export(store, archive, alice.owner_id) == []  # every check holds, nothing left out
+        assert page.request.get(f"{base}{link}").status == 404  # single use
+        assert other.request.get(f"{base}{link}").status == 404
+
         page.goto(f"{base}/access")  # Alice's access log: her events, none of Bob's
         seen = [r.get_attribute("data-event") for r in page.query_selector_all("tr.event")]
         assert seen.count("portal_signed_in") == 2 and "clip_deleted" in seen and "clip_stored" in seen
         assert seen.count("clip_stored") == len(alice_clips) and "portal_not_found" in seen
+        assert "export_completed" in seen and "portal_export_downloaded" in seen
         assert bob.owner_id not in page.content() and "bob-pi" not in page.content()
         page.screenshot(path=str(shots / "portal-access-log.png"), full_page=True)
         browser.close()
