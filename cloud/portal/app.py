@@ -35,15 +35,16 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
-from webauthn.helpers import bytes_to_base64url
+from webauthn.helpers import base64url_to_bytes, bytes_to_base64url
 from webauthn.helpers.exceptions import InvalidAuthenticationResponse, InvalidRegistrationResponse
 from webauthn.helpers.structs import (
     AuthenticatorSelectionCriteria,
+    PublicKeyCredentialDescriptor,
     ResidentKeyRequirement,
     UserVerificationRequirement,
 )
 
-from earmark.cloud.owner.erasure import delete_clip
+from earmark.cloud.owner.erasure import delete_clip, erase_owner
 from earmark.cloud.owner.export import ExportError, KnownDevices, checked_envelope, export_owner
 from earmark.cloud.settings import PortalSettings
 from earmark.cloud.store.clips import ClipRow
@@ -60,6 +61,7 @@ CEREMONY_S = 120  # a passkey prompt's challenge lives this long
 SIGN_IN_LIMIT = (10, 60.0)  # ceremonies per client per this many seconds
 ACCESS_LOG_SIZE = 200
 DOWNLOAD_S = 600  # an export waits this long for its one download
+ERASE_PHRASE = "erase everything"
 # The access log's words for the audit events an owner sees most; others show their own name.
 EVENT_NAMES = {
     "clip_stored": "recording stored", "clip_deleted": "recording deleted", "clips_purged": "recordings purged",
@@ -69,7 +71,8 @@ EVENT_NAMES = {
     "device_revoked": "device revoked", "portal_invite_made": "portal invite made",
     "portal_passkey_registered": "passkey registered", "portal_signed_in": "signed in to the portal",
     "portal_signed_out": "signed out of the portal",
-    "portal_export_downloaded": "export downloaded", "portal_not_found": "asked for something not yours or gone",
+    "portal_export_downloaded": "export downloaded", "owner_erased": "everything erased",
+    "portal_not_found": "asked for something not yours or gone",
 }
 HEADERS = {
     "Content-Security-Policy": ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
@@ -324,6 +327,58 @@ class Portal:
         response.delete_cookie(COOKIE, path="/", secure=True, httponly=True, samesite="strict")
         return response
 
+    # -- erasing everything: a typed confirmation and the passkey again -----------------
+
+    async def erase_page(self, request: Request) -> Response:
+        session = self.session(request)
+        if session is None:
+            return RedirectResponse("/signin", 303)
+        return self.page("erase.html", owner=self.store.registry.owner(session.owner_id), csrf=session.csrf,
+                         phrase=ERASE_PHRASE, count=self.store.clips.count(session.owner_id))
+
+    async def erased(self, request: Request) -> Response:
+        return self.page("message.html", title="Everything is erased",
+                         text="Your recordings, your key, your devices' access and your passkeys are gone. "
+                              "Only the record that an erasure happened remains in the audit log.")
+
+    async def erase_options(self, request: Request) -> Response:
+        session = self.session(request)
+        body = await request.json()
+        if session is None or not secrets.compare_digest(str(body.get("csrf", "")), session.csrf):
+            return JSONResponse({"error": "sign in again"}, 403)
+        if str(body.get("typed", "")).strip() != ERASE_PHRASE:
+            return JSONResponse({"error": f"type “{ERASE_PHRASE}” to confirm"}, 400)
+        options = webauthn.generate_authentication_options(
+            rp_id=self.rp_id, user_verification=UserVerificationRequirement.REQUIRED,
+            allow_credentials=[PublicKeyCredentialDescriptor(id=base64url_to_bytes(c))
+                               for c in self.store.portal.passkeys_of(session.owner_id)])
+        return JSONResponse({"ceremony": self._start(options.challenge, session.owner_id),
+                             "options": json.loads(webauthn.options_to_json(options))})
+
+    async def erase_verify(self, request: Request) -> Response:
+        session = self.session(request)
+        body = await request.json()
+        if session is None or not secrets.compare_digest(str(body.get("csrf", "")), session.csrf):
+            return JSONResponse({"error": "sign in again"}, 403)
+        ceremony = self._ceremonies.pop(str(body.get("ceremony", "")), None)
+        credential = body.get("credential", {})
+        passkey = self.store.portal.passkey(str(credential.get("id", ""))) if isinstance(credential, dict) else None
+        if (ceremony is None or ceremony.owner_id != session.owner_id or passkey is None
+                or passkey.owner_id != session.owner_id or str(body.get("typed", "")).strip() != ERASE_PHRASE):
+            return JSONResponse({"error": "the confirmation did not match: nothing was erased"}, 400)
+        try:
+            webauthn.verify_authentication_response(
+                credential=credential, expected_challenge=ceremony.challenge, expected_rp_id=self.rp_id,
+                expected_origin=self.origin, credential_public_key=passkey.public_key,
+                credential_current_sign_count=passkey.sign_count, require_user_verification=True)
+        except InvalidAuthenticationResponse:
+            return JSONResponse({"error": "the passkey could not be checked: nothing was erased"}, 400)
+        self._forget(session.owner_id)
+        erase_owner(self.store, session.owner_id)  # also ends every session of theirs (erasure step 5)
+        response = JSONResponse({"ok": True, "next": "/erased"})
+        response.delete_cookie(COOKIE, path="/", secure=True, httponly=True, samesite="strict")
+        return response
+
     # -- passkey ceremonies (JSON) -------------------------------------------------------
 
     async def register_options(self, request: Request) -> Response:
@@ -398,6 +453,10 @@ def create_app(store: Store, settings: PortalSettings) -> Starlette:
             Route("/clips/{clip_id}/audio", portal.audio),
             Route("/clips/{clip_id}/delete", portal.delete, methods=["POST"]),
             Route("/signout", portal.signout, methods=["POST"]),
+            Route("/erase", portal.erase_page),
+            Route("/erased", portal.erased),
+            Route("/api/erase/options", portal.erase_options, methods=["POST"]),
+            Route("/api/erase/verify", portal.erase_verify, methods=["POST"]),
             Route("/api/register/options", portal.register_options, methods=["POST"]),
             Route("/api/register/verify", portal.register_verify, methods=["POST"]),
             Route("/api/signin/options", portal.signin_options, methods=["POST"]),

@@ -85,6 +85,22 @@ class PortalAccess:
         r = rows[0]
         return Passkey(r["credential_id"], r["owner_id"], bytes(r["public_key"]), int(r["sign_count"]))
 
+    def passkeys_of(self, owner_id: str) -> list[str]:
+        """The owner's passkeys' credential ids."""
+        return [r["credential_id"] for r in self.db.query(
+            "SELECT credential_id FROM portal_passkeys WHERE owner_id = ? ORDER BY created_at", (owner_id,))]
+
+    def forget(self, owner_id: str) -> None:
+        """No way in for the owner any more (an erasure): their invites, passkeys and sessions."""
+        with self.audit.write() as cur:
+            cur.scope(owner_id)
+            removed = 0
+            for table in ("portal_sessions", "portal_passkeys", "portal_invites"):
+                cur.execute(f"DELETE FROM {table} WHERE owner_id = ?", (owner_id,))
+                removed += cur.rowcount
+            if removed:
+                self.audit.append(cur, "portal_access_removed", owner_id=owner_id)
+
     def sign_in(self, passkey: Passkey, sign_count: int, client: str) -> tuple[str, Session]:
         """A new session for the passkey's owner: (cookie token, session)."""
         token, csrf, now = secrets.token_urlsafe(32), secrets.token_urlsafe(32), time.time()

@@ -4,7 +4,9 @@ the real store (SQLite and PostgreSQL under row-level security).
 
 Alice is invited, registers a passkey, sees her recordings, plays one (the audio element
 loads and has a duration), deletes one, signs out and back in, downloads her export (built
-in the background; it passes verify-export; the link works once) and reads her access log. Bob, in another browser
+in the background; it passes verify-export; the link works once) and reads her access log.
+Bob finally erases everything (a typed confirmation and his passkey again): his recordings,
+key and passkeys go, his session ends, Alice's things stay. Bob, in another browser
 context with his own passkey, sees only his, and Alice's clip ids give him 404 (audited) for
 listening and for deleting; a used invite link does not work twice."""
 
@@ -161,9 +163,22 @@ def test_owners_sign_in_with_passkeys_hear_and_delete_their_own_recordings_and_n
         assert "export_completed" in seen and "portal_export_downloaded" in seen
         assert bob.owner_id not in page.content() and "bob-pi" not in page.content()
         page.screenshot(path=str(shots / "portal-access-log.png"), full_page=True)
+
+        other.goto(f"{base}/erase")  # Bob erases everything: typed confirmation, then his passkey again
+        other.fill("#typed", "erase")
+        other.click("#erase")
+        other.wait_for_function("document.getElementById('status').textContent.includes('to confirm')")
+        assert store.registry.owner(bob.owner_id).erased_at is None  # type: ignore[union-attr]
+        other.fill("#typed", "erase everything")
+        other.click("#erase")
+        other.wait_for_url(f"{base}/erased", timeout=15_000)
+        assert other.goto(f"{base}/").url == f"{base}/signin"  # his session went with everything else
+        assert page.goto(f"{base}/").url == f"{base}/" and len(rows(page)) == 2  # Alice's are untouched
         browser.close()
 
-    assert len(store.clips.of_owner(alice.owner_id)) == 2 and len(store.clips.of_owner(bob.owner_id)) == 2
+    assert len(store.clips.of_owner(alice.owner_id)) == 2 and store.clips.of_owner(bob.owner_id) == []
+    assert store.registry.owner(bob.owner_id).erased_at is not None  # type: ignore[union-attr]
+    assert store.portal.passkeys_of(bob.owner_id) == [] and len(store.portal.passkeys_of(alice.owner_id)) == 1
     events = [(e["event"], e["owner_id"]) for e in store.audit.chain()]
     assert ("portal_not_found", bob.owner_id) in events and ("portal_not_found", alice.owner_id) in events
     assert events.count(("portal_signed_in", alice.owner_id)) == 2

@@ -27,11 +27,24 @@ async function signIn() {
   window.location.assign(done.next);
 }
 
+async function eraseEverything(button) {
+  const typed = document.getElementById("typed").value;
+  const csrf = button.dataset.csrf;
+  say("Waiting for your passkey…");
+  const start = await post("/api/erase/options", {csrf, typed});
+  const credential = await navigator.credentials.get(
+      {publicKey: PublicKeyCredential.parseRequestOptionsFromJSON(start.options)});
+  const done = await post("/api/erase/verify", {csrf, typed, ceremony: start.ceremony, credential: credential.toJSON()});
+  window.location.assign(done.next);
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   const reg = document.getElementById("register");
   if (reg) reg.addEventListener("click", () => register(reg).catch((e) => say(e.message)));
   const sign = document.getElementById("signin");
   if (sign) sign.addEventListener("click", () => signIn().catch((e) => say(e.message)));
+  const erase = document.getElementById("erase");
+  if (erase) erase.addEventListener("click", () => eraseEverything(erase).catch((e) => say(e.message)));
   for (const form of document.querySelectorAll("form.confirm")) {
     form.addEventListener("submit", (event) => {
       if (!window.confirm("Delete this recording for good?")) event.preventDefault();
