@@ -148,10 +148,16 @@ class Portal:
         return self.store.portal.session(token, self.settings.session_idle_minutes * 60,
                                          self.settings.session_max_hours * 3600)
 
-    async def checked_form(self, request: Request, session: Session) -> dict[str, str] | None:
-        form = await request.form()
-        given = str(form.get("csrf", ""))
-        return {k: str(v) for k, v in form.items()} if secrets.compare_digest(given, session.csrf) else None
+    async def form_session(self, request: Request) -> Session | Response:
+        """The session behind a form post whose CSRF token is the session's; else the response
+        to send instead (to the sign-in page, or 403 for a stale or forged form)."""
+        session = self.session(request)
+        if session is None:
+            return RedirectResponse("/signin", 303)
+        given = str((await request.form()).get("csrf", ""))
+        if not secrets.compare_digest(given, session.csrf):
+            return Response("stale form: reload the page", status_code=403)
+        return session
 
     def _limited(self, request: Request) -> bool:
         client = request.client.host if request.client else "?"
@@ -263,11 +269,9 @@ class Portal:
                          encrypted=bool(self.store.registry.recipient(session.owner_id)))
 
     async def export_start(self, request: Request) -> Response:
-        session = self.session(request)
-        if session is None:
-            return RedirectResponse("/signin", 303)
-        if await self.checked_form(request, session) is None:
-            return Response("stale form: reload the page", status_code=403)
+        session = await self.form_session(request)
+        if isinstance(session, Response):
+            return session
         job = self._exports.get(session.owner_id)
         if job is None or not job.running:
             self._forget(session.owner_id)
@@ -308,11 +312,9 @@ class Portal:
         return Response(bytes(envelope.audio), media_type="audio/wav")
 
     async def delete(self, request: Request) -> Response:
-        session = self.session(request)
-        if session is None:
-            return RedirectResponse("/signin", 303)
-        if await self.checked_form(request, session) is None:
-            return Response("stale form: reload the page", status_code=403)
+        session = await self.form_session(request)
+        if isinstance(session, Response):
+            return session
         row = self._clip(session, request.path_params["clip_id"])
         if row is None:
             return Response("not found", status_code=404)
@@ -320,8 +322,8 @@ class Portal:
         return RedirectResponse("/", 303)
 
     async def signout(self, request: Request) -> Response:
-        session = self.session(request)
-        if session is not None and await self.checked_form(request, session) is not None:
+        session = await self.form_session(request)
+        if isinstance(session, Session):
             self.store.portal.end(request.cookies[COOKIE], session.owner_id, "signed out")
         response = RedirectResponse("/signin", 303)
         response.delete_cookie(COOKIE, path="/", secure=True, httponly=True, samesite="strict")
