@@ -35,7 +35,7 @@ import numpy as np  # noqa: E402
 from bench.wake_features import ensure, load  # noqa: E402
 from bench.wake_set import WORDS, Clip, build, set_folder  # noqa: E402
 from earmark.device.listening.features import STARTUP_FRAMES  # noqa: E402
-from earmark.device.listening.verifier import WINDOW, Verifier, pooled, train  # noqa: E402
+from earmark.device.listening.verifier import WINDOW, Verifier, pooled_at, train  # noqa: E402
 
 OUT = ROOT / "device" / "listening"
 POSITIVE_SCORE = 0.2
@@ -44,7 +44,7 @@ SAMPLE_EVERY = 50  # frames: the even sample of the negatives (4 s)
 
 
 def windows(embeddings: np.ndarray, frames: np.ndarray) -> list[np.ndarray]:
-    return [pooled(embeddings[i - WINDOW + 1:i + 1]) for i in frames if i >= max(WINDOW, STARTUP_FRAMES)]
+    return list(pooled_at(embeddings, frames[frames >= max(WINDOW, STARTUP_FRAMES)]))
 
 
 def word_examples(features: dict[str, dict[str, np.ndarray]], clips: list[Clip],

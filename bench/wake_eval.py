@@ -95,7 +95,6 @@ class SetChecks:
             if self._audio is None:
                 self._audio = read_wav(self.folder / self.clip.path)
             held = self._audio[max(0, (index + 1 - HELD_FRAMES) * FRAME_SAMPLES):(index + 1) * FRAME_SAMPLES]
-            held = np.concatenate((np.zeros(HELD_FRAMES * FRAME_SAMPLES - len(held), np.int16), held))
             self.cache[key] = speech_score(self._vad, held)
         return self.cache[key]
 

@@ -3,7 +3,8 @@ when it arose. The device (wake.py) and the evaluation harness (bench/wake_eval.
 this same function. It runs only on a candidate that passed the cheaper checks, which is
 rare, so it may cost more than a frame's worth of CPU (about 14 Silero steps).
 
-`held` is int16 audio ending with the candidate's frame: at least HELD_FRAMES frames of it.
+`held` is int16 audio ending with the candidate's frame, up to HELD_FRAMES frames of it (less
+at the start of a stream, which counts as silence).
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ HELD_FRAMES = SPEECH_FRAMES + SPEECH_SETTLE
 def speech_score(vad: SileroVad, held: np.ndarray) -> float:
     """Silero VAD's highest speech probability over the wake word's audio (the last
     SPEECH_FRAMES frames), the model started afresh SPEECH_SETTLE frames before them."""
-    frames = held[-HELD_FRAMES * FRAME_SAMPLES:].reshape(-1, FRAME_SAMPLES)
+    held = held[-HELD_FRAMES * FRAME_SAMPLES:]
+    held = np.concatenate((np.zeros(HELD_FRAMES * FRAME_SAMPLES - len(held), np.int16), held))
+    frames = held.reshape(-1, FRAME_SAMPLES)
     vad.reset()
     probabilities = [vad.probability(frame) for frame in frames]
     return max(probabilities[-SPEECH_FRAMES:])

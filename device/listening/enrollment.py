@@ -14,8 +14,17 @@ import numpy as np
 from earmark.device.audio.source import WavFileSource
 from earmark.device.listening.features import FeatureStream, WakeModel
 from earmark.device.listening.models import ModelFiles
-from earmark.device.listening.verifier import WINDOW, pooled
-from earmark.device.listening.voices import MEMBER_PATTERN, Enrolled, Member, VoiceError, examples, load, save
+from earmark.device.listening.verifier import WINDOW, pooled_at
+from earmark.device.listening.voices import (
+    MEMBER_PATTERN,
+    Enrolled,
+    Member,
+    VoiceError,
+    examples,
+    load,
+    save,
+    voice_file,
+)
 from earmark.wire.timestamps import utc_now
 
 MIN_SAMPLES = 3
@@ -59,8 +68,7 @@ def enroll(data_dir: Path, files: ModelFiles, word: str, positives: list[Path], 
         best.append(top)
     for path in negatives:
         embeddings, _ = _run(path, files, word)
-        others.append(np.array([pooled(embeddings[i - WINDOW + 1:i + 1])
-                                for i in range(WINDOW, len(embeddings), 2)]).reshape(-1, 2 * 96))
+        others.append(pooled_at(embeddings, range(WINDOW, len(embeddings), 2)))
     before = load(data_dir, word)
     members = dict(before.members) if before else {}
     members[name] = Member(np.vstack(found), np.vstack(others), utc_now())
@@ -75,9 +83,8 @@ def remove(data_dir: Path, word: str, name: str | None) -> list[str]:
     enrolled = load(data_dir, word)
     if enrolled is None:
         raise VoiceError(f"no voices are enrolled for {word}")
-    path = data_dir / "voices" / f"{word}.npz"
     if name is None or set(enrolled.members) == {name}:
-        path.unlink()
+        voice_file(data_dir, word).unlink()
         return sorted(enrolled.members)
     if name not in enrolled.members:
         raise VoiceError(f"{name!r} is not enrolled for {word} (enrolled: {', '.join(sorted(enrolled.members))})")

@@ -25,6 +25,11 @@ def pooled(window: np.ndarray) -> np.ndarray:
     return np.concatenate((block.mean(axis=0), block.std(axis=0)))
 
 
+def pooled_at(embeddings: np.ndarray, frames: np.ndarray | range) -> np.ndarray:
+    """(len(frames), 192) examples: the pooled WINDOW embeddings ending at each frame."""
+    return np.array([pooled(embeddings[i - WINDOW + 1:i + 1]) for i in frames]).reshape(-1, 2 * 96)
+
+
 @dataclass(frozen=True)
 class Verifier:
     weights: np.ndarray
@@ -66,7 +71,7 @@ def _package_npz(name: str) -> dict[str, np.ndarray]:
 
 
 def word_verifiers() -> dict[str, Verifier]:
-    """The shipped word verifiers (bench/train_word_verifiers.py made them), by wake word."""
+    """The shipped word verifiers (bench/make_verifiers.py made them), by wake word."""
     arrays = _package_npz("word_verifiers.npz")
     words = {key.split("/")[0] for key in arrays}
     return {word: Verifier(arrays[f"{word}/weights"], float(arrays[f"{word}/bias"]), arrays[f"{word}/mean"],

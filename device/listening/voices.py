@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from earmark.device.listening.verifier import WINDOW, Verifier, negative_bank, pooled, train
+from earmark.device.listening.verifier import WINDOW, Verifier, negative_bank, pooled_at, train
 from earmark.wire.durable import write_file
 from earmark.wire.errors import UsageError
 
@@ -46,9 +46,7 @@ def examples(embeddings: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np
         raise VoiceError("a recording is too short: say the wake word with a second of quiet before it")
     best = usable[np.argsort(scores[usable])[::-1][:BEST_FRAMES]]
     far = usable[np.abs(usable - best[0]) >= WINDOW]
-    positives = np.array([pooled(embeddings[i - WINDOW + 1:i + 1]) for i in best])
-    negatives = np.array([pooled(embeddings[i - WINDOW + 1:i + 1]) for i in far]).reshape(-1, 2 * 96)
-    return positives, negatives
+    return pooled_at(embeddings, best), pooled_at(embeddings, far)
 
 
 @dataclass(frozen=True)
@@ -76,8 +74,12 @@ def voices_dir(data_dir: Path) -> Path:
     return Path(data_dir) / "voices"
 
 
+def voice_file(data_dir: Path, word: str) -> Path:
+    return voices_dir(data_dir) / f"{word}.npz"
+
+
 def load(data_dir: Path, word: str) -> Enrolled | None:
-    path = voices_dir(data_dir) / f"{word}.npz"
+    path = voice_file(data_dir, word)
     if not path.exists():
         return None
     try:
@@ -91,9 +93,8 @@ def load(data_dir: Path, word: str) -> Enrolled | None:
 
 
 def save(data_dir: Path, enrolled: Enrolled) -> Path:
-    folder = voices_dir(data_dir)
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-    path = folder / f"{enrolled.word}.npz"
+    voices_dir(data_dir).mkdir(parents=True, exist_ok=True, mode=0o700)
+    path = voice_file(data_dir, enrolled.word)
     names = sorted(enrolled.members)
     meta = json.dumps({"members": names, "created": {n: enrolled.members[n].created for n in names}})
     arrays: dict[str, np.ndarray] = {"meta": np.array(meta)}

@@ -63,10 +63,7 @@ class _HeldAudioChecks:
 
     def speech(self, word: str, index: int) -> float:
         self._vad = self._vad or SileroVad(self._files.vad)
-        frames = list(self._detector.held)
-        missing = HELD_FRAMES - len(frames)
-        held = np.concatenate([np.zeros(missing * len(frames[0]), np.int16), *frames] if missing else frames)
-        return speech_score(self._vad, held)
+        return speech_score(self._vad, np.concatenate(self._detector.held))
 
 
 class WakeDetector:
