@@ -92,7 +92,7 @@ def cmd_owner_list(args: argparse.Namespace) -> int:
 
 def cmd_owner_invite(args: argparse.Namespace) -> int:
     s = _settings(args)
-    store = _store(args)
+    store = open_for_work(s)
     if store.registry.owner(args.owner) is None:
         raise RegistryError(f"no owner {args.owner}")
     token = store.portal.invite(args.owner, s.portal.invite_minutes * 60)
@@ -108,7 +108,7 @@ def cmd_portal(args: argparse.Namespace) -> int:
     from earmark.cloud.portal.app import create_app
 
     s = _settings(args, portal_host=args.host, portal_port=args.port)
-    app = create_app(_store(args), s.portal)
+    app = create_app(open_for_work(s), s.portal)
     log.info("portal on http://%s:%d for %s", s.portal.host, s.portal.port, s.portal.public_url)
     uvicorn.run(app, host=s.portal.host, port=s.portal.port, log_level="warning", proxy_headers=True,
                 server_header=False)

@@ -78,7 +78,7 @@ def apply_erasure_ledger(store: Store) -> list[str]:
 
 
 def delete_clip(store: Store, owner_id: str, clip_id: str) -> None:
-    rows = [r for r in store.clips.iter_owner(owner_id) if r.clip_id == clip_id]
-    if not rows:
+    row = store.clips.get(owner_id, clip_id)
+    if row is None:
         raise RegistryError(f"owner {owner_id} has no clip {clip_id}")
-    store.clips.delete(owner_id, rows[:1], "clip_deleted")
+    store.clips.delete(owner_id, [row], "clip_deleted")

@@ -11,7 +11,6 @@ needs the session's CSRF token; sign-in ceremonies are rate-limited per client.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import secrets
@@ -48,7 +47,7 @@ from earmark.cloud.owner.erasure import delete_clip, erase_owner
 from earmark.cloud.owner.export import ExportError, KnownDevices, checked_envelope, export_owner
 from earmark.cloud.settings import PortalSettings
 from earmark.cloud.store.clips import ClipRow
-from earmark.cloud.store.portal import Passkey, Session
+from earmark.cloud.store.portal import Passkey, Session, token_sha256
 from earmark.cloud.store.store import Store
 from earmark.wire.errors import EarmarkError
 
@@ -112,10 +111,6 @@ class _Ceremony:
     token: str | None  # registration: the invite
 
 
-def _sha256(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
 class _SecurityHeaders(BaseHTTPMiddleware):
     async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
         response = await call_next(request)
@@ -176,6 +171,17 @@ class Portal:
         self._ceremonies[ceremony] = _Ceremony(challenge, now, owner_id, token)
         return ceremony
 
+    def _asserted(self, ceremony: _Ceremony, credential: dict[str, Any], passkey: Passkey) -> int | None:
+        """The passkey's new sign count if `credential` is its valid answer to the ceremony's
+        challenge (user verified); None if it is not."""
+        try:
+            return webauthn.verify_authentication_response(
+                credential=credential, expected_challenge=ceremony.challenge, expected_rp_id=self.rp_id,
+                expected_origin=self.origin, credential_public_key=passkey.public_key,
+                credential_current_sign_count=passkey.sign_count, require_user_verification=True).new_sign_count
+        except InvalidAuthenticationResponse:
+            return None
+
     def _signed_in(self, passkey: Passkey, sign_count: int, request: Request) -> JSONResponse:
         token, _ = self.store.portal.sign_in(passkey, sign_count, request.client.host if request.client else "?")
         response = JSONResponse({"ok": True, "next": "/"})
@@ -184,7 +190,7 @@ class Portal:
         return response
 
     def _clip(self, session: Session, clip_id: str) -> ClipRow | None:
-        found = next((r for r in self.store.clips.iter_owner(session.owner_id) if r.clip_id == clip_id), None)
+        found = self.store.clips.get(session.owner_id, clip_id)
         if found is None:  # another owner's, or nobody's: the same answer, and a line in the log
             self.store.audit.record("portal_not_found", owner_id=session.owner_id,
                                     detail={"what": "clip", "id": clip_id[:64]})
@@ -206,8 +212,8 @@ class Portal:
         session = self.session(request)
         if session is None:
             return RedirectResponse("/signin", 303)
-        number = max(1, int(request.query_params.get("page", "1")) if request.query_params.get(
-            "page", "1").isdigit() else 1)
+        asked = request.query_params.get("page", "1")
+        number = max(1, int(asked)) if asked.isdigit() else 1
         rows = list(self.store.clips.iter_owner(session.owner_id))
         rows.reverse()  # newest first
         shown = rows[(number - 1) * PAGE_SIZE:number * PAGE_SIZE]
@@ -263,7 +269,7 @@ class Portal:
         token = ""
         if job is not None and job.path is not None and not job.token_sha256:
             token = secrets.token_urlsafe(32)  # shown once, on the page that announces it
-            job.token_sha256 = _sha256(token)
+            job.token_sha256 = token_sha256(token)
         return self.page("export.html", owner=self.store.registry.owner(session.owner_id), csrf=session.csrf,
                          job=job, token=token, minutes=DOWNLOAD_S // 60,
                          encrypted=bool(self.store.registry.recipient(session.owner_id)))
@@ -286,13 +292,12 @@ class Portal:
         if session is None:
             return RedirectResponse("/signin", 303)
         job = self._exports.get(session.owner_id)
-        given = _sha256(request.path_params["token"])
+        given = token_sha256(request.path_params["token"])
         if (job is None or job.path is None or not job.token_sha256 or self._expired(job)
                 or not secrets.compare_digest(given, job.token_sha256)):
             self.store.audit.record("portal_not_found", owner_id=session.owner_id, detail={"what": "export"})
             return Response("not found", status_code=404)
-        job.token_sha256 = "used"  # single use: gone once this response is sent
-        self._exports.pop(session.owner_id, None)
+        self._exports.pop(session.owner_id, None)  # single use: gone once this response is sent
         self.store.audit.record("portal_export_downloaded", owner_id=session.owner_id,
                                 detail={"file": job.path.name})
         return FileResponse(job.path, filename=job.path.name, media_type="application/octet-stream",
@@ -368,12 +373,7 @@ class Portal:
         if (ceremony is None or ceremony.owner_id != session.owner_id or passkey is None
                 or passkey.owner_id != session.owner_id or str(body.get("typed", "")).strip() != ERASE_PHRASE):
             return JSONResponse({"error": "the confirmation did not match: nothing was erased"}, 400)
-        try:
-            webauthn.verify_authentication_response(
-                credential=credential, expected_challenge=ceremony.challenge, expected_rp_id=self.rp_id,
-                expected_origin=self.origin, credential_public_key=passkey.public_key,
-                credential_current_sign_count=passkey.sign_count, require_user_verification=True)
-        except InvalidAuthenticationResponse:
+        if self._asserted(ceremony, credential, passkey) is None:
             return JSONResponse({"error": "the passkey could not be checked: nothing was erased"}, 400)
         self._forget(session.owner_id)
         erase_owner(self.store, session.owner_id)  # also ends every session of theirs (erasure step 5)
@@ -431,14 +431,10 @@ class Portal:
         passkey = self.store.portal.passkey(str(credential.get("id", ""))) if isinstance(credential, dict) else None
         if ceremony is None or passkey is None:
             return JSONResponse({"error": "that passkey is not known here"}, 400)
-        try:
-            verified = webauthn.verify_authentication_response(
-                credential=credential, expected_challenge=ceremony.challenge, expected_rp_id=self.rp_id,
-                expected_origin=self.origin, credential_public_key=passkey.public_key,
-                credential_current_sign_count=passkey.sign_count, require_user_verification=True)
-        except InvalidAuthenticationResponse:
+        sign_count = self._asserted(ceremony, credential, passkey)
+        if sign_count is None:
             return JSONResponse({"error": "the passkey could not be checked: try again"}, 400)
-        return self._signed_in(passkey, verified.new_sign_count, request)
+        return self._signed_in(passkey, sign_count, request)
 
 
 def create_app(store: Store, settings: PortalSettings) -> Starlette:

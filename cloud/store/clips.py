@@ -173,6 +173,12 @@ class Clips:
         return open_sealed(self.keys.owner_key(owner_id), sealed,
                            clip_aad(owner_id, clip.device_id, clip.clip_id))
 
+    def get(self, owner_id: str, clip_id: str) -> ClipRow | None:
+        """The owner's clip with this id; None if there is none (or it is someone else's)."""
+        rows = self.db.query("SELECT * FROM clips WHERE owner_id = ? AND clip_id = ?", (owner_id, clip_id),
+                             owner=owner_id)
+        return ClipRow(**dict(rows[0])) if rows else None
+
     def older_than(self, owner_id: str, cutoff: str, limit: int) -> list[ClipRow]:
         """Up to `limit` of the owner's clips captured before `cutoff`, oldest first."""
         rows = self.db.query(OWNER_EXPIRED, (owner_id, cutoff, limit), owner=owner_id)

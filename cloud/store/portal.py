@@ -19,7 +19,8 @@ from earmark.cloud.store.database import Database
 from earmark.wire.timestamps import format_utc, utc_now
 
 
-def _hash(token: str) -> str:
+def token_sha256(token: str) -> str:
+    """What is kept of a link or cookie token: its SHA-256."""
     return hashlib.sha256(token.encode()).hexdigest()
 
 
@@ -49,14 +50,14 @@ class PortalAccess:
             cur.scope(owner_id)
             cur.execute("INSERT INTO portal_invites (token_sha256, owner_id, created_at, expires_at, used_at) "
                         "VALUES (?, ?, ?, ?, NULL)",
-                        (_hash(token), owner_id, format_utc(now), format_utc(now + timedelta(seconds=ttl_s))))
+                        (token_sha256(token), owner_id, format_utc(now), format_utc(now + timedelta(seconds=ttl_s))))
             self.audit.append(cur, "portal_invite_made", owner_id=owner_id, detail={"expires_in_s": ttl_s})
         return token
 
     def invited_owner(self, token: str) -> str | None:
         """The owner an unused, unexpired invite is for; None otherwise (it is not consumed)."""
         rows = self.db.query("SELECT owner_id, expires_at, used_at FROM portal_invites WHERE token_sha256 = ?",
-                             (_hash(token),))
+                             (token_sha256(token),))
         if not rows or rows[0]["used_at"] is not None or rows[0]["expires_at"] <= utc_now():
             return None
         return str(rows[0]["owner_id"])
@@ -68,7 +69,7 @@ class PortalAccess:
             cur.scope(passkey.owner_id)
             cur.execute("UPDATE portal_invites SET used_at = ? WHERE token_sha256 = ? AND owner_id = ? "
                         "AND used_at IS NULL AND expires_at > ?",
-                        (utc_now(), _hash(token), passkey.owner_id, utc_now()))
+                        (utc_now(), token_sha256(token), passkey.owner_id, utc_now()))
             if cur.rowcount != 1:
                 return False
             cur.execute("INSERT INTO portal_passkeys (credential_id, owner_id, public_key, sign_count, created_at) "
@@ -109,7 +110,7 @@ class PortalAccess:
             cur.execute("UPDATE portal_passkeys SET sign_count = ? WHERE credential_id = ?",
                         (sign_count, passkey.credential_id))
             cur.execute("INSERT INTO portal_sessions (token_sha256, owner_id, csrf, created_at, seen_at) "
-                        "VALUES (?, ?, ?, ?, ?)", (_hash(token), passkey.owner_id, csrf, now, now))
+                        "VALUES (?, ?, ?, ?, ?)", (token_sha256(token), passkey.owner_id, csrf, now, now))
             self.audit.append(cur, "portal_signed_in", owner_id=passkey.owner_id, detail={"client": client})
         return token, Session(passkey.owner_id, csrf)
 
@@ -117,7 +118,7 @@ class PortalAccess:
         """The live session behind a cookie, its idle clock restarted; None if there is none."""
         now = time.time()
         rows = self.db.query("SELECT owner_id, csrf, created_at, seen_at FROM portal_sessions WHERE token_sha256 = ?",
-                             (_hash(token),))
+                             (token_sha256(token),))
         if not rows:
             return None
         r = rows[0]
@@ -125,11 +126,11 @@ class PortalAccess:
             self.end(token, r["owner_id"], "expired")
             return None
         with self.db.transaction() as cur:
-            cur.execute("UPDATE portal_sessions SET seen_at = ? WHERE token_sha256 = ?", (now, _hash(token)))
+            cur.execute("UPDATE portal_sessions SET seen_at = ? WHERE token_sha256 = ?", (now, token_sha256(token)))
         return Session(str(r["owner_id"]), str(r["csrf"]))
 
     def end(self, token: str, owner_id: str, why: str) -> None:
         with self.audit.write() as cur:
             cur.scope(owner_id)
-            cur.execute("DELETE FROM portal_sessions WHERE token_sha256 = ?", (_hash(token),))
+            cur.execute("DELETE FROM portal_sessions WHERE token_sha256 = ?", (token_sha256(token),))
             self.audit.append(cur, "portal_signed_out", owner_id=owner_id, detail={"why": why})
