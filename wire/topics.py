@@ -37,6 +37,9 @@ def status_topic(device_id: str) -> str:
     return f"{PREFIX}/status/{check_device_id(device_id)}"
 
 
+STATUS_SUBSCRIPTION = f"{PREFIX}/status/+"  # every device's retained status (not shared: each reader needs all)
+
+
 def shared_clip_subscription(group: str) -> str:
     if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", group):
         raise TopicError(f"share group {group!r} must be 1-64 characters of A-Z, a-z, 0-9, _ and -")
@@ -56,3 +59,7 @@ def device_from_clip_topic(topic: str) -> str:
 
 def device_from_receipt_topic(topic: str) -> str:
     return _device_from(topic, "receipts")
+
+
+def device_from_status_topic(topic: str) -> str:
+    return _device_from(topic, "status")

@@ -39,9 +39,10 @@ from earmark.cloud.broker.logins import (
     new_password,
     render_acl,
     render_passwords,
+    revoke_login,
 )
 from earmark.cloud.store.accounts import Login
-from earmark.cloud.store.registry import RESERVED_PREFIX
+from earmark.cloud.store.registry import RESERVED_PREFIX, Device
 from earmark.cloud.store.store import Store
 from earmark.wire.durable import write_file
 from earmark.wire.errors import EXIT_TEMPFAIL, EXIT_USAGE, EarmarkError
@@ -94,6 +95,15 @@ def hand_to_broker(path: Path, folder: Path) -> None:
     st = folder.stat()
     with contextlib.suppress(PermissionError):
         os.chown(path, st.st_uid if os.geteuid() == 0 else -1, st.st_gid)
+
+
+def revoke_device(store: Store, device_id: str, reload_command: str = "") -> tuple[Device, SyncReport]:
+    """Revoke the device in the registry, remove its broker login, and bring the running broker
+    in step (the reload also disconnects it). Again for a revoked device: only the broker
+    sync. BrokerNotConfirmed if the broker did not confirm; the revocation stands."""
+    device = store.registry.revoke_device(device_id)
+    revoke_login(store, device.device_id)
+    return device, sync_broker(store, reload_command)
 
 
 def sync_broker(store: Store, reload_command: str = "", timeout_s: float = 10.0) -> SyncReport:

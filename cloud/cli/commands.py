@@ -108,7 +108,7 @@ def cmd_portal(args: argparse.Namespace) -> int:
     from earmark.cloud.portal.app import create_app
 
     s = _settings(args, portal_host=args.host, portal_port=args.port)
-    app = create_app(open_for_work(s), s.portal)
+    app = create_app(open_for_work(s), s.portal, s.broker.reload_command)
     log.info("portal on http://%s:%d for %s", s.portal.host, s.portal.port, s.portal.public_url)
     uvicorn.run(app, host=s.portal.host, port=s.portal.port, log_level="warning", proxy_headers=True,
                 server_header=False)
@@ -251,13 +251,10 @@ def _write_secret(path: Path, text: str) -> None:
 
 
 def cmd_device_revoke(args: argparse.Namespace) -> int:
-    from earmark.cloud.broker import logins as broker
+    from earmark.cloud.broker.control import revoke_device
 
     s = _settings(args)
-    store = open_for_work(s)
-    device = store.registry.revoke_device(args.device_id)  # again: a no-op that re-syncs the broker
-    broker.revoke_login(store, device.device_id)
-    report = _sync_broker(s, store)  # the reload also disconnects it if it is connected
+    device, report = revoke_device(open_for_work(s), args.device_id, s.broker.reload_command)  # again: re-syncs
     print(json.dumps({**asdict(device), "broker": report.state}) if args.json else
           f"{device.device_id} revoked at {device.revoked_at}; {report.describe()}")
     return 0

@@ -4,6 +4,8 @@ paho-mqtt's network thread only queues arriving messages. The main thread takes 
 arrived (up to BATCH_MAX) in arrival order and judges it while the batch before commits
 (source.Pipeline); only after a batch's durable commit does it ack each of its messages
 (manual ack, in arrival order) and then publish its receipt.
+It also reads every device's retained status topic (QoS 0, no ack) and records, between
+batches, whether each device is online (store/presence.py: the owner's portal shows it).
 An ack is sent only on the connection the message came in on: after a reconnect the broker
 redelivers what was not acked, and de-duplication by clip id makes that harmless. If the
 store cannot take a message (disk full), it is retried with backoff and never acked
@@ -30,8 +32,15 @@ from earmark.cloud.ingest.metrics import Metrics
 from earmark.cloud.ingest.source import BATCH_MAX, IngestSummary, Pipeline, count, store_health
 from earmark.cloud.ingest.systemd import Notifier
 from earmark.cloud.settings import CloudSettings
+from earmark.cloud.store.database import StoreError
 from earmark.wire.errors import ConfigError
-from earmark.wire.topics import receipt_topic, shared_clip_subscription
+from earmark.wire.topics import (
+    STATUS_SUBSCRIPTION,
+    TopicError,
+    device_from_status_topic,
+    receipt_topic,
+    shared_clip_subscription,
+)
 from earmark.wire.transport import FailureLog, connect_async, describe_connect_error, make_client, send_immediately
 
 log = logging.getLogger(__name__)
@@ -66,6 +75,9 @@ class IngestService:
         self.retiring = False  # `ingest --retire`: leave the share group for good after draining
         self.retired = False
         self.depth_mid = -1
+        self.status_mid = -1
+        self._statuses: dict[str, bytes] = {}  # device id -> its newest status payload, not yet recorded
+        self._statuses_lock = threading.Lock()
         self.fatal: ConfigError | None = None  # set on the network thread; run() raises it
         self.failures = FailureLog(log)
         b = settings.broker
@@ -106,6 +118,7 @@ class IngestService:
             return
         client.subscribe(shared_clip_subscription(self.settings.broker.share_group), qos=1)
         self.depth_mid = client.subscribe(QUEUE_DEPTH_TOPIC, qos=0)[1] or -1  # the broker's held messages
+        self.status_mid = client.subscribe(STATUS_SUBSCRIPTION, qos=0)[1] or -1  # retained: each device's now
         log.info("connected to %s (session %s)", self.settings.broker.url,
                  "resumed" if flags.session_present else "new")
 
@@ -114,6 +127,11 @@ class IngestService:
             if reasons[0].is_failure:
                 log.warning("the broker does not let this login read %s: earmark_queue_depth stays unset "
                             "(run `earmark-cloud broker sync` to update the ACL)", QUEUE_DEPTH_TOPIC)
+            return
+        if mid == self.status_mid:
+            if reasons[0].is_failure:
+                log.warning("the broker does not let this login read %s: the portal shows no device as online "
+                            "(run `earmark-cloud broker sync` to update the ACL)", STATUS_SUBSCRIPTION)
             return
         if any(reason.is_failure for reason in reasons):
             self.fatal = ConfigError(f"the broker refused the clip subscription ({reasons[0]}): the ingester's "
@@ -134,6 +152,10 @@ class IngestService:
         if message.topic == QUEUE_DEPTH_TOPIC:
             with contextlib.suppress(ValueError):
                 self.metrics.queue_depth.set(int(message.payload))
+            return
+        if mqtt.topic_matches_sub(STATUS_SUBSCRIPTION, message.topic):
+            with self._statuses_lock:
+                self._statuses[message.topic] = bytes(message.payload)
             return
         self.arrivals.put(Arrival(self.generation, message.mid, message.qos, message.topic,
                                   bytes(message.payload), time.monotonic()))
@@ -161,6 +183,7 @@ class IngestService:
                 try:
                     batch = [self.arrivals.get(timeout=0.2)]
                 except queue.Empty:
+                    self._record_statuses()  # nothing is committing now: the store is free
                     self.summary.flush()
                     if retire and self.subscribed.is_set() and time.monotonic() - quiet_since > RETIRE_QUIET_S:
                         self._leave_for_good()
@@ -175,6 +198,7 @@ class IngestService:
                 pipeline.submit(batch, [(a.topic, a.payload) for a in batch])
                 if self.arrivals.empty():  # nothing to overlap with: settle now, not after a next batch
                     pipeline.drain()
+                    self._record_statuses()
         finally:
             pipeline.close()
             self.notifier.stopping()
@@ -186,6 +210,19 @@ class IngestService:
             log.info("ingester stopped; %d unacked message(s) will be redelivered", self.arrivals.qsize())
         if self.fatal is not None:
             raise self.fatal
+
+    def _record_statuses(self) -> None:
+        """Record the devices' newest statuses (presence is a best effort: a store error is
+        logged, and the next status the device sends is recorded instead)."""
+        with self._statuses_lock:
+            statuses, self._statuses = self._statuses, {}
+        for topic, payload in statuses.items():
+            try:
+                self.ingestor.store.presence.record(device_from_status_topic(topic), payload)
+            except TopicError:
+                log.warning("ignored a status on %r: not a device's status topic", topic[:120])
+            except StoreError as exc:
+                log.warning("could not record a device's status: %s", exc)
 
     def _leave_for_good(self) -> None:
         """End the session: the broker forgets its subscription and queue (MQTT 5 lets a

@@ -54,6 +54,7 @@ def _erase(store: Store, owner_id: str, erased_at: str) -> Erasure:
         logins.revoke_login(store, device.device_id)  # (the caller brings the broker in step: broker.control)
     quarantined = store.quarantine.purge_owner(owner_id, devices)  # 4. nothing of theirs stays refused-but-kept
     store.portal.forget(owner_id)  # 5. no passkey, session or invite link opens their page
+    store.presence.forget(owner_id)  # 6. nor is anything kept about their devices' connections
     if not store.audit.has_event("owner_erased", owner_id):
         store.audit.record("owner_erased", owner_id=owner_id,
                            detail={"clips": clips, "devices": devices, "quarantined": quarantined})

@@ -43,6 +43,7 @@ from webauthn.helpers.structs import (
     UserVerificationRequirement,
 )
 
+from earmark.cloud.broker.control import BrokerNotConfirmed, revoke_device, sync_broker
 from earmark.cloud.owner.erasure import delete_clip, erase_owner
 from earmark.cloud.owner.export import ExportError, KnownDevices, checked_envelope, export_owner
 from earmark.cloud.settings import PortalSettings
@@ -61,6 +62,7 @@ SIGN_IN_LIMIT = (10, 60.0)  # ceremonies per client per this many seconds
 ACCESS_LOG_SIZE = 200
 DOWNLOAD_S = 600  # an export waits this long for its one download
 ERASE_PHRASE = "erase everything"
+
 # The access log's words for the audit events an owner sees most; others show their own name.
 EVENT_NAMES = {
     "clip_stored": "recording stored", "clip_deleted": "recording deleted", "clips_purged": "recordings purged",
@@ -72,7 +74,9 @@ EVENT_NAMES = {
     "portal_signed_out": "signed out of the portal",
     "portal_export_downloaded": "export downloaded", "owner_erased": "everything erased",
     "portal_not_found": "asked for something not yours or gone",
+    "clip_marked": "marked “I did not mean to wake it”", "clip_mark_cleared": "mark taken off a recording",
 }
+MARKS = {"not_meant": "I did not mean to wake it"}
 HEADERS = {
     "Content-Security-Policy": ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
                                 "media-src 'self'; connect-src 'self'; form-action 'self'; "
@@ -111,6 +115,10 @@ class _Ceremony:
     token: str | None  # registration: the invite
 
 
+def malformed() -> JSONResponse:
+    return JSONResponse({"error": "that request was not understood"}, 400)
+
+
 class _SecurityHeaders(BaseHTTPMiddleware):
     async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
         response = await call_next(request)
@@ -119,8 +127,8 @@ class _SecurityHeaders(BaseHTTPMiddleware):
 
 
 class Portal:
-    def __init__(self, store: Store, settings: PortalSettings) -> None:
-        self.store, self.settings = store, settings
+    def __init__(self, store: Store, settings: PortalSettings, broker_reload: str = "") -> None:
+        self.store, self.settings, self.broker_reload = store, settings, broker_reload
         url = urlsplit(settings.public_url)
         self.origin = f"{url.scheme}://{url.netloc}"
         self.rp_id = url.hostname or "localhost"
@@ -153,6 +161,15 @@ class Portal:
         if not secrets.compare_digest(given, session.csrf):
             return Response("stale form: reload the page", status_code=403)
         return session
+
+    @staticmethod
+    async def body(request: Request) -> dict[str, Any] | None:
+        """A JSON request's object; None if it is not one (the caller answers 400)."""
+        try:
+            body = await request.json()
+        except ValueError:
+            return None
+        return body if isinstance(body, dict) else None
 
     def _limited(self, request: Request) -> bool:
         client = request.client.host if request.client else "?"
@@ -189,12 +206,14 @@ class Portal:
                             secure=True, httponly=True, samesite="strict")
         return response
 
-    def _clip(self, session: Session, clip_id: str) -> ClipRow | None:
+    def _not_found(self, session: Session, what: str, given: str) -> Response:
+        """Another owner's, or nobody's: the same answer, and a line in the signed-in owner's log."""
+        self.store.audit.record("portal_not_found", owner_id=session.owner_id, detail={"what": what, "id": given[:64]})
+        return Response("not found", status_code=404)
+
+    def _clip(self, session: Session, clip_id: str) -> ClipRow | Response:
         found = self.store.clips.get(session.owner_id, clip_id)
-        if found is None:  # another owner's, or nobody's: the same answer, and a line in the log
-            self.store.audit.record("portal_not_found", owner_id=session.owner_id,
-                                    detail={"what": "clip", "id": clip_id[:64]})
-        return found
+        return found if found is not None else self._not_found(session, "clip", clip_id)
 
     # -- pages ---------------------------------------------------------------------------
 
@@ -212,14 +231,41 @@ class Portal:
         session = self.session(request)
         if session is None:
             return RedirectResponse("/signin", 303)
-        asked = request.query_params.get("page", "1")
-        number = max(1, int(asked)) if asked.isdigit() else 1
-        rows = list(self.store.clips.iter_owner(session.owner_id))
-        rows.reverse()  # newest first
-        shown = rows[(number - 1) * PAGE_SIZE:number * PAGE_SIZE]
+        before = None  # a keyset page: the clips older than ?before=<clip id of the last one shown>
+        last = self.store.clips.get(session.owner_id, request.query_params.get("before", ""))
+        if last is not None:
+            before = (last.captured_at, last.clip_id)
+        shown = self.store.clips.page(session.owner_id, before, PAGE_SIZE + 1)
         owner = self.store.registry.owner(session.owner_id)
-        return self.page("recordings.html", owner=owner, clips=shown, page=number, total=len(rows),
-                         more=number * PAGE_SIZE < len(rows), csrf=session.csrf)
+        marks = self.store.clips.marks(session.owner_id, [c.clip_id for c in shown[:PAGE_SIZE]])
+        return self.page("recordings.html", owner=owner, clips=shown[:PAGE_SIZE], marks=marks, mark_names=MARKS,
+                         request_before=last.clip_id if last else "",
+                         total=self.store.clips.count(session.owner_id), first=before is None,
+                         more=len(shown) > PAGE_SIZE, csrf=session.csrf)
+
+    async def devices(self, request: Request) -> Response:
+        session = self.session(request)
+        if session is None:
+            return RedirectResponse("/signin", 303)
+        return self.page("devices.html", owner=self.store.registry.owner(session.owner_id), csrf=session.csrf,
+                         devices=self.store.registry.devices(session.owner_id),
+                         presence=self.store.presence.of_owner(session.owner_id))
+
+    async def revoke(self, request: Request) -> Response:
+        session = await self.form_session(request)
+        if isinstance(session, Response):
+            return session
+        device_id = request.path_params["device_id"]
+        if device_id not in {d.device_id for d in self.store.registry.devices(session.owner_id)}:
+            return self._not_found(session, "device", device_id)
+        try:
+            revoke_device(self.store, device_id, self.broker_reload)  # the reload also disconnects it
+        except BrokerNotConfirmed as exc:
+            log.warning("device %s revoked from the portal; the broker is not in step yet: %s", device_id, exc)
+            return self.page("message.html", title="Your device is revoked",
+                             text="It can no longer send recordings for you. The broker has not confirmed it yet, "
+                                  "so a connection it has now may last until it does; your operator has been told.")
+        return RedirectResponse("/devices", 303)
 
     async def access(self, request: Request) -> Response:
         session = self.session(request)
@@ -295,8 +341,7 @@ class Portal:
         given = token_sha256(request.path_params["token"])
         if (job is None or job.path is None or not job.token_sha256 or self._expired(job)
                 or not secrets.compare_digest(given, job.token_sha256)):
-            self.store.audit.record("portal_not_found", owner_id=session.owner_id, detail={"what": "export"})
-            return Response("not found", status_code=404)
+            return self._not_found(session, "export", "")
         self._exports.pop(session.owner_id, None)  # single use: gone once this response is sent
         self.store.audit.record("portal_export_downloaded", owner_id=session.owner_id,
                                 detail={"file": job.path.name})
@@ -308,8 +353,8 @@ class Portal:
         if session is None:
             return Response(status_code=401)
         row = self._clip(session, request.path_params["clip_id"])
-        if row is None:
-            return Response("not found", status_code=404)
+        if isinstance(row, Response):
+            return row
         try:
             envelope = checked_envelope(self.store, session.owner_id, row, KnownDevices(self.store).get(row.device_id))
         except ExportError:
@@ -321,10 +366,23 @@ class Portal:
         if isinstance(session, Response):
             return session
         row = self._clip(session, request.path_params["clip_id"])
-        if row is None:
-            return Response("not found", status_code=404)
+        if isinstance(row, Response):
+            return row
         delete_clip(self.store, session.owner_id, row.clip_id)
         return RedirectResponse("/", 303)
+
+    async def mark(self, request: Request) -> Response:
+        session = await self.form_session(request)
+        if isinstance(session, Response):
+            return session
+        clip_id = request.path_params["clip_id"]
+        given = str((await request.form()).get("mark", ""))
+        if given and given not in MARKS:
+            return Response("unknown mark", status_code=400)
+        if not self.store.clips.mark(session.owner_id, clip_id, given or None):
+            return self._not_found(session, "clip", clip_id)
+        back = self.store.clips.get(session.owner_id, str((await request.form()).get("before", "")))
+        return RedirectResponse(f"/?before={back.clip_id}#clip-{clip_id}" if back else f"/#clip-{clip_id}", 303)
 
     async def signout(self, request: Request) -> Response:
         session = await self.form_session(request)
@@ -349,8 +407,9 @@ class Portal:
                               "Only the record that an erasure happened remains in the audit log.")
 
     async def erase_options(self, request: Request) -> Response:
-        session = self.session(request)
-        body = await request.json()
+        session, body = self.session(request), await self.body(request)
+        if body is None:
+            return malformed()
         if session is None or not secrets.compare_digest(str(body.get("csrf", "")), session.csrf):
             return JSONResponse({"error": "sign in again"}, 403)
         if str(body.get("typed", "")).strip() != ERASE_PHRASE:
@@ -363,8 +422,9 @@ class Portal:
                              "options": json.loads(webauthn.options_to_json(options))})
 
     async def erase_verify(self, request: Request) -> Response:
-        session = self.session(request)
-        body = await request.json()
+        session, body = self.session(request), await self.body(request)
+        if body is None:
+            return malformed()
         if session is None or not secrets.compare_digest(str(body.get("csrf", "")), session.csrf):
             return JSONResponse({"error": "sign in again"}, 403)
         ceremony = self._ceremonies.pop(str(body.get("ceremony", "")), None)
@@ -377,6 +437,10 @@ class Portal:
             return JSONResponse({"error": "the passkey could not be checked: nothing was erased"}, 400)
         self._forget(session.owner_id)
         erase_owner(self.store, session.owner_id)  # also ends every session of theirs (erasure step 5)
+        try:
+            sync_broker(self.store, self.broker_reload)  # their devices' logins leave the running broker
+        except BrokerNotConfirmed as exc:  # the erasure stands; `broker sync` finishes this part
+            log.warning("owner erased from the portal; the broker is not in step yet: %s", exc)
         response = JSONResponse({"ok": True, "next": "/erased"})
         response.delete_cookie(COOKIE, path="/", secure=True, httponly=True, samesite="strict")
         return response
@@ -386,7 +450,10 @@ class Portal:
     async def register_options(self, request: Request) -> Response:
         if self._limited(request):
             return JSONResponse({"error": "too many attempts: wait a minute"}, 429)
-        token = str((await request.json()).get("token", ""))
+        body = await self.body(request)
+        if body is None:
+            return malformed()
+        token = str(body.get("token", ""))
         owner_id = self.store.portal.invited_owner(token)
         if owner_id is None:
             return JSONResponse({"error": "this link does not work any more"}, 404)
@@ -400,7 +467,9 @@ class Portal:
         return JSONResponse({"ceremony": ceremony, "options": json.loads(webauthn.options_to_json(options))})
 
     async def register_verify(self, request: Request) -> Response:
-        body = await request.json()
+        body = await self.body(request)
+        if body is None:
+            return malformed()
         ceremony = self._ceremonies.pop(str(body.get("ceremony", "")), None)
         if ceremony is None or ceremony.owner_id is None or ceremony.token is None:
             return JSONResponse({"error": "the passkey prompt timed out: try again"}, 400)
@@ -425,7 +494,9 @@ class Portal:
                              "options": json.loads(webauthn.options_to_json(options))})
 
     async def signin_verify(self, request: Request) -> Response:
-        body = await request.json()
+        body = await self.body(request)
+        if body is None:
+            return malformed()
         ceremony = self._ceremonies.pop(str(body.get("ceremony", "")), None)
         credential = body.get("credential", {})
         passkey = self.store.portal.passkey(str(credential.get("id", ""))) if isinstance(credential, dict) else None
@@ -437,8 +508,10 @@ class Portal:
         return self._signed_in(passkey, sign_count, request)
 
 
-def create_app(store: Store, settings: PortalSettings) -> Starlette:
-    portal = Portal(store, settings)
+def create_app(store: Store, settings: PortalSettings, broker_reload: str = "") -> Starlette:
+    """The portal on `store`; `broker_reload`: the broker.reload_command revocations and
+    erasures use to bring the running broker in step (see broker/control.py)."""
+    portal = Portal(store, settings, broker_reload)
     return Starlette(
         routes=[
             Route("/", portal.recordings),
@@ -450,6 +523,9 @@ def create_app(store: Store, settings: PortalSettings) -> Starlette:
             Route("/invite/{token}", portal.invite),
             Route("/clips/{clip_id}/audio", portal.audio),
             Route("/clips/{clip_id}/delete", portal.delete, methods=["POST"]),
+            Route("/clips/{clip_id}/mark", portal.mark, methods=["POST"]),
+            Route("/devices", portal.devices),
+            Route("/devices/{device_id}/revoke", portal.revoke, methods=["POST"]),
             Route("/signout", portal.signout, methods=["POST"]),
             Route("/erase", portal.erase_page),
             Route("/erased", portal.erased),

@@ -179,6 +179,40 @@ class Clips:
                              owner=owner_id)
         return ClipRow(**dict(rows[0])) if rows else None
 
+    def page(self, owner_id: str, before: tuple[str, str] | None, limit: int) -> list[ClipRow]:
+        """Up to `limit` of the owner's clips, newest first, captured before `before`
+        ((captured_at, clip_id) of the last one shown; None for the newest): a keyset page,
+        read backwards along the owner's index however many clips they have."""
+        after = "AND (captured_at, clip_id) < (?, ?) " if before else ""
+        rows = self.db.query(f"SELECT * FROM clips WHERE owner_id = ? {after}"
+                             "ORDER BY captured_at DESC, clip_id DESC LIMIT ?",
+                             (owner_id, *(before or ()), limit), owner=owner_id)
+        return [ClipRow(**dict(r)) for r in rows]
+
+    def mark(self, owner_id: str, clip_id: str, mark: str | None) -> bool:
+        """Set (`mark` "not_meant": the owner did not mean to wake the device) or clear (None)
+        the owner's mark on their clip, audited; False if the clip is not theirs."""
+        with self.audit.write() as cur:
+            cur.scope(owner_id)
+            if cur.execute("SELECT 1 FROM clips WHERE owner_id = ? AND clip_id = ?",
+                           (owner_id, clip_id)).fetchone() is None:
+                return False
+            cur.execute("DELETE FROM clip_marks WHERE owner_id = ? AND clip_id = ?", (owner_id, clip_id))
+            if mark is not None:
+                cur.execute("INSERT INTO clip_marks (clip_id, owner_id, mark, marked_at) VALUES (?, ?, ?, ?)",
+                            (clip_id, owner_id, mark, utc_now()))
+            self.audit.append(cur, "clip_marked" if mark else "clip_mark_cleared", owner_id=owner_id,
+                              clip_id=clip_id, detail={"mark": mark} if mark else None)
+        return True
+
+    def marks(self, owner_id: str, clip_ids: list[str]) -> dict[str, str]:
+        """The owner's marks on these clips of theirs: {clip_id: mark}."""
+        if not clip_ids:
+            return {}
+        rows = self.db.query(f"SELECT clip_id, mark FROM clip_marks WHERE owner_id = ? AND clip_id IN "
+                             f"({','.join('?' * len(clip_ids))})", (owner_id, *clip_ids), owner=owner_id)
+        return {r["clip_id"]: r["mark"] for r in rows}
+
     def older_than(self, owner_id: str, cutoff: str, limit: int) -> list[ClipRow]:
         """Up to `limit` of the owner's clips captured before `cutoff`, oldest first."""
         rows = self.db.query(OWNER_EXPIRED, (owner_id, cutoff, limit), owner=owner_id)
@@ -198,8 +232,9 @@ class Clips:
         the commit leaves only blobs without rows, which the sweep removes."""
         with self.audit.write() as cur:
             cur.scope(owner_id)
-            cur.executemany("DELETE FROM clips WHERE owner_id = ? AND clip_id = ?",
-                            [(owner_id, clip.clip_id) for clip in clips])
+            for table in ("clip_marks", "clips"):  # a mark goes with its clip
+                cur.executemany(f"DELETE FROM {table} WHERE owner_id = ? AND clip_id = ?",
+                                [(owner_id, clip.clip_id) for clip in clips])
             self._remember_deleted(cur, [(c.clip_id, c.envelope_sha256, c.device_id, c.seq) for c in clips])
             self.audit.append(cur, event, owner_id=owner_id, clip_id=clips[0].clip_id if len(clips) == 1 else None,
                               detail={"clips": len(clips), **(detail or {})})
@@ -214,6 +249,7 @@ class Clips:
             gone = cur.execute("SELECT clip_id, envelope_sha256, device_id, seq FROM clips WHERE owner_id = ?",
                                (owner_id,)).fetchall()
             self._remember_deleted(cur, [(r["clip_id"], r["envelope_sha256"], r["device_id"], r["seq"]) for r in gone])
+            cur.execute("DELETE FROM clip_marks WHERE owner_id = ?", (owner_id,))
             count = cur.execute("DELETE FROM clips WHERE owner_id = ?", (owner_id,)).rowcount
             self.audit.append(cur, "owner_clips_deleted", owner_id=owner_id, detail={"clips": count})
         return int(count)

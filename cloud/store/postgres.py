@@ -30,10 +30,10 @@ from psycopg.rows import dict_row
 
 from earmark.cloud.store.database import Cursor, Params, Row, StoreError, StoreUnavailable, check_snapshot
 
-OWNER_TABLES = ("owners", "bindings", "clips", "audit")
+OWNER_TABLES = ("owners", "bindings", "clips", "audit", "clip_marks", "device_presence")
 ALL_TABLES = ("owners", "devices", "bindings", "clips", "quarantine", "audit", "audit_head", "meta",
               "broker_accounts", "earmark_schema", "deleted_clips", "portal_invites", "portal_passkeys",
-              "portal_sessions")
+              "portal_sessions", "clip_marks", "device_presence")
 SCOPE_SETTING = "earmark.owner_id"
 GATEWAY_ROLE = "earmark_gateway"
 DEFAULT_SERVICE_ROLE = "earmark_service"
@@ -219,7 +219,32 @@ CREATE TABLE portal_sessions (
     seen_at       DOUBLE PRECISION NOT NULL
 );
 """
-PG_MIGRATIONS = (PG_SCHEMA_V1, PG_SCHEMA_V2, PG_SCHEMA_V3, PG_SCHEMA_V4, PG_SCHEMA_V5)
+# See the SQLite schema v9: the owner's marks on their recordings and their devices' online
+# state, both the owner's own rows under row-level security like the clips.
+PG_SCHEMA_V6 = f"""
+CREATE TABLE clip_marks (
+    clip_id    TEXT PRIMARY KEY REFERENCES clips(clip_id),
+    owner_id   TEXT NOT NULL,
+    mark       TEXT NOT NULL CHECK (mark IN ('not_meant')),
+    marked_at  TEXT NOT NULL
+);
+CREATE INDEX clip_marks_by_owner ON clip_marks (owner_id);
+CREATE TABLE device_presence (
+    device_id   TEXT PRIMARY KEY,
+    owner_id    TEXT NOT NULL,
+    online      BOOLEAN NOT NULL,
+    changed_at  TEXT NOT NULL,
+    status      TEXT NOT NULL
+);
+CREATE INDEX device_presence_by_owner ON device_presence (owner_id);
+ALTER TABLE clip_marks ENABLE ROW LEVEL SECURITY;
+ALTER TABLE clip_marks FORCE ROW LEVEL SECURITY;
+CREATE POLICY owner_scope ON clip_marks USING (owner_id = {_SCOPE}) WITH CHECK (owner_id = {_SCOPE});
+ALTER TABLE device_presence ENABLE ROW LEVEL SECURITY;
+ALTER TABLE device_presence FORCE ROW LEVEL SECURITY;
+CREATE POLICY owner_scope ON device_presence USING (owner_id = {_SCOPE}) WITH CHECK (owner_id = {_SCOPE});
+"""
+PG_MIGRATIONS = (PG_SCHEMA_V1, PG_SCHEMA_V2, PG_SCHEMA_V3, PG_SCHEMA_V4, PG_SCHEMA_V5, PG_SCHEMA_V6)
 PG_SCHEMA_VERSION = len(PG_MIGRATIONS)
 
 PG_GATEWAYS = {
@@ -425,7 +450,8 @@ def migrate(admin_url: str, service_role: str = DEFAULT_SERVICE_ROLE) -> tuple[i
             conn.execute(f"REVOKE ALL ON FUNCTION {function} FROM PUBLIC")
             conn.execute(sql.SQL(f"GRANT EXECUTE ON FUNCTION {function} TO {{}}").format(service))
         for table in ("owners", "devices", "bindings", "clips", "quarantine", "meta", "broker_accounts",
-                      "deleted_clips", "portal_invites", "portal_passkeys", "portal_sessions"):
+                      "deleted_clips", "portal_invites", "portal_passkeys", "portal_sessions", "clip_marks",
+                      "device_presence"):
             conn.execute(sql.SQL("GRANT SELECT, INSERT, UPDATE, DELETE ON {} TO {}")
                          .format(sql.Identifier(table), service))
         conn.execute(sql.SQL("GRANT SELECT, INSERT ON audit TO {}").format(service))

@@ -165,7 +165,28 @@ CREATE TABLE portal_sessions (
     seen_at       REAL NOT NULL
 );
 """
-MIGRATIONS = (SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6, SCHEMA_V7, SCHEMA_V8)
+# The owner's portal, part two: a recording the owner marked "I did not mean to wake it" (gone
+# with the clip: Clips.delete and delete_all remove it in the same transaction), and each
+# device's online state from its retained status topic (earmark/v1/status/<id>), which the
+# MQTT ingester reads; an erasure removes the owner's.
+SCHEMA_V9 = """
+CREATE TABLE clip_marks (
+    clip_id    TEXT PRIMARY KEY REFERENCES clips(clip_id),
+    owner_id   TEXT NOT NULL,
+    mark       TEXT NOT NULL CHECK (mark IN ('not_meant')),
+    marked_at  TEXT NOT NULL
+);
+CREATE INDEX clip_marks_by_owner ON clip_marks (owner_id);
+CREATE TABLE device_presence (
+    device_id   TEXT PRIMARY KEY,
+    owner_id    TEXT NOT NULL,
+    online      INTEGER NOT NULL,
+    changed_at  TEXT NOT NULL,     -- when the ingester saw this state arrive
+    status      TEXT NOT NULL      -- the device's own status JSON ('' when offline)
+);
+CREATE INDEX device_presence_by_owner ON device_presence (owner_id);
+"""
+MIGRATIONS = (SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6, SCHEMA_V7, SCHEMA_V8, SCHEMA_V9)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

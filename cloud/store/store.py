@@ -45,6 +45,7 @@ from earmark.cloud.store.database import Cursor, StoreError, open_database
 from earmark.cloud.store.keys import Keys
 from earmark.cloud.store.ledger import ErasureLedger
 from earmark.cloud.store.portal import PortalAccess
+from earmark.cloud.store.presence import DevicePresence
 from earmark.cloud.store.quarantine import Quarantine
 from earmark.cloud.store.registry import Device, Owner, Registry
 from earmark.cloud.store.rotation import finish_rotation, rotate
@@ -104,6 +105,7 @@ class Store(AbstractContextManager["Store"]):
         self.quarantine = Quarantine(self.db, self.keys, self.blobs, self.audit)
         self.accounts = BrokerAccounts(self.db, self.audit)
         self.portal = PortalAccess(self.db, self.audit)
+        self.presence = DevicePresence(self.db, self.registry)
         self._ingest_lock: IO[str] | None = None
 
     @classmethod

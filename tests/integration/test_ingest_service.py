@@ -267,3 +267,47 @@ def test_an_ingester_started_before_its_database_waits_for_it(tmp_path: Path) ->
         if proc.poll() is None:
             proc.kill()
     assert "cannot connect to PostgreSQL" in log.read_text()
+
+
+def presence(data_dir: Path, owner_id: str) -> dict[str, tuple[bool, object]]:
+    store = Store(data_dir, default_master_key_path(data_dir))
+    try:
+        return {d: (p.online, p.status.get("spool_depth")) for d, p in store.presence.of_owner(owner_id).items()}
+    finally:
+        store.close()
+
+
+def test_the_ingester_records_whether_each_device_is_online_from_its_retained_status(
+        tmp_path: Path, broker: Mosquitto, cloud: tuple[Path, SimDevice]) -> None:
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.reasoncodes import ReasonCode
+
+    data_dir, device = cloud
+    link = DeviceLink(device, broker)  # connected before the ingester: its retained status is waiting
+    link.client.will_set(f"earmark/v1/status/{device.device_id}", b"offline", qos=1, retain=True)
+    link.client.reconnect()  # (the will is sent with CONNECT)
+    link.client.publish(f"earmark/v1/status/{device.device_id}", b'{"state":"online","spool_depth":3}',
+                        qos=1, retain=True).wait_for_publish(10)
+    stranger = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="stranger-pi", protocol=mqtt.MQTTv5)
+    stranger.connect("127.0.0.1", broker.port)
+    stranger.loop_start()
+    stranger.publish("earmark/v1/status/stranger-pi", b'{"state":"online"}', qos=1, retain=True).wait_for_publish(10)
+    ingester = Ingester(data_dir, broker, tmp_path / "ingest.log").start()
+    ingester.wait_healthy()
+    wait_until(lambda: presence(data_dir, device.owner_id) == {device.device_id: (True, 3)}, 30,
+               "the device shown online from its retained status")
+
+    # The connection drops without a goodbye: the broker publishes the will, and it is offline.
+    link.client.disconnect(reasoncode=ReasonCode(PacketTypes.DISCONNECT, "Disconnect with will message"))
+    wait_until(lambda: presence(data_dir, device.owner_id) == {device.device_id: (False, None)}, 30,
+               "the device shown offline from its will")
+    assert ingester.kill(signal.SIGTERM) == 0
+    link.client.loop_stop()
+    stranger.loop_stop()
+    stranger.disconnect()
+    store = Store(data_dir, default_master_key_path(data_dir))
+    try:  # a device the registry does not know has no row, under anyone
+        assert store.db.query("SELECT device_id FROM device_presence") == [
+            {"device_id": device.device_id}]
+    finally:
+        store.close()

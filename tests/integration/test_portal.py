@@ -27,11 +27,12 @@ import uvicorn
 
 from earmark.cloud.ingest.ingestor import Ingestor
 from earmark.cloud.owner.verify_export import verify_export
+from earmark.cloud.portal import app as portal_app
 from earmark.cloud.portal.app import COOKIE, HEADERS, create_app
 from earmark.cloud.settings import PortalSettings
 from earmark.cloud.store.store import Store
 from tests.support.broker import free_port
-from tests.support.cloudkit import SimDevice, enrolled_device
+from tests.support.cloudkit import SimDevice, enrolled_device, tamper
 
 playwright = pytest.importorskip("playwright.sync_api")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -107,8 +108,6 @@ def test_owners_sign_in_with_passkeys_hear_and_delete_their_own_recordings_and_n
         assert response is not None and all(response.headers.get(k.lower()) == v for k, v in HEADERS.items())
         [cookie] = [c for c in page.context.cookies() if c["name"] == COOKIE]
         assert cookie["httpOnly"] and cookie["secure"] and cookie["sameSite"] == "Strict"
-        page.screenshot(path=str(shots / "portal-recordings.png"), full_page=True)
-
         page.wait_for_function("document.querySelector('audio').readyState >= 1", timeout=10_000)
         duration = page.evaluate("document.querySelector('audio').duration")
         assert duration > 0.9  # the newest of Alice's clips plays: 2.0 s
@@ -120,12 +119,26 @@ def test_owners_sign_in_with_passkeys_hear_and_delete_their_own_recordings_and_n
         assert first not in rows(page) and len(rows(page)) == 2
         assert first not in [r.clip_id for r in store.clips.of_owner(alice.owner_id)]
 
+        marked = rows(page)[0]  # "I did not mean to wake it": kept, shown, audited
+        page.click(f"#clip-{marked} form.mark button")
+        page.wait_for_selector(f"#clip-{marked}.marked")
+        assert store.clips.marks(alice.owner_id, alice_clips) == {marked: "not_meant"}
+        page.screenshot(path=str(shots / "portal-recordings.png"), full_page=True)
+
         page.click("header button")  # sign out
         page.wait_for_url(f"{base}/signin")
         assert page.goto(f"{base}/").url == f"{base}/signin"  # no session, no list
         page.click("#signin")
         page.wait_for_url(f"{base}/", timeout=15_000)
         assert len(rows(page)) == 2
+
+        with pytest.MonkeyPatch.context() as patch:  # paging, a page of one: newest first, then older
+            patch.setattr(portal_app, "PAGE_SIZE", 1)
+            page.goto(f"{base}/")
+            newest = rows(page)
+            page.click("#older")
+            assert rows(page) != newest and len(rows(page)) == 1 and page.query_selector("#older") is None
+            assert newest + rows(page) == [c for c in reversed(alice_clips) if c != first]
 
         used = page.goto(alice_link)
         assert used is not None and used.status == 404  # an invite works once
@@ -139,7 +152,29 @@ def test_owners_sign_in_with_passkeys_hear_and_delete_their_own_recordings_and_n
             assert other.request.post(f"{base}/clips/{clip_id}/delete", form={"csrf": csrf}).status == 404
         assert page.request.get(f"{base}/clips/{bob_clips[0]}/audio").status == 404
         assert page.request.post(f"{base}/clips/{alice_clips[1]}/delete", form={"csrf": "forged"}).status == 403
+        csrf = other.get_attribute("input[name=csrf]", "value")
+        assert other.request.post(f"{base}/clips/{marked}/mark", form={"csrf": csrf, "mark": ""}).status == 404
+        assert other.request.post(f"{base}/devices/{alice.device_id}/revoke", form={"csrf": csrf}).status == 404
+        other.goto(f"{base}/devices")
+        assert [r.get_attribute("id") for r in other.query_selector_all("tbody tr")] == [f"device-{bob.device_id}"]
+        assert store.clips.marks(alice.owner_id, [marked]) == {marked: "not_meant"}
+        assert store.registry.device(alice.device_id).revoked_at is None  # type: ignore[union-attr]
+        for junk in ("not json", "[1, 2]", '{"credential": "x", "ceremony": 1}'):  # one-line 400s, never a 500
+            for api in ("register", "signin", "erase"):
+                for step in ("options", "verify")[api == "signin":]:  # (signin's options read no body)
+                    answer = other.request.post(f"{base}/api/{api}/{step}", data=junk,
+                                                headers={"content-type": "application/json"})
+                    assert answer.status in (400, 403, 404), (api, step, junk, answer.status)
         other.screenshot(path=str(shots / "portal-other-owner.png"), full_page=True)
+
+        store.presence.record(alice.device_id, b'{"state": "online", "mic": "open", "spool_depth": 1}')
+        page.goto(f"{base}/devices")  # her device, online (what the ingester read from its status topic)
+        assert page.get_attribute(f"#device-{alice.device_id}", "data-state") == "online"
+        page.screenshot(path=str(shots / "portal-devices.png"), full_page=True)
+        page.once("dialog", lambda dialog: dialog.accept())
+        page.click(f"#device-{alice.device_id} button.danger")  # she revokes it
+        page.wait_for_selector(f"#device-{alice.device_id}[data-state=revoked]")
+        assert store.registry.device(alice.device_id).revoked_at is not None  # type: ignore[union-attr]
 
         page.goto(f"{base}/export")  # her whole export, built in the background, downloaded once
         page.click("#prepare")
@@ -161,6 +196,7 @@ def test_owners_sign_in_with_passkeys_hear_and_delete_their_own_recordings_and_n
         assert seen.count("portal_signed_in") == 2 and "clip_deleted" in seen and "clip_stored" in seen
         assert seen.count("clip_stored") == len(alice_clips) and "portal_not_found" in seen
         assert "export_completed" in seen and "portal_export_downloaded" in seen
+        assert "clip_marked" in seen and "device_revoked" in seen
         assert bob.owner_id not in page.content() and "bob-pi" not in page.content()
         page.screenshot(path=str(shots / "portal-access-log.png"), full_page=True)
 
@@ -215,3 +251,58 @@ def test_an_invite_works_once_and_not_after_it_expires_and_sessions_end_idle_or_
     assert store.portal.session(cookie, idle_s=0.01, max_s=3600) is None  # idle too long
     events = [e["event"] for e in store.audit.chain() if e["owner_id"] == alice]
     assert events.count("portal_invite_made") == 2 and events.count("portal_signed_out") == 2
+
+
+def test_a_mark_is_its_owners_alone_and_goes_with_its_clip_by_delete_purge_or_erasure(store: Store) -> None:
+    from earmark.cloud.owner.erasure import delete_clip, erase_owner
+    from earmark.cloud.owner.retention import purge_owner
+
+    alice, alice_clips = with_clips(store, "Alice", 3)
+    bob, bob_clips = with_clips(store, "Bob", 1)
+    assert store.clips.mark(alice.owner_id, alice_clips[0], "not_meant")
+    assert store.clips.mark(alice.owner_id, alice_clips[1], "not_meant")
+    assert not store.clips.mark(bob.owner_id, alice_clips[2], "not_meant")  # not his: nothing marked
+    assert store.clips.marks(bob.owner_id, alice_clips) == {}
+    assert store.clips.marks(alice.owner_id, alice_clips + bob_clips) == {
+        alice_clips[0]: "not_meant", alice_clips[1]: "not_meant"}
+    assert store.clips.mark(alice.owner_id, alice_clips[1], None)  # taken off again
+    assert store.clips.marks(alice.owner_id, alice_clips) == {alice_clips[0]: "not_meant"}
+
+    delete_clip(store, alice.owner_id, alice_clips[0])  # the marked clip goes, and its mark with it
+    assert store.clips.mark(alice.owner_id, alice_clips[2], "not_meant")
+    assert purge_owner(store, alice.owner_id, "2026-11-01T11:30:00.000Z", 1) == 2  # retention: both left
+    assert store.clips.mark(bob.owner_id, bob_clips[0], "not_meant")
+    assert store.presence.record(bob.device_id, b'{"state": "online"}')
+    erase_owner(store, bob.owner_id)
+    assert tamper(store, "SELECT clip_id FROM clip_marks") == []
+    assert tamper(store, "SELECT device_id FROM device_presence") == []
+    events = [(e["event"], e["owner_id"]) for e in store.audit.chain()]
+    assert events.count(("clip_marked", alice.owner_id)) == 3 and ("clip_mark_cleared", alice.owner_id) in events
+
+
+@pytest.mark.parametrize("payload, online, status", [
+    (b'{"state": "online", "mic": "open", "spool_depth": 2}', True, {"state": "online", "mic": "open",
+                                                                     "spool_depth": 2}),
+    (b"offline", False, {}),  # the will, or a clean stop
+    (b"", False, {}),  # a cleared retained message
+    (b"not json", True, {}),  # connected, saying something odd: online, nothing shown
+    (b"[1, 2]", True, {}),
+    (b'{"pad": "' + b"x" * 5000 + b'"}', True, {}),  # too big to keep
+])
+def test_a_status_payload_says_whether_the_device_is_online(payload: bytes, online: bool,
+                                                            status: dict[str, object]) -> None:
+    from earmark.cloud.store.presence import parse_status
+
+    assert parse_status(payload) == (online, status)
+
+
+def test_presence_is_kept_only_for_a_known_live_device_under_its_owner(store: Store) -> None:
+    alice = enrolled_device(store, "Alice")
+    assert not store.presence.record("stranger-pi", b'{"state": "online"}')
+    assert store.presence.record(alice.device_id, b'{"state": "online", "muted": true}')
+    assert store.presence.of_owner(alice.owner_id)[alice.device_id].status == {"state": "online", "muted": True}
+    assert store.presence.record(alice.device_id, b"offline")
+    assert not store.presence.of_owner(alice.owner_id)[alice.device_id].online
+    store.registry.revoke_device(alice.device_id)
+    assert not store.presence.record(alice.device_id, b'{"state": "online"}')  # revoked: not kept
+    assert not store.presence.of_owner(alice.owner_id)[alice.device_id].online

@@ -28,7 +28,7 @@ def pg_store(tmp_path: Path) -> Iterator[Store]:
 
 @pytest.fixture
 def two_owners(pg_store: Store) -> tuple[str, str]:
-    """Alice and Bob, each with a device and two stored clips."""
+    """Alice and Bob, each with a device, two stored clips (one marked) and the device online."""
     owners = []
     for name in ("Alice", "Bob"):
         owner = pg_store.registry.add_owner(name).owner_id
@@ -36,6 +36,8 @@ def two_owners(pg_store: Store) -> tuple[str, str]:
         pg_store.registry.add_device(owner, device.public_key, device.device_id)
         outcomes = Ingestor(pg_store).handle_batch([(device.topic, device.clip(seed=s)) for s in range(2)])
         assert [o.status for o in outcomes] == ["stored", "stored"]
+        assert pg_store.clips.mark(owner, outcomes[0].clip_id or "", "not_meant")  # the portal's rows too
+        assert pg_store.presence.record(device.device_id, b'{"state": "online"}')
         owners.append(owner)
     return owners[0], owners[1]
 
@@ -46,7 +48,7 @@ def service_connection(store: Store) -> psycopg.Connection:  # type: ignore[type
 
 def test_outside_an_owner_scope_no_owner_rows_are_visible(pg_store: Store, two_owners: tuple[str, str]) -> None:
     # The bug RLS is for: a query that forgot its owner filter returns nobody's rows.
-    for table in ("clips", "owners", "bindings", "audit"):
+    for table in ("clips", "owners", "bindings", "audit", "clip_marks", "device_presence"):
         assert pg_store.db.query(f"SELECT * FROM {table}") == [], table
     assert len(tamper(pg_store, "SELECT * FROM clips")) == 4  # they are there, for the admin
 
@@ -57,6 +59,8 @@ def test_an_owner_scope_shows_that_owner_only(pg_store: Store, two_owners: tuple
     assert [r["owner_id"] for r in rows] == [alice, alice]
     events = pg_store.db.query("SELECT DISTINCT owner_id FROM audit", owner=bob)
     assert [r["owner_id"] for r in events] == [bob]
+    for table in ("clip_marks", "device_presence"):
+        assert [r["owner_id"] for r in pg_store.db.query(f"SELECT owner_id FROM {table}", owner=bob)] == [bob]
     # The scope is SET LOCAL: it ends with its transaction.
     assert pg_store.db.query("SELECT current_setting('earmark.owner_id', true) AS s")[0]["s"] in (None, "")
 
@@ -69,6 +73,10 @@ def test_a_scoped_transaction_cannot_write_or_move_another_owners_rows(
         # Relabel Alice's clips to Bob: WITH CHECK refuses the new owner id.
         with pytest.raises(psycopg.errors.InsufficientPrivilege, match="row-level security"), conn.transaction():
             conn.execute("UPDATE clips SET owner_id = %s", (bob,))
+        for table in ("clip_marks", "device_presence"):  # nor the portal's rows of hers
+            with pytest.raises(psycopg.errors.InsufficientPrivilege, match="row-level security"), conn.transaction():
+                conn.execute(f"UPDATE {table} SET owner_id = %s", (bob,))
+            assert conn.execute(f"DELETE FROM {table} WHERE owner_id = %s", (bob,)).rowcount == 0
         # Bob's rows are not there to update or delete.
         assert conn.execute("DELETE FROM clips WHERE owner_id = %s", (bob,)).rowcount == 0
         assert conn.execute("UPDATE owners SET display_name = 'x' WHERE owner_id = %s", (bob,)).rowcount == 0

@@ -20,7 +20,7 @@ def unit(name: str) -> configparser.SectionProxy:
 def test_nothing_confines_the_cloud_to_localhost_when_scaling_md_puts_parts_on_other_hosts() -> None:
     scaling = (ROOT / "deploy" / "SCALING.md").read_text()
     assert "PostgreSQL" in scaling and "RabbitMQ" in scaling  # the parts that live elsewhere at scale
-    for name in ("earmark-ingester.service", "earmark-purge.service"):
+    for name in ("earmark-ingester.service", "earmark-purge.service", "earmark-portal.service"):
         service = unit(name)
         assert service.get("PrivateNetwork", "no") != "yes", name
         assert "localhost" not in service.get("IPAddressAllow", ""), name
@@ -47,8 +47,26 @@ def test_install_cloud_refuses_to_guess_the_brokers_name() -> None:
 
 def test_install_cloud_installs_the_units_that_exist_and_points_the_drop_in_at_its_broker_folder() -> None:
     script = (ROOT / "deploy" / "install-cloud.sh").read_text()
-    for unit_name in ("earmark-ingester.service", "earmark-purge.service", "earmark-purge.timer"):
+    for unit_name in ("earmark-ingester.service", "earmark-portal.service", "earmark-purge.service",
+                      "earmark-purge.timer", "polkit/50-earmark-cloud.rules"):
         assert unit_name in script and (ROOT / "deploy" / unit_name).exists()
     drop_in = (ROOT / "deploy" / "mosquitto" / "earmark.conf").read_text()
     assert "/var/lib/earmark-cloud/broker" in drop_in  # the path the script rewrites
     assert "listener 8883 0.0.0.0" in drop_in
+
+
+def test_the_portal_can_reload_the_broker_from_its_sandbox_and_write_what_an_erasure_writes() -> None:
+    # An owner's revocation or erasure in the portal reloads Mosquitto. NoNewPrivileges (kept:
+    # the portal faces the internet) makes sudo fail, so the reload goes through polkit, and
+    # the rule allows that one verb on that one unit for that one user.
+    portal = unit("earmark-portal.service")
+    assert portal["NoNewPrivileges"] == "yes" and "portal" in portal["ExecStart"]
+    script = (ROOT / "deploy" / "install-cloud.sh").read_text()
+    [command] = [line for line in script.splitlines() if line.startswith("reload_command")]
+    assert "sudo" not in command and "systemctl reload mosquitto" in command
+    rule = (ROOT / "deploy" / "polkit" / "50-earmark-cloud.rules").read_text()
+    for needed in ('"mosquitto.service"', '"reload"', 'subject.user == "earmark-cloud"'):
+        assert needed in rule
+    writable = portal["ReadWritePaths"].split()
+    assert {"/var/lib/earmark-cloud", "/var/lib/earmark-broker", "/etc/earmark-cloud"} <= set(writable)
+    assert "AF_UNIX" in portal["RestrictAddressFamilies"]  # systemd's D-Bus

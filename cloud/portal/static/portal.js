@@ -47,7 +47,7 @@ document.addEventListener("DOMContentLoaded", () => {
   if (erase) erase.addEventListener("click", () => eraseEverything(erase).catch((e) => say(e.message)));
   for (const form of document.querySelectorAll("form.confirm")) {
     form.addEventListener("submit", (event) => {
-      if (!window.confirm("Delete this recording for good?")) event.preventDefault();
+      if (!window.confirm(form.dataset.confirm)) event.preventDefault();
     });
   }
 });
