@@ -292,6 +292,8 @@ def cmd_clips_list(args: argparse.Namespace) -> int:
     rows = [{"clip_id": c.clip_id, "device_id": c.device_id, "captured_at": c.captured_at,
              "duration_s": c.duration_ms / 1000, "wake_word": c.wake_word or f"({c.trigger})"}
             for c in store.clips.of_owner(args.owner)]
+    # An operator reading someone's recordings list is access to their data: it is in their access log.
+    store.audit.record("operator_listed_clips", owner_id=args.owner, detail={"clips": len(rows)})
     _emit(args, rows, ["clip_id", "device_id", "captured_at", "duration_s", "wake_word"])
     return 0
 

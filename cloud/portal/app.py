@@ -75,6 +75,7 @@ EVENT_NAMES = {
     "portal_export_downloaded": "export downloaded", "owner_erased": "everything erased",
     "portal_not_found": "asked for something not yours or gone",
     "clip_marked": "marked “I did not mean to wake it”", "clip_mark_cleared": "mark taken off a recording",
+    "operator_listed_clips": "an operator listed your recordings",
 }
 MARKS = {"not_meant": "I did not mean to wake it"}
 HEADERS = {
