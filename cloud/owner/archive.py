@@ -18,6 +18,8 @@ import io
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from earmark.cloud.store.clips import MARK_NAMES
+
 SCHEMA_VERSION = 1
 MANIFEST, README, INDEX, CSV_NAME, DEVICES = "manifest.json", "README.txt", "index.html", "clips.csv", "devices.json"
 FIXED_FILES = {MANIFEST, README, INDEX, CSV_NAME, DEVICES}
@@ -41,7 +43,8 @@ This archive holds every recording Earmark keeps for you ({count} clip(s)), expo
   clips.csv      one row per recording: when, which device, how it started, its SHA-256
   devices.json   your devices, their public keys, and when they were yours
   manifest.json  the same, plus each recording's header and signature as your device made
-                 them, so the archive can be checked: `earmark-cloud verify-export`
+                 them, so the archive can be checked: `earmark-cloud verify-export`, and
+                 your own marks ("I did not mean to wake it"), also shown in index.html
 
 Each recording was signed by the device that made it; the signature covers the header and
 the exact WAV bytes in this archive.
@@ -82,6 +85,8 @@ def index_head(owner_id: str, created: str, count: int) -> bytes:
 def index_row(e: dict[str, Any]) -> bytes:
     """One clip's row of index.html, from its manifest entry."""
     started = f"wake word “{e['wake_word']}”" if e["wake_word"] else "talk button"
+    if e.get("mark"):  # the owner's own mark (the portal), in entries since marks exist
+        started += f" (you marked it: {MARK_NAMES.get(e['mark'], e['mark'])})"
     return (f"<tr><td>{html.escape(e['captured_at'])}</td><td>{e['duration_ms'] / 1000:.1f} s</td>"
             f"<td>{html.escape(e['device_id'])}</td>"
             f"<td>{html.escape(started)}</td><td><audio controls preload=\"none\" "

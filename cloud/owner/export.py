@@ -207,7 +207,8 @@ def _write_zip(store: Store, owner_id: str, path: Path, export_id: str, created:
     with os.fdopen(fd, "wb") as out:
         with (zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as zf, _spill() as entries, _spill() as csv_rows,
               _spill() as index_rows):
-            for item in (_checked_item(store, owner_id, row, known.get(row.device_id))
+            marks = store.clips.marks(owner_id)  # the owner's own, few: read once, in the same snapshot
+            for item in (_checked_item(store, owner_id, row, known.get(row.device_id), marks.get(row.clip_id))
                          for row in store.clips.iter_owner(owner_id)):
                 zf.writestr(item.info, item.audio)
                 entries.write((b",\n" if count else b"") + item.entry)
@@ -243,8 +244,8 @@ class _Item:
     index_row: bytes
 
 
-def _checked_item(store: Store, owner_id: str, row: ClipRow, device: KnownDevice | None) -> _Item:
-    """Every check, then everything about the clip the archive needs."""
+def _checked_item(store: Store, owner_id: str, row: ClipRow, device: KnownDevice | None, mark: str | None) -> _Item:
+    """Every check, then everything about the clip the archive needs (`mark`: the owner's, if any)."""
     envelope = checked_envelope(store, owner_id, row, device)
     h = envelope.header
     name = clip_file_name(h.captured_at, h.clip_id)
@@ -253,6 +254,8 @@ def _checked_item(store: Store, owner_id: str, row: ClipRow, device: KnownDevice
              "file": name, "wav_sha256": h.audio_sha256,  # decoding hashed these WAV bytes
              "envelope_sha256": row.envelope_sha256, "envelope_header": envelope.header_bytes.decode("ascii"),
              "signature": base64.b64encode(envelope.signature).decode("ascii")}
+    if mark:
+        entry["mark"] = mark
     return _Item(zipfile.ZipInfo(name, _zip_time(h.captured_at)), envelope.audio, json.dumps(entry).encode(),
                  csv_row(entry), index_row(entry))
 

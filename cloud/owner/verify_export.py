@@ -38,6 +38,7 @@ from earmark.cloud.owner.archive import (
 )
 from earmark.cloud.owner.completeness import ChainLink, ExportClaims, check_completeness
 from earmark.cloud.owner.export import KnownDevices
+from earmark.cloud.store.clips import MARK_NAMES
 from earmark.cloud.store.store import Store
 from earmark.wire.envelope import EnvelopeError, decode_envelope, reassemble
 
@@ -130,6 +131,8 @@ def _parse_manifest(data: bytes) -> dict[str, Any]:
         for key, kinds in ENTRY_FIELDS.items():
             if not isinstance(clip.get(key), kinds) or isinstance(clip.get(key), bool):
                 raise ValueError(f"clip entry {i}: {key} is missing or of the wrong type")
+        if clip.get("mark") is not None and clip["mark"] not in MARK_NAMES:
+            raise ValueError(f"clip entry {i}: mark {clip['mark']!r} is not one Earmark makes")
     return manifest
 
 
@@ -137,7 +140,8 @@ def _parse_manifest(data: bytes) -> dict[str, Any]:
 ENTRY_FIELDS: dict[str, tuple[type, ...]] = {
     "clip_id": (str,), "device_id": (str,), "captured_at": (str,), "duration_ms": (int,), "trigger": (str,),
     "wake_word": (str, type(None)), "file": (str,), "wav_sha256": (str,), "envelope_sha256": (str,),
-    "envelope_header": (str,), "signature": (str,)}
+    "envelope_header": (str,), "signature": (str,),
+    "mark": (str, type(None))}  # the owner's own mark, only on a marked clip (and absent in older archives)
 
 
 def _check_fixed_files(store: Store, zf: zipfile.ZipFile, owner_id: str, manifest: dict[str, Any],

@@ -47,7 +47,7 @@ from earmark.cloud.broker.control import BrokerNotConfirmed, revoke_device, sync
 from earmark.cloud.owner.erasure import delete_clip, erase_owner
 from earmark.cloud.owner.export import ExportError, KnownDevices, checked_envelope, export_owner
 from earmark.cloud.settings import PortalSettings
-from earmark.cloud.store.clips import ClipRow
+from earmark.cloud.store.clips import MARK_NAMES, ClipRow
 from earmark.cloud.store.portal import Passkey, Session, token_sha256
 from earmark.cloud.store.store import Store
 from earmark.wire.errors import EarmarkError
@@ -77,7 +77,7 @@ EVENT_NAMES = {
     "clip_marked": "marked “I did not mean to wake it”", "clip_mark_cleared": "mark taken off a recording",
     "operator_listed_clips": "an operator listed your recordings",
 }
-MARKS = {"not_meant": "I did not mean to wake it"}
+
 HEADERS = {
     "Content-Security-Policy": ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
                                 "media-src 'self'; connect-src 'self'; form-action 'self'; "
@@ -239,7 +239,7 @@ class Portal:
         shown = self.store.clips.page(session.owner_id, before, PAGE_SIZE + 1)
         owner = self.store.registry.owner(session.owner_id)
         marks = self.store.clips.marks(session.owner_id, [c.clip_id for c in shown[:PAGE_SIZE]])
-        return self.page("recordings.html", owner=owner, clips=shown[:PAGE_SIZE], marks=marks, mark_names=MARKS,
+        return self.page("recordings.html", owner=owner, clips=shown[:PAGE_SIZE], marks=marks, mark_names=MARK_NAMES,
                          request_before=last.clip_id if last else "",
                          total=self.store.clips.count(session.owner_id), first=before is None,
                          more=len(shown) > PAGE_SIZE, csrf=session.csrf)
@@ -378,7 +378,7 @@ class Portal:
             return session
         clip_id = request.path_params["clip_id"]
         given = str((await request.form()).get("mark", ""))
-        if given and given not in MARKS:
+        if given and given not in MARK_NAMES:
             return Response("unknown mark", status_code=400)
         if not self.store.clips.mark(session.owner_id, clip_id, given or None):
             return self._not_found(session, "clip", clip_id)

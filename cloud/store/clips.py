@@ -28,6 +28,10 @@ LIVE_OWNER = {
 }
 
 
+# The marks an owner may put on a recording of theirs (the portal), and their words for them.
+MARK_NAMES = {"not_meant": "I did not mean to wake it"}
+
+
 @dataclass(frozen=True)
 class ClipRow:
     clip_id: str
@@ -205,12 +209,13 @@ class Clips:
                               clip_id=clip_id, detail={"mark": mark} if mark else None)
         return True
 
-    def marks(self, owner_id: str, clip_ids: list[str]) -> dict[str, str]:
-        """The owner's marks on these clips of theirs: {clip_id: mark}."""
-        if not clip_ids:
+    def marks(self, owner_id: str, clip_ids: list[str] | None = None) -> dict[str, str]:
+        """The owner's marks on these clips of theirs (None: on any): {clip_id: mark}."""
+        if clip_ids is not None and not clip_ids:
             return {}
-        rows = self.db.query(f"SELECT clip_id, mark FROM clip_marks WHERE owner_id = ? AND clip_id IN "
-                             f"({','.join('?' * len(clip_ids))})", (owner_id, *clip_ids), owner=owner_id)
+        among = f"AND clip_id IN ({','.join('?' * len(clip_ids))})" if clip_ids is not None else ""
+        rows = self.db.query(f"SELECT clip_id, mark FROM clip_marks WHERE owner_id = ? {among}",
+                             (owner_id, *(clip_ids or ())), owner=owner_id)
         return {r["clip_id"]: r["mark"] for r in rows}
 
     def older_than(self, owner_id: str, cutoff: str, limit: int) -> list[ClipRow]:

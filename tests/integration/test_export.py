@@ -174,6 +174,12 @@ def edit_archive(source: Path, target: Path, change: str) -> None:
                     data = json.dumps(manifest).encode()
             if change == "unparsable" and item.filename == "manifest.json":
                 data = b'{"owner_id": "'
+            if change == "mark" and item.filename == "manifest.json":  # a mark nobody made
+                manifest["clips"][0]["mark"] = "<script>"
+                data = json.dumps(manifest).encode()
+            if change == "unmark" and item.filename == "manifest.json":  # the owner's mark taken out
+                manifest["clips"][0].pop("mark", None)
+                data = json.dumps(manifest).encode()
             if change == "shapeless" and item.filename == "manifest.json":
                 data = json.dumps({**manifest, "clips": [{"clip_id": 7}]}).encode()
             zout.writestr(item, data)
@@ -186,10 +192,12 @@ def edit_archive(source: Path, target: Path, change: str) -> None:
     ("readme", "README.txt is not what the manifest says"), ("index", "index.html is not what the manifest says"),
     ("csv", "clips.csv is not what the manifest says"), ("traversal", "file name is not the one"),
     ("unparsable", "manifest.json is malformed"), ("shapeless", "manifest.json is malformed: clip entry 0"),
+    ("mark", "mark '<script>' is not one Earmark makes"), ("unmark", "index.html is not what the manifest says"),
 ])
 def test_verify_export_catches_an_edited_archive(store: Store, alice_bob: tuple, tmp_path: Path,
                                                  change: str, needle: str) -> None:
     (alice, _, _), _ = alice_bob
+    assert store.clips.mark(alice, store.clips.of_owner(alice)[0].clip_id, "not_meant")  # in the archive too
     good = export_owner(store, alice, tmp_path / "out").path
     bad = tmp_path / "edited.zip"
     edit_archive(good, bad, change)

@@ -12,10 +12,12 @@ listening and for deleting; a used invite link does not work twice."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import threading
 import time
+import zipfile
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -188,6 +190,10 @@ def test_owners_sign_in_with_passkeys_hear_and_delete_their_own_recordings_and_n
         archive = tmp_path / download.value.suggested_filename
         download.value.save_as(archive)
         assert verify_export(store, archive, alice.owner_id) == []  # every check holds, nothing left out
+        with zipfile.ZipFile(archive) as zf:  # her mark went with her data, and shows in index.html
+            entries = {e["clip_id"]: e.get("mark") for e in json.loads(zf.read("manifest.json"))["clips"]}
+            assert entries == {clip_id: "not_meant" if clip_id == marked else None for clip_id in entries}
+            assert zf.read("index.html").decode().count("you marked it: I did not mean to wake it") == 1
         assert page.request.get(f"{base}{link}").status == 404  # single use
         assert other.request.get(f"{base}{link}").status == 404
 
