@@ -9,6 +9,13 @@ a message is acked only after its batch's durable commit, and one whose consumer
 unacked goes back to the queue for any other ingester at once (unlike an MQTT shared
 subscription, where it waits in the dead ingester's session). Receipts go back through
 amq.topic as earmark.v1.receipts.<device>, which the plugin delivers to the device.
+
+Devices' status messages (earmark/v1/status/<device>: online JSON, the will's `offline`)
+reach each ingester through a queue of its own, `earmark.status.<client id>` (exclusive,
+gone with the connection, acked on arrival), and are recorded as the devices' online state
+(store/presence.py). RabbitMQ keeps retained messages for MQTT subscribers only, so a device
+shows here from its next status (devices send one a minute). A login without the rights
+for that queue (deploy/SCALING.md) still ingests; only the online state stays unknown.
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ import pika.exceptions
 
 from earmark.cloud.ingest.ingestor import Ingestor, Outcome
 from earmark.cloud.ingest.metrics import Metrics
-from earmark.cloud.ingest.source import BATCH_MAX, IngestSummary, Pipeline, count, store_health
+from earmark.cloud.ingest.source import BATCH_MAX, IngestSummary, Pipeline, Statuses, count, store_health
 from earmark.cloud.ingest.systemd import Notifier
 from earmark.cloud.settings import CloudSettings
 from earmark.wire.errors import ConfigError
@@ -35,6 +42,13 @@ from earmark.wire.errors import ConfigError
 log = logging.getLogger(__name__)
 EXCHANGE = "amq.topic"  # where RabbitMQ's MQTT plugin publishes
 CLIP_BINDING = "earmark.v1.clips.*"
+STATUS_BINDING = "earmark.v1.status.*"
+# The ingester login's rights on its vhost (deploy/SCALING.md shows the rabbitmqctl lines):
+# configure, write, read on resources (the clip queue, its own status queue, amq.topic) and,
+# on amq.topic, write and read by routing key (receipts out; clips and statuses in).
+INGESTER_PERMISSIONS = (r"^earmark\.(clips|status\..+)$", r"^(amq\.topic|earmark\.(clips|status\..+))$",
+                        r"^(amq\.topic|earmark\.(clips|status\..+))$")
+INGESTER_TOPIC_PERMISSIONS = (r"^earmark\.v1\.receipts\.[a-z0-9-]+$", r"^earmark\.v1\.(clips|status)\.[a-z0-9*-]+$")
 
 
 def topic_of(routing_key: str) -> str:
@@ -88,6 +102,7 @@ class AmqpIngestService:
         self.summary = IngestSummary()
         self.notifier = Notifier()
         self.ready = threading.Event()
+        self.statuses = Statuses()
 
     def health(self) -> dict[str, bool]:
         return {"broker": self.ready.is_set(), "store": store_health(self.ingestor)}
@@ -135,6 +150,7 @@ class AmqpIngestService:
             channel.basic_qos(prefetch_count=2 * BATCH_MAX)  # one batch judged while one commits
             channel.basic_consume(self.settings.amqp.queue, lambda _ch, method, _props, body: arrivals.put(
                 Delivery(method.delivery_tag, topic_of(method.routing_key), body, time.monotonic())))
+            self._follow_statuses(connection)
             self.metrics.connected.set(1)
             self.ready.set()
             log.info("consuming quorum queue %s on %s: ready", self.settings.amqp.queue, self.settings.amqp.url)
@@ -166,6 +182,7 @@ class AmqpIngestService:
                     try:
                         batch = [arrivals.get(timeout=0.2)]
                     except queue.Empty:
+                        self.statuses.record(self.ingestor)  # nothing is committing now
                         self.summary.flush()
                         continue
                     while len(batch) < BATCH_MAX:
@@ -176,6 +193,7 @@ class AmqpIngestService:
                     pipeline.submit(batch, [(d.topic, d.payload) for d in batch])
                     if arrivals.empty():  # nothing to overlap with: settle now, not after a next batch
                         pipeline.drain()
+                        self.statuses.record(self.ingestor)
             finally:
                 pipeline.close()
             done.set()
@@ -187,6 +205,20 @@ class AmqpIngestService:
         finally:
             if connection.is_open:
                 connection.close()
+
+    def _follow_statuses(self, connection: pika.BlockingConnection) -> None:
+        """The devices' status messages into `self.statuses`, on a channel of their own: if
+        the login may not have the queue, that channel closes and ingesting goes on."""
+        name = f"earmark.status.{self.settings.broker.client_id}"
+        try:
+            channel = connection.channel()
+            channel.queue_declare(name, exclusive=True, auto_delete=True)
+            channel.queue_bind(name, EXCHANGE, routing_key=STATUS_BINDING)
+            channel.basic_consume(name, lambda _ch, method, _props, body: self.statuses.put(
+                topic_of(method.routing_key), body), auto_ack=True)
+        except pika.exceptions.ChannelClosedByBroker as exc:
+            log.warning("RabbitMQ refused the status queue %s (%s): devices' online state stays unknown "
+                        "(grant the rights in deploy/SCALING.md)", name, exc.reply_text)
 
     def _settle(self, connection: pika.BlockingConnection,
                 channel: pika.adapters.blocking_connection.BlockingChannel, batch: list[Delivery],

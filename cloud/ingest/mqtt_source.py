@@ -29,18 +29,11 @@ from paho.mqtt.properties import Properties
 from earmark.cloud.broker.logins import QUEUE_DEPTH_TOPIC
 from earmark.cloud.ingest.ingestor import Ingestor, Outcome
 from earmark.cloud.ingest.metrics import Metrics
-from earmark.cloud.ingest.source import BATCH_MAX, IngestSummary, Pipeline, count, store_health
+from earmark.cloud.ingest.source import BATCH_MAX, IngestSummary, Pipeline, Statuses, count, store_health
 from earmark.cloud.ingest.systemd import Notifier
 from earmark.cloud.settings import CloudSettings
-from earmark.cloud.store.database import StoreError
 from earmark.wire.errors import ConfigError
-from earmark.wire.topics import (
-    STATUS_SUBSCRIPTION,
-    TopicError,
-    device_from_status_topic,
-    receipt_topic,
-    shared_clip_subscription,
-)
+from earmark.wire.topics import STATUS_SUBSCRIPTION, receipt_topic, shared_clip_subscription
 from earmark.wire.transport import FailureLog, connect_async, describe_connect_error, make_client, send_immediately
 
 log = logging.getLogger(__name__)
@@ -76,8 +69,7 @@ class IngestService:
         self.retired = False
         self.depth_mid = -1
         self.status_mid = -1
-        self._statuses: dict[str, bytes] = {}  # device id -> its newest status payload, not yet recorded
-        self._statuses_lock = threading.Lock()
+        self.statuses = Statuses()
         self.fatal: ConfigError | None = None  # set on the network thread; run() raises it
         self.failures = FailureLog(log)
         b = settings.broker
@@ -154,8 +146,7 @@ class IngestService:
                 self.metrics.queue_depth.set(int(message.payload))
             return
         if mqtt.topic_matches_sub(STATUS_SUBSCRIPTION, message.topic):
-            with self._statuses_lock:
-                self._statuses[message.topic] = bytes(message.payload)
+            self.statuses.put(message.topic, bytes(message.payload))
             return
         self.arrivals.put(Arrival(self.generation, message.mid, message.qos, message.topic,
                                   bytes(message.payload), time.monotonic()))
@@ -183,7 +174,7 @@ class IngestService:
                 try:
                     batch = [self.arrivals.get(timeout=0.2)]
                 except queue.Empty:
-                    self._record_statuses()  # nothing is committing now: the store is free
+                    self.statuses.record(self.ingestor)  # nothing is committing now
                     self.summary.flush()
                     if retire and self.subscribed.is_set() and time.monotonic() - quiet_since > RETIRE_QUIET_S:
                         self._leave_for_good()
@@ -198,7 +189,7 @@ class IngestService:
                 pipeline.submit(batch, [(a.topic, a.payload) for a in batch])
                 if self.arrivals.empty():  # nothing to overlap with: settle now, not after a next batch
                     pipeline.drain()
-                    self._record_statuses()
+                    self.statuses.record(self.ingestor)
         finally:
             pipeline.close()
             self.notifier.stopping()
@@ -210,19 +201,6 @@ class IngestService:
             log.info("ingester stopped; %d unacked message(s) will be redelivered", self.arrivals.qsize())
         if self.fatal is not None:
             raise self.fatal
-
-    def _record_statuses(self) -> None:
-        """Record the devices' newest statuses (presence is a best effort: a store error is
-        logged, and the next status the device sends is recorded instead)."""
-        with self._statuses_lock:
-            statuses, self._statuses = self._statuses, {}
-        for topic, payload in statuses.items():
-            try:
-                self.ingestor.store.presence.record(device_from_status_topic(topic), payload)
-            except TopicError:
-                log.warning("ignored a status on %r: not a device's status topic", topic[:120])
-            except StoreError as exc:
-                log.warning("could not record a device's status: %s", exc)
 
     def _leave_for_good(self) -> None:
         """End the session: the broker forgets its subscription and queue (MQTT 5 lets a

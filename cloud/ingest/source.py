@@ -14,6 +14,7 @@ from typing import Generic, Protocol, TypeVar
 from earmark.cloud.ingest.ingestor import Ingestor, Judged, Outcome
 from earmark.cloud.ingest.metrics import Metrics
 from earmark.cloud.store.database import StoreError
+from earmark.wire.topics import TopicError, device_from_status_topic
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -96,6 +97,32 @@ class Pipeline(Generic[B]):
             log.error("store cannot take %d message(s), will retry in %.0f s (not acked): %s", size, delay, exc)
 
         return retrying(phase, StoreError, self.stop, 0.5, report)
+
+
+class Statuses:
+    """Devices' status messages (earmark/v1/status/<id>: online JSON, or `offline`), kept
+    newest-only per device as they arrive (any thread), recorded into the store's presence
+    rows by the source's main thread when no batch is committing. Presence is a best
+    effort: a store error is logged, and the device's next status is recorded instead."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._newest: dict[str, bytes] = {}
+
+    def put(self, topic: str, payload: bytes) -> None:
+        with self._lock:
+            self._newest[topic] = payload
+
+    def record(self, ingestor: Ingestor) -> None:
+        with self._lock:
+            newest, self._newest = self._newest, {}
+        for topic, payload in newest.items():
+            try:
+                ingestor.store.presence.record(device_from_status_topic(topic), payload)
+            except TopicError:
+                log.warning("ignored a status on %r: not a device's status topic", topic[:120])
+            except StoreError as exc:
+                log.warning("could not record a device's status: %s", exc)
 
 
 class IngestSummary:

@@ -192,3 +192,29 @@ def test_rabbitmq_lets_a_device_publish_only_on_its_own_topic(cloud: Cloud) -> N
     process.send_signal(signal.SIGTERM)  # a clean stop: exit 0, with nothing left unacked
     assert process.wait(15) == 0 and "ingester stopped" in log.read_text()
     assert cloud.rabbit.queue_depth() == (0, 0)
+
+
+def test_through_rabbitmq_a_devices_status_and_its_will_show_whether_it_is_online(cloud: Cloud) -> None:
+    cloud.start_ingester("a")
+    alice = cloud.store.registry.add_owner("Alice").owner_id
+    kitchen = cloud.device(alice, "kitchen-pi")
+    username, password = cloud.rabbit.mqtt_login("kitchen-pi")
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="kitchen-pi", protocol=mqtt.MQTTv311)
+    client.username_pw_set(username, password)
+    client.will_set(f"earmark/v1/status/{kitchen.device_id}", b"offline", qos=1, retain=True)
+    client.connect("127.0.0.1", int(cloud.rabbit.mqtt_url.rsplit(":", 1)[1]))
+    client.loop_start()
+
+    def state() -> tuple[bool, object] | None:
+        found = cloud.store.presence.of_owner(alice).get(kitchen.device_id)
+        return (found.online, found.status.get("mic")) if found else None
+
+    try:
+        client.publish(f"earmark/v1/status/{kitchen.device_id}", b'{"state": "online", "mic": "open"}',
+                       qos=1, retain=True).wait_for_publish(10)
+        wait_until(lambda: state() == (True, "open"), 30, "the device online through the status queue")
+        client.socket().close()  # the connection drops without a DISCONNECT: RabbitMQ publishes the will
+        wait_until(lambda: state() == (False, None), 60, "the device offline from its will")
+    finally:
+        client.loop_stop()
+    assert "refused the status queue" not in cloud.ingesters["a"][1].read_text()

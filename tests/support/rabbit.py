@@ -16,6 +16,8 @@ import subprocess
 import tempfile
 import uuid
 
+from earmark.cloud.ingest.amqp_source import INGESTER_PERMISSIONS, INGESTER_TOPIC_PERMISSIONS
+
 MQTT_PORT = int(os.environ.get("EARMARK_TEST_RABBIT_MQTT_PORT", "1884"))
 AMQP_PORT = int(os.environ.get("EARMARK_TEST_RABBIT_AMQP_PORT", "5672"))
 
@@ -32,10 +34,11 @@ class RabbitVhost:
         self.ingester = (f"{self.vhost}-ingester", secrets.token_urlsafe(16))
         self.devices = {d: (f"{self.vhost}-{d}", secrets.token_urlsafe(16)) for d in devices}
         users = [self.ingester, *self.devices.values()]
-        permissions = [{"user": self.ingester[0], "vhost": self.vhost, "configure": r"^earmark\.clips$",
-                        "write": r"^(amq\.topic|earmark\.clips)$", "read": r"^(amq\.topic|earmark\.clips)$"}]
+        configure, write, read = INGESTER_PERMISSIONS  # exactly what deploy/SCALING.md grants
+        permissions = [{"user": self.ingester[0], "vhost": self.vhost, "configure": configure, "write": write,
+                        "read": read}]
         topics = [{"user": self.ingester[0], "vhost": self.vhost, "exchange": "amq.topic",
-                   "write": r"^earmark\.v1\.receipts\.[a-z0-9-]+$", "read": r"^earmark\.v1\.clips\.[a-z0-9*-]+$"}]
+                   "write": INGESTER_TOPIC_PERMISSIONS[0], "read": INGESTER_TOPIC_PERMISSIONS[1]}]
         for device, (user, _) in self.devices.items():
             own = rf"^(amq\.topic|mqtt-subscription-{re.escape(device)}qos[01])$"
             permissions.append({"user": user, "vhost": self.vhost, "configure": own, "write": own, "read": own})

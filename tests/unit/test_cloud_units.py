@@ -70,3 +70,11 @@ def test_the_portal_can_reload_the_broker_from_its_sandbox_and_write_what_an_era
     writable = portal["ReadWritePaths"].split()
     assert {"/var/lib/earmark-cloud", "/var/lib/earmark-broker", "/etc/earmark-cloud"} <= set(writable)
     assert "AF_UNIX" in portal["RestrictAddressFamilies"]  # systemd's D-Bus
+
+
+def test_scaling_md_grants_the_ingester_exactly_the_rabbitmq_rights_its_code_and_tests_use() -> None:
+    from earmark.cloud.ingest.amqp_source import INGESTER_PERMISSIONS, INGESTER_TOPIC_PERMISSIONS
+
+    scaling = (ROOT / "deploy" / "SCALING.md").read_text()
+    for pattern in (*INGESTER_PERMISSIONS, *INGESTER_TOPIC_PERMISSIONS):
+        assert f"'{pattern}'" in scaling, pattern
