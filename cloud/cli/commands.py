@@ -541,11 +541,13 @@ def cmd_status(args: argparse.Namespace) -> int:
     pending = store.accounts.broker_pending_since()
     depth = broker_queue_depth(store) if url else None
     ingesters = store.accounts.ingesters()
+    wakes = [dict(r) for r in store.db.gateway("wake_marks")]  # owners' "I did not mean to wake it" marks
     status: dict[str, Any] = {
         "store": {"backend": store.db.backend, "reachable": True, **counts, "last_clip_stored_at": last},
         "broker": {"url": url, "reachable": depth is not None, "logins_in_step": pending is None,
                    "behind_since": pending, "messages_held": depth},
         "ingesters": ingesters,
+        "wakes": wakes,
     }
     healthy = url is None or (depth is not None and pending is None)
     if args.json:
@@ -562,4 +564,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     for ingester in ingesters:
         print(f"ingester {ingester['client_id']}: {ingester['state']} since {ingester['at']} "
               f"(group {ingester['group']})")
+    for wake in wakes:
+        print(f"wakes    {wake['wake_word']}: {wake['clips']} stored, {wake['marked']} marked by their owners "
+              f"as not meant ({100 * wake['marked'] / wake['clips']:.1f}%)")
     return 0 if healthy else 1

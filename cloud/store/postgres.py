@@ -153,7 +153,7 @@ CREATE FUNCTION earmark_audit(p_after BIGINT, p_limit INTEGER) RETURNS SETOF pub
     SELECT * FROM public.audit a WHERE a.seq > p_after ORDER BY a.seq LIMIT p_limit $$;
 """
 GATEWAY_FUNCTIONS = ("earmark_bindings(text)", "earmark_fingerprints(jsonb)", "earmark_owner_directory()",
-                     "earmark_counts()", "earmark_audit(bigint, integer)")
+                     "earmark_counts()", "earmark_audit(bigint, integer)", "earmark_wake_marks()")
 # What was deleted: ids and hashes only (see the SQLite schema v5); the fingerprint gateway
 # counts them as taken, so a replay of a deleted clip is a duplicate.
 PG_SCHEMA_V2 = """
@@ -243,6 +243,10 @@ CREATE POLICY owner_scope ON clip_marks USING (owner_id = {_SCOPE}) WITH CHECK (
 ALTER TABLE device_presence ENABLE ROW LEVEL SECURITY;
 ALTER TABLE device_presence FORCE ROW LEVEL SECURITY;
 CREATE POLICY owner_scope ON device_presence USING (owner_id = {_SCOPE}) WITH CHECK (owner_id = {_SCOPE});
+CREATE FUNCTION earmark_wake_marks() RETURNS TABLE (wake_word TEXT, clips BIGINT, marked BIGINT)
+    LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, public AS $$
+    SELECT coalesce(c.wake_word, '(' || c.trigger || ')'), count(*), count(m.clip_id)
+    FROM public.clips c LEFT JOIN public.clip_marks m ON m.clip_id = c.clip_id GROUP BY 1 ORDER BY 1 $$;
 """
 PG_MIGRATIONS = (PG_SCHEMA_V1, PG_SCHEMA_V2, PG_SCHEMA_V3, PG_SCHEMA_V4, PG_SCHEMA_V5, PG_SCHEMA_V6)
 PG_SCHEMA_VERSION = len(PG_MIGRATIONS)
@@ -253,6 +257,7 @@ PG_GATEWAYS = {
     "owner_directory": "SELECT * FROM earmark_owner_directory()",
     "counts": "SELECT * FROM earmark_counts()",
     "audit": "SELECT * FROM earmark_audit(?::bigint, ?::integer)",
+    "wake_marks": "SELECT * FROM earmark_wake_marks()",
 }
 
 
@@ -443,7 +448,7 @@ def migrate(admin_url: str, service_role: str = DEFAULT_SERVICE_ROLE) -> tuple[i
         gateway = sql.Identifier(GATEWAY_ROLE)
         for table in ALL_TABLES:
             conn.execute(sql.SQL("REVOKE ALL ON {} FROM PUBLIC").format(sql.Identifier(table)))
-        for table in ("owners", "devices", "bindings", "clips", "quarantine", "audit", "deleted_clips"):
+        for table in ("owners", "devices", "bindings", "clips", "quarantine", "audit", "deleted_clips", "clip_marks"):
             conn.execute(sql.SQL("GRANT SELECT ON {} TO {}").format(sql.Identifier(table), gateway))
         for function in GATEWAY_FUNCTIONS:
             conn.execute(sql.SQL(f"ALTER FUNCTION {function} OWNER TO {{}}").format(gateway))

@@ -207,6 +207,11 @@ GATEWAYS = {
     "counts": "SELECT 'owners' AS name, count(*) AS n FROM owners UNION ALL "
               "SELECT 'devices', count(*) FROM devices UNION ALL SELECT 'clips', count(*) FROM clips UNION ALL "
               "SELECT 'quarantine', count(*) FROM quarantine UNION ALL SELECT 'audit', count(*) FROM audit",
+    # For tuning the wake decision: per wake word (or "(button)"), how many clips are stored and
+    # how many of them their owners marked "I did not mean to wake it". Numbers only.
+    "wake_marks": "SELECT coalesce(c.wake_word, '(' || c.trigger || ')') AS wake_word, count(*) AS clips, "
+                  "count(m.clip_id) AS marked FROM clips c LEFT JOIN clip_marks m ON m.clip_id = c.clip_id "
+                  "GROUP BY 1 ORDER BY 1",
     # The audit chain after a sequence number, in order, a page at a time.
     "audit": "SELECT * FROM audit WHERE seq > ? ORDER BY seq LIMIT ?",
 }

@@ -65,6 +65,7 @@ def test_a_script_can_set_up_owners_and_devices_and_list_clips(tmp_path: Path, d
     assert clip["device_id"] == "kitchen" and clip["wake_word"] == "alexa"
     assert json.loads(run("clips", "list", "--owner", bob, "--json")) == []  # an empty list is still JSON
     assert "chain intact" in run("audit", "verify")
+    assert json.loads(run("status", "--json"))["wakes"] == [{"wake_word": "alexa", "clips": 1, "marked": 0}]
     store = Store(d, default_master_key_path(d), database_url=database_url)
     listed = [e["owner_id"] for e in store.audit.chain() if e["event"] == "operator_listed_clips"]
     store.close()

@@ -273,6 +273,8 @@ def test_a_mark_is_its_owners_alone_and_goes_with_its_clip_by_delete_purge_or_er
         alice_clips[0]: "not_meant", alice_clips[1]: "not_meant"}
     assert store.clips.mark(alice.owner_id, alice_clips[1], None)  # taken off again
     assert store.clips.marks(alice.owner_id, alice_clips) == {alice_clips[0]: "not_meant"}
+    # What the operator sees for tuning the wake decision (`status`): numbers per wake word, no owner.
+    assert [dict(r) for r in store.db.gateway("wake_marks")] == [{"wake_word": "alexa", "clips": 4, "marked": 1}]
 
     delete_clip(store, alice.owner_id, alice_clips[0])  # the marked clip goes, and its mark with it
     assert store.clips.mark(alice.owner_id, alice_clips[2], "not_meant")
