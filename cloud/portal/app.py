@@ -28,6 +28,7 @@ import webauthn
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
+from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 from starlette.requests import Request
@@ -260,7 +261,9 @@ class Portal:
         if device_id not in {d.device_id for d in self.store.registry.devices(session.owner_id)}:
             return self._not_found(session, "device", device_id)
         try:
-            revoke_device(self.store, device_id, self.broker_reload)  # the reload also disconnects it
+            # The reload also disconnects it. Confirming it waits on the broker (up to 10 s): off
+            # the event loop, so nobody else's page waits with it (the store serialises its use).
+            await run_in_threadpool(revoke_device, self.store, device_id, self.broker_reload)
         except BrokerNotConfirmed as exc:
             log.warning("device %s revoked from the portal; the broker is not in step yet: %s", device_id, exc)
             return self.page("message.html", title="Your device is revoked",
@@ -439,7 +442,7 @@ class Portal:
         self._forget(session.owner_id)
         erase_owner(self.store, session.owner_id)  # also ends every session of theirs (erasure step 5)
         try:
-            sync_broker(self.store, self.broker_reload)  # their devices' logins leave the running broker
+            await run_in_threadpool(sync_broker, self.store, self.broker_reload)  # their devices' logins go
         except BrokerNotConfirmed as exc:  # the erasure stands; `broker sync` finishes this part
             log.warning("owner erased from the portal; the broker is not in step yet: %s", exc)
         response = JSONResponse({"ok": True, "next": "/erased"})
