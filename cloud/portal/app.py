@@ -164,6 +164,16 @@ class Portal:
             return Response("stale form: reload the page", status_code=403)
         return session
 
+    async def json_session(self, request: Request) -> tuple[Session, dict[str, Any]] | Response:
+        """The session and JSON body of a request whose CSRF token (in the body) is the
+        session's; else the response to send instead (400 malformed, 403 sign in again)."""
+        session, body = self.session(request), await self.body(request)
+        if body is None:
+            return malformed()
+        if session is None or not secrets.compare_digest(str(body.get("csrf", "")), session.csrf):
+            return JSONResponse({"error": "sign in again"}, 403)
+        return session, body
+
     @staticmethod
     async def body(request: Request) -> dict[str, Any] | None:
         """A JSON request's object; None if it is not one (the caller answers 400)."""
@@ -411,11 +421,10 @@ class Portal:
                               "Only the record that an erasure happened remains in the audit log.")
 
     async def erase_options(self, request: Request) -> Response:
-        session, body = self.session(request), await self.body(request)
-        if body is None:
-            return malformed()
-        if session is None or not secrets.compare_digest(str(body.get("csrf", "")), session.csrf):
-            return JSONResponse({"error": "sign in again"}, 403)
+        checked = await self.json_session(request)
+        if isinstance(checked, Response):
+            return checked
+        session, body = checked
         if str(body.get("typed", "")).strip() != ERASE_PHRASE:
             return JSONResponse({"error": f"type “{ERASE_PHRASE}” to confirm"}, 400)
         options = webauthn.generate_authentication_options(
@@ -426,11 +435,10 @@ class Portal:
                              "options": json.loads(webauthn.options_to_json(options))})
 
     async def erase_verify(self, request: Request) -> Response:
-        session, body = self.session(request), await self.body(request)
-        if body is None:
-            return malformed()
-        if session is None or not secrets.compare_digest(str(body.get("csrf", "")), session.csrf):
-            return JSONResponse({"error": "sign in again"}, 403)
+        checked = await self.json_session(request)
+        if isinstance(checked, Response):
+            return checked
+        session, body = checked
         ceremony = self._ceremonies.pop(str(body.get("ceremony", "")), None)
         credential = body.get("credential", {})
         passkey = self.store.portal.passkey(str(credential.get("id", ""))) if isinstance(credential, dict) else None

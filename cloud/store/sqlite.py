@@ -182,7 +182,7 @@ CREATE TABLE device_presence (
     owner_id    TEXT NOT NULL,
     online      INTEGER NOT NULL,
     changed_at  TEXT NOT NULL,     -- when the ingester saw this state arrive
-    status      TEXT NOT NULL      -- the device's own status JSON ('' when offline)
+    status      TEXT NOT NULL      -- the device's own status JSON ('{}' when offline)
 );
 CREATE INDEX device_presence_by_owner ON device_presence (owner_id);
 """
