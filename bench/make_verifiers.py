@@ -7,14 +7,14 @@
                        0.34-0.49 (5 enrollment samples are too few to learn a voice apart
                        from its word)
 
-Both come from the TUNED part of the wake-word evaluation set only (bench/wake_set.py): the
-held-out part, its voices and its texts, stay unseen, so bench/wake_eval.py's held-out
-figures are fair. A word verifier learns, on the windows of 16 embeddings the wake model
-sees, to tell the word from what else raises the word's score:
+Both come from the TUNED parts of the wake-word evaluation's sources only (bench/wake_sources.py:
+espeak-ng voices, people's recordings, a neural voice): the held-out parts, their voices and
+texts, stay unseen, so bench/wake_eval.py's held-out figures are fair. A word verifier
+learns, on the windows of 16 embeddings the wake model sees, to tell the word from what else raises the word's score:
 
   positives  frames of the word's positives where the wake model scores it at least 0.2
-  negatives  frames of the negatives (read text, dialogue, near misses, music, TV) and of
-             the other word's positives where the wake model scores the word at least 0.05,
+  negatives  frames of the negatives (read text, dialogue, near misses, music, TV, people's
+             other words) and of the other word's positives where the wake model scores the word at least 0.05,
              plus an even sample of all the negatives' frames
 
 Usage: .venv/bin/python bench/make_verifiers.py [--bank-windows 3000]
@@ -32,8 +32,11 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from bench.wake_features import ensure, load  # noqa: E402
-from bench.wake_set import WORDS, Clip, build, set_folder  # noqa: E402
+from bench.wake_audio import Clip  # noqa: E402
+from bench.wake_features import load  # noqa: E402
+from bench.wake_set import WORDS  # noqa: E402
+from bench.wake_sources import SOURCES  # noqa: E402
+from bench.wake_sources import load as load_sources  # noqa: E402
 from earmark.device.listening.features import STARTUP_FRAMES  # noqa: E402
 from earmark.device.listening.verifier import WINDOW, Verifier, pooled_at, train  # noqa: E402
 
@@ -52,7 +55,7 @@ def word_examples(features: dict[str, dict[str, np.ndarray]], clips: list[Clip],
     positives: list[np.ndarray] = []
     negatives: list[np.ndarray] = []
     for clip in clips:
-        f = features[clip.path]
+        f = features[clip.key]
         scores = f[f"score_{word}"]
         if clip.kind == "positive" and clip.word == word:
             positives += windows(f["embeddings"], np.flatnonzero(scores >= POSITIVE_SCORE))
@@ -79,11 +82,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--bank-windows", type=int, default=3000)
     parser.add_argument("--models", type=Path, default=ROOT / ".cache" / "wake-eval" / "device" / "models")
+    parser.add_argument("--real", type=Path, default=ROOT.parent / "shared" / "speech" / "real")
     args = parser.parse_args()
-    folder = set_folder(ROOT / ".cache" / "wake-eval")
-    clips = [c for c in build(folder) if c.split == "tuned" and c.kind in ("positive", "negative")]
-    ensure(folder, clips, args.models)
-    features = {c.path: load(folder, c) for c in clips}
+    sources = load_sources(ROOT / ".cache" / "wake-eval", list(SOURCES), args.models, args.real.resolve())
+    clips = [c for s in sources.values() for c in s.clips if c.split == "tuned" and c.kind in ("positive", "negative")]
+    features = {c.key: load(sources[c.source].folder, c) for c in clips}
     arrays: dict[str, np.ndarray] = {}
     for word in WORDS:
         positives, negatives = word_examples(features, clips, word)
@@ -93,11 +96,11 @@ def main() -> None:
                    f"{word}/mean": verifier.mean, f"{word}/scale": verifier.scale}
     save(OUT / "word_verifiers.npz", arrays)
     negatives_only = [c for c in clips if c.kind == "negative"]
-    frames = sum(len(features[c.path]["embeddings"]) for c in negatives_only)
+    frames = sum(len(features[c.key]["embeddings"]) for c in negatives_only)
     step = max(1, frames // args.bank_windows)
     rows: list[np.ndarray] = []
     for clip in negatives_only:
-        embeddings = features[clip.path]["embeddings"]
+        embeddings = features[clip.key]["embeddings"]
         rows += windows(embeddings, np.arange(WINDOW + 4, len(embeddings), step))
     bank = {"examples": np.array(rows[: args.bank_windows], dtype=np.float16)}
     print(f"negative bank: {len(bank['examples'])} windows from {len(negatives_only)} clips "

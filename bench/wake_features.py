@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.wake_set import WORDS, Clip, read_wav
+from bench.wake_audio import Clip, read_wav
+from bench.wake_set import WORDS
 from earmark.device.audio.source import FRAME_SAMPLES
 from earmark.device.listening.features import FeatureStream, SileroVad, WakeModel
 from earmark.device.listening.models import ModelFiles, locate_models

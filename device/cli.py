@@ -337,14 +337,14 @@ def cmd_voice_enroll(args: argparse.Namespace) -> int:
 
 
 def cmd_voice_list(args: argparse.Namespace) -> int:
-    from earmark.device.listening.voices import BEST_FRAMES, enrolled_words, load
+    from earmark.device.listening.voices import enrolled_words, load
 
     s = _settings(args)
     rows = []
     for word in enrolled_words(Path(s.data_dir)):
         enrolled = load(Path(s.data_dir), word)
         for name, member in sorted(enrolled.members.items()) if enrolled else []:
-            rows.append({"wake_word": word, "name": name, "samples": len(member.positives) // BEST_FRAMES,
+            rows.append({"wake_word": word, "name": name, "samples": member.samples,
                          "enrolled_at": member.created})
     if args.json:
         print(json.dumps(rows))

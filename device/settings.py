@@ -33,12 +33,14 @@ class WakeWordSettings:
     (listening/decision.py: TUNED), or openWakeWord's plain threshold for a custom model."""
 
     name: str  # a built-in model name or a path to a custom .onnx
-    threshold: float | None = None  # smoothed score that makes a candidate
+    threshold: float | None = None  # a smoothed score this high is the word
     patience: int | None = None  # frames in a row at or above it
     smooth: int | None = None  # frames the score is averaged over
     speech_check: float | None = None  # Silero VAD over the word's audio must reach this (0: off)
-    confirm_check: float | None = None  # the word verifier (built-in words) must reach this (0: off)
-    voice_check: float | None = None  # an enrolled household's verifier must reach this
+    confirm_check: float | None = None  # the word verifier (built-in words) admits a lower score at this (0: off)
+    confirm_from: float | None = None  # the lowest score the word verifier is asked about
+    voice_check: float | None = None  # an enrolled household's verifier admits a lower score at this
+    voice_from: float | None = None  # the lowest score the household's verifier is asked about
 
 
 @dataclass(frozen=True)
@@ -289,7 +291,9 @@ def validate(s: DeviceSettings) -> None:
     need(s.mic.channel >= 0, "mic.channel", "must be 0 or more")
     need(s.mic.rate == 0 or 8000 <= s.mic.rate <= 192_000, "mic.rate", "must be 0 or 8000..192000")
     for i, w in enumerate(s.wake.words):
-        need(w.threshold is None or 0.0 < w.threshold < 1.0, f"wake.words[{i}].threshold", "must be between 0 and 1")
+        for key in ("threshold", "confirm_from", "voice_from"):
+            score = getattr(w, key)
+            need(score is None or 0.0 < score < 1.0, f"wake.words[{i}].{key}", "must be between 0 and 1")
         need(w.patience is None or 1 <= w.patience <= 25, f"wake.words[{i}].patience", "must be 1..25 frames")
         need(w.smooth is None or 1 <= w.smooth <= 10, f"wake.words[{i}].smooth", "must be 1..10 frames")
         for key in ("speech_check", "confirm_check", "voice_check"):

@@ -6,13 +6,13 @@ Positives: in each enrollment recording, the frames where the wake model scores 
 highest. Negatives: every window of the enrollment recordings that does not hold the whole
 word (the household's own room and voice saying something else, or nothing), the
 `--negative` recordings, and a bank of speech, music and noise shipped with Earmark
-(negative_bank.npz; bench/make_verifiers.py made it from the evaluation's tuned part only).
-So the verifier learns how the household says the word, against everything that is not
-the word: it lets the device take the household's word at scores too weak to trust
-otherwise. It is not a lock against other voices (bench/wake_eval.py counts how many of
-other voices' wake words it still takes). Each word's examples live in
-<data-dir>/voices/<word>.npz (0600) by member, so adding or removing a member retrains
-from all that remain.
+(negative_bank.npz; bench/make_verifiers.py made it from the evaluation's tuned parts
+only: espeak-ng, people's other words, a neural voice). So the verifier learns how the
+household says the word, against everything that is not the word: it lets the device admit
+the household's word at scores too weak to trust otherwise (decision.py's voice way). It
+is not a lock against other voices (bench/wake_eval.py counts how many of other voices'
+wake words it still takes). Each word's examples live in <data-dir>/voices/<word>.npz
+(0600) by member, so adding or removing a member retrains from all that remain.
 """
 
 from __future__ import annotations
@@ -57,6 +57,7 @@ class Member:
     positives: np.ndarray
     negatives: np.ndarray
     created: str  # UTC
+    samples: int = 0  # recordings enrolled (each gives several positives: best frames, noisy copies)
 
 
 @dataclass(frozen=True)
@@ -85,7 +86,9 @@ def load(data_dir: Path, word: str) -> Enrolled | None:
     try:
         with np.load(path) as data:
             meta = json.loads(str(data["meta"]))
-            return Enrolled(word, {name: Member(data[f"positives_{i}"], data[f"negatives_{i}"], meta["created"][name])
+            counts = meta.get("samples", {})  # files enrolled before it was kept: BEST_FRAMES per sample
+            return Enrolled(word, {name: Member(data[f"positives_{i}"], data[f"negatives_{i}"], meta["created"][name],
+                                                counts.get(name, len(data[f"positives_{i}"]) // BEST_FRAMES))
                                    for i, name in enumerate(meta["members"])})
     except (OSError, ValueError, KeyError) as exc:
         raise VoiceError(f"{path} is unreadable ({type(exc).__name__}): `earmark-device voice remove "
@@ -96,7 +99,8 @@ def save(data_dir: Path, enrolled: Enrolled) -> Path:
     voices_dir(data_dir).mkdir(parents=True, exist_ok=True, mode=0o700)
     path = voice_file(data_dir, enrolled.word)
     names = sorted(enrolled.members)
-    meta = json.dumps({"members": names, "created": {n: enrolled.members[n].created for n in names}})
+    meta = json.dumps({"members": names, "created": {n: enrolled.members[n].created for n in names},
+                       "samples": {n: enrolled.members[n].samples for n in names}})
     arrays: dict[str, np.ndarray] = {"meta": np.array(meta)}
     for i, name in enumerate(names):
         arrays[f"positives_{i}"] = enrolled.members[name].positives.astype(np.float32)
