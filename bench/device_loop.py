@@ -5,7 +5,8 @@ between), then runs, each in a fresh process and alternating, several times:
 
   bare      openWakeWord Model.predict() on the 80 ms frames of the 16 kHz file, same models
   detector  Earmark's wake detector on the same frames: features, models and the decision
-            with its checks (word verifier, Silero speech check), a household voice enrolled
+            at its defaults, a household voice enrolled (its verifier asked on every frame
+            whose score reaches the voice way's floor)
   device    the full loop: WAV source (a 48 kHz stereo copy, so conversion is paid for), wake
             detector, VAD, recorder, signing and the fsync'd spool, the same voice enrolled
 
