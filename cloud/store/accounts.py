@@ -10,12 +10,14 @@ from pathlib import Path
 
 from earmark.cloud.store.audit import AuditLog
 from earmark.cloud.store.database import Database
+from earmark.cloud.store.ddl import insert
 from earmark.wire.timestamps import utc_now
 
 BROKER_DIR_KEY = "broker_dir"
 BROKER_URL_KEY = "broker_url"
 BROKER_PENDING_KEY = "broker_pending_since"  # set while the running broker may lag the registry
 INGESTER_KEY_PREFIX = "ingester:"
+SET_META = insert("meta", conflict="key", update=("value",))
 
 
 @dataclass(frozen=True)
@@ -32,20 +34,21 @@ class BrokerAccounts:
     def put(self, username: str, role: str, password_hash: str) -> None:
         """A login, replacing any earlier one of that name."""
         with self.audit.write() as cur:
-            cur.execute("INSERT INTO broker_accounts VALUES (?, ?, ?, ?, NULL) ON CONFLICT (username) DO UPDATE "
-                        "SET role = excluded.role, password_hash = excluded.password_hash, "
-                        "created_at = excluded.created_at, revoked_at = NULL",
-                        (username, role, password_hash, utc_now()))
+            cur.execute(insert("broker_accounts", conflict="username",
+                               update=("role", "password_hash", "created_at", "revoked_at")),
+                        {"username": username, "role": role, "password_hash": password_hash, "created_at": utc_now(),
+                         "revoked_at": None})
             self.audit.append(cur, "broker_login_created", device_id=username if role == "device" else None,
                               detail={"username": username, "role": role})
 
     def revoke(self, username: str) -> None:
         """Idempotent: a login already revoked (or never made) changes nothing and logs nothing."""
-        if not self.db.query("SELECT 1 FROM broker_accounts WHERE username = ? AND revoked_at IS NULL", (username,)):
+        live = "WHERE username = :username AND revoked_at IS NULL"
+        if not self.db.query(f"SELECT 1 FROM broker_accounts {live}", {"username": username}):
             return
         with self.audit.write() as cur:
-            cur.execute("UPDATE broker_accounts SET revoked_at = ? WHERE username = ? AND revoked_at IS NULL",
-                        (utc_now(), username))
+            cur.execute(f"UPDATE broker_accounts SET revoked_at = :now {live}",
+                        {"now": utc_now(), "username": username})
             self.audit.append(cur, "broker_login_revoked", detail={"username": username})
 
     def active(self) -> list[Login]:
@@ -57,8 +60,7 @@ class BrokerAccounts:
         """Where `broker config` wrote the broker's files, and the address devices use."""
         with self.audit.write() as cur:
             for key, text in ((BROKER_DIR_KEY, str(folder)), (BROKER_URL_KEY, url)):
-                cur.execute("INSERT INTO meta VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                            (key, text.encode()))
+                cur.execute(SET_META, {"key": key, "value": text.encode()})
 
     def mark_broker_pending(self) -> None:
         """A login change may not have reached the running broker yet (kept until confirmed)."""
@@ -67,15 +69,14 @@ class BrokerAccounts:
 
     def mark_broker_synced(self) -> None:
         with self.db.transaction() as cur:
-            cur.execute("DELETE FROM meta WHERE key = ?", (BROKER_PENDING_KEY,))
+            cur.execute("DELETE FROM meta WHERE key = :key", {"key": BROKER_PENDING_KEY})
 
     def broker_pending_since(self) -> str | None:
         return self._meta(BROKER_PENDING_KEY)
 
     def _set_meta(self, key: str, text: str) -> None:
         with self.db.transaction() as cur:
-            cur.execute("INSERT INTO meta VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                        (key, text.encode()))
+            cur.execute(SET_META, {"key": key, "value": text.encode()})
 
     def note_ingester(self, client_id: str, state: str, group: str) -> None:
         """An ingester's place in the shared-subscription group: running, stopped (its session
@@ -84,7 +85,8 @@ class BrokerAccounts:
         self._set_meta(f"{INGESTER_KEY_PREFIX}{client_id}", json.dumps(record))
 
     def ingesters(self) -> list[dict[str, str]]:
-        rows = self.db.query("SELECT key, value FROM meta WHERE key LIKE ? ORDER BY key", (f"{INGESTER_KEY_PREFIX}%",))
+        rows = self.db.query("SELECT key, value FROM meta WHERE key LIKE :prefix ORDER BY key",
+                             {"prefix": f"{INGESTER_KEY_PREFIX}%"})
         return [{"client_id": str(r["key"]).removeprefix(INGESTER_KEY_PREFIX), **json.loads(bytes(r["value"]))}
                 for r in rows]
 
@@ -96,5 +98,5 @@ class BrokerAccounts:
         return self._meta(BROKER_URL_KEY)
 
     def _meta(self, key: str) -> str | None:
-        rows = self.db.query("SELECT value FROM meta WHERE key = ?", (key,))
+        rows = self.db.query("SELECT value FROM meta WHERE key = :key", {"key": key})
         return bytes(rows[0]["value"]).decode() if rows else None

@@ -19,9 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from earmark.cloud.store.database import Cursor, Database, Row
+from earmark.cloud.store.ddl import insert
 from earmark.wire.timestamps import utc_now
 
 GENESIS = "0" * 64
+INSERT_EVENT = insert("audit")
 log = logging.getLogger(__name__)
 
 
@@ -73,8 +75,8 @@ class AuditLog:
         until commit, so concurrent writers (PostgreSQL ingesters) queue and the chain stays one."""
         if owner_id is not None:
             cur.scope(owner_id)
-        head = cur.execute("UPDATE audit_head SET seq = seq + ? WHERE id = 1 RETURNING seq, hash",
-                           (len(items),)).fetchone()
+        head = cur.execute("UPDATE audit_head SET seq = seq + :count WHERE id = 1 RETURNING seq, hash",
+                           {"count": len(items)}).fetchone()
         assert head is not None, "audit_head has its one row from the schema"
         seq, prev = int(head["seq"]) - len(items), str(head["hash"])
         rows = []
@@ -83,10 +85,11 @@ class AuditLog:
             seq += 1
             text = json.dumps(detail or {}, sort_keys=True, separators=(",", ":"))
             digest = event_hash(prev, seq, at, event, owner_id, device_id, clip_id, text)
-            rows.append((seq, at, event, owner_id, device_id, clip_id, text, prev, digest))
+            rows.append({"seq": seq, "at": at, "event": event, "owner_id": owner_id, "device_id": device_id,
+                         "clip_id": clip_id, "detail": text, "prev_hash": prev, "hash": digest})
             prev = digest
-        cur.executemany("INSERT INTO audit VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
-        cur.execute("UPDATE audit_head SET hash = ? WHERE id = 1", (prev,))
+        cur.executemany(INSERT_EVENT, rows)
+        cur.execute("UPDATE audit_head SET hash = :hash WHERE id = 1", {"hash": prev})
         self._pending.head = (seq, prev)
         return seq
 
@@ -128,7 +131,7 @@ class AuditLog:
                 problems.append(AuditProblem(expected_seq, f"events {expected_seq}..{head_seq} are missing "
                                                            "from the end"))
             elif not any(p.seq == int(head_seq) for p in problems):
-                head = self.db.gateway("audit", int(head_seq) - 1, 1)
+                head = self.db.gateway("audit", after=int(head_seq) - 1, limit=1)
                 if head and head[0]["seq"] == int(head_seq) and head[0]["hash"] != head_hash:
                     problems.append(AuditProblem(int(head_seq), "differs from the recorded head"))
         return problems
@@ -137,7 +140,7 @@ class AuditLog:
         """Every event in order, a page at a time (the operator's cross-owner view)."""
         after = 0
         while True:
-            rows = self.db.gateway("audit", after, page)
+            rows = self.db.gateway("audit", after=after, limit=page)
             yield from rows
             if len(rows) < page:
                 return
@@ -145,8 +148,8 @@ class AuditLog:
 
     def has_event(self, event: str, owner_id: str) -> bool:
         """Whether an owner's log already holds such an event (read in the owner's scope)."""
-        return bool(self.db.query("SELECT 1 FROM audit WHERE event = ? AND owner_id = ? LIMIT 1",
-                                  (event, owner_id), owner=owner_id))
+        return bool(self.db.query("SELECT 1 FROM audit WHERE event = :event AND owner_id = :owner_id LIMIT 1",
+                                  {"event": event, "owner_id": owner_id}, owner=owner_id))
 
     def head_seq(self) -> int:
         """The newest event's sequence number (inside a snapshot: as the snapshot sees it)."""
@@ -154,16 +157,17 @@ class AuditLog:
 
     def stored_seq(self, owner_id: str, clip_id: str) -> int | None:
         """Where in the log the owner's clip was stored (or re-indexed), if it was."""
-        rows = self.db.query("SELECT max(seq) AS seq FROM audit WHERE owner_id = ? AND clip_id = ? "
-                             "AND event IN ('clip_stored', 'clip_reindexed')", (owner_id, clip_id), owner=owner_id)
+        rows = self.db.query("SELECT max(seq) AS seq FROM audit WHERE owner_id = :owner_id AND clip_id = :clip_id "
+                             "AND event IN ('clip_stored', 'clip_reindexed')",
+                             {"owner_id": owner_id, "clip_id": clip_id}, owner=owner_id)
         return int(rows[0]["seq"]) if rows and rows[0]["seq"] is not None else None
 
     def of_owner(self, owner_id: str, limit: int = 200) -> list[Row]:
         """The owner's own events, newest first (read in the owner's scope): their access log."""
-        return self.db.query("SELECT seq, at, event, device_id, clip_id, detail FROM audit WHERE owner_id = ? "
-                             "ORDER BY seq DESC LIMIT ?", (owner_id, limit), owner=owner_id)
+        return self.db.query("SELECT seq, at, event, device_id, clip_id, detail FROM audit WHERE owner_id = :owner_id "
+                             "ORDER BY seq DESC LIMIT :limit", {"owner_id": owner_id, "limit": limit}, owner=owner_id)
 
     def events(self, limit: int = 100) -> list[Row]:
         """The newest events, newest first."""
         newest = self.head_seq()
-        return list(reversed(self.db.gateway("audit", max(0, newest - limit), limit)))
+        return list(reversed(self.db.gateway("audit", after=max(0, newest - limit), limit=limit)))

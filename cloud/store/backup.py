@@ -18,22 +18,16 @@ from __future__ import annotations
 import fcntl
 import json
 import shutil
-import sqlite3
-import subprocess
-from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
 from earmark.cloud.store.blobs import CLIPS, QUARANTINE
 from earmark.cloud.store.database import StoreError
-from earmark.cloud.store.postgres import redact
 from earmark.cloud.store.store import Store
 from earmark.wire.durable import write_file
 from earmark.wire.timestamps import utc_now
 
 DESCRIPTION = "backup.json"
-PG_DUMP = "earmark.pgdump"
-SQLITE_FILE = "earmark.db"
 
 
 @dataclass(frozen=True)
@@ -47,15 +41,7 @@ def backup(store: Store, out: Path, admin_url: str = "") -> BackupResult:
     if out.exists() and any(out.iterdir()):
         raise StoreError(f"backup folder {out} is not empty: give a new folder")
     out.mkdir(parents=True, exist_ok=True, mode=0o700)
-    if store.db.backend == "sqlite":
-        with closing(sqlite3.connect(store.data_dir / SQLITE_FILE)) as live, \
-                closing(sqlite3.connect(out / SQLITE_FILE)) as copy:
-            live.backup(copy)  # one consistent snapshot, while ingesters keep writing
-        (out / SQLITE_FILE).chmod(0o600)
-    else:
-        if not admin_url:
-            raise StoreError("a PostgreSQL backup is taken as the database's admin: give --admin-url")
-        _run(["pg_dump", "--format=custom", "--file", str(out / PG_DUMP), "--dbname", admin_url], admin_url)
+    store.db.dump(out, admin_url)
     files = 0
     for folder in (CLIPS, QUARANTINE):
         source = store.data_dir / folder
@@ -82,10 +68,9 @@ def restore(data_dir: Path, source: Path, database_url: str = "", admin_url: str
     if backend == "sqlite":
         _restore_sqlite(data_dir, source)
     else:
-        if not admin_url:
-            raise StoreError("a PostgreSQL restore runs as the database's admin: give --admin-url")
-        _run(["pg_restore", "--clean", "--if-exists", "--single-transaction", "--dbname", admin_url,
-              str(source / PG_DUMP)], admin_url)
+        from earmark.cloud.store.postgres import restore_dump
+
+        restore_dump(source, admin_url)
     added = 0
     for folder in (CLIPS, QUARANTINE):
         for path in (source / folder).rglob("*") if (source / folder).exists() else []:
@@ -98,26 +83,12 @@ def restore(data_dir: Path, source: Path, database_url: str = "", admin_url: str
 
 
 def _restore_sqlite(data_dir: Path, source: Path) -> None:
+    from earmark.cloud.store.sqlite import restore_file
+
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     with open(data_dir / "ingest.lock", "a+") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise StoreError("an ingester is running on this store: stop it before restoring") from None
-        staged = data_dir / f".restore-{SQLITE_FILE}"
-        with closing(sqlite3.connect(source / SQLITE_FILE)) as backup_db, closing(sqlite3.connect(staged)) as copy:
-            backup_db.backup(copy)
-        for leftover in (data_dir / f"{SQLITE_FILE}-wal", data_dir / f"{SQLITE_FILE}-shm"):
-            leftover.unlink(missing_ok=True)
-        staged.chmod(0o600)
-        staged.replace(data_dir / SQLITE_FILE)
-
-
-def _run(argv: list[str], url: str) -> None:
-    try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=3600)
-    except FileNotFoundError:
-        raise StoreError(f"{argv[0]} is not installed (Debian: postgresql-client)") from None
-    if done.returncode != 0:
-        lines = (done.stderr.strip() or "failed").splitlines()
-        raise StoreError(f"{argv[0]} on {redact(url)}: {lines[0]}")
+        restore_file(data_dir, source)

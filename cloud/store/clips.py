@@ -8,24 +8,20 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import NamedTuple
 
 from earmark.cloud.store.audit import AuditLog
 from earmark.cloud.store.blobs import Blobs, clip_blob
 from earmark.cloud.store.crypto import CryptoError, clip_aad, open_sealed, seal
-from earmark.cloud.store.database import Cursor, Database
+from earmark.cloud.store.database import Cursor, Database, in_list
+from earmark.cloud.store.ddl import insert
 from earmark.cloud.store.keys import Keys
 from earmark.wire.envelope import Envelope
 from earmark.wire.timestamps import utc_now
 
-# Is the owner still there (not erased)? Asked inside the transaction that stores their clips.
-# SQLite's BEGIN IMMEDIATE already serialises it with an erasure; PostgreSQL (READ COMMITTED)
-# needs the row lock, so that an erasure's key destruction waits for this commit (and then
-# deletes these clips too) or, if it came first, this check sees it.
-LIVE_OWNER = {
-    "sqlite": "SELECT 1 FROM owners WHERE owner_id = ? AND wrapped_key IS NOT NULL",
-    "postgres": "SELECT 1 FROM owners WHERE owner_id = ? AND wrapped_key IS NOT NULL FOR SHARE",
-}
+# Is the owner still there (not erased)? Asked inside the transaction that stores their clips,
+# holding the row (Database.share_lock) so that an erasure's key destruction waits for this
+# commit (and then deletes these clips too) or, if it came first, this check sees it.
+LIVE_OWNER = "SELECT 1 FROM owners WHERE owner_id = :owner_id AND wrapped_key IS NOT NULL"
 
 
 # The marks an owner may put on a recording of theirs (the portal), and their words for them.
@@ -59,48 +55,32 @@ class NewClip:
     digest: str  # the envelope's digest (wire/envelope.py)
 
 
-class _Record(NamedTuple):
-    """A clips row as inserted, in column order."""
-
-    clip_id: str
-    owner_id: str
-    device_id: str
-    captured_at: str
-    duration_ms: int
-    trigger: str
-    wake_word: str | None
-    wake_score: float | None
-    envelope_sha256: str
-    envelope_bytes: int
-    blob_path: str
-    stored_at: str
-    seq: int | None
-
-
-def _record(clip: NewClip, stored_at: str) -> _Record:
+def _record(clip: NewClip, stored_at: str) -> ClipRow:
     h = clip.envelope.header
-    return _Record(h.clip_id, clip.owner_id, h.device_id, h.captured_at, h.duration_ms, h.trigger, h.wake_word,
+    return ClipRow(h.clip_id, clip.owner_id, h.device_id, h.captured_at, h.duration_ms, h.trigger, h.wake_word,
                    h.wake_score, clip.digest, len(clip.raw), clip_blob(clip.owner_id, h.clip_id), stored_at, h.seq)
 
 
 # The owner's clips a page at a time in capture order, and the owner's oldest clips before a
 # cutoff: both a range of the (owner_id, captured_at, clip_id, …every column) index, read from
 # the index alone (tests/integration/test_query_plans.py holds both backends to that).
-OWNER_PAGE = ("SELECT * FROM clips WHERE owner_id = ? AND (captured_at, clip_id) > (?, ?) "
-              "ORDER BY captured_at, clip_id LIMIT ?")
-OWNER_EXPIRED = "SELECT * FROM clips WHERE owner_id = ? AND captured_at < ? ORDER BY captured_at, clip_id LIMIT ?"
-INSERT_CLIP = "INSERT INTO clips VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (clip_id) DO NOTHING"
+OWNER_PAGE = ("SELECT * FROM clips WHERE owner_id = :owner_id AND (captured_at, clip_id) > (:at, :clip_id) "
+              "ORDER BY captured_at, clip_id LIMIT :limit")
+OWNER_EXPIRED = ("SELECT * FROM clips WHERE owner_id = :owner_id AND captured_at < :cutoff "
+                 "ORDER BY captured_at, clip_id LIMIT :limit")
+INSERT_CLIP = insert("clips", conflict="clip_id")
 # The highest chain position stored from the device (wire v2): an export writes it into the
 # archive, so verify-export sees a clip missing from the end of the chain, not only between.
-ADVANCE_CHAIN = "UPDATE devices SET last_seq = ? WHERE device_id = ? AND coalesce(last_seq, 0) < ?"
+ADVANCE_CHAIN = "UPDATE devices SET last_seq = :seq WHERE device_id = :device_id AND coalesce(last_seq, 0) < :seq"
+OWNER_CLIP = "WHERE owner_id = :owner_id AND clip_id = :clip_id"
 
 
-def _advance_chains(cur: Cursor, records: list[_Record]) -> None:
+def _advance_chains(cur: Cursor, records: list[ClipRow]) -> None:
     ends: dict[str, int] = {}
     for r in records:
         if r.seq is not None and r.seq > ends.get(r.device_id, 0):
             ends[r.device_id] = r.seq
-    cur.executemany(ADVANCE_CHAIN, [(seq, device_id, seq) for device_id, seq in ends.items()])
+    cur.executemany(ADVANCE_CHAIN, [{"seq": seq, "device_id": device_id} for device_id, seq in ends.items()])
 
 
 class Clips:
@@ -115,7 +95,7 @@ class Clips:
         whoever's it is (for de-duplication only: it reveals neither owner nor content)."""
         if not clip_ids:
             return {}
-        rows = self.db.gateway("fingerprints", json.dumps(clip_ids))
+        rows = self.db.gateway("fingerprints", clips=json.dumps(clip_ids))
         return {str(r["clip_id"]): str(r["envelope_sha256"]) for r in rows}
 
     def put(self, owner_id: str, envelope: Envelope, raw: bytes) -> None:
@@ -137,13 +117,13 @@ class Clips:
         with self.audit.write() as cur:
             for owner_id in sorted({r.owner_id for r in records}):
                 cur.scope(owner_id)
-                live = cur.execute(LIVE_OWNER[self.db.backend], (owner_id,)).fetchone()
+                live = cur.execute(LIVE_OWNER + self.db.share_lock, {"owner_id": owner_id}).fetchone()
                 events: list[tuple[str | None, str | None, dict[str, object] | None]] = []
                 inserted = []
                 for r in (r for r in records if r.owner_id == owner_id):
                     if not live:
                         not_stored[r.clip_id] = "owner_erased"
-                    elif not cur.execute(INSERT_CLIP, r).rowcount:
+                    elif not cur.execute(INSERT_CLIP, vars(r)).rowcount:
                         not_stored[r.clip_id] = "duplicate"
                     else:
                         inserted.append(r)
@@ -164,7 +144,8 @@ class Clips:
         """The owner's clips in capture order, a page at a time (memory stays bounded)."""
         after = ("", "")
         while True:
-            rows = self.db.query(OWNER_PAGE, (owner_id, *after, page), owner=owner_id)
+            rows = self.db.query(OWNER_PAGE, {"owner_id": owner_id, "at": after[0], "clip_id": after[1],
+                                              "limit": page}, owner=owner_id)
             yield from (ClipRow(**dict(r)) for r in rows)
             if len(rows) < page:
                 return
@@ -179,7 +160,7 @@ class Clips:
 
     def get(self, owner_id: str, clip_id: str) -> ClipRow | None:
         """The owner's clip with this id; None if there is none (or it is someone else's)."""
-        rows = self.db.query("SELECT * FROM clips WHERE owner_id = ? AND clip_id = ?", (owner_id, clip_id),
+        rows = self.db.query(f"SELECT * FROM clips {OWNER_CLIP}", {"owner_id": owner_id, "clip_id": clip_id},
                              owner=owner_id)
         return ClipRow(**dict(rows[0])) if rows else None
 
@@ -187,10 +168,11 @@ class Clips:
         """Up to `limit` of the owner's clips, newest first, captured before `before`
         ((captured_at, clip_id) of the last one shown; None for the newest): a keyset page,
         read backwards along the owner's index however many clips they have."""
-        after = "AND (captured_at, clip_id) < (?, ?) " if before else ""
-        rows = self.db.query(f"SELECT * FROM clips WHERE owner_id = ? {after}"
-                             "ORDER BY captured_at DESC, clip_id DESC LIMIT ?",
-                             (owner_id, *(before or ()), limit), owner=owner_id)
+        after = "AND (captured_at, clip_id) < (:at, :clip_id) " if before else ""
+        rows = self.db.query(f"SELECT * FROM clips WHERE owner_id = :owner_id {after}"
+                             "ORDER BY captured_at DESC, clip_id DESC LIMIT :limit",
+                             {"owner_id": owner_id, "at": before[0] if before else None,
+                              "clip_id": before[1] if before else None, "limit": limit}, owner=owner_id)
         return [ClipRow(**dict(r)) for r in rows]
 
     def mark(self, owner_id: str, clip_id: str, mark: str | None) -> bool:
@@ -198,13 +180,12 @@ class Clips:
         the owner's mark on their clip, audited; False if the clip is not theirs."""
         with self.audit.write() as cur:
             cur.scope(owner_id)
-            if cur.execute("SELECT 1 FROM clips WHERE owner_id = ? AND clip_id = ?",
-                           (owner_id, clip_id)).fetchone() is None:
+            key = {"owner_id": owner_id, "clip_id": clip_id}
+            if cur.execute(f"SELECT 1 FROM clips {OWNER_CLIP}", key).fetchone() is None:
                 return False
-            cur.execute("DELETE FROM clip_marks WHERE owner_id = ? AND clip_id = ?", (owner_id, clip_id))
+            cur.execute(f"DELETE FROM clip_marks {OWNER_CLIP}", key)
             if mark is not None:
-                cur.execute("INSERT INTO clip_marks (clip_id, owner_id, mark, marked_at) VALUES (?, ?, ?, ?)",
-                            (clip_id, owner_id, mark, utc_now()))
+                cur.execute(insert("clip_marks"), {**key, "mark": mark, "marked_at": utc_now()})
             self.audit.append(cur, "clip_marked" if mark else "clip_mark_cleared", owner_id=owner_id,
                               clip_id=clip_id, detail={"mark": mark} if mark else None)
         return True
@@ -213,24 +194,24 @@ class Clips:
         """The owner's marks on these clips of theirs (None: on any): {clip_id: mark}."""
         if clip_ids is not None and not clip_ids:
             return {}
-        among = f"AND clip_id IN ({','.join('?' * len(clip_ids))})" if clip_ids is not None else ""
-        rows = self.db.query(f"SELECT clip_id, mark FROM clip_marks WHERE owner_id = ? {among}",
-                             (owner_id, *(clip_ids or ())), owner=owner_id)
+        among, listed = in_list("clip_id", clip_ids) if clip_ids is not None else ("", {})
+        rows = self.db.query(f"SELECT clip_id, mark FROM clip_marks WHERE owner_id = :owner_id {among}",
+                             {"owner_id": owner_id, **listed}, owner=owner_id)
         return {r["clip_id"]: r["mark"] for r in rows}
 
     def older_than(self, owner_id: str, cutoff: str, limit: int) -> list[ClipRow]:
         """Up to `limit` of the owner's clips captured before `cutoff`, oldest first."""
-        rows = self.db.query(OWNER_EXPIRED, (owner_id, cutoff, limit), owner=owner_id)
+        rows = self.db.query(OWNER_EXPIRED, {"owner_id": owner_id, "cutoff": cutoff, "limit": limit}, owner=owner_id)
         return [ClipRow(**dict(r)) for r in rows]
 
     def count(self, owner_id: str) -> int:
-        return int(self.db.query("SELECT count(*) AS n FROM clips WHERE owner_id = ?", (owner_id,),
+        return int(self.db.query("SELECT count(*) AS n FROM clips WHERE owner_id = :owner_id", {"owner_id": owner_id},
                                  owner=owner_id)[0]["n"])
 
     def blob_paths(self, owner_id: str) -> set[str]:
         """Where the owner's clip rows say their blobs are (for the sweep)."""
-        return {r["blob_path"] for r in self.db.query("SELECT blob_path FROM clips WHERE owner_id = ?",
-                                                      (owner_id,), owner=owner_id)}
+        return {r["blob_path"] for r in self.db.query("SELECT blob_path FROM clips WHERE owner_id = :owner_id",
+                                                      {"owner_id": owner_id}, owner=owner_id)}
 
     def delete(self, owner_id: str, clips: list[ClipRow], event: str, detail: dict[str, object] | None = None) -> None:
         """Delete these clips of the owner's, with one audit event. Rows first: a crash after
@@ -238,8 +219,8 @@ class Clips:
         with self.audit.write() as cur:
             cur.scope(owner_id)
             for table in ("clip_marks", "clips"):  # a mark goes with its clip
-                cur.executemany(f"DELETE FROM {table} WHERE owner_id = ? AND clip_id = ?",
-                                [(owner_id, clip.clip_id) for clip in clips])
+                cur.executemany(f"DELETE FROM {table} {OWNER_CLIP}",
+                                [{"owner_id": owner_id, "clip_id": clip.clip_id} for clip in clips])
             self._remember_deleted(cur, [(c.clip_id, c.envelope_sha256, c.device_id, c.seq) for c in clips])
             self.audit.append(cur, event, owner_id=owner_id, clip_id=clips[0].clip_id if len(clips) == 1 else None,
                               detail={"clips": len(clips), **(detail or {})})
@@ -251,11 +232,12 @@ class Clips:
         self.blobs.remove_owner(owner_id)
         with self.audit.write() as cur:
             cur.scope(owner_id)
-            gone = cur.execute("SELECT clip_id, envelope_sha256, device_id, seq FROM clips WHERE owner_id = ?",
-                               (owner_id,)).fetchall()
+            owner = {"owner_id": owner_id}
+            gone = cur.execute("SELECT clip_id, envelope_sha256, device_id, seq FROM clips WHERE owner_id = :owner_id",
+                               owner).fetchall()
             self._remember_deleted(cur, [(r["clip_id"], r["envelope_sha256"], r["device_id"], r["seq"]) for r in gone])
-            cur.execute("DELETE FROM clip_marks WHERE owner_id = ?", (owner_id,))
-            count = cur.execute("DELETE FROM clips WHERE owner_id = ?", (owner_id,)).rowcount
+            cur.execute("DELETE FROM clip_marks WHERE owner_id = :owner_id", owner)
+            count = cur.execute("DELETE FROM clips WHERE owner_id = :owner_id", owner).rowcount
             self.audit.append(cur, "owner_clips_deleted", owner_id=owner_id, detail={"clips": count})
         return int(count)
 
@@ -265,19 +247,20 @@ class Clips:
         the same envelope arriving again (a redelivery, a device resend) is a duplicate, not a
         new clip, and an export can tell this deletion from a clip removed behind its back."""
         now = utc_now()
-        cur.executemany("INSERT INTO deleted_clips (clip_id, envelope_sha256, deleted_at, device_id, seq) "
-                        "VALUES (?, ?, ?, ?, ?) ON CONFLICT (clip_id) DO NOTHING",
-                        [(clip_id, digest, now, device_id, seq) for clip_id, digest, device_id, seq in clips])
+        cur.executemany(insert("deleted_clips", conflict="clip_id"),
+                        [{"clip_id": clip_id, "envelope_sha256": digest, "deleted_at": now, "device_id": device_id,
+                          "seq": seq} for clip_id, digest, device_id, seq in clips])
 
     def stored_seqs(self, owner_id: str, device_id: str) -> set[int]:
         """The chain positions of the owner's stored clips from this device."""
-        rows = self.db.query("SELECT seq FROM clips WHERE owner_id = ? AND device_id = ? AND seq IS NOT NULL",
-                             (owner_id, device_id), owner=owner_id)
+        rows = self.db.query("SELECT seq FROM clips WHERE owner_id = :owner_id AND device_id = :device_id "
+                             "AND seq IS NOT NULL", {"owner_id": owner_id, "device_id": device_id}, owner=owner_id)
         return {int(r["seq"]) for r in rows}
 
     def deleted_seqs(self, device_id: str) -> set[int]:
         """The chain positions of a device's clips that were deleted on record."""
-        rows = self.db.query("SELECT seq FROM deleted_clips WHERE device_id = ? AND seq IS NOT NULL", (device_id,))
+        rows = self.db.query("SELECT seq FROM deleted_clips WHERE device_id = :device_id AND seq IS NOT NULL",
+                             {"device_id": device_id})
         return {int(r["seq"]) for r in rows}
 
     def reindex(self, clip: NewClip) -> bool:
@@ -286,7 +269,7 @@ class Clips:
         with self.audit.write() as cur:
             cur.scope(clip.owner_id)
             record = _record(clip, utc_now())
-            added = cur.execute(INSERT_CLIP, record).rowcount
+            added = cur.execute(INSERT_CLIP, vars(record)).rowcount
             if added:
                 _advance_chains(cur, [record])
                 self.audit.append(cur, "clip_reindexed", owner_id=clip.owner_id,

@@ -1,5 +1,9 @@
 """The database behind the store, and the one interface both backends give it.
 
+Statements name their parameters (`:owner_id`), and take them as a mapping; the schema
+they run on is described once (store/schema.py) and created and migrated from that
+description (store/ddl.py, store/migrations.py).
+
 The embedded default is SQLite in WAL mode with full fsync (store/sqlite.py); the scale-out
 backend is PostgreSQL with row-level security (store/postgres.py). `open_database` picks one.
 A commit returns only once it is durable; the ingester relies on that to ack a clip only after
@@ -16,7 +20,7 @@ fixed query (on PostgreSQL, a SECURITY DEFINER function that returns only what i
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -36,11 +40,11 @@ class StoreUnavailable(StoreError, TransientError):
 
 
 Row = dict[str, Any]
-Params = Sequence[object]
+Params = Mapping[str, object]
 
 
 class Cursor(Protocol):
-    """What a transaction hands out: `?` placeholders, rows as dicts, and the owner scope."""
+    """What a transaction hands out: named parameters, rows as dicts, and the owner scope."""
 
     @property
     def rowcount(self) -> int: ...
@@ -61,15 +65,21 @@ class Cursor(Protocol):
 
 
 class Database(Protocol):
-    backend: str  # "sqlite" or "postgres"
+    backend: str  # "sqlite" or "postgres", for people (status, backups); code asks the attributes below
+    # Several processes may write at once (PostgreSQL): the sweep leaves young blobs alone
+    # (another ingester's, not yet committed) and no ingest lock is taken.
+    many_writers: bool
+    # Appended to a SELECT whose rows must not change before the commit ("" where the
+    # transaction already holds the whole database, as SQLite's BEGIN IMMEDIATE does).
+    share_lock: str
 
     def transaction(self) -> Any:  # a context manager yielding a Cursor
         ...
 
-    def query(self, sql: str, params: Params = (), owner: str | None = None) -> list[Row]: ...
+    def query(self, sql: str, params: Params | None = None, owner: str | None = None) -> list[Row]: ...
 
-    def gateway(self, name: str, *args: object) -> list[Row]:
-        """One of the named cross-owner questions (GATEWAYS), and nothing else."""
+    def gateway(self, name: str, **args: object) -> list[Row]:
+        """One of the named cross-owner questions (store/gateways.py), and nothing else."""
 
     def owner_snapshot(self, owner_id: str) -> Any:  # a context manager
         """Reads on this database, from this thread, see one consistent snapshot in which only
@@ -79,7 +89,18 @@ class Database(Protocol):
     def ping(self) -> None:
         """Raise StoreError unless the database answers (a readiness check)."""
 
+    def dump(self, out: Path, admin_url: str = "") -> None:
+        """A consistent copy of the rows into the folder `out` (a backup; PostgreSQL's is taken
+        as the database's admin, `admin_url`)."""
+
     def close(self) -> None: ...
+
+
+def in_list(column: str, values: Sequence[object], name: str = "") -> tuple[str, dict[str, object]]:
+    """`AND column IN (:v0, :v1, …)` and its parameters (`AND FALSE`-like for no values)."""
+    name = name or column
+    params = {f"{name}_{i}": v for i, v in enumerate(values)}
+    return f"AND {column} IN ({', '.join(':' + k for k in params) or 'NULL'})", params
 
 
 def check_snapshot(snapshot_owner: str | None, owner: str | None) -> None:

@@ -12,6 +12,7 @@ from earmark.cloud.store.crypto import (
     seal,
 )
 from earmark.cloud.store.database import Cursor, Database, StoreError
+from earmark.cloud.store.ddl import insert
 from earmark.wire.errors import UsageError
 
 
@@ -30,7 +31,7 @@ class Keys:
         if cur.execute("SELECT 1 FROM meta WHERE key = 'quarantine_key'").fetchone():
             return False
         wrapped = bytes(seal(self.master_key, new_key(), QUARANTINE_KEY_AAD))
-        cur.execute("INSERT INTO meta VALUES ('quarantine_key', ?)", (wrapped,))
+        cur.execute(insert("meta"), {"key": "quarantine_key", "value": wrapped})
         return True
 
     def check_master_key(self) -> None:
@@ -53,7 +54,8 @@ class Keys:
         """The owner's data key. Erased or unknown owners have none (OwnerError)."""
         if owner_id in self._owner_keys:
             return self._owner_keys[owner_id]
-        rows = self.db.query("SELECT wrapped_key FROM owners WHERE owner_id = ?", (owner_id,), owner=owner_id)
+        rows = self.db.query("SELECT wrapped_key FROM owners WHERE owner_id = :owner_id", {"owner_id": owner_id},
+                             owner=owner_id)
         if not rows:
             raise OwnerError(f"no owner {owner_id}")
         if rows[0]["wrapped_key"] is None:
@@ -73,17 +75,18 @@ class Keys:
         if row is None:
             raise StoreError("store has no quarantine key")
         quarantine = open_sealed(self.master_key, row["value"], QUARANTINE_KEY_AAD)
-        cur.execute("UPDATE meta SET value = ? WHERE key = 'quarantine_key'",
-                    (bytes(seal(new_master, quarantine, QUARANTINE_KEY_AAD)),))
+        cur.execute("UPDATE meta SET value = :value WHERE key = 'quarantine_key'",
+                    {"value": bytes(seal(new_master, quarantine, QUARANTINE_KEY_AAD))})
         count = 0
         for owner_id in owner_ids:
             cur.scope(owner_id)
-            wrapped = cur.execute("SELECT wrapped_key FROM owners WHERE owner_id = ?", (owner_id,)).fetchone()
+            wrapped = cur.execute("SELECT wrapped_key FROM owners WHERE owner_id = :owner_id",
+                                  {"owner_id": owner_id}).fetchone()
             if wrapped is None or wrapped["wrapped_key"] is None:
                 continue  # erased: nothing to carry over
             key = open_sealed(self.master_key, wrapped["wrapped_key"], owner_key_aad(owner_id))
-            cur.execute("UPDATE owners SET wrapped_key = ? WHERE owner_id = ?",
-                        (bytes(seal(new_master, key, owner_key_aad(owner_id))), owner_id))
+            cur.execute("UPDATE owners SET wrapped_key = :wrapped WHERE owner_id = :owner_id",
+                        {"wrapped": bytes(seal(new_master, key, owner_key_aad(owner_id))), "owner_id": owner_id})
             count += 1
         return count
 

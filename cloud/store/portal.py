@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 
 from earmark.cloud.store.audit import AuditLog
 from earmark.cloud.store.database import Database
+from earmark.cloud.store.ddl import insert
 from earmark.wire.timestamps import format_utc, utc_now
 
 
@@ -48,16 +49,16 @@ class PortalAccess:
         now = datetime.now(UTC)
         with self.audit.write() as cur:
             cur.scope(owner_id)
-            cur.execute("INSERT INTO portal_invites (token_sha256, owner_id, created_at, expires_at, used_at) "
-                        "VALUES (?, ?, ?, ?, NULL)",
-                        (token_sha256(token), owner_id, format_utc(now), format_utc(now + timedelta(seconds=ttl_s))))
+            cur.execute(insert("portal_invites"), {"token_sha256": token_sha256(token), "owner_id": owner_id,
+                                                   "created_at": format_utc(now), "used_at": None,
+                                                   "expires_at": format_utc(now + timedelta(seconds=ttl_s))})
             self.audit.append(cur, "portal_invite_made", owner_id=owner_id, detail={"expires_in_s": ttl_s})
         return token
 
     def invited_owner(self, token: str) -> str | None:
         """The owner an unused, unexpired invite is for; None otherwise (it is not consumed)."""
-        rows = self.db.query("SELECT owner_id, expires_at, used_at FROM portal_invites WHERE token_sha256 = ?",
-                             (token_sha256(token),))
+        rows = self.db.query("SELECT owner_id, expires_at, used_at FROM portal_invites WHERE token_sha256 = :token",
+                             {"token": token_sha256(token)})
         if not rows or rows[0]["used_at"] is not None or rows[0]["expires_at"] <= utc_now():
             return None
         return str(rows[0]["owner_id"])
@@ -67,20 +68,20 @@ class PortalAccess:
         invite was used, expired or is not that owner's meanwhile."""
         with self.audit.write() as cur:
             cur.scope(passkey.owner_id)
-            cur.execute("UPDATE portal_invites SET used_at = ? WHERE token_sha256 = ? AND owner_id = ? "
-                        "AND used_at IS NULL AND expires_at > ?",
-                        (utc_now(), token_sha256(token), passkey.owner_id, utc_now()))
+            cur.execute("UPDATE portal_invites SET used_at = :now WHERE token_sha256 = :token AND owner_id = :owner_id "
+                        "AND used_at IS NULL AND expires_at > :now",
+                        {"now": utc_now(), "token": token_sha256(token), "owner_id": passkey.owner_id})
             if cur.rowcount != 1:
                 return False
-            cur.execute("INSERT INTO portal_passkeys (credential_id, owner_id, public_key, sign_count, created_at) "
-                        "VALUES (?, ?, ?, ?, ?)",
-                        (passkey.credential_id, passkey.owner_id, passkey.public_key, passkey.sign_count, utc_now()))
+            cur.execute(insert("portal_passkeys"), {"credential_id": passkey.credential_id,
+                                                    "owner_id": passkey.owner_id, "public_key": passkey.public_key,
+                                                    "sign_count": passkey.sign_count, "created_at": utc_now()})
             self.audit.append(cur, "portal_passkey_registered", owner_id=passkey.owner_id)
         return True
 
     def passkey(self, credential_id: str) -> Passkey | None:
         rows = self.db.query("SELECT credential_id, owner_id, public_key, sign_count FROM portal_passkeys "
-                             "WHERE credential_id = ?", (credential_id,))
+                             "WHERE credential_id = :credential_id", {"credential_id": credential_id})
         if not rows:
             return None
         r = rows[0]
@@ -89,7 +90,8 @@ class PortalAccess:
     def passkeys_of(self, owner_id: str) -> list[str]:
         """The owner's passkeys' credential ids."""
         return [r["credential_id"] for r in self.db.query(
-            "SELECT credential_id FROM portal_passkeys WHERE owner_id = ? ORDER BY created_at", (owner_id,))]
+            "SELECT credential_id FROM portal_passkeys WHERE owner_id = :owner_id ORDER BY created_at",
+            {"owner_id": owner_id})]
 
     def forget(self, owner_id: str) -> None:
         """No way in for the owner any more (an erasure): their invites, passkeys and sessions."""
@@ -97,7 +99,7 @@ class PortalAccess:
             cur.scope(owner_id)
             removed = 0
             for table in ("portal_sessions", "portal_passkeys", "portal_invites"):
-                cur.execute(f"DELETE FROM {table} WHERE owner_id = ?", (owner_id,))
+                cur.execute(f"DELETE FROM {table} WHERE owner_id = :owner_id", {"owner_id": owner_id})
                 removed += cur.rowcount
             if removed:
                 self.audit.append(cur, "portal_access_removed", owner_id=owner_id)
@@ -107,18 +109,18 @@ class PortalAccess:
         token, csrf, now = secrets.token_urlsafe(32), secrets.token_urlsafe(32), time.time()
         with self.audit.write() as cur:
             cur.scope(passkey.owner_id)
-            cur.execute("UPDATE portal_passkeys SET sign_count = ? WHERE credential_id = ?",
-                        (sign_count, passkey.credential_id))
-            cur.execute("INSERT INTO portal_sessions (token_sha256, owner_id, csrf, created_at, seen_at) "
-                        "VALUES (?, ?, ?, ?, ?)", (token_sha256(token), passkey.owner_id, csrf, now, now))
+            cur.execute("UPDATE portal_passkeys SET sign_count = :count WHERE credential_id = :credential_id",
+                        {"count": sign_count, "credential_id": passkey.credential_id})
+            cur.execute(insert("portal_sessions"), {"token_sha256": token_sha256(token), "owner_id": passkey.owner_id,
+                                                    "csrf": csrf, "created_at": now, "seen_at": now})
             self.audit.append(cur, "portal_signed_in", owner_id=passkey.owner_id, detail={"client": client})
         return token, Session(passkey.owner_id, csrf)
 
     def session(self, token: str, idle_s: float, max_s: float) -> Session | None:
         """The live session behind a cookie, its idle clock restarted; None if there is none."""
         now = time.time()
-        rows = self.db.query("SELECT owner_id, csrf, created_at, seen_at FROM portal_sessions WHERE token_sha256 = ?",
-                             (token_sha256(token),))
+        rows = self.db.query("SELECT owner_id, csrf, created_at, seen_at FROM portal_sessions "
+                             "WHERE token_sha256 = :token", {"token": token_sha256(token)})
         if not rows:
             return None
         r = rows[0]
@@ -126,11 +128,12 @@ class PortalAccess:
             self.end(token, r["owner_id"], "expired")
             return None
         with self.db.transaction() as cur:
-            cur.execute("UPDATE portal_sessions SET seen_at = ? WHERE token_sha256 = ?", (now, token_sha256(token)))
+            cur.execute("UPDATE portal_sessions SET seen_at = :now WHERE token_sha256 = :token",
+                        {"now": now, "token": token_sha256(token)})
         return Session(str(r["owner_id"]), str(r["csrf"]))
 
     def end(self, token: str, owner_id: str, why: str) -> None:
         with self.audit.write() as cur:
             cur.scope(owner_id)
-            cur.execute("DELETE FROM portal_sessions WHERE token_sha256 = ?", (token_sha256(token),))
+            cur.execute("DELETE FROM portal_sessions WHERE token_sha256 = :token", {"token": token_sha256(token)})
             self.audit.append(cur, "portal_signed_out", owner_id=owner_id, detail={"why": why})

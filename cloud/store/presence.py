@@ -13,13 +13,12 @@ import json
 from dataclasses import dataclass
 
 from earmark.cloud.store.database import Database
+from earmark.cloud.store.ddl import insert
 from earmark.cloud.store.registry import Registry
 from earmark.wire.timestamps import utc_now
 
 STATUS_MAX = 4096  # bytes of a device's status JSON kept; a bigger one is kept as {}
-UPSERT = ("INSERT INTO device_presence (device_id, owner_id, online, changed_at, status) VALUES (?, ?, ?, ?, ?) "
-          "ON CONFLICT (device_id) DO UPDATE SET online = excluded.online, changed_at = excluded.changed_at, "
-          "status = excluded.status")
+UPSERT = insert("device_presence", conflict="device_id", update=("online", "changed_at", "status"))
 
 
 @dataclass(frozen=True)
@@ -55,18 +54,18 @@ class DevicePresence:
         online, status = parse_status(payload)
         with self.db.transaction() as cur:
             cur.scope(device.owner_id)
-            cur.execute(UPSERT, (device_id, device.owner_id, online, utc_now(),
-                                 json.dumps(status, sort_keys=True)))
+            cur.execute(UPSERT, {"device_id": device_id, "owner_id": device.owner_id, "online": online,
+                                 "changed_at": utc_now(), "status": json.dumps(status, sort_keys=True)})
         return True
 
     def of_owner(self, owner_id: str) -> dict[str, Presence]:
         """The owner's devices' last known states, by device id."""
-        rows = self.db.query("SELECT device_id, online, changed_at, status FROM device_presence WHERE owner_id = ?",
-                             (owner_id,), owner=owner_id)
+        rows = self.db.query("SELECT device_id, online, changed_at, status FROM device_presence "
+                             "WHERE owner_id = :owner_id", {"owner_id": owner_id}, owner=owner_id)
         return {r["device_id"]: Presence(bool(r["online"]), r["changed_at"], json.loads(r["status"])) for r in rows}
 
     def forget(self, owner_id: str) -> None:
         """An erasure: nothing about the owner's devices stays."""
         with self.db.transaction() as cur:
             cur.scope(owner_id)
-            cur.execute("DELETE FROM device_presence WHERE owner_id = ?", (owner_id,))
+            cur.execute("DELETE FROM device_presence WHERE owner_id = :owner_id", {"owner_id": owner_id})

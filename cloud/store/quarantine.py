@@ -6,15 +6,19 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 
 from earmark.cloud.store.audit import AuditLog
 from earmark.cloud.store.blobs import Blobs, quarantine_blob
 from earmark.cloud.store.crypto import open_sealed, quarantine_aad, seal
-from earmark.cloud.store.database import Database
+from earmark.cloud.store.database import Database, in_list
+from earmark.cloud.store.ddl import insert
 from earmark.cloud.store.keys import Keys
 from earmark.wire.timestamps import format_utc, utc_now
+
+BY_DIGEST = "SELECT quarantine_id FROM quarantine WHERE envelope_sha256 = :digest"
+BY_ID_DELETE = "DELETE FROM quarantine WHERE quarantine_id = :quarantine_id"
 
 
 @dataclass(frozen=True)
@@ -51,7 +55,7 @@ class Quarantine:
         on it verified). Returns (quarantine id, True if new); (None, False) if the device is
         over its quota, in which case nothing is written."""
         digest = hashlib.sha256(payload).hexdigest()
-        existing = self.db.query("SELECT quarantine_id FROM quarantine WHERE envelope_sha256 = ?", (digest,))
+        existing = self.db.query(BY_DIGEST, {"digest": digest})
         if existing:
             return str(existing[0]["quarantine_id"]), False
         if quota is not None and self.over_quota(device_id, len(payload), quota):
@@ -61,17 +65,15 @@ class Quarantine:
         self.blobs.write(relative, seal(self.keys.quarantine_key(), payload, quarantine_aad(qid)))
         with self.audit.write() as cur:
             # Another ingester may be quarantining the same redelivered bytes at this moment.
-            new = cur.execute("INSERT INTO quarantine (quarantine_id, received_at, topic, reason, detail, "
-                              "envelope_sha256, envelope_bytes, blob_path, device_id, claimed_owner_id, seq) "
-                              "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (envelope_sha256) DO NOTHING",
-                              (qid, utc_now(), topic[:300], reason, detail[:1000], digest, len(payload),
-                               relative, device_id, claimed_owner_id, seq)).rowcount
+            row = QuarantineRow(qid, utc_now(), topic[:300], reason, detail[:1000], digest, len(payload), relative,
+                                device_id, claimed_owner_id, seq)
+            new = cur.execute(insert("quarantine", conflict="envelope_sha256"), asdict(row)).rowcount
             if new:
                 self.audit.append(cur, "clip_quarantined", detail={
                     "quarantine_id": qid, "reason": reason, "topic": topic[:300]})
         if not new:
             self.blobs.remove(relative)
-            first = self.db.query("SELECT quarantine_id FROM quarantine WHERE envelope_sha256 = ?", (digest,))
+            first = self.db.query(BY_DIGEST, {"digest": digest})
             return str(first[0]["quarantine_id"]), False
         return qid, True
 
@@ -79,17 +81,18 @@ class Quarantine:
         """Would one more payload of `size` bytes take the device past its quota for the last day?"""
         since = format_utc(datetime.now(UTC) - timedelta(days=1), places=6)
         row = self.db.query("SELECT count(*) AS n, coalesce(sum(envelope_bytes), 0) AS b FROM quarantine "
-                            "WHERE device_id IS NOT DISTINCT FROM ? AND received_at >= ?", (device_id, since))[0]
+                            "WHERE device_id IS NOT DISTINCT FROM :device_id AND received_at >= :since",
+                            {"device_id": device_id, "since": since})[0]
         return int(row["n"]) + 1 > quota.items_per_day or int(row["b"]) + size > quota.bytes_per_day
 
     def purge_owner(self, owner_id: str, device_ids: list[str]) -> int:
         """Erasure reaches the quarantine: every payload from the owner's devices, or whose
         header claims the owner, goes (rows first, then blobs). Returns how many."""
-        marks = ",".join("?" * len(device_ids)) or "NULL"
-        rows = self.db.query(f"SELECT quarantine_id, blob_path FROM quarantine WHERE claimed_owner_id = ? "
-                             f"OR device_id IN ({marks})", (owner_id, *device_ids))
+        among, listed = in_list("device_id", device_ids)
+        rows = self.db.query(f"SELECT quarantine_id, blob_path FROM quarantine WHERE claimed_owner_id = :owner_id "
+                             f"OR (TRUE {among})", {"owner_id": owner_id, **listed})
         with self.audit.write() as cur:
-            cur.executemany("DELETE FROM quarantine WHERE quarantine_id = ?", [(r["quarantine_id"],) for r in rows])
+            cur.executemany(BY_ID_DELETE, [{"quarantine_id": r["quarantine_id"]} for r in rows])
             self.audit.append(cur, "owner_quarantine_purged", owner_id=owner_id, detail={"items": len(rows)})
         for row in rows:
             self.blobs.remove(row["blob_path"])
@@ -97,14 +100,16 @@ class Quarantine:
 
     def refused_seqs(self, device_id: str) -> set[int]:
         """The chain positions of a device's signed clips that were refused and are kept here."""
-        rows = self.db.query("SELECT seq FROM quarantine WHERE device_id = ? AND seq IS NOT NULL", (device_id,))
+        rows = self.db.query("SELECT seq FROM quarantine WHERE device_id = :device_id AND seq IS NOT NULL",
+                             {"device_id": device_id})
         return {int(r["seq"]) for r in rows}
 
     def all(self) -> list[QuarantineRow]:
         return [QuarantineRow(**dict(r)) for r in self.db.query("SELECT * FROM quarantine ORDER BY received_at")]
 
     def get(self, quarantine_id: str) -> QuarantineRow | None:
-        rows = self.db.query("SELECT * FROM quarantine WHERE quarantine_id = ?", (quarantine_id,))
+        rows = self.db.query("SELECT * FROM quarantine WHERE quarantine_id = :quarantine_id",
+                             {"quarantine_id": quarantine_id})
         return QuarantineRow(**dict(rows[0])) if rows else None
 
     def payload(self, row: QuarantineRow) -> bytes:
@@ -115,7 +120,7 @@ class Quarantine:
         rows = [r for r in (self.get(q) for q in quarantine_ids) if r is not None]
         with self.audit.write() as cur:
             for row in rows:
-                cur.execute("DELETE FROM quarantine WHERE quarantine_id = ?", (row.quarantine_id,))
+                cur.execute(BY_ID_DELETE, {"quarantine_id": row.quarantine_id})
                 self.audit.append(cur, "quarantine_purged", detail={"quarantine_id": row.quarantine_id})
         for row in rows:
             self.blobs.remove(row.blob_path)

@@ -14,10 +14,11 @@ from __future__ import annotations
 import re
 import secrets
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 
 from earmark.cloud.store.audit import AuditLog
-from earmark.cloud.store.database import Database, Row
+from earmark.cloud.store.database import Database, Row, in_list
+from earmark.cloud.store.ddl import insert
 from earmark.cloud.store.keys import Keys
 from earmark.wire.envelope import OWNER_ID_PATTERN, parse_public_key
 from earmark.wire.errors import UsageError
@@ -71,15 +72,14 @@ class Registry:
         wrapped = self.keys.new_owner_key(owner.owner_id)
         with self.audit.write() as cur:
             cur.scope(owner.owner_id)
-            cur.execute("INSERT INTO owners (owner_id, display_name, created_at, erased_at, wrapped_key) "
-                        "VALUES (?, ?, ?, NULL, ?)",
-                        (owner.owner_id, owner.display_name, owner.created_at, wrapped))
+            cur.execute(insert("owners", ("owner_id", "display_name", "created_at", "erased_at", "wrapped_key")),
+                        {**asdict(owner), "wrapped_key": wrapped})
             self.audit.append(cur, "owner_added", owner_id=owner.owner_id)
         return owner
 
     def owner(self, owner_id: str) -> Owner | None:
         rows = self.db.query("SELECT owner_id, display_name, created_at, erased_at FROM owners "
-                             "WHERE owner_id = ?", (owner_id,), owner=owner_id)
+                             "WHERE owner_id = :owner_id", {"owner_id": owner_id}, owner=owner_id)
         return Owner(**rows[0]) if rows else None
 
     def set_recipient(self, owner_id: str, recipient: str) -> None:
@@ -93,12 +93,14 @@ class Registry:
             raise RegistryError(f"{recipient[:20]!r} is not an age X25519 recipient (age1…)") from None
         with self.audit.write() as cur:
             cur.scope(owner_id)
-            cur.execute("UPDATE owners SET age_recipient = ? WHERE owner_id = ?", (recipient, owner_id))
+            cur.execute("UPDATE owners SET age_recipient = :recipient WHERE owner_id = :owner_id",
+                        {"recipient": recipient, "owner_id": owner_id})
             # Not the recipient itself: the audit log outlives an erasure, and an age key is the person's.
             self.audit.append(cur, "owner_recipient_set", owner_id=owner_id)
 
     def recipient(self, owner_id: str) -> str | None:
-        rows = self.db.query("SELECT age_recipient FROM owners WHERE owner_id = ?", (owner_id,), owner=owner_id)
+        rows = self.db.query("SELECT age_recipient FROM owners WHERE owner_id = :owner_id", {"owner_id": owner_id},
+                             owner=owner_id)
         return rows[0]["age_recipient"] if rows and rows[0]["age_recipient"] else None
 
     def destroy_owner_key(self, owner_id: str) -> str:
@@ -107,15 +109,15 @@ class Registry:
         now = utc_now()
         with self.audit.write() as cur:
             cur.scope(owner_id)
-            cur.execute("UPDATE owners SET wrapped_key = NULL, erased_at = ?, display_name = '', "
-                        "age_recipient = NULL WHERE owner_id = ?", (now, owner_id))
+            cur.execute("UPDATE owners SET wrapped_key = NULL, erased_at = :now, display_name = '', "
+                        "age_recipient = NULL WHERE owner_id = :owner_id", {"now": now, "owner_id": owner_id})
             self.audit.append(cur, "owner_key_destroyed", owner_id=owner_id)
         self.keys.forget_owner_key(owner_id)
         return now
 
     def bindings(self, device_id: str) -> list[tuple[str, str, str | None]]:
         """(owner id, bound at, unbound at) for a device, oldest first."""
-        rows = self.db.gateway("bindings", device_id)
+        rows = self.db.gateway("bindings", device=device_id)
         return [(r["owner_id"], r["bound_at"], r["unbound_at"]) for r in rows]
 
     def owners(self) -> list[Owner]:
@@ -146,26 +148,30 @@ class Registry:
         if device_id.startswith(RESERVED_PREFIX):  # a device id is also its broker login
             raise RegistryError(f"device ids starting with {RESERVED_PREFIX!r} are reserved for Earmark's own "
                                 "services (the ingesters' broker logins): choose another")
-        if self.db.query("SELECT 1 FROM devices WHERE device_id = ?", (device_id,)):
-            raise RegistryError(f"device {device_id} is already registered")
-        holder = self.db.query("SELECT device_id, revoked_at FROM devices WHERE public_key = ?", (public_key,))
-        if holder:
-            state = " (revoked: a revoked key is never trusted again; make a new key on the device)" \
-                if holder[0]["revoked_at"] else ""
-            raise RegistryError(f"that public key is already registered to device {holder[0]['device_id']}{state}")
         now = utc_now()
         with self.audit.write() as cur:
+            # Inside the write: both checks hold at the commit (and the schema's unique public
+            # key is the last word if two processes race).
+            if cur.execute("SELECT 1 FROM devices WHERE device_id = :device_id", {"device_id": device_id}).fetchone():
+                raise RegistryError(f"device {device_id} is already registered")
+            holder = cur.execute("SELECT device_id, revoked_at FROM devices WHERE public_key = :public_key",
+                                 {"public_key": public_key}).fetchone()
+            if holder:
+                state = " (revoked: a revoked key is never trusted again; make a new key on the device)" \
+                    if holder["revoked_at"] else ""
+                raise RegistryError(f"that public key is already registered to device {holder['device_id']}{state}")
             cur.scope(owner_id)
-            cur.execute("INSERT INTO devices (device_id, public_key, created_at) VALUES (?, ?, ?)",
-                        (device_id, public_key, now))
-            cur.execute("INSERT INTO bindings VALUES (?, ?, ?, NULL)", (device_id, owner_id, now))
+            cur.execute(insert("devices", ("device_id", "public_key", "created_at")),
+                        {"device_id": device_id, "public_key": public_key, "created_at": now})
+            cur.execute(insert("bindings"), {"device_id": device_id, "owner_id": owner_id, "bound_at": now,
+                                             "unbound_at": None})
             self.audit.append(cur, "device_added", owner_id=owner_id, device_id=device_id,
                                     detail={"public_key": public_key})
         return Device(device_id, owner_id, public_key, now, now, None)
 
     def device(self, device_id: str, bindings: list[tuple[str, str, str | None]] | None = None) -> Device | None:
         """The device and its current owner (`bindings`: its history, if already at hand)."""
-        rows = self.db.query("SELECT * FROM devices WHERE device_id = ?", (device_id,))
+        rows = self.db.query("SELECT * FROM devices WHERE device_id = :device_id", {"device_id": device_id})
         if not rows:
             return None
         history = self.bindings(device_id) if bindings is None else bindings
@@ -176,12 +182,11 @@ class Registry:
         """Every device (for the operator), or those now bound to `owner_id`."""
         if owner_id is None:
             return self._with_bindings(self.db.query("SELECT * FROM devices ORDER BY created_at"),
-                                       self.db.gateway("bindings", None))
-        bindings = self.db.query("SELECT * FROM bindings WHERE owner_id = ? AND unbound_at IS NULL", (owner_id,),
-                                 owner=owner_id)
-        ids = [b["device_id"] for b in bindings]
-        rows = self.db.query(f"SELECT * FROM devices WHERE device_id IN ({','.join('?' * len(ids))}) "
-                             "ORDER BY created_at", ids) if ids else []
+                                       self.db.gateway("bindings", device=None))
+        bindings = self.db.query("SELECT * FROM bindings WHERE owner_id = :owner_id AND unbound_at IS NULL",
+                                 {"owner_id": owner_id}, owner=owner_id)
+        among, listed = in_list("device_id", [b["device_id"] for b in bindings])
+        rows = self.db.query(f"SELECT * FROM devices WHERE TRUE {among} ORDER BY created_at", listed) if listed else []
         return self._with_bindings(rows, bindings)
 
     @staticmethod
@@ -204,7 +209,8 @@ class Registry:
             return device
         now = utc_now()
         with self.audit.write() as cur:
-            cur.execute("UPDATE devices SET revoked_at = ? WHERE device_id = ?", (now, device_id))
+            cur.execute("UPDATE devices SET revoked_at = :now WHERE device_id = :device_id",
+                        {"now": now, "device_id": device_id})
             self.audit.append(cur, "device_revoked", owner_id=device.owner_id, device_id=device_id)
         return replace(device, revoked_at=now)
 

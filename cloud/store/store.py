@@ -203,7 +203,7 @@ class Store(AbstractContextManager["Store"]):
         are swept (see `sweep`), and each row without its blob is dropped, its id and hash
         remembered as deleted (an export could never include it, and it would abort every
         export of its owner). On PostgreSQL, blobs younger than SWEEP_GRACE_S are left alone."""
-        grace = SWEEP_GRACE_S if self.db.backend == "postgres" else 0
+        grace = SWEEP_GRACE_S if self.db.many_writers else 0
         missing = {owner.owner_id: [row for row in self.clips.iter_owner(owner.owner_id)
                                     if not self.blobs.path(row.blob_path).exists()]
                    for owner in self.registry.owners() if not owner.erased_at}
@@ -221,10 +221,10 @@ class Store(AbstractContextManager["Store"]):
         """Before an ingester starts: claim the store and sweep. SQLite takes one ingester per
         store (a file lock) and sweeps everything stray; PostgreSQL takes many, so it sweeps
         only what is older than SWEEP_GRACE_S."""
-        if self.db.backend == "sqlite":
-            self.claim_for_ingest()
-            return self.sweep()
-        return self.sweep(SWEEP_GRACE_S)
+        if self.db.many_writers:
+            return self.sweep(SWEEP_GRACE_S)
+        self.claim_for_ingest()
+        return self.sweep()
 
     def claim_for_ingest(self) -> None:
         """Hold the store's ingest lock for the life of this store. One ingester per SQLite

@@ -12,7 +12,7 @@ import pytest
 
 from earmark.cloud.ingest.ingestor import Ingestor
 from earmark.cloud.settings import default_master_key_path, load_settings
-from earmark.cloud.store.postgres import PG_SCHEMA_VERSION
+from earmark.cloud.store.migrations import SCHEMA_VERSION as PG_SCHEMA_VERSION
 from earmark.cloud.store.store import Store
 from earmark.wire.errors import ConfigError
 from tests.support.cloudkit import SimDevice

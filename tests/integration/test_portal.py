@@ -29,7 +29,7 @@ import uvicorn
 
 from earmark.cloud.ingest.ingestor import Ingestor
 from earmark.cloud.owner.verify_export import verify_export
-from earmark.cloud.portal import app as portal_app
+from earmark.cloud.portal import recordings as portal_recordings
 from earmark.cloud.portal.app import COOKIE, HEADERS, create_app
 from earmark.cloud.settings import PortalSettings
 from earmark.cloud.store.store import Store
@@ -135,7 +135,7 @@ def test_owners_sign_in_with_passkeys_hear_and_delete_their_own_recordings_and_n
         assert len(rows(page)) == 2
 
         with pytest.MonkeyPatch.context() as patch:  # paging, a page of one: newest first, then older
-            patch.setattr(portal_app, "PAGE_SIZE", 1)
+            patch.setattr(portal_recordings, "PAGE_SIZE", 1)
             page.goto(f"{base}/")
             newest = rows(page)
             page.click("#older")

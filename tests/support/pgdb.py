@@ -29,6 +29,14 @@ def _url(role: str, database: str) -> str:
     return f"postgresql://{role}@{parts.hostname}:{parts.port or 5432}/{database}"
 
 
+def admin_url(database: str) -> str:
+    return _url(urlsplit(ADMIN).username or "postgres", database)
+
+
+def service_url(database: str) -> str:
+    return _url(SERVICE_ROLE, database)
+
+
 @contextmanager
 def temporary_database() -> Iterator[str]:
     """Yields the service role's URL for a new, migrated database."""

@@ -1,0 +1,80 @@
+"""Download all your data: the same fail-closed export as `earmark-cloud export` (encrypted to
+the owner's age recipient when they registered one), built in the background on a Store of
+its own, then offered through a link shown once that works once, for DOWNLOAD_S; the file is
+deleted once sent, and forgotten at expiry, erasure and restart."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import shutil
+import time
+
+from starlette.background import BackgroundTask
+from starlette.responses import FileResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from earmark.cloud.owner.export import export_owner
+from earmark.cloud.portal.guard import Call, OwnerRoute
+from earmark.cloud.portal.state import DOWNLOAD_S, Export, PortalState
+from earmark.cloud.store.portal import token_sha256
+from earmark.cloud.store.store import Store
+from earmark.wire.errors import EarmarkError
+
+log = logging.getLogger(__name__)
+
+
+def build(state: PortalState, owner_id: str, job: Export) -> None:
+    """The export, on a thread and a Store of its own (its snapshot must not hold up the pages)."""
+    store = Store(state.store.data_dir, state.store.master_key_path, database_url=state.store.database_url)
+    try:
+        def progress(done: int, total: int) -> None:
+            job.done, job.total = done, total
+
+        result = export_owner(store, owner_id, job.folder, progress=progress)
+        job.ready_at, job.path = time.monotonic(), result.path
+    except EarmarkError as exc:
+        job.error = str(exc)
+    except Exception as exc:  # the page says it failed; the log says why
+        log.exception("portal export for %s failed", owner_id)
+        job.error = f"the export failed ({type(exc).__name__}); nothing was sent"
+    finally:
+        store.close()
+
+
+def export(call: Call) -> Response:
+    store, owner_id = call.state.store, call.owner_id
+    job = call.state.exports.get(owner_id)
+    token = ""
+    if job is not None and job.path is not None and not job.token_sha256:
+        token = secrets.token_urlsafe(32)  # shown once, on the page that announces it
+        job.token_sha256 = token_sha256(token)
+    return call.state.page("export.html", owner=store.registry.owner(owner_id), csrf=call.csrf, job=job, token=token,
+                           minutes=DOWNLOAD_S // 60, encrypted=bool(store.registry.recipient(owner_id)))
+
+
+def start(call: Call) -> Response:
+    owner_id = call.owner_id
+    call.state.exports.start(owner_id, lambda job: build(call.state, owner_id, job))
+    return RedirectResponse("/export", 303)
+
+
+def download(call: Call) -> Response:
+    exports = call.state.exports
+    job = exports.get(call.owner_id)
+    given = token_sha256(call.param("token"))
+    if (job is None or job.path is None or not job.token_sha256
+            or not secrets.compare_digest(given, job.token_sha256)):
+        return call.not_found("export", "")
+    exports.take(call.owner_id)  # single use: gone once this response is sent
+    call.state.store.audit.record("portal_export_downloaded", owner_id=call.owner_id, detail={"file": job.path.name})
+    return FileResponse(job.path, filename=job.path.name, media_type="application/octet-stream",
+                        background=BackgroundTask(shutil.rmtree, job.folder, ignore_errors=True))
+
+
+def routes(state: PortalState) -> list[Route]:
+    return [
+        OwnerRoute(state, "/export", export),
+        OwnerRoute(state, "/export", start, ("POST",)),
+        OwnerRoute(state, "/export/download/{token}", download, page=False),
+    ]

@@ -1,0 +1,146 @@
+"""Who may call a route, decided in one place. Every route of the portal is one of two kinds,
+and create_app accepts no other:
+
+  OwnerRoute   the signed-in owner's: without a live session the request never reaches the
+               handler (a page sends the browser to the sign-in page; anything else is 401);
+               a state change (any method but GET) must carry the session's CSRF token (a
+               form's `csrf` field, a JSON body's `csrf`, or an X-CSRF-Token header) or it is
+               refused with 403. The handler is given the session: it cannot be written
+               without one.
+  PublicRoute  sign-in, invites, static pages: no session is looked up.
+
+Handlers are plain functions run on the thread pool (the store's calls block: decryption,
+signature checks, database round trips), given a request whose form or JSON body is already
+read. A JSON body that is not an object is a 400 before any handler runs.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from earmark.cloud.portal.state import PortalState
+from earmark.cloud.store.portal import Session
+
+COOKIE = "__Host-earmark"  # __Host-: Secure, Path=/, no Domain: this origin only
+
+
+@dataclass
+class Call:
+    """One request, read: its form fields or JSON object, and (for an owner's route) its session."""
+
+    request: Request
+    state: PortalState
+    form: dict[str, str] = field(default_factory=dict)
+    body: dict[str, Any] = field(default_factory=dict)
+    session: Session | None = None
+
+    @property
+    def owner_id(self) -> str:
+        assert self.session is not None, "an owner's route always has a session"
+        return self.session.owner_id
+
+    @property
+    def csrf(self) -> str:
+        return self.session.csrf if self.session else ""
+
+    @property
+    def client(self) -> str:
+        return self.request.client.host if self.request.client else "?"
+
+    def param(self, name: str) -> str:
+        return str(self.request.path_params[name])
+
+    def not_found(self, what: str, given: str) -> Response:
+        """Another owner's, or nobody's: the same answer, and a line in the signed-in owner's log."""
+        self.state.store.audit.record("portal_not_found", owner_id=self.owner_id,
+                                      detail={"what": what, "id": given[:64]})
+        return self.message(404, "Not found", "There is nothing of yours at this address.")
+
+    def message(self, status: int, title: str, text: str) -> Response:
+        if self.wants_json:
+            return JSONResponse({"error": text}, status)
+        return self.state.page("message.html", status, title=title, text=text, signed_in=self.session is not None)
+
+    @property
+    def wants_json(self) -> bool:
+        return self.request.headers.get("content-type", "").startswith("application/json")
+
+
+Handler = Callable[[Call], Response]
+
+
+async def _read(request: Request, state: PortalState) -> Call | Response:
+    call = Call(request, state)
+    content_type = request.headers.get("content-type", "")
+    if request.method == "GET":
+        return call
+    if content_type.startswith("application/json"):
+        try:
+            body = await request.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            return JSONResponse({"error": "that request was not understood"}, 400)
+        call.body = body
+    elif content_type.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
+        call.form = {k: str(v) for k, v in (await request.form()).items()}
+    return call
+
+
+class PublicRoute(Route):
+    def __init__(self, state: PortalState, path: str, handler: Handler, methods: tuple[str, ...] = ("GET",)) -> None:
+        async def endpoint(request: Request) -> Response:
+            call = await _read(request, state)
+            if isinstance(call, Response):
+                return call
+            return await run_in_threadpool(handler, call)
+
+        super().__init__(path, endpoint, methods=list(methods))
+
+
+class OwnerRoute(Route):
+    def __init__(self, state: PortalState, path: str, handler: Handler, methods: tuple[str, ...] = ("GET",),
+                 page: bool = True) -> None:
+        """`page`: a page a person opens (no session: to the sign-in page) rather than a
+        resource or an API call (no session: 401)."""
+
+        async def endpoint(request: Request) -> Response:
+            call = await _read(request, state)
+            if isinstance(call, Response):
+                return call
+            token = request.cookies.get(COOKIE, "")
+            settings = state.settings
+            call.session = await run_in_threadpool(
+                state.store.portal.session, token, settings.session_idle_minutes * 60,
+                settings.session_max_hours * 3600) if token else None
+            if call.session is None:
+                if page and not call.wants_json:
+                    return RedirectResponse("/signin", 303)
+                return call.message(401 if request.method == "GET" else 403, "Sign in again",
+                                    "Your session has ended: sign in again.")
+            if request.method != "GET":
+                given = call.form.get("csrf") or str(call.body.get("csrf", "")) or request.headers.get(
+                    "x-csrf-token", "")
+                if not secrets.compare_digest(given, call.session.csrf):
+                    return call.message(403, "This page is out of date",
+                                        "It was opened before your last sign-in, or in another tab that has "
+                                        "since changed: go back, reload it and try again.")
+            return await run_in_threadpool(handler, call)
+
+        super().__init__(path, endpoint, methods=list(methods))
+
+
+def set_session_cookie(response: Response, token: str, max_age_s: int) -> None:
+    response.set_cookie(COOKIE, token, max_age=max_age_s, path="/", secure=True, httponly=True, samesite="strict")
+
+
+def clear_session_cookie(response: Response) -> None:
+    response.delete_cookie(COOKIE, path="/", secure=True, httponly=True, samesite="strict")

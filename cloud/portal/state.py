@@ -1,0 +1,162 @@
+"""What the portal's requests share, owned by one object (`PortalState`) and each part
+guarded by its own lock, since handlers run on a thread pool and exports are built on
+threads of their own: the passkey ceremonies in flight, the exports being built or waiting
+for their one download, and the sign-in rate limit.
+"""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+import tempfile
+import threading
+import time
+from collections import defaultdict, deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.responses import HTMLResponse
+
+from earmark.cloud.settings import PortalSettings
+from earmark.cloud.store.store import Store
+
+HERE = Path(__file__).resolve().parent  # (an editable install links files, not folders)
+CEREMONY_S = 120  # a passkey prompt's challenge lives this long
+SIGN_IN_LIMIT = (10, 60.0)  # ceremonies per client per this many seconds
+DOWNLOAD_S = 600  # an export waits this long for its one download
+
+
+@dataclass
+class Ceremony:
+    challenge: bytes
+    started: float
+    owner_id: str | None  # registration or erasure: whose
+    token: str | None  # registration: the invite
+
+
+class Ceremonies:
+    """Passkey prompts in flight, each answerable once, for CEREMONY_S."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._open: dict[str, Ceremony] = {}
+
+    def start(self, challenge: bytes, owner_id: str | None = None, token: str | None = None) -> str:
+        now = time.monotonic()
+        key = secrets.token_urlsafe(16)
+        with self._lock:
+            for old in [k for k, c in self._open.items() if now - c.started > CEREMONY_S]:
+                del self._open[old]
+            self._open[key] = Ceremony(challenge, now, owner_id, token)
+        return key
+
+    def take(self, key: object) -> Ceremony | None:
+        with self._lock:
+            ceremony = self._open.pop(str(key), None)
+        return ceremony if ceremony is not None and time.monotonic() - ceremony.started <= CEREMONY_S else None
+
+
+@dataclass
+class Export:
+    """One owner's export being built in the background, then waiting to be downloaded once.
+    The builder thread sets done, total, path and error; pages only read them."""
+
+    folder: Path
+    done: int = 0
+    total: int = 0
+    path: Path | None = None
+    error: str = ""
+    token_sha256: str = ""
+    ready_at: float = 0.0
+
+    @property
+    def running(self) -> bool:
+        return self.path is None and not self.error
+
+    @property
+    def expired(self) -> bool:
+        return self.path is not None and time.monotonic() - self.ready_at > DOWNLOAD_S
+
+
+class Exports:
+    """Each owner's export, at most one: nothing of anybody's waits on disk past its link, an
+    erasure or a restart."""
+
+    def __init__(self, folder: Path) -> None:
+        self._lock = threading.Lock()
+        self._jobs: dict[str, Export] = {}
+        self.folder = folder
+        shutil.rmtree(folder, ignore_errors=True)  # a restart forgets every undelivered export
+
+    def get(self, owner_id: str) -> Export | None:
+        self.sweep()
+        with self._lock:
+            return self._jobs.get(owner_id)
+
+    def start(self, owner_id: str, build: Callable[[Export], None]) -> Export:
+        """The owner's running export, or a new one built by `build` on a thread of its own."""
+        with self._lock:
+            job = self._jobs.get(owner_id)
+            if job is not None and job.running:
+                return job
+            if job is not None:
+                shutil.rmtree(job.folder, ignore_errors=True)
+            self.folder.mkdir(mode=0o700, exist_ok=True)
+            job = self._jobs[owner_id] = Export(Path(tempfile.mkdtemp(dir=self.folder)))
+        threading.Thread(target=build, args=(job,), daemon=True, name=f"export-{owner_id[:8]}").start()
+        return job
+
+    def take(self, owner_id: str) -> Export | None:
+        """The owner's export, no longer kept (its download is on its way, or it is forgotten)."""
+        with self._lock:
+            return self._jobs.pop(owner_id, None)
+
+    def forget(self, owner_id: str) -> None:
+        job = self.take(owner_id)
+        if job is not None:
+            shutil.rmtree(job.folder, ignore_errors=True)
+
+    def sweep(self) -> None:
+        with self._lock:
+            expired = [owner for owner, job in self._jobs.items() if job.expired]
+        for owner in expired:
+            self.forget(owner)
+
+
+class RateLimit:
+    """At most `count` attempts per client per `window` seconds (in this process)."""
+
+    def __init__(self, count: int, window: float) -> None:
+        self.count, self.window = count, window
+        self._lock = threading.Lock()
+        self._attempts: defaultdict[str, deque[float]] = defaultdict(deque)
+
+    def exceeded(self, client: str) -> bool:
+        now = time.monotonic()
+        with self._lock:
+            recent = self._attempts[client]
+            while recent and now - recent[0] > self.window:
+                recent.popleft()
+            recent.append(now)
+            return len(recent) > self.count
+
+
+class PortalState:
+    """The store, the settings, the templates and the shared parts above."""
+
+    def __init__(self, store: Store, settings: PortalSettings, broker_reload: str = "") -> None:
+        self.store, self.settings, self.broker_reload = store, settings, broker_reload
+        url = urlsplit(settings.public_url)
+        self.origin = f"{url.scheme}://{url.netloc}"
+        self.rp_id = url.hostname or "localhost"
+        self.templates = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape())
+        self.ceremonies = Ceremonies()
+        self.exports = Exports(store.data_dir / "portal-exports")
+        self.sign_in_limit = RateLimit(*SIGN_IN_LIMIT)
+
+    def page(self, name: str, status: int = 200, **values: Any) -> HTMLResponse:
+        return HTMLResponse(self.templates.get_template(name).render(**values), status_code=status)
