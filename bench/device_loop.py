@@ -118,7 +118,7 @@ def run_device(wav: Path, data_dir: Path) -> dict[str, float]:
     from earmark.device.controls import Controls
     from earmark.device.settings import load_settings
 
-    settings = load_settings(None, data_dir, device_id="bench-pi", owner_id=OWNER, mock_gpio=True)
+    settings = load_settings(None, data_dir, {"device_id": "bench-pi", "owner_id": OWNER, "gpio.mock": True})
     source = WavFileSource(wav)
     loop = assemble(settings, source, Controls(settings.gpio)).loop
     start = time.process_time()

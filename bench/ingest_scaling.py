@@ -58,8 +58,9 @@ def child(spec: dict[str, object]) -> None:
     from earmark.cloud.settings import load_settings
     from earmark.cloud.store.store import Store
 
-    settings = load_settings(None, Path(str(spec["data_dir"])), url=f"mqtt://127.0.0.1:{spec['port']}",
-                             database_url=str(spec["database_url"]) or None, source=str(spec["source"]))
+    settings = load_settings(None, Path(str(spec["data_dir"])), {
+        "broker.url": f"mqtt://127.0.0.1:{spec['port']}", "database_url": str(spec["database_url"]),
+        "source": str(spec["source"])})
     settings = replace(settings, broker=replace(settings.broker, client_id=str(spec["client_id"]),
                                                 share_group=GROUP))
     store = Store.open(settings)
@@ -175,7 +176,7 @@ def main() -> None:
 
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-    from earmark.wire.durable import write_file
+    from earmark.runtime.durable import write_file
     from tests.support.cloudkit import SimDevice, make_store
     from tests.support.pgdb import temporary_database
 

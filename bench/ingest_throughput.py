@@ -116,7 +116,7 @@ def child_ingester(port: int, count: int, data_dir: Path, owner_id: str) -> dict
     from earmark.cloud.settings import load_settings
     from earmark.cloud.store.store import Store
 
-    settings = load_settings(None, data_dir, url=f"mqtt://127.0.0.1:{port}")
+    settings = load_settings(None, data_dir, {"broker.url": f"mqtt://127.0.0.1:{port}"})
     settings = type(settings)(**{**settings.__dict__, "broker": type(settings.broker)(
         **{**settings.broker.__dict__, "client_id": "bench-ingester", "share_group": GROUP})})
     store = Store(data_dir, settings.master_key_path)

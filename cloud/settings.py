@@ -1,37 +1,56 @@
-"""Cloud configuration: one TOML file loaded once into frozen dataclasses; flags override.
-Every key is documented in deploy/earmark-cloud.example.toml."""
+"""Cloud configuration: one TOML file loaded once into frozen dataclasses whose fields carry
+their default, rule, help and flag (runtime/config.py); flags override. Every key is
+documented in deploy/earmark-cloud.example.toml."""
 
 from __future__ import annotations
 
 import os
 import socket
 import tomllib
-from dataclasses import dataclass, field, fields, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from earmark.runtime.config import Rule, all_of, check, load, matching, one_of, override, read_toml, setting, within
 from earmark.wire.envelope import MAX_ENVELOPE_BYTES
 from earmark.wire.errors import ConfigError
 
 
+def _url(schemes: tuple[str, ...], shape: str, secret: str) -> Rule:
+    """A URL of one of these schemes, with a host, a good port and no password (`secret`:
+    where the password goes instead)."""
+    def holds(value: str) -> bool:
+        parts = urlsplit(value)
+        try:
+            parts.port  # noqa: B018 - raises on a bad port
+        except ValueError:
+            return False
+        return not value or (parts.scheme in schemes and bool(parts.hostname))
+
+    return all_of(matching(holds, f"must be {shape}"),
+                  matching(lambda v: not urlsplit(v).password, f"must not hold a password: {secret}"))
+
+
 @dataclass(frozen=True)
 class BrokerSettings:
-    url: str = "mqtt://127.0.0.1:1883"  # mqtt://host:port or mqtts://host:port (TLS)
-    username: str = ""
-    password_file: str = ""  # a file holding the password (preferred over --password)
-    ca: str = ""  # CA certificate to pin for mqtts://
-    client_cert: str = ""  # TLS client certificate and key, if the broker requires them
-    client_key: str = ""
-    # Each ingester needs its own client id, the same across its restarts (its session queues
-    # clips while it is down); "" means earmark-ingester-<hostname>. Two on one host: set it.
-    client_id: str = ""
-    share_group: str = "earmark-ingest"
-    keepalive_s: int = 30
-    # How login changes reach the running broker: "" sends SIGHUP to the pid in the pid file
-    # its config names; set a command when this runs as another user than Mosquitto, e.g.
-    # "sudo systemctl reload mosquitto". Either way the broker's reload is confirmed.
-    reload_command: str = ""
+    url: str = setting("mqtt://127.0.0.1:1883", "mqtt://HOST:PORT or mqtts://HOST:PORT (TLS)",
+                       _url(("mqtt", "mqtts"), "mqtt://HOST:PORT or mqtts://HOST:PORT", "use broker.password_file"),
+                       flag="--broker")
+    username: str = setting("", "the ingester's broker login")
+    password_file: str = setting("", "a file holding the broker password (preferred over --password)")
+    ca: str = setting("", "CA certificate to pin for mqtts://")
+    client_cert: str = setting("", "TLS client certificate, if the broker requires one")
+    client_key: str = setting("", "its private key")
+    client_id: str = setting("", "this ingester's MQTT client id, the same across its restarts (its session "
+                                 "queues clips while it is down); \"\" means earmark-ingester-<hostname>: give "
+                                 "each ingester on a host its own")
+    share_group: str = setting("earmark-ingest", "the shared subscription's group")
+    keepalive_s: int = setting(30, "MQTT keepalive", within(5, 3600, "seconds"))
+    reload_command: str = setting("", "how login changes reach the running broker: \"\" sends SIGHUP to the pid "
+                                      "in the pid file its config names; or a command, e.g. \"systemctl reload "
+                                      "mosquitto\" (either way the reload is confirmed)")
 
     @property
     def tls(self) -> bool:
@@ -43,52 +62,73 @@ class AmqpSettings:
     """The clustered source: RabbitMQ's MQTT plugin routes device clips into a quorum queue,
     which ingesters consume over AMQP 0-9-1 with manual acks (deploy/SCALING.md)."""
 
-    url: str = "amqp://127.0.0.1:5672/earmark"  # amqp://HOST:PORT/VHOST or amqps://…
-    username: str = "earmark-ingester"
-    password_file: str = ""  # or $EARMARK_AMQP_PASSWORD
-    queue: str = "earmark.clips"  # declared as a quorum queue bound to amq.topic
-    ca: str = ""  # CA certificate to pin for amqps://
+    url: str = setting("amqp://127.0.0.1:5672/earmark", "amqp://HOST:PORT/VHOST or amqps://…",
+                       _url(("amqp", "amqps"), "amqp://HOST:PORT/VHOST or amqps://…", "use amqp.password_file"),
+                       flag="--amqp-url")
+    username: str = setting("earmark-ingester", "the ingester's RabbitMQ login")
+    password_file: str = setting("", "a file holding the AMQP password (or $EARMARK_AMQP_PASSWORD)",
+                                 flag="--amqp-password-file")
+    queue: str = setting("earmark.clips", "declared as a quorum queue bound to amq.topic")
+    ca: str = setting("", "CA certificate to pin for amqps://")
 
 
 @dataclass(frozen=True)
 class MetricsSettings:
-    host: str = "127.0.0.1"
-    port: int = 9108  # 0 turns the metrics and health endpoint off
+    host: str = setting("127.0.0.1", "address /metrics binds to (0.0.0.0 for a Prometheus on another host)",
+                        flag="--metrics-host")
+    port: int = setting(9108, "port for /metrics and /healthz", within(1, 65535, zero="off"), flag="--metrics-port")
 
 
 @dataclass(frozen=True)
 class PortalSettings:
-    # Where owners reach the portal (behind a TLS reverse proxy in production); invite links are
-    # built from it, and its host is the passkeys' relying party id.
-    public_url: str = "http://localhost:8080"
-    host: str = "127.0.0.1"
-    port: int = 8080
-    invite_minutes: int = 15
-    session_idle_minutes: int = 15
-    session_max_hours: int = 8
+    public_url: str = setting("http://localhost:8080", "where owners reach the portal (behind a TLS reverse "
+                                                       "proxy in production); invite links are built from it, and "
+                                                       "its host is the passkeys' relying party id",
+                              matching(lambda v: _portal_url_ok(v), "must be https://HOST[:PORT] (passkeys need a "
+                                                                    "secure origin; http works only for localhost)"))
+    host: str = setting("127.0.0.1", "address the portal listens on", flag="--host")
+    port: int = setting(8080, "port it listens on", within(1, 65535), flag="--port")
+    invite_minutes: int = setting(15, "how long an invite link works", within(1, 1440, "minutes"))
+    session_idle_minutes: int = setting(15, "a session ends after this long without a request",
+                                        within(1, 1440, "minutes"))
+    session_max_hours: int = setting(8, "and at the latest this long after sign-in", within(1, 24, "hours"))
+
+
+def _portal_url_ok(value: str) -> bool:
+    parts = urlsplit(value)
+    return (parts.scheme in ("http", "https") and bool(parts.hostname) and parts.path in ("", "/")
+            and (parts.scheme == "https" or parts.hostname == "localhost"))
 
 
 @dataclass(frozen=True)
 class CloudSettings:
-    data_dir: str
-    # "" means default_master_key_path(data_dir): beside the data dir, never inside it, so a
-    # backup of the data dir or the database never holds the key that opens it.
-    master_key_file: str = ""
-    # "" keeps the embedded SQLite store in data_dir; postgresql://ROLE@HOST/DB puts rows in
-    # PostgreSQL (as the service role; a password comes from PGPASSFILE or PGPASSWORD).
-    database_url: str = ""
-    max_envelope_bytes: int = MAX_ENVELOPE_BYTES
-    retention_days: int = 0  # `earmark-cloud purge` deletes clips captured longer ago; 0 keeps them
-    # What one device may leave in quarantine per rolling day; beyond it refused messages are
-    # not kept (so one device cannot fill the disk for everyone).
-    quarantine_items_per_day: int = 100
-    quarantine_bytes_per_day: int = 20 * 1024 * 1024
-    source: str = "mqtt"  # where ingesters take clips from: "mqtt" (the broker's shared subscription) or "amqp"
-    broker: BrokerSettings = field(default_factory=BrokerSettings)
-    amqp: AmqpSettings = field(default_factory=AmqpSettings)
-    metrics: MetricsSettings = field(default_factory=MetricsSettings)
-    portal: PortalSettings = field(default_factory=PortalSettings)
-    password: str = field(default="", repr=False)  # from --password or EARMARK_BROKER_PASSWORD only
+    data_dir: str = setting(help="the store", internal=True)
+    master_key_file: str = setting("", "\"\" means <data_dir>-secrets/master.key: beside the data dir, never "
+                                       "inside it, so a backup of the data dir or the database never holds the key")
+    database_url: str = setting("", "\"\" keeps the embedded SQLite store in data_dir; postgresql://ROLE@HOST/DB "
+                                    "puts rows in PostgreSQL as the service role (a password comes from PGPASSFILE "
+                                    "or PGPASSWORD)",
+                                _url(("postgresql", "postgres"), "postgresql://ROLE@HOST:PORT/DATABASE (or empty "
+                                     "for SQLite)", "put it in PGPASSFILE (0600) or PGPASSWORD"),
+                                flag="--database-url")
+    max_envelope_bytes: int = setting(MAX_ENVELOPE_BYTES, "the largest envelope the ingester takes",
+                                      within(1024, MAX_ENVELOPE_BYTES, "bytes"))
+    retention_days: int = setting(0, "`earmark-cloud purge` deletes clips captured longer ago",
+                                  within(1, 36500, "days", zero="keep them"))
+    quarantine_items_per_day: int = setting(100, "what one device may leave in quarantine per rolling day",
+                                            within(1, 1_000_000))
+    quarantine_bytes_per_day: int = setting(20 * 1024 * 1024, "… in bytes (at least one envelope)",
+                                            within(MAX_ENVELOPE_BYTES, 1 << 40, "bytes"))
+    source: str = setting("mqtt", "where ingesters take clips from: mqtt (the broker's shared subscription) or "
+                                  "amqp (a RabbitMQ quorum queue)", one_of("mqtt", "amqp"), flag="--source")
+    broker: BrokerSettings = setting(factory=BrokerSettings)
+    amqp: AmqpSettings = setting(factory=AmqpSettings)
+    metrics: MetricsSettings = setting(factory=MetricsSettings)
+    portal: PortalSettings = setting(factory=PortalSettings)
+    password: str = setting("", "from --password or $EARMARK_BROKER_PASSWORD only", internal=True)
+
+    def __repr__(self) -> str:  # the password never reaches a log line
+        return f"CloudSettings(data_dir={self.data_dir!r}, database_url={self.database_url!r}, …)"
 
     @property
     def master_key_path(self) -> Path:
@@ -128,22 +168,6 @@ def default_data_dir() -> Path:
     return Path(base) / "earmark-cloud"
 
 
-_TYPES: dict[str, tuple[type, ...]] = {"str": (str,), "int": (int,)}
-
-
-def _section(cls: type, raw: Any, prefix: str) -> Any:
-    if not isinstance(raw, dict):
-        raise ConfigError(f"config key {prefix}: expected a table")
-    known = {f.name: str(f.type) for f in fields(cls)}
-    for key, value in raw.items():
-        if key not in known or key == "password":
-            raise ConfigError(f"config key {prefix}{key} is unknown")
-        allowed = _TYPES.get(known[key])
-        if allowed is None or isinstance(value, bool) or not isinstance(value, allowed):
-            raise ConfigError(f"config key {prefix}{key}: expected {known[key]}, got {type(value).__name__}")
-    return cls(**raw)
-
-
 BROKER_TOML = "broker.toml"  # what `broker config` wrote for the ingester, beneath cloud.toml
 
 
@@ -161,89 +185,39 @@ def _broker_written_by_config(data_dir: Path) -> dict[str, Any]:
     return dict(table) if isinstance(table, dict) else {}
 
 
-def load_settings(path: Path | None, data_dir: Path | None = None, **flags: Any) -> CloudSettings:
-    raw: dict[str, Any] = {}
-    if path is not None:
-        try:
-            raw = tomllib.loads(Path(path).read_text())
-        except FileNotFoundError:
-            raise ConfigError(f"config file {path} does not exist") from None
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
-    raw = dict(raw)
-    chosen = data_dir or (Path(raw["data_dir"]) if raw.get("data_dir") and isinstance(raw["data_dir"], str)
-                          else default_data_dir())
+def load_settings(path: Path | None, data_dir: Path | None = None,
+                  flags: Mapping[str, Any] | None = None) -> CloudSettings:
+    """Settings from, lowest first: defaults, what `broker config` wrote (broker.toml in the
+    data dir), the config file, and `flags` (setting paths, "broker.url", as the command line
+    gave them; "password" for --password)."""
+    flags = dict(flags or {})
+    raw = read_toml(path) if path is not None else {}
+    chosen = data_dir or raw.pop("data_dir", None) or default_data_dir()
+    if not isinstance(chosen, str | Path):
+        raise ConfigError("config key data_dir: expected str")
     # A broker named on the command line is another broker: none of broker.toml applies to it.
-    written = _broker_written_by_config(chosen) if flags.get("url") is None else {}
-    broker = _section(BrokerSettings, {**written, **raw.pop("broker", {})}, "broker.")
-    metrics = _section(MetricsSettings, raw.pop("metrics", {}), "metrics.")
-    amqp = _section(AmqpSettings, raw.pop("amqp", {}), "amqp.")
-    portal = _section(PortalSettings, raw.pop("portal", {}), "portal.")
-    top: CloudSettings = _section(CloudSettings, {"data_dir": "", **raw}, "")
-    given = {k: v for k, v in flags.items() if v is not None}
-    broker = replace(broker, **{k: str(given.pop(k)) for k in ("url", "username", "ca", "password_file",
-                                                               "client_cert", "client_key") if k in given})
-    if "metrics_port" in given:
-        metrics = replace(metrics, port=int(given.pop("metrics_port")))
-    if "metrics_host" in given:
-        metrics = replace(metrics, host=str(given.pop("metrics_host")))
-    amqp = replace(amqp, **{k.removeprefix("amqp_"): str(given.pop(k)) for k in ("amqp_url", "amqp_password_file")
-                            if k in given})
-    if "source" in given:
-        top = replace(top, source=str(given.pop("source")))
-    if database_url := given.pop("database_url", ""):  # an empty flag keeps the config's
-        top = replace(top, database_url=str(database_url))
-    if "client_id" in given:
-        broker = replace(broker, client_id=str(given.pop("client_id")))
-    if not broker.client_id:
-        broker = replace(broker, client_id=f"earmark-ingester-{socket.gethostname()}"[:64])
-    portal = replace(portal, **{k.removeprefix("portal_"): given.pop(k) for k in ("portal_host", "portal_port")
-                                if k in given})
-    settings = replace(top, data_dir=str(chosen), broker=broker, amqp=amqp, metrics=metrics, portal=portal,
-                       password=str(given.pop("password", "")))
-    if given:
-        raise TypeError(f"unknown flags {sorted(given)}")
+    written = _broker_written_by_config(Path(chosen)) if "broker.url" not in flags else {}
+    raw["broker"] = {**written, **raw.get("broker", {})} if isinstance(raw.get("broker", {}), dict) else raw["broker"]
+    if not flags.get("database_url"):  # an empty flag keeps the config's
+        flags.pop("database_url", None)
+    settings = override(load(CloudSettings, raw, data_dir=str(chosen)), flags)
+    if not settings.broker.client_id:
+        settings = replace(settings, broker=replace(settings.broker,
+                                                    client_id=f"earmark-ingester-{socket.gethostname()}"[:64]))
     validate(settings)
     return settings
 
 
 def validate(s: CloudSettings) -> None:
+    """Each key's own rule (its field's), then the rules between keys."""
+    check(s)
+
     def need(ok: bool, key: str, why: str) -> None:
         if not ok:
             raise ConfigError(f"config key {key}: {why}")
 
-    parts = urlsplit(s.broker.url)
-    need(parts.scheme in ("mqtt", "mqtts") and bool(parts.hostname), "broker.url",
-         "must be mqtt://HOST:PORT or mqtts://HOST:PORT")
-    try:
-        parts.port  # noqa: B018 - raises on a bad port
-    except ValueError:
-        need(False, "broker.url", "has a bad port")
     need(not s.broker.ca or s.broker.tls, "broker.ca", "only applies to an mqtts:// url")
-    need(5 <= s.broker.keepalive_s <= 3600, "broker.keepalive_s", "must be 5..3600")
     need(bool(s.broker.client_cert) == bool(s.broker.client_key), "broker.client_cert",
          "give client_cert and client_key together")
-    need(0 <= s.metrics.port <= 65535, "metrics.port", "must be 0..65535")
-    need(not s.database_url or urlsplit(s.database_url).scheme in ("postgresql", "postgres"), "database_url",
-         "must be postgresql://ROLE@HOST:PORT/DATABASE (or empty for SQLite)")
-    need(not urlsplit(s.database_url).password, "database_url",
-         "must not hold a password: put it in PGPASSFILE (0600) or PGPASSWORD")
-    need(s.source in ("mqtt", "amqp"), "source", 'must be "mqtt" or "amqp"')
-    portal = urlsplit(s.portal.public_url)
-    need(portal.scheme in ("http", "https") and bool(portal.hostname) and portal.path in ("", "/"),
-         "portal.public_url", "must be https://HOST[:PORT] (http only for localhost)")
-    need(portal.scheme == "https" or portal.hostname == "localhost", "portal.public_url",
-         "must be https:// (passkeys need a secure origin; http works only for localhost)")
-    need(1 <= s.portal.invite_minutes <= 1440, "portal.invite_minutes", "must be 1..1440")
-    need(1 <= s.portal.session_idle_minutes <= s.portal.session_max_hours * 60, "portal.session_idle_minutes",
+    need(s.portal.session_idle_minutes <= s.portal.session_max_hours * 60, "portal.session_idle_minutes",
          "must be 1.. the session's maximum")
-    need(1 <= s.portal.session_max_hours <= 24, "portal.session_max_hours", "must be 1..24")
-    need(urlsplit(s.amqp.url).scheme in ("amqp", "amqps") and bool(urlsplit(s.amqp.url).hostname), "amqp.url",
-         "must be amqp://HOST:PORT/VHOST or amqps://…")
-    need(not urlsplit(s.amqp.url).password, "amqp.url", "must not hold a password: use amqp.password_file")
-    need(0 <= s.retention_days <= 36500, "retention_days", "must be 0 (keep) to 36500 days")
-    need(1 <= s.quarantine_items_per_day <= 1_000_000, "quarantine_items_per_day", "must be 1..1000000")
-    need(MAX_ENVELOPE_BYTES <= s.quarantine_bytes_per_day <= 1 << 40, "quarantine_bytes_per_day",
-         f"must be at least one envelope ({MAX_ENVELOPE_BYTES} bytes)")
-    need(1024 <= s.max_envelope_bytes <= MAX_ENVELOPE_BYTES, "max_envelope_bytes",
-         f"must be 1024..{MAX_ENVELOPE_BYTES}")

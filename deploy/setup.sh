@@ -61,11 +61,11 @@ PYTHON="${PYTHON:-python3}"
 "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' || {
   echo "Earmark needs Python 3.11 or newer; $PYTHON is $("$PYTHON" --version)" >&2; exit 1; }
 
-# The editable install is a tree of links (setuptools' strict mode) that maps wire/, device/ and
-# cloud/ to earmark.wire, earmark.device and earmark.cloud, which mypy can follow too; a module
+# The editable install is a tree of links (setuptools' strict mode) that maps wire/, runtime/, device/ and
+# cloud/ to earmark.wire, earmark.runtime, earmark.device and earmark.cloud, which mypy can follow too; a module
 # added or removed needs a reinstall, so the stamp covers the file list as well.
 stamp=".venv/.earmark-installed"
-want="$( { cat pyproject.toml; find wire device cloud -name '*.py' -o -name '*.json' -o -name '*.npz' -o -name '*.html' -o -name '*.js' \
+want="$( { cat pyproject.toml; find wire runtime device cloud -name '*.py' -o -name '*.json' -o -name '*.npz' -o -name '*.html' -o -name '*.js' \
   -o -name '*.css' -o -name py.typed | sort; } \
   | sha256sum | cut -d' ' -f1)"
 if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then

@@ -22,15 +22,14 @@ from earmark.device.listening.models import LICENCE, fetch_models, locate_models
 from earmark.device.settings import (
     BUILTIN_WAKE_WORDS,
     DeviceSettings,
-    WakeSettings,
     WakeWordSettings,
     default_data_dir,
     load_settings,
     validate,
 )
 from earmark.device.sync.identity import load_or_create_key, public_key_of
-from earmark.wire.command import confirmed, run_command, version
-from earmark.wire.errors import ConfigError
+from earmark.runtime.command import confirmed, run_command, version
+from earmark.runtime.config import add_flags, flag_values
 
 log = logging.getLogger("earmark.device")
 
@@ -55,16 +54,11 @@ def build_parser() -> argparse.ArgumentParser:
     _common(run)
     run.add_argument("--audio-file", type=Path, help="a WAV file as the microphone; exits at its end")
     run.add_argument("--realtime", action="store_true", help="pace --audio-file like a live mic")
-    run.add_argument("--mock-gpio", action="store_true", default=None,
-                     help="gpiozero MockFactory pins instead of the Pi's GPIO")
-    run.add_argument("--spool", type=Path, help="spool directory (default: <data-dir>/spool)")
-    run.add_argument("--device-id", help="this device's id (its broker username)")
-    run.add_argument("--owner-id", help="the owner's id (a UUID)")
-    run.add_argument("--mic", help="input device: index or name substring (`earmark-device mics`)")
+    add_flags(run, DeviceSettings, ["gpio.mock", "spool.directory", "device_id", "owner_id", "mic.device",
+                                    "broker.url"])
     run.add_argument("--wake-word", action="append", dest="wake_words",
-                     help=f"{', '.join(BUILTIN_WAKE_WORDS)} or a .onnx path, at threshold 0.5 (repeatable; "
+                     help=f"{', '.join(BUILTIN_WAKE_WORDS)} or a .onnx path, at its default rule (repeatable; "
                           "default: the configured words)")
-    run.add_argument("--broker", dest="broker_url", help="mqtt[s]://HOST:PORT (default: from the pairing)")
     run.add_argument("--drain-timeout", type=float, default=30.0,
                      help="with --audio-file: seconds to wait for the spool to drain at the end (default 30)")
     run.set_defaults(handler=cmd_run)
@@ -93,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     spool = sub.add_parser("spool", help="list the clips waiting in the spool, oldest first")
     _common(spool)
-    spool.add_argument("--spool", type=Path, help="spool directory (default: <data-dir>/spool)")
+    add_flags(spool, DeviceSettings, ["spool.directory"])
     spool.add_argument("--json", action="store_true", help="one JSON object per clip")
     spool.set_defaults(handler=cmd_spool)
 
@@ -142,12 +136,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _settings(args: argparse.Namespace, **overrides: Any) -> DeviceSettings:
+def _settings(args: argparse.Namespace) -> DeviceSettings:
+    """The settings, with the flags this command was given (generated from the settings'
+    own fields: runtime/config.py)."""
     config = args.config
     if config is None:
         default = (args.data_dir or default_data_dir()) / "device.toml"
         config = default if default.is_file() else None
-    return load_settings(config, args.data_dir, **overrides)
+    flags = flag_values(args)
+    if getattr(args, "wake_words", None):
+        flags["wake.words"] = tuple(WakeWordSettings(str(name)) for name in args.wake_words)
+    return load_settings(config, args.data_dir, flags)
 
 
 def _stop_on_signals() -> threading.Event:
@@ -165,9 +164,7 @@ def _stop_on_signals() -> threading.Event:
 def cmd_run(args: argparse.Namespace) -> int:
     from earmark.device.assembly import assemble
 
-    s = _settings(args, device_id=args.device_id, owner_id=args.owner_id, spool_dir=args.spool,
-                  mock_gpio=args.mock_gpio, mic_device=args.mic, broker_url=args.broker_url,
-                  wake_words=args.wake_words)
+    s = _settings(args)
     s.require_identity()
     source: AudioSource
     if args.audio_file:
@@ -201,16 +198,11 @@ def cmd_detect(args: argparse.Namespace) -> int:
     from earmark.device.listening.wake import WakeDetector
 
     s = _settings(args)
-    words = s.wake.words
-    if args.wake_words:
-        words = tuple(WakeWordSettings(w) for w in args.wake_words)
     if args.threshold is not None:
-        if not 0 < args.threshold < 1:
-            raise ConfigError("--threshold must be between 0 and 1")
-        words = tuple(replace(w, threshold=args.threshold) for w in words)
-    wake = WakeSettings(words, s.wake.patience, s.wake.refractory_s)
-    validate(replace(s, wake=wake))  # flags are checked like the config file
-    models = locate_models(s.models_dir, [w.name for w in words])
+        s = replace(s, wake=replace(s.wake, words=tuple(replace(w, threshold=args.threshold) for w in s.wake.words)))
+        validate(s)  # flags are checked like the config file
+    wake = s.wake
+    models = locate_models(s.models_dir, [w.name for w in wake.words])
     voices = verifiers(Path(s.data_dir), list(models.wake_words))
     sources = [WavFileSource(path) for path in args.files]  # fail before any output
     for path, source in zip(args.files, sources, strict=True):
@@ -251,7 +243,7 @@ def cmd_spool(args: argparse.Namespace) -> int:
     from earmark.device.sync.spool import Spool
     from earmark.wire.envelope import EnvelopeError, decode_envelope
 
-    s = _settings(args, spool_dir=args.spool)
+    s = _settings(args)
     key = load_or_create_key(s.key_path)[0].public_key() if s.key_path.exists() else None
     clips = Spool(s.spool_dir, s.spool.max_bytes).clips()
     for clip in clips:

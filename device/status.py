@@ -17,7 +17,7 @@ from typing import Any
 
 from earmark.device.audio.source import AudioSource
 from earmark.device.loop import DeviceLoop
-from earmark.wire.command import version
+from earmark.runtime.command import version
 from earmark.wire.timestamps import format_utc
 
 INTERVAL_S = 60.0

@@ -1,7 +1,7 @@
-"""The contract shared by the device and the cloud: topics, receipts, the signed clip
-envelope, device public keys and pairing bundles (plain data and pure functions), the UTC
-timestamp format, durable file writes, the error root, and the MQTT client set-up both
-sides use (`earmark.wire.transport`, not imported here: it needs paho)."""
+"""The contract shared by the device and the cloud, as plain data and pure functions with no
+I/O: topics, receipts, the signed clip envelope, device public keys and pairing bundles,
+the UTC timestamp format, and the error root. What both sides run on besides (the command
+runner, settings, durable writes, the MQTT client) lives in runtime/, beside it."""
 
 from earmark.wire.bundle import BundleError, PairingBundle, parse_bundle
 from earmark.wire.envelope import (

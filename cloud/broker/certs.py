@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from earmark.wire.durable import write_file
+from earmark.runtime.durable import write_file
 from earmark.wire.errors import UsageError
 
 CA_DAYS = 3650

@@ -14,7 +14,7 @@ from earmark.cloud.broker.certs import ca_paths, init_ca, issue
 from earmark.cloud.broker.control import hand_to_broker, write_broker_files
 from earmark.cloud.broker.logins import INGESTER_USERNAME, MONITOR_PASSWORD_FILE, create_login, new_password
 from earmark.cloud.store.store import Store
-from earmark.wire.durable import write_file
+from earmark.runtime.durable import write_file
 from earmark.wire.envelope import MAX_ENVELOPE_BYTES
 
 

@@ -44,9 +44,9 @@ from earmark.cloud.broker.logins import (
 from earmark.cloud.store.accounts import Login
 from earmark.cloud.store.registry import RESERVED_PREFIX, Device
 from earmark.cloud.store.store import Store
-from earmark.wire.durable import write_file
+from earmark.runtime.durable import write_file
+from earmark.runtime.transport import make_client
 from earmark.wire.errors import EXIT_TEMPFAIL, EXIT_USAGE, EarmarkError
-from earmark.wire.transport import make_client
 
 log = logging.getLogger(__name__)
 CANARY = f"{RESERVED_PREFIX}sync"

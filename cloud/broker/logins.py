@@ -18,7 +18,7 @@ from pathlib import Path
 from earmark.cloud.store.accounts import Login
 from earmark.cloud.store.registry import RESERVED_PREFIX
 from earmark.cloud.store.store import Store
-from earmark.wire.durable import write_file
+from earmark.runtime.durable import write_file
 from earmark.wire.errors import UsageError
 from earmark.wire.topics import PREFIX, check_device_id
 

@@ -19,7 +19,8 @@ from earmark.cloud.store.crypto import create_master_key
 from earmark.cloud.store.database import StoreUnavailable
 from earmark.cloud.store.registry import RegistryError
 from earmark.cloud.store.store import Store
-from earmark.wire.command import confirmed
+from earmark.runtime.command import confirmed
+from earmark.runtime.config import flag_values
 from earmark.wire.errors import UsageError
 
 if TYPE_CHECKING:
@@ -29,12 +30,14 @@ if TYPE_CHECKING:
 log = logging.getLogger("earmark.cloud")
 
 
-def _settings(args: argparse.Namespace, **flags: Any) -> CloudSettings:
+def _settings(args: argparse.Namespace) -> CloudSettings:
+    """The settings, with the flags this command was given (generated from the settings'
+    own fields: runtime/config.py)."""
     config = args.config
     if config is None:
         default = (args.data_dir or default_data_dir()) / "cloud.toml"
         config = default if default.is_file() else None
-    return load_settings(config, args.data_dir, database_url=args.database_url, **flags)
+    return load_settings(config, args.data_dir, flag_values(args))
 
 
 def _store(args: argparse.Namespace) -> Store:
@@ -107,7 +110,7 @@ def cmd_portal(args: argparse.Namespace) -> int:
 
     from earmark.cloud.portal.app import create_app
 
-    s = _settings(args, portal_host=args.host, portal_port=args.port)
+    s = _settings(args)
     app = create_app(open_for_work(s), s.portal, s.broker.reload_command)
     log.info("portal on http://%s:%d for %s", s.portal.host, s.portal.port, s.portal.public_url)
     uvicorn.run(app, host=s.portal.host, port=s.portal.port, log_level="warning", proxy_headers=True,
@@ -468,11 +471,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     from earmark.cloud.ingest.mqtt_source import IngestService
     from earmark.cloud.store.quarantine import QuarantineQuota
 
-    s = _settings(args, url=args.broker, username=args.username, password=args.password, ca=args.ca,
-                  password_file=args.password_file, client_cert=args.client_cert, client_key=args.client_key,
-                  client_id=args.client_id, source=args.source, amqp_url=args.amqp_url,
-                  amqp_password_file=args.amqp_password_file, metrics_port=args.metrics_port,
-                  metrics_host=args.metrics_host)
+    s = _settings(args)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())

@@ -47,9 +47,10 @@ from earmark.cloud.cli.commands import (
     cmd_store_check,
     cmd_verify_export,
 )
-from earmark.cloud.settings import default_data_dir
+from earmark.cloud.settings import CloudSettings, default_data_dir
 from earmark.cloud.store.database import StoreError
-from earmark.wire.command import add_global_options, run_command, version
+from earmark.runtime.command import add_global_options, run_command, version
+from earmark.runtime.config import add_flags
 
 
 def _common(p: argparse.ArgumentParser, top: bool = False) -> None:
@@ -60,8 +61,7 @@ def _common(p: argparse.ArgumentParser, top: bool = False) -> None:
                    **suppress)
     p.add_argument("--config", type=Path, help="TOML config (default: <data-dir>/cloud.toml if it exists)",
                    **suppress)
-    p.add_argument("--database-url", help="postgresql://ROLE@HOST/DB (default: database_url in the config, "
-                   "else SQLite in the data dir)", **suppress)
+    add_flags(p, CloudSettings, ["database_url"], **suppress)
     add_global_options(p, top=top)
 
 
@@ -145,8 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     portal = command("portal", cmd_portal, "serve the owners' portal (passkey sign-in; each owner sees, hears "
                      "and deletes their own recordings)")
-    portal.add_argument("--host", help="address to listen on (default portal.host, 127.0.0.1)")
-    portal.add_argument("--port", type=int, help="port (default portal.port, 8080)")
+    add_flags(portal, CloudSettings, ["portal.host", "portal.port"])
 
     device = sub.add_parser("device", help="devices").add_subparsers(dest="device_command", required=True)
     add = command("add", cmd_device_add, "register a device's public key to an owner; prints its id", device)
@@ -245,22 +244,11 @@ def build_parser() -> argparse.ArgumentParser:
     command("verify", cmd_audit_verify, "check the hash chain; exit 1 if anything was edited or removed", audit)
 
     ingest = command("ingest", cmd_ingest, "run the ingester until SIGTERM")
-    ingest.add_argument("--broker", help="mqtt://HOST:PORT or mqtts://HOST:PORT")
-    ingest.add_argument("--username")
-    ingest.add_argument("--password", help="prefer --password-file or $EARMARK_BROKER_PASSWORD")
-    ingest.add_argument("--password-file", help="a file holding the broker password")
-    ingest.add_argument("--client-id", help="this ingester's MQTT client id (default: earmark-ingester-<host>); "
-                                            "give each ingester on a host its own")
-    ingest.add_argument("--client-cert", help="TLS client certificate, if the broker requires one")
-    ingest.add_argument("--client-key", help="its private key")
-    ingest.add_argument("--ca", help="CA certificate to pin for mqtts://")
-    ingest.add_argument("--source", choices=["mqtt", "amqp"],
-                        help="mqtt: the broker's shared subscription (default); amqp: a RabbitMQ quorum queue")
-    ingest.add_argument("--amqp-url", help="amqp://HOST:PORT/VHOST (with --source amqp)")
-    ingest.add_argument("--amqp-password-file", help="a file holding the AMQP password")
-    ingest.add_argument("--metrics-port", type=int, help="port for /metrics and /healthz (0: off)")
-    ingest.add_argument("--metrics-host", help="address /metrics binds to (default 127.0.0.1; 0.0.0.0 for a "
-                                               "Prometheus on another host)")
+    add_flags(ingest, CloudSettings, ["broker.url", "broker.username", "broker.password_file", "broker.client_id",
+                                      "broker.client_cert", "broker.client_key", "broker.ca", "source", "amqp.url",
+                                      "amqp.password_file", "metrics.port", "metrics.host"])
+    ingest.add_argument("--password", dest="setting:password",
+                        help="the broker password: prefer --password-file or $EARMARK_BROKER_PASSWORD")
     ingest.add_argument("--retire", action="store_true",
                         help="scale-down: take no new clips, drain this ingester's queue, then end its session "
                              "so the group's other members get every clip (deploy/SCALING.md)")

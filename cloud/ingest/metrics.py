@@ -33,7 +33,7 @@ from prometheus_client import (
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from earmark.cloud.ingest.ingestor import REJECTION_REASONS
-from earmark.wire.command import version
+from earmark.runtime.command import version
 from earmark.wire.errors import from_os_error
 
 STUCK_AFTER_S = 60.0  # a main loop that has not turned for this long is not alive

@@ -32,9 +32,9 @@ from earmark.cloud.ingest.metrics import Metrics
 from earmark.cloud.ingest.source import BATCH_MAX, IngestSummary, Pipeline, Statuses, count, store_health
 from earmark.cloud.ingest.systemd import Notifier
 from earmark.cloud.settings import CloudSettings
+from earmark.runtime.transport import FailureLog, connect_async, describe_connect_error, make_client, send_immediately
 from earmark.wire.errors import ConfigError
 from earmark.wire.topics import STATUS_SUBSCRIPTION, receipt_topic, shared_clip_subscription
-from earmark.wire.transport import FailureLog, connect_async, describe_connect_error, make_client, send_immediately
 
 log = logging.getLogger(__name__)
 SESSION_EXPIRY_S = 7 * 24 * 3600  # the broker keeps our queue for a week of downtime

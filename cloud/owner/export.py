@@ -58,7 +58,7 @@ from earmark.cloud.store.clips import ClipRow
 from earmark.cloud.store.crypto import CryptoError
 from earmark.cloud.store.keys import OwnerError
 from earmark.cloud.store.store import Store
-from earmark.wire.durable import fsync_dir
+from earmark.runtime.durable import fsync_dir
 from earmark.wire.envelope import Envelope, EnvelopeError, decode_envelope, parse_public_key
 from earmark.wire.errors import EXIT_USAGE, EarmarkError
 from earmark.wire.timestamps import parse_utc, utc_now

@@ -24,7 +24,7 @@ from pathlib import Path
 from earmark.cloud.store.blobs import CLIPS, QUARANTINE
 from earmark.cloud.store.database import StoreError
 from earmark.cloud.store.store import Store
-from earmark.wire.durable import write_file
+from earmark.runtime.durable import write_file
 from earmark.wire.timestamps import utc_now
 
 DESCRIPTION = "backup.json"

@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from earmark.cloud.store.database import StoreUnavailable
-from earmark.wire.durable import TEMP_PREFIX, fsync_dir, write_file
+from earmark.runtime.durable import TEMP_PREFIX, fsync_dir, write_file
 
 CLIPS = "blobs"
 QUARANTINE = "quarantine"

@@ -20,7 +20,7 @@ from pathlib import Path
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from earmark.wire.durable import write_file
+from earmark.runtime.durable import write_file
 from earmark.wire.errors import EarmarkError, UsageError
 
 NONCE_BYTES = 12

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from earmark.cloud.store.database import StoreError
-from earmark.wire.durable import write_file
+from earmark.runtime.durable import write_file
 
 GENESIS = "0" * 64
 

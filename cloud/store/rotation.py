@@ -25,7 +25,7 @@ from earmark.cloud.store.crypto import load_master_key, new_key
 from earmark.cloud.store.database import Cursor, StoreError
 from earmark.cloud.store.keys import Keys
 from earmark.cloud.store.ledger import ErasureLedger
-from earmark.wire.durable import write_file
+from earmark.runtime.durable import write_file
 
 
 def pending_path(master_key_path: Path) -> Path:

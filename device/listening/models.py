@@ -20,7 +20,7 @@ from importlib import resources
 from pathlib import Path
 
 from earmark.device.settings import BUILTIN_WAKE_WORDS, wake_word_id
-from earmark.wire.durable import write_file
+from earmark.runtime.durable import write_file
 from earmark.wire.errors import UsageError
 
 SOURCE_WHEEL = "openwakeword==0.4.0"

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from earmark.device.listening.verifier import WINDOW, Verifier, negative_bank, pooled_at, train
-from earmark.wire.durable import write_file
+from earmark.runtime.durable import write_file
 from earmark.wire.errors import UsageError
 
 BEST_FRAMES = 3  # positives per enrollment recording: its best-scoring frames

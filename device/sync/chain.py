@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from earmark.wire.durable import write_file
+from earmark.runtime.durable import write_file
 from earmark.wire.envelope import NO_PREVIOUS, SHA256_PATTERN, EnvelopeError, decode_envelope, envelope_digest
 
 log = logging.getLogger(__name__)

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.serialization import (
 from earmark.device.audio.resample import TARGET_RATE
 from earmark.device.listening.recorder import Recording
 from earmark.device.sync.chain import Chain
-from earmark.wire.durable import write_file
+from earmark.runtime.durable import write_file
 from earmark.wire.envelope import (
     CODEC,
     ClipHeader,

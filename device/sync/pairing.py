@@ -12,8 +12,8 @@ import shutil
 from pathlib import Path
 
 from earmark.device.sync.identity import load_or_create_key, public_key_of
+from earmark.runtime.durable import write_file
 from earmark.wire.bundle import BundleError, PairingBundle, parse_bundle
-from earmark.wire.durable import write_file
 
 
 def install_bundle(data_dir: Path, bundle_path: Path) -> PairingBundle:

@@ -24,10 +24,10 @@ import paho.mqtt.client as mqtt
 
 from earmark.device.settings import BrokerSettings
 from earmark.device.sync.spool import Spool, SpooledClip
+from earmark.runtime.transport import FailureLog, connect_async, describe_connect_error, make_client, send_immediately
 from earmark.wire.errors import ConfigError
 from earmark.wire.receipt import Receipt, ReceiptError, parse_receipt
 from earmark.wire.topics import clip_topic, receipt_topic, status_topic
-from earmark.wire.transport import FailureLog, connect_async, describe_connect_error, make_client, send_immediately
 
 log = logging.getLogger(__name__)
 SESSION_EXPIRY_S = 30 * 24 * 3600  # receipts wait in the broker for a month offline

@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from earmark.wire.durable import TEMP_PREFIX, fsync_dir, write_file
+from earmark.runtime.durable import TEMP_PREFIX, fsync_dir, write_file
 from earmark.wire.errors import EarmarkError
 
 SUFFIX = ".clip"

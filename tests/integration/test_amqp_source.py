@@ -21,7 +21,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from earmark.device.settings import BrokerSettings
 from earmark.device.sync.publisher import Publisher
 from earmark.device.sync.spool import Spool
-from earmark.wire.durable import write_file
+from earmark.runtime.durable import write_file
 from earmark.wire.envelope import decode_envelope
 from tests.support.cloudkit import SimDevice, make_store, reopen
 from tests.support.pgdb import temporary_database

@@ -31,7 +31,7 @@ PINS = GpioSettings(mute_pin=5, talk_pin=17, led_red_pin=12, led_green_pin=13, l
 
 
 def settings_for(data_dir: Path, **gpio: object) -> DeviceSettings:
-    s = load_settings(None, data_dir, device_id="test-device", owner_id=OWNER)
+    s = load_settings(None, data_dir, {"device_id": "test-device", "owner_id": OWNER})
     return replace(s, gpio=replace(PINS, **gpio))
 
 

@@ -16,7 +16,7 @@ from earmark.cloud.store.crypto import new_key
 from earmark.cloud.store.database import StoreError
 from earmark.cloud.store.rotation import pending_path
 from earmark.cloud.store.store import Store
-from earmark.wire.durable import write_file
+from earmark.runtime.durable import write_file
 from tests.support.cloudkit import SimDevice, enrolled_device, reopen
 
 

@@ -20,7 +20,7 @@ from earmark.cloud.broker import logins as broker
 from earmark.cloud.broker.config import write_broker_config
 from earmark.cloud.broker.control import sync_broker
 from earmark.device.settings import BrokerSettings
-from earmark.wire.durable import write_file
+from earmark.runtime.durable import write_file
 from tests.support.broker import free_port, port_open
 from tests.support.cloudkit import SimDevice, make_store, reopen
 from tests.support.waiting import wait_until

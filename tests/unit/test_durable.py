@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from earmark.wire.durable import TEMP_PREFIX, write_file
+from earmark.runtime.durable import TEMP_PREFIX, write_file
 
 
 def test_concurrent_writers_of_one_path_each_leave_a_whole_file(tmp_path: Path) -> None:

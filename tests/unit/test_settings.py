@@ -24,8 +24,11 @@ def test_the_example_config_shows_exactly_the_defaults(tmp_path: Path) -> None:
 
 
 def test_flags_override_the_file(tmp_path: Path) -> None:
-    s = load_settings(EXAMPLE, tmp_path, device_id="pi-override", spool_dir=tmp_path / "sp",
-                      mock_gpio=True, owner_id=None, wake_words=["hey_jarvis", "alexa"])
+    from earmark.device.settings import WakeWordSettings
+
+    s = load_settings(EXAMPLE, tmp_path, {"device_id": "pi-override", "spool.directory": str(tmp_path / "sp"),
+                                          "gpio.mock": True, "wake.words": (WakeWordSettings("hey_jarvis"),
+                                                                            WakeWordSettings("alexa"))})
     assert s.device_id == "pi-override"
     assert s.spool_dir == tmp_path / "sp"
     assert s.gpio.mock
@@ -53,7 +56,7 @@ def test_an_identity_that_contradicts_the_pairing_is_refused(tmp_path: Path, whe
     config = tmp_path / "device.toml"
     config.write_text('device_id = "kitchen-pi"\n' if where == "config" else "")
     with pytest.raises(ConfigError, match=r"kitchen-pi.*contradicts the pairing.*garage-pi") as caught:
-        load_settings(config, tmp_path, device_id="kitchen-pi" if where == "flag" else None)
+        load_settings(config, tmp_path, {"device_id": "kitchen-pi"} if where == "flag" else {})
     assert ("--device-id" in str(caught.value)) == (where == "flag")
 
 
@@ -61,14 +64,14 @@ def test_an_identity_that_agrees_with_the_pairing_is_fine(tmp_path: Path) -> Non
     pair(tmp_path)
     config = tmp_path / "device.toml"
     config.write_text('device_id = "garage-pi"\n')
-    assert load_settings(config, tmp_path, device_id="garage-pi").device_id == "garage-pi"
+    assert load_settings(config, tmp_path, {"device_id": "garage-pi"}).device_id == "garage-pi"
 
 
 @pytest.mark.parametrize(("toml", "names"), [
     ("[recorder]\nmax_length_s = 90\n", "recorder.max_length_s"),
     ("[recorder]\nmax_lenght_s = 10\n", "recorder.max_lenght_s is unknown"),
     ("[recorder]\nmax_length_s = \"15\"\n", "recorder.max_length_s: expected float, got str"),
-    ("[gpio]\nmute_pin = true\n", "gpio.mute_pin: expected int | None, got bool"),
+    ("[gpio]\nmute_pin = true\n", "gpio.mute_pin: expected int, got bool"),
     ("[gpio]\nmute_pin = 5\ntalk_pin = 5\n", "two functions share a pin"),
     ("[gpio]\nmute_kind = \"latch\"\n", "gpio.mute_kind"),
     ("[[wake.words]]\nname = \"ok_google\"\n", "wake.words[0].name"),

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from earmark.device.sync.spool import Spool, SpoolFull
-from earmark.wire.durable import TEMP_PREFIX
+from earmark.runtime.durable import TEMP_PREFIX
 from earmark.wire.envelope import decode_envelope
 
 

@@ -1,0 +1,73 @@
+"""The one settings loader both sides use (runtime/config.py): each field carries its
+default, rule, help and flag; the example configs document every key; a flag is checked by
+the same rule as the config file; nothing malformed gets past as another kind of error."""
+
+from __future__ import annotations
+
+import argparse
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from earmark.cloud.settings import CloudSettings
+from earmark.cloud.settings import load_settings as load_cloud
+from earmark.device.settings import DeviceSettings
+from earmark.device.settings import load_settings as load_device
+from earmark.runtime.config import add_flags, describe, flag_values, load, setting, within
+from earmark.wire.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize(("cls", "example"), [(DeviceSettings, "earmark-device.example.toml"),
+                                              (CloudSettings, "earmark-cloud.example.toml")])
+def test_every_setting_has_help_and_the_example_config_names_it(cls: type, example: str) -> None:
+    text = (ROOT / "deploy" / example).read_text()
+    for path, _, help_text in describe(cls):
+        assert help_text, f"{path} has no help"
+        key = path.split(".")[-1]
+        assert re.search(rf"^#?\s*({re.escape(key)}\s*=|\[\[{re.escape(path)}\]\])", text, re.MULTILINE), \
+            f"{example} does not document {path}"
+
+
+def test_a_type_the_loader_cannot_read_is_a_config_error_not_a_crash() -> None:
+    @dataclass(frozen=True)
+    class Odd:
+        when: complex = setting(1j, "something no TOML value is")
+
+    with pytest.raises(ConfigError, match="config key when: a .* cannot be set from a config file"):
+        load(Odd, {"when": 3})
+
+
+def test_a_rule_lives_with_its_field_and_holds_for_the_file_and_the_flag_alike(tmp_path: Path) -> None:
+    @dataclass(frozen=True)
+    class Knob:
+        level: int = setting(3, "how loud", within(1, 10), flag="--level")
+
+    assert load(Knob, {"level": 7}).level == 7
+    with pytest.raises(ConfigError, match="config key level: must be 1..10"):
+        load(Knob, {"level": 11})
+    parser = argparse.ArgumentParser()
+    add_flags(parser, Knob, ["level"])
+    assert flag_values(parser.parse_args(["--level", "4"])) == {"level": 4}
+    assert "how loud" in parser.format_help()
+    with pytest.raises(ConfigError, match="config key metrics.port: must be 0"):
+        load_cloud(None, tmp_path, {"metrics.port": 70000})
+    with pytest.raises(ConfigError, match="config key mic.rate: must be 0"):
+        load_device(None, tmp_path, {"mic.rate": 5})
+
+
+def test_the_command_lines_flags_are_the_settings_own(tmp_path: Path) -> None:
+    from earmark.cloud.cli.main import build_parser as cloud_parser
+    from earmark.device.cli import build_parser as device_parser
+
+    device = device_parser().parse_args(["run", "--data-dir", str(tmp_path), "--mic", "2", "--broker",
+                                         "mqtts://cloud:8883", "--mock-gpio"])
+    s = load_device(None, tmp_path, flag_values(device))
+    assert (s.mic.device, s.broker.url, s.gpio.mock) == ("2", "mqtts://cloud:8883", True)
+    cloud = cloud_parser().parse_args(["ingest", "--broker", "mqtts://b:8883", "--ca", "ca.pem", "--source", "amqp",
+                                       "--metrics-port", "0", "--data-dir", str(tmp_path)])
+    c = load_cloud(None, tmp_path, flag_values(cloud))
+    assert (c.broker.url, c.broker.ca, c.source, c.metrics.port) == ("mqtts://b:8883", "ca.pem", "amqp", 0)
