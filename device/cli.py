@@ -30,6 +30,7 @@ from earmark.device.settings import (
 from earmark.device.sync.identity import load_or_create_key, public_key_of
 from earmark.runtime.command import confirmed, run_command, version
 from earmark.runtime.config import add_flags, flag_values
+from earmark.wire.errors import EarmarkError, TransientError
 
 log = logging.getLogger("earmark.device")
 
@@ -181,16 +182,22 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"{len(stats.clips)} clip(s) recorded from {stats.frames * FRAME_SECONDS:.1f} s of audio; "
           f"{waiting} clip(s) waiting in {device.spool.directory}")
     if stats.refused:
-        print(f"{stats.refused} clip(s) were refused because the spool was full", file=sys.stderr)
-        return 1
+        raise ClipsNotKept(f"{stats.refused} clip(s) were refused because the spool was full")
     if not drained:
-        print(f"{waiting} clip(s) still waiting for the cloud after {args.drain_timeout:.0f} s", file=sys.stderr)
-        return 3
+        raise ClipsStillWaiting(f"{waiting} clip(s) still waiting for the cloud after {args.drain_timeout:.0f} s "
+                                "(they are sent when it answers)")
     if rejected:
-        print(f"{rejected} clip(s) were rejected by the cloud; they are kept in "
-              f"{device.spool.rejected_dir} with the reason", file=sys.stderr)
-        return 1
+        raise ClipsNotKept(f"{rejected} clip(s) were rejected by the cloud; they are kept in "
+                           f"{device.spool.rejected_dir} with the reason")
     return 0
+
+
+class ClipsStillWaiting(TransientError):
+    """`run --audio-file` ended with clips the cloud has not received yet: it may come back."""
+
+
+class ClipsNotKept(EarmarkError):
+    """Clips were refused (spool full) or rejected by the cloud: the answer was no."""
 
 
 def cmd_detect(args: argparse.Namespace) -> int:

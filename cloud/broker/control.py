@@ -46,7 +46,7 @@ from earmark.cloud.store.registry import RESERVED_PREFIX, Device
 from earmark.cloud.store.store import Store
 from earmark.runtime.durable import write_file
 from earmark.runtime.transport import make_client
-from earmark.wire.errors import EXIT_TEMPFAIL, EXIT_USAGE, EarmarkError
+from earmark.wire.errors import EarmarkError, TransientError, UsageError
 
 log = logging.getLogger(__name__)
 CANARY = f"{RESERVED_PREFIX}sync"
@@ -54,11 +54,16 @@ CANARY = f"{RESERVED_PREFIX}sync"
 
 class BrokerNotConfirmed(EarmarkError):
     """The registry has the change but the broker did not confirm it has. The message says
-    why and what completes it; the exit code says whether a person must act (2) or a retry may do (75)."""
+    why and what completes it; which of the two below it is says whether a retry may do."""
 
-    def __init__(self, message: str, exit_code: int = EXIT_TEMPFAIL) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
+
+class BrokerNotConfirmedYet(BrokerNotConfirmed, TransientError):
+    """The broker was asked and has not confirmed yet: `broker sync` later may do."""
+
+
+class BrokerCannotBeAsked(BrokerNotConfirmed, UsageError):
+    """The broker cannot be asked as set up (the reload command fails, no way to signal it):
+    a person must fix that, then `broker sync`."""
 
 
 @dataclass(frozen=True)
@@ -121,12 +126,12 @@ def sync_broker(store: Store, reload_command: str = "", timeout_s: float = 10.0)
         store.accounts.mark_broker_synced()
         return SyncReport(count, "not running")
     if not _accepts(folder, url, canary, timeout_s):
-        raise BrokerNotConfirmed(
+        kind = BrokerNotConfirmedYet if reloaded else BrokerCannotBeAsked
+        raise kind(
             f"the registry is updated but the broker at {url} did not confirm it reloaded within {timeout_s:.0f} s"
             + ("" if reloaded else " (it answers, but no pid file of the generated config names it: set "
                                    "broker.reload_command, e.g. \"systemctl reload mosquitto\")")
-            + "; run `earmark-cloud broker sync` once it is fixed",
-            EXIT_TEMPFAIL if reloaded else EXIT_USAGE)
+            + "; run `earmark-cloud broker sync` once it is fixed")
     store.accounts.mark_broker_synced()
     log.debug("broker confirmed the reload: %d login(s)", count)
     return SyncReport(count, "confirmed")
@@ -138,13 +143,13 @@ def _reload(folder: Path, command: str) -> bool:
         try:
             done = subprocess.run(shlex.split(command), capture_output=True, text=True, timeout=30)
         except (OSError, subprocess.TimeoutExpired) as exc:
-            raise BrokerNotConfirmed(f"broker.reload_command `{command}` could not run ({exc}); the registry is "
-                                     "updated: fix it, then `earmark-cloud broker sync`", EXIT_USAGE) from None
+            raise BrokerCannotBeAsked(f"broker.reload_command `{command}` could not run ({exc}); the registry is "
+                                      "updated: fix it, then `earmark-cloud broker sync`") from None
         if done.returncode != 0:
             why = (done.stderr or done.stdout).strip().splitlines()
-            raise BrokerNotConfirmed(f"broker.reload_command `{command}` failed (exit {done.returncode}"
-                                     f"{': ' + why[-1] if why else ''}); the registry is updated: fix it, then "
-                                     "`earmark-cloud broker sync`", EXIT_USAGE)
+            raise BrokerCannotBeAsked(f"broker.reload_command `{command}` failed (exit {done.returncode}"
+                                      f"{': ' + why[-1] if why else ''}); the registry is updated: fix it, then "
+                                      "`earmark-cloud broker sync`")
         return True
     for pid_file in broker_pid_files(folder):
         try:
@@ -156,10 +161,10 @@ def _reload(folder: Path, command: str) -> bool:
         except ProcessLookupError:
             continue  # a stale pid file
         except PermissionError:
-            raise BrokerNotConfirmed(
+            raise BrokerCannotBeAsked(
                 f"cannot signal Mosquitto (pid {pid} from {pid_file}) as this user; set broker.reload_command "
                 "(e.g. \"sudo systemctl reload mosquitto\") in the cloud config; the registry is updated: then "
-                "run `earmark-cloud broker sync`", EXIT_USAGE) from None
+                "run `earmark-cloud broker sync`") from None
         return True
     return False
 

@@ -13,38 +13,42 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from earmark.cloud.cli.commands import (
-    cmd_audit_verify,
-    cmd_backup,
+from earmark.cloud.cli.devices import (
     cmd_broker_add_ingester,
     cmd_broker_config,
     cmd_broker_sync,
     cmd_ca_init,
     cmd_ca_issue,
-    cmd_clip_delete,
-    cmd_clips_list,
-    cmd_db_migrate,
     cmd_device_add,
     cmd_device_bundle,
     cmd_device_list,
     cmd_device_revoke,
-    cmd_erase,
-    cmd_export,
+)
+from earmark.cloud.cli.operations import (
+    cmd_audit_verify,
+    cmd_backup,
+    cmd_db_migrate,
     cmd_ingest,
-    cmd_init,
     cmd_keys_rotate,
-    cmd_owner_add,
-    cmd_owner_invite,
-    cmd_owner_list,
-    cmd_owner_set_recipient,
-    cmd_portal,
-    cmd_purge,
     cmd_quarantine_list,
     cmd_quarantine_purge,
     cmd_quarantine_show,
     cmd_restore,
     cmd_status,
     cmd_store_check,
+)
+from earmark.cloud.cli.people import (
+    cmd_clip_delete,
+    cmd_clips_list,
+    cmd_erase,
+    cmd_export,
+    cmd_init,
+    cmd_owner_add,
+    cmd_owner_invite,
+    cmd_owner_list,
+    cmd_owner_set_recipient,
+    cmd_portal,
+    cmd_purge,
     cmd_verify_export,
 )
 from earmark.cloud.settings import CloudSettings, default_data_dir

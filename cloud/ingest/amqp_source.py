@@ -37,7 +37,7 @@ from earmark.cloud.ingest.metrics import Metrics
 from earmark.cloud.ingest.source import BATCH_MAX, IngestSummary, Pipeline, Statuses, count, store_health
 from earmark.cloud.ingest.systemd import Notifier
 from earmark.cloud.settings import CloudSettings
-from earmark.wire.errors import ConfigError
+from earmark.wire.errors import ConfigError, UsageError
 
 log = logging.getLogger(__name__)
 EXCHANGE = "amq.topic"  # where RabbitMQ's MQTT plugin publishes
@@ -104,10 +104,17 @@ class AmqpIngestService:
         self.ready = threading.Event()
         self.statuses = Statuses()
 
+    def describe(self) -> str:
+        return f"quorum queue {self.settings.amqp.queue} at {self.settings.amqp.url} as {self.settings.amqp.username}"
+
     def health(self) -> dict[str, bool]:
         return {"broker": self.ready.is_set(), "store": store_health(self.ingestor)}
 
-    def run(self, stop: threading.Event) -> None:
+    def run(self, stop: threading.Event, retire: bool = False) -> None:
+        """Until `stop`. A quorum queue has no members to leave, so there is no retiring."""
+        if retire:
+            raise UsageError("--retire applies to the MQTT shared subscription; a quorum queue has no members to "
+                             "leave")
         delay = 1.0
         while not stop.is_set():
             try:

@@ -10,6 +10,11 @@ An ack is sent only on the connection the message came in on: after a reconnect 
 redelivers what was not acked, and de-duplication by clip id makes that harmless. If the
 store cannot take a message (disk full), it is retried with backoff and never acked
 meanwhile. SIGTERM finishes the message in hand, acks it, and leaves.
+
+The client comes from `client_factory` (paho's, set up by runtime/transport.py, unless a
+test gives its own): tests/unit/test_mqtt_source.py drives the callbacks with a fake.
+As a member of the shared-subscription group it records its state in the store (running,
+retiring, stopped, retired) for `earmark-cloud status` and the scale-down procedure.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,8 +59,16 @@ class Arrival:
     arrived: float
 
 
+def paho_client(settings: CloudSettings) -> mqtt.Client:
+    """The ingester's real MQTT client: manual acks, its login, TLS (runtime/transport.py)."""
+    b = settings.broker
+    return make_client(b.client_id, b.url, b.username, settings.broker_password() if b.username else "",
+                       b.ca, b.client_cert, b.client_key, manual_ack=True, max_reconnect_delay=30)
+
+
 class IngestService:
-    def __init__(self, settings: CloudSettings, ingestor: Ingestor, metrics: Metrics) -> None:
+    def __init__(self, settings: CloudSettings, ingestor: Ingestor, metrics: Metrics,
+                 client_factory: Callable[[CloudSettings], Any] = paho_client) -> None:
         self.settings = settings
         self.ingestor = ingestor
         self.metrics = metrics
@@ -72,9 +86,7 @@ class IngestService:
         self.statuses = Statuses()
         self.fatal: ConfigError | None = None  # set on the network thread; run() raises it
         self.failures = FailureLog(log)
-        b = settings.broker
-        self.client = make_client(b.client_id, b.url, b.username, settings.broker_password() if b.username else "",
-                                  b.ca, b.client_cert, b.client_key, manual_ack=True, max_reconnect_delay=30)
+        self.client = client_factory(settings)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
@@ -84,7 +96,8 @@ class IngestService:
     # -- paho callbacks (network thread) ---------------------------------------------------
 
     def _on_connect_fail(self, _client: mqtt.Client, _userdata: Any) -> None:
-        self.failures.failed(describe_connect_error(self.client.last_connect_error, self.settings.broker.url))
+        self.failures.failed(describe_connect_error(getattr(self.client, "last_connect_error", None),
+                                                    self.settings.broker.url))
 
     def _on_connect(self, client: mqtt.Client, _userdata: Any, flags: Any, reason: Any, _props: Any) -> None:
         if reason.is_failure:
@@ -156,9 +169,24 @@ class IngestService:
     def health(self) -> dict[str, bool]:
         return {"broker": self.subscribed.is_set(), "store": store_health(self.ingestor)}
 
+    def describe(self) -> str:
+        b = self.settings.broker
+        return f"{b.url} as {b.username or 'anonymous'} (share group {b.share_group})"
+
     def run(self, stop: threading.Event, retire: bool = False) -> None:
         """Until `stop`; with `retire`, until this ingester's queue has drained, then it ends its
-        session (expiry 0) so the broker stops keeping a share of the clips for it."""
+        session (expiry 0) so the broker stops keeping a share of the clips for it. Its state
+        in the group is noted in the store before and after."""
+        b = self.settings.broker
+        member = b.username or b.client_id  # the broker makes a login its client id
+        accounts = self.ingestor.store.accounts
+        accounts.note_ingester(member, "retiring" if retire else "running", b.share_group)
+        try:
+            self._run(stop, retire)
+        finally:
+            accounts.note_ingester(member, "retired" if self.retired else "stopped", b.share_group)
+
+    def _run(self, stop: threading.Event, retire: bool) -> None:
         self.retiring = retire
         quiet_since = time.monotonic()
         announced = False

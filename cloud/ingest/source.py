@@ -13,7 +13,8 @@ from typing import Generic, Protocol, TypeVar
 
 from earmark.cloud.ingest.ingestor import Ingestor, Judged, Outcome
 from earmark.cloud.ingest.metrics import Metrics
-from earmark.cloud.store.database import StoreError
+from earmark.cloud.settings import CloudSettings
+from earmark.cloud.store.database import StoreFailure
 from earmark.wire.topics import TopicError, device_from_status_topic
 
 log = logging.getLogger(__name__)
@@ -23,12 +24,27 @@ BATCH_MAX = 64  # messages judged and committed together (one durable commit per
 
 
 class MessageSource(Protocol):
-    """Where clips come from. `run` takes messages until `stop` is set, hands each batch to the
-    ingest core, and acknowledges a message only after the store's durable commit."""
+    """Where clips come from. `run` takes messages until `stop` is set (or, with `retire`, until
+    this ingester has left its group for good, where the source has one), hands each batch to
+    the ingest core, and acknowledges a message only after the store's durable commit."""
 
     def health(self) -> dict[str, bool]: ...
 
-    def run(self, stop: threading.Event) -> None: ...
+    def describe(self) -> str:
+        """Where it takes clips from, for the log."""
+
+    def run(self, stop: threading.Event, retire: bool = False) -> None: ...
+
+
+def open_source(settings: CloudSettings, ingestor: Ingestor, metrics: Metrics) -> MessageSource:
+    """The source the settings name (`source`: mqtt or amqp)."""
+    if settings.source == "amqp":
+        from earmark.cloud.ingest.amqp_source import AmqpIngestService
+
+        return AmqpIngestService(settings, ingestor, metrics)
+    from earmark.cloud.ingest.mqtt_source import IngestService
+
+    return IngestService(settings, ingestor, metrics)
 
 
 def retrying(action: Callable[[], T], error: type[Exception], stop: threading.Event, first_delay: float,
@@ -96,7 +112,7 @@ class Pipeline(Generic[B]):
             self.metrics.store_errors.inc(size)
             log.error("store cannot take %d message(s), will retry in %.0f s (not acked): %s", size, delay, exc)
 
-        return retrying(phase, StoreError, self.stop, 0.5, report)
+        return retrying(phase, StoreFailure, self.stop, 0.5, report)
 
 
 class Statuses:
@@ -121,7 +137,7 @@ class Statuses:
                 ingestor.store.presence.record(device_from_status_topic(topic), payload)
             except TopicError:
                 log.warning("ignored a status on %r: not a device's status topic", topic[:120])
-            except StoreError as exc:
+            except StoreFailure as exc:
                 log.warning("could not record a device's status: %s", exc)
 
 

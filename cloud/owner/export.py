@@ -60,15 +60,13 @@ from earmark.cloud.store.keys import OwnerError
 from earmark.cloud.store.store import Store
 from earmark.runtime.durable import fsync_dir
 from earmark.wire.envelope import Envelope, EnvelopeError, decode_envelope, parse_public_key
-from earmark.wire.errors import EXIT_USAGE, EarmarkError
+from earmark.wire.errors import UsageError
 from earmark.wire.timestamps import parse_utc, utc_now
 
 
-class ExportError(EarmarkError, RuntimeError):
+class ExportError(UsageError, RuntimeError):
     """The export was refused or aborted; nothing was written. A person must look at the store
-    before trying again, so it exits like a usage error (2), which nothing restarts."""
-
-    exit_code = EXIT_USAGE
+    before trying again, which nothing restarts: a usage error."""
 
     def __init__(self, message: str, clip_id: str | None = None, check: str | None = None) -> None:
         super().__init__(message)

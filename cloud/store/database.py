@@ -24,19 +24,21 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from earmark.wire.errors import EXIT_TEMPFAIL, TransientError, UsageError
+from earmark.wire.errors import EarmarkError, TransientError, UsageError
 
 
-class StoreError(UsageError, RuntimeError):
+class StoreFailure(EarmarkError):
+    """Any failure of the store; nothing was acked. One of the two below says which kind."""
+
+
+class StoreError(StoreFailure, UsageError, RuntimeError):
     """The store cannot be used as set up (missing, wrong schema version, wrong role or master
-    key); the message says what to fix. Nothing was acked."""
+    key); the message says what to fix."""
 
 
-class StoreUnavailable(StoreError, TransientError):
+class StoreUnavailable(StoreFailure, TransientError, RuntimeError):
     """The store cannot take or give data right now (server unreachable, disk full, a failed
-    write): worth waiting for, unlike a wrong set-up. Nothing was acked."""
-
-    exit_code = EXIT_TEMPFAIL
+    write): worth waiting for, unlike a wrong set-up."""
 
 
 Row = dict[str, Any]

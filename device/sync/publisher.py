@@ -8,6 +8,10 @@ receipt after `receipt_timeout_s` is sent again (the ingester de-duplicates by c
 lost receipt, a broker restart or days offline only delay clips. While connected the
 device's status topic holds its health (device/status.py), retained; its MQTT will says
 `offline`.
+
+The MQTT client comes from `client_factory` (paho's, set up by runtime/transport.py, unless
+a test gives its own) and the time from `clock`, so the logic above is tested without a
+broker (tests/unit/test_publisher.py).
 """
 
 from __future__ import annotations
@@ -33,11 +37,20 @@ log = logging.getLogger(__name__)
 SESSION_EXPIRY_S = 30 * 24 * 3600  # receipts wait in the broker for a month offline
 
 
+def paho_client(settings: BrokerSettings, client_id: str) -> mqtt.Client:
+    """The device's real MQTT client: TLS, its login, MQTT 5 or 3.1.1 (runtime/transport.py)."""
+    password = _read_password(settings.password_file) if settings.username else ""
+    return make_client(client_id, settings.url, settings.username, password, settings.ca, settings.client_cert,
+                       settings.client_key, mqtt_version=settings.mqtt_version)
+
+
 class Publisher:
     def __init__(self, settings: BrokerSettings, device_id: str, spool: Spool,
                  on_receipt: Callable[[Receipt], None] = lambda receipt: None,
                  status: Callable[[], dict[str, Any]] = lambda: {"state": "online"},
-                 status_interval_s: float = 60.0) -> None:
+                 status_interval_s: float = 60.0,
+                 client_factory: Callable[[BrokerSettings, str], Any] = paho_client,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.settings = settings
         self.device_id = device_id
         self.spool = spool
@@ -55,17 +68,16 @@ class Publisher:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="publisher", daemon=True)
         self.failures = FailureLog(log)
-        self.client = self._make_client()
+        self._clock = clock
+        self.client = self._make_client(client_factory)
 
-    def _make_client(self) -> mqtt.Client:
-        s = self.settings
-        client = make_client(self.device_id, s.url, s.username, _read_password(s.password_file) if s.username else "",
-                             s.ca, s.client_cert, s.client_key, mqtt_version=s.mqtt_version)
+    def _make_client(self, factory: Callable[[BrokerSettings, str], Any]) -> Any:
+        client = factory(self.settings, self.device_id)
         client.will_set(status_topic(self.device_id), b"offline", qos=1, retain=True)
         client.on_connect = self._on_connect
         client.on_connect_fail = lambda _c, _u: self.failures.failed(
-            describe_connect_error(client.last_connect_error, self.settings.url) + "; clips wait in the spool",
-            logging.WARNING)
+            describe_connect_error(getattr(client, "last_connect_error", None), self.settings.url)
+            + "; clips wait in the spool", logging.WARNING)
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         return client
@@ -155,10 +167,10 @@ class Publisher:
             self._wake.clear()
             if self.connected.is_set():
                 self._publish_status()
-                self._publish_due()
+                self.publish_due()
 
     def _publish_status(self) -> None:
-        now = time.monotonic()
+        now = self._clock()
         if not self._status_due.is_set() and now - self._status_at < self._status_interval_s:
             return
         self._status_due.clear()
@@ -166,8 +178,10 @@ class Publisher:
         payload = json.dumps(self.status(), sort_keys=True, separators=(",", ":")).encode()
         self.client.publish(status_topic(self.device_id), payload, qos=1, retain=True)
 
-    def _publish_due(self) -> None:
-        now = time.monotonic()
+    def publish_due(self) -> None:
+        """One pass over the spool, oldest first: publish what has not been sent, or was sent
+        `receipt_timeout_s` ago with no receipt, while fewer than `in_flight` await theirs."""
+        now = self._clock()
         for clip in self.spool.clips():  # oldest first
             with self._lock:
                 last = self._pending.get(clip.clip_id)

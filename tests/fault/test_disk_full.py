@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from earmark.cloud.ingest.ingestor import Ingestor
-from earmark.cloud.store.database import StoreError
+from earmark.cloud.store.database import StoreFailure
 from earmark.device.sync.spool import Spool, SpoolFull
 from earmark.wire.envelope import decode_envelope
 from tests.support.cloudkit import SimDevice, make_store
@@ -63,7 +63,7 @@ def test_the_ingester_stops_on_a_full_disk_and_stores_the_message_once_there_is_
         envelope = device.clip(seed=i, seconds=5.0)
         try:
             ingestor.handle(device.topic, envelope)
-        except StoreError as exc:
+        except StoreFailure as exc:
             assert "\n" not in str(exc)  # one line for the log
             break
         stored.append(decode_envelope(envelope).header.clip_id)

@@ -173,8 +173,19 @@ def test_rabbitmq_lets_a_device_publish_only_on_its_own_topic(cloud: Cloud) -> N
         assert closed.wait(10), "RabbitMQ let the kitchen device publish on the den's topic"
     finally:
         client.loop_stop()
-    time.sleep(1.0)
-    assert cloud.rabbit.queue_depth() == (0, 0) and cloud.stored_by("a") == 0
+    # The sentinel: the kitchen's own clip on its own topic, through the same queue. Once it is
+    # stored, the forged one would have been too, had RabbitMQ let it in.
+    own = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="kitchen-pi", protocol=mqtt.MQTTv311)
+    own.username_pw_set(username, password)
+    own.connect("127.0.0.1", int(cloud.rabbit.mqtt_url.rsplit(":", 1)[1]))
+    own.loop_start()
+    try:
+        own.publish(kitchen.topic, kitchen.clip(seed=2), qos=1).wait_for_publish(10)
+        wait_until(lambda: cloud.store.clips.count(alice) == 1, 60, "the kitchen's own clip")
+    finally:
+        own.loop_stop()
+        own.disconnect()
+    assert cloud.rabbit.queue_depth() == (0, 0) and cloud.stored_by("a") == 1
     assert cloud.store.clips.count(bob) == 0
     # A wrong password is refused at connect.
     intruder = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="den-pi", protocol=mqtt.MQTTv311)

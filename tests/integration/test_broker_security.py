@@ -4,7 +4,6 @@ config (TLS, per-device logins, ACL) and the ingester logging in over TLS."""
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -58,8 +57,7 @@ def send_and_hear(client: Client, device: SimDevice, envelope: bytes, topic: str
 
 def listening(cloud: SecureCloud, device: SimDevice, password: str) -> Client:
     client = connect(cloud, device.device_id, password)
-    client.client.subscribe(f"earmark/v1/receipts/{device.device_id}", qos=1)
-    time.sleep(0.2)
+    client.subscribe(f"earmark/v1/receipts/{device.device_id}")
     return client
 
 
@@ -211,8 +209,7 @@ def test_client_certificates_can_be_required_on_top_of_logins(tmp_path: Path) ->
         assert not without.wait(5), "a device without a client certificate got in"
         with_cert = Client(cloud, device.device_id, password, cert=cert)
         assert with_cert.wait(), with_cert.refused
-        with_cert.client.subscribe(f"earmark/v1/receipts/{device.device_id}", qos=1)
-        time.sleep(0.3)
+        with_cert.subscribe(f"earmark/v1/receipts/{device.device_id}")
         assert send_and_hear(with_cert, device, device.clip(seed=1)) == "stored"  # the ingester has its cert too
         wrong_password = Client(cloud, device.device_id, "nope", client_id="cert-pi-2", cert=cert)
         assert not wrong_password.wait(5), "a certificate alone must not be enough"

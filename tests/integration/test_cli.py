@@ -88,15 +88,20 @@ def test_a_missing_mic_is_waited_for_and_a_stop_still_ends_the_device_cleanly(da
     # This machine has no audio input at all: like a USB mic not yet enumerated at boot. The
     # device waits for it (issue 12 case 4), saying why once, and stops cleanly when asked.
     import signal
-    import time
 
     argv = [sys.executable, "-m", "earmark.device.cli", "run", "--mic", "no-such-mic", "--mock-gpio",
             "--device-id", "pi-1", "--owner-id", OWNER, "--data-dir", str(data_dir)]
     device = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(4)
-    assert device.poll() is None, device.communicate()
+    assert device.stderr is not None
+    lines: list[str] = []
+    for line in device.stderr:  # the sentinel: it says it is waiting, and is still running
+        lines.append(line)
+        if "waiting for the microphone" in line:
+            break
+    assert device.poll() is None, "".join(lines)
     device.send_signal(signal.SIGTERM)
-    out, err = device.communicate(timeout=30)
+    out, rest = device.communicate(timeout=30)
+    err = "".join(lines) + rest
     assert device.returncode == 0, err
     waiting = [line for line in err.splitlines() if "waiting for the microphone" in line]
     assert len(waiting) == 1 and "earmark-device mics" in waiting[0], err

@@ -187,12 +187,14 @@ def test_killing_the_ingester_mid_stream_loses_and_doubles_nothing(
     killed_at = len(link.receipts)
     publisher.join()
     Ingester(data_dir, broker, tmp_path / "ingest2.log").start().wait_healthy()
-    deadline = time.monotonic() + 60
-    while len(stored(data_dir, device.owner_id)) < 60 and time.monotonic() < deadline:
-        time.sleep(0.2)
+    wait_until(lambda: len(stored(data_dir, device.owner_id)) >= 60, 60, "all 60 clips stored", interval=0.2)
     # A receipt can die with the ingester after its ack went out; the device then sends
     # the clip again, as a device does with any clip still waiting, and hears "duplicate".
-    time.sleep(1)
+    # First a sentinel: once its receipt is here, every receipt sent before it is too.
+    sentinel = device.clip(seed=999)
+    link.publish(sentinel)
+    wait_until(lambda: decode_envelope(sentinel).header.clip_id in link.receipts, 30, "the sentinel's receipt")
+    envelopes[decode_envelope(sentinel).header.clip_id] = sentinel
     with link.lock:
         unanswered = [e for clip_id, e in envelopes.items() if clip_id not in link.receipts]
     for envelope in unanswered:
@@ -200,7 +202,7 @@ def test_killing_the_ingester_mid_stream_loses_and_doubles_nothing(
     receipts = link.wait_receipts(60)
 
     clips = stored(data_dir, device.owner_id)
-    assert len(clips) == len(set(clips)) == 60 and set(clips) == set(envelopes)
+    assert len(clips) == len(set(clips)) == 61 and set(clips) == set(envelopes)
     assert set(receipts) == set(envelopes) and set(receipts.values()) <= {"stored", "duplicate"}
     assert killed_at < 60, "the kill came too late to test anything"
     link.close()
@@ -211,7 +213,7 @@ def test_the_ingester_waits_for_a_broker_that_is_not_up_yet(
     data_dir, device = cloud
     broker = Mosquitto(tmp_path / "late-broker")
     ingester = Ingester(data_dir, broker, tmp_path / "ingest.log").start()
-    time.sleep(1.5)
+    wait_until(lambda: "retrying" in ingester.log.read_text(), 30, "the ingester to say the broker is not there")
     assert ingester.get("/healthz")[0] == 503
     broker.start()
     try:

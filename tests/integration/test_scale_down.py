@@ -8,7 +8,6 @@ import json
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +50,9 @@ def run(tmp_path: Path, url: str) -> None:
                 sender.client.publish(device.topic, device.clip(seed=seed), qos=1).wait_for_publish(5)
 
         send(0, 20)
-        time.sleep(3)
+        # Every clip is either stored by main or held by the broker for b's session.
+        wait_until(lambda: len(cloud.clips(owner)) + (status(cloud)["broker"]["messages_held"] or 0) >= 20, 60,
+                   "each clip stored or held for b", interval=0.5)
         stranded = 20 - len(cloud.clips(owner))
         assert stranded > 0  # what main did: b's share waits for an ingester that is not coming back
         before = status(cloud)

@@ -172,8 +172,15 @@ class Client:
         self.client.on_connect = self._on_connect
         self.client.on_message = lambda _c, _u, m: self.messages.append((m.topic, bytes(m.payload)))
         self.client.on_disconnect = lambda *_: self.done.set()
+        self.granted: dict[int, list[object]] = {}  # subscription mid -> the broker's answer
+        self.client.on_subscribe = lambda _c, _u, mid, reasons, _p: self.granted.__setitem__(mid, reasons)
         self.client.connect_async("127.0.0.1", cloud.port)
         self.client.loop_start()
+
+    def subscribe(self, topic: str, qos: int = 1, timeout: float = 10) -> list[object]:
+        """Subscribe and wait for the broker's SUBACK (the signal that it now delivers to us)."""
+        _, mid = self.client.subscribe(topic, qos=qos)
+        return wait_until(lambda: self.granted.get(mid), timeout, f"the broker's answer to subscribing {topic}")
 
     def _on_connect(self, _c: object, _u: object, _f: object, reason: mqtt.ReasonCode, _p: object) -> None:
         if reason.is_failure:

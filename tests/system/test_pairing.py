@@ -89,7 +89,7 @@ def test_an_unreachable_broker_leaves_the_clip_spooled_and_exits_non_zero(
     result = run("earmark.device.cli", "run", "--data-dir", data_dir, "--audio-file", wav, "--mock-gpio",
                  "--device-id", "lonely-pi", "--owner-id", "6f1d2c3b-4a59-4e6f-8a7b-9c0d1e2f3a4b",
                  "--broker", f"mqtt://127.0.0.1:{free_port()}", "--drain-timeout", "2")
-    assert result.returncode == 3
+    assert result.returncode == 75  # may pass by itself: the cloud comes back
     assert "1 clip(s) still waiting" in result.stderr
     assert len(list((data_dir / "spool").glob("*.clip"))) == 1
 

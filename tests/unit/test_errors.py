@@ -36,6 +36,22 @@ def test_every_exception_class_earmark_defines_has_the_one_root() -> None:
     assert strays == []
 
 
+def test_the_error_class_alone_decides_the_exit_code() -> None:
+    # StoreUnavailable was both a usage and a transient error with an override to pick one;
+    # ExportError exited 2 without being a usage error; a broker error took its code as an argument.
+    roots = {EarmarkError, UsageError, TransientError}
+    for name in modules():
+        if name.endswith("__main__"):
+            continue
+        for _, cls in inspect.getmembers(importlib.import_module(name), inspect.isclass):
+            if not issubclass(cls, EarmarkError) or cls in roots:
+                continue
+            assert "exit_code" not in vars(cls), f"{cls.__qualname__} sets its own exit code"
+            assert not (issubclass(cls, UsageError) and issubclass(cls, TransientError)), cls.__qualname__
+            assert "exit_code" not in inspect.getsource(cls.__init__) if "__init__" in vars(cls) else True
+
+
+
 def test_both_sides_share_one_config_error() -> None:
     from earmark.cloud import settings as cloud_settings
     from earmark.device import settings as device_settings
