@@ -40,8 +40,11 @@ def open_for_work(s: CloudSettings) -> Store:
     from earmark.cloud.owner.erasure import apply_erasure_ledger
 
     store = Store.open(s)
-    for owner_id in apply_erasure_ledger(store):
-        log.warning("re-applied the erasure of owner %s from the erasure ledger", owner_id)
+    if applied := apply_erasure_ledger(store):
+        log.warning("re-applied %d erasure(s) from the erasure ledger (audit: owner_erased)", len(applied))
+    if moved := store.move_owner_keys_out():
+        log.warning("moved %d owner key(s) out of the database into %s; backups taken before now still open "
+                    "with the master key alone until `earmark-cloud keys rotate`", moved, store.keys.secrets.folder)
     return store
 
 

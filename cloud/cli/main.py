@@ -30,6 +30,7 @@ from earmark.cloud.cli.operations import (
     cmd_db_migrate,
     cmd_ingest,
     cmd_keys_rotate,
+    cmd_keys_rotate_export,
     cmd_quarantine_list,
     cmd_quarantine_purge,
     cmd_quarantine_show,
@@ -42,6 +43,7 @@ from earmark.cloud.cli.people import (
     cmd_clips_list,
     cmd_erase,
     cmd_export,
+    cmd_export_key,
     cmd_init,
     cmd_owner_add,
     cmd_owner_invite,
@@ -88,7 +90,10 @@ EXAMPLES: dict[str, list[str]] = {
     "clips_list": ["earmark-cloud clips list --owner $OWNER | head"],
     "clip_delete": ["earmark-cloud clip delete --owner $OWNER 2f1c…"],
     "export": ["earmark-cloud export --owner $OWNER --out /srv/exports"],
-    "verify_export": ["earmark-cloud verify-export --owner $OWNER earmark-export-….zip"],
+    "verify_export": ["earmark-cloud verify-export --owner $OWNER earmark-export-….zip",
+                      "earmark-cloud verify-export --owner $OWNER --key ed25519:… earmark-export-….zip   # offline"],
+    "export_key": ["earmark-cloud export-key"],
+    "keys_rotate_export": ["earmark-cloud keys rotate-export"],
     "erase": ["earmark-cloud erase --owner $OWNER        # asks you to type the owner id"],
     "purge": ["earmark-cloud purge        # with retention_days = 90 in cloud.toml"],
     "quarantine_list": ["earmark-cloud quarantine list --json"],
@@ -182,6 +187,9 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("archive", type=Path)
     verify.add_argument("--owner", required=True)
     verify.add_argument("--identity", type=Path, help="the owner's age identity file, for an encrypted archive")
+    verify.add_argument("--key", help="ed25519:… (`earmark-cloud export-key`, or the portal's export page): check "
+                                      "the archive offline against this signing key alone, without the store")
+    command("export-key", cmd_export_key, "the export signing keys' public halves: what archives are checked with")
     erase = command("erase", cmd_erase, "erase an owner: destroy their key, delete their clips, revoke devices")
     erase.add_argument("--owner", required=True)
     erase.add_argument("--yes", action="store_true", help="do not ask for confirmation")
@@ -232,6 +240,8 @@ def build_parser() -> argparse.ArgumentParser:
     keys = sub.add_parser("keys", help="the master key").add_subparsers(dest="keys_command", required=True)
     command("rotate", cmd_keys_rotate, "a new master key: every owner key re-wrapped under it, the old key "
             "file replaced (backups taken before then no longer open once it is gone)", keys)
+    command("rotate-export", cmd_keys_rotate_export, "a new export signing key (archives signed by the old one "
+            "still verify)", keys)
 
     store_cmd = sub.add_parser("store", help="the store's files and rows").add_subparsers(
         dest="store_command", required=True)

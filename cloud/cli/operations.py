@@ -214,3 +214,12 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"wakes    {wake['wake_word']}: {wake['clips']} stored, {wake['marked']} marked by their owners "
               f"as not meant ({100 * wake['marked'] / wake['clips']:.1f}%)")
     return 0 if healthy else 1
+
+
+def cmd_keys_rotate_export(args: argparse.Namespace) -> int:
+    """A new export signing key; archives signed by the old one still verify."""
+    from earmark.cloud.owner.signing import key_text, rotate
+
+    key = key_text(rotate(cli_store(args)).verify_key)
+    print(json.dumps({"export_key": key}) if args.json else f"new export signing key: {key}")
+    return 0

@@ -19,11 +19,14 @@ log = logging.getLogger("earmark.cloud")
 
 def cmd_init(args: argparse.Namespace) -> int:
     s = cli_settings(args)
+    from earmark.cloud.owner.signing import key_text, signing_key
+
     made = create_master_key(s.master_key_path)
     store = Store.open(s, create=True)
+    export_key = key_text(signing_key(store).verify_key)
     counts = store.counts()
     result = {"data_dir": s.data_dir, "master_key_file": str(s.master_key_path), "master_key_created": made,
-              "owners": counts["owners"]}
+              "owners": counts["owners"], "export_key": export_key}
     if args.json:
         print(json.dumps(result))
     else:
@@ -92,13 +95,16 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_verify_export(args: argparse.Namespace) -> int:
     from earmark.cloud.owner.verify_export import verify_export
 
-    problems = verify_export(cli_store(args), args.archive, args.owner, args.identity)
+    # With --key the check is offline: the archive against the key alone, no store needed.
+    store = None if args.key else cli_store(args)
+    problems = verify_export(store, args.archive, args.owner, args.identity, [args.key] if args.key else None)
     if args.json:
         print(json.dumps({"archive": str(args.archive), "ok": not problems, "problems": problems}))
     else:
         for problem in problems:
             print(problem)
-        print(f"{args.archive.name}: " + ("every check holds" if not problems else f"{len(problems)} problem(s)"))
+        done = "every check holds" + (" (offline: not compared with the store)" if store is None else "")
+        print(f"{args.archive.name}: " + (done if not problems else f"{len(problems)} problem(s)"))
     return 1 if problems else 0
 
 
@@ -151,4 +157,19 @@ def cmd_clips_list(args: argparse.Namespace) -> int:
     # An operator reading someone's recordings list is access to their data: it is in their access log.
     store.audit.record("operator_listed_clips", owner_id=args.owner, detail={"clips": len(rows)})
     emit(args, rows, ["clip_id", "device_id", "captured_at", "duration_s", "wake_word"])
+    return 0
+
+
+def cmd_export_key(args: argparse.Namespace) -> int:
+    """The public halves of the store's export signing keys: what an owner checks an archive with."""
+    from earmark.cloud.owner.signing import known_keys, signing_key
+
+    store = cli_store(args)
+    signing_key(store)  # a store made before exports were signed gets its key now
+    keys = known_keys(store)
+    if args.json:
+        print(json.dumps([k.__dict__ for k in keys]))
+    else:
+        for k in keys:
+            print(f"{k.key}  since {k.since}" + (f", retired {k.retired}" if k.retired else "  (current)"))
     return 0

@@ -8,6 +8,14 @@ and compares byte for byte, so a fixed file cannot carry anything the manifest d
     clips/<capture time>_<clip id>.wav
     README.txt, index.html, clips.csv     rendered from the manifest
     devices.json   the owner's devices and their public keys
+    signature.json the store's signature over every other file's SHA-256 (owner/signing.py)
+
+The zip itself is canonical: its entries in this order (the clips in the manifest's order,
+then the fixed files), each stored uncompressed with the same header fields (`entry_info`),
+no comment, nothing before the first entry or after the central directory. So verify-export
+rebuilds it from what it read and compares the bytes: anything hidden in the file (a
+comment, bytes before the zip, a local entry the central directory does not list, extra
+fields) makes the rebuilt copy differ.
 """
 
 from __future__ import annotations
@@ -15,15 +23,30 @@ from __future__ import annotations
 import csv
 import html
 import io
+import zipfile
 from collections.abc import Iterable, Iterator
 from typing import Any
 
 from earmark.cloud.store.clips import MARK_NAMES
+from earmark.wire.timestamps import parse_utc
 
 SCHEMA_VERSION = 1
 MANIFEST, README, INDEX, CSV_NAME, DEVICES = "manifest.json", "README.txt", "index.html", "clips.csv", "devices.json"
-FIXED_FILES = {MANIFEST, README, INDEX, CSV_NAME, DEVICES}
+SIGNATURE = "signature.json"
+FIXED_ORDER = (MANIFEST, CSV_NAME, DEVICES, README, INDEX, SIGNATURE)  # after the clips, in this order
+FIXED_FILES = set(FIXED_ORDER)
 CSV_COLUMNS = ["clip_id", "device_id", "captured_at", "duration_s", "trigger", "wake_word", "file", "wav_sha256"]
+
+
+def entry_info(name: str, stamp: str) -> zipfile.ZipInfo:
+    """Every entry's header, the same way: stored, its time from `stamp` (a clip's capture
+    time, the export's for the fixed files), Unix, rw-r--r--."""
+    t = parse_utc(stamp)
+    info = zipfile.ZipInfo(name, (max(t.year, 1980), t.month, t.day, t.hour, t.minute, t.second))
+    info.create_system = 3
+    info.external_attr = 0o644 << 16
+    info.compress_type = zipfile.ZIP_STORED
+    return info
 
 
 def clip_file_name(captured_at: str, clip_id: str) -> str:

@@ -76,14 +76,14 @@ def _left_out(store: Store, claims: ExportClaims) -> list[str]:
 
 def _check_chain(store: Store, claims: ExportClaims, device_id: str, chain: dict[int, ChainLink]) -> list[str]:
     end = max([claims.chain_ends.get(device_id, 0), *chain])
-    missing = [seq for seq in range(1, end + 1) if seq not in chain]
-    if missing:
+    gaps = _gaps(set(chain), end)
+    if gaps:
         accounted = (store.clips.deleted_seqs(device_id) | store.quarantine.refused_seqs(device_id)
                      | store.clips.stored_seqs(claims.owner_id, device_id))
-        missing = [seq for seq in missing if seq not in accounted]
+        gaps = _gaps(set(chain) | accounted, end)
     problems = []
-    if missing:
-        problems.append(f"device {device_id}: clip(s) at {_ranges(missing)} of its chain are not in the export, "
+    if gaps:
+        problems.append(f"device {device_id}: clip(s) at {_ranges(gaps)} of its chain are not in the export, "
                         "and no recorded deletion, retention purge or refusal explains them")
     for seq, link in sorted(chain.items()):
         before = chain.get(seq - 1)
@@ -93,12 +93,21 @@ def _check_chain(store: Store, claims: ExportClaims, device_id: str, chain: dict
     return problems
 
 
-def _ranges(numbers: list[int]) -> str:
-    """[3, 4, 5, 9] -> "3-5, 9"."""
-    spans: list[list[int]] = []
-    for n in numbers:
-        if spans and n == spans[-1][1] + 1:
-            spans[-1][1] = n
-        else:
-            spans.append([n, n])
+def _gaps(present: set[int], end: int) -> list[tuple[int, int]]:
+    """The spans of 1..end not in `present`, as (first, last): found between the positions
+    present, so their cost follows the rows, not the size of the numbers (a device that
+    jumps to 2**53 is one span, not a list of 2**53)."""
+    spans = []
+    before = 0
+    for seq in sorted(n for n in present if 1 <= n <= end):
+        if seq > before + 1:
+            spans.append((before + 1, seq - 1))
+        before = seq
+    if end > before:
+        spans.append((before + 1, end))
+    return spans
+
+
+def _ranges(spans: list[tuple[int, int]]) -> str:
+    """[(3, 5), (9, 9)] -> "3-5, 9"."""
     return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in spans)

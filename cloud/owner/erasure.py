@@ -46,6 +46,7 @@ def _erase(store: Store, owner_id: str, erased_at: str) -> Erasure:
     owner = store.registry.owner(owner_id)
     if owner is not None and not owner.erased_at:
         store.registry.destroy_owner_key(owner_id)  # 1. everything sealed with it is now noise
+    store.keys.shred_owner(owner_id)  # (again: a copy of the key folder put back since)
     clips = store.clips.delete_all(owner_id)  # 2. blobs, then rows
     devices = [d.device_id for d in store.registry.devices(owner_id)]
     for device in store.registry.devices(owner_id):  # 3. their devices can no longer record for anyone
@@ -66,12 +67,14 @@ def apply_erasure_ledger(store: Store) -> list[str]:
     taken before it, or a crash part-way through it. Run whenever the store is opened for work.
     Returns the owners whose erasure had to be (re)applied."""
     applied = []
+    kept = store.keys.secrets.owners()
     for entry in store.erasures.entries():
         owner = store.registry.owner(entry.owner_id)
         if owner is None:
             continue  # not in this database (restored from before the owner was added)
         unrevoked = [d for d in store.registry.devices(entry.owner_id) if not d.revoked_at]
-        if owner.erased_at and not unrevoked and store.clips.count(entry.owner_id) == 0:
+        if (owner.erased_at and not unrevoked and store.clips.count(entry.owner_id) == 0
+                and entry.owner_id not in kept):
             continue
         _erase(store, entry.owner_id, entry.erased_at)
         applied.append(entry.owner_id)

@@ -25,7 +25,6 @@ import base64
 import hashlib
 import json
 import os
-import shutil
 import sys
 import tempfile
 import uuid
@@ -38,6 +37,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from nacl.signing import SigningKey
 
 from earmark.cloud.owner.archive import (
     CSV_HEAD,
@@ -48,12 +48,15 @@ from earmark.cloud.owner.archive import (
     MANIFEST,
     README,
     SCHEMA_VERSION,
+    SIGNATURE,
     clip_file_name,
     csv_row,
+    entry_info,
     index_head,
     index_row,
     render_readme,
 )
+from earmark.cloud.owner.signing import seal, sha256, sha256_file, signing_key
 from earmark.cloud.store.clips import ClipRow
 from earmark.cloud.store.crypto import CryptoError
 from earmark.cloud.store.keys import OwnerError
@@ -61,7 +64,7 @@ from earmark.cloud.store.store import Store
 from earmark.runtime.durable import fsync_dir
 from earmark.wire.envelope import Envelope, EnvelopeError, decode_envelope, parse_public_key
 from earmark.wire.errors import UsageError
-from earmark.wire.timestamps import parse_utc, utc_now
+from earmark.wire.timestamps import utc_now
 
 
 class ExportError(UsageError, RuntimeError):
@@ -168,19 +171,21 @@ def export_owner(store: Store, owner_id: str, out_dir: Path, recipient: str | No
     final = Path(out_dir) / f"earmark-export-{owner_id}-{stamp}.zip{'.age' if recipient else ''}"
     out_dir.mkdir(parents=True, exist_ok=True)
     temps = [Path(out_dir) / f".{final.name}.{export_id}.partial", Path(out_dir) / f".{final.name}.{export_id}.age"]
+    key = signing_key(store)  # made (and recorded) before the read-only snapshot, if the store has none
     try:
         with store.db.owner_snapshot(owner_id):  # one consistent view, only this owner in scope
             total = store.clips.count(owner_id)
-            count, audio_bytes = _write_zip(store, owner_id, temps[0], export_id, created, total, progress)
-        produced = temps[0]
+            count, audio_bytes = _write_zip(store, owner_id, key, temps[0], export_id, created, total, progress)
+        produced, zip_digest = temps[0], sha256_file(temps[0])
         if recipient:
             import pyrage
             from pyrage import x25519
 
             pyrage.encrypt_file(str(temps[0]), str(temps[1]), [x25519.Recipient.from_str(recipient)])
+            temps[1].chmod(0o600)  # pyrage writes with the process's umask; an export is the owner's alone
             temps[0].unlink()
             produced = temps[1]
-        digest = _sha256_file(produced)
+        digest = sha256_file(produced)
         os.replace(produced, final)
         fsync_dir(final.parent)
     except BaseException as exc:
@@ -193,14 +198,16 @@ def export_owner(store: Store, owner_id: str, out_dir: Path, recipient: str | No
             raise ExportError(str(exc)) from None
         raise
     store.audit.record("export_completed", owner_id=owner_id, detail={
-        "export_id": export_id, "clips": count, "sha256": digest, "encrypted": bool(recipient)})
+        "export_id": export_id, "clips": count, "sha256": digest, "zip_sha256": zip_digest,
+        "encrypted": bool(recipient)})
     return ExportResult(final, count, audio_bytes, bool(recipient), digest)
 
 
-def _write_zip(store: Store, owner_id: str, path: Path, export_id: str, created: str, total: int,
+def _write_zip(store: Store, owner_id: str, key: SigningKey, path: Path, export_id: str, created: str, total: int,
                progress: Callable[[int, int], None] | None) -> tuple[int, int]:
     count = audio_bytes = 0
     known = KnownDevices(store)
+    files: dict[str, str] = {}  # every file's SHA-256, for signature.json
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as out:
         with (zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as zf, _spill() as entries, _spill() as csv_rows,
@@ -209,6 +216,7 @@ def _write_zip(store: Store, owner_id: str, path: Path, export_id: str, created:
             for item in (_checked_item(store, owner_id, row, known.get(row.device_id), marks.get(row.clip_id))
                          for row in store.clips.iter_owner(owner_id)):
                 zf.writestr(item.info, item.audio)
+                files[item.info.filename] = item.audio_sha256
                 entries.write((b",\n" if count else b"") + item.entry)
                 csv_rows.write(item.csv_row)
                 index_rows.write(item.index_row)
@@ -220,11 +228,16 @@ def _write_zip(store: Store, owner_id: str, path: Path, export_id: str, created:
                     "created_at": created, "clip_count": count,
                     # verify-export tells a clip stored after the export from one it left out by this
                     "audit_seq": store.audit.head_seq()}
-            _write_spilled(zf, MANIFEST, json.dumps(head)[:-1].encode() + b', "clips": [\n', entries, b"\n]}\n")
-            _write_spilled(zf, CSV_NAME, CSV_HEAD, csv_rows, b"")
-            zf.writestr(DEVICES, json.dumps(_devices(store, owner_id, known), indent=2))
-            zf.writestr(README, render_readme(owner_id, created, count))
-            _write_spilled(zf, INDEX, index_head(owner_id, created, count), index_rows, INDEX_TAIL)
+            files[MANIFEST] = _write_spilled(zf, entry_info(MANIFEST, created),
+                                             json.dumps(head)[:-1].encode() + b', "clips": [\n', entries, b"\n]}\n")
+            files[CSV_NAME] = _write_spilled(zf, entry_info(CSV_NAME, created), CSV_HEAD, csv_rows, b"")
+            for name, data in ((DEVICES, json.dumps(_devices(store, owner_id, known), indent=2).encode()),
+                               (README, render_readme(owner_id, created, count))):
+                zf.writestr(entry_info(name, created), data)
+                files[name] = sha256(data)
+            files[INDEX] = _write_spilled(zf, entry_info(INDEX, created), index_head(owner_id, created, count),
+                                          index_rows, INDEX_TAIL)
+            zf.writestr(entry_info(SIGNATURE, created), seal(key, owner_id, export_id, created, files))
         out.flush()  # the central directory is written when the ZipFile closes, above
         os.fsync(out.fileno())
     return count, audio_bytes
@@ -237,6 +250,7 @@ class _Item:
 
     info: zipfile.ZipInfo
     audio: memoryview
+    audio_sha256: str
     entry: bytes
     csv_row: bytes
     index_row: bytes
@@ -254,16 +268,22 @@ def _checked_item(store: Store, owner_id: str, row: ClipRow, device: KnownDevice
              "signature": base64.b64encode(envelope.signature).decode("ascii")}
     if mark:
         entry["mark"] = mark
-    return _Item(zipfile.ZipInfo(name, _zip_time(h.captured_at)), envelope.audio, json.dumps(entry).encode(),
+    return _Item(entry_info(name, h.captured_at), envelope.audio, h.audio_sha256, json.dumps(entry).encode(),
                  csv_row(entry), index_row(entry))
 
 
-def _write_spilled(zf: zipfile.ZipFile, name: str, head: bytes, spill: IO[bytes], tail: bytes) -> None:
-    with zf.open(name, "w") as out:
+def _write_spilled(zf: zipfile.ZipFile, info: zipfile.ZipInfo, head: bytes, spill: IO[bytes], tail: bytes) -> str:
+    """Write head, the spilled middle and tail as one entry; its SHA-256."""
+    digest = hashlib.sha256(head)
+    with zf.open(info, "w") as out:
         out.write(head)
         spill.seek(0)
-        shutil.copyfileobj(spill, out)
+        while chunk := spill.read(1 << 20):
+            out.write(chunk)
+            digest.update(chunk)
         out.write(tail)
+    digest.update(tail)
+    return digest.hexdigest()
 
 
 def _devices(store: Store, owner_id: str, known: KnownDevices) -> list[dict[str, Any]]:
@@ -282,19 +302,6 @@ def _devices(store: Store, owner_id: str, known: KnownDevices) -> list[dict[str,
         result.append({"device_id": device_id, "public_key": device.public_key, "revoked_at": device.revoked_at,
                        "bound_to_you": periods, "chain_end": device.last_seq})
     return result
-
-
-def _zip_time(captured_at: str) -> tuple[int, int, int, int, int, int]:
-    t = parse_utc(captured_at)
-    return (max(t.year, 1980), t.month, t.day, t.hour, t.minute, t.second)
-
-
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def terminal_progress(done: int, total: int) -> None:

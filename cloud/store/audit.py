@@ -151,6 +151,12 @@ class AuditLog:
         return bool(self.db.query("SELECT 1 FROM audit WHERE event = :event AND owner_id = :owner_id LIMIT 1",
                                   {"event": event, "owner_id": owner_id}, owner=owner_id))
 
+    def owner_events(self, owner_id: str, event: str) -> list[dict[str, object]]:
+        """The details of the owner's events of one kind, newest first (in the owner's scope)."""
+        rows = self.db.query("SELECT detail FROM audit WHERE owner_id = :owner_id AND event = :event "
+                             "ORDER BY seq DESC", {"owner_id": owner_id, "event": event}, owner=owner_id)
+        return [json.loads(r["detail"]) for r in rows]
+
     def head_seq(self) -> int:
         """The newest event's sequence number (inside a snapshot: as the snapshot sees it)."""
         return int(self.db.query("SELECT seq FROM audit_head")[0]["seq"])

@@ -2,12 +2,17 @@
 
 - The master key (32 random bytes) lives in a file of its own (0600), never in the
   database. It only wraps other keys.
-- Each owner has a data key, stored wrapped by the master key with the owner id as
-  associated data: a wrapped key copied onto another owner's row does not unwrap.
+- Each owner has a data key, stored wrapped under HKDF(master key, the owner's secret) with
+  the owner id as associated data: a wrapped key copied onto another owner's row does not
+  unwrap, and without the owner's secret (store/keystore.py, outside the database, shredded
+  at erasure) the master key alone opens nothing. Stores made before owner secrets existed
+  have keys wrapped by the master key alone until they are moved out (Keys.move_out).
 - A clip's envelope is sealed with its owner's data key, with associated data that binds
   owner id, device id and clip id: a blob moved under another owner, or renamed to
   another clip, fails to open.
-- Quarantined payloads are sealed with a quarantine key tied to no owner.
+- Quarantined payloads are sealed with a quarantine key tied to no owner, mixed with the
+  secrets of the owners a payload names (its device's, the one its header claims), so an
+  erasure shreds those too.
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.hashes import SHA256
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from earmark.runtime.durable import write_file
 from earmark.wire.errors import EarmarkError, UsageError
@@ -67,7 +74,20 @@ def owner_key_aad(owner_id: str) -> bytes:
     return b"earmark/v1/owner-key\0" + owner_id.encode()
 
 
+def owner_wrapping_key(master_key: bytes, owner_secret: bytes, owner_id: str) -> bytes:
+    """What an owner's data key is wrapped under: both the master key and the owner's secret."""
+    return HKDF(SHA256(), KEY_BYTES, salt=owner_secret, info=owner_key_aad(owner_id)).derive(master_key)
+
+
 QUARANTINE_KEY_AAD = b"earmark/v1/quarantine-key"
+
+
+def linked_quarantine_key(quarantine_key: bytes, owner_secrets: list[bytes]) -> bytes:
+    """The key for a quarantined payload that names owners (their secrets, in owner id order):
+    it opens only while every one of them is kept."""
+    if not owner_secrets:
+        return quarantine_key
+    return HKDF(SHA256(), KEY_BYTES, salt=b"".join(owner_secrets), info=QUARANTINE_KEY_AAD).derive(quarantine_key)
 
 
 def quarantine_aad(quarantine_id: str) -> bytes:

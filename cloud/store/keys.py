@@ -1,7 +1,12 @@
-"""The store's keys: the master key (a file, never in the database) wraps the quarantine key
-and each owner's data key, which the database holds wrapped. See crypto.py for the scheme."""
+"""The store's keys: the master key (a file, never in the database) wraps the quarantine key,
+and with each owner's secret (store/keystore.py, a file per owner, also outside the database)
+that owner's data key, which the database holds wrapped. See crypto.py for the scheme."""
 
 from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 
 from earmark.cloud.store.crypto import (
     QUARANTINE_KEY_AAD,
@@ -9,10 +14,12 @@ from earmark.cloud.store.crypto import (
     new_key,
     open_sealed,
     owner_key_aad,
+    owner_wrapping_key,
     seal,
 )
 from earmark.cloud.store.database import Cursor, Database, StoreError
 from earmark.cloud.store.ddl import insert
+from earmark.cloud.store.keystore import OwnerSecrets
 from earmark.wire.errors import UsageError
 
 
@@ -21,9 +28,10 @@ class OwnerError(UsageError, LookupError):
 
 
 class Keys:
-    def __init__(self, db: Database, master_key: bytes) -> None:
+    def __init__(self, db: Database, master_key: bytes, secrets: OwnerSecrets) -> None:
         self.db = db
         self.master_key = master_key
+        self.secrets = secrets
         self._owner_keys: dict[str, bytes] = {}
 
     def create_quarantine_key(self, cur: Cursor) -> bool:
@@ -47,8 +55,27 @@ class Keys:
         return open_sealed(self.master_key, row[0]["value"], QUARANTINE_KEY_AAD)
 
     def new_owner_key(self, owner_id: str) -> bytes:
-        """A fresh data key for a new owner, wrapped for its row."""
-        return bytes(seal(self.master_key, new_key(), owner_key_aad(owner_id)))
+        """A fresh data key for a new owner, wrapped for its row (its secret written first)."""
+        return self._wrap(self.master_key, owner_id, new_key())
+
+    def _wrap(self, master: bytes, owner_id: str, key: bytes) -> bytes:
+        secret = self.secrets.make(owner_id)
+        return bytes(seal(owner_wrapping_key(master, secret, owner_id), key, owner_key_aad(owner_id)))
+
+    def _unwrap(self, master: bytes, owner_id: str, wrapped: bytes) -> bytes:
+        """The data key, with the owner's secret; a key from before owner secrets existed (not
+        yet moved out, or in a restored older backup) opens with the master key alone."""
+        secret = self.secrets.get(owner_id)
+        if secret is not None:
+            try:
+                return open_sealed(owner_wrapping_key(master, secret, owner_id), wrapped, owner_key_aad(owner_id))
+            except CryptoError:
+                pass
+        try:
+            return open_sealed(master, wrapped, owner_key_aad(owner_id))
+        except CryptoError:
+            raise CryptoError(f"owner {owner_id}'s key does not open: its secret in {self.secrets.folder} is "
+                              "missing or not this store's") from None
 
     def owner_key(self, owner_id: str) -> bytes:
         """The owner's data key. Erased or unknown owners have none (OwnerError)."""
@@ -60,35 +87,79 @@ class Keys:
             raise OwnerError(f"no owner {owner_id}")
         if rows[0]["wrapped_key"] is None:
             raise OwnerError(f"owner {owner_id} was erased")
-        key = open_sealed(self.master_key, rows[0]["wrapped_key"], owner_key_aad(owner_id))
+        key = self._unwrap(self.master_key, owner_id, rows[0]["wrapped_key"])
         self._owner_keys[owner_id] = key
         return key
 
     def forget_owner_key(self, owner_id: str) -> None:
         self._owner_keys.pop(owner_id, None)
 
+    def shred_owner(self, owner_id: str) -> None:
+        """Erasure's first step: the owner's secret goes, and with it every copy of their data key."""
+        self.secrets.shred(owner_id)
+        self.forget_owner_key(owner_id)
+
     def rewrap_all(self, cur: Cursor, owner_ids: list[str], new_master: bytes) -> int:
         """Inside the caller's transaction: wrap the quarantine key and every live owner's data
         key under `new_master` instead (the data keys themselves do not change, so no blob is
-        touched). Each owner's row is changed in that owner's scope. Returns the owners."""
+        touched; an owner whose key was under the master key alone gets a secret now). Each
+        owner's row is changed in that owner's scope. Returns the owners."""
         row = cur.execute("SELECT value FROM meta WHERE key = 'quarantine_key'").fetchone()
         if row is None:
             raise StoreError("store has no quarantine key")
         quarantine = open_sealed(self.master_key, row["value"], QUARANTINE_KEY_AAD)
         cur.execute("UPDATE meta SET value = :value WHERE key = 'quarantine_key'",
                     {"value": bytes(seal(new_master, quarantine, QUARANTINE_KEY_AAD))})
-        count = 0
-        for owner_id in owner_ids:
-            cur.scope(owner_id)
-            wrapped = cur.execute("SELECT wrapped_key FROM owners WHERE owner_id = :owner_id",
-                                  {"owner_id": owner_id}).fetchone()
-            if wrapped is None or wrapped["wrapped_key"] is None:
-                continue  # erased: nothing to carry over
-            key = open_sealed(self.master_key, wrapped["wrapped_key"], owner_key_aad(owner_id))
-            cur.execute("UPDATE owners SET wrapped_key = :wrapped WHERE owner_id = :owner_id",
-                        {"wrapped": bytes(seal(new_master, key, owner_key_aad(owner_id))), "owner_id": owner_id})
-            count += 1
-        return count
+        return sum(self._rewrap(cur, owner_id, new_master) for owner_id in owner_ids)
+
+    def _rewrap(self, cur: Cursor, owner_id: str, new_master: bytes) -> bool:
+        cur.scope(owner_id)
+        wrapped = cur.execute("SELECT wrapped_key FROM owners WHERE owner_id = :owner_id",
+                              {"owner_id": owner_id}).fetchone()
+        if wrapped is None or wrapped["wrapped_key"] is None:
+            return False  # erased: nothing to carry over
+        key = self._unwrap(self.master_key, owner_id, wrapped["wrapped_key"])
+        cur.execute("UPDATE owners SET wrapped_key = :wrapped WHERE owner_id = :owner_id",
+                    {"wrapped": self._wrap(new_master, owner_id, key), "owner_id": owner_id})
+        return True
+
+    def move_out(self, owner_ids: list[str], transaction: Callable[[], AbstractContextManager[Cursor]]) -> int:
+        """Once per store made before owner secrets: every live owner's key re-wrapped with a
+        secret of its own (the same master key), so a copy of the database no longer opens
+        with the master key alone. Returns the owners moved (0 once done)."""
+        if self.db.query("SELECT 1 FROM meta WHERE key = 'owner_keys_outside'"):
+            return 0
+        with transaction() as cur:
+            moved = 0
+            for owner_id in owner_ids:
+                cur.scope(owner_id)
+                wrapped = cur.execute("SELECT wrapped_key FROM owners WHERE owner_id = :owner_id",
+                                      {"owner_id": owner_id}).fetchone()
+                if wrapped is None or wrapped["wrapped_key"] is None or self._moved(owner_id, wrapped["wrapped_key"]):
+                    continue
+                moved += self._rewrap(cur, owner_id, self.master_key)
+            cur.execute(insert("meta", conflict="key", update=("value",)),
+                        {"key": "owner_keys_outside", "value": b"1"})
+        return moved
+
+    def _moved(self, owner_id: str, wrapped: bytes) -> bool:
+        secret = self.secrets.get(owner_id)
+        if secret is None:
+            return False
+        try:
+            open_sealed(owner_wrapping_key(self.master_key, secret, owner_id), wrapped, owner_key_aad(owner_id))
+        except CryptoError:
+            return False
+        return True
+
+    def export_keys(self) -> list[dict[str, str | None]]:
+        """The public halves of every export signing key this store used (owner/signing.py)."""
+        rows = self.db.query("SELECT value FROM meta WHERE key = 'export_keys'")
+        return list(json.loads(bytes(rows[0]["value"]))) if rows else []
+
+    def set_export_keys(self, keys: list[dict[str, str | None]], cur: Cursor) -> None:
+        cur.execute(insert("meta", conflict="key", update=("value",)),
+                    {"key": "export_keys", "value": json.dumps(keys).encode()})
 
     def opens_store(self, master: bytes) -> bool:
         """Whether `master` opens this store's quarantine key (which master key it is under)."""

@@ -1,17 +1,23 @@
-"""Quarantine: every rejected payload is kept, sealed under the quarantine key and tied to
-no owner, with the reason it was refused. The same bytes arriving again (a redelivery)
-are recorded once."""
+"""Quarantine: every rejected payload is kept, stored under no owner, with the reason it was
+refused. The same bytes arriving again (a redelivery) are recorded once.
+
+A payload is sealed under the quarantine key mixed with the secrets of the owners it names
+(its device's and the one its header claims, where they exist: crypto.py,
+`linked_quarantine_key`), so erasing either owner shreds it with their other data, a copy in
+a backup included. Erasure deletes the owner's items blobs first, then rows, so a crash in
+between leaves rows that the next `erase` finishes, not files nobody accounts for."""
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import uuid
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 
 from earmark.cloud.store.audit import AuditLog
 from earmark.cloud.store.blobs import Blobs, quarantine_blob
-from earmark.cloud.store.crypto import open_sealed, quarantine_aad, seal
+from earmark.cloud.store.crypto import CryptoError, linked_quarantine_key, open_sealed, quarantine_aad, seal
 from earmark.cloud.store.database import Database, in_list
 from earmark.cloud.store.ddl import insert
 from earmark.cloud.store.keys import Keys
@@ -62,7 +68,9 @@ class Quarantine:
             return None, False
         qid = str(uuid.uuid4())
         relative = quarantine_blob(qid)
-        self.blobs.write(relative, seal(self.keys.quarantine_key(), payload, quarantine_aad(qid)))
+        linked = self._linked_secrets(device_id, claimed_owner_id)
+        key = linked_quarantine_key(self.keys.quarantine_key(), [secret for _, secret in linked])
+        self.blobs.write(relative, seal(key, payload, quarantine_aad(qid)))
         with self.audit.write() as cur:
             # Another ingester may be quarantining the same redelivered bytes at this moment.
             row = QuarantineRow(qid, utc_now(), topic[:300], reason, detail[:1000], digest, len(payload), relative,
@@ -91,12 +99,27 @@ class Quarantine:
         among, listed = in_list("device_id", device_ids)
         rows = self.db.query(f"SELECT quarantine_id, blob_path FROM quarantine WHERE claimed_owner_id = :owner_id "
                              f"OR (TRUE {among})", {"owner_id": owner_id, **listed})
+        for row in rows:  # blobs first: a crash leaves rows, which the next erase finds again
+            self.blobs.remove(row["blob_path"])
         with self.audit.write() as cur:
             cur.executemany(BY_ID_DELETE, [{"quarantine_id": r["quarantine_id"]} for r in rows])
             self.audit.append(cur, "owner_quarantine_purged", owner_id=owner_id, detail={"items": len(rows)})
-        for row in rows:
-            self.blobs.remove(row["blob_path"])
         return len(rows)
+
+    def _linked_secrets(self, device_id: str | None, claimed_owner_id: str | None) -> list[tuple[str, bytes]]:
+        """(owner id, secret) of each existing owner a payload names, in owner id order."""
+        owners = {claimed_owner_id} if claimed_owner_id else set()
+        if device_id:
+            owners |= {str(r["owner_id"]) for r in self.db.gateway("bindings", device=device_id)}
+        found = []
+        for owner_id in sorted(owners):
+            try:
+                secret = self.keys.secrets.get(owner_id)
+            except ValueError:  # a claimed owner that is no owner id
+                continue
+            if secret is not None:
+                found.append((owner_id, secret))
+        return found
 
     def refused_seqs(self, device_id: str) -> set[int]:
         """The chain positions of a device's signed clips that were refused and are kept here."""
@@ -113,8 +136,18 @@ class Quarantine:
         return QuarantineRow(**dict(rows[0])) if rows else None
 
     def payload(self, row: QuarantineRow) -> bytes:
+        """The payload, if it still opens: CryptoError once an owner it names was erased."""
         sealed = self.blobs.read(row.blob_path)
-        return open_sealed(self.keys.quarantine_key(), sealed, quarantine_aad(row.quarantine_id))
+        secrets = [secret for _, secret in self._linked_secrets(row.device_id, row.claimed_owner_id)]
+        # Sealed with the secrets its owners had then: all of them, or (an owner added since) fewer.
+        for size in range(len(secrets), -1, -1):
+            for subset in itertools.combinations(secrets, size):
+                key = linked_quarantine_key(self.keys.quarantine_key(), list(subset))
+                try:
+                    return open_sealed(key, sealed, quarantine_aad(row.quarantine_id))
+                except CryptoError:
+                    continue
+        raise CryptoError(f"quarantined item {row.quarantine_id} does not open: an owner it names was erased")
 
     def purge(self, quarantine_ids: list[str]) -> int:
         rows = [r for r in (self.get(q) for q in quarantine_ids) if r is not None]

@@ -104,15 +104,16 @@ class Registry:
         return rows[0]["age_recipient"] if rows and rows[0]["age_recipient"] else None
 
     def destroy_owner_key(self, owner_id: str) -> str:
-        """Crypto-shredding: the owner's wrapped data key, name and recipient go in one commit,
-        and the row stays as a tombstone (erased_at). Returns the time of erasure."""
+        """Crypto-shredding: the owner's secret is shredded (from then on no copy of their
+        wrapped data key opens, store/keystore.py), then the wrapped key, name and recipient go
+        in one commit, and the row stays as a tombstone (erased_at). Returns the time of erasure."""
+        self.keys.shred_owner(owner_id)
         now = utc_now()
         with self.audit.write() as cur:
             cur.scope(owner_id)
             cur.execute("UPDATE owners SET wrapped_key = NULL, erased_at = :now, display_name = '', "
                         "age_recipient = NULL WHERE owner_id = :owner_id", {"now": now, "owner_id": owner_id})
             self.audit.append(cur, "owner_key_destroyed", owner_id=owner_id)
-        self.keys.forget_owner_key(owner_id)
         return now
 
     def bindings(self, device_id: str) -> list[tuple[str, str, str | None]]:
@@ -224,8 +225,12 @@ class Registry:
                  bindings: list[tuple[str, str, str | None]] | None = None) -> str | None:
         """The owner the device was bound to at `captured_at` (see the module docstring);
         `bindings`: the device's history, if already at hand."""
+        return self.owner_at_time(captured_at, self.bindings(device_id) if bindings is None else bindings)
+
+    @staticmethod
+    def owner_at_time(captured_at: str, history: list[tuple[str, str, str | None]]) -> str | None:
+        """The owner of a binding history at `captured_at` (the first binding reaches back)."""
         stamp = parse_utc(captured_at)
-        history = self.bindings(device_id) if bindings is None else bindings
         for index, (owner_id, bound_at, unbound_at) in enumerate(history):
             starts = parse_utc(bound_at)
             ends = parse_utc(unbound_at) if unbound_at else None

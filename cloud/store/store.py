@@ -4,7 +4,9 @@
                                      (or PostgreSQL, when database_url is set)
     <data_dir>/blobs/<owner_id>/…    sealed clip envelopes, one file each
     <data_dir>/quarantine/…          sealed rejected payloads, tied to no owner
-    master key                       elsewhere (see CloudSettings.master_key_path)
+    master key                       elsewhere (see CloudSettings.master_key_path), and beside it
+                                     owner-keys/ (store/keystore.py), the erasure ledger and
+                                     the export signing key: never in the data dir or a backup
 
 `Store` only composes the parts: the database, the keys, the blob files, the audit log, and
 the repositories built on them (registry, clips, quarantine, broker accounts), each of which
@@ -42,7 +44,10 @@ from earmark.cloud.store.blobs import CLIPS, QUARANTINE, Blobs
 from earmark.cloud.store.clips import Clips, NewClip
 from earmark.cloud.store.crypto import load_master_key
 from earmark.cloud.store.database import Cursor, StoreError, open_database
+from earmark.cloud.store.ddl import insert
 from earmark.cloud.store.keys import Keys
+from earmark.cloud.store.keystore import FOLDER as OWNER_KEYS
+from earmark.cloud.store.keystore import OwnerSecrets
 from earmark.cloud.store.ledger import ErasureLedger
 from earmark.cloud.store.portal import PortalAccess
 from earmark.cloud.store.presence import DevicePresence
@@ -88,7 +93,7 @@ class Store(AbstractContextManager["Store"]):
         self.db = open_database(self.data_dir, database_url, create=create)
         self._closed = False
         self.audit = AuditLog(self.db, self.data_dir / "audit.head")
-        self.keys = Keys(self.db, master_key)
+        self.keys = Keys(self.db, master_key, OwnerSecrets(self.master_key_path.parent / OWNER_KEYS))
         # Beside the master key, outside the data dir and the database: it survives their restore.
         ledger_path = self.master_key_path.parent / "erasures.ledger"
         if not create:
@@ -98,6 +103,7 @@ class Store(AbstractContextManager["Store"]):
         if create:
             with self.audit.write() as cur:
                 if self.keys.create_quarantine_key(cur):
+                    cur.execute(insert("meta"), {"key": "owner_keys_outside", "value": b"1"})  # none to move
                     self.audit.append(cur, "store_created")
         self.keys.check_master_key()
         self.registry = Registry(self.db, self.keys, self.audit)
@@ -124,6 +130,14 @@ class Store(AbstractContextManager["Store"]):
         self.audit.record("master_key_rotated", detail={"owner_keys": count})
         return count
 
+    def move_owner_keys_out(self) -> int:
+        """Once, for a store made before owner secrets (store/keys.py: Keys.move_out)."""
+        owner_ids = [owner.owner_id for owner in self.registry.owners() if not owner.erased_at]
+        moved = self.keys.move_out(owner_ids, self.audit.write)
+        if moved:
+            self.audit.record("owner_keys_moved_out", detail={"owners": moved})
+        return moved
+
     def strays(self, min_age_s: float = 0) -> list[str]:
         """Files under blobs/ and quarantine/ that no row points at and that are at least
         `min_age_s` old (younger ones may be another live ingester's, not yet committed)."""
@@ -145,7 +159,8 @@ class Store(AbstractContextManager["Store"]):
         - a clip blob that opens with its owner's key and holds a valid envelope signed by one
           of the owner's devices gets its row back (after a database restore, or a crash
           between blob and row): re-indexed;
-        - a blob of a clip that was deleted, or of an erased owner, finishes its deletion;
+        - a blob of a clip that was deleted, or of an erased owner, finishes its deletion, and
+          so does a quarantined payload with no row (never acked, or purged);
         - anything else is moved to set-aside/ for a person to look at."""
         result = SweepResult()
         # The registry as this sweep sees it: after a restore, many strays share an owner.
@@ -170,6 +185,10 @@ class Store(AbstractContextManager["Store"]):
                      devices_of: Callable[[str], list[Device]]) -> str:
         """"reindexed", "deleted", or why the blob must be set aside."""
         parts = path.split("/")
+        if len(parts) == 2 and parts[0] == QUARANTINE:
+            # Its row never committed (the payload was not acked: it comes again) or was purged
+            # (an erasure cut short between the blob and the row): either way, nothing to keep.
+            return "deleted"
         if len(parts) != 3 or parts[0] != CLIPS or not parts[2].endswith(".bin"):
             return "not a clip blob"
         owner_id, clip_id = parts[1], parts[2].removesuffix(".bin")
