@@ -158,7 +158,7 @@ def test_an_untouched_archive_verifies_offline_and_after_the_key_is_rotated(stor
     assert verify_export(None, good, alice.owner_id, keys=[first]) == []
     rotate(store)
     keys = known_keys(store)
-    assert [k.key for k in keys][0] == first and keys[0].retired and keys[1].retired is None
+    assert keys[0].key == first and keys[0].retired and keys[1].retired is None
     assert verify_export(store, good, alice.owner_id) == []  # signed by a retired key of this store
     newer = export_owner(store, alice.owner_id, tmp_path / "out2").path
     assert verify_export(store, newer, alice.owner_id) == []
