@@ -125,7 +125,6 @@ class CloudSettings:
     amqp: AmqpSettings = setting(factory=AmqpSettings)
     metrics: MetricsSettings = setting(factory=MetricsSettings)
     portal: PortalSettings = setting(factory=PortalSettings)
-    password: str = setting("", "from --password or $EARMARK_BROKER_PASSWORD only", internal=True)
 
     def __repr__(self) -> str:  # the password never reaches a log line
         return f"CloudSettings(data_dir={self.data_dir!r}, database_url={self.database_url!r}, …)"
@@ -135,7 +134,7 @@ class CloudSettings:
         return Path(self.master_key_file) if self.master_key_file else default_master_key_path(Path(self.data_dir))
 
     def broker_password(self) -> str:
-        return self.password or _secret("broker.password_file", self.broker.password_file, "EARMARK_BROKER_PASSWORD")
+        return _secret("broker.password_file", self.broker.password_file, "EARMARK_BROKER_PASSWORD")
 
     def amqp_password(self) -> str:
         return _secret("amqp.password_file", self.amqp.password_file, "EARMARK_AMQP_PASSWORD")
@@ -189,7 +188,7 @@ def load_settings(path: Path | None, data_dir: Path | None = None,
                   flags: Mapping[str, Any] | None = None) -> CloudSettings:
     """Settings from, lowest first: defaults, what `broker config` wrote (broker.toml in the
     data dir), the config file, and `flags` (setting paths, "broker.url", as the command line
-    gave them; "password" for --password)."""
+    gave them). No password comes from a flag: a process's arguments are readable by others."""
     flags = dict(flags or {})
     raw = read_toml(path) if path is not None else {}
     chosen = data_dir or raw.pop("data_dir", None) or default_data_dir()

@@ -2,10 +2,11 @@
 
 Logins change in the store first (logins.py); `sync_broker` then rewrites the password and
 ACL files whole from the store, asks Mosquitto to reload them, and proves it did: each sync
-writes a fresh password for a canary login (`earmark-sync`, allowed nothing by the ACL) and
-logs in with it. Only a broker that re-read this sync's files accepts that password, and a
-reload also makes Mosquitto re-check every connected client, so a revoked device is
-disconnected by the same reload that the canary confirms.
+writes a fresh password for a canary login (`earmark-sync`) and logs in with it. Only a
+broker that re-read this sync's files accepts that password, and a reload also makes
+Mosquitto re-check every connected client, so a revoked device is disconnected by the same
+reload that the canary confirms. The canary, which the ACL lets write devices' status
+topics and nothing else, then clears the retained status of every revoked device.
 
 How it reloads: `broker.reload_command` if set (`systemctl reload mosquitto` for the ops
 drop-in under Debian's service, with sudo when the CLI runs as another user); otherwise
@@ -47,6 +48,7 @@ from earmark.cloud.store.store import Store
 from earmark.runtime.durable import write_file
 from earmark.runtime.transport import make_client
 from earmark.wire.errors import EarmarkError, TransientError, UsageError
+from earmark.wire.topics import status_topic
 
 log = logging.getLogger(__name__)
 CANARY = f"{RESERVED_PREFIX}sync"
@@ -132,9 +134,37 @@ def sync_broker(store: Store, reload_command: str = "", timeout_s: float = 10.0)
             + ("" if reloaded else " (it answers, but no pid file of the generated config names it: set "
                                    "broker.reload_command, e.g. \"systemctl reload mosquitto\")")
             + "; run `earmark-cloud broker sync` once it is fixed")
+    revoked = store.accounts.revoked_devices()
+    if not _clear_statuses(folder, url, canary, [status_topic(d) for d in revoked], timeout_s):
+        raise BrokerNotConfirmedYet(f"the broker at {url} reloaded but did not confirm clearing the retained "
+                                    f"status of {len(revoked)} revoked device(s): run `earmark-cloud broker sync`")
     store.accounts.mark_broker_synced()
     log.debug("broker confirmed the reload: %d login(s)", count)
     return SyncReport(count, "confirmed")
+
+
+def _clear_statuses(folder: Path, url: str, password: str, topics: list[str], timeout_s: float) -> bool:
+    """An empty retained message on each topic (which removes the retained one), as the
+    canary; True once the broker acknowledged them all. A device's status says when it was
+    online and what it heard: it goes with the device's login (and its owner)."""
+    if not topics:
+        return True
+    host, port = _host_port(url)
+    client = _client(folder, url, password)
+    try:
+        client.connect(host, port, keepalive=10)
+        client.loop_start()
+        sent = [client.publish(topic, b"", qos=1, retain=True) for topic in topics]
+        deadline = time.monotonic() + timeout_s
+        for info in sent:
+            info.wait_for_publish(max(0.0, deadline - time.monotonic()))
+        return all(info.is_published() for info in sent)
+    except (OSError, RuntimeError, ValueError):
+        return False
+    finally:
+        with contextlib.suppress(Exception):
+            client.disconnect()
+            client.loop_stop()
 
 
 def _reload(folder: Path, command: str) -> bool:

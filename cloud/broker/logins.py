@@ -83,8 +83,8 @@ def render_acl(logins: list[Login]) -> str:
                       f"topic read {PREFIX}/status/+", f"topic read {QUEUE_DEPTH_TOPIC}"]
         elif login.role == "monitor":
             lines += ["topic read $SYS/#"]
-        elif login.role == "canary":
-            pass  # allowed nothing: it only proves the broker re-read these files
+        elif login.role == "canary":  # proves the broker re-read these files, then clears the
+            lines += [f"topic write {PREFIX}/status/+"]  # retained status of revoked devices
         else:
             lines += [f"topic write {PREFIX}/clips/{login.username}",
                       f"topic read {PREFIX}/receipts/{login.username}",

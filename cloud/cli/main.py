@@ -128,7 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
         example = EXAMPLES[words]
         p: argparse.ArgumentParser = parent.add_parser(
             name, help=helptext, description=helptext[0].upper() + helptext[1:] + ".",
-            epilog="example:\n  " + "\n  ".join(example), formatter_class=argparse.RawDescriptionHelpFormatter)
+            epilog="example:\n  " + "\n  ".join(example), formatter_class=argparse.RawDescriptionHelpFormatter,
+            allow_abbrev=False)  # a flag is spelt out: --password must not become --password-file
         _common(p)
         p.set_defaults(handler=handler)
         return p
@@ -138,7 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
     db = sub.add_parser("db", help="the PostgreSQL backend").add_subparsers(dest="db_command", required=True)
     migrate = command("migrate", cmd_db_migrate, "create or upgrade the PostgreSQL schema (as its admin) "
                       "and grant the service role", db)
-    migrate.add_argument("--admin-url", required=True, help="postgresql://ADMIN@HOST/DB: owns the tables")
+    migrate.add_argument("--admin-url", required=True,
+                         help="postgresql://ADMIN@HOST/DB: owns the tables (a password from PGPASSFILE)")
     migrate.add_argument("--service-role", default="earmark_service",
                          help="the role ingesters and tools log in as (created if missing)")
 
@@ -231,7 +233,8 @@ def build_parser() -> argparse.ArgumentParser:
     backup = command("backup", cmd_backup, "a consistent copy of the rows and blobs (never the master key "
                      "or the erasure ledger)")
     backup.add_argument("--out", type=Path, required=True, help="a new, empty folder")
-    backup.add_argument("--admin-url", help="PostgreSQL only: postgresql://ADMIN@HOST/DB (pg_dump runs as the admin)")
+    backup.add_argument("--admin-url",
+                        help="PostgreSQL only: postgresql://ADMIN@HOST/DB (pg_dump runs as the admin)")
     restore = command("restore", cmd_restore, "put a backup back; erasures made since are applied again")
     restore.add_argument("--from", dest="source", type=Path, required=True, help="a folder `backup` wrote")
     restore.add_argument("--admin-url", help="PostgreSQL only: postgresql://ADMIN@HOST/DB")
@@ -261,8 +264,6 @@ def build_parser() -> argparse.ArgumentParser:
     add_flags(ingest, CloudSettings, ["broker.url", "broker.username", "broker.password_file", "broker.client_id",
                                       "broker.client_cert", "broker.client_key", "broker.ca", "source", "amqp.url",
                                       "amqp.password_file", "metrics.port", "metrics.host"])
-    ingest.add_argument("--password", dest="setting:password",
-                        help="the broker password: prefer --password-file or $EARMARK_BROKER_PASSWORD")
     ingest.add_argument("--retire", action="store_true",
                         help="scale-down: take no new clips, drain this ingester's queue, then end its session "
                              "so the group's other members get every clip (deploy/SCALING.md)")

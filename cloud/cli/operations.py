@@ -11,6 +11,7 @@ import threading
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from earmark.cloud.cli.common import cli_settings, cli_store, emit, open_for_work
 from earmark.cloud.settings import CloudSettings
@@ -18,6 +19,7 @@ from earmark.cloud.store.database import StoreUnavailable
 from earmark.cloud.store.registry import RegistryError
 from earmark.cloud.store.store import Store
 from earmark.runtime.command import confirmed
+from earmark.wire.errors import ConfigError
 
 log = logging.getLogger("earmark.cloud")
 
@@ -55,10 +57,21 @@ def cmd_quarantine_purge(args: argparse.Namespace) -> int:
     return 0
 
 
+def admin_url(args: argparse.Namespace) -> str:
+    """--admin-url, which holds no password: a process's arguments (and pg_dump's, which it
+    is handed to) are readable by every user of the machine."""
+    url = args.admin_url or ""
+    parts = urlsplit(url)
+    if parts.password is not None or "password=" in parts.query:
+        raise ConfigError("--admin-url must not hold a password: put it in PGPASSFILE (~/.pgpass, 0600) "
+                          "or $PGPASSWORD")
+    return url
+
+
 def cmd_db_migrate(args: argparse.Namespace) -> int:
     from earmark.cloud.store.postgres import migrate
 
-    before, after = migrate(args.admin_url, args.service_role)
+    before, after = migrate(admin_url(args), args.service_role)
     if args.json:
         print(json.dumps({"from_version": before, "to_version": after, "service_role": args.service_role}))
     else:
@@ -69,7 +82,8 @@ def cmd_db_migrate(args: argparse.Namespace) -> int:
 def cmd_backup(args: argparse.Namespace) -> int:
     from earmark.cloud.store.backup import backup
 
-    result = backup(cli_store(args), args.out, args.admin_url or "")
+    url = admin_url(args)
+    result = backup(cli_store(args), args.out, url)
     print(json.dumps({"folder": str(result.folder), "backend": result.backend, "blob_files": result.blob_files})
           if args.json else f"backup of the {result.backend} store in {result.folder} ({result.blob_files} blob "
           "file(s)); it holds neither the master key nor the erasure ledger: keep those backed up apart")
@@ -79,11 +93,12 @@ def cmd_backup(args: argparse.Namespace) -> int:
 def cmd_restore(args: argparse.Namespace) -> int:
     from earmark.cloud.store.backup import restore
 
+    url = admin_url(args)
     s = cli_settings(args)
     if not confirmed(args.yes, "restore replaces the store's rows",
                      f"Replace the rows of the store in {s.data_dir} with the backup in {args.source}?", "restore"):
         return 1
-    added = restore(Path(s.data_dir), args.source, s.database_url, args.admin_url or "")
+    added = restore(Path(s.data_dir), args.source, s.database_url, url)
     store = open_for_work(s)  # erasures made since the backup are applied again, first
     swept = store.sweep()  # clips that arrived after the backup get their rows back
     result = {"blob_files_added": added, "reindexed": swept.reindexed, "set_aside": swept.set_aside}

@@ -197,7 +197,7 @@ class Ingestor:
             h = clip.envelope.header
             why = not_stored.get(h.clip_id)
             if why == "owner_erased":  # the owner was erased while this batch was being judged
-                erased = Rejected("owner_erased", f"owner {clip.owner_id} was erased")
+                erased = Rejected("owner_erased", f"the owner of {h.device_id} was erased")
                 outcomes[position[h.clip_id]] = self._quarantine(
                     clip_topic(h.device_id), clip.raw, erased.about(h.clip_id, h.device_id, h.owner_id, h.seq),
                     _BatchView(self.store))  # a fresh view: it changed
@@ -284,12 +284,12 @@ class Ingestor:
                                              "revoke it and enroll the device again with a new key")
         owner = view.owner(owner_id)
         if owner is None or owner.erased_at:
-            raise Rejected("owner_erased", f"owner {owner_id} was erased")
+            raise Rejected("owner_erased", f"the owner of {device_id} was erased")
         if header.owner_id != owner_id:
-            raise Rejected("owner_mismatch", f"envelope names owner {header.owner_id}, not the owner "
-                                             f"the registry binds {device_id} to")
+            raise Rejected("owner_mismatch", "the envelope names another owner than the one the registry "
+                                             f"binds {device_id} to")  # (no owner id in the log)
         try:
             self.store.keys.owner_key(owner_id)  # the key must open before anything is written
-        except OwnerError as exc:
-            raise Rejected("owner_erased", str(exc)) from None
+        except OwnerError:
+            raise Rejected("owner_erased", f"the key of {device_id}'s owner does not open (erased)") from None
         return owner_id

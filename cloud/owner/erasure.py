@@ -14,9 +14,11 @@ the owner's key and data again before anything can read them.
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 
 from earmark.cloud.broker import logins
+from earmark.cloud.store.blobs import portal_export_dir
 from earmark.cloud.store.registry import RegistryError
 from earmark.cloud.store.store import Store
 from earmark.wire.timestamps import utc_now
@@ -56,9 +58,9 @@ def _erase(store: Store, owner_id: str, erased_at: str) -> Erasure:
     quarantined = store.quarantine.purge_owner(owner_id, devices)  # 4. nothing of theirs stays refused-but-kept
     store.portal.forget(owner_id)  # 5. no passkey, session or invite link opens their page
     store.presence.forget(owner_id)  # 6. nor is anything kept about their devices' connections
-    if not store.audit.has_event("owner_erased", owner_id):
-        store.audit.record("owner_erased", owner_id=owner_id,
-                           detail={"clips": clips, "devices": devices, "quarantined": quarantined})
+    shutil.rmtree(portal_export_dir(store.data_dir, owner_id), ignore_errors=True)  # 7. an export the portal prepared
+    # 8. what they did and when, and from where: only the record of the erasure remains
+    store.audit.record_erasure(owner_id, devices, {"clips": clips, "devices": len(devices), "quarantined": quarantined})
     return Erasure(owner_id, clips, devices, erased_at)
 
 

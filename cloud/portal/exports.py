@@ -32,11 +32,16 @@ def build(state: PortalState, owner_id: str, job: Export) -> None:
             job.done, job.total = done, total
 
         result = export_owner(store, owner_id, job.folder, progress=progress)
+        owner = store.registry.owner(owner_id)
+        if owner is None or owner.erased_at:  # erased while it was being built: it goes too
+            shutil.rmtree(job.folder, ignore_errors=True)
+            job.error = "the owner was erased"
+            return
         job.ready_at, job.path = time.monotonic(), result.path
     except EarmarkError as exc:
         job.error = str(exc)
     except Exception as exc:  # the page says it failed; the log says why
-        log.exception("portal export for %s failed", owner_id)
+        log.exception("a portal export failed")
         job.error = f"the export failed ({type(exc).__name__}); nothing was sent"
     finally:
         store.close()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import secrets
 import shutil
-import tempfile
 import threading
 import time
 from collections import defaultdict, deque
@@ -22,6 +21,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.responses import HTMLResponse
 
 from earmark.cloud.settings import PortalSettings
+from earmark.cloud.store.blobs import PORTAL_EXPORTS, portal_export_dir
 from earmark.cloud.store.store import Store
 
 HERE = Path(__file__).resolve().parent  # (an editable install links files, not folders)
@@ -83,14 +83,29 @@ class Export:
 
 
 class Exports:
-    """Each owner's export, at most one: nothing of anybody's waits on disk past its link, an
-    erasure or a restart."""
+    """Each owner's export, at most one, in a folder named for the owner (so `erase`, in any
+    process, removes it: store/blobs.py, portal_export_dir): nothing of anybody's waits on
+    disk past its link's expiry (swept every SWEEP_S, visits or not), an erasure or a restart."""
 
-    def __init__(self, folder: Path) -> None:
+    SWEEP_S = 30.0
+
+    def __init__(self, data_dir: Path) -> None:
         self._lock = threading.Lock()
         self._jobs: dict[str, Export] = {}
-        self.folder = folder
-        shutil.rmtree(folder, ignore_errors=True)  # a restart forgets every undelivered export
+        self.data_dir = data_dir
+        self.folder = data_dir / PORTAL_EXPORTS
+        shutil.rmtree(self.folder, ignore_errors=True)  # a restart forgets every undelivered export
+        self._stop = threading.Event()
+        threading.Thread(target=self._sweeper, daemon=True, name="portal-export-sweep").start()
+
+    def _sweeper(self) -> None:
+        while not self._stop.wait(self.SWEEP_S):
+            self.sweep()
+
+    def close(self) -> None:
+        self._stop.set()
+        for owner in list(self._jobs):
+            self.forget(owner)
 
     def get(self, owner_id: str) -> Export | None:
         self.sweep()
@@ -103,10 +118,11 @@ class Exports:
             job = self._jobs.get(owner_id)
             if job is not None and job.running:
                 return job
-            if job is not None:
-                shutil.rmtree(job.folder, ignore_errors=True)
-            self.folder.mkdir(mode=0o700, exist_ok=True)
-            job = self._jobs[owner_id] = Export(Path(tempfile.mkdtemp(dir=self.folder)))
+            folder = portal_export_dir(self.data_dir, owner_id)
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir(mode=0o700, parents=True)
+            self.folder.chmod(0o700)
+            job = self._jobs[owner_id] = Export(folder)
         threading.Thread(target=build, args=(job,), daemon=True, name=f"export-{owner_id[:8]}").start()
         return job
 
@@ -121,8 +137,10 @@ class Exports:
             shutil.rmtree(job.folder, ignore_errors=True)
 
     def sweep(self) -> None:
+        """Forget exports past their link's life, and those whose folder went (an erasure)."""
         with self._lock:
-            expired = [owner for owner, job in self._jobs.items() if job.expired]
+            expired = [owner for owner, job in self._jobs.items()
+                       if job.expired or (not job.running and not job.folder.exists())]
         for owner in expired:
             self.forget(owner)
 
@@ -155,7 +173,7 @@ class PortalState:
         self.rp_id = url.hostname or "localhost"
         self.templates = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape())
         self.ceremonies = Ceremonies()
-        self.exports = Exports(store.data_dir / "portal-exports")
+        self.exports = Exports(store.data_dir)
         self.sign_in_limit = RateLimit(*SIGN_IN_LIMIT)
 
     def page(self, name: str, status: int = 200, **values: Any) -> HTMLResponse:

@@ -56,6 +56,12 @@ class BrokerAccounts:
                              "WHERE revoked_at IS NULL ORDER BY role DESC, username")
         return [Login(**dict(r)) for r in rows]
 
+    def revoked_devices(self) -> list[str]:
+        """Devices whose login was revoked (their retained status is cleared at each sync)."""
+        rows = self.db.query("SELECT username FROM broker_accounts WHERE role = 'device' "
+                             "AND revoked_at IS NOT NULL ORDER BY username")
+        return [str(r["username"]) for r in rows]
+
     def remember_broker(self, folder: Path, url: str) -> None:
         """Where `broker config` wrote the broker's files, and the address devices use."""
         with self.audit.write() as cur:

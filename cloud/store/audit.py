@@ -4,6 +4,13 @@ An event's hash is SHA-256 over the previous hash and the event's canonical JSON
 edited event breaks its own hash and a removed one breaks the chain after it. Removing
 events from the end leaves a valid shorter chain; to catch that, the newest (seq, hash)
 is also written to a head file beside the database, which `verify` compares with.
+
+Erasure redacts the owner's events (`record_erasure`): what they did and when (sign-ins and
+the addresses they came from, devices, clips, times) goes, and each event's place in the
+chain stays: its seq, owner id and the two hashes, with event "redacted" and nothing else.
+`verify` checks a redacted event by its links alone (the hash it carries is the one the
+next event chains to), and only for an owner whose erasure the log records; anything else
+redacted is reported. The erasure's own record, appended after, is what remains of them.
 """
 
 from __future__ import annotations
@@ -23,7 +30,14 @@ from earmark.cloud.store.ddl import insert
 from earmark.wire.timestamps import utc_now
 
 GENESIS = "0" * 64
+REDACTED = "redacted"
+_REDACT = "at = '', event = 'redacted', device_id = NULL, clip_id = NULL, detail = ''"
 INSERT_EVENT = insert("audit")
+
+
+def _like(text: str) -> str:
+    """`text` matched literally by LIKE … ESCAPE '!'."""
+    return text.replace("!", "!!").replace("%", "!%").replace("_", "!_")
 log = logging.getLogger(__name__)
 
 
@@ -112,19 +126,46 @@ class AuditLog:
         except (OSError, ValueError) as exc:
             log.warning("could not update the audit head file %s: %s", self.head_file, exc)
 
+    def record_erasure(self, owner_id: str, device_ids: list[str], detail: dict[str, object]) -> int:
+        """The erasure's last step, in one transaction: every event of the owner, and every
+        event of no owner that names one of their devices or the owner, redacted (see the
+        module docstring), then the erasure's own record (once). Returns how many were redacted."""
+        with self.write() as cur:
+            cur.scope(owner_id, erasing=True)
+            count = cur.execute(f"UPDATE audit SET {_REDACT} WHERE owner_id = :owner_id "
+                                "AND event NOT IN ('owner_erased', 'redacted')", {"owner_id": owner_id}).rowcount
+            # An event of no owner names the person by a device id (a login, a topic) or a path.
+            names = ([f'%"{_like(d)}"%' for d in device_ids] + [f'%/{_like(d)}"%' for d in device_ids]
+                     + [f"%{_like(owner_id)}%"])
+            for device_id, name in [(d, None) for d in device_ids] + [(None, n) for n in names]:
+                count += cur.execute(f"UPDATE audit SET owner_id = :owner_id, {_REDACT} WHERE owner_id IS NULL "
+                                     "AND (device_id = :device_id OR detail LIKE :name ESCAPE '!')",
+                                     {"owner_id": owner_id, "device_id": device_id, "name": name}).rowcount
+            if not cur.execute("SELECT 1 FROM audit WHERE event = 'owner_erased' AND owner_id = :owner_id",
+                               {"owner_id": owner_id}).fetchone():
+                self.append(cur, "owner_erased", owner_id=owner_id, detail=detail)
+        return count
+
     def verify(self) -> list[AuditProblem]:
         problems: list[AuditProblem] = []
         prev, expected_seq = GENESIS, 1
+        redacted: list[tuple[int, str | None]] = []
+        erased: set[str] = set()
         for row in self.chain():
             if row["seq"] != expected_seq:
                 problems.append(AuditProblem(expected_seq, f"events {expected_seq}..{row['seq'] - 1} are missing"))
             if row["prev_hash"] != prev:
                 problems.append(AuditProblem(row["seq"], "does not chain to the event before it"))
-            digest = event_hash(row["prev_hash"], row["seq"], row["at"], row["event"], row["owner_id"],
-                                row["device_id"], row["clip_id"], row["detail"])
-            if digest != row["hash"]:
+            if row["event"] == REDACTED:
+                redacted.append((row["seq"], row["owner_id"]))  # its links are checked, its body is gone
+            elif event_hash(row["prev_hash"], row["seq"], row["at"], row["event"], row["owner_id"],
+                            row["device_id"], row["clip_id"], row["detail"]) != row["hash"]:
                 problems.append(AuditProblem(row["seq"], "was edited (its hash does not match)"))
+            if row["event"] == "owner_erased" and row["owner_id"]:
+                erased.add(row["owner_id"])
             prev, expected_seq = row["hash"], row["seq"] + 1
+        problems += [AuditProblem(seq, "was redacted, but the log records no erasure of its owner")
+                     for seq, owner in redacted if owner not in erased]
         if self.head_file.exists():
             head_seq, head_hash = self.head_file.read_text().split()
             if int(head_seq) >= expected_seq:

@@ -16,11 +16,17 @@ from earmark.runtime.durable import TEMP_PREFIX, fsync_dir, write_file
 CLIPS = "blobs"
 QUARANTINE = "quarantine"
 SET_ASIDE = "set-aside"  # blobs the sweep could not account for, kept for a person to look at
+PORTAL_EXPORTS = "portal-exports"  # <owner id>/: an export the portal prepared, waiting for its download
 WRITERS = 32  # concurrent fsyncs, which the filesystem folds into few journal commits
 
 
 def clip_blob(owner_id: str, clip_id: str) -> str:
     return f"{CLIPS}/{owner_id}/{clip_id}.bin"
+
+
+def portal_export_dir(data_dir: Path, owner_id: str) -> Path:
+    """Where the portal prepares the owner's export: erasure removes it, from any process."""
+    return Path(data_dir) / PORTAL_EXPORTS / owner_id
 
 
 def quarantine_blob(quarantine_id: str) -> str:

@@ -61,9 +61,10 @@ class Cursor(Protocol):
 
     def __iter__(self) -> Iterator[Row]: ...
 
-    def scope(self, owner_id: str) -> None:
+    def scope(self, owner_id: str, erasing: bool = False) -> None:
         """From here to the end of the transaction (or the next scope), the statements act for
-        `owner_id` and, on PostgreSQL, can see and write only that owner's rows."""
+        `owner_id` and, on PostgreSQL, can see and write only that owner's rows. `erasing`:
+        also the audit events of no owner, to redact those that name the owner (erasure only)."""
 
 
 class Database(Protocol):

@@ -22,6 +22,9 @@ from earmark.cloud.store.schema import metadata, service_rights
 DIALECTS: dict[str, Dialect] = {"sqlite": sqlite.dialect(), "postgres": postgresql.dialect()}  # type: ignore[no-untyped-call]
 SCOPE_SETTING = "earmark.owner_id"
 SCOPE = f"current_setting('{SCOPE_SETTING}', true)"
+ERASING_SETTING = "earmark.erasing"  # the owner being erased, in the erasure's last transaction only
+# (Outside any scope a setting once set reads '', never NULL.)
+ERASING = f"(owner_id IS NULL AND current_setting('{ERASING_SETTING}', true) = {SCOPE} AND {SCOPE} <> '')"
 GATEWAY_ROLE = "earmark_gateway"
 
 
@@ -71,14 +74,19 @@ def row_security() -> list[str]:
         if not kind:
             continue
         statements += [f"ALTER TABLE {t.name} {how} ROW LEVEL SECURITY" for how in ("ENABLE", "FORCE")]
-        statements += [f"DROP POLICY IF EXISTS {p} ON {t.name}" for p in ("owner_scope", "owner_read", "append")]
+        statements += [f"DROP POLICY IF EXISTS {p} ON {t.name}"
+                       for p in ("owner_scope", "owner_read", "append", "unowned_read", "redact")]
         if kind == "scope":
             statements.append(f"CREATE POLICY owner_scope ON {t.name} USING (owner_id = {SCOPE}) "
                               f"WITH CHECK (owner_id = {SCOPE})")
-        else:  # the log: read your own, append (no update, no delete: no policy allows them)
+        else:  # the log: read your own, append, and at erasure redact (no delete: no policy allows it)
             statements += [f"CREATE POLICY owner_read ON {t.name} FOR SELECT USING (owner_id = {SCOPE})",
+                           f"CREATE POLICY unowned_read ON {t.name} FOR SELECT USING {ERASING}",
                            f"CREATE POLICY append ON {t.name} FOR INSERT WITH CHECK "
-                           f"(owner_id IS NULL OR owner_id = {SCOPE})"]
+                           f"(owner_id IS NULL OR owner_id = {SCOPE})",
+                           f"CREATE POLICY redact ON {t.name} FOR UPDATE "
+                           f"USING (owner_id = {SCOPE} OR {ERASING}) "
+                           f"WITH CHECK (owner_id = {SCOPE} AND event = 'redacted')"]
     return statements
 
 

@@ -35,7 +35,7 @@ from sqlalchemy import text
 from sqlalchemy.dialects.postgresql import psycopg as psycopg_dialect
 
 from earmark.cloud.store.database import Cursor, Params, Row, StoreError, StoreUnavailable, check_snapshot
-from earmark.cloud.store.ddl import GATEWAY_ROLE, SCOPE_SETTING, create_schema, grants
+from earmark.cloud.store.ddl import ERASING_SETTING, GATEWAY_ROLE, SCOPE_SETTING, create_schema, grants
 from earmark.cloud.store.gateways import GATEWAYS
 from earmark.cloud.store.migrations import SCHEMA_VERSION, SchemaVersionError, postgres_refresh, steps
 from earmark.cloud.store.schema import OWNER_TABLES, metadata
@@ -67,8 +67,9 @@ class _PgCursor(psycopg.Cursor[Row]):
         super().executemany(query, params_seq, returning=returning)
         return self
 
-    def scope(self, owner_id: str) -> None:
-        super().execute("SELECT set_config(%s, %s, true)", (SCOPE_SETTING, owner_id))
+    def scope(self, owner_id: str, erasing: bool = False) -> None:
+        super().execute("SELECT set_config(%s, %s, true), set_config(%s, %s, true)",
+                        (SCOPE_SETTING, owner_id, ERASING_SETTING, owner_id if erasing else ""))
 
 
 def first_line(exc: BaseException) -> str:

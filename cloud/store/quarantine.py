@@ -95,7 +95,7 @@ class Quarantine:
 
     def purge_owner(self, owner_id: str, device_ids: list[str]) -> int:
         """Erasure reaches the quarantine: every payload from the owner's devices, or whose
-        header claims the owner, goes (rows first, then blobs). Returns how many."""
+        header claims the owner, goes (blobs first, then rows). Returns how many."""
         among, listed = in_list("device_id", device_ids)
         rows = self.db.query(f"SELECT quarantine_id, blob_path FROM quarantine WHERE claimed_owner_id = :owner_id "
                              f"OR (TRUE {among})", {"owner_id": owner_id, **listed})

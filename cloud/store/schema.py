@@ -7,8 +7,10 @@ writes DDL.
 Each table says in `info` who may see its rows:
   owner  = "scope"  the rows are one owner's (owner_id): on PostgreSQL, row-level security
                     shows and takes only rows of the owner the transaction is scoped to
-           "log"    the audit log: an owner reads their own events; anyone may append an event
-                    that names no owner or the scoped one; nobody updates or deletes
+           "log"    the audit log: an owner reads their own events (and, being erased, those
+                    of no owner);
+                    anyone may append an event that names no owner or the scoped one; an
+                    update may only redact into the scoped owner (erasure); nobody deletes
   service = what the service role may do on PostgreSQL (default: read and write)
 """
 
@@ -127,7 +129,7 @@ audit = Table(
     _text("detail"),
     _text("prev_hash"),
     _text("hash"),
-    info={"owner": "log", "service": ("SELECT", "INSERT")},
+    info={"owner": "log", "service": ("SELECT", "INSERT", "UPDATE")},
 )
 
 # The audit chain's newest (seq, hash) in one row: appending locks it, so several writers

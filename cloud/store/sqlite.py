@@ -21,7 +21,7 @@ FILE = "earmark.db"
 
 
 class _SqliteCursor(sqlite3.Cursor):
-    def scope(self, owner_id: str) -> None:
+    def scope(self, owner_id: str, erasing: bool = False) -> None:
         """No row-level security in SQLite: every owner-scoped statement names its owner."""
 
 

@@ -11,6 +11,7 @@ from earmark.cloud.ingest.ingestor import Ingestor
 from earmark.cloud.owner.erasure import apply_erasure_ledger, erase_owner
 from earmark.cloud.owner.export import ExportError, export_owner
 from earmark.cloud.store.backup import backup, restore
+from earmark.cloud.store.crypto import CryptoError
 from earmark.cloud.store.keys import OwnerError
 from earmark.cloud.store.store import Store
 from tests.support.cloudkit import enrolled_device, reopen
@@ -37,6 +38,13 @@ def test_an_erasure_survives_a_restore_from_a_backup_taken_before_it(store: Stor
     restored = reopen(store)
     try:
         assert restored.registry.owner(alice.owner_id).erased_at is None  # type: ignore[union-attr]  # the old rows
+        # Issue 24 case 4a: the backup, the current master key and the key folder as it is now
+        # do not open the erased owner's wrapped key (her secret was shredded), nor her blobs.
+        with pytest.raises(CryptoError):
+            restored.keys.owner_key(alice.owner_id)
+        [row, _] = restored.clips.of_owner(alice.owner_id)
+        with pytest.raises(CryptoError):
+            restored.clips.read(alice.owner_id, row)
         assert apply_erasure_ledger(restored) == [alice.owner_id]  # what opening the store for work does first
         with pytest.raises(OwnerError):
             restored.keys.owner_key(alice.owner_id)

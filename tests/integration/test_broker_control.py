@@ -160,3 +160,25 @@ def test_ingest_needs_no_flags_after_broker_config(cloud: SecureCloud) -> None:
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)
+
+
+def test_an_erased_owners_devices_leave_no_retained_status_on_the_broker(cloud: SecureCloud) -> None:
+    """Issue 24 case 7: the device's retained status (when it was online, what it heard)
+    stayed on the broker after its owner was erased."""
+    alice, bob = owner(cloud), cloud.store.registry.add_owner("Bob").owner_id
+    devices = {name: connected_device(cloud, name, who) for name, who in (("den-pi", alice), ("bob-pi", bob))}
+    for name, device in devices.items():
+        device.client.publish(f"earmark/v1/status/{name}", b'{"online": true}', qos=1, retain=True).wait_for_publish(5)
+
+    erased = cli(cloud, "erase", "--owner", alice, "--yes")
+    assert erased.returncode == 0, erased.stderr
+
+    login, password_file = cloud.ingester_login("reader")  # an ingester may read every status
+    reader = Client(cloud, login, password_file.read_text().strip())
+    assert reader.wait()
+    reader.subscribe("earmark/v1/status/den-pi")  # a retained message comes right after its SUBACK,
+    reader.subscribe("earmark/v1/status/bob-pi")  # so Bob's arriving means Alice's would have come
+    wait_until(lambda: reader.messages, 10, "Bob's retained status")
+    assert reader.messages == [("earmark/v1/status/bob-pi", b'{"online": true}')]
+    for client in (*devices.values(), reader):
+        client.close()

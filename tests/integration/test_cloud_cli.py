@@ -279,3 +279,17 @@ def test_a_closed_pipe_is_quiet_and_errors_are_json_under_json(tmp_path: Path) -
     assert failed.returncode == 2
     error = json.loads(failed.stderr.strip().splitlines()[-1])
     assert error["exit_code"] == 2 and "no-such-owner" in error["error"] and error["kind"] == "usage"
+
+
+def test_no_password_is_taken_from_the_command_line(tmp_path: Path) -> None:
+    """Issue 24, case 12: a process's arguments are readable by every user of the machine
+    (and --admin-url went on into pg_dump's)."""
+    d = tmp_path / "cloud"
+    for command in (["db", "migrate"], ["backup", "--out", str(tmp_path / "b")], ["restore", "--from", str(d)]):
+        for url in ("postgresql://postgres:hunter2@127.0.0.1:5432/earmark",
+                    "postgresql://postgres@127.0.0.1:5432/earmark?password=hunter2"):
+            result = cloud(*command, "--admin-url", url, data_dir=d)
+            one_line_error(result, "must not hold a password")
+            assert "hunter2" not in result.stderr
+    refused = cloud("ingest", "--password", "hunter2", data_dir=d)
+    assert refused.returncode == 2 and "unrecognized arguments: --password" in refused.stderr  # (argparse)

@@ -4,6 +4,7 @@ stored, duplicate, and every rejection reason, none of which touches any owner's
 from __future__ import annotations
 
 import json
+import logging
 import os
 import struct
 from datetime import UTC, datetime, timedelta
@@ -83,7 +84,7 @@ def rejections(a: SimDevice, b: SimDevice, store: Store) -> dict[str, tuple[str,
 @pytest.mark.parametrize("reason", ["unknown_device", "bad_signature", "owner_mismatch", "device_mismatch",
                                     "oversize", "malformed", "unknown_version", "bad_topic"])
 def test_each_rejection_is_quarantined_and_changes_no_owners_clips(
-        store: Store, pair: tuple[SimDevice, SimDevice], reason: str) -> None:
+        store: Store, pair: tuple[SimDevice, SimDevice], reason: str, caplog: pytest.LogCaptureFixture) -> None:
     a, b = pair
     ingest = Ingestor(store)
     ingest.handle(a.topic, a.clip(seed=7))
@@ -91,8 +92,11 @@ def test_each_rejection_is_quarantined_and_changes_no_owners_clips(
     before = snapshot(store)
     topic, payload = rejections(a, b, store)[reason]
 
-    outcome = ingest.handle(topic, payload)
+    with caplog.at_level(logging.DEBUG):
+        outcome = ingest.handle(topic, payload)
     assert (outcome.status, outcome.reason) == ("rejected", reason)
+    assert "quarantined" in caplog.text
+    assert a.owner_id not in caplog.text and b.owner_id not in caplog.text  # issue 24 case 11: no owner ids logged
     assert snapshot(store) == before
     [q] = store.quarantine.all()
     assert q.reason == reason

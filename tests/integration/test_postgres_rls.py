@@ -80,10 +80,14 @@ def test_a_scoped_transaction_cannot_write_or_move_another_owners_rows(
         # Bob's rows are not there to update or delete.
         assert conn.execute("DELETE FROM clips WHERE owner_id = %s", (bob,)).rowcount == 0
         assert conn.execute("UPDATE owners SET display_name = 'x' WHERE owner_id = %s", (bob,)).rowcount == 0
-        # Nor can the audit log be edited, even the scoped owner's events: append only.
-        for edit in ("DELETE FROM audit", "UPDATE audit SET detail = '{}'"):
-            with pytest.raises(psycopg.errors.InsufficientPrivilege, match="permission denied"), conn.transaction():
+        # Nor can the audit log be edited, even the scoped owner's events: append only, and
+        # an update can only redact the scoped owner's (an erasure's last step).
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="permission denied"), conn.transaction():
+            conn.execute("DELETE FROM audit")
+        for edit in ("UPDATE audit SET detail = '{}'", f"UPDATE audit SET event = 'redacted', owner_id = '{bob}'"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege, match="row-level security"), conn.transaction():
                 conn.execute(edit)
+        assert conn.execute("UPDATE audit SET event = 'redacted' WHERE owner_id IS NULL").rowcount == 0  # not erasing
     assert len(tamper(pg_store, "SELECT * FROM clips WHERE owner_id = ?", (bob,))) == 2
 
 

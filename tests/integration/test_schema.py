@@ -110,7 +110,9 @@ def legacy_store(tmp_path: Path, name: str) -> tuple[Path, Path]:
     """A copy of a legacy store's data dir and master key: (data dir, master key file)."""
     shutil.copytree(LEGACY / name, tmp_path / name)
     shutil.copytree(LEGACY / f"{name}-secrets", tmp_path / f"{name}-secrets")
-    return tmp_path / name, tmp_path / f"{name}-secrets" / "master.key"
+    key = tmp_path / f"{name}-secrets" / "master.key"
+    key.chmod(0o600)  # git keeps no file modes but the executable bit: a clone has it 0644
+    return tmp_path / name, key
 
 
 def test_a_new_sqlite_store_and_a_new_postgres_database_have_the_same_schema(tmp_path: Path) -> None:
