@@ -4,6 +4,7 @@ documented in deploy/earmark-cloud.example.toml."""
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import socket
 import tomllib
@@ -92,6 +93,18 @@ class PortalSettings:
     session_idle_minutes: int = setting(15, "a session ends after this long without a request",
                                         within(1, 1440, "minutes"))
     session_max_hours: int = setting(8, "and at the latest this long after sign-in", within(1, 24, "hours"))
+    trusted_proxies: str = setting("", "addresses of the reverse proxies whose X-Forwarded-For names the client "
+                                       "(comma-separated, e.g. \"127.0.0.1\"); empty: the header is ignored, since "
+                                       "anyone can send it",
+                                   matching(lambda v: _addresses_ok(v), "must be IP addresses, comma-separated"))
+
+
+def _addresses_ok(value: str) -> bool:
+    try:
+        [ipaddress.ip_address(a.strip()) for a in value.split(",") if a.strip()]
+    except ValueError:
+        return False
+    return True
 
 
 def _portal_url_ok(value: str) -> bool:

@@ -62,13 +62,12 @@ def cmd_owner_invite(args: argparse.Namespace) -> int:
 def cmd_portal(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from earmark.cloud.portal.app import create_app
+    from earmark.cloud.portal.app import create_app, server_config
 
     s = cli_settings(args)
     app = create_app(open_for_work(s), s.portal, s.broker.reload_command)
     log.info("portal on http://%s:%d for %s", s.portal.host, s.portal.port, s.portal.public_url)
-    uvicorn.run(app, host=s.portal.host, port=s.portal.port, log_level="warning", proxy_headers=True,
-                server_header=False)
+    uvicorn.Server(server_config(app, s.portal)).run()
     return 0
 
 

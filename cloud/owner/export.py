@@ -181,8 +181,10 @@ def export_owner(store: Store, owner_id: str, out_dir: Path, recipient: str | No
             import pyrage
             from pyrage import x25519
 
+            # pyrage would make it with the process's umask: made 0600 first, as the zip was
+            os.close(os.open(temps[1], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
             pyrage.encrypt_file(str(temps[0]), str(temps[1]), [x25519.Recipient.from_str(recipient)])
-            temps[1].chmod(0o600)  # pyrage writes with the process's umask; an export is the owner's alone
+            temps[1].chmod(0o600)
             temps[0].unlink()
             produced = temps[1]
         digest = sha256_file(produced)

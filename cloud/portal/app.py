@@ -18,11 +18,12 @@ carries a strict CSP and `no-store`.
 
 from __future__ import annotations
 
+import uvicorn
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 
@@ -32,7 +33,7 @@ from earmark.cloud.portal.state import HERE, PortalState
 from earmark.cloud.settings import PortalSettings
 from earmark.cloud.store.store import Store
 
-__all__ = ["COOKIE", "HEADERS", "create_app"]
+__all__ = ["COOKIE", "HEADERS", "create_app", "server_config"]
 
 HEADERS = {
     "Content-Security-Policy": ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
@@ -54,6 +55,20 @@ class _SecurityHeaders(BaseHTTPMiddleware):
         return response
 
 
+async def _server_error(request: Request, exc: Exception) -> Response:
+    """A 500 (made outside every middleware, so it brings the security headers itself)."""
+    return PlainTextResponse("Something went wrong on our side. Try again later.", 500,
+                             headers=HEADERS)
+
+
+def server_config(app: Starlette, settings: PortalSettings, log_level: str = "warning") -> uvicorn.Config:
+    """How uvicorn serves the portal. Its own proxy-header handling stays off: it would believe
+    X-Forwarded-For from any local client; the portal reads it from portal.trusted_proxies
+    alone (guard.py, Call.client)."""
+    return uvicorn.Config(app, host=settings.host, port=settings.port, log_level=log_level, proxy_headers=False,
+                          server_header=False)
+
+
 def create_app(store: Store, settings: PortalSettings, broker_reload: str = "") -> Starlette:
     """The portal on `store`; `broker_reload`: the broker.reload_command revocations and
     erasures use to bring the running broker in step (see broker/control.py)."""
@@ -63,6 +78,7 @@ def create_app(store: Store, settings: PortalSettings, broker_reload: str = "") 
     unguarded = [r for r in routes if not isinstance(r, OwnerRoute | PublicRoute)]
     assert not unguarded, f"every portal route is an OwnerRoute or a PublicRoute: {unguarded}"
     routes.append(Mount("/static", StaticFiles(directory=HERE / "static"), name="static"))
-    app = Starlette(routes=routes, middleware=[Middleware(_SecurityHeaders)])
+    app = Starlette(routes=routes, middleware=[Middleware(_SecurityHeaders)],
+                    exception_handlers={Exception: _server_error})
     app.state.portal = state
     return app

@@ -53,7 +53,14 @@ class Call:
 
     @property
     def client(self) -> str:
-        return self.request.client.host if self.request.client else "?"
+        """The client's address: the peer's, or, from a trusted proxy (portal.trusted_proxies),
+        the nearest address in X-Forwarded-For that is not one of those proxies."""
+        peer = self.request.client.host if self.request.client else "?"
+        trusted = self.state.trusted_proxies
+        if peer not in trusted:
+            return peer
+        hops = [h.strip() for h in self.request.headers.get("x-forwarded-for", "").split(",") if h.strip()]
+        return next((h for h in reversed(hops) if h not in trusted), peer)[:64]
 
     def param(self, name: str) -> str:
         return str(self.request.path_params[name])

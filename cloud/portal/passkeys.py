@@ -11,7 +11,7 @@ import webauthn
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from webauthn.helpers import base64url_to_bytes, bytes_to_base64url
-from webauthn.helpers.exceptions import InvalidAuthenticationResponse, InvalidRegistrationResponse
+from webauthn.helpers.exceptions import WebAuthnException
 from webauthn.helpers.structs import (
     AuthenticatorSelectionCriteria,
     PublicKeyCredentialDescriptor,
@@ -21,7 +21,12 @@ from webauthn.helpers.structs import (
 
 from earmark.cloud.portal.guard import Call, PublicRoute, set_session_cookie
 from earmark.cloud.portal.state import Ceremony, PortalState
-from earmark.cloud.store.portal import Passkey
+from earmark.cloud.store.portal import Passkey, PasskeyTaken
+
+# What webauthn raises for a credential that is not what it should be: its own errors, and
+# (a string, a list or a field of the wrong type where an object should be) Python's.
+MALFORMED = (WebAuthnException, ValueError, TypeError, KeyError, AttributeError)
+NOT_CHECKED = "the passkey could not be checked: try again"
 
 
 def too_many(call: Call) -> Response | None:
@@ -59,7 +64,7 @@ def asserted(state: PortalState, ceremony: Ceremony, credential: dict[str, Any],
             credential=credential, expected_challenge=ceremony.challenge, expected_rp_id=state.rp_id,
             expected_origin=state.origin, credential_public_key=passkey.public_key,
             credential_current_sign_count=passkey.sign_count, require_user_verification=True).new_sign_count
-    except InvalidAuthenticationResponse:
+    except MALFORMED:
         return None
 
 
@@ -106,11 +111,15 @@ def register_verify(call: Call) -> Response:
         verified = webauthn.verify_registration_response(
             credential=call.body.get("credential", {}), expected_challenge=ceremony.challenge,
             expected_rp_id=call.state.rp_id, expected_origin=call.state.origin, require_user_verification=True)
-    except InvalidRegistrationResponse:
-        return JSONResponse({"error": "the passkey could not be checked: try again"}, 400)
+    except MALFORMED:
+        return JSONResponse({"error": NOT_CHECKED}, 400)
     passkey = Passkey(bytes_to_base64url(verified.credential_id), ceremony.owner_id,
                       verified.credential_public_key, verified.sign_count)
-    if not call.state.store.portal.register(ceremony.token, passkey):
+    try:
+        registered = call.state.store.portal.register(ceremony.token, passkey)
+    except PasskeyTaken:  # the same answer as any other bad credential: nothing says it exists
+        return JSONResponse({"error": NOT_CHECKED}, 400)
+    if not registered:
         return JSONResponse({"error": "this link does not work any more"}, 404)
     return signed_in(call, passkey, verified.sign_count)
 
@@ -127,7 +136,7 @@ def signin_verify(call: Call) -> Response:
         return JSONResponse({"error": "that passkey is not known here"}, 400)
     sign_count = asserted(call.state, ceremony, credential, passkey)
     if sign_count is None:
-        return JSONResponse({"error": "the passkey could not be checked: try again"}, 400)
+        return JSONResponse({"error": NOT_CHECKED}, 400)
     return signed_in(call, passkey, sign_count)
 
 

@@ -175,6 +175,7 @@ class PortalState:
         self.ceremonies = Ceremonies()
         self.exports = Exports(store.data_dir)
         self.sign_in_limit = RateLimit(*SIGN_IN_LIMIT)
+        self.trusted_proxies = frozenset(a.strip() for a in settings.trusted_proxies.split(",") if a.strip())
 
     def page(self, name: str, status: int = 200, **values: Any) -> HTMLResponse:
         return HTMLResponse(self.templates.get_template(name).render(**values), status_code=status)

@@ -121,7 +121,10 @@ class AuditLog:
             if current and int(current[0]) >= pending[0]:
                 return
             tmp = self.head_file.with_name(f"{self.head_file.name}.{os.getpid()}.tmp")
-            tmp.write_text(f"{pending[0]} {pending[1]}\n")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # 0600 whatever the umask
+            with os.fdopen(fd, "w") as out:
+                out.write(f"{pending[0]} {pending[1]}\n")
+            tmp.chmod(0o600)  # (a temp file left by a crash keeps its old mode)
             os.replace(tmp, self.head_file)
         except (OSError, ValueError) as exc:
             log.warning("could not update the audit head file %s: %s", self.head_file, exc)

@@ -17,12 +17,17 @@ from datetime import UTC, datetime, timedelta
 from earmark.cloud.store.audit import AuditLog
 from earmark.cloud.store.database import Database
 from earmark.cloud.store.ddl import insert
+from earmark.wire.errors import UsageError
 from earmark.wire.timestamps import format_utc, utc_now
 
 
 def token_sha256(token: str) -> str:
     """What is kept of a link or cookie token: its SHA-256."""
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+class PasskeyTaken(UsageError):
+    """A registration named a credential id that is already registered (to whomever)."""
 
 
 @dataclass(frozen=True)
@@ -65,7 +70,8 @@ class PortalAccess:
 
     def register(self, token: str, passkey: Passkey) -> bool:
         """Use the invite up and keep its owner's new passkey, in one transaction; False if the
-        invite was used, expired or is not that owner's meanwhile."""
+        invite was used, expired or is not that owner's meanwhile. PasskeyTaken (and the invite
+        still unused) if the credential id is registered already, to anyone."""
         with self.audit.write() as cur:
             cur.scope(passkey.owner_id)
             cur.execute("UPDATE portal_invites SET used_at = :now WHERE token_sha256 = :token AND owner_id = :owner_id "
@@ -73,9 +79,11 @@ class PortalAccess:
                         {"now": utc_now(), "token": token_sha256(token), "owner_id": passkey.owner_id})
             if cur.rowcount != 1:
                 return False
-            cur.execute(insert("portal_passkeys"), {"credential_id": passkey.credential_id,
-                                                    "owner_id": passkey.owner_id, "public_key": passkey.public_key,
-                                                    "sign_count": passkey.sign_count, "created_at": utc_now()})
+            cur.execute(insert("portal_passkeys", conflict="credential_id"), {
+                "credential_id": passkey.credential_id, "owner_id": passkey.owner_id,
+                "public_key": passkey.public_key, "sign_count": passkey.sign_count, "created_at": utc_now()})
+            if cur.rowcount != 1:  # (rolls the invite's use back)
+                raise PasskeyTaken("that passkey is registered already")
             self.audit.append(cur, "portal_passkey_registered", owner_id=passkey.owner_id)
         return True
 

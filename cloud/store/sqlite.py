@@ -5,6 +5,8 @@ every owner-scoped statement names its owner in its WHERE clause."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -25,6 +27,17 @@ class _SqliteCursor(sqlite3.Cursor):
         """No row-level security in SQLite: every owner-scoped statement names its owner."""
 
 
+def _owner_only(path: Path) -> None:
+    """The database and its -wal and -shm files readable by the store's user alone, whatever
+    the umask: SQLite makes the other two with the database's mode, so the database is made
+    0600 before SQLite opens it (and a store made before this is put right)."""
+    os.close(os.open(path, os.O_RDONLY | os.O_CREAT, 0o600))
+    for file in (path, path.with_name(f"{path.name}-wal"), path.with_name(f"{path.name}-shm")):
+        with contextlib.suppress(FileNotFoundError):
+            if file.stat().st_mode & 0o077:
+                file.chmod(0o600)
+
+
 def _dict_row(cursor: sqlite3.Cursor, values: tuple[Any, ...]) -> Row:
     return {column[0]: value for column, value in zip(cursor.description, values, strict=True)}
 
@@ -43,6 +56,7 @@ class SqliteDatabase:
         self.path = path
         self._lock = threading.RLock()
         self._snapshot_owner: str | None = None
+        _owner_only(path)
         self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
         self.conn.row_factory = _dict_row
         self.conn.execute("PRAGMA journal_mode=WAL")

@@ -136,3 +136,35 @@ def test_after_an_erasure_the_audit_log_keeps_only_the_record_of_it(store: Store
     [bobs_sign_in] = [r["seq"] for r in after if r["owner_id"] == bob.owner_id and r["event"] == "portal_signed_in"]
     tamper(store, "UPDATE audit SET event = 'redacted', detail = '' WHERE seq = ?", (bobs_sign_in,))
     assert [p.seq for p in store.audit.verify()] == [bobs_sign_in]
+
+
+def test_the_stores_files_and_an_encrypted_export_are_the_users_alone_whatever_the_umask(
+        tmp_path: Path) -> None:
+    """Case 13: without systemd's UMask, earmark.db, its -wal and -shm and audit.head were
+    0644, and so were age-encrypted exports (plain zips were 0600)."""
+    import os
+    import stat
+
+    from pyrage import x25519
+
+    from earmark.cloud.owner.export import export_owner
+    from tests.support.cloudkit import make_store
+
+    old = os.umask(0o022)
+    try:
+        store = make_store(tmp_path / "cloud")
+        alice = with_clips(store, "Alice", 1)
+        store.registry.set_recipient(alice.owner_id, str(x25519.Identity.generate().to_public()))
+        exported = export_owner(store, alice.owner_id, tmp_path / "out").path
+        files = [store.data_dir / name for name in ("earmark.db", "earmark.db-wal", "earmark.db-shm", "audit.head")]
+        assert all(f.exists() for f in files)
+        for file in [*files, exported]:
+            assert stat.S_IMODE(file.stat().st_mode) == 0o600, file
+        store.close()
+        for file in files[:3]:  # a store made before this, opened again, is put right
+            if file.exists():
+                file.chmod(0o644)
+        reopen(store).close()
+        assert {stat.S_IMODE(f.stat().st_mode) for f in files if f.exists()} == {0o600}
+    finally:
+        os.umask(old)

@@ -30,7 +30,7 @@ import uvicorn
 from earmark.cloud.ingest.ingestor import Ingestor
 from earmark.cloud.owner.verify_export import verify_export
 from earmark.cloud.portal import recordings as portal_recordings
-from earmark.cloud.portal.app import COOKIE, HEADERS, create_app
+from earmark.cloud.portal.app import COOKIE, HEADERS, create_app, server_config
 from earmark.cloud.settings import PortalSettings
 from earmark.cloud.store.store import Store
 from tests.support.broker import free_port
@@ -43,9 +43,8 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 @pytest.fixture
 def portal(store: Store) -> Iterator[tuple[str, Store]]:
     port = free_port()
-    settings = replace(PortalSettings(), public_url=f"http://localhost:{port}")
-    server = uvicorn.Server(uvicorn.Config(create_app(store, settings), host="127.0.0.1", port=port,
-                                           log_level="warning"))
+    settings = replace(PortalSettings(), public_url=f"http://localhost:{port}", port=port)
+    server = uvicorn.Server(server_config(create_app(store, settings), settings))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10

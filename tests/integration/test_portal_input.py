@@ -1,0 +1,172 @@
+"""What the portal makes of hostile input over HTTP, on the real app and store (issue 24,
+cases 9 and 10): malformed passkey JSON inside a valid ceremony is a 400, never a 500; a
+credential id registered already gets the same answer as any bad credential (nothing tells
+it exists) and leaves the invite usable; a 500 carries the security headers; and the
+sign-in rate limit believes X-Forwarded-For only from a configured proxy."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from typing import Any
+
+import pytest
+import uvicorn
+
+from earmark.cloud.portal.app import HEADERS, create_app, server_config
+from earmark.cloud.portal.state import SIGN_IN_LIMIT, PortalState, RateLimit
+from earmark.cloud.settings import PortalSettings
+from earmark.cloud.store.store import Store
+from tests.support.broker import free_port
+from tests.support.softkey import SoftPasskey, b64url
+
+
+@dataclass
+class Portal:
+    url: str
+    state: PortalState
+
+    def post(self, path: str, body: Any, headers: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
+        request = urllib.request.Request(self.url + path, data=json.dumps(body).encode(), method="POST",
+                                         headers={"Content-Type": "application/json", **(headers or {})})
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            text = exc.read()
+            return exc.code, json.loads(text) if text.startswith(b"{") else {"text": text.decode()}
+
+    def get(self, path: str) -> tuple[int, dict[str, str]]:
+        """(status, headers by their names as HEADERS spells them)."""
+        try:
+            with urllib.request.urlopen(self.url + path, timeout=10) as response:
+                status, headers = response.status, response.headers
+        except urllib.error.HTTPError as exc:
+            status, headers = exc.code, exc.headers
+        return status, {name: headers.get(name, "") for name in HEADERS}
+
+
+def serve(store: Store, **settings: Any) -> Iterator[Portal]:
+    port = free_port()
+    chosen = replace(PortalSettings(), public_url=f"http://localhost:{port}", port=port, **settings)
+    app = create_app(store, chosen)
+    server = uvicorn.Server(server_config(app, chosen, log_level="critical"))  # as `earmark-cloud portal` runs it
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.started, "the portal did not start"
+    yield Portal(chosen.public_url, app.state.portal)
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture
+def portal(store: Store) -> Iterator[Portal]:
+    yield from serve(store)
+
+
+def registration(portal: Portal, token: str) -> tuple[str, dict[str, Any]]:
+    status, answer = portal.post("/api/register/options", {"token": token})
+    assert status == 200, answer
+    return answer["ceremony"], answer["options"]
+
+
+def register(portal: Portal, token: str, passkey: SoftPasskey) -> tuple[int, dict[str, Any]]:
+    ceremony, options = registration(portal, token)
+    return portal.post("/api/register/verify", {"ceremony": ceremony,
+                                                "credential": passkey.register(options, portal.url)})
+
+
+def invited(store: Store, name: str) -> tuple[str, str]:
+    owner = store.registry.add_owner(name).owner_id
+    return owner, store.portal.invite(owner, 900)
+
+
+Spoil = Callable[[dict[str, Any]], Any]
+MALFORMED: dict[str, Spoil] = {
+    "credential a string": lambda c: "x",
+    "credential a list": lambda c: [c],
+    "response a string": lambda c: {**c, "response": "x"},
+    "response empty": lambda c: {**c, "response": {}},
+    "response a list": lambda c: {**c, "response": [1, 2]},
+    "rawId not the id": lambda c: {**c, "rawId": b64url(b"another credential")},
+    "rawId a number": lambda c: {**c, "rawId": 7},
+    "id missing": lambda c: {k: v for k, v in c.items() if k != "id"},
+    "clientDataJSON not base64": lambda c: {**c, "response": {**c["response"], "clientDataJSON": "%%%"}},
+}
+
+
+def test_malformed_passkey_json_in_a_valid_ceremony_is_a_400(store: Store, portal: Portal) -> None:
+    """Case 9: a string or empty `response`, a list, a mismatched rawId were 500s."""
+    portal.state.sign_in_limit = RateLimit(1000, 60)
+    _, token = invited(store, "Alice")
+    for name, spoil in MALFORMED.items():
+        ceremony, options = registration(portal, token)
+        good = SoftPasskey().register(options, portal.url)
+        status, answer = portal.post("/api/register/verify", {"ceremony": ceremony, "credential": spoil(good)})
+        assert (status, answer) == (400, {"error": "the passkey could not be checked: try again"}), name
+    passkey = SoftPasskey()
+    assert register(portal, token, passkey)[0] == 200  # the invite still works
+
+    for name, spoil in MALFORMED.items():
+        status, answer = portal.post("/api/signin/options", {})
+        assert status == 200
+        good = passkey.sign_in(answer["options"], portal.url)
+        status, answer = portal.post("/api/signin/verify", {"ceremony": answer["ceremony"], "credential": spoil(good)})
+        assert status == 400 and "error" in answer, name
+    status, answer = portal.post("/api/signin/options", {})
+    assert portal.post("/api/signin/verify", {"ceremony": answer["ceremony"],
+                                              "credential": passkey.sign_in(answer["options"], portal.url)})[0] == 200
+
+
+def test_a_credential_id_registered_already_is_refused_like_any_bad_credential(store: Store,
+                                                                               portal: Portal) -> None:
+    """Case 9: an existing credential id raised IntegrityError (a 500), which also told
+    whether a credential exists."""
+    _, bobs_token = invited(store, "Bob")
+    bobs = SoftPasskey()
+    assert register(portal, bobs_token, bobs)[0] == 200
+    alice, token = invited(store, "Alice")
+    status, answer = register(portal, token, SoftPasskey(credential_id=bobs.credential_id))  # a new key, his id
+    assert (status, answer) == (400, {"error": "the passkey could not be checked: try again"})
+    passkey = store.portal.passkey(b64url(bobs.credential_id))
+    assert passkey is not None and passkey.owner_id != alice  # Bob's passkey is his still
+    assert store.portal.invited_owner(token) == alice  # and Alice's invite was not used up
+    assert register(portal, token, SoftPasskey())[0] == 200
+
+
+def test_a_500_carries_the_security_headers(store: Store, portal: Portal, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(token: str) -> str | None:
+        raise RuntimeError("the store broke")
+
+    monkeypatch.setattr(store.portal, "invited_owner", broken)
+    status, headers = portal.get("/invite/whatever")
+    assert status == 500
+    assert headers == HEADERS
+
+
+def attempts(portal: Portal, spoofed: bool) -> list[int]:
+    """The sign-in prompt asked for SIGN_IN_LIMIT's count + 2 times from this host, each
+    with another X-Forwarded-For if `spoofed`."""
+    return [portal.post("/api/signin/options", {},
+                        {"X-Forwarded-For": f"198.51.100.{n}"} if spoofed else {})[0]
+            for n in range(SIGN_IN_LIMIT[0] + 2)]
+
+
+def test_the_sign_in_rate_limit_ignores_x_forwarded_for_by_default(portal: Portal) -> None:
+    """Case 10: rotating X-Forwarded-For on loopback got 12 of 12 prompts (10, then 429, without)."""
+    count = SIGN_IN_LIMIT[0]
+    assert attempts(portal, spoofed=True) == [200] * count + [429, 429]
+
+
+def test_behind_a_configured_proxy_each_forwarded_client_has_its_own_limit(store: Store) -> None:
+    for portal in serve(store, trusted_proxies="127.0.0.1"):
+        assert attempts(portal, spoofed=True) == [200] * (SIGN_IN_LIMIT[0] + 2)  # twelve clients, one each
+        assert attempts(portal, spoofed=False)[-1] == 429  # the proxy itself, unforwarded, is one client
