@@ -47,7 +47,8 @@ class BrokerSettings:
     client_id: str = setting("", "this ingester's MQTT client id, the same across its restarts (its session "
                                  "queues clips while it is down); \"\" means earmark-ingester-<hostname>: give "
                                  "each ingester on a host its own")
-    share_group: str = setting("earmark-ingest", "the shared subscription's group")
+    share_group: str = setting("", "the shared subscription's group; \"\" means the store's own, a random name "
+                                   "only its ingesters know (a device that can name the group can join it)")
     keepalive_s: int = setting(30, "MQTT keepalive", within(5, 3600, "seconds"))
     reload_command: str = setting("", "how login changes reach the running broker: \"\" sends SIGHUP to the pid "
                                       "in the pid file its config names; or a command, e.g. \"systemctl reload "

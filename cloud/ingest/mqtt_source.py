@@ -44,9 +44,10 @@ from earmark.wire.topics import STATUS_SUBSCRIPTION, receipt_topic, shared_clip_
 
 log = logging.getLogger(__name__)
 SESSION_EXPIRY_S = 7 * 24 * 3600  # the broker keeps our queue for a week of downtime
-# CONNACK reasons no retry can fix: the login itself is wrong.
 RETIRE_QUIET_S = 3.0  # retiring: nothing arrived for this long means the queue has drained
+# CONNACK reasons no retry can fix: the login itself is wrong.
 LOGIN_REFUSED = ("Not authorized", "Bad user name or password", "Client identifier not valid", "Banned")
+KNOWN_GROUP = "earmark-ingest"  # the share group of every Earmark before the store had its own
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,12 @@ class IngestService:
         self.statuses = Statuses()
         self.fatal: ConfigError | None = None  # set on the network thread; run() raises it
         self.failures = FailureLog(log)
+        configured = settings.broker.share_group
+        self.group = configured or ingestor.store.accounts.share_group()
+        self.group_label = configured or "the store's own"
+        if configured == KNOWN_GROUP:
+            log.warning("broker.share_group is %r, the name older Earmarks used: any device login that names it "
+                        "joins the group and drops the clips it is handed; leave it empty", KNOWN_GROUP)
         self.client = client_factory(settings)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
@@ -116,12 +123,14 @@ class IngestService:
         self.connected.set()
         self.metrics.connected.set(1)
         if self.retiring:  # no new share; what the session already holds still arrives
-            client.unsubscribe(shared_clip_subscription(self.settings.broker.share_group))
-            log.info("retiring: left %s; draining what was queued for this ingester",
-                     shared_clip_subscription(self.settings.broker.share_group))
+            client.unsubscribe(shared_clip_subscription(self.group))
+            log.info("retiring: left the share group (%s); draining what was queued for this ingester",
+                     self.group_label)
             self.subscribed.set()
             return
-        client.subscribe(shared_clip_subscription(self.settings.broker.share_group), qos=1)
+        client.subscribe(shared_clip_subscription(self.group), qos=1)
+        if self.group != KNOWN_GROUP:  # an Earmark before the store's own group used this one
+            client.unsubscribe(shared_clip_subscription(KNOWN_GROUP))
         self.depth_mid = client.subscribe(QUEUE_DEPTH_TOPIC, qos=0)[1] or -1  # the broker's held messages
         self.status_mid = client.subscribe(STATUS_SUBSCRIPTION, qos=0)[1] or -1  # retained: each device's now
         log.info("connected to %s (session %s)", self.settings.broker.url,
@@ -144,7 +153,7 @@ class IngestService:
                                      "(`earmark-cloud broker add-ingester`)")
             return
         self.subscribed.set()
-        log.info("subscribed to %s: ready", shared_clip_subscription(self.settings.broker.share_group))
+        log.info("subscribed to the clips (share group %s): ready", self.group_label)
 
     def _on_disconnect(self, _client: mqtt.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any) -> None:
         self.connected.clear()
@@ -171,7 +180,7 @@ class IngestService:
 
     def describe(self) -> str:
         b = self.settings.broker
-        return f"{b.url} as {b.username or 'anonymous'} (share group {b.share_group})"
+        return f"{b.url} as {b.username or 'anonymous'} (share group {self.group_label})"
 
     def run(self, stop: threading.Event, retire: bool = False) -> None:
         """Until `stop`; with `retire`, until this ingester's queue has drained, then it ends its
@@ -180,11 +189,11 @@ class IngestService:
         b = self.settings.broker
         member = b.username or b.client_id  # the broker makes a login its client id
         accounts = self.ingestor.store.accounts
-        accounts.note_ingester(member, "retiring" if retire else "running", b.share_group)
+        accounts.note_ingester(member, "retiring" if retire else "running", self.group_label)
         try:
             self._run(stop, retire)
         finally:
-            accounts.note_ingester(member, "retired" if self.retired else "stopped", b.share_group)
+            accounts.note_ingester(member, "retired" if self.retired else "stopped", self.group_label)
 
     def _run(self, stop: threading.Event, retire: bool) -> None:
         self.retiring = retire

@@ -5,6 +5,7 @@ itself goes once into a pairing bundle or a 0600 file."""
 from __future__ import annotations
 
 import json
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from earmark.wire.timestamps import utc_now
 BROKER_DIR_KEY = "broker_dir"
 BROKER_URL_KEY = "broker_url"
 BROKER_PENDING_KEY = "broker_pending_since"  # set while the running broker may lag the registry
+SHARE_GROUP_KEY = "broker_share_group"
 INGESTER_KEY_PREFIX = "ingester:"
 SET_META = insert("meta", conflict="key", update=("value",))
 
@@ -83,6 +85,16 @@ class BrokerAccounts:
     def _set_meta(self, key: str, text: str) -> None:
         with self.db.transaction() as cur:
             cur.execute(SET_META, {"key": key, "value": text.encode()})
+
+    def share_group(self) -> str:
+        """The ingesters' shared-subscription group: a name made at random once per store, known
+        to its ingesters alone. Mosquitto grants any login any subscription and checks read
+        access only when it delivers; a device that joined a known group would be handed a
+        share of everyone's clips, and drop them. A group it cannot name it cannot join."""
+        with self.db.transaction() as cur:  # (several ingesters may start at once: the first one's stays)
+            cur.execute(insert("meta", conflict="key"),
+                        {"key": SHARE_GROUP_KEY, "value": f"earmark-ingest-{secrets.token_hex(12)}".encode()})
+        return self._meta(SHARE_GROUP_KEY) or ""
 
     def note_ingester(self, client_id: str, state: str, group: str) -> None:
         """An ingester's place in the shared-subscription group: running, stopped (its session

@@ -235,3 +235,19 @@ def test_no_login_can_take_over_another_clients_session_by_its_client_id(cloud: 
     assert ingester_log.read_text().count("disconnected from the broker") == before, "the ingester was kicked off"
     for client in (*impostors, bob):
         client.close()
+
+
+def test_a_device_that_joins_the_share_group_by_name_gets_no_clips_to_drop(cloud: SecureCloud, pair: tuple) -> None:
+    """Issue 24 case 5: a device login subscribed to $share/earmark-ingest/earmark/v1/clips/+;
+    Mosquitto granted it (it checks read access only when it delivers), handed it half of
+    another owner's clips and dropped them: 4 of 8 got no receipt."""
+    (alice, alice_password), (bob, bob_password) = pair
+    thief = connect(cloud, bob.device_id, bob_password)
+    for group in ("earmark-ingest", "earmark", "ingest", "earmark-ingester"):  # the names it can guess
+        thief.subscribe(f"$share/{group}/earmark/v1/clips/+")
+    sender = listening(cloud, alice, alice_password)
+    heard = [send_and_hear(sender, alice, alice.clip(seed=n, seconds=0.25), timeout=10) for n in range(8)]
+    assert heard == ["stored"] * 8
+    assert len(cloud.clips(alice.owner_id)) == 8
+    thief.close()
+    sender.close()

@@ -92,7 +92,10 @@ def connect(service: IngestService, fake: FakeClient) -> None:
 def test_messages_are_acked_only_after_their_commit_in_order_then_answered(rig: Any) -> None:
     service, fake, store = rig
     connect(service, fake)
-    assert ("subscribe", shared_clip_subscription("earmark-ingest")) in fake.events
+    group = store.accounts.share_group()  # the store's own, made once (issue 24 case 5)
+    assert group.startswith("earmark-ingest-") and len(group) > 30 and store.accounts.share_group() == group
+    assert fake.events[:2] == [("subscribe", shared_clip_subscription(group)),
+                               ("unsubscribe", shared_clip_subscription("earmark-ingest"))]  # the known one left
     alice = enrolled_device(store, "Alice")
     arrivals = [Arrival(service.generation, mid, 1, alice.topic, alice.clip(seed=mid), 0.0) for mid in (7, 8)]
     fake.events.clear()
@@ -127,8 +130,8 @@ def test_a_refused_login_stops_the_ingester_with_one_line(rig: Any) -> None:
 
 
 def test_a_retiring_ingester_leaves_the_group_instead_of_joining_it(rig: Any) -> None:
-    service, fake, _ = rig
+    service, fake, store = rig
     service.retiring = True
     connect(service, fake)
-    group = shared_clip_subscription("earmark-ingest")
+    group = shared_clip_subscription(store.accounts.share_group())
     assert ("unsubscribe", group) in fake.events and ("subscribe", group) not in fake.events
