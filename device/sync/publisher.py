@@ -16,6 +16,8 @@ broker (tests/unit/test_publisher.py).
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import logging
 import threading
@@ -35,13 +37,25 @@ from earmark.wire.topics import clip_topic, receipt_topic, status_topic
 
 log = logging.getLogger(__name__)
 SESSION_EXPIRY_S = 30 * 24 * 3600  # receipts wait in the broker for a month offline
+CLIENT_TAG_HEX = 16  # the client id's tag: 64 bits no other login can guess
 
 
-def paho_client(settings: BrokerSettings, client_id: str) -> mqtt.Client:
+def client_id_for(device_id: str, password: str) -> str:
+    """The device's MQTT client id: its id and, with a login, a tag that only the holder of
+    its password can compute. RabbitMQ's MQTT plugin registers a client id (dropping whoever
+    held it) before it checks the login's permissions, so a client id another login can name
+    is one it can knock offline. (Mosquitto makes the login the client id: the tag is unused.)"""
+    if not password:
+        return device_id
+    tag = hmac.new(password.encode(), b"earmark mqtt client id\0" + device_id.encode(), hashlib.sha256)
+    return f"{device_id}-{tag.hexdigest()[:CLIENT_TAG_HEX]}"
+
+
+def paho_client(settings: BrokerSettings, device_id: str) -> mqtt.Client:
     """The device's real MQTT client: TLS, its login, MQTT 5 or 3.1.1 (runtime/transport.py)."""
     password = _read_password(settings.password_file) if settings.username else ""
-    return make_client(client_id, settings.url, settings.username, password, settings.ca, settings.client_cert,
-                       settings.client_key, mqtt_version=settings.mqtt_version)
+    return make_client(client_id_for(device_id, password), settings.url, settings.username, password, settings.ca,
+                       settings.client_cert, settings.client_key, mqtt_version=settings.mqtt_version)
 
 
 class Publisher:

@@ -229,3 +229,40 @@ def test_through_rabbitmq_a_devices_status_and_its_will_show_whether_it_is_onlin
     finally:
         client.loop_stop()
     assert "refused the status queue" not in cloud.ingesters["a"][1].read_text()
+
+
+def test_no_device_can_knock_another_offline_by_taking_its_client_id(cloud: Cloud, tmp_path: Path) -> None:
+    """Issue 24 case 6: with the permissions exactly as deploy/SCALING.md set them, a device
+    connecting with another device's client id knocked it offline, 4 of 4 times (RabbitMQ
+    registers the id before it checks the login's permissions)."""
+    cloud.start_ingester("a")
+    alice, bob = (cloud.store.registry.add_owner(name).owner_id for name in ("Alice", "Bob"))
+    kitchen, _ = cloud.device(alice, "kitchen-pi"), cloud.device(bob, "den-pi")
+    spool = Spool(tmp_path / "spool", 10**9)
+    publisher = Publisher(cloud.device_broker("kitchen-pi"), "kitchen-pi", spool)
+    drops: list[object] = []
+    inner = publisher.client.on_disconnect
+    publisher.client.on_disconnect = lambda *args: (drops.append(args[3]), inner(*args))
+    publisher.start()
+    try:
+        wait_until(publisher.connected.is_set, 30, "the kitchen device online")
+        username, password = cloud.rabbit.mqtt_login("den-pi")  # the den's own, valid login
+        for guess in ("kitchen-pi", "kitchen-pi", "kitchen-pi-0000000000000000", "kitchen-pi-ffffffffffffffff"):
+            intruder = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=guess, protocol=mqtt.MQTTv311,
+                                   clean_session=False)
+            intruder.username_pw_set(username, password)
+            answered = threading.Event()
+            intruder.on_connect = intruder.on_disconnect = lambda *_, done=answered: done.set()
+            intruder.connect("127.0.0.1", int(cloud.rabbit.mqtt_url.rsplit(":", 1)[1]))
+            intruder.loop_start()
+            answered.wait(10)
+            intruder.loop_stop()
+            intruder.disconnect()
+        # The sentinel: a clip sent after the attempts gets its receipt on the same connection.
+        envelope = kitchen.clip(seed=1, seconds=0.25)
+        spool.put(decode_envelope(envelope).header.clip_id, envelope)
+        publisher.notify()
+        assert publisher.wait_drained(timeout=60)
+        assert drops == [], f"the kitchen device was knocked offline: {drops}"
+    finally:
+        publisher.stop()

@@ -40,7 +40,7 @@ class RabbitVhost:
         topics = [{"user": self.ingester[0], "vhost": self.vhost, "exchange": "amq.topic",
                    "write": INGESTER_TOPIC_PERMISSIONS[0], "read": INGESTER_TOPIC_PERMISSIONS[1]}]
         for device, (user, _) in self.devices.items():
-            own = rf"^(amq\.topic|mqtt-subscription-{re.escape(device)}qos[01])$"
+            own = rf"^(amq\.topic|mqtt-subscription-{re.escape(device)}-[0-9a-f]{{16}}qos[01])$"
             permissions.append({"user": user, "vhost": self.vhost, "configure": own, "write": own, "read": own})
             topics.append({"user": user, "vhost": self.vhost, "exchange": "amq.topic",
                            "write": rf"^earmark\.v1\.(clips|status)\.{re.escape(device)}$",
