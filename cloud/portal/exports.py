@@ -15,6 +15,7 @@ from starlette.responses import FileResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from earmark.cloud.owner.export import export_owner
+from earmark.cloud.owner.signing import known_keys
 from earmark.cloud.portal.guard import Call, OwnerRoute
 from earmark.cloud.portal.state import DOWNLOAD_S, Export, PortalState
 from earmark.cloud.store.portal import token_sha256
@@ -55,7 +56,8 @@ def export(call: Call) -> Response:
         token = secrets.token_urlsafe(32)  # shown once, on the page that announces it
         job.token_sha256 = token_sha256(token)
     return call.state.page("export.html", owner=store.registry.owner(owner_id), csrf=call.csrf, job=job, token=token,
-                           minutes=DOWNLOAD_S // 60, encrypted=bool(store.registry.recipient(owner_id)))
+                           minutes=DOWNLOAD_S // 60, encrypted=bool(store.registry.recipient(owner_id)),
+                           keys=known_keys(store))
 
 
 def start(call: Call) -> Response:

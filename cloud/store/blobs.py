@@ -97,7 +97,9 @@ class Blobs:
         return target
 
     def remove_owner(self, owner_id: str) -> None:
+        """The owner's blobs, and those of theirs the sweep set aside."""
         shutil.rmtree(self.data_dir / CLIPS / owner_id, ignore_errors=True)
+        shutil.rmtree(self.data_dir / SET_ASIDE / CLIPS / owner_id, ignore_errors=True)
 
     def owner_folders(self) -> list[str]:
         return [p.name for p in (self.data_dir / CLIPS).iterdir() if p.is_dir()]

@@ -189,6 +189,8 @@ def test_owners_sign_in_with_passkeys_hear_and_delete_their_own_recordings_and_n
         archive = tmp_path / download.value.suggested_filename
         download.value.save_as(archive)
         assert verify_export(store, archive, alice.owner_id) == []  # every check holds, nothing left out
+        shown = page.inner_text("code.export-key.current")  # the key the page shows checks it offline
+        assert verify_export(None, archive, alice.owner_id, keys=[shown]) == []
         with zipfile.ZipFile(archive) as zf:  # her mark went with her data, and shows in index.html
             entries = {e["clip_id"]: e.get("mark") for e in json.loads(zf.read("manifest.json"))["clips"]}
             assert entries == {clip_id: "not_meant" if clip_id == marked else None for clip_id in entries}
