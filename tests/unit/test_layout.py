@@ -132,3 +132,41 @@ def test_the_wheel_installs_only_earmark(tmp_path: Path) -> None:
     result = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True,
                             env={"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"})
     assert result.stdout.strip() == "ok", result.stderr
+    serve_the_portal_from(target, tmp_path)
+
+
+def serve_the_portal_from(target: Path, tmp_path: Path) -> None:
+    """`earmark-cloud init` and `portal` run from the installed wheel alone (not the checkout's
+    editable install): the sign-in page and the stylesheet come from the wheel's package data."""
+    import socket
+    import time
+    import urllib.request
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    strip = "import sys; sys.path = [p for p in sys.path if '__editable__' not in p]; "
+    run = [sys.executable, "-c", strip + "from earmark.cloud.cli.main import main; sys.exit(main())"]
+    env = {"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    data = ["--data-dir", str(tmp_path / "cloud")]
+    subprocess.run([*run, "init", *data], check=True, capture_output=True, env=env, cwd=tmp_path)
+    portal = subprocess.Popen([*run, "portal", *data, "--port", str(port)], env=env, cwd=tmp_path,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline, pages = time.monotonic() + 30, {}
+        while time.monotonic() < deadline and len(pages) < 2:
+            try:
+                for path in ("/signin", "/static/portal.css"):
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
+                        pages[path] = (response.status, response.read())
+            except OSError:
+                time.sleep(0.2)
+        assert portal.poll() is None, portal.stderr.read().decode() if portal.stderr else ""
+        assert pages["/signin"][0] == 200 and b"<html" in pages["/signin"][1].lower()
+        assert pages["/static/portal.css"] == (200, (ROOT / "cloud/portal/static/portal.css").read_bytes())
+        where = subprocess.run([*run[:2], strip + "import earmark.cloud.portal as p; print(p.__file__)"],
+                               capture_output=True, text=True, env=env, cwd=tmp_path).stdout
+        assert where.startswith(str(target)), where
+    finally:
+        portal.terminate()
+        portal.wait(10)
