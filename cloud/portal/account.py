@@ -39,7 +39,7 @@ def access(call: Call) -> Response:
     store = call.state.store
     events = [{**dict(e), "what": EVENT_NAMES.get(e["event"], e["event"].replace("_", " "))}
               for e in store.audit.of_owner(call.owner_id, ACCESS_LOG_SIZE)]
-    return call.state.page("access.html", owner=store.registry.owner(call.owner_id), events=events, csrf=call.csrf)
+    return call.page("access.html", events=events)
 
 
 def signout(call: Call) -> Response:
@@ -49,20 +49,25 @@ def signout(call: Call) -> Response:
     return response
 
 
+def typed_phrase(call: Call) -> bool:
+    """The erase phrase as typed: case and surrounding spaces aside (a phone's keyboard
+    capitalises the first letter)."""
+    return " ".join(str(call.body.get("typed", "")).split()).casefold() == ERASE_PHRASE.casefold()
+
+
 def erase_page(call: Call) -> Response:
     store = call.state.store
-    return call.state.page("erase.html", owner=store.registry.owner(call.owner_id), csrf=call.csrf,
-                           phrase=ERASE_PHRASE, count=store.clips.count(call.owner_id))
+    return call.page("erase.html", phrase=ERASE_PHRASE, count=store.clips.count(call.owner_id))
 
 
 def erased(call: Call) -> Response:
-    return call.state.page("message.html", title="Everything is erased",
-                           text="Your recordings, your key, your devices' access and your passkeys are gone. "
-                                "Only the record that an erasure happened remains in the audit log.")
+    return call.page("message.html", title="Everything is erased", back="/signin", back_label="Sign-in page",
+                     text="Your recordings, your key, your devices' access and your passkeys are gone. "
+                          "Only the record that an erasure happened remains in the audit log.")
 
 
 def erase_options(call: Call) -> Response:
-    if str(call.body.get("typed", "")).strip() != ERASE_PHRASE:
+    if not typed_phrase(call):
         return JSONResponse({"error": f"type “{ERASE_PHRASE}” to confirm"}, 400)
     state = call.state
     options = authentication_options(state, state.store.portal.passkeys_of(call.owner_id))
@@ -72,7 +77,7 @@ def erase_options(call: Call) -> Response:
 def erase_verify(call: Call) -> Response:
     ceremony, credential, passkey = answered(call)
     if (ceremony is None or ceremony.owner_id != call.owner_id or passkey is None
-            or passkey.owner_id != call.owner_id or str(call.body.get("typed", "")).strip() != ERASE_PHRASE):
+            or passkey.owner_id != call.owner_id or not typed_phrase(call)):
         return JSONResponse({"error": "the confirmation did not match: nothing was erased"}, 400)
     if asserted(call.state, ceremony, credential, passkey) is None:
         return JSONResponse({"error": "the passkey could not be checked: nothing was erased"}, 400)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import uvicorn
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 from starlette.requests import Request
@@ -55,6 +56,15 @@ class _SecurityHeaders(BaseHTTPMiddleware):
         return response
 
 
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """A 404 or 405 from the router: a page like every other, with a way back."""
+    status = getattr(exc, "status_code", 404)
+    state: PortalState = request.app.state.portal
+    title, text = ("Not found", "There is nothing at this address.") if status == 404 else (
+        "Not allowed", "This address does not answer that kind of request.")
+    return state.page("message.html", status, title=title, text=text, back="/", back_label="Back to Earmark")
+
+
 async def _server_error(request: Request, exc: Exception) -> Response:
     """A 500 (made outside every middleware, so it brings the security headers itself)."""
     return PlainTextResponse("Something went wrong on our side. Try again later.", 500,
@@ -79,6 +89,6 @@ def create_app(store: Store, settings: PortalSettings, broker_reload: str = "") 
     assert not unguarded, f"every portal route is an OwnerRoute or a PublicRoute: {unguarded}"
     routes.append(Mount("/static", StaticFiles(directory=HERE / "static"), name="static"))
     app = Starlette(routes=routes, middleware=[Middleware(_SecurityHeaders)],
-                    exception_handlers={Exception: _server_error})
+                    exception_handlers={HTTPException: _http_error, Exception: _server_error})
     app.state.portal = state
     return app

@@ -18,8 +18,8 @@ log = logging.getLogger(__name__)
 
 def devices(call: Call) -> Response:
     store, owner_id = call.state.store, call.owner_id
-    return call.state.page("devices.html", owner=store.registry.owner(owner_id), csrf=call.csrf,
-                           devices=store.registry.devices(owner_id), presence=store.presence.of_owner(owner_id))
+    return call.page("devices.html", devices=store.registry.devices(owner_id),
+                     presence=store.presence.of_owner(owner_id))
 
 
 def revoke(call: Call) -> Response:
@@ -31,9 +31,10 @@ def revoke(call: Call) -> Response:
         revoke_device(store, device_id, call.state.broker_reload)  # confirming waits on the broker (up to 10 s)
     except BrokerNotConfirmed as exc:
         log.warning("device %s revoked from the portal; the broker is not in step yet: %s", device_id, exc)
-        return call.state.page("message.html", title="Your device is revoked", signed_in=True,
-                               text="It can no longer send recordings for you. The broker has not confirmed it yet, "
-                                    "so a connection it has now may last until it does; your operator has been told.")
+        return call.page("message.html", title="Your device is revoked", signed_in=True, back="/devices",
+                         back_label="Back to your devices",
+                         text="It can no longer send recordings for you. The broker has not confirmed it yet, "
+                              "so a connection it has now may last until it does; your operator has been told.")
     return RedirectResponse("/devices", 303)
 
 

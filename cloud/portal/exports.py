@@ -11,7 +11,7 @@ import shutil
 import time
 
 from starlette.background import BackgroundTask
-from starlette.responses import FileResponse, RedirectResponse, Response
+from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from earmark.cloud.owner.export import export_owner
@@ -55,9 +55,15 @@ def export(call: Call) -> Response:
     if job is not None and job.path is not None and not job.token_sha256:
         token = secrets.token_urlsafe(32)  # shown once, on the page that announces it
         job.token_sha256 = token_sha256(token)
-    return call.state.page("export.html", owner=store.registry.owner(owner_id), csrf=call.csrf, job=job, token=token,
-                           minutes=DOWNLOAD_S // 60, encrypted=bool(store.registry.recipient(owner_id)),
-                           keys=known_keys(store))
+    return call.page("export.html", job=job, token=token, minutes=DOWNLOAD_S // 60,
+                     encrypted=bool(store.registry.recipient(owner_id)), keys=known_keys(store))
+
+
+def status(call: Call) -> Response:
+    """How far the export got, for the page's live region (portal.js polls it)."""
+    job = call.state.exports.get(call.owner_id)
+    return JSONResponse({"running": bool(job and job.running), "done": job.done if job else 0,
+                         "total": job.total if job else 0, "finished": job is not None and not job.running})
 
 
 def start(call: Call) -> Response:
@@ -71,8 +77,10 @@ def download(call: Call) -> Response:
     job = exports.get(call.owner_id)
     given = token_sha256(call.param("token"))
     if (job is None or job.path is None or not job.token_sha256
-            or not secrets.compare_digest(given, job.token_sha256)):
-        return call.not_found("export", "")
+            or not secrets.compare_digest(given, job.token_sha256)):  # the owner's own link, used or old: no audit
+        return call.message(404, "This link does not work any more",
+                            "A download link works once, for a limited time, and only for the export it came with. "
+                            "Prepare your export again for a new one.", back="/export", back_label="Your export")
     exports.take(call.owner_id)  # single use: gone once this response is sent
     call.state.store.audit.record("portal_export_downloaded", owner_id=call.owner_id, detail={"file": job.path.name})
     return FileResponse(job.path, filename=job.path.name, media_type="application/octet-stream",
@@ -83,5 +91,6 @@ def routes(state: PortalState) -> list[Route]:
     return [
         OwnerRoute(state, "/export", export),
         OwnerRoute(state, "/export", start, ("POST",)),
+        OwnerRoute(state, "/export/status", status, page=False),
         OwnerRoute(state, "/export/download/{token}", download, page=False),
     ]

@@ -23,7 +23,7 @@ from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from earmark.cloud.portal.state import PortalState
@@ -71,10 +71,16 @@ class Call:
                                       detail={"what": what, "id": given[:64]})
         return self.message(404, "Not found", "There is nothing of yours at this address.")
 
-    def message(self, status: int, title: str, text: str) -> Response:
+    def message(self, status: int, title: str, text: str, back: str = "", back_label: str = "") -> Response:
         if self.wants_json:
             return JSONResponse({"error": text}, status)
-        return self.state.page("message.html", status, title=title, text=text, signed_in=self.session is not None)
+        return self.page("message.html", status, title=title, text=text, signed_in=self.session is not None,
+                         back=back, back_label=back_label)
+
+    def page(self, name: str, status: int = 200, **values: Any) -> HTMLResponse:
+        """A page, with what every page's header needs: whose it is, the CSRF token, where we are."""
+        owner = self.state.store.registry.owner(self.session.owner_id) if self.session else None
+        return self.state.page(name, status, owner=owner, csrf=self.csrf, here=self.request.url.path, **values)
 
     @property
     def wants_json(self) -> bool:
@@ -82,6 +88,7 @@ class Call:
 
 
 Handler = Callable[[Call], Response]
+PAGES = ("/", "/devices", "/export", "/access", "/erase")  # the pages a stale form may send the owner back to
 
 
 async def _read(request: Request, state: PortalState) -> Call | Response:
@@ -138,8 +145,9 @@ class OwnerRoute(Route):
                     "x-csrf-token", "")
                 if not secrets.compare_digest(given, call.session.csrf):
                     return call.message(403, "This page is out of date",
-                                        "It was opened before your last sign-in, or in another tab that has "
-                                        "since changed: go back, reload it and try again.")
+                                        "Nothing was changed: the page was opened before your last sign-in, or in "
+                                        "another tab that has changed since.", back=request.url.path
+                                        if request.url.path in PAGES else "/", back_label="Open the page again")
             return await run_in_threadpool(handler, call)
 
         super().__init__(path, endpoint, methods=list(methods))

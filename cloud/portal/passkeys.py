@@ -80,11 +80,11 @@ def invite(call: Call) -> Response:
     if call.state.store.portal.invited_owner(token) is None:
         return call.message(404, "This link does not work",
                             "It was used already, it expired, or it was never made. Ask for a new one.")
-    return call.state.page("register.html", token=token)
+    return call.page("register.html", token=token)
 
 
 def signin(call: Call) -> Response:
-    return call.state.page("signin.html")
+    return call.page("signin.html")
 
 
 def register_options(call: Call) -> Response:

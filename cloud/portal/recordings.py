@@ -4,6 +4,8 @@ it" or deleted. Another owner's clip id answers 404, as a clip that does not exi
 
 from __future__ import annotations
 
+import re
+
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
@@ -29,10 +31,9 @@ def recordings(call: Call) -> Response:
         before = (last.captured_at, last.clip_id)
     shown = store.clips.page(owner_id, before, PAGE_SIZE + 1)
     marks = store.clips.marks(owner_id, [c.clip_id for c in shown[:PAGE_SIZE]])
-    return call.state.page("recordings.html", owner=store.registry.owner(owner_id), clips=shown[:PAGE_SIZE],
-                           marks=marks, mark_names=MARK_NAMES, request_before=last.clip_id if last else "",
-                           total=store.clips.count(owner_id), first=before is None, more=len(shown) > PAGE_SIZE,
-                           csrf=call.csrf)
+    return call.page("recordings.html", clips=shown[:PAGE_SIZE], marks=marks, mark_names=MARK_NAMES,
+                     request_before=last.clip_id if last else "", total=store.clips.count(owner_id),
+                     first=before is None, more=len(shown) > PAGE_SIZE)
 
 
 def audio(call: Call) -> Response:
@@ -44,7 +45,25 @@ def audio(call: Call) -> Response:
         envelope = checked_envelope(store, call.owner_id, row, KnownDevices(store).get(row.device_id))
     except ExportError:
         return call.message(409, "Not played", "This recording failed its checks and is not played.")
-    return Response(bytes(envelope.audio), media_type="audio/wav")
+    return ranged(call, bytes(envelope.audio), "audio/wav")
+
+
+def ranged(call: Call, body: bytes, media_type: str) -> Response:
+    """The whole body, or the one byte range asked for (a player seeking, or reading a WAV's
+    header for its length, gets only those bytes)."""
+    asked = re.fullmatch(r"bytes=(\d*)-(\d*)", call.request.headers.get("range", "").strip())
+    headers = {"Accept-Ranges": "bytes"}
+    if asked is None or not (asked[1] or asked[2]):
+        return Response(body, media_type=media_type, headers=headers)
+    size = len(body)
+    if asked[1]:
+        start, end = int(asked[1]), min(int(asked[2]) if asked[2] else size - 1, size - 1)
+    else:  # the last N bytes
+        start, end = max(0, size - int(asked[2])), size - 1
+    if start >= size or start > end:
+        return Response(b"", 416, headers={**headers, "Content-Range": f"bytes */{size}"})
+    return Response(body[start:end + 1], 206, media_type=media_type,
+                    headers={**headers, "Content-Range": f"bytes {start}-{end}/{size}"})
 
 
 def delete(call: Call) -> Response:

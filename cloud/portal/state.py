@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from markupsafe import Markup
 from starlette.responses import HTMLResponse
 
 from earmark.cloud.settings import PortalSettings
@@ -163,6 +164,15 @@ class RateLimit:
             return len(recent) > self.count
 
 
+def when(stamp: str | None) -> Markup:
+    """A stored UTC time for a page: in UTC as written, and (portal.js) in the reader's own
+    time zone, named, once the page has loaded."""
+    if not stamp:
+        return Markup("")
+    shown = f"{stamp[:16].replace('T', ' ')} UTC"
+    return Markup('<time datetime="{}" data-local>{}</time>').format(stamp, shown)
+
+
 class PortalState:
     """The store, the settings, the templates and the shared parts above."""
 
@@ -172,6 +182,7 @@ class PortalState:
         self.origin = f"{url.scheme}://{url.netloc}"
         self.rp_id = url.hostname or "localhost"
         self.templates = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape())
+        self.templates.globals["when"] = when
         self.ceremonies = Ceremonies()
         self.exports = Exports(store.data_dir)
         self.sign_in_limit = RateLimit(*SIGN_IN_LIMIT)

@@ -109,7 +109,12 @@ def test_owners_sign_in_with_passkeys_hear_and_delete_their_own_recordings_and_n
         assert response is not None and all(response.headers.get(k.lower()) == v for k, v in HEADERS.items())
         [cookie] = [c for c in page.context.cookies() if c["name"] == COOKIE]
         assert cookie["httpOnly"] and cookie["secure"] and cookie["sameSite"] == "Strict"
-        page.wait_for_function("document.querySelector('audio').readyState >= 1", timeout=10_000)
+        # The players load nothing until asked (issue 25: a page view fetched every recording on it).
+        assert page.evaluate("[...document.querySelectorAll('audio')].every(a => a.readyState === 0)")
+        page.evaluate("document.querySelector('audio').load()")
+        deadline = time.monotonic() + 10
+        while page.evaluate("document.querySelector('audio').readyState") < 1 and time.monotonic() < deadline:
+            time.sleep(0.1)
         duration = page.evaluate("document.querySelector('audio').duration")
         assert duration > 0.9  # the newest of Alice's clips plays: 2.0 s
 
@@ -210,7 +215,10 @@ def test_owners_sign_in_with_passkeys_hear_and_delete_their_own_recordings_and_n
         other.goto(f"{base}/erase")  # Bob erases everything: typed confirmation, then his passkey again
         other.fill("#typed", "erase")
         other.click("#erase")
-        other.wait_for_function("document.getElementById('status').textContent.includes('to confirm')")
+        deadline = time.monotonic() + 10
+        while "to confirm" not in (other.text_content("#status") or "") and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert "to confirm" in (other.text_content("#status") or "")
         assert store.registry.owner(bob.owner_id).erased_at is None  # type: ignore[union-attr]
         other.fill("#typed", "erase everything")
         other.click("#erase")

@@ -170,3 +170,35 @@ def test_behind_a_configured_proxy_each_forwarded_client_has_its_own_limit(store
     for portal in serve(store, trusted_proxies="127.0.0.1"):
         assert attempts(portal, spoofed=True) == [200] * (SIGN_IN_LIMIT[0] + 2)  # twelve clients, one each
         assert attempts(portal, spoofed=False)[-1] == 429  # the proxy itself, unforwarded, is one client
+
+
+def test_audio_is_served_in_the_byte_ranges_a_player_asks_for(store: Store, portal: Portal) -> None:
+    """Issue 25 case 6: the players' metadata requests got whole files (no range requests)."""
+    from earmark.cloud.portal.guard import COOKIE
+    from earmark.cloud.store.portal import Passkey
+    from tests.integration.test_erasure_leaves_nothing import with_clips
+
+    alice = with_clips(store, "Alice", 1)
+    passkey = Passkey("soft-1", alice.owner_id, b"key", 0)
+    assert store.portal.register(store.portal.invite(alice.owner_id, 900), passkey)
+    token, _ = store.portal.sign_in(passkey, 1, "127.0.0.1")
+    [clip] = store.clips.of_owner(alice.owner_id)
+
+    def fetch(extra: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+        request = urllib.request.Request(f"{portal.url}/clips/{clip.clip_id}/audio",
+                                         headers={"Cookie": f"{COOKIE}={token}", **extra})
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status, dict(response.headers), response.read()
+        except urllib.error.HTTPError as exc:
+            return exc.code, dict(exc.headers), exc.read()
+
+    status, headers, whole = fetch({})
+    assert status == 200 and headers["accept-ranges"] == "bytes" and whole[:4] == b"RIFF"
+    status, headers, head = fetch({"Range": "bytes=0-43"})  # a WAV's header: what a player reads first
+    assert (status, head, headers["content-range"]) == (206, whole[:44], f"bytes 0-43/{len(whole)}")
+    status, _, tail = fetch({"Range": "bytes=-100"})
+    assert (status, tail) == (206, whole[-100:])
+    status, _, rest = fetch({"Range": f"bytes={len(whole) - 10}-"})
+    assert (status, rest) == (206, whole[-10:])
+    assert fetch({"Range": f"bytes={len(whole)}-"})[0] == 416

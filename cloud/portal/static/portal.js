@@ -38,7 +38,35 @@ async function eraseEverything(button) {
   window.location.assign(done.next);
 }
 
+// Times are written in UTC; here they are shown in the reader's own time zone, named.
+function localTimes() {
+  const format = new Intl.DateTimeFormat(undefined, {year: "numeric", month: "short", day: "numeric",
+                                                     hour: "2-digit", minute: "2-digit", timeZoneName: "short"});
+  for (const el of document.querySelectorAll("time[data-local]")) {
+    const at = new Date(el.getAttribute("datetime"));
+    if (!Number.isNaN(at.getTime())) el.textContent = format.format(at);
+  }
+}
+
+// The export's progress, in its polite live region, until it is ready (then the page shows the link).
+function followExport(progress) {
+  const tick = async () => {
+    try {
+      const response = await fetch(progress.dataset.poll, {credentials: "same-origin",
+                                                           headers: {"content-type": "application/json"}});
+      const job = await response.json();
+      if (job.finished || !job.running) { window.location.assign("/export"); return; }
+      progress.textContent = `Preparing: ${job.done} of ${job.total || "…"} recordings.`;
+    } catch (e) { /* the next tick tries again */ }
+    setTimeout(tick, 1000);
+  };
+  setTimeout(tick, 1000);
+}
+
 document.addEventListener("DOMContentLoaded", () => {
+  try { localTimes(); } catch (e) { /* the UTC times stay */ }
+  const progress = document.querySelector("[data-poll]");
+  if (progress) followExport(progress);
   const reg = document.getElementById("register");
   if (reg) reg.addEventListener("click", () => register(reg).catch((e) => say(e.message)));
   const sign = document.getElementById("signin");
