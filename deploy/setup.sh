@@ -87,3 +87,19 @@ if ! ls "$WHEEL_DIR"/openwakeword-0.4.0-*.whl >/dev/null 2>&1; then
 fi
 EARMARK_MODEL_WHEEL="$(ls "$WHEEL_DIR"/openwakeword-0.4.0-*.whl | head -n1)"
 export EARMARK_MODEL_WHEEL
+
+# axe-core, which the portal's browser tests run on every page (tests/integration/test_portal_a11y.py).
+AXE_VERSION=4.14.1
+AXE_DIR="$ROOT/.cache/axe-core-$AXE_VERSION"
+if [ ! -f "$AXE_DIR/axe.min.js" ]; then
+  say "downloading axe-core $AXE_VERSION (the portal's accessibility checks)"
+  if ! command -v npm >/dev/null; then  # nodejs (NodeSource's, or Debian's nodejs + npm) brings it
+    $SUDO apt-get install -y -q npm >/dev/null || { echo "npm is missing and apt could not install it:" \
+      "install Node.js with npm, then run this again" >&2; exit 1; }
+  fi
+  mkdir -p "$AXE_DIR"
+  (cd "$AXE_DIR" && npm pack --silent "axe-core@$AXE_VERSION" >/dev/null && tar -xzf "axe-core-$AXE_VERSION.tgz" \
+     --strip-components=1 package/axe.min.js && rm "axe-core-$AXE_VERSION.tgz")
+fi
+EARMARK_AXE="$AXE_DIR/axe.min.js"
+export EARMARK_AXE

@@ -220,7 +220,7 @@ def test_owners_sign_in_with_passkeys_hear_and_delete_their_own_recordings_and_n
             time.sleep(0.1)
         assert "to confirm" in (other.text_content("#status") or "")
         assert store.registry.owner(bob.owner_id).erased_at is None  # type: ignore[union-attr]
-        other.fill("#typed", "erase everything")
+        other.fill("#typed", "Erase Everything")  # as a phone keyboard capitalises it (issue 25 case 5)
         other.click("#erase")
         other.wait_for_url(f"{base}/erased", timeout=15_000)
         assert other.goto(f"{base}/").url == f"{base}/signin"  # his session went with everything else

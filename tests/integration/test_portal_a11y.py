@@ -1,0 +1,121 @@
+"""Every page of the owners' portal, signed in and out, error pages included, at a phone's
+size (390x844) and a desktop's (1280x800), in Debian's Chromium: axe-core finds no
+violation, and no page is wider than its viewport (issue 25: the header alone was 655 px
+wide on a phone, the recordings page 1,550 px; axe found a meta refresh, bare error pages,
+unnamed landmarks and empty table headers). Screenshots of each go to $EARMARK_SCREENSHOTS
+(docs/screenshots for the README) or the test's own folder."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from earmark.cloud.portal.guard import COOKIE
+from earmark.cloud.store.portal import Passkey
+from earmark.cloud.store.store import Store
+from tests.integration.test_portal import portal, with_clips  # noqa: F401 - the fixture
+from tests.support.cloudkit import SimDevice
+
+playwright = pytest.importorskip("playwright.sync_api")
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+ROOT = Path(__file__).resolve().parents[2]
+SIZES = {"phone": (390, 844), "desktop": (1280, 800)}
+
+
+def axe_source() -> str:
+    found = os.environ.get("EARMARK_AXE") or next(iter(sorted((ROOT / ".cache").glob("axe-core-*/axe.min.js"))), "")
+    if not found or not Path(found).is_file():
+        pytest.fail("axe-core is missing: run ./deploy/setup.sh")
+    return Path(found).read_text()
+
+
+def stale_form(page: Any) -> None:
+    """A form sent with a CSRF token from before the last sign-in."""
+    page.evaluate("""() => { const f = document.createElement('form'); f.method = 'post';
+        f.action = '/clips/x/delete'; const i = document.createElement('input'); i.name = 'csrf';
+        i.value = 'from-another-session'; f.appendChild(i); document.body.appendChild(f); f.submit(); }""")
+    page.wait_for_load_state()
+
+
+@pytest.fixture
+def signed_in(portal: tuple[str, Store]) -> Iterator[tuple[str, Store, str, str]]:  # noqa: F811
+    """(base URL, store, a session cookie for Alice, a fresh invite link for Bob)."""
+    base, store = portal
+    alice, _ = with_clips(store, "Alice", 3)
+    long_name = "a-device-whose-name-runs-on-and-on-for-sixty-three-characters-x"  # (63: it must wrap)
+    store.registry.add_device(alice.owner_id, SimDevice(long_name, alice.owner_id).public_key, long_name)
+    passkey = Passkey("soft-alice", alice.owner_id, b"key", 0)
+    assert store.portal.register(store.portal.invite(alice.owner_id, 900), passkey)
+    token, _ = store.portal.sign_in(passkey, 1, "127.0.0.1")
+    bob = store.registry.add_owner("Bob").owner_id
+    yield base, store, token, f"{base}/invite/{store.portal.invite(bob, 900)}"
+
+
+PAGES: dict[str, tuple[bool, Callable[[Any, str, str], None]]] = {
+    # name: (signed in, how to get there)
+    "signin": (False, lambda page, base, invite: page.goto(f"{base}/signin")),
+    "invite": (False, lambda page, base, invite: page.goto(invite)),
+    "invite-used": (False, lambda page, base, invite: page.goto(f"{base}/invite/no-such-link")),
+    "not-found": (False, lambda page, base, invite: page.goto(f"{base}/no/such/page")),
+    "recordings": (True, lambda page, base, invite: page.goto(f"{base}/")),
+    "devices": (True, lambda page, base, invite: page.goto(f"{base}/devices")),
+    "export": (True, lambda page, base, invite: page.goto(f"{base}/export")),
+    "export-link-used": (True, lambda page, base, invite: page.goto(f"{base}/export/download/used")),
+    "access-log": (True, lambda page, base, invite: page.goto(f"{base}/access")),
+    "erase": (True, lambda page, base, invite: page.goto(f"{base}/erase")),
+    "stale-form": (True, lambda page, base, invite: (page.goto(f"{base}/"), stale_form(page))),
+    "erased": (False, lambda page, base, invite: page.goto(f"{base}/erased")),
+}
+
+
+def test_every_page_passes_axe_and_fits_its_viewport_at_both_sizes(signed_in: tuple[str, Store, str, str],
+                                                                   tmp_path: Path) -> None:
+    base, _, token, invite = signed_in
+    axe = axe_source()
+    shots = Path(os.environ.get("EARMARK_SCREENSHOTS", tmp_path))
+    found: dict[str, Any] = {}
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        for size, (width, height) in SIZES.items():
+            for name, (needs_session, reach) in PAGES.items():
+                context = browser.new_context(viewport={"width": width, "height": height},
+                                              timezone_id="Europe/Berlin", locale="en-GB")
+                if needs_session:
+                    context.set_extra_http_headers({"Cookie": f"{COOKIE}={token}"})
+                page = context.new_page()
+                reach(page, base, invite)
+                page.wait_for_load_state("networkidle")
+                page.evaluate(axe)  # (through the DevTools protocol: the page's CSP allows no inline script)
+                violations = page.evaluate("""async () => (await axe.run()).violations.map(
+                    v => `${v.id} (${v.impact}): ${v.nodes.map(n => n.target.join(' ')).slice(0, 3).join(', ')}`)""")
+                wide = page.evaluate("document.documentElement.scrollWidth")
+                if violations or wide > width:
+                    found[f"{name} at {size}"] = {"violations": violations, "width": wide}
+                page.screenshot(path=str(shots / f"portal-{name}-{size}.png"), full_page=True)
+                context.close()
+        browser.close()
+    assert found == {}, json.dumps(found, indent=1)
+
+
+def test_times_are_shown_in_the_readers_own_zone(signed_in: tuple[str, Store, str, str]) -> None:
+    """Issue 25 case 2: times were UTC only, also with the browser in Europe/Berlin."""
+    base, _, token, _ = signed_in
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        context = browser.new_context(timezone_id="Europe/Berlin", locale="en-GB")
+        context.set_extra_http_headers({"Cookie": f"{COOKIE}={token}"})
+        page = context.new_page()
+        for path in ("/", "/devices", "/access"):
+            page.goto(f"{base}{path}")
+            times = page.query_selector_all("time[datetime]")
+            assert times, path
+            for shown in times:
+                text = shown.inner_text()
+                assert "CET" in text or "CEST" in text or "GMT+1" in text or "GMT+2" in text, (path, text)
+        browser.close()
