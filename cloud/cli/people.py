@@ -65,7 +65,7 @@ def cmd_portal(args: argparse.Namespace) -> int:
     from earmark.cloud.portal.app import create_app, server_config
 
     s = cli_settings(args)
-    app = create_app(open_for_work(s), s.portal, s.broker.reload_command)
+    app = create_app(open_for_work(s), s.portal, s.broker.reload_command, s.retention_days)
     log.info("portal on http://%s:%d for %s", s.portal.host, s.portal.port, s.portal.public_url)
     uvicorn.Server(server_config(app, s.portal)).run()
     return 0

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from earmark.cloud.broker import logins
 from earmark.cloud.store.blobs import portal_export_dir
+from earmark.cloud.store.clips import ClipFilter
 from earmark.cloud.store.registry import RegistryError
 from earmark.cloud.store.store import Store
 from earmark.wire.timestamps import utc_now
@@ -81,6 +82,30 @@ def apply_erasure_ledger(store: Store) -> list[str]:
         _erase(store, entry.owner_id, entry.erased_at)
         applied.append(entry.owner_id)
     return applied
+
+
+DELETE_BATCH = 500  # clips per delete transaction
+
+
+def delete_clips(store: Store, owner_id: str, clip_ids: list[str]) -> int:
+    """The owner's own choice of their clips (ids of anyone else's are no clips of theirs and
+    are passed over), deleted as a single one is: rows, deletion records, one audit event."""
+    rows = [row for row in (store.clips.get(owner_id, c) for c in dict.fromkeys(clip_ids)) if row is not None]
+    for start in range(0, len(rows), DELETE_BATCH):
+        store.clips.delete(owner_id, rows[start:start + DELETE_BATCH], "clips_deleted", {"how": "selected"})
+    return len(rows)
+
+
+def delete_chosen(store: Store, owner_id: str, chosen: ClipFilter) -> int:
+    """Every clip of the owner's that `chosen` picks (a date range, a device, or all of them:
+    the account stays), in bounded batches, each recorded like any deletion."""
+    total = 0
+    how = {"how": "range" if chosen.narrows else "all", "since": chosen.since or None,
+           "until": chosen.until or None, "device": chosen.device or None}
+    while rows := store.clips.chosen(owner_id, chosen, DELETE_BATCH):
+        store.clips.delete(owner_id, rows, "clips_deleted", how)
+        total += len(rows)
+    return total
 
 
 def delete_clip(store: Store, owner_id: str, clip_id: str) -> None:

@@ -1,5 +1,6 @@
 """Retention: `earmark-cloud purge` deletes every clip captured longer ago than the
-configured number of days, owner by owner, each in that owner's scope."""
+configured number of days, or than the owner's own auto-delete where it is shorter (the
+portal: 3 or 18 months), owner by owner, each in that owner's scope."""
 
 from __future__ import annotations
 
@@ -11,18 +12,27 @@ from earmark.wire.timestamps import format_utc
 PURGE_BATCH = 500  # clips per delete transaction
 
 
+OWNER_CHOICES = {0: "the service's retention", 90: "3 months", 540: "18 months"}  # the portal's auto-delete
+
+
+def effective_days(service_days: int, own_days: int | None) -> int:
+    """How long an owner's clips are kept: the shorter of the service's retention and the
+    owner's own choice (0: kept until deleted)."""
+    chosen = [d for d in (service_days, own_days or 0) if d > 0]
+    return min(chosen) if chosen else 0
+
+
 def purge_expired(store: Store, retention_days: int) -> int:
-    """Delete every clip captured more than `retention_days` ago; returns how many."""
-    if retention_days <= 0:
-        return 0
-    return purge_before(store, format_utc(datetime.now(UTC) - timedelta(days=retention_days), places=3),
-                        retention_days)
-
-
-def purge_before(store: Store, cutoff: str, retention_days: int) -> int:
-    """Every owner's clips captured before `cutoff`. An owner with nothing expired costs one
-    probe of the clips index, so the purge's work follows what expired, not the store's size."""
-    return sum(purge_owner(store, owner.owner_id, cutoff, retention_days) for owner in store.registry.owners())
+    """Delete every clip captured longer ago than its owner's retention (`retention_days`, the
+    service's; an owner's own auto-delete where shorter); returns how many. An owner with
+    nothing expired costs one probe of the clips index, so the purge's work follows what
+    expired, not the store's size."""
+    now, total = datetime.now(UTC), 0
+    for owner in store.registry.owners():
+        days = effective_days(retention_days, store.registry.retention(owner.owner_id))
+        if days:
+            total += purge_owner(store, owner.owner_id, format_utc(now - timedelta(days=days), places=3), days)
+    return total
 
 
 def purge_owner(store: Store, owner_id: str, cutoff: str, retention_days: int) -> int:

@@ -32,6 +32,7 @@ EVENT_NAMES = {
     "portal_not_found": "asked for something not yours or gone",
     "clip_marked": "marked “I did not mean to wake it”", "clip_mark_cleared": "mark taken off a recording",
     "operator_listed_clips": "an operator listed your recordings",
+    "clips_deleted": "recordings deleted", "owner_retention_set": "auto-delete chosen",
 }
 
 

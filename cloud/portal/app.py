@@ -79,10 +79,10 @@ def server_config(app: Starlette, settings: PortalSettings, log_level: str = "wa
                           server_header=False)
 
 
-def create_app(store: Store, settings: PortalSettings, broker_reload: str = "") -> Starlette:
+def create_app(store: Store, settings: PortalSettings, broker_reload: str = "", retention_days: int = 0) -> Starlette:
     """The portal on `store`; `broker_reload`: the broker.reload_command revocations and
     erasures use to bring the running broker in step (see broker/control.py)."""
-    state = PortalState(store, settings, broker_reload)
+    state = PortalState(store, settings, broker_reload, retention_days)
     routes: list[BaseRoute] = [route for part in (recordings, devices, exports, account, passkeys)
                                for route in part.routes(state)]
     unguarded = [r for r in routes if not isinstance(r, OwnerRoute | PublicRoute)]

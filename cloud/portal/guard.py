@@ -39,6 +39,7 @@ class Call:
     request: Request
     state: PortalState
     form: dict[str, str] = field(default_factory=dict)
+    form_lists: dict[str, list[str]] = field(default_factory=dict)  # every value of a field given many times
     body: dict[str, Any] = field(default_factory=dict)
     session: Session | None = None
 
@@ -105,7 +106,10 @@ async def _read(request: Request, state: PortalState) -> Call | Response:
             return JSONResponse({"error": "that request was not understood"}, 400)
         call.body = body
     elif content_type.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
-        call.form = {k: str(v) for k, v in (await request.form()).items()}
+        sent = await request.form()
+        call.form = {k: str(v) for k, v in sent.items()}
+        for k, v in sent.multi_items():
+            call.form_lists.setdefault(k, []).append(str(v))
     return call
 
 

@@ -1,19 +1,27 @@
-"""The owner's recordings: a keyset page of them, newest first; each played (decrypted on the
-fly, after the export's own signature and binding checks), marked "I did not mean to wake
-it" or deleted. Another owner's clip id answers 404, as a clip that does not exist."""
+"""The owner's recordings: a keyset page of them, newest first, narrowed by dates (in the
+owner's own time zone) and device; each played (decrypted on the fly, after the export's own
+signature and binding checks, in the byte ranges a player asks for), marked "I did not mean
+to wake it" or deleted; several deleted at once (those ticked, those shown, or all of them,
+the account staying), each deletion recorded as the CLI's are; and the owner's own
+auto-delete. Another owner's clip id answers 404, as a clip that does not exist."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from urllib.parse import urlencode
 
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from earmark.cloud.owner.erasure import delete_clip
+from earmark.cloud.owner.erasure import delete_chosen, delete_clip, delete_clips
 from earmark.cloud.owner.export import ExportError, KnownDevices, checked_envelope
+from earmark.cloud.owner.retention import OWNER_CHOICES, effective_days
 from earmark.cloud.portal.guard import Call, OwnerRoute
 from earmark.cloud.portal.state import PortalState
-from earmark.cloud.store.clips import MARK_NAMES, ClipRow
+from earmark.cloud.store.clips import MARK_NAMES, ClipFilter, ClipRow
+from earmark.wire.timestamps import format_utc
 
 PAGE_SIZE = 25
 
@@ -23,17 +31,67 @@ def clip_of(call: Call, clip_id: str) -> ClipRow | Response:
     return found if found is not None else call.not_found("clip", clip_id)
 
 
+def chosen_by(values: Mapping[str, str]) -> tuple[ClipFilter, dict[str, str]]:
+    """The filter the owner asked for: dates (YYYY-MM-DD, both days included) in their own
+    time zone (`tz`: minutes behind UTC, as the browser's getTimezoneOffset gives it) and a
+    device. Returns (the filter in UTC, the values as given, for the form and the links)."""
+    given = {k: str(values.get(k, "")).strip() for k in ("since", "until", "device", "tz")}
+    try:
+        offset = timedelta(minutes=max(-14 * 60, min(14 * 60, int(given["tz"] or 0))))
+    except ValueError:
+        offset = timedelta(0)
+
+    def instant(day: str, next_day: bool) -> str:
+        try:
+            start = datetime.strptime(day, "%Y-%m-%d").replace(tzinfo=UTC)
+        except ValueError:
+            return ""
+        return format_utc(start + timedelta(days=1 if next_day else 0) + offset, places=3)
+
+    chosen = ClipFilter(instant(given["since"], False), instant(given["until"], True), given["device"][:200])
+    return chosen, {k: v for k, v in given.items() if v}
+
+
 def recordings(call: Call) -> Response:
     store, owner_id = call.state.store, call.owner_id
+    chosen, given = chosen_by(call.request.query_params)
     before = None  # a keyset page: the clips older than ?before=<clip id of the last one shown>
     last = store.clips.get(owner_id, call.request.query_params.get("before", ""))
     if last is not None:
         before = (last.captured_at, last.clip_id)
-    shown = store.clips.page(owner_id, before, PAGE_SIZE + 1)
+    shown = store.clips.page(owner_id, before, PAGE_SIZE + 1, chosen)
     marks = store.clips.marks(owner_id, [c.clip_id for c in shown[:PAGE_SIZE]])
+    own = store.registry.retention(owner_id)
     return call.page("recordings.html", clips=shown[:PAGE_SIZE], marks=marks, mark_names=MARK_NAMES,
-                     request_before=last.clip_id if last else "", total=store.clips.count(owner_id),
-                     first=before is None, more=len(shown) > PAGE_SIZE)
+                     request_before=last.clip_id if last else "", total=store.clips.count_chosen(owner_id, chosen),
+                     everything=store.clips.count(owner_id), first=before is None, more=len(shown) > PAGE_SIZE,
+                     given=given, query=urlencode({k: v for k, v in given.items() if k != "tz"}),
+                     filtered=chosen.narrows, devices=store.registry.devices(owner_id),
+                     service_days=call.state.retention_days, own_days=own or 0, choices=OWNER_CHOICES,
+                     kept_days=effective_days(call.state.retention_days, own))
+
+
+def delete_selected(call: Call) -> Response:
+    count = delete_clips(call.state.store, call.owner_id, call.form_lists.get("clip", []))
+    return RedirectResponse(f"/?deleted={count}", 303)
+
+
+def delete_shown(call: Call) -> Response:
+    """Every recording the filter picks: a date range, a device, or (no filter) all of them."""
+    chosen, _ = chosen_by(call.form)
+    count = delete_chosen(call.state.store, call.owner_id, chosen)
+    return RedirectResponse(f"/?deleted={count}", 303)
+
+
+def retention(call: Call) -> Response:
+    try:
+        days = int(call.form.get("days", ""))
+    except ValueError:
+        days = -1
+    if days not in OWNER_CHOICES:
+        return call.message(400, "Not a choice", "Choose one of the periods offered.", back="/")
+    call.state.store.registry.set_retention(call.owner_id, days or None)
+    return RedirectResponse("/#keeping", 303)
 
 
 def audio(call: Call) -> Response:
@@ -89,6 +147,9 @@ def routes(state: PortalState) -> list[Route]:
     return [
         OwnerRoute(state, "/", recordings),
         OwnerRoute(state, "/clips/{clip_id}/audio", audio, page=False),
+        OwnerRoute(state, "/clips/delete", delete_selected, ("POST",)),
+        OwnerRoute(state, "/clips/delete-shown", delete_shown, ("POST",)),
+        OwnerRoute(state, "/retention", retention, ("POST",)),
         OwnerRoute(state, "/clips/{clip_id}/delete", delete, ("POST",)),
         OwnerRoute(state, "/clips/{clip_id}/mark", mark, ("POST",)),
     ]

@@ -176,8 +176,10 @@ def when(stamp: str | None) -> Markup:
 class PortalState:
     """The store, the settings, the templates and the shared parts above."""
 
-    def __init__(self, store: Store, settings: PortalSettings, broker_reload: str = "") -> None:
+    def __init__(self, store: Store, settings: PortalSettings, broker_reload: str = "",
+                 retention_days: int = 0) -> None:
         self.store, self.settings, self.broker_reload = store, settings, broker_reload
+        self.retention_days = retention_days  # the service's (cloud.toml), which `purge` enforces
         url = urlsplit(settings.public_url)
         self.origin = f"{url.scheme}://{url.netloc}"
         self.rp_id = url.hostname or "localhost"

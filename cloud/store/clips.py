@@ -75,6 +75,30 @@ ADVANCE_CHAIN = "UPDATE devices SET last_seq = :seq WHERE device_id = :device_id
 OWNER_CLIP = "WHERE owner_id = :owner_id AND clip_id = :clip_id"
 
 
+@dataclass(frozen=True)
+class ClipFilter:
+    """Which of an owner's clips: captured in [since, until) (UTC stamps, "" for open) and,
+    if `device`, from that device."""
+
+    since: str = ""
+    until: str = ""
+    device: str = ""
+
+    def sql(self, owner_id: str) -> tuple[str, dict[str, object]]:
+        where, params = ["owner_id = :owner_id"], {"owner_id": owner_id}
+        for column, op, value in (("captured_at", ">=", self.since), ("captured_at", "<", self.until),
+                                  ("device_id", "=", self.device)):
+            if value:
+                name = f"f_{len(params)}"
+                where.append(f"{column} {op} :{name}")
+                params[name] = value
+        return "WHERE " + " AND ".join(where), params
+
+    @property
+    def narrows(self) -> bool:
+        return bool(self.since or self.until or self.device)
+
+
 def _advance_chains(cur: Cursor, records: list[ClipRow]) -> None:
     ends: dict[str, int] = {}
     for r in records:
@@ -164,16 +188,28 @@ class Clips:
                              owner=owner_id)
         return ClipRow(**dict(rows[0])) if rows else None
 
-    def page(self, owner_id: str, before: tuple[str, str] | None, limit: int) -> list[ClipRow]:
-        """Up to `limit` of the owner's clips, newest first, captured before `before`
-        ((captured_at, clip_id) of the last one shown; None for the newest): a keyset page,
-        read backwards along the owner's index however many clips they have."""
+    def page(self, owner_id: str, before: tuple[str, str] | None, limit: int,
+             chosen: ClipFilter | None = None) -> list[ClipRow]:
+        """Up to `limit` of the owner's clips (those `chosen`, if given), newest first, captured
+        before `before` ((captured_at, clip_id) of the last one shown; None for the newest): a
+        keyset page, read backwards along the owner's index however many clips they have."""
+        where, params = (chosen or ClipFilter()).sql(owner_id)
         after = "AND (captured_at, clip_id) < (:at, :clip_id) " if before else ""
-        rows = self.db.query(f"SELECT * FROM clips WHERE owner_id = :owner_id {after}"
-                             "ORDER BY captured_at DESC, clip_id DESC LIMIT :limit",
-                             {"owner_id": owner_id, "at": before[0] if before else None,
+        rows = self.db.query(f"SELECT * FROM clips {where} {after}ORDER BY captured_at DESC, clip_id DESC LIMIT :limit",
+                             {**params, "at": before[0] if before else None,
                               "clip_id": before[1] if before else None, "limit": limit}, owner=owner_id)
         return [ClipRow(**dict(r)) for r in rows]
+
+    def chosen(self, owner_id: str, chosen: ClipFilter, limit: int) -> list[ClipRow]:
+        """Up to `limit` of the owner's clips that `chosen` picks, oldest first (for deleting)."""
+        where, params = chosen.sql(owner_id)
+        rows = self.db.query(f"SELECT * FROM clips {where} ORDER BY captured_at, clip_id LIMIT :limit",
+                             {**params, "limit": limit}, owner=owner_id)
+        return [ClipRow(**dict(r)) for r in rows]
+
+    def count_chosen(self, owner_id: str, chosen: ClipFilter) -> int:
+        where, params = chosen.sql(owner_id)
+        return int(self.db.query(f"SELECT count(*) AS n FROM clips {where}", params, owner=owner_id)[0]["n"])
 
     def mark(self, owner_id: str, clip_id: str, mark: str | None) -> bool:
         """Set (`mark` "not_meant": the owner did not mean to wake the device) or clear (None)

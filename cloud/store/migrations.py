@@ -22,7 +22,7 @@ from earmark.cloud.store.database import StoreError
 from earmark.cloud.store.ddl import create_index, create_table, gateway_functions, indexes, row_security, table
 from earmark.cloud.store.schema import devices
 
-SCHEMA_VERSION = 11
+SCHEMA_VERSION = 12
 FIRST = 10  # the first version described once
 LEGACY = {"sqlite": 9, "postgres": 6}  # the hand-kept scripts' last versions, which migration 10 takes
 
@@ -61,7 +61,12 @@ def _v11(backend: str) -> list[str]:
     return []
 
 
-MIGRATIONS: dict[int, Callable[[str], list[str]]] = {10: _v10, 11: _v11}
+def _v12(backend: str) -> list[str]:
+    """An owner may choose their own auto-delete (the portal): owners.retention_days."""
+    return ["ALTER TABLE owners ADD COLUMN retention_days INTEGER"]
+
+
+MIGRATIONS: dict[int, Callable[[str], list[str]]] = {10: _v10, 11: _v11, 12: _v12}
 
 
 def steps(backend: str, version: int) -> list[tuple[int, list[str]]]:

@@ -98,6 +98,20 @@ class Registry:
             # Not the recipient itself: the audit log outlives an erasure, and an age key is the person's.
             self.audit.append(cur, "owner_recipient_set", owner_id=owner_id)
 
+    def set_retention(self, owner_id: str, days: int | None) -> None:
+        """The owner's own auto-delete: their clips go after `days` (None: the service's retention)."""
+        self._live_owner(owner_id)
+        with self.audit.write() as cur:
+            cur.scope(owner_id)
+            cur.execute("UPDATE owners SET retention_days = :days WHERE owner_id = :owner_id",
+                        {"days": days, "owner_id": owner_id})
+            self.audit.append(cur, "owner_retention_set", owner_id=owner_id, detail={"days": days})
+
+    def retention(self, owner_id: str) -> int | None:
+        rows = self.db.query("SELECT retention_days FROM owners WHERE owner_id = :owner_id", {"owner_id": owner_id},
+                             owner=owner_id)
+        return int(rows[0]["retention_days"]) if rows and rows[0]["retention_days"] is not None else None
+
     def recipient(self, owner_id: str) -> str | None:
         rows = self.db.query("SELECT age_recipient FROM owners WHERE owner_id = :owner_id", {"owner_id": owner_id},
                              owner=owner_id)

@@ -49,6 +49,7 @@ owners = Table(
     _text("erased_at", nullable=True),
     Column("wrapped_key", LargeBinary),  # the owner's data key, wrapped by the master key; NULL once erased
     _text("age_recipient", nullable=True),  # the owner's own age public key: exports are encrypted to it
+    Column("retention_days", Integer, nullable=True),  # the owner's own auto-delete; NULL: the service's
     info={"owner": "scope"},
 )
 

@@ -13,16 +13,27 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 import uvicorn
 
+from earmark.cloud.ingest.ingestor import Ingestor
+from earmark.cloud.owner.export import export_owner
+from earmark.cloud.owner.retention import purge_expired
+from earmark.cloud.owner.verify_export import verify_export
 from earmark.cloud.portal.app import HEADERS, create_app, server_config
+from earmark.cloud.portal.guard import COOKIE
 from earmark.cloud.portal.state import SIGN_IN_LIMIT, PortalState, RateLimit
 from earmark.cloud.settings import PortalSettings
+from earmark.cloud.store.portal import Passkey
 from earmark.cloud.store.store import Store
+from tests.integration.test_portal_guard import _NoRedirect as NoRedirect
 from tests.support.broker import free_port
+from tests.support.cloudkit import SimDevice, enrolled_device
 from tests.support.softkey import SoftPasskey, b64url
 
 
@@ -174,8 +185,6 @@ def test_behind_a_configured_proxy_each_forwarded_client_has_its_own_limit(store
 
 def test_audio_is_served_in_the_byte_ranges_a_player_asks_for(store: Store, portal: Portal) -> None:
     """Issue 25 case 6: the players' metadata requests got whole files (no range requests)."""
-    from earmark.cloud.portal.guard import COOKIE
-    from earmark.cloud.store.portal import Passkey
     from tests.integration.test_erasure_leaves_nothing import with_clips
 
     alice = with_clips(store, "Alice", 1)
@@ -202,3 +211,83 @@ def test_audio_is_served_in_the_byte_ranges_a_player_asks_for(store: Store, port
     status, _, rest = fetch({"Range": f"bytes={len(whole) - 10}-"})
     assert (status, rest) == (206, whole[-10:])
     assert fetch({"Range": f"bytes={len(whole)}-"})[0] == 416
+
+
+def session_for(store: Store, owner_id: str) -> tuple[str, str]:
+    """A signed-in session for the owner: (cookie token, CSRF token)."""
+    passkey = Passkey(f"soft-{owner_id[:8]}", owner_id, b"key", 0)
+    assert store.portal.register(store.portal.invite(owner_id, 900), passkey)
+    token, session = store.portal.sign_in(passkey, 1, "127.0.0.1")
+    return token, session.csrf
+
+
+def form_post(portal: Portal, token: str, path: str, fields: list[tuple[str, str]]) -> int:
+    request = urllib.request.Request(portal.url + path, data=urlencode(fields).encode(), method="POST",
+                                     headers={"Cookie": f"{COOKIE}={token}",
+                                              "Content-Type": "application/x-www-form-urlencoded"})
+    opener = urllib.request.build_opener(NoRedirect)
+    try:
+        with opener.open(request, timeout=10) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def page_of(portal: Portal, token: str, query: str = "") -> str:
+    request = urllib.request.Request(f"{portal.url}/?{query}", headers={"Cookie": f"{COOKIE}={token}"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return response.read().decode()
+
+
+def test_an_owner_filters_and_deletes_many_recordings_and_sets_auto_delete(store: Store, portal: Portal,
+                                                                          tmp_path: Path) -> None:
+    """Issue 25 case 3: 33 recordings took 66 clicks to delete; no range, no "all but keep my
+    account", no filter by date or device, no retention shown or chosen."""
+    alice = enrolled_device(store, "Alice")
+    kitchen = SimDevice("alice-kitchen", alice.owner_id)
+    store.registry.add_device(alice.owner_id, kitchen.public_key, kitchen.device_id)
+    bob = enrolled_device(store, "Bob")
+    days = [datetime(2026, 11, d, 12, tzinfo=UTC) for d in range(1, 11)]  # ten days of one a day
+    sent = [(alice.topic, alice.clip(seed=n, seconds=0.25, captured=day)) for n, day in enumerate(days)]
+    sent += [(kitchen.topic, kitchen.clip(seed=50 + n, seconds=0.25, captured=day)) for n, day in enumerate(days[:3])]
+    sent += [(bob.topic, bob.clip(seed=99, seconds=0.25))]
+    assert {o.status for o in Ingestor(store).handle_batch(sent)} == {"stored"}
+    token, csrf = session_for(store, alice.owner_id)
+    ids = {c.captured_at[:10] + "/" + c.device_id: c.clip_id for c in store.clips.of_owner(alice.owner_id)}
+
+    shown = page_of(portal, token, "device=alice-kitchen")
+    assert "3 of your 13 recordings match" in shown and shown.count('name="clip"') == 3
+    shown = page_of(portal, token, "since=2026-11-04&until=2026-11-05&tz=-60")  # Berlin's days
+    assert shown.count('name="clip"') == 2
+
+    # Ticked: two of hers, and Bob's, whose id she cannot delete (it is no clip of hers).
+    [bobs] = [c.clip_id for c in store.clips.of_owner(bob.owner_id)]
+    picked = [ids["2026-11-01/alice-pi"], ids["2026-11-02/alice-pi"], bobs]
+    assert form_post(portal, token, "/clips/delete", [("csrf", csrf), *(("clip", c) for c in picked)]) == 303
+    assert store.clips.count(alice.owner_id) == 11 and store.clips.count(bob.owner_id) == 1
+    # A date range of one device, then everything, the account staying.
+    assert form_post(portal, token, "/clips/delete-shown", [("csrf", csrf), ("since", "2026-11-03"),
+                                                            ("until", "2026-11-05"), ("device", "alice-pi")]) == 303
+    assert sorted(c.captured_at[:10] for c in store.clips.of_owner(alice.owner_id)
+                  if c.device_id == "alice-pi") == [f"2026-11-{d:02d}" for d in range(6, 11)]
+    assert form_post(portal, token, "/clips/delete", [("clip", ids["2026-11-06/alice-pi"])]) == 403  # no CSRF
+    assert form_post(portal, token, "/clips/delete-shown", [("csrf", csrf)]) == 303
+    assert store.clips.count(alice.owner_id) == 0 and store.clips.count(bob.owner_id) == 1
+    assert store.registry.owner(alice.owner_id).erased_at is None  # type: ignore[union-attr]
+    events = [e["event"] for e in store.audit.of_owner(alice.owner_id, 50)]
+    assert events.count("clips_deleted") == 3
+
+    # Every deletion is on record: her export proves itself complete with nothing in it.
+    archive = export_owner(store, alice.owner_id, tmp_path / "out").path
+    assert verify_export(store, archive, alice.owner_id) == []
+
+    # Her own auto-delete, shown on the page and enforced by the daily purge.
+    assert form_post(portal, token, "/retention", [("csrf", csrf), ("days", "90")]) == 303
+    assert form_post(portal, token, "/retention", [("csrf", csrf), ("days", "7")]) == 400  # not offered
+    assert store.registry.retention(alice.owner_id) == 90
+    assert "Recordings older than 90 days are deleted every day, as you chose" in page_of(portal, token)
+    old = datetime.now(UTC) - timedelta(days=100)
+    assert Ingestor(store).handle(alice.topic, alice.clip(seed=200, seconds=0.25, captured=old)).status == "stored"
+    assert Ingestor(store).handle(bob.topic, bob.clip(seed=201, seconds=0.25, captured=old)).status == "stored"
+    assert purge_expired(store, 0) == 1  # hers went; Bob chose nothing and the service keeps all
+    assert store.clips.count(alice.owner_id) == 0 and store.clips.count(bob.owner_id) == 2

@@ -65,6 +65,8 @@ function followExport(progress) {
 
 document.addEventListener("DOMContentLoaded", () => {
   try { localTimes(); } catch (e) { /* the UTC times stay */ }
+  // The filter's dates are the reader's own days: the server is told how far from UTC they are.
+  for (const tz of document.querySelectorAll("input[data-tz]")) tz.value = String(new Date().getTimezoneOffset());
   const progress = document.querySelector("[data-poll]");
   if (progress) followExport(progress);
   const reg = document.getElementById("register");
