@@ -100,7 +100,7 @@ def delete_chosen(store: Store, owner_id: str, chosen: ClipFilter) -> int:
     """Every clip of the owner's that `chosen` picks (a date range, a device, or all of them:
     the account stays), in bounded batches, each recorded like any deletion."""
     total = 0
-    how = {"how": "range" if chosen.narrows else "all", "since": chosen.since or None,
+    how: dict[str, object] = {"how": "range" if chosen.narrows else "all", "since": chosen.since or None,
            "until": chosen.until or None, "device": chosen.device or None}
     while rows := store.clips.chosen(owner_id, chosen, DELETE_BATCH):
         store.clips.delete(owner_id, rows, "clips_deleted", how)

@@ -85,7 +85,7 @@ class ClipFilter:
     device: str = ""
 
     def sql(self, owner_id: str) -> tuple[str, dict[str, object]]:
-        where, params = ["owner_id = :owner_id"], {"owner_id": owner_id}
+        where, params = ["owner_id = :owner_id"], dict[str, object](owner_id=owner_id)
         for column, op, value in (("captured_at", ">=", self.since), ("captured_at", "<", self.until),
                                   ("device_id", "=", self.device)):
             if value:
