@@ -82,6 +82,18 @@ class MetricsSettings:
 
 
 @dataclass(frozen=True)
+class DataRequestSettings:
+    """What every export says beside the copy (GDPR Art. 15: cloud/owner/statement.py); left
+    empty, a default text is printed, marked as one."""
+
+    controller: str = setting("", "who is responsible for the recordings (the controller): a name and address")
+    contact: str = setting("", "where an owner writes about their data: an email or postal address")
+    purposes: str = setting("", "why the recordings are kept")
+    recipients: str = setting("", "who else receives recordings or data about them (hosting, processors)")
+    authority: str = setting("", "the supervisory authority an owner may complain to")
+
+
+@dataclass(frozen=True)
 class PortalSettings:
     public_url: str = setting("http://localhost:8080", "where owners reach the portal (behind a TLS reverse "
                                                        "proxy in production); invite links are built from it, and "
@@ -139,6 +151,7 @@ class CloudSettings:
     amqp: AmqpSettings = setting(factory=AmqpSettings)
     metrics: MetricsSettings = setting(factory=MetricsSettings)
     portal: PortalSettings = setting(factory=PortalSettings)
+    data_request: DataRequestSettings = setting(factory=DataRequestSettings)
 
     def __repr__(self) -> str:  # the password never reaches a log line
         return f"CloudSettings(data_dir={self.data_dir!r}, database_url={self.database_url!r}, …)"

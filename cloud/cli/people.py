@@ -65,7 +65,7 @@ def cmd_portal(args: argparse.Namespace) -> int:
     from earmark.cloud.portal.app import create_app, server_config
 
     s = cli_settings(args)
-    app = create_app(open_for_work(s), s.portal, s.broker.reload_command, s.retention_days)
+    app = create_app(open_for_work(s), s.portal, s.broker.reload_command, s.retention_days, s.data_request)
     log.info("portal on http://%s:%d for %s", s.portal.host, s.portal.port, s.portal.public_url)
     uvicorn.Server(server_config(app, s.portal)).run()
     return 0
@@ -80,8 +80,11 @@ def cmd_owner_set_recipient(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from earmark.cloud.owner.export import export_owner, terminal_progress
+    from earmark.cloud.owner.statement import DataRequest
 
-    result = export_owner(cli_store(args), args.owner, args.out, args.recipient, terminal_progress)
+    s = cli_settings(args)
+    result = export_owner(cli_store(args), args.owner, args.out, args.recipient, terminal_progress,
+                          DataRequest(s.data_request, s.retention_days))
     if args.json:
         print(json.dumps({"archive": str(result.path), "clips": result.clips, "audio_bytes": result.audio_bytes,
                           "encrypted": result.encrypted, "sha256": result.sha256}))

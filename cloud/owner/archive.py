@@ -8,6 +8,10 @@ and compares byte for byte, so a fixed file cannot carry anything the manifest d
     clips/<capture time>_<clip id>.wav
     README.txt, index.html, clips.csv     rendered from the manifest
     devices.json   the owner's devices and their public keys
+    your-data.json everything else kept about the owner, for machines (GDPR Art. 20):
+                   the account, passkeys and sessions (no secrets), the devices' last status,
+                   the deletion records that explain chain gaps, the whole access log
+    statement.txt  the Art. 15 statement (owner/statement.py), also in index.html
     signature.json the store's signature over every other file's SHA-256 (owner/signing.py)
 
 The zip itself is canonical: its entries in this order (the clips in the manifest's order,
@@ -30,11 +34,13 @@ from typing import Any
 from earmark.cloud.store.clips import MARK_NAMES
 from earmark.wire.timestamps import parse_utc
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: your-data.json and statement.txt
 MANIFEST, README, INDEX, CSV_NAME, DEVICES = "manifest.json", "README.txt", "index.html", "clips.csv", "devices.json"
+YOUR_DATA, STATEMENT = "your-data.json", "statement.txt"
 SIGNATURE = "signature.json"
-FIXED_ORDER = (MANIFEST, CSV_NAME, DEVICES, README, INDEX, SIGNATURE)  # after the clips, in this order
+FIXED_ORDER = (MANIFEST, CSV_NAME, DEVICES, YOUR_DATA, STATEMENT, README, INDEX, SIGNATURE)  # after the clips
 FIXED_FILES = set(FIXED_ORDER)
+YOUR_DATA_KEYS = {"owner_id", "account", "passkeys", "sessions", "presence", "deleted_clips", "access_log"}
 CSV_COLUMNS = ["clip_id", "device_id", "captured_at", "duration_s", "trigger", "wake_word", "file", "wav_sha256"]
 
 
@@ -65,6 +71,10 @@ This archive holds every recording Earmark keeps for you ({count} clip(s)), expo
   clips/         the recordings, as standard WAV files (16 kHz, mono, 16-bit)
   clips.csv      one row per recording: when, which device, how it started, its SHA-256
   devices.json   your devices, their public keys, and when they were yours
+  your-data.json everything else kept about you, for machines: your account, passkeys and
+                 sessions, your devices' last status, the record of deleted recordings, and
+                 the log of everything done with your data
+  statement.txt  why your data is kept, who receives it, for how long, your rights
   manifest.json  the same, plus each recording's header and signature as your device made
                  them, so the archive can be checked: `earmark-cloud verify-export`, and
                  your own marks ("I did not mean to wake it"), also shown in index.html
@@ -95,13 +105,25 @@ def render_csv(entries: Iterable[dict[str, Any]]) -> Iterator[bytes]:
     yield from (csv_row(e) for e in entries)
 
 
-def index_head(owner_id: str, created: str, count: int) -> bytes:
+# index.html shows times in the reader's own zone (the UTC stamp stays in the markup), and
+# the statement; the script is the file's own, opened from disk.
+LOCAL_TIMES = ("<script>for(const t of document.querySelectorAll('time[datetime]')){const d=new Date("
+               "t.getAttribute('datetime'));if(!isNaN(d))t.textContent=d.toLocaleString(undefined,{year:'numeric',"
+               "month:'short',day:'numeric',hour:'2-digit',minute:'2-digit',second:'2-digit',"
+               "timeZoneName:'short'})}</script>")
+
+
+def index_head(owner_id: str, created: str, count: int, statement: bytes = b"") -> bytes:
+    about = (f"<details><summary>About your data: why it is kept, who receives it, for how long, your rights"
+             f"</summary><pre>{html.escape(statement.decode('utf-8', 'replace'))}</pre></details>"
+             if statement else "")
     return ("<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             "<title>Your Earmark recordings</title><style>body{font-family:sans-serif;max-width:60em;"
-            "margin:2em auto}td{padding:.3em .8em;border-bottom:1px solid #ddd}</style></head><body>"
+            "margin:2em auto}td{padding:.3em .8em;border-bottom:1px solid #ddd}pre{white-space:pre-wrap}"
+            "</style></head><body>"
             f"<h1>Your Earmark recordings</h1><p>{count} recording(s) of owner "
-            f"<code>{html.escape(owner_id)}</code>, exported {html.escape(created)}.</p>"
-            "<table><tr><th>Recorded (UTC)</th><th>Length</th><th>Device</th><th>Started by</th>"
+            f"<code>{html.escape(owner_id)}</code>, exported {html.escape(created)}.</p>{about}"
+            "<table><tr><th>Recorded</th><th>Length</th><th>Device</th><th>Started by</th>"
             "<th>Listen</th></tr>\n").encode()
 
 
@@ -110,17 +132,19 @@ def index_row(e: dict[str, Any]) -> bytes:
     started = f"wake word “{e['wake_word']}”" if e["wake_word"] else "talk button"
     if e.get("mark"):  # the owner's own mark (the portal), in entries since marks exist
         started += f" (you marked it: {MARK_NAMES.get(e['mark'], e['mark'])})"
-    return (f"<tr><td>{html.escape(e['captured_at'])}</td><td>{e['duration_ms'] / 1000:.1f} s</td>"
+    stamp = html.escape(e["captured_at"])
+    return (f"<tr><td><time datetime=\"{stamp}\">{stamp}</time></td><td>{e['duration_ms'] / 1000:.1f} s</td>"
             f"<td>{html.escape(e['device_id'])}</td>"
             f"<td>{html.escape(started)}</td><td><audio controls preload=\"none\" "
             f"src=\"{html.escape(e['file'])}\"></audio></td></tr>\n").encode()
 
 
-INDEX_TAIL = b"</table></body></html>\n"
+INDEX_TAIL = b"</table>" + LOCAL_TIMES.encode() + b"</body></html>\n"
 
 
-def render_index(entries: Iterable[dict[str, Any]], owner_id: str, created: str, count: int) -> Iterator[bytes]:
-    """index.html, a row at a time, from the manifest's clip entries."""
-    yield index_head(owner_id, created, count)
+def render_index(entries: Iterable[dict[str, Any]], owner_id: str, created: str, count: int,
+                 statement: bytes = b"") -> Iterator[bytes]:
+    """index.html, a row at a time, from the manifest's clip entries (and the statement)."""
+    yield index_head(owner_id, created, count, statement)
     yield from (index_row(e) for e in entries)
     yield INDEX_TAIL

@@ -49,6 +49,8 @@ from earmark.cloud.owner.archive import (
     README,
     SCHEMA_VERSION,
     SIGNATURE,
+    STATEMENT,
+    YOUR_DATA,
     clip_file_name,
     csv_row,
     entry_info,
@@ -57,6 +59,7 @@ from earmark.cloud.owner.archive import (
     render_readme,
 )
 from earmark.cloud.owner.signing import seal, sha256, sha256_file, signing_key
+from earmark.cloud.owner.statement import DataRequest, render_statement
 from earmark.cloud.store.clips import ClipRow
 from earmark.cloud.store.crypto import CryptoError
 from earmark.cloud.store.keys import OwnerError
@@ -158,7 +161,10 @@ def _spill() -> Iterator[IO[bytes]]:
 
 
 def export_owner(store: Store, owner_id: str, out_dir: Path, recipient: str | None = None,
-                 progress: Callable[[int, int], None] | None = None) -> ExportResult:
+                 progress: Callable[[int, int], None] | None = None,
+                 request: DataRequest | None = None) -> ExportResult:
+    """The owner's whole data request answered in one archive (`request`: the operator's
+    statement settings and the service's retention, for statement.txt)."""
     owner = store.registry.owner(owner_id)
     if owner is None:
         raise ExportError(f"no owner {owner_id}")
@@ -175,7 +181,10 @@ def export_owner(store: Store, owner_id: str, out_dir: Path, recipient: str | No
     try:
         with store.db.owner_snapshot(owner_id):  # one consistent view, only this owner in scope
             total = store.clips.count(owner_id)
-            count, audio_bytes = _write_zip(store, owner_id, key, temps[0], export_id, created, total, progress)
+            statement = render_statement(request or DataRequest(), owner_id, created,
+                                         store.registry.retention(owner_id))
+            count, audio_bytes = _write_zip(store, owner_id, key, temps[0], export_id, created, total, progress,
+                                            statement)
         produced, zip_digest = temps[0], sha256_file(temps[0])
         if recipient:
             import pyrage
@@ -206,7 +215,7 @@ def export_owner(store: Store, owner_id: str, out_dir: Path, recipient: str | No
 
 
 def _write_zip(store: Store, owner_id: str, key: SigningKey, path: Path, export_id: str, created: str, total: int,
-               progress: Callable[[int, int], None] | None) -> tuple[int, int]:
+               progress: Callable[[int, int], None] | None, statement: bytes) -> tuple[int, int]:
     count = audio_bytes = 0
     known = KnownDevices(store)
     files: dict[str, str] = {}  # every file's SHA-256, for signature.json
@@ -233,12 +242,15 @@ def _write_zip(store: Store, owner_id: str, key: SigningKey, path: Path, export_
             files[MANIFEST] = _write_spilled(zf, entry_info(MANIFEST, created),
                                              json.dumps(head)[:-1].encode() + b', "clips": [\n', entries, b"\n]}\n")
             files[CSV_NAME] = _write_spilled(zf, entry_info(CSV_NAME, created), CSV_HEAD, csv_rows, b"")
-            for name, data in ((DEVICES, json.dumps(_devices(store, owner_id, known), indent=2).encode()),
+            devices = _devices(store, owner_id, known)
+            for name, data in ((DEVICES, json.dumps(devices, indent=2).encode()),
+                               (YOUR_DATA, json.dumps(_your_data(store, owner_id, devices), indent=1).encode()),
+                               (STATEMENT, statement),
                                (README, render_readme(owner_id, created, count))):
                 zf.writestr(entry_info(name, created), data)
                 files[name] = sha256(data)
-            files[INDEX] = _write_spilled(zf, entry_info(INDEX, created), index_head(owner_id, created, count),
-                                          index_rows, INDEX_TAIL)
+            files[INDEX] = _write_spilled(zf, entry_info(INDEX, created),
+                                          index_head(owner_id, created, count, statement), index_rows, INDEX_TAIL)
             zf.writestr(entry_info(SIGNATURE, created), seal(key, owner_id, export_id, created, files))
         out.flush()  # the central directory is written when the ZipFile closes, above
         os.fsync(out.fileno())
@@ -304,6 +316,28 @@ def _devices(store: Store, owner_id: str, known: KnownDevices) -> list[dict[str,
         result.append({"device_id": device_id, "public_key": device.public_key, "revoked_at": device.revoked_at,
                        "bound_to_you": periods, "chain_end": device.last_seq})
     return result
+
+
+def _your_data(store: Store, owner_id: str, devices: list[dict[str, Any]]) -> dict[str, Any]:
+    """your-data.json: everything else the store keeps about the owner, in the same snapshot
+    (GDPR Art. 15 and 20): the account, the portal's passkeys and sessions (metadata only),
+    the devices' last status, the deletion records that explain any gap in a device's chain,
+    and every event of the owner's in the audit log (each with its chain hash, so
+    verify-export can hold it to the store)."""
+    owner = store.registry.owner(owner_id)
+    ids = [str(d["device_id"]) for d in devices]
+    presence = store.presence.of_owner(owner_id)
+    log = [{**dict(e), "detail": json.loads(e["detail"]) if e["detail"] else None}
+           for e in reversed(store.audit.of_owner(owner_id, limit=1 << 62))]
+    return {"owner_id": owner_id,
+            "account": {"display_name": owner.display_name if owner else "", "created_at": owner.created_at
+                        if owner else "", "auto_delete_days": store.registry.retention(owner_id),
+                        "exports_encrypted_to": store.registry.recipient(owner_id)},
+            **store.portal.access_of(owner_id),
+            "presence": [{"device_id": d, "online": p.online, "changed_at": p.changed_at, "status": p.status}
+                         for d, p in sorted(presence.items())],
+            "deleted_clips": store.clips.deleted_of(ids),
+            "access_log": log}
 
 
 def terminal_progress(done: int, total: int) -> None:

@@ -46,6 +46,9 @@ from earmark.cloud.owner.archive import (
     MANIFEST,
     README,
     SIGNATURE,
+    STATEMENT,
+    YOUR_DATA,
+    YOUR_DATA_KEYS,
     clip_file_name,
     entry_info,
     render_csv,
@@ -270,14 +273,42 @@ def _check_fixed_files(store: Store | None, read: _Read, owner_id: str, manifest
     devices.json must list only the owner's devices with their registered keys (their chain
     ends go into `chain_ends`)."""
     clips, created = manifest["clips"], manifest["created_at"]
+    statement = read.read(STATEMENT) if STATEMENT in read else b""
     rebuilt = {README: render_readme(owner_id, created, len(clips)),
-               INDEX: b"".join(render_index(clips, owner_id, created, len(clips))),
+               INDEX: b"".join(render_index(clips, owner_id, created, len(clips), statement)),
                CSV_NAME: b"".join(render_csv(clips))}
     problems = [f"{name} is not what the manifest says it should be" for name, data in rebuilt.items()
                 if name in read and read.read(name) != data]
     if DEVICES in read:
         problems += _check_devices(store, read.read(DEVICES), owner_id, {c["device_id"] for c in clips}, chain_ends)
+    if YOUR_DATA in read:
+        problems += _check_your_data(store, read.read(YOUR_DATA), owner_id)
+    if statement and not statement.startswith(b"About your data\n"):
+        problems.append("statement.txt is not the statement export writes")
     return problems
+
+
+def _check_your_data(store: Store | None, data: bytes, owner_id: str) -> list[str]:
+    """your-data.json: its shape, its owner, and (with the store) each access-log event it
+    lists is the store's own event of that place in the chain (by the event's hash)."""
+    try:
+        found = json.loads(data)
+        if not isinstance(found, dict) or set(found) != YOUR_DATA_KEYS:
+            raise ValueError("not the fields export writes")
+        log = found["access_log"]
+        if not isinstance(log, list) or not all(isinstance(e, dict) and isinstance(e.get("seq"), int)
+                                                for e in log):
+            raise ValueError("its access log is not a list of events")
+    except ValueError as exc:
+        return [f"your-data.json is malformed: {exc}"]
+    if found["owner_id"] != owner_id:
+        return ["your-data.json is another owner's"]
+    if store is None:
+        return []
+    recorded = {int(e["seq"]): str(e["hash"]) for e in store.audit.of_owner(owner_id, limit=1 << 62)}
+    wrong = [e["seq"] for e in log if recorded.get(int(e["seq"])) != e.get("hash")]
+    return [f"your-data.json lists {len(wrong)} event(s) the store's audit log does not hold as they are "
+            f"(first at seq {wrong[0]})"] if wrong else []
 
 
 DEVICE_FIELDS = {"device_id", "public_key", "revoked_at", "bound_to_you"}  # and chain_end, since wire v2

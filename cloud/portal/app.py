@@ -31,7 +31,7 @@ from starlette.staticfiles import StaticFiles
 from earmark.cloud.portal import account, devices, exports, passkeys, recordings
 from earmark.cloud.portal.guard import COOKIE, OwnerRoute, PublicRoute
 from earmark.cloud.portal.state import HERE, PortalState
-from earmark.cloud.settings import PortalSettings
+from earmark.cloud.settings import DataRequestSettings, PortalSettings
 from earmark.cloud.store.store import Store
 
 __all__ = ["COOKIE", "HEADERS", "create_app", "server_config"]
@@ -79,10 +79,11 @@ def server_config(app: Starlette, settings: PortalSettings, log_level: str = "wa
                           server_header=False)
 
 
-def create_app(store: Store, settings: PortalSettings, broker_reload: str = "", retention_days: int = 0) -> Starlette:
+def create_app(store: Store, settings: PortalSettings, broker_reload: str = "", retention_days: int = 0,
+               data_request: DataRequestSettings | None = None) -> Starlette:
     """The portal on `store`; `broker_reload`: the broker.reload_command revocations and
     erasures use to bring the running broker in step (see broker/control.py)."""
-    state = PortalState(store, settings, broker_reload, retention_days)
+    state = PortalState(store, settings, broker_reload, retention_days, data_request or DataRequestSettings())
     routes: list[BaseRoute] = [route for part in (recordings, devices, exports, account, passkeys)
                                for route in part.routes(state)]
     unguarded = [r for r in routes if not isinstance(r, OwnerRoute | PublicRoute)]

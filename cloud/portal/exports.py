@@ -32,7 +32,7 @@ def build(state: PortalState, owner_id: str, job: Export) -> None:
         def progress(done: int, total: int) -> None:
             job.done, job.total = done, total
 
-        result = export_owner(store, owner_id, job.folder, progress=progress)
+        result = export_owner(store, owner_id, job.folder, progress=progress, request=state.data_request)
         owner = store.registry.owner(owner_id)
         if owner is None or owner.erased_at:  # erased while it was being built: it goes too
             shutil.rmtree(job.folder, ignore_errors=True)

@@ -21,7 +21,8 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 from starlette.responses import HTMLResponse
 
-from earmark.cloud.settings import PortalSettings
+from earmark.cloud.owner.statement import DataRequest
+from earmark.cloud.settings import DataRequestSettings, PortalSettings
 from earmark.cloud.store.blobs import PORTAL_EXPORTS, portal_export_dir
 from earmark.cloud.store.store import Store
 
@@ -177,9 +178,10 @@ class PortalState:
     """The store, the settings, the templates and the shared parts above."""
 
     def __init__(self, store: Store, settings: PortalSettings, broker_reload: str = "",
-                 retention_days: int = 0) -> None:
+                 retention_days: int = 0, data_request: DataRequestSettings | None = None) -> None:
         self.store, self.settings, self.broker_reload = store, settings, broker_reload
         self.retention_days = retention_days  # the service's (cloud.toml), which `purge` enforces
+        self.data_request = DataRequest(data_request or DataRequestSettings(), retention_days)  # for exports
         url = urlsplit(settings.public_url)
         self.origin = f"{url.scheme}://{url.netloc}"
         self.rp_id = url.hostname or "localhost"

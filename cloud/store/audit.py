@@ -214,8 +214,9 @@ class AuditLog:
 
     def of_owner(self, owner_id: str, limit: int = 200) -> list[Row]:
         """The owner's own events, newest first (read in the owner's scope): their access log."""
-        return self.db.query("SELECT seq, at, event, device_id, clip_id, detail FROM audit WHERE owner_id = :owner_id "
-                             "ORDER BY seq DESC LIMIT :limit", {"owner_id": owner_id, "limit": limit}, owner=owner_id)
+        return self.db.query("SELECT seq, at, event, device_id, clip_id, detail, hash FROM audit "
+                             "WHERE owner_id = :owner_id ORDER BY seq DESC LIMIT :limit",
+                             {"owner_id": owner_id, "limit": limit}, owner=owner_id)
 
     def events(self, limit: int = 100) -> list[Row]:
         """The newest events, newest first."""

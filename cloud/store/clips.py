@@ -293,6 +293,15 @@ class Clips:
                              "AND seq IS NOT NULL", {"owner_id": owner_id, "device_id": device_id}, owner=owner_id)
         return {int(r["seq"]) for r in rows}
 
+    def deleted_of(self, device_ids: list[str]) -> list[dict[str, object]]:
+        """The deletion records of these devices' clips (ids, positions, when; no content)."""
+        if not device_ids:
+            return []
+        among, listed = in_list("device_id", device_ids)
+        return [dict(r) for r in self.db.query(
+            f"SELECT clip_id, device_id, seq, deleted_at FROM deleted_clips WHERE TRUE {among} "
+            "ORDER BY device_id, seq, clip_id", listed)]
+
     def deleted_seqs(self, device_id: str) -> set[int]:
         """The chain positions of a device's clips that were deleted on record."""
         rows = self.db.query("SELECT seq FROM deleted_clips WHERE device_id = :device_id AND seq IS NOT NULL",

@@ -95,6 +95,16 @@ class PortalAccess:
         r = rows[0]
         return Passkey(r["credential_id"], r["owner_id"], bytes(r["public_key"]), int(r["sign_count"]))
 
+    def access_of(self, owner_id: str) -> dict[str, list[dict[str, object]]]:
+        """What the portal keeps about the owner's ways in, for their export: each passkey's
+        creation and use count, each live session's start and last request; no key, token or
+        CSRF secret."""
+        keys = self.db.query("SELECT created_at, sign_count FROM portal_passkeys WHERE owner_id = :owner_id "
+                             "ORDER BY created_at", {"owner_id": owner_id})
+        sessions = self.db.query("SELECT created_at, seen_at FROM portal_sessions WHERE owner_id = :owner_id "
+                                 "ORDER BY created_at", {"owner_id": owner_id})
+        return {"passkeys": [dict(r) for r in keys], "sessions": [dict(r) for r in sessions]}
+
     def passkeys_of(self, owner_id: str) -> list[str]:
         """The owner's passkeys' credential ids."""
         return [r["credential_id"] for r in self.db.query(
