@@ -10,8 +10,6 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from sqlalchemy import create_engine, inspect
-
 import earmark.wire.topics as topics
 from earmark.cloud.owner import inventory
 from earmark.cloud.owner.erasure import erase_owner
@@ -20,26 +18,13 @@ from earmark.cloud.portal.state import PortalState
 from earmark.cloud.settings import PortalSettings
 from earmark.cloud.store.store import Store
 from tests.integration.test_erasure_leaves_nothing import prepared, with_clips
-from tests.integration.test_schema import BOOKKEEPING, pg_url, sqlite_url
-from tests.support.cloudkit import make_store, tamper
-from tests.support.pgdb import admin_url_for, temporary_database
-
-
-def tables_of(url: str) -> set[str]:
-    engine = create_engine(url)
-    try:
-        return set(inspect(engine).get_table_names()) - BOOKKEEPING
-    finally:
-        engine.dispose()
+from tests.integration.test_schema import new_schemas
+from tests.support.cloudkit import tamper
 
 
 def test_every_table_either_backend_holds_is_in_the_inventory(tmp_path: Path) -> None:
-    with make_store(tmp_path / "sqlite") as lite:
-        sqlite_tables = tables_of(sqlite_url(lite.data_dir))
-    with temporary_database() as url:
-        make_store(tmp_path / "pg", url).close()
-        pg_tables = tables_of(pg_url(admin_url_for(url)))
-    assert sqlite_tables == pg_tables == set(inventory.TABLES)
+    sqlite_schema, pg_schema = new_schemas(tmp_path)
+    assert set(sqlite_schema) == set(pg_schema) == set(inventory.TABLES)
 
 
 def test_every_topic_kind_is_in_the_inventory() -> None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import threading
 import time
 import zipfile
 from collections.abc import Iterator
@@ -25,16 +24,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 
 from earmark.cloud.ingest.ingestor import Ingestor
 from earmark.cloud.owner.verify_export import verify_export
 from earmark.cloud.portal import recordings as portal_recordings
-from earmark.cloud.portal.app import COOKIE, HEADERS, create_app, server_config
-from earmark.cloud.settings import PortalSettings
+from earmark.cloud.portal.app import COOKIE, HEADERS
 from earmark.cloud.store.store import Store
-from tests.support.broker import free_port
 from tests.support.cloudkit import SimDevice, enrolled_device, tamper
+from tests.support.portalserver import served
 
 playwright = pytest.importorskip("playwright.sync_api")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -42,18 +39,8 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 @pytest.fixture
 def portal(store: Store) -> Iterator[tuple[str, Store]]:
-    port = free_port()
-    settings = replace(PortalSettings(), public_url=f"http://localhost:{port}", port=port)
-    server = uvicorn.Server(server_config(create_app(store, settings), settings))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started, "the portal did not start"
-    yield settings.public_url, store
-    server.should_exit = True
-    thread.join(timeout=10)
+    with served(store) as (url, _):
+        yield url, store
 
 
 def with_clips(store: Store, name: str, count: int) -> tuple[SimDevice, list[str]]:

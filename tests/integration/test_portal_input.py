@@ -7,33 +7,29 @@ sign-in rate limit believes X-Forwarded-For only from a configured proxy."""
 from __future__ import annotations
 
 import json
-import threading
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
 import pytest
-import uvicorn
 
 from earmark.cloud.ingest.ingestor import Ingestor
 from earmark.cloud.owner.export import export_owner
 from earmark.cloud.owner.retention import purge_expired
 from earmark.cloud.owner.verify_export import verify_export
-from earmark.cloud.portal.app import HEADERS, create_app, server_config
+from earmark.cloud.portal.app import HEADERS
 from earmark.cloud.portal.guard import COOKIE
 from earmark.cloud.portal.state import SIGN_IN_LIMIT, PortalState, RateLimit
-from earmark.cloud.settings import PortalSettings
 from earmark.cloud.store.portal import Passkey
 from earmark.cloud.store.store import Store
 from tests.integration.test_portal_guard import _NoRedirect as NoRedirect
-from tests.support.broker import free_port
 from tests.support.cloudkit import SimDevice, enrolled_device
+from tests.support.portalserver import served
 from tests.support.softkey import SoftPasskey, b64url
 
 
@@ -63,19 +59,8 @@ class Portal:
 
 
 def serve(store: Store, **settings: Any) -> Iterator[Portal]:
-    port = free_port()
-    chosen = replace(PortalSettings(), public_url=f"http://localhost:{port}", port=port, **settings)
-    app = create_app(store, chosen)
-    server = uvicorn.Server(server_config(app, chosen, log_level="critical"))  # as `earmark-cloud portal` runs it
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started, "the portal did not start"
-    yield Portal(chosen.public_url, app.state.portal)
-    server.should_exit = True
-    thread.join(timeout=10)
+    with served(store, **settings) as (url, state):
+        yield Portal(url, state)
 
 
 @pytest.fixture

@@ -115,12 +115,18 @@ def legacy_store(tmp_path: Path, name: str) -> tuple[Path, Path]:
     return tmp_path / name, key
 
 
-def test_a_new_sqlite_store_and_a_new_postgres_database_have_the_same_schema(tmp_path: Path) -> None:
+def new_schemas(tmp_path: Path) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+    """What a new SQLite store and a new PostgreSQL database each say their schema is."""
     with make_store(tmp_path / "sqlite") as lite:
         sqlite_schema = schema_of(sqlite_url(lite.data_dir))
     with temporary_database() as url:
         make_store(tmp_path / "pg", url).close()
         pg_schema = schema_of(pg_url(admin_url_for(url)))
+    return sqlite_schema, pg_schema
+
+
+def test_a_new_sqlite_store_and_a_new_postgres_database_have_the_same_schema(tmp_path: Path) -> None:
+    sqlite_schema, pg_schema = new_schemas(tmp_path)
     assert set(sqlite_schema) == set(pg_schema) == set(metadata.tables)
     for table in metadata.tables:
         assert sqlite_schema[table] == pg_schema[table], table
