@@ -66,7 +66,7 @@ PYTHON="${PYTHON:-python3}"
 # added or removed needs a reinstall, so the stamp covers the file list as well.
 stamp=".venv/.earmark-installed"
 want="$( { cat pyproject.toml; find wire runtime device cloud -name '*.py' -o -name '*.json' -o -name '*.npz' -o -name '*.html' -o -name '*.js' \
-  -o -name '*.css' -o -name py.typed | sort; } \
+  -o -name '*.css' -o -name '*.svg' -o -name py.typed | sort; } \
   | sha256sum | cut -d' ' -f1)"
 if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   say "installing Python packages into .venv"
