@@ -35,6 +35,17 @@ def axe_source() -> str:
     return Path(found).read_text()
 
 
+def signed_in_context(browser: Any, base: str, token: str, **options: Any) -> Any:
+    """A browser context holding the session's cookie, as a sign-in would leave it (set from
+    the page: Playwright cannot add a __Host- cookie itself)."""
+    context = browser.new_context(**options)
+    page = context.new_page()
+    page.goto(f"{base}/signin")
+    page.evaluate(f"document.cookie = '{COOKIE}={token}; Path=/; Secure; SameSite=Strict'")
+    page.close()
+    return context
+
+
 def stale_form(page: Any) -> None:
     """A form sent with a CSRF token from before the last sign-in."""
     page.evaluate("""() => { const f = document.createElement('form'); f.method = 'post';
@@ -84,10 +95,10 @@ def test_every_page_passes_axe_and_fits_its_viewport_at_both_sizes(signed_in: tu
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         for size, (width, height) in SIZES.items():
             for name, (needs_session, reach) in PAGES.items():
-                context = browser.new_context(viewport={"width": width, "height": height},
-                                              timezone_id="Europe/Berlin", locale="en-GB")
-                if needs_session:
-                    context.set_extra_http_headers({"Cookie": f"{COOKIE}={token}"})
+                options = {"viewport": {"width": width, "height": height}, "timezone_id": "Europe/Berlin",
+                           "locale": "en-GB"}
+                context = (signed_in_context(browser, base, token, **options) if needs_session
+                           else browser.new_context(**options))
                 page = context.new_page()
                 reach(page, base, invite)
                 page.wait_for_load_state("networkidle")
@@ -108,8 +119,7 @@ def test_times_are_shown_in_the_readers_own_zone(signed_in: tuple[str, Store, st
     base, _, token, _ = signed_in
     with playwright.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        context = browser.new_context(timezone_id="Europe/Berlin", locale="en-GB")
-        context.set_extra_http_headers({"Cookie": f"{COOKIE}={token}"})
+        context = signed_in_context(browser, base, token, timezone_id="Europe/Berlin", locale="en-GB")
         page = context.new_page()
         for path in ("/", "/devices", "/access"):
             page.goto(f"{base}{path}")
@@ -118,4 +128,51 @@ def test_times_are_shown_in_the_readers_own_zone(signed_in: tuple[str, Store, st
             for shown in times:
                 text = shown.inner_text()
                 assert "CET" in text or "CEST" in text or "GMT+1" in text or "GMT+2" in text, (path, text)
+        browser.close()
+
+
+def tab_to(page: Any, selector: str, most: int = 200) -> int:
+    """Press Tab until `selector` has the focus; how many presses it took."""
+    for presses in range(1, most + 1):
+        page.keyboard.press("Tab")
+        if page.evaluate(f"document.activeElement === document.querySelector({json.dumps(selector)})"):
+            return presses
+    raise AssertionError(f"{selector} was not reached in {most} presses of Tab")
+
+
+def test_an_owner_deletes_a_recording_and_downloads_an_export_with_the_keyboard_alone(
+        signed_in: tuple[str, Store, str, str]) -> None:
+    """Issue 25 case 4: keyboard-only flows; 207 Tab presses reached "Older"."""
+    base, _, token, _ = signed_in
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        context = signed_in_context(browser, base, token, viewport={"width": 390, "height": 844},
+                                    accept_downloads=True)
+        page = context.new_page()
+        page.goto(f"{base}/")
+        page.keyboard.press("Tab")
+        assert page.evaluate("document.activeElement.className") == "skip"  # the first stop
+        page.keyboard.press("Enter")
+        assert page.evaluate("location.hash") == "#main"
+        first = page.get_attribute("tbody tr", "id")
+        asked: list[str] = []
+        page.once("dialog", lambda dialog: (asked.append(dialog.message), dialog.accept()))
+        presses = tab_to(page, f"#{first} button.danger")
+        assert presses <= 20, presses  # past the filters and the bulk buttons, not 25 players
+        with page.expect_navigation():
+            page.keyboard.press("Enter")
+        assert page.query_selector(f"#{first}") is None
+        assert asked and asked[0].startswith("Delete the recording from alice-pi, ")  # it says which
+        page.goto(f"{base}/export")
+        tab_to(page, "#prepare")
+        with page.expect_navigation():
+            page.keyboard.press("Enter")
+        try:
+            page.wait_for_selector("#download", timeout=30_000)  # the live region followed it, then the link came
+        except playwright.TimeoutError:
+            raise AssertionError(page.inner_text("main")) from None
+        tab_to(page, "#download")
+        with page.expect_download() as download:
+            page.keyboard.press("Enter")
+        assert download.value.suggested_filename.endswith(".zip")
         browser.close()
