@@ -176,3 +176,33 @@ def test_an_owner_deletes_a_recording_and_downloads_an_export_with_the_keyboard_
             page.keyboard.press("Enter")
         assert download.value.suggested_filename.endswith(".zip")
         browser.close()
+
+
+def test_an_owner_filters_ticks_deletes_and_chooses_auto_delete_in_the_browser(
+        signed_in: tuple[str, Store, str, str]) -> None:
+    """Issue 25 case 3, in Chromium: the filter form, ticking and deleting, auto-delete."""
+    base, store, token, _ = signed_in
+    owner = next(o.owner_id for o in store.registry.owners() if o.display_name == "Alice")
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = signed_in_context(browser, base, token).new_page()
+        page.goto(f"{base}/")
+        page.select_option("select[name=device]", "alice-pi")
+        with page.expect_navigation():
+            page.click("fieldset button")
+        assert "device=alice-pi" in page.url and len(page.query_selector_all("tbody tr")) == 3
+        ticked = [row.get_attribute("id") for row in page.query_selector_all("tbody tr")[:2]]
+        for row in ticked:
+            page.check(f"#{row} input[type=checkbox]")
+        page.once("dialog", lambda dialog: dialog.accept())
+        with page.expect_navigation():
+            page.click("#bulk button")
+        assert [r.get_attribute("id") for r in page.query_selector_all("tbody tr")] == [
+            row for row in [f"clip-{c.clip_id}" for c in store.clips.of_owner(owner)] if row not in ticked]
+        assert store.clips.count(owner) == 1
+        page.check("input[name=days][value='540']")
+        with page.expect_navigation():
+            page.click("section.retention button")
+        assert store.registry.retention(owner) == 540
+        assert "as you chose" in page.inner_text("section.retention")
+        browser.close()
