@@ -31,24 +31,27 @@ def clip_of(call: Call, clip_id: str) -> ClipRow | Response:
     return found if found is not None else call.not_found("clip", clip_id)
 
 
+FILTER_KEYS = ("since", "until", "device", "since_tz", "until_tz")
+
+
 def chosen_by(values: Mapping[str, str]) -> tuple[ClipFilter, dict[str, str]]:
     """The filter the owner asked for: dates (YYYY-MM-DD, both days included) in their own
-    time zone (`tz`: minutes behind UTC, as the browser's getTimezoneOffset gives it) and a
-    device. Returns (the filter in UTC, the values as given, for the form and the links)."""
-    given = {k: str(values.get(k, "")).strip() for k in ("since", "until", "device", "tz")}
-    try:
-        offset = timedelta(minutes=max(-14 * 60, min(14 * 60, int(given["tz"] or 0))))
-    except ValueError:
-        offset = timedelta(0)
+    time zone, each day's start given as minutes behind UTC there (`since_tz`, `until_tz`:
+    what the browser's getTimezoneOffset says for that very day, so a range across a change
+    to or from summer time is right at both ends), and a device. Returns (the filter in UTC,
+    the values as given, for the form and the links)."""
+    given = {k: str(values.get(k, "")).strip() for k in FILTER_KEYS}
 
-    def instant(day: str, next_day: bool) -> str:
+    def instant(day: str, offset: str, next_day: bool) -> str:
         try:
             start = datetime.strptime(day, "%Y-%m-%d").replace(tzinfo=UTC)
+            minutes = max(-14 * 60, min(14 * 60, int(offset or 0)))
         except ValueError:
             return ""
-        return format_utc(start + timedelta(days=1 if next_day else 0) + offset, places=3)
+        return format_utc(start + timedelta(days=1 if next_day else 0, minutes=minutes), places=3)
 
-    chosen = ClipFilter(instant(given["since"], False), instant(given["until"], True), given["device"][:200])
+    chosen = ClipFilter(instant(given["since"], given["since_tz"], False),
+                        instant(given["until"], given["until_tz"], True), given["device"][:200])
     return chosen, {k: v for k, v in given.items() if v}
 
 
@@ -65,7 +68,7 @@ def recordings(call: Call) -> Response:
     return call.page("recordings.html", clips=shown[:PAGE_SIZE], marks=marks, mark_names=MARK_NAMES,
                      request_before=last.clip_id if last else "", total=store.clips.count_chosen(owner_id, chosen),
                      everything=store.clips.count(owner_id), first=before is None, more=len(shown) > PAGE_SIZE,
-                     given=given, query=urlencode({k: v for k, v in given.items() if k != "tz"}),
+                     given=given, query=urlencode(given),
                      filtered=chosen.narrows, devices=store.registry.devices(owner_id),
                      service_days=call.state.retention_days, own_days=own or 0, choices=OWNER_CHOICES,
                      kept_days=effective_days(call.state.retention_days, own))

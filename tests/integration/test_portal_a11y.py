@@ -128,6 +128,13 @@ def test_times_are_shown_in_the_readers_own_zone(signed_in: tuple[str, Store, st
             for shown in times:
                 text = shown.inner_text()
                 assert "CET" in text or "CEST" in text or "GMT+1" in text or "GMT+2" in text, (path, text)
+        # A filter's days are Berlin's: the range's start in winter time, its end in summer time.
+        page.goto(f"{base}/")
+        page.fill("input[name=since]", "2026-03-29")
+        page.fill("input[name=until]", "2026-03-29")
+        with page.expect_navigation():
+            page.click("form.filters button")
+        assert "since_tz=-60" in page.url and "until_tz=-120" in page.url, page.url
         browser.close()
 
 

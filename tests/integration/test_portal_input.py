@@ -242,7 +242,7 @@ def test_an_owner_filters_and_deletes_many_recordings_and_sets_auto_delete(store
 
     shown = page_of(portal, token, "device=alice-kitchen")
     assert "3 of your 13 recordings match" in shown and shown.count('name="clip"') == 3
-    shown = page_of(portal, token, "since=2026-11-04&until=2026-11-05&tz=-60")  # Berlin's days
+    shown = page_of(portal, token, "since=2026-11-04&until=2026-11-05&since_tz=-60&until_tz=-60")  # Berlin's days
     assert shown.count('name="clip"') == 2
 
     # Ticked: two of hers, and Bob's, whose id she cannot delete (it is no clip of hers).

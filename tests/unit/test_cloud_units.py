@@ -78,3 +78,18 @@ def test_scaling_md_grants_the_ingester_exactly_the_rabbitmq_rights_its_code_and
     scaling = (ROOT / "deploy" / "SCALING.md").read_text()
     for pattern in (*INGESTER_PERMISSIONS, *INGESTER_TOPIC_PERMISSIONS):
         assert f"'{pattern}'" in scaling, pattern
+
+
+def test_a_filters_days_are_the_owners_own_across_a_change_of_summer_time() -> None:
+    """Issue 25: the portal's date filter in the owner's zone; a range across a change to
+    summer time takes each end's own offset (Berlin: winter -60, summer -120 minutes)."""
+    from earmark.cloud.portal.recordings import chosen_by
+
+    chosen, given = chosen_by({"since": "2026-03-29", "until": "2026-03-29", "since_tz": "-60", "until_tz": "-120",
+                               "device": "kitchen-pi"})
+    assert (chosen.since, chosen.until, chosen.device) == ("2026-03-28T23:00:00.000Z", "2026-03-29T22:00:00.000Z",
+                                                          "kitchen-pi")
+    nothing, _ = chosen_by({"since": "not a day", "until_tz": "soon"})
+    assert not nothing.narrows
+    assert given == {"since": "2026-03-29", "until": "2026-03-29", "since_tz": "-60", "until_tz": "-120",
+                     "device": "kitchen-pi"}

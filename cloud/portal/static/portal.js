@@ -65,8 +65,18 @@ function followExport(progress) {
 
 document.addEventListener("DOMContentLoaded", () => {
   try { localTimes(); } catch (e) { /* the UTC times stay */ }
-  // The filter's dates are the reader's own days: the server is told how far from UTC they are.
-  for (const tz of document.querySelectorAll("input[data-tz]")) tz.value = String(new Date().getTimezoneOffset());
+  // The filter's dates are the reader's own days: the server is told how far from UTC each
+  // day's start is (the since day's, and the day after the until day's), summer time or not.
+  for (const form of document.querySelectorAll("form.filters")) {
+    form.addEventListener("submit", () => {
+      for (const tz of form.querySelectorAll("input[data-tz-of]")) {
+        const day = form.elements[tz.dataset.tzOf].value;
+        if (!day) continue;
+        const [y, m, d] = day.split("-").map(Number);
+        tz.value = String(new Date(y, m - 1, d + (tz.dataset.tzOf === "until" ? 1 : 0)).getTimezoneOffset());
+      }
+    });
+  }
   const progress = document.querySelector("[data-poll]");
   if (progress) followExport(progress);
   const reg = document.getElementById("register");
