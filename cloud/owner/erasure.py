@@ -87,6 +87,18 @@ def apply_erasure_ledger(store: Store) -> list[str]:
 DELETE_BATCH = 500  # clips per delete transaction
 
 
+def delete_in_batches(store: Store, owner_id: str, chosen: ClipFilter, event: str,
+                      detail: dict[str, object]) -> int:
+    """Every clip of the owner's that `chosen` picks, deleted in bounded batches through the
+    owner's (owner_id, captured_at) index, each batch one deletion with one `event`: the work
+    and each transaction scale with what is deleted, not with the store. Returns how many."""
+    total = 0
+    while rows := store.clips.chosen(owner_id, chosen, DELETE_BATCH):
+        store.clips.delete(owner_id, rows, event, detail)
+        total += len(rows)
+    return total
+
+
 def delete_clips(store: Store, owner_id: str, clip_ids: list[str]) -> int:
     """The owner's own choice of their clips (ids of anyone else's are no clips of theirs and
     are passed over), deleted as a single one is: rows, deletion records, one audit event."""
@@ -99,13 +111,9 @@ def delete_clips(store: Store, owner_id: str, clip_ids: list[str]) -> int:
 def delete_chosen(store: Store, owner_id: str, chosen: ClipFilter) -> int:
     """Every clip of the owner's that `chosen` picks (a date range, a device, or all of them:
     the account stays), in bounded batches, each recorded like any deletion."""
-    total = 0
-    how: dict[str, object] = {"how": "range" if chosen.narrows else "all", "since": chosen.since or None,
-           "until": chosen.until or None, "device": chosen.device or None}
-    while rows := store.clips.chosen(owner_id, chosen, DELETE_BATCH):
-        store.clips.delete(owner_id, rows, "clips_deleted", how)
-        total += len(rows)
-    return total
+    return delete_in_batches(store, owner_id, chosen, "clips_deleted", {
+        "how": "range" if chosen.narrows else "all", "since": chosen.since or None, "until": chosen.until or None,
+        "device": chosen.device or None})
 
 
 def delete_clip(store: Store, owner_id: str, clip_id: str) -> None:

@@ -6,11 +6,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from earmark.cloud.owner.erasure import delete_in_batches
+from earmark.cloud.store.clips import ClipFilter
 from earmark.cloud.store.store import Store
 from earmark.wire.timestamps import format_utc
-
-PURGE_BATCH = 500  # clips per delete transaction
-
 
 OWNER_CHOICES = {0: "the service's retention", 90: "3 months", 540: "18 months"}  # the portal's auto-delete
 
@@ -36,11 +35,6 @@ def purge_expired(store: Store, retention_days: int) -> int:
 
 
 def purge_owner(store: Store, owner_id: str, cutoff: str, retention_days: int) -> int:
-    """One owner's clips captured before `cutoff`, deleted in bounded batches through the
-    owner's (owner_id, captured_at) index: the work and each transaction scale with what
-    expired, not with the store or the owner's whole history."""
-    total = 0
-    while expired := store.clips.older_than(owner_id, cutoff, PURGE_BATCH):
-        store.clips.delete(owner_id, expired, "clips_purged", {"retention_days": retention_days})
-        total += len(expired)
-    return total
+    """One owner's clips captured before `cutoff` (erasure.py: delete_in_batches)."""
+    return delete_in_batches(store, owner_id, ClipFilter(until=cutoff), "clips_purged",
+                             {"retention_days": retention_days})

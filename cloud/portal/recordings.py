@@ -64,26 +64,27 @@ def recordings(call: Call) -> Response:
         before = (last.captured_at, last.clip_id)
     shown = store.clips.page(owner_id, before, PAGE_SIZE + 1, chosen)
     marks = store.clips.marks(owner_id, [c.clip_id for c in shown[:PAGE_SIZE]])
-    own = store.registry.retention(owner_id)
+    own, service = store.registry.retention(owner_id), call.state.data_request.service_days
+    total = store.clips.count_chosen(owner_id, chosen)
     return call.page("recordings.html", clips=shown[:PAGE_SIZE], marks=marks, mark_names=MARK_NAMES,
-                     request_before=last.clip_id if last else "", total=store.clips.count_chosen(owner_id, chosen),
-                     everything=store.clips.count(owner_id), first=before is None, more=len(shown) > PAGE_SIZE,
-                     given=given, query=urlencode(given),
+                     request_before=last.clip_id if last else "", total=total,
+                     everything=store.clips.count(owner_id) if chosen.narrows else total, first=before is None,
+                     more=len(shown) > PAGE_SIZE, given=given, query=urlencode(given),
                      filtered=chosen.narrows, devices=store.registry.devices(owner_id),
-                     service_days=call.state.retention_days, own_days=own or 0, choices=OWNER_CHOICES,
-                     kept_days=effective_days(call.state.retention_days, own))
+                     service_days=service, own_days=own or 0, choices=OWNER_CHOICES,
+                     kept_days=effective_days(service, own))
 
 
 def delete_selected(call: Call) -> Response:
-    count = delete_clips(call.state.store, call.owner_id, call.form_lists.get("clip", []))
-    return RedirectResponse(f"/?deleted={count}", 303)
+    delete_clips(call.state.store, call.owner_id, call.form_lists.get("clip", []))
+    return RedirectResponse("/", 303)
 
 
 def delete_shown(call: Call) -> Response:
     """Every recording the filter picks: a date range, a device, or (no filter) all of them."""
     chosen, _ = chosen_by(call.form)
-    count = delete_chosen(call.state.store, call.owner_id, chosen)
-    return RedirectResponse(f"/?deleted={count}", 303)
+    delete_chosen(call.state.store, call.owner_id, chosen)
+    return RedirectResponse("/", 303)
 
 
 def retention(call: Call) -> Response:

@@ -180,8 +180,8 @@ class PortalState:
     def __init__(self, store: Store, settings: PortalSettings, broker_reload: str = "",
                  retention_days: int = 0, data_request: DataRequestSettings | None = None) -> None:
         self.store, self.settings, self.broker_reload = store, settings, broker_reload
-        self.retention_days = retention_days  # the service's (cloud.toml), which `purge` enforces
-        self.data_request = DataRequest(data_request or DataRequestSettings(), retention_days)  # for exports
+        # What exports say beside the copy, and the service's retention (cloud.toml), which `purge` enforces
+        self.data_request = DataRequest(data_request or DataRequestSettings(), retention_days)
         url = urlsplit(settings.public_url)
         self.origin = f"{url.scheme}://{url.netloc}"
         self.rp_id = url.hostname or "localhost"

@@ -66,8 +66,8 @@ def _record(clip: NewClip, stored_at: str) -> ClipRow:
 # the index alone (tests/integration/test_query_plans.py holds both backends to that).
 OWNER_PAGE = ("SELECT * FROM clips WHERE owner_id = :owner_id AND (captured_at, clip_id) > (:at, :clip_id) "
               "ORDER BY captured_at, clip_id LIMIT :limit")
-OWNER_EXPIRED = ("SELECT * FROM clips WHERE owner_id = :owner_id AND captured_at < :cutoff "
-                 "ORDER BY captured_at, clip_id LIMIT :limit")
+# The clips a ClipFilter picks, oldest first, a batch at a time: a range of the owner's index.
+OWNER_CHOSEN = "SELECT * FROM clips {where} ORDER BY captured_at, clip_id LIMIT :limit"
 INSERT_CLIP = insert("clips", conflict="clip_id")
 # The highest chain position stored from the device (wire v2): an export writes it into the
 # archive, so verify-export sees a clip missing from the end of the chain, not only between.
@@ -84,12 +84,14 @@ class ClipFilter:
     until: str = ""
     device: str = ""
 
-    def sql(self, owner_id: str) -> tuple[str, dict[str, object]]:
-        where, params = ["owner_id = :owner_id"], dict[str, object](owner_id=owner_id)
+    def sql(self) -> tuple[str, dict[str, object]]:
+        """The WHERE clause over an owner's clips (:owner_id, which the caller gives) and its
+        other parameters."""
+        where, params = ["owner_id = :owner_id"], dict[str, object]()
         for column, op, value in (("captured_at", ">=", self.since), ("captured_at", "<", self.until),
                                   ("device_id", "=", self.device)):
             if value:
-                name = f"f_{len(params)}"
+                name = f"f_{len(where)}"
                 where.append(f"{column} {op} :{name}")
                 params[name] = value
         return "WHERE " + " AND ".join(where), params
@@ -193,23 +195,25 @@ class Clips:
         """Up to `limit` of the owner's clips (those `chosen`, if given), newest first, captured
         before `before` ((captured_at, clip_id) of the last one shown; None for the newest): a
         keyset page, read backwards along the owner's index however many clips they have."""
-        where, params = (chosen or ClipFilter()).sql(owner_id)
+        where, params = (chosen or ClipFilter()).sql()
         after = "AND (captured_at, clip_id) < (:at, :clip_id) " if before else ""
         rows = self.db.query(f"SELECT * FROM clips {where} {after}ORDER BY captured_at DESC, clip_id DESC LIMIT :limit",
-                             {**params, "at": before[0] if before else None,
+                             {**params, "owner_id": owner_id, "at": before[0] if before else None,
                               "clip_id": before[1] if before else None, "limit": limit}, owner=owner_id)
         return [ClipRow(**dict(r)) for r in rows]
 
     def chosen(self, owner_id: str, chosen: ClipFilter, limit: int) -> list[ClipRow]:
-        """Up to `limit` of the owner's clips that `chosen` picks, oldest first (for deleting)."""
-        where, params = chosen.sql(owner_id)
-        rows = self.db.query(f"SELECT * FROM clips {where} ORDER BY captured_at, clip_id LIMIT :limit",
-                             {**params, "limit": limit}, owner=owner_id)
+        """Up to `limit` of the owner's clips that `chosen` picks, oldest first (for deleting:
+        the owner's choice, or retention's cutoff)."""
+        where, params = chosen.sql()
+        rows = self.db.query(OWNER_CHOSEN.format(where=where), {**params, "owner_id": owner_id, "limit": limit},
+                             owner=owner_id)
         return [ClipRow(**dict(r)) for r in rows]
 
     def count_chosen(self, owner_id: str, chosen: ClipFilter) -> int:
-        where, params = chosen.sql(owner_id)
-        return int(self.db.query(f"SELECT count(*) AS n FROM clips {where}", params, owner=owner_id)[0]["n"])
+        where, params = chosen.sql()
+        return int(self.db.query(f"SELECT count(*) AS n FROM clips {where}", {**params, "owner_id": owner_id},
+                                 owner=owner_id)[0]["n"])
 
     def mark(self, owner_id: str, clip_id: str, mark: str | None) -> bool:
         """Set (`mark` "not_meant": the owner did not mean to wake the device) or clear (None)
@@ -234,11 +238,6 @@ class Clips:
         rows = self.db.query(f"SELECT clip_id, mark FROM clip_marks WHERE owner_id = :owner_id {among}",
                              {"owner_id": owner_id, **listed}, owner=owner_id)
         return {r["clip_id"]: r["mark"] for r in rows}
-
-    def older_than(self, owner_id: str, cutoff: str, limit: int) -> list[ClipRow]:
-        """Up to `limit` of the owner's clips captured before `cutoff`, oldest first."""
-        rows = self.db.query(OWNER_EXPIRED, {"owner_id": owner_id, "cutoff": cutoff, "limit": limit}, owner=owner_id)
-        return [ClipRow(**dict(r)) for r in rows]
 
     def count(self, owner_id: str) -> int:
         return int(self.db.query("SELECT count(*) AS n FROM clips WHERE owner_id = :owner_id", {"owner_id": owner_id},

@@ -10,7 +10,7 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from earmark.cloud.store.clips import OWNER_EXPIRED, OWNER_PAGE
+from earmark.cloud.store.clips import OWNER_CHOSEN, OWNER_PAGE, ClipFilter
 from earmark.cloud.store.store import Store
 from tests.support.cloudkit import enrolled_device, tamper
 from tests.support.pgdb import admin_url_for
@@ -41,8 +41,12 @@ def fill(store: Store, owners: int = 40, clips_each: int = 250) -> str:
     return devices[0].owner_id
 
 
+EXPIRED_WHERE, EXPIRED_PARAMS = ClipFilter(until="2026-01-02").sql()  # what purge asks, a batch at a time
+
+
 @pytest.mark.parametrize(("query", "params"), [(OWNER_PAGE, {"at": "", "clip_id": "", "limit": 500}),
-                                               (OWNER_EXPIRED, {"cutoff": "2026-01-02", "limit": 500})],
+                                               (OWNER_CHOSEN.format(where=EXPIRED_WHERE),
+                                                {**EXPIRED_PARAMS, "limit": 500})],
                          ids=["export page", "purge batch"])
 def test_an_owners_clips_come_from_the_index_alone(store: Store, query: str, params: dict[str, object]) -> None:
     owner = fill(store)
