@@ -127,44 +127,21 @@ def sync_broker(store: Store, reload_command: str = "", timeout_s: float = 10.0)
     if not reloaded and not _listening(url):
         store.accounts.mark_broker_synced()
         return SyncReport(count, "not running")
-    if not _accepts(folder, url, canary, timeout_s):
+    revoked = store.accounts.revoked_devices()
+    accepted, cleared = _accepts(folder, url, canary, timeout_s, [status_topic(d) for d in revoked])
+    if not accepted:
         kind = BrokerNotConfirmedYet if reloaded else BrokerCannotBeAsked
         raise kind(
             f"the registry is updated but the broker at {url} did not confirm it reloaded within {timeout_s:.0f} s"
             + ("" if reloaded else " (it answers, but no pid file of the generated config names it: set "
                                    "broker.reload_command, e.g. \"systemctl reload mosquitto\")")
             + "; run `earmark-cloud broker sync` once it is fixed")
-    revoked = store.accounts.revoked_devices()
-    if not _clear_statuses(folder, url, canary, [status_topic(d) for d in revoked], timeout_s):
+    if not cleared:
         raise BrokerNotConfirmedYet(f"the broker at {url} reloaded but did not confirm clearing the retained "
                                     f"status of {len(revoked)} revoked device(s): run `earmark-cloud broker sync`")
     store.accounts.mark_broker_synced()
     log.debug("broker confirmed the reload: %d login(s)", count)
     return SyncReport(count, "confirmed")
-
-
-def _clear_statuses(folder: Path, url: str, password: str, topics: list[str], timeout_s: float) -> bool:
-    """An empty retained message on each topic (which removes the retained one), as the
-    canary; True once the broker acknowledged them all. A device's status says when it was
-    online and what it heard: it goes with the device's login (and its owner)."""
-    if not topics:
-        return True
-    host, port = _host_port(url)
-    client = _client(folder, url, password)
-    try:
-        client.connect(host, port, keepalive=10)
-        client.loop_start()
-        sent = [client.publish(topic, b"", qos=1, retain=True) for topic in topics]
-        deadline = time.monotonic() + timeout_s
-        for info in sent:
-            info.wait_for_publish(max(0.0, deadline - time.monotonic()))
-        return all(info.is_published() for info in sent)
-    except (OSError, RuntimeError, ValueError):
-        return False
-    finally:
-        with contextlib.suppress(Exception):
-            client.disconnect()
-            client.loop_stop()
 
 
 def _reload(folder: Path, command: str) -> bool:
@@ -232,18 +209,23 @@ def _listening(url: str) -> bool:
         return False
 
 
-def _accepts(folder: Path, url: str, password: str, timeout_s: float) -> bool:
-    """Whether the broker lets the canary in with this sync's password, within the time."""
+def _accepts(folder: Path, url: str, password: str, timeout_s: float, clear: list[str]) -> tuple[bool, bool]:
+    """Whether the broker lets the canary in with this sync's password, within the time; and,
+    on that same connection, whether it took an empty retained message on each topic of
+    `clear` (which removes the retained one: a revoked device's status says when it was
+    online and what it heard, and goes with its login)."""
     deadline = time.monotonic() + timeout_s
     host, port = _host_port(url)
     while time.monotonic() < deadline:
-        if _try_canary(folder, url, password, host, port):
-            return True
+        accepted, cleared = _try_canary(folder, url, password, host, port, clear, timeout_s)
+        if accepted:
+            return True, cleared
         time.sleep(0.2)
-    return False
+    return False, False
 
 
-def _try_canary(folder: Path, url: str, password: str, host: str, port: int) -> bool:
+def _try_canary(folder: Path, url: str, password: str, host: str, port: int, clear: list[str],
+                timeout_s: float) -> tuple[bool, bool]:
     answers: list[bool] = []
     client = _client(folder, url, password)
     client.on_connect = lambda _c, _u, _f, reason, _p: answers.append(not reason.is_failure)
@@ -252,12 +234,18 @@ def _try_canary(folder: Path, url: str, password: str, host: str, port: int) -> 
         until = time.monotonic() + 2
         while not answers and time.monotonic() < until:
             client.loop(timeout=0.1)
+        if not (answers and answers[0]):
+            return False, False
+        sent = [client.publish(topic, b"", qos=1, retain=True) for topic in clear]
+        until = time.monotonic() + timeout_s
+        while not all(info.is_published() for info in sent) and time.monotonic() < until:
+            client.loop(timeout=0.1)
+        return True, all(info.is_published() for info in sent)
     except OSError:
-        return False
+        return False, False
     finally:
         with contextlib.suppress(Exception):
             client.disconnect()
-    return bool(answers and answers[0])
 
 
 def broker_queue_depth(store: Store, timeout_s: float = 3.0) -> int | None:
