@@ -41,7 +41,8 @@ def render_statement(request: DataRequest, owner_id: str, created: str, own_days
                         "so that you can listen to them, download them and delete them.")),
         ("(b) What is kept", "Your recordings (audio, when, which device, how each started), your devices "
                              "(their public keys, when they were yours, their last status), your marks, your "
-                             "passkeys (their public keys and use counts) and sessions, the record of every "
+                             "passkeys and sessions (when made, how often used; no key or token is in this "
+                             "archive), the record of every "
                              "recording deleted (ids and positions, no audio), and a log of everything done with "
                              "your data. All of it is in this archive (your-data.json, devices.json, "
                              "manifest.json, clips/)."),

@@ -63,7 +63,7 @@ def status(call: Call) -> Response:
     """How far the export got, for the page's live region (portal.js polls it)."""
     job = call.state.exports.get(call.owner_id)
     return JSONResponse({"running": bool(job and job.running), "done": job.done if job else 0,
-                         "total": job.total if job else 0, "finished": job is not None and not job.running})
+                         "total": job.total if job else 0})
 
 
 def start(call: Call) -> Response:

@@ -55,7 +55,7 @@ function followExport(progress) {
       const response = await fetch(progress.dataset.poll, {credentials: "same-origin",
                                                            headers: {"content-type": "application/json"}});
       const job = await response.json();
-      if (job.finished || !job.running) { window.location.assign("/export"); return; }
+      if (!job.running) { window.location.assign("/export"); return; }  // ready, failed or gone
       progress.textContent = `Preparing: ${job.done} of ${job.total || "…"} recordings.`;
     } catch (e) { /* the next tick tries again */ }
     setTimeout(tick, 1000);
