@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 
 from earmark.cloud.portal.guard import COOKIE
-from earmark.cloud.store.portal import Passkey
 from earmark.cloud.store.store import Store
 from tests.integration.test_portal import portal, with_clips  # noqa: F401 - the fixture
 from tests.support.cloudkit import SimDevice
+from tests.support.portalserver import session_for
 
 playwright = pytest.importorskip("playwright.sync_api")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -61,9 +61,7 @@ def signed_in(portal: tuple[str, Store]) -> Iterator[tuple[str, Store, str, str]
     alice, _ = with_clips(store, "Alice", 3)
     long_name = "a-device-whose-name-runs-on-and-on-for-sixty-three-characters-x"  # (63: it must wrap)
     store.registry.add_device(alice.owner_id, SimDevice(long_name, alice.owner_id).public_key, long_name)
-    passkey = Passkey("soft-alice", alice.owner_id, b"key", 0)
-    assert store.portal.register(store.portal.invite(alice.owner_id, 900), passkey)
-    token, _ = store.portal.sign_in(passkey, 1, "127.0.0.1")
+    token, _ = session_for(store, alice.owner_id)
     bob = store.registry.add_owner("Bob").owner_id
     yield base, store, token, f"{base}/invite/{store.portal.invite(bob, 900)}"
 

@@ -25,11 +25,10 @@ from earmark.cloud.owner.verify_export import verify_export
 from earmark.cloud.portal.app import HEADERS
 from earmark.cloud.portal.guard import COOKIE
 from earmark.cloud.portal.state import SIGN_IN_LIMIT, PortalState, RateLimit
-from earmark.cloud.store.portal import Passkey
 from earmark.cloud.store.store import Store
 from tests.integration.test_portal_guard import _NoRedirect as NoRedirect
 from tests.support.cloudkit import SimDevice, enrolled_device
-from tests.support.portalserver import served
+from tests.support.portalserver import served, session_for
 from tests.support.softkey import SoftPasskey, b64url
 
 
@@ -173,9 +172,7 @@ def test_audio_is_served_in_the_byte_ranges_a_player_asks_for(store: Store, port
     from tests.integration.test_erasure_leaves_nothing import with_clips
 
     alice = with_clips(store, "Alice", 1)
-    passkey = Passkey("soft-1", alice.owner_id, b"key", 0)
-    assert store.portal.register(store.portal.invite(alice.owner_id, 900), passkey)
-    token, _ = store.portal.sign_in(passkey, 1, "127.0.0.1")
+    token, _ = session_for(store, alice.owner_id)
     [clip] = store.clips.of_owner(alice.owner_id)
 
     def fetch(extra: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
@@ -196,14 +193,6 @@ def test_audio_is_served_in_the_byte_ranges_a_player_asks_for(store: Store, port
     status, _, rest = fetch({"Range": f"bytes={len(whole) - 10}-"})
     assert (status, rest) == (206, whole[-10:])
     assert fetch({"Range": f"bytes={len(whole)}-"})[0] == 416
-
-
-def session_for(store: Store, owner_id: str) -> tuple[str, str]:
-    """A signed-in session for the owner: (cookie token, CSRF token)."""
-    passkey = Passkey(f"soft-{owner_id[:8]}", owner_id, b"key", 0)
-    assert store.portal.register(store.portal.invite(owner_id, 900), passkey)
-    token, session = store.portal.sign_in(passkey, 1, "127.0.0.1")
-    return token, session.csrf
 
 
 def form_post(portal: Portal, token: str, path: str, fields: list[tuple[str, str]]) -> int:

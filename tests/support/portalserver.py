@@ -15,6 +15,7 @@ import uvicorn
 from earmark.cloud.portal.app import create_app, server_config
 from earmark.cloud.portal.state import PortalState
 from earmark.cloud.settings import PortalSettings
+from earmark.cloud.store.portal import Passkey
 from earmark.cloud.store.store import Store
 from tests.support.broker import free_port
 
@@ -37,3 +38,12 @@ def served(store: Store, **settings: Any) -> Iterator[tuple[str, PortalState]]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def session_for(store: Store, owner_id: str) -> tuple[str, str]:
+    """A signed-in session for the owner, as a passkey sign-in leaves it (its passkey made
+    through an invite of theirs): (cookie token, CSRF token)."""
+    passkey = Passkey(f"soft-{owner_id[:8]}", owner_id, b"key", 0)
+    assert store.portal.register(store.portal.invite(owner_id, 900), passkey)
+    token, session = store.portal.sign_in(passkey, 1, "127.0.0.1")
+    return token, session.csrf
