@@ -83,7 +83,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from earmark.cloud.owner.statement import DataRequest
 
     s = cli_settings(args)
-    result = export_owner(cli_store(args), args.owner, args.out, args.recipient, terminal_progress,
+    result = export_owner(open_for_work(s), args.owner, args.out, args.recipient, terminal_progress,
                           DataRequest(s.data_request, s.retention_days))
     if args.json:
         print(json.dumps({"archive": str(result.path), "clips": result.clips, "audio_bytes": result.audio_bytes,
