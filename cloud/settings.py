@@ -137,6 +137,10 @@ class CloudSettings:
                                 _url(("postgresql", "postgres"), "postgresql://ROLE@HOST:PORT/DATABASE (or empty "
                                      "for SQLite)", "put it in PGPASSFILE (0600) or PGPASSWORD"),
                                 flag="--database-url")
+    blob_store: str = setting("files", "where the sealed clips go: files (under data_dir; with several ingesters, a "
+                                       "filesystem they share) or database (a table of the store's database, shared "
+                                       "by ingesters on any host, replicated and backed up with the rows)",
+                              one_of("files", "database"), flag="--blob-store")
     max_envelope_bytes: int = setting(MAX_ENVELOPE_BYTES, "the largest envelope the ingester takes",
                                       within(1024, MAX_ENVELOPE_BYTES, "bytes"))
     retention_days: int = setting(0, "`earmark-cloud purge` deletes clips captured longer ago",

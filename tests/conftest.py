@@ -74,7 +74,14 @@ def database_url(request: pytest.FixtureRequest) -> Iterator[str]:
 
 
 @pytest.fixture
-def store(tmp_path: Path, database_url: str) -> Iterator[Store]:
-    made = make_store(tmp_path / "cloud", database_url)
+def blob_store(request: pytest.FixtureRequest) -> str:
+    """Where the `store` fixture keeps blobs: "files" unless a module runs its tests on every
+    blob store (`pytestmark = EVERY_BLOB_STORE`, tests/support/cloudkit.py)."""
+    return str(getattr(request, "param", "files"))
+
+
+@pytest.fixture
+def store(tmp_path: Path, database_url: str, blob_store: str) -> Iterator[Store]:
+    made = make_store(tmp_path / "cloud", database_url, blob_store)
     yield made
     made.close()

@@ -35,6 +35,8 @@ TABLES: dict[str, Holding | str] = {
                        remains="the revoked row (no owner column): its key may never be enrolled again"),
     "clips": Holding("one WAV per clip, and its row in manifest.json, clips.csv and index.html",
                      "2. deleted, blobs first"),
+    "clip_blobs": Holding("the clips' audio, in the WAVs (blob_store = \"database\")",
+                          "2. the owner's rows deleted, before the clips' rows"),
     "clip_marks": Holding("manifest.json's `mark` and index.html", "2. deleted with the clips"),
     "deleted_clips": Holding("the chain check: a deletion on record is not a gap",
                              "kept", remains="clip ids, envelope hashes, device ids and chain positions of "
@@ -45,6 +47,8 @@ TABLES: dict[str, Holding | str] = {
                      "8. redacted: their events and those of no owner naming their devices",
                      remains="one owner_erased record (counts only), and each redacted event's place "
                              "in the chain (seq, owner id, hashes)"),
+    "quarantine_blobs": Holding("", "4. deleted with their quarantine rows; sealed with the secrets of the owners "
+                                    "they name", why_not="as the quarantine table"),
     "portal_invites": Holding("", "5. deleted", why_not="link hashes only"),
     "portal_passkeys": Holding("", "5. deleted", why_not="public keys of the owner's passkeys"),
     "portal_sessions": Holding("", "5. deleted", why_not="session hashes only"),

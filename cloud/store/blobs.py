@@ -1,16 +1,31 @@
-"""Blob files under the data dir, written whole and durably (temp file, fsync, rename,
-fsync dir) so that a crash leaves a blob entire or absent. Paths are relative to the data
-dir: `blobs/<owner_id>/<clip_id>.bin` for clips, `quarantine/<id>.bin` for refused payloads."""
+"""Where sealed blobs live, behind one interface (`BlobStore`) with two backends:
+
+- `Blobs` (blob_store = "files", the embedded default): files under the data dir, written
+  whole and durably (temp file, fsync, rename, fsync dir) so that a crash leaves a blob
+  entire or absent. With several ingesters, a filesystem they share.
+- `TableBlobs` (blob_store = "database"): rows of the store's own database (clip_blobs,
+  quarantine_blobs), so ingesters on any host share them through PostgreSQL, and they are
+  replicated to its standby, failed over and backed up with the rows. Each clip blob is in
+  its owner's row-level-security scope, at a path the table's check holds to that owner's
+  prefix; a query without the owner sees none.
+
+Paths are the same on both: `blobs/<owner_id>/<clip_id>.bin` for clips,
+`quarantine/<id>.bin` for refused payloads. On both a blob is written, in a commit of its
+own, before the row that points at it, so a crash leaves at most a blob without a row,
+which the sweep accounts for (store/store.py)."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Protocol
 
-from earmark.cloud.store.database import StoreUnavailable
+from earmark.cloud.store.database import Database, Row, StoreUnavailable
+from earmark.cloud.store.ddl import insert
 from earmark.runtime.durable import TEMP_PREFIX, fsync_dir, write_file
 
 CLIPS = "blobs"
@@ -33,6 +48,45 @@ def quarantine_blob(quarantine_id: str) -> str:
     return f"{QUARANTINE}/{quarantine_id}.bin"
 
 
+class BlobStore(Protocol):
+    def write(self, relative: str, data: bytes | bytearray) -> None: ...
+
+    def write_many(self, blobs: list[tuple[str, bytes | bytearray]]) -> None:
+        """Each blob whole and durable before this returns; StoreUnavailable if refused."""
+
+    def read(self, relative: str) -> bytes:
+        """The blob's bytes; FileNotFoundError if it is not there."""
+
+    def exists(self, relative: str) -> bool: ...
+
+    def remove(self, relative: str) -> None: ...
+
+    def set_aside(self, relative: str) -> str:
+        """Move it to set-aside/<relative> for a person to look at; returns where it went."""
+
+    def remove_owner(self, owner_id: str) -> None:
+        """The owner's blobs, and those of theirs the sweep set aside."""
+
+    def owner_folders(self) -> list[str]:
+        """The owners who have clip blobs."""
+
+    def loose_files(self) -> list[str]: ...
+
+    def files_under(self, folder: str) -> Iterator[tuple[str, float]]:
+        """(relative path, Unix time written) of each blob below `folder` ("blobs/<owner>" or
+        "quarantine")."""
+
+    @staticmethod
+    def is_temp(relative: str) -> bool: ...
+
+    def close(self) -> None: ...
+
+
+def open_blobs(kind: str, data_dir: Path, db: Database) -> BlobStore:
+    """The blob store `blob_store` names: "files" or "database"."""
+    return TableBlobs(db) if kind == "database" else Blobs(data_dir)
+
+
 class Blobs:
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = Path(data_dir)
@@ -43,6 +97,9 @@ class Blobs:
 
     def path(self, relative: str) -> Path:
         return self.data_dir / relative
+
+    def exists(self, relative: str) -> bool:
+        return self.path(relative).exists()
 
     def write(self, relative: str, data: bytes | bytearray) -> None:
         self.write_many([(relative, data)])
@@ -124,3 +181,101 @@ class Blobs:
 
     def close(self) -> None:
         self._writers.shutdown()
+
+
+def _owner_of(relative: str) -> str | None:
+    """The owner whose prefix the path is under (None for a quarantined payload's)."""
+    parts = relative.removeprefix(f"{SET_ASIDE}/").split("/")
+    return parts[1] if parts[0] == CLIPS and len(parts) == 3 else None
+
+
+def _table_of(relative: str) -> str:
+    return "clip_blobs" if _owner_of(relative) is not None else "quarantine_blobs"
+
+
+class TableBlobs:
+    """Sealed blobs as rows of the store's database (see the module's docstring). Each write
+    is one transaction, committed durably (on PostgreSQL with a synchronous standby, on both
+    machines) before the rows that point at the blobs are written."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def write(self, relative: str, data: bytes | bytearray) -> None:
+        self.write_many([(relative, data)])
+
+    def write_many(self, blobs: list[tuple[str, bytes | bytearray]]) -> None:
+        """All the blobs in one transaction, each owner's in that owner's scope. A blob already
+        at the path (a redelivered clip, whose row another ingester may have stored) is
+        replaced, as a file would be."""
+        now = time.time()
+        by_owner: dict[str | None, list[tuple[str, bytes | bytearray]]] = {}
+        for relative, data in blobs:
+            by_owner.setdefault(_owner_of(relative), []).append((relative, data))
+        with self.db.transaction() as cur:
+            for owner_id, share in sorted(by_owner.items(), key=lambda item: item[0] or ""):
+                if owner_id is None:
+                    cur.executemany(QUARANTINE_UPSERT, [{"path": path, "sealed": bytes(data), "written_at": now}
+                                                        for path, data in share])
+                    continue
+                cur.scope(owner_id)
+                cur.executemany(CLIP_UPSERT, [{"path": path, "owner_id": owner_id, "sealed": bytes(data),
+                                               "written_at": now} for path, data in share])
+
+    def _query(self, sql: str, relative: str, **params: object) -> list[Row]:
+        """`sql` on the table `relative` belongs in ({table}), in its owner's scope."""
+        return self.db.query(sql.format(table=_table_of(relative)), {"path": relative, **params},
+                             owner=_owner_of(relative))
+
+    def read(self, relative: str) -> bytes:
+        rows = self._query("SELECT sealed FROM {table} WHERE path = :path", relative)
+        if not rows:
+            raise FileNotFoundError(relative)
+        return bytes(rows[0]["sealed"])
+
+    def exists(self, relative: str) -> bool:
+        return bool(self._query("SELECT 1 AS found FROM {table} WHERE path = :path", relative))
+
+    def remove(self, relative: str) -> None:
+        with self.db.transaction() as cur:
+            if (owner_id := _owner_of(relative)) is not None:
+                cur.scope(owner_id)
+            cur.execute(f"DELETE FROM {_table_of(relative)} WHERE path = :path", {"path": relative})
+
+    def set_aside(self, relative: str) -> str:
+        target = f"{SET_ASIDE}/{relative}"
+        with self.db.transaction() as cur:
+            if (owner_id := _owner_of(relative)) is not None:
+                cur.scope(owner_id)
+            cur.execute(f"UPDATE {_table_of(relative)} SET path = :target WHERE path = :path",
+                        {"path": relative, "target": target})
+        return target
+
+    def remove_owner(self, owner_id: str) -> None:
+        with self.db.transaction() as cur:
+            cur.scope(owner_id)
+            cur.execute("DELETE FROM clip_blobs WHERE owner_id = :owner_id", {"owner_id": owner_id})
+
+    def owner_folders(self) -> list[str]:
+        return [str(r["owner_id"]) for r in self.db.gateway("blob_owners")]
+
+    def loose_files(self) -> list[str]:
+        return []  # a row is written whole or not at all: there are no temp files
+
+    def files_under(self, folder: str) -> Iterator[tuple[str, float]]:
+        prefix = folder.rstrip("/") + "/"
+        in_place = prefix + "-.bin"  # a path in the folder: its table and owner are the folder's
+        for row in self._query("SELECT path, written_at FROM {table} WHERE substr(path, 1, :length) = :prefix "
+                               "ORDER BY path", in_place, length=len(prefix), prefix=prefix):
+            yield str(row["path"]), float(row["written_at"])
+
+    @staticmethod
+    def is_temp(relative: str) -> bool:
+        return False
+
+    def close(self) -> None:
+        pass  # the database is the store's, closed with it
+
+
+CLIP_UPSERT = insert("clip_blobs", conflict="path", update=("sealed", "written_at"))
+QUARANTINE_UPSERT = insert("quarantine_blobs", conflict="path", update=("sealed", "written_at"))

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from earmark.cloud.store.audit import AuditLog
-from earmark.cloud.store.blobs import Blobs, clip_blob
+from earmark.cloud.store.blobs import BlobStore, clip_blob
 from earmark.cloud.store.crypto import CryptoError, clip_aad, open_sealed, seal
 from earmark.cloud.store.database import Cursor, Database, in_list
 from earmark.cloud.store.ddl import insert
@@ -110,7 +110,7 @@ def _advance_chains(cur: Cursor, records: list[ClipRow]) -> None:
 
 
 class Clips:
-    def __init__(self, db: Database, keys: Keys, blobs: Blobs, audit: AuditLog) -> None:
+    def __init__(self, db: Database, keys: Keys, blobs: BlobStore, audit: AuditLog) -> None:
         self.db, self.keys, self.blobs, self.audit = db, keys, blobs, audit
 
     def blob_path(self, owner_id: str, clip_id: str) -> str:

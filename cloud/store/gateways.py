@@ -11,6 +11,8 @@ row-level security) that runs the same query and returns only the columns it nam
   wake_marks       per wake word (or "(button)"), clips stored and how many their owners
                    marked "I did not mean to wake it": numbers only, for tuning
   audit            the audit chain after a sequence number, in order, a page at a time
+  blob_owners      the owners who have clip blobs in the database (blob_store = "database"):
+                   ids only, for the sweep, which then looks in each owner's scope
 """
 
 from __future__ import annotations
@@ -38,7 +40,17 @@ from sqlalchemy.sql.selectable import SelectBase
 from sqlalchemy.sql.util import find_tables
 from sqlalchemy.types import TypeEngine
 
-from earmark.cloud.store.schema import audit, bindings, clip_marks, clips, deleted_clips, devices, owners, quarantine
+from earmark.cloud.store.schema import (
+    audit,
+    bindings,
+    clip_blobs,
+    clip_marks,
+    clips,
+    deleted_clips,
+    devices,
+    owners,
+    quarantine,
+)
 
 FUNCTION_PREFIX = "earmark_"
 PG = postgresql.dialect()  # type: ignore[no-untyped-call]
@@ -152,6 +164,11 @@ def _audit(after: ColumnElement[int], limit: ColumnElement[int]) -> Query:
     return query
 
 
+def _blob_owners() -> Query:
+    query: Query = select(clip_blobs.c.owner_id).distinct().order_by(clip_blobs.c.owner_id)
+    return query
+
+
 GATEWAYS = {g.name: g for g in (
     Gateway("bindings", (("device", Text()),), _bindings),
     Gateway("fingerprints", (("clips", postgresql.JSONB()),), _fingerprints),
@@ -159,4 +176,5 @@ GATEWAYS = {g.name: g for g in (
     Gateway("counts", (), _counts),
     Gateway("wake_marks", (), _wake_marks),
     Gateway("audit", (("after", BigInteger()), ("limit", Integer())), _audit),
+    Gateway("blob_owners", (), _blob_owners),
 )}

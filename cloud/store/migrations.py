@@ -22,7 +22,7 @@ from earmark.cloud.store.database import StoreError
 from earmark.cloud.store.ddl import create_index, create_table, gateway_functions, indexes, row_security, table
 from earmark.cloud.store.schema import devices
 
-SCHEMA_VERSION = 12
+SCHEMA_VERSION = 13
 FIRST = 10  # the first version described once
 LEGACY = {"sqlite": 9, "postgres": 6}  # the hand-kept scripts' last versions, which migration 10 takes
 
@@ -66,7 +66,14 @@ def _v12(backend: str) -> list[str]:
     return ["ALTER TABLE owners ADD COLUMN retention_days INTEGER"]
 
 
-MIGRATIONS: dict[int, Callable[[str], list[str]]] = {10: _v10, 11: _v11, 12: _v12}
+def _v13(backend: str) -> list[str]:
+    """Sealed blobs may live in the database (blob_store = "database"): clip_blobs, under
+    row-level security like the clips (made by postgres_refresh), and quarantine_blobs."""
+    return [statement for name in ("clip_blobs", "quarantine_blobs")
+            for statement in (create_table(name, backend), *(create_index(i, backend) for i in indexes(name)))]
+
+
+MIGRATIONS: dict[int, Callable[[str], list[str]]] = {10: _v10, 11: _v11, 12: _v12, 13: _v13}
 
 
 def steps(backend: str, version: int) -> list[tuple[int, list[str]]]:

@@ -222,10 +222,37 @@ DUMP = "earmark.pgdump"
 
 
 def restore_dump(source: Path, admin_url: str) -> None:
+    """The dump in place of the database's rows, keeping the blobs the database holds
+    (blob_store = "database") that the dump lacks, as a restore keeps newer blob files: the
+    sweep re-indexes them. Run as the database's admin (a superuser: the kept blobs are
+    many owners', and row-level security is forced on their table)."""
     if not admin_url:
         raise StoreError("a PostgreSQL restore runs as the database's admin: give --admin-url")
+    kept = _keep_blobs(admin_url)
     run_tool(["pg_restore", "--clean", "--if-exists", "--single-transaction", "--dbname", admin_url,
               str(source / DUMP)], admin_url)
+    if kept:
+        with psycopg.connect(admin_url, autocommit=True, connect_timeout=10) as conn, conn.transaction():
+            for name in kept:
+                conn.execute(f"INSERT INTO {name} SELECT * FROM {KEEP_PREFIX}{name} ON CONFLICT (path) DO NOTHING")
+                conn.execute(f"DROP TABLE {KEEP_PREFIX}{name}")
+
+
+KEEP_PREFIX = "earmark_restore_keep_"  # not in any dump, so pg_restore --clean leaves it be
+
+
+def _keep_blobs(admin_url: str) -> list[str]:
+    """Copy the blob tables aside before a restore; returns those copied."""
+    try:
+        with psycopg.connect(admin_url, autocommit=True, connect_timeout=10) as conn, conn.transaction():
+            names = [name for name in ("clip_blobs", "quarantine_blobs")
+                     if conn.execute("SELECT to_regclass(%s)", (name,)).fetchone() != (None,)]
+            for name in names:
+                conn.execute(f"DROP TABLE IF EXISTS {KEEP_PREFIX}{name}")
+                conn.execute(f"CREATE TABLE {KEEP_PREFIX}{name} AS TABLE {name}")
+    except psycopg.Error as exc:
+        raise StoreError(f"cannot keep the blobs aside on {redact(admin_url)}: {first_line(exc)}") from None
+    return names
 
 
 def run_tool(argv: list[str], url: str) -> None:

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 
 from earmark.cloud.store.audit import AuditLog
-from earmark.cloud.store.blobs import Blobs, quarantine_blob
+from earmark.cloud.store.blobs import BlobStore, quarantine_blob
 from earmark.cloud.store.crypto import CryptoError, linked_quarantine_key, open_sealed, quarantine_aad, seal
 from earmark.cloud.store.database import Database, in_list
 from earmark.cloud.store.ddl import insert
@@ -51,7 +51,7 @@ class QuarantineQuota:
 
 
 class Quarantine:
-    def __init__(self, db: Database, keys: Keys, blobs: Blobs, audit: AuditLog) -> None:
+    def __init__(self, db: Database, keys: Keys, blobs: BlobStore, audit: AuditLog) -> None:
         self.db, self.keys, self.blobs, self.audit = db, keys, blobs, audit
 
     def put(self, topic: str, reason: str, detail: str, payload: bytes, device_id: str | None = None,

@@ -227,6 +227,32 @@ device_presence = Table(
 )
 Index("device_presence_by_owner", device_presence.c.owner_id)
 
+# Sealed clips, when the blob store is the database (blob_store = "database", store/blobs.py):
+# replicated, failed over and backed up with the rows, each under its owner's row-level
+# security, and only at a path under that owner's prefix (blobs/<owner_id>/, or set-aside/
+# blobs/<owner_id>/ for one the sweep could not account for).
+clip_blobs = Table(
+    "clip_blobs", metadata,
+    _text("path", primary_key=True),
+    _text("owner_id"),  # no foreign key: a restore keeps blobs newer than its owners' rows, for the sweep
+    Column("sealed", LargeBinary, nullable=False),
+    Column("written_at", Double, nullable=False),  # Unix seconds: the sweep's grace period
+    CheckConstraint("substr(path, 1, length(owner_id) + 7) = 'blobs/' || owner_id || '/' OR "
+                    "substr(path, 1, length(owner_id) + 17) = 'set-aside/blobs/' || owner_id || '/'",
+                    name="clip_blobs_path_check"),
+    info={"owner": "scope"},
+)
+Index("clip_blobs_by_owner", clip_blobs.c.owner_id)
+# Refused payloads' sealed bytes (quarantine/<id>.bin), tied to no owner, in the same database.
+quarantine_blobs = Table(
+    "quarantine_blobs", metadata,
+    _text("path", primary_key=True),
+    Column("sealed", LargeBinary, nullable=False),
+    Column("written_at", Double, nullable=False),
+    CheckConstraint("substr(path, 1, 11) = 'quarantine/' OR substr(path, 1, 21) = 'set-aside/quarantine/'",
+                    name="quarantine_blobs_path_check"),
+)
+
 OWNER_TABLES = tuple(t.name for t in metadata.sorted_tables if t.info.get("owner"))
 
 

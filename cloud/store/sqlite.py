@@ -146,11 +146,24 @@ class SqliteDatabase:
             self.conn.close()
 
 
+BLOB_TABLES = ("clip_blobs", "quarantine_blobs")
+
+
 def restore_file(data_dir: Path, source: Path) -> None:
-    """Put a dump's database file in place of the store's (no ingester may be running)."""
+    """Put a dump's database file in place of the store's (no ingester may be running),
+    keeping the blobs the store holds in its tables (blob_store = "database") that the dump
+    lacks, as a restore keeps newer blob files: the sweep re-indexes them."""
     staged = data_dir / f".restore-{FILE}"
     with closing(sqlite3.connect(source / FILE)) as backup_db, closing(sqlite3.connect(staged)) as copy:
         backup_db.backup(copy)
+        if (data_dir / FILE).exists():
+            copy.execute("ATTACH DATABASE ? AS live", (str(data_dir / FILE),))
+            for name in BLOB_TABLES:
+                present = "SELECT 1 FROM {}.sqlite_master WHERE type = 'table' AND name = ?"
+                if all(copy.execute(present.format(db), (name,)).fetchone() for db in ("main", "live")):
+                    copy.execute(f"INSERT OR IGNORE INTO main.{name} SELECT * FROM live.{name}")
+            copy.commit()
+            copy.execute("DETACH DATABASE live")
     for leftover in (data_dir / f"{FILE}-wal", data_dir / f"{FILE}-shm"):
         leftover.unlink(missing_ok=True)
     staged.chmod(0o600)

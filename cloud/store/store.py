@@ -1,8 +1,9 @@
-"""The store: one database, a blob directory keyed by owner, and the keys that seal them.
+"""The store: one database, sealed blobs keyed by owner, and the keys that seal them.
 
     <data_dir>/earmark.db            registry, clip rows, quarantine rows, audit log
                                      (or PostgreSQL, when database_url is set)
-    <data_dir>/blobs/<owner_id>/…    sealed clip envelopes, one file each
+    <data_dir>/blobs/<owner_id>/…    sealed clip envelopes, one file each (blob_store = "files";
+                                     with "database", rows of clip_blobs: store/blobs.py)
     <data_dir>/quarantine/…          sealed rejected payloads, tied to no owner
     master key                       elsewhere (see CloudSettings.master_key_path), and beside it
                                      owner-keys/ (store/keystore.py), the erasure ledger and
@@ -12,8 +13,8 @@
 the repositories built on them (registry, clips, quarantine, broker accounts), each of which
 takes just the parts it needs. It holds no SQL of its own beyond what the sweep asks them.
 
-With PostgreSQL, several ingesters share the data dir (a shared filesystem at scale; see
-deploy/SCALING.md for why blobs stay out of the database).
+With PostgreSQL, several ingesters share the blobs: a shared filesystem under the data dir,
+or the database itself (blob_store = "database"; deploy/SCALING.md compares the two).
 
 Crash-safe ordering: a blob is written whole (temp, fsync, rename, fsync dir) before the
 row that points at it commits. A crash in between leaves a blob with no row, and so does a
@@ -40,7 +41,7 @@ from typing import IO, TYPE_CHECKING
 
 from earmark.cloud.store.accounts import BrokerAccounts
 from earmark.cloud.store.audit import AuditLog
-from earmark.cloud.store.blobs import CLIPS, QUARANTINE, Blobs
+from earmark.cloud.store.blobs import CLIPS, QUARANTINE, open_blobs
 from earmark.cloud.store.clips import Clips, NewClip
 from earmark.cloud.store.crypto import load_master_key
 from earmark.cloud.store.database import Cursor, StoreError, open_database
@@ -82,10 +83,12 @@ class StoreCheck:
 
 
 class Store(AbstractContextManager["Store"]):
-    def __init__(self, data_dir: Path, master_key_path: Path, create: bool = False, database_url: str = "") -> None:
+    def __init__(self, data_dir: Path, master_key_path: Path, create: bool = False, database_url: str = "",
+                 blob_store: str = "files") -> None:
         self.data_dir = Path(data_dir)
         self.master_key_path = Path(master_key_path)
         self.database_url = database_url
+        self.blob_store = blob_store
         if create:  # rows are metadata about people: nobody else on the machine reads them
             self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
             self.data_dir.chmod(0o700)
@@ -99,7 +102,7 @@ class Store(AbstractContextManager["Store"]):
         if not create:
             master_key = finish_rotation(self.keys, self.master_key_path, ledger_path)
         self.erasures = ErasureLedger(ledger_path, master_key)
-        self.blobs = Blobs(self.data_dir)
+        self.blobs = open_blobs(blob_store, self.data_dir, self.db)
         if create:
             with self.audit.write() as cur:
                 if self.keys.create_quarantine_key(cur):
@@ -116,7 +119,8 @@ class Store(AbstractContextManager["Store"]):
 
     @classmethod
     def open(cls, settings: CloudSettings, create: bool = False) -> Store:
-        return cls(Path(settings.data_dir), settings.master_key_path, create, settings.database_url)
+        return cls(Path(settings.data_dir), settings.master_key_path, create, settings.database_url,
+                   settings.blob_store)
 
     def write(self) -> AbstractContextManager[Cursor]:
         """A durable transaction whose audit events' head is recorded after the commit."""
@@ -224,7 +228,7 @@ class Store(AbstractContextManager["Store"]):
         export of its owner). On PostgreSQL, blobs younger than SWEEP_GRACE_S are left alone."""
         grace = SWEEP_GRACE_S if self.db.many_writers else 0
         missing = {owner.owner_id: [row for row in self.clips.iter_owner(owner.owner_id)
-                                    if not self.blobs.path(row.blob_path).exists()]
+                                    if not self.blobs.exists(row.blob_path)]
                    for owner in self.registry.owners() if not owner.erased_at}
         missing = {owner: rows for owner, rows in missing.items() if rows}
         strays = self.strays(grace)

@@ -1,5 +1,6 @@
 """Backups and erasure: a store restored from a backup taken before an erasure never yields
-the erased owner again, and loses no clip that arrived after the backup. On both backends."""
+the erased owner again, and loses no clip that arrived after the backup. On both databases,
+with blobs as files and as database rows."""
 
 from __future__ import annotations
 
@@ -14,8 +15,10 @@ from earmark.cloud.store.backup import backup, restore
 from earmark.cloud.store.crypto import CryptoError
 from earmark.cloud.store.keys import OwnerError
 from earmark.cloud.store.store import Store
-from tests.support.cloudkit import enrolled_device, reopen
+from tests.support.cloudkit import EVERY_BLOB_STORE, enrolled_device, reopen
 from tests.support.pgdb import admin_url_for
+
+pytestmark = EVERY_BLOB_STORE
 
 
 def test_an_erasure_survives_a_restore_from_a_backup_taken_before_it(store: Store, database_url: str,
@@ -51,7 +54,7 @@ def test_an_erasure_survives_a_restore_from_a_backup_taken_before_it(store: Stor
         with pytest.raises(ExportError, match="erased"):
             export_owner(restored, alice.owner_id, tmp_path / "out")
         assert restored.clips.count(alice.owner_id) == 0
-        assert not (restored.data_dir / "blobs" / alice.owner_id).exists()
+        assert alice.owner_id not in restored.blobs.owner_folders()
         assert restored.registry.device("alice-pi").revoked_at  # type: ignore[union-attr]
         assert apply_erasure_ledger(restored) == []  # done once, not again
         # Bob loses nothing: the clip that came after the backup is re-indexed from its blob.

@@ -1,11 +1,11 @@
 """Export and erasure against adversaries, on SQLite and on PostgreSQL under the service
-role: many owners, tampered rows and blobs, rebinding, edited archives. An export holds
-all of its owner's clips and nothing of anyone else's, or it does not exist."""
+role, with blobs as files and as database rows: many owners, tampered rows and blobs,
+rebinding, edited archives. An export holds all of its owner's clips and nothing of anyone
+else's, or it does not exist."""
 
 from __future__ import annotations
 
 import json
-import shutil
 import zipfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,7 +22,9 @@ from earmark.cloud.owner.verify_export import verify_export
 from earmark.cloud.store.database import StoreError
 from earmark.cloud.store.store import Store
 from earmark.wire.envelope import decode_envelope
-from tests.support.cloudkit import SimDevice, enrolled_device, reopen, tamper
+from tests.support.cloudkit import EVERY_BLOB_STORE, SimDevice, enrolled_device, reopen, tamper
+
+pytestmark = EVERY_BLOB_STORE
 
 
 def owner_with_device(store: Store, name: str) -> tuple[str, SimDevice]:
@@ -95,9 +97,7 @@ def test_a_row_relabelled_to_another_owner_aborts_that_owners_export(
 
 def test_a_blob_copied_under_another_owners_clip_aborts(store: Store, alice_bob: tuple, tmp_path: Path) -> None:
     (alice, _, a_ids), (bob, _, b_ids) = alice_bob
-    a_blob = store.data_dir / store.clips.blob_path(alice, a_ids[0])
-    b_blob = store.data_dir / store.clips.blob_path(bob, b_ids[1])
-    shutil.copyfile(a_blob, b_blob)
+    store.blobs.write(store.clips.blob_path(bob, b_ids[1]), store.blobs.read(store.clips.blob_path(alice, a_ids[0])))
     assert_aborts(store, bob, tmp_path / "out", b_ids[1], "blob_key")
 
 
@@ -134,8 +134,7 @@ def test_a_device_moved_by_an_older_earmark_keeps_its_earlier_clips_in_their_own
     # A row moved to Bob whose clip was captured while the device was Alice's is refused:
     tamper(store, "UPDATE clips SET owner_id = ?, blob_path = ? WHERE clip_id = ?",
            (bob, store.clips.blob_path(bob, a_ids[0]), a_ids[0]))
-    shutil.copyfile(store.data_dir / store.clips.blob_path(alice, a_ids[0]),
-                    store.data_dir / store.clips.blob_path(bob, a_ids[0]))
+    store.blobs.write(store.clips.blob_path(bob, a_ids[0]), store.blobs.read(store.clips.blob_path(alice, a_ids[0])))
     assert_aborts(store, bob, tmp_path / "c", a_ids[0], "blob_key")
 
 
@@ -226,7 +225,7 @@ def test_erasure_shreds_the_key_first_and_leaves_a_tombstone(store: Store, alice
     from earmark.cloud.store.keys import OwnerError
 
     (alice, a, a_ids), (bob, _b, b_ids) = alice_bob
-    kept_copy = (store.data_dir / store.clips.blob_path(alice, a_ids[0])).read_bytes()
+    kept_copy = store.blobs.read(store.clips.blob_path(alice, a_ids[0]))
     [row] = [r for r in store.clips.of_owner(alice) if r.clip_id == a_ids[0]]
     delete_all, deleting = store.clips.delete_all, []
 
@@ -240,13 +239,12 @@ def test_erasure_shreds_the_key_first_and_leaves_a_tombstone(store: Store, alice
     erasure = erase_owner(store, alice)
     assert deleting == [alice]
     assert erasure.clips == 3 and erasure.devices == [a.device_id]
-    assert store.clips.of_owner(alice) == [] and not (store.data_dir / "blobs" / alice).exists()
+    assert store.clips.of_owner(alice) == [] and alice not in store.blobs.owner_folders()
     owner = store.registry.owner(alice)
     assert owner is not None and owner.erased_at and owner.display_name == ""
     assert store.registry.device(a.device_id).revoked_at  # type: ignore[union-attr]
     # A copy of a blob made before erasure (a backup, say) no longer opens with anything.
-    (store.data_dir / row.blob_path).parent.mkdir(parents=True)
-    (store.data_dir / row.blob_path).write_bytes(kept_copy)
+    store.blobs.write(row.blob_path, kept_copy)
     with pytest.raises(OwnerError):
         store.clips.read(alice, row)
     with pytest.raises(ExportError, match="was erased"):
@@ -267,7 +265,7 @@ def test_an_ingester_holding_a_cached_key_cannot_store_for_an_erased_owner(store
     tamper(store, "UPDATE devices SET revoked_at = NULL WHERE device_id = ?", (device.device_id,))
     outcome = ingestor.handle(device.topic, envelope)
     assert (outcome.status, outcome.reason) == ("rejected", "owner_erased")
-    assert running.clips.count(owner) == 0 and not (store.data_dir / "blobs" / owner).exists()
+    assert running.clips.count(owner) == 0 and owner not in store.blobs.owner_folders()
 
 
 def test_deleting_one_clip_and_purging_by_retention(store: Store, tmp_path: Path) -> None:

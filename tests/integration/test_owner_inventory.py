@@ -19,7 +19,7 @@ from earmark.cloud.settings import PortalSettings
 from earmark.cloud.store.store import Store
 from tests.integration.test_erasure_leaves_nothing import prepared, with_clips
 from tests.integration.test_schema import new_schemas
-from tests.support.cloudkit import tamper
+from tests.support.cloudkit import EVERY_BLOB_STORE, tamper
 
 
 def test_every_table_either_backend_holds_is_in_the_inventory(tmp_path: Path) -> None:
@@ -39,8 +39,7 @@ def working_store(store: Store) -> tuple[str, str]:
     export, a portal export waiting. Returns (the owner to erase, the other one)."""
     alice, bob = with_clips(store, "Alice", 2), with_clips(store, "Bob", 1)
     store.quarantine.put(alice.topic, "malformed", "test", b"junk", device_id=alice.device_id)
-    stray = store.data_dir / "blobs" / alice.owner_id / "stray.bin"
-    stray.write_bytes(b"not a blob")
+    store.blobs.write(f"blobs/{alice.owner_id}/stray.bin", b"not a blob")
     assert store.sweep().set_aside == 1
     export_owner(store, bob.owner_id, store.data_dir.parent / "exports")
     store.audit.record("portal_signed_in", owner_id=alice.owner_id, detail={"client": "198.51.100.77"})
@@ -65,6 +64,7 @@ def test_every_file_kind_a_working_store_makes_is_in_the_inventory(store: Store)
     assert {"master.key", "owner-keys", "erasures.ledger", "export-signing.key"} <= keys
 
 
+@EVERY_BLOB_STORE
 def test_after_an_erasure_only_what_the_inventory_says_remains(store: Store) -> None:
     alice, bob = working_store(store)
     devices = [d.device_id for d in store.registry.devices(alice)]
@@ -75,7 +75,6 @@ def test_after_an_erasure_only_what_the_inventory_says_remains(store: Store) -> 
         rows = [repr(row) for row in tamper(store, f"SELECT * FROM {table}")]
         naming = [r for r in rows if alice in r or any(f"'{d}'" in r for d in devices)]
         assert naming == [], f"{table} keeps {naming} of the erased owner; the inventory says nothing remains"
-    blobs = store.data_dir / "blobs"
-    assert not (blobs / alice).exists() and (blobs / bob).exists()
-    assert not (store.data_dir / "set-aside" / "blobs" / alice).exists()
+    assert alice not in store.blobs.owner_folders() and bob in store.blobs.owner_folders()
+    assert list(store.blobs.files_under(f"set-aside/blobs/{alice}")) == []
     assert not (store.master_key_path.parent / "owner-keys" / f"{alice}.key").exists()

@@ -21,7 +21,7 @@ from tests.support.pgdb import admin_execute, temporary_database
 @pytest.fixture
 def pg_store(tmp_path: Path) -> Iterator[Store]:
     with temporary_database() as url:
-        store = make_store(tmp_path / "cloud", url)
+        store = make_store(tmp_path / "cloud", url, blob_store="database")  # the blobs are owner rows too
         yield store
         store.close()
 
@@ -48,9 +48,10 @@ def service_connection(store: Store) -> psycopg.Connection:  # type: ignore[type
 
 def test_outside_an_owner_scope_no_owner_rows_are_visible(pg_store: Store, two_owners: tuple[str, str]) -> None:
     # The bug RLS is for: a query that forgot its owner filter returns nobody's rows.
-    for table in ("clips", "owners", "bindings", "audit", "clip_marks", "device_presence"):
+    for table in ("clips", "owners", "bindings", "audit", "clip_marks", "device_presence", "clip_blobs"):
         assert pg_store.db.query(f"SELECT * FROM {table}") == [], table
     assert len(tamper(pg_store, "SELECT * FROM clips")) == 4  # they are there, for the admin
+    assert len(tamper(pg_store, "SELECT * FROM clip_blobs")) == 4
 
 
 def test_an_owner_scope_shows_that_owner_only(pg_store: Store, two_owners: tuple[str, str]) -> None:
@@ -61,6 +62,7 @@ def test_an_owner_scope_shows_that_owner_only(pg_store: Store, two_owners: tuple
     assert [r["owner_id"] for r in events] == [bob]
     for table in ("clip_marks", "device_presence"):
         assert [r["owner_id"] for r in pg_store.db.query(f"SELECT owner_id FROM {table}", owner=bob)] == [bob]
+    assert [r["owner_id"] for r in pg_store.db.query("SELECT owner_id FROM clip_blobs", owner=bob)] == [bob, bob]
     # The scope is SET LOCAL: it ends with its transaction.
     assert pg_store.db.query("SELECT current_setting('earmark.owner_id', true) AS s")[0]["s"] in (None, "")
 
@@ -89,6 +91,29 @@ def test_a_scoped_transaction_cannot_write_or_move_another_owners_rows(
                 conn.execute(edit)
         assert conn.execute("UPDATE audit SET event = 'redacted' WHERE owner_id IS NULL").rowcount == 0  # not erasing
     assert len(tamper(pg_store, "SELECT * FROM clips WHERE owner_id = ?", (bob,))) == 2
+
+
+def test_a_sealed_blob_row_stays_under_its_owners_scope_and_prefix(
+        pg_store: Store, two_owners: tuple[str, str]) -> None:
+    alice, bob = two_owners
+    [alices, _] = [r[0] for r in tamper(pg_store, "SELECT path FROM clip_blobs WHERE owner_id = ? ORDER BY path",
+                                              (alice,))]
+    with service_connection(pg_store) as conn, conn.transaction():
+        conn.execute("SELECT set_config('earmark.owner_id', %s, true)", (alice,))
+        # Her blob relabelled to Bob, or written under his owner id: row-level security refuses.
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="row-level security"), conn.transaction():
+            conn.execute("UPDATE clip_blobs SET owner_id = %s", (bob,))
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="row-level security"), conn.transaction():
+            conn.execute("INSERT INTO clip_blobs VALUES (%s, %s, 'x', 0)", (f"blobs/{bob}/new.bin", bob))
+        # Her own row at a path outside her prefix (Bob's, or a climb out of hers): the check refuses.
+        for path in (f"blobs/{bob}/{alices.rsplit('/', 1)[1]}", f"blobs/{alice}x/new.bin", "blobs/new.bin"):
+            with pytest.raises(psycopg.errors.CheckViolation), conn.transaction():
+                conn.execute("UPDATE clip_blobs SET path = %s WHERE path = %s", (path, alices))
+        assert conn.execute("SELECT count(*) FROM clip_blobs WHERE owner_id = %s", (bob,)).fetchone() == (0,)
+        assert conn.execute("DELETE FROM clip_blobs WHERE owner_id = %s", (bob,)).rowcount == 0
+    # And the store's own reads are scoped by the path's owner: Bob's blobs are his alone.
+    assert pg_store.blobs.read(alices) and pg_store.blobs.owner_folders() == sorted([alice, bob])
+    assert len(tamper(pg_store, "SELECT * FROM clip_blobs WHERE owner_id = ?", (bob,))) == 2
 
 
 def test_the_gateways_answer_only_what_they_name(pg_store: Store, two_owners: tuple[str, str]) -> None:

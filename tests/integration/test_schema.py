@@ -146,7 +146,8 @@ def test_a_legacy_sqlite_store_upgrades_in_place_to_the_described_schema(tmp_pat
     before = _counts(data_dir)
     Store(data_dir, key).close()  # opening migrates
     assert sqlite3.connect(data_dir / "earmark.db").execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
-    assert _counts(data_dir) == before
+    after = _counts(data_dir)
+    assert {t: n for t, n in after.items() if t in before} == before and after["clip_blobs"] == 0
     with make_store(tmp_path / "fresh") as fresh:
         assert schema_of(sqlite_url(data_dir)) == schema_of(sqlite_url(fresh.data_dir))
     with Store(data_dir, key) as store:
@@ -185,7 +186,8 @@ def test_one_public_key_is_one_device_in_the_schema_itself(store: Store) -> None
 def _counts(data_dir: Path) -> dict[str, int]:
     db = sqlite3.connect(data_dir / "earmark.db")
     try:
-        return {t: db.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in metadata.tables}
+        present = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        return {t: db.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in metadata.tables if t in present}
     finally:
         db.close()
 

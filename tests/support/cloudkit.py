@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from earmark.cloud.settings import default_master_key_path
@@ -22,17 +23,21 @@ from earmark.wire.envelope import ClipHeader, decode_envelope, encode_envelope
 from earmark.wire.topics import clip_topic
 from tests.support.pgdb import admin_execute
 
+# A module whose tests take `store` runs each on both blob stores too (files and database rows).
+EVERY_BLOB_STORE = pytest.mark.parametrize("blob_store", ["files", "database"], indirect=True)
 
-def make_store(data_dir: Path, database_url: str = "") -> Store:
-    """A new store: SQLite in data_dir, or rows in the PostgreSQL database at database_url."""
+
+def make_store(data_dir: Path, database_url: str = "", blob_store: str = "files") -> Store:
+    """A new store: SQLite in data_dir, or rows in the PostgreSQL database at database_url;
+    blobs as files under data_dir or as rows of the database."""
     key_file = default_master_key_path(data_dir)
     create_master_key(key_file)
-    return Store(data_dir, key_file, create=True, database_url=database_url)
+    return Store(data_dir, key_file, create=True, database_url=database_url, blob_store=blob_store)
 
 
 def reopen(store: Store) -> Store:
     """Another Store on the same data (as another process would open it)."""
-    return Store(store.data_dir, store.master_key_path, database_url=store.database_url)
+    return Store(store.data_dir, store.master_key_path, database_url=store.database_url, blob_store=store.blob_store)
 
 
 def tamper(store: Store, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
