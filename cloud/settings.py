@@ -20,15 +20,19 @@ from earmark.wire.errors import ConfigError
 
 
 def _url(schemes: tuple[str, ...], shape: str, secret: str) -> Rule:
-    """A URL of one of these schemes, with a host, a good port and no password (`secret`:
-    where the password goes instead)."""
+    """A URL of one of these schemes, with a host (or several, HOST:PORT,HOST:PORT), good
+    ports and no password (`secret`: where the password goes instead)."""
     def holds(value: str) -> bool:
         parts = urlsplit(value)
-        try:
-            parts.port  # noqa: B018 - raises on a bad port
-        except ValueError:
-            return False
-        return not value or (parts.scheme in schemes and bool(parts.hostname))
+        for node in parts.netloc.rpartition("@")[2].split(","):
+            try:
+                one = urlsplit(f"{parts.scheme}://{node}")
+                one.port  # noqa: B018 - raises on a bad port
+            except ValueError:
+                return False
+            if value and not one.hostname:
+                return False
+        return not value or parts.scheme in schemes
 
     return all_of(matching(holds, f"must be {shape}"),
                   matching(lambda v: not urlsplit(v).password, f"must not hold a password: {secret}"))
@@ -64,9 +68,13 @@ class AmqpSettings:
     """The clustered source: RabbitMQ's MQTT plugin routes device clips into a quorum queue,
     which ingesters consume over AMQP 0-9-1 with manual acks (deploy/SCALING.md)."""
 
-    url: str = setting("amqp://127.0.0.1:5672/earmark", "amqp://HOST:PORT/VHOST or amqps://…",
-                       _url(("amqp", "amqps"), "amqp://HOST:PORT/VHOST or amqps://…", "use amqp.password_file"),
+    url: str = setting("amqp://127.0.0.1:5672/earmark", "amqp://HOST:PORT/VHOST or amqps://…; a cluster's nodes "
+                                                        "as HOST:PORT,HOST:PORT,… are tried in that order",
+                       _url(("amqp", "amqps"), "amqp://HOST:PORT[,HOST:PORT…]/VHOST or amqps://…",
+                            "use amqp.password_file"),
                        flag="--amqp-url")
+    heartbeat_s: int = setting(30, "AMQP heartbeat: a node that goes silent is left (and it requeues what this "
+                                   "ingester held) after about twice this", within(2, 600, "seconds"))
     username: str = setting("earmark-ingester", "the ingester's RabbitMQ login")
     password_file: str = setting("", "a file holding the AMQP password (or $EARMARK_AMQP_PASSWORD)",
                                  flag="--amqp-password-file")

@@ -76,6 +76,9 @@ def setup_logging(log_format: str = "auto", verbose: bool = False) -> None:
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
     for noisy in ("pika", "urllib3"):  # libraries' own INFO chatter is not the operator's business
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # pika logs each failed connection attempt (each node of a cluster, with a traceback), which
+    # the AMQP source's own line, with the reason, already says once
+    logging.getLogger("pika").setLevel(logging.DEBUG if verbose else logging.CRITICAL)
 
 
 def add_global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:

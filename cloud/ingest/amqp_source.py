@@ -61,20 +61,33 @@ def receipt_key(device_id: str) -> str:
     return f"earmark.v1.receipts.{device_id}"
 
 
-def connection_parameters(settings: CloudSettings) -> pika.ConnectionParameters:
+def _host_port(node: str, default_port: int) -> tuple[str, int]:
+    host, colon, port = node.rpartition(":")
+    if not colon or "]" in port:  # no port given (a bracketed IPv6 address ends in "]")
+        return node.strip("[]") or "localhost", default_port
+    return host.strip("[]"), int(port)
+
+
+def connection_parameters(settings: CloudSettings) -> list[pika.ConnectionParameters]:
+    """One set of parameters per node the URL names (amqp://HOST:PORT,HOST:PORT/VHOST), tried
+    in that order when a connection is made."""
     a = settings.amqp
     parts = urlsplit(a.url)
     tls = parts.scheme == "amqps"
-    options = None
-    if tls:
-        context = ssl.create_default_context(cafile=a.ca or None)
-        options = pika.SSLOptions(context, parts.hostname)
-    return pika.ConnectionParameters(
-        host=parts.hostname or "localhost", port=parts.port or (5671 if tls else 5672),
-        virtual_host=unquote(parts.path[1:]) if len(parts.path) > 1 else "/",
-        credentials=pika.PlainCredentials(a.username, settings.amqp_password()),
-        heartbeat=30, blocked_connection_timeout=60, ssl_options=options,
-        client_properties={"connection_name": settings.broker.client_id})
+    nodes = []
+    for node in parts.netloc.rpartition("@")[2].split(","):
+        host, port = _host_port(node, 5671 if tls else 5672)
+        options = None
+        if tls:
+            context = ssl.create_default_context(cafile=a.ca or None)
+            options = pika.SSLOptions(context, host)
+        nodes.append(pika.ConnectionParameters(
+            host=host, port=port,
+            virtual_host=unquote(parts.path[1:]) if len(parts.path) > 1 else "/",
+            credentials=pika.PlainCredentials(a.username, settings.amqp_password()),
+            heartbeat=a.heartbeat_s, blocked_connection_timeout=60, ssl_options=options,
+            connection_attempts=1, socket_timeout=5, client_properties={"connection_name": settings.broker.client_id}))
+    return nodes
 
 
 def declare(channel: pika.adapters.blocking_connection.BlockingChannel, queue: str) -> None:

@@ -28,30 +28,36 @@ def password_hash(password: str) -> str:
     return base64.b64encode(salt + hashlib.sha256(salt + password.encode()).digest()).decode()
 
 
+def account_definitions(vhost: str, ingester: tuple[str, str],
+                        devices: dict[str, tuple[str, str]]) -> dict[str, object]:
+    """`rabbitmqctl import_definitions` input for a virtual host with the accounts
+    deploy/SCALING.md describes: the ingester's (login, password), and each device's."""
+    users = [ingester, *devices.values()]
+    configure, write, read = INGESTER_PERMISSIONS  # exactly what deploy/SCALING.md grants
+    permissions = [{"user": ingester[0], "vhost": vhost, "configure": configure, "write": write, "read": read}]
+    topics = [{"user": ingester[0], "vhost": vhost, "exchange": "amq.topic",
+               "write": INGESTER_TOPIC_PERMISSIONS[0], "read": INGESTER_TOPIC_PERMISSIONS[1]}]
+    for device, (user, _) in devices.items():
+        own = rf"^(amq\.topic|mqtt-subscription-{re.escape(device)}-[0-9a-f]{{16}}qos[01])$"
+        permissions.append({"user": user, "vhost": vhost, "configure": own, "write": own, "read": own})
+        topics.append({"user": user, "vhost": vhost, "exchange": "amq.topic",
+                       "write": rf"^earmark\.v1\.(clips|status)\.{re.escape(device)}$",
+                       "read": rf"^earmark\.v1\.(receipts|status)\.{re.escape(device)}$"})
+    return {
+        "vhosts": [{"name": vhost}],
+        "users": [{"name": name, "password_hash": password_hash(password), "tags": "",
+                   "hashing_algorithm": "rabbit_password_hashing_sha256"} for name, password in users],
+        "permissions": permissions,
+        "topic_permissions": topics,
+    }
+
+
 class RabbitVhost:
     def __init__(self, devices: list[str]) -> None:
         self.vhost = f"earmark-t-{uuid.uuid4().hex[:10]}"
         self.ingester = (f"{self.vhost}-ingester", secrets.token_urlsafe(16))
         self.devices = {d: (f"{self.vhost}-{d}", secrets.token_urlsafe(16)) for d in devices}
-        users = [self.ingester, *self.devices.values()]
-        configure, write, read = INGESTER_PERMISSIONS  # exactly what deploy/SCALING.md grants
-        permissions = [{"user": self.ingester[0], "vhost": self.vhost, "configure": configure, "write": write,
-                        "read": read}]
-        topics = [{"user": self.ingester[0], "vhost": self.vhost, "exchange": "amq.topic",
-                   "write": INGESTER_TOPIC_PERMISSIONS[0], "read": INGESTER_TOPIC_PERMISSIONS[1]}]
-        for device, (user, _) in self.devices.items():
-            own = rf"^(amq\.topic|mqtt-subscription-{re.escape(device)}-[0-9a-f]{{16}}qos[01])$"
-            permissions.append({"user": user, "vhost": self.vhost, "configure": own, "write": own, "read": own})
-            topics.append({"user": user, "vhost": self.vhost, "exchange": "amq.topic",
-                           "write": rf"^earmark\.v1\.(clips|status)\.{re.escape(device)}$",
-                           "read": rf"^earmark\.v1\.(receipts|status)\.{re.escape(device)}$"})
-        definitions = {
-            "vhosts": [{"name": self.vhost}],
-            "users": [{"name": name, "password_hash": password_hash(password), "tags": "",
-                       "hashing_algorithm": "rabbit_password_hashing_sha256"} for name, password in users],
-            "permissions": permissions,
-            "topic_permissions": topics,
-        }
+        definitions = account_definitions(self.vhost, self.ingester, self.devices)
         with tempfile.NamedTemporaryFile("w", suffix=".json") as file:  # 3.10 does not read "-"
             json.dump(definitions, file)
             file.flush()
