@@ -2,8 +2,8 @@
 rate, seals and signs each as a real device does (wire v2 chain), spools it durably and
 writes its id to a ledger (what this device spooled: the checker's truth), and its real
 Publisher sends them over MQTT 3.1.1 to one RabbitMQ node, deleting each spooled clip only
-on its receipt. When the stop file appears it makes no more clips, waits until the spool is
-empty, and exits 0 (3 if the spool did not drain in time).
+on its receipt. When the stop file appears (or it has made max_clips) it makes no more clips,
+waits until the spool is empty, and exits 0 (3 if the spool did not drain in time).
 
 Usage: device.py --config device.json (written by deploy/cluster/run.py)
 """
@@ -39,7 +39,8 @@ def main() -> int:
     key = load_pem_private_key(Path(c["key_file"]).read_bytes(), None)
     spool = Spool(folder / "spool", 10**10)
     settings = BrokerSettings(url=c["broker"], username=c["username"], password_file=c["password_file"],
-                              mqtt_version="3.1.1", receipt_timeout_s=c["receipt_timeout_s"], keepalive_s=10)
+                              mqtt_version="3.1.1", receipt_timeout_s=c["receipt_timeout_s"], keepalive_s=10,
+                              in_flight=c.get("in_flight", 8))
     publisher = Publisher(settings, c["device_id"], spool)
     sealer = Sealer(c["device_id"], c["owner_id"], key, Chain(folder / "chain.json"))  # type: ignore[arg-type]
     stop_file = Path(c["stop_file"])
@@ -48,7 +49,7 @@ def main() -> int:
     made = 0
     with open(folder / "ledger", "a") as ledger:
         next_at = time.monotonic()
-        while not stop_file.exists():
+        while not stop_file.exists() and not (c.get("max_clips") and made >= c["max_clips"]):
             audio = rng.integers(-3000, 3000, int(16000 * c["clip_seconds"])).astype(np.int16)
             clip_id, envelope = sealer.seal(Recording(audio, 0, "button", None, None, "end_of_speech"),
                                             datetime.now(UTC))

@@ -208,6 +208,8 @@ class PgServer:
             hba.write(f"host all all {NET}.0/24 trust\nhost replication all {NET}.0/24 trust\n")
 
     def init_standby(self, primary: PgServer) -> None:
+        """A fresh copy of the primary (pg_basebackup), set to stream from it."""
+        shutil.rmtree(self.data, ignore_errors=True)
         self._own()
         self.host.run("runuser", "-u", "postgres", "--", str(PG_BIN / "pg_basebackup"), "-h", primary.host.address,
                       "-U", "postgres", "-D", str(self.data), "-R", "-X", "stream", "--no-sync", "--checkpoint=fast",

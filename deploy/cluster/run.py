@@ -39,9 +39,11 @@ ROOT = HERE.parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(HERE))
 
+import pika  # noqa: E402
 from checker import check, read_ledgers  # noqa: E402
 from hosts import Host, PgServer, RabbitNode, make_network, sh, teardown_network, wait_for  # noqa: E402
 
+from earmark.cloud.ingest.amqp_source import declare  # noqa: E402
 from earmark.cloud.store.crypto import create_master_key  # noqa: E402
 from earmark.cloud.store.postgres import migrate  # noqa: E402
 from earmark.cloud.store.store import Store  # noqa: E402
@@ -62,8 +64,9 @@ def say(message: str) -> None:
 
 
 class Cluster:
-    def __init__(self, work: Path) -> None:
+    def __init__(self, work: Path, blob_store: str = "database") -> None:
         self.work = work
+        self.blob_store = blob_store
         self.hosts: dict[str, Host] = {}
         self.rabbits: list[RabbitNode] = []
         self.pg: list[PgServer] = []
@@ -95,12 +98,7 @@ class Cluster:
         primary.start()
         primary.sql("CREATE DATABASE earmark")
         migrate(self.admin_url(primary), "earmark_service")
-        standby.init_standby(primary)
-        standby.start()
-        primary.sql("ALTER SYSTEM SET synchronous_standby_names = 'ANY 1 (*)'")
-        primary.sql("SELECT pg_reload_conf()")
-        wait_for("the standby to stream synchronously", lambda: primary.sql(
-            "SELECT count(*) FROM pg_stat_replication WHERE sync_state IN ('sync', 'quorum')") == "1", 60)
+        self.rebuild_standby(standby, primary)
         say("PostgreSQL: primary on pg1, synchronous streaming standby on pg2")
         for node in self.rabbits:
             node.await_startup()
@@ -110,6 +108,17 @@ class Cluster:
         say("RabbitMQ: 3 nodes clustered, MQTT plugin on each")
         self.make_store()
         self.make_accounts()
+
+    @staticmethod
+    def rebuild_standby(standby: PgServer, primary: PgServer) -> None:
+        """A standby made afresh from the primary, which then waits for it at each commit."""
+        standby.kill()
+        standby.init_standby(primary)
+        standby.start()
+        primary.sql("ALTER SYSTEM SET synchronous_standby_names = 'ANY 1 (*)'")
+        primary.sql("SELECT pg_reload_conf()")
+        wait_for("the standby to stream synchronously", lambda: primary.sql(
+            "SELECT count(*) FROM pg_stat_replication WHERE sync_state IN ('sync', 'quorum')") == "1", 60)
 
     def admin_url(self, server: PgServer) -> str:
         return f"postgresql://postgres@{server.host.address}/earmark"
@@ -123,7 +132,7 @@ class Cluster:
     def make_store(self) -> None:
         create_master_key(self.master_key)
         with Store(self.work / "admin-data", self.master_key, create=True, database_url=self.service_url,
-                   blob_store="database") as store:
+                   blob_store=self.blob_store) as store:
             for name in OWNERS:
                 owner = store.registry.add_owner(name).owner_id
                 for k in (1, 2):
@@ -135,7 +144,7 @@ class Cluster:
                                                                        NoEncryption()))
                     store.registry.add_device(owner, public_key_of(key), device_id)
                     self.device_owner[device_id] = owner
-        say(f"store: {len(OWNERS)} owners, {len(self.device_owner)} devices, blobs in PostgreSQL")
+        say(f"store: {len(OWNERS)} owners, {len(self.device_owner)} devices, blob_store = {self.blob_store}")
 
     def make_accounts(self) -> None:
         password = secrets.token_urlsafe(16)
@@ -148,7 +157,12 @@ class Cluster:
         definitions = self.work / "definitions.json"
         definitions.write_text(json.dumps(account_definitions(VHOST, (INGESTER, password), devices)))
         self.rabbits[0].ctl("import_definitions", str(definitions))
-        say("RabbitMQ: vhost earmark, the ingester's and each device's login and permissions")
+        connection = pika.BlockingConnection(pika.ConnectionParameters(
+            self.rabbits[0].host.address, 5672, VHOST, pika.PlainCredentials(INGESTER, password)))
+        declare(connection.channel(), "earmark.clips")  # as the first ingester would: the quorum queue, bound
+        connection.close()
+        wait_for("the quorum queue's three members", lambda: queue_members(self) == 3, 60)
+        say("RabbitMQ: vhost earmark, the ingester's and each device's login and permissions, the quorum queue")
 
     # -- ingesters and devices -----------------------------------------------------------
 
@@ -160,19 +174,26 @@ class Cluster:
         config = folder / "cloud.toml"
         config.write_text("\n".join([
             f'master_key_file = "{self.master_key}"', f'database_url = "{self.service_url}"',
-            'blob_store = "database"', 'source = "amqp"', "[broker]", f'client_id = "{name}"', "[amqp]",
+            f'blob_store = "{self.blob_store}"', 'source = "amqp"', "[broker]", f'client_id = "{name}"', "[amqp]",
             f'url = "amqp://{",".join(f"{a}:5672" for a in order)}/{VHOST}"', f'username = "{INGESTER}"',
             f'password_file = "{self.secrets / "ingester.password"}"', "heartbeat_s = 4", "[metrics]", "port = 0",
         ]) + "\n")
         return config
 
-    def start_ingester(self, name: str) -> None:
+    def data_dir(self, name: str) -> Path:
+        """The ingester's data dir: its own, or with blob_store = "files" one they all share
+        (here one machine's disk stands in for the NFS or CephFS of real hosts)."""
+        return self.work / (f"{name}/data" if self.blob_store == "database" else "admin-data")
+
+    def start_ingester(self, name: str, cpu: int | None = None) -> None:
+        """`cpu`: pinned to that core (taskset), as on a host of its own."""
         config = self.ingester_config(name)
+        pin = ["taskset", "-c", str(cpu)] if cpu is not None else []
         self.ingesters[name] = self.hosts[name].spawn(
-            [CLOUD, "ingest", "--data-dir", str(config.parent / "data"), "--config", str(config)],
+            [*pin, CLOUD, "ingest", "--data-dir", str(self.data_dir(name)), "--config", str(config)],
             config.parent / "ingester.log")
 
-    def start_devices(self, clips_per_s: float, clip_seconds: float) -> None:
+    def start_devices(self, clips_per_s: float, clip_seconds: float, **extra: object) -> None:
         stop = self.work / "devices" / "stop"
         stop.unlink(missing_ok=True)
         for i, device_id in enumerate(self.device_owner):
@@ -184,13 +205,25 @@ class Cluster:
                 "key_file": str(folder / "key.pem"), "broker": f"mqtt://{node.host.address}:1883",
                 "username": f"{VHOST}:{device_id}", "password_file": str(self.secrets / f"{device_id}.password"),
                 "receipt_timeout_s": 8, "clips_per_s": clips_per_s, "clip_seconds": clip_seconds,
-                "stop_file": str(stop), "drain_timeout_s": 240}))
+                "stop_file": str(stop), "drain_timeout_s": 240, **extra}))
             self.devices[device_id] = self.hosts["dev"].spawn([PYTHON, str(HERE / "device.py"), "--config",
                                                                str(config)], folder / "device.log")
 
-    def stop_devices(self) -> dict[str, int]:
-        (self.work / "devices" / "stop").write_text("")
+    def stop_devices(self, now: bool = True) -> dict[str, int]:
+        if now:
+            (self.work / "devices" / "stop").write_text("")
         return {d: p.wait(timeout=300) for d, p in self.devices.items()}
+
+    def held_by(self, name: str) -> int:
+        """Deliveries the ingester on host `name` holds unacked (RabbitMQ's view, cluster-wide)."""
+        out = self.rabbits[0].ctl("-q", "list_channels", "name", "messages_unacknowledged",
+                                  "--no-table-headers", check=False, timeout=30).stdout
+        address = self.hosts[name].address  # a channel's name: "<client>:<port> -> <node>:5672 (<n>)"
+        return sum(int(parts[1]) for line in out.splitlines() if len(parts := line.split("\t")) == 2
+                   and parts[0].startswith(f"{address}:"))
+
+    def clips_stored(self) -> int:
+        return int(self.primary().sql("SELECT count(*) FROM clips", database="earmark"))
 
     def stop_ingesters(self) -> None:
         for process in self.ingesters.values():
@@ -204,7 +237,7 @@ class Cluster:
 
     def check(self) -> bool:
         with Store(self.work / "admin-data", self.master_key, database_url=self.service_url,
-                   blob_store="database") as store:
+                   blob_store=self.blob_store) as store:
             sent = read_ledgers({d: self.work / "devices" / d / "ledger" for d in self.device_owner})
             report = check(store, sent, self.device_owner, self.work / "exports")
         for line in report.lines():
@@ -227,7 +260,7 @@ def run_faults(cluster: Cluster) -> bool:
         cluster.start_ingester(name)
     cluster.start_devices(clips_per_s=2.0, clip_seconds=2.0)
     say("6 devices publishing (2 clips/s each, 2 s clips) through rmq1, rmq2, rmq3; 3 ingesters consuming")
-    rmq3, ing1, ing2 = cluster.rabbits[2], cluster.ingesters["ing1"], cluster.hosts["ing2"]
+    rmq3, ing2 = cluster.rabbits[2], cluster.hosts["ing2"]
     pg1, pg2 = cluster.pg
     timeline = [
         (10, "SIGKILL RabbitMQ node rmq3", rmq3.kill),
@@ -236,7 +269,8 @@ def run_faults(cluster: Cluster) -> bool:
         (40, "SIGKILL the PostgreSQL primary (pg1)", pg1.kill),
         (43, "promote the standby (pg2) to primary", pg2.promote),
         (50, "mend ing2's link", ing2.mend),
-        (58, "SIGKILL ingester ing1 mid-batch", lambda: os.killpg(ing1.pid, signal.SIGKILL)),
+        (53, "rebuild pg1 as a synchronous standby of pg2", lambda: cluster.rebuild_standby(pg1, pg2)),
+        (58, "SIGKILL ingester ing1 mid-batch", lambda: kill_mid_batch(cluster, "ing1")),
         (61, "restart ing1 (as systemd's Restart=always would)", lambda: cluster.start_ingester("ing1")),
     ]
     started = time.monotonic()
@@ -249,23 +283,116 @@ def run_faults(cluster: Cluster) -> bool:
     exits = cluster.stop_devices()
     say("devices: " + ", ".join(f"{d} exit {code}" for d, code in exits.items()))
     cluster.stop_ingesters()
-    say(f"ingesters stopped; checking against the primary, now {cluster.primary().host.name}")
-    return cluster.check() and not any(exits.values())
+    primary = cluster.primary()
+    standby = next(server for server in cluster.pg if server is not primary)
+    say(f"ingesters stopped; the primary is now {primary.host.name}")
+    try:
+        wait_for(f"{standby.host.name} to replay every clip", lambda: standby.sql(
+            "SELECT count(*) FROM clips", database="earmark") == primary.sql(
+            "SELECT count(*) FROM clips", database="earmark"), 30)
+        say(f"the standby {standby.host.name} holds the same {standby.sql('SELECT count(*) FROM clips', 'earmark')} "
+            "clip rows and their blobs")
+        replicated = True
+    except RuntimeError as exc:
+        say(f"the standby {standby.host.name} is behind: {exc}")
+        replicated = False
+    return cluster.check() and replicated and not any(exits.values())
+
+
+def kill_mid_batch(cluster: Cluster, name: str) -> None:
+    """SIGKILL the ingester while it holds clips delivered and not acked. It stores a batch in
+    milliseconds, so it is frozen first (SIGSTOP) until RabbitMQ shows deliveries in its hands."""
+    pid = cluster.ingesters[name].pid
+    os.kill(pid, signal.SIGSTOP)
+    deadline, held = time.monotonic() + 6, 0
+    while time.monotonic() < deadline and not (held := cluster.held_by(name)):
+        time.sleep(0.1)
+    os.killpg(pid, signal.SIGKILL)
+    say(f"       {name} was holding {held} delivered, unacked clips")
+
+
+def cpu_seconds(processes: list[subprocess.Popen[bytes]]) -> float:
+    """User + system CPU of these processes' trees (the ingester under `ip netns exec`)."""
+    total = 0.0
+    for process in processes:
+        pids = [process.pid, *map(int, sh("pgrep", "-P", str(process.pid), check=False).stdout.split())]
+        for pid in pids:
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def run_throughput(cluster: Cluster, per_device: int) -> bool:
+    """For 1, 2 and 3 ingester hosts: fill the quorum queue with the ingesters stopped, start
+    them, and time the middle 80% of the drain (clips/s, and the ingesters' CPU per clip)."""
+    cores = os.cpu_count() or 1
+    rows = []
+    for count in (1, 2, 3):
+        base = cluster.clips_stored()
+        batch = per_device * len(cluster.device_owner)
+        cluster.start_devices(clips_per_s=1000, clip_seconds=5.0, max_clips=per_device, in_flight=100,
+                              receipt_timeout_s=3600)
+        wait_for("the queue to fill", lambda n=batch: queue_ready(cluster) >= n, 300, every=1)
+        names = [f"ing{n}" for n in range(1, count + 1)]
+        for n, name in enumerate(names):
+            cluster.start_ingester(name, cpu=n % cores)
+        marks: dict[int, tuple[float, float]] = {}
+        low, high = base + batch // 10, base + batch - batch // 10
+        while (stored := cluster.clips_stored()) < base + batch:
+            for mark in (low, high):
+                if stored >= mark and mark not in marks:
+                    marks[mark] = (time.monotonic(), cpu_seconds([cluster.ingesters[n] for n in names]))
+            time.sleep(0.05)
+        marks.setdefault(high, (time.monotonic(), cpu_seconds([cluster.ingesters[n] for n in names])))
+        (t0, c0), (t1, c1) = marks[low], marks[high]
+        clips = high - low
+        rows.append((count, clips / (t1 - t0), (c1 - c0) / clips * 1000))
+        cluster.stop_devices(now=False)
+        cluster.stop_ingesters()
+        cluster.ingesters.clear()
+        say(f"{count} ingester host(s): {rows[-1][1]:.0f} clips/s, {rows[-1][2]:.2f} ms ingester CPU per 5 s clip")
+    print(f"throughput ({batch} clips of 5 s per configuration, middle 80% of the drain; blob_store = "
+          f"{cluster.blob_store}, synchronous standby; {cores} cores shared by every host)")
+    print("| ingester hosts | clips/s | vs 1 | ingester CPU per clip |")
+    print("|---|---|---|---|")
+    for count, rate, cpu in rows:
+        print(f"| {count} | {rate:.0f} | {rate / rows[0][1]:.2f}x | {cpu:.2f} ms |")
+    return True
+
+
+def queue_members(cluster: Cluster) -> int:
+    out = cluster.rabbits[0].ctl("-q", "list_queues", "-p", VHOST, "name", "online", "--no-table-headers",
+                                 check=False).stdout
+    return next((line.count("rabbit@") for line in out.splitlines() if line.startswith("earmark.clips")), 0)
+
+
+def queue_ready(cluster: Cluster) -> int:
+    out = cluster.rabbits[0].ctl("-q", "list_queues", "-p", VHOST, "name", "messages_ready", "--no-table-headers",
+                                 check=False).stdout
+    return sum(int(parts[1]) for line in out.splitlines() if len(parts := line.split()) == 2
+               and parts[0] == "earmark.clips")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--faults", action="store_true", help="inject the faults and check (the default)")
+    parser.add_argument("--throughput", action="store_true", help="clips/s for 1, 2 and 3 ingester hosts instead")
+    parser.add_argument("--clips-per-device", type=int, default=100, help="with --throughput (at most 100)")
+    parser.add_argument("--blob-store", choices=("database", "files"), default="database",
+                        help="files: one folder all ingesters share, standing in for a shared filesystem")
     parser.add_argument("--work", type=Path, default=Path("/tmp/earmark-cluster"))
     parser.add_argument("--keep", action="store_true", help="leave the hosts running afterwards")
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("deploy/cluster/run.sh makes network namespaces: run it as root", file=sys.stderr)
         return 2
-    cluster = Cluster(args.work)
+    cluster = Cluster(args.work, args.blob_store)
     try:
         cluster.start()
-        ok = run_faults(cluster)
+        ok = run_throughput(cluster, args.clips_per_device) if args.throughput else run_faults(cluster)
     finally:
         if not args.keep:
             cluster.teardown()

@@ -71,3 +71,20 @@ def test_the_command_lines_flags_are_the_settings_own(tmp_path: Path) -> None:
                                        "--metrics-port", "0", "--data-dir", str(tmp_path)])
     c = load_cloud(None, tmp_path, flag_values(cloud))
     assert (c.broker.url, c.broker.ca, c.source, c.metrics.port) == ("mqtts://b:8883", "ca.pem", "amqp", 0)
+
+
+def test_an_amqp_url_names_a_clusters_nodes_in_order_and_each_is_checked(tmp_path: Path) -> None:
+    from earmark.cloud.ingest.amqp_source import connection_parameters
+
+    config = tmp_path / "cloud.toml"
+    config.write_text('[amqp]\nurl = "amqp://rabbit-2:5673,[fd00::3],rabbit-1/earmark"\nheartbeat_s = 4\n')
+    settings = load_cloud(config, tmp_path, {})
+    nodes = connection_parameters(settings)
+    assert [(n.host, n.port, n.virtual_host, n.heartbeat) for n in nodes] == [
+        ("rabbit-2", 5673, "earmark", 4), ("fd00::3", 5672, "earmark", 4), ("rabbit-1", 5672, "earmark", 4)]
+    for bad, says in (("amqp://rabbit-1:5672,rabbit-2:99999/earmark", "must be amqp://"),
+                      ("amqp://rabbit-1,:5672/earmark", "must be amqp://"),
+                      ("amqp://ingester:secret@rabbit-1,rabbit-2/earmark", "must not hold a password")):
+        config.write_text(f'[amqp]\nurl = "{bad}"\n')
+        with pytest.raises(ConfigError, match=says):
+            load_cloud(config, tmp_path, {})
