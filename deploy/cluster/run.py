@@ -26,6 +26,7 @@ import json
 import os
 import secrets
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -40,6 +41,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(HERE))
 
 import pika  # noqa: E402
+import psycopg  # noqa: E402
 from checker import check, read_ledgers  # noqa: E402
 from hosts import Host, PgServer, RabbitNode, make_network, sh, teardown_network, wait_for  # noqa: E402
 
@@ -75,6 +77,7 @@ class Cluster:
         self.device_owner: dict[str, str] = {}
         self.secrets = work / "secrets"
         self.master_key = work / "keys" / "master.key"
+        self._counter: psycopg.Connection[tuple[int]] | None = None
 
     # -- set-up ------------------------------------------------------------------------
 
@@ -223,7 +226,12 @@ class Cluster:
                    and parts[0].startswith(f"{address}:"))
 
     def clips_stored(self) -> int:
-        return int(self.primary().sql("SELECT count(*) FROM clips", database="earmark"))
+        """The primary's clip count, on one connection kept open (a new psql each time would
+        cost the database host more than the question)."""
+        if self._counter is None or self._counter.closed:
+            self._counter = psycopg.connect(self.admin_url(self.primary()), autocommit=True)
+        row = self._counter.execute("SELECT count(*) FROM clips").fetchone()
+        return int(row[0]) if row else 0
 
     def stop_ingesters(self) -> None:
         for process in self.ingesters.values():
@@ -245,6 +253,8 @@ class Cluster:
         return report.ok
 
     def teardown(self) -> None:
+        if self._counter is not None:
+            self._counter.close()
         for process in [*self.devices.values(), *self.ingesters.values()]:
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGKILL)
@@ -311,12 +321,11 @@ def kill_mid_batch(cluster: Cluster, name: str) -> None:
     say(f"       {name} was holding {held} delivered, unacked clips")
 
 
-def cpu_seconds(processes: list[subprocess.Popen[bytes]]) -> float:
-    """User + system CPU of these processes' trees (the ingester under `ip netns exec`)."""
+def cpu_seconds(hosts: list[Host]) -> float:
+    """User + system CPU so far of every process on these hosts (their network namespaces)."""
     total = 0.0
-    for process in processes:
-        pids = [process.pid, *map(int, sh("pgrep", "-P", str(process.pid), check=False).stdout.split())]
-        for pid in pids:
+    for host in hosts:
+        for pid in sh("ip", "netns", "pids", host.netns, check=False).stdout.split():
             try:
                 fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
             except OSError:
@@ -325,42 +334,64 @@ def cpu_seconds(processes: list[subprocess.Popen[bytes]]) -> float:
     return total
 
 
-def run_throughput(cluster: Cluster, per_device: int) -> bool:
-    """For 1, 2 and 3 ingester hosts: fill the quorum queue with the ingesters stopped, start
-    them, and time the middle 80% of the drain (clips/s, and the ingesters' CPU per clip)."""
+def run_throughput(cluster: Cluster, per_device: int, repeats: int) -> bool:
+    """For 1, 2 and 3 ingester hosts, `repeats` times each (alternating): fill the quorum queue
+    with the ingesters stopped, start them, and time the middle 80% of the drain (clips/s,
+    and the ingesters' CPU per clip). Prints medians and ranges."""
     cores = os.cpu_count() or 1
-    rows = []
-    for count in (1, 2, 3):
-        base = cluster.clips_stored()
-        batch = per_device * len(cluster.device_owner)
-        cluster.start_devices(clips_per_s=1000, clip_seconds=5.0, max_clips=per_device, in_flight=100,
-                              receipt_timeout_s=3600)
-        wait_for("the queue to fill", lambda n=batch: queue_ready(cluster) >= n, 300, every=1)
-        names = [f"ing{n}" for n in range(1, count + 1)]
-        for n, name in enumerate(names):
-            cluster.start_ingester(name, cpu=n % cores)
-        marks: dict[int, tuple[float, float]] = {}
-        low, high = base + batch // 10, base + batch - batch // 10
-        while (stored := cluster.clips_stored()) < base + batch:
-            for mark in (low, high):
-                if stored >= mark and mark not in marks:
-                    marks[mark] = (time.monotonic(), cpu_seconds([cluster.ingesters[n] for n in names]))
-            time.sleep(0.05)
-        marks.setdefault(high, (time.monotonic(), cpu_seconds([cluster.ingesters[n] for n in names])))
-        (t0, c0), (t1, c1) = marks[low], marks[high]
-        clips = high - low
-        rows.append((count, clips / (t1 - t0), (c1 - c0) / clips * 1000))
-        cluster.stop_devices(now=False)
-        cluster.stop_ingesters()
-        cluster.ingesters.clear()
-        say(f"{count} ingester host(s): {rows[-1][1]:.0f} clips/s, {rows[-1][2]:.2f} ms ingester CPU per 5 s clip")
-    print(f"throughput ({batch} clips of 5 s per configuration, middle 80% of the drain; blob_store = "
+    rates: dict[int, list[float]] = {1: [], 2: [], 3: []}
+    cpus: dict[int, list[float]] = {1: [], 2: [], 3: []}
+    pg_cpus: dict[int, list[float]] = {1: [], 2: [], 3: []}
+    batch = per_device * len(cluster.device_owner)
+    for _ in range(repeats):
+        for count in (1, 2, 3):
+            rate, cpu, pg_cpu = drain(cluster, per_device, count, cores)
+            rates[count].append(rate)
+            cpus[count].append(cpu)
+            pg_cpus[count].append(pg_cpu)
+            say(f"{count} ingester host(s): {rate:.0f} clips/s, CPU per 5 s clip: ingesters {cpu:.2f} ms, "
+                f"PostgreSQL {pg_cpu:.2f} ms")
+    print(f"throughput ({batch} clips of 5 s per drain, middle 80% timed, median of {repeats} [range]; blob_store = "
           f"{cluster.blob_store}, synchronous standby; {cores} cores shared by every host)")
-    print("| ingester hosts | clips/s | vs 1 | ingester CPU per clip |")
-    print("|---|---|---|---|")
-    for count, rate, cpu in rows:
-        print(f"| {count} | {rate:.0f} | {rate / rows[0][1]:.2f}x | {cpu:.2f} ms |")
+    print("| ingester hosts | clips/s | vs 1 | ingesters' CPU per clip | PostgreSQL's (both servers) |")
+    print("|---|---|---|---|---|")
+    base = statistics.median(rates[1])
+    for count in (1, 2, 3):
+        rate, cpu, pg = (statistics.median(v[count]) for v in (rates, cpus, pg_cpus))
+        print(f"| {count} | {rate:.0f} [{min(rates[count]):.0f}-{max(rates[count]):.0f}] | {rate / base:.2f}x | "
+              f"{cpu:.2f} ms [{min(cpus[count]):.2f}-{max(cpus[count]):.2f}] | {pg:.2f} ms |")
     return True
+
+
+def drain(cluster: Cluster, per_device: int, count: int, cores: int) -> tuple[float, float, float]:
+    """One fill and timed drain: (clips/s, ingesters' CPU ms per clip, PostgreSQL's)."""
+    base = cluster.clips_stored()
+    batch = per_device * len(cluster.device_owner)
+    cluster.start_devices(clips_per_s=1000, clip_seconds=5.0, max_clips=per_device, in_flight=100,
+                          receipt_timeout_s=3600)
+    wait_for("the queue to fill", lambda: queue_ready(cluster) >= batch, 300, every=1)
+    names = [f"ing{n}" for n in range(1, count + 1)]
+    for n, name in enumerate(names):
+        cluster.start_ingester(name, cpu=n % cores)
+    ingesters, databases = [cluster.hosts[n] for n in names], [s.host for s in cluster.pg]
+
+    def mark() -> tuple[float, float, float]:
+        return time.monotonic(), cpu_seconds(ingesters), cpu_seconds(databases)
+
+    marks: dict[int, tuple[float, float, float]] = {}
+    low, high = base + batch // 10, base + batch - batch // 10
+    while (stored := cluster.clips_stored()) < base + batch:
+        for at in (low, high):
+            if stored >= at and at not in marks:
+                marks[at] = mark()
+        time.sleep(0.05)
+    marks.setdefault(high, mark())
+    (t0, c0, p0), (t1, c1, p1) = marks[low], marks[high]
+    cluster.stop_devices(now=False)
+    cluster.stop_ingesters()
+    cluster.ingesters.clear()
+    clips = high - low
+    return clips / (t1 - t0), (c1 - c0) / clips * 1000, (p1 - p0) / clips * 1000
 
 
 def queue_members(cluster: Cluster) -> int:
@@ -381,6 +412,7 @@ def main() -> int:
     parser.add_argument("--faults", action="store_true", help="inject the faults and check (the default)")
     parser.add_argument("--throughput", action="store_true", help="clips/s for 1, 2 and 3 ingester hosts instead")
     parser.add_argument("--clips-per-device", type=int, default=100, help="with --throughput (at most 100)")
+    parser.add_argument("--repeats", type=int, default=3, help="with --throughput: drains per configuration")
     parser.add_argument("--blob-store", choices=("database", "files"), default="database",
                         help="files: one folder all ingesters share, standing in for a shared filesystem")
     parser.add_argument("--work", type=Path, default=Path("/tmp/earmark-cluster"))
@@ -392,7 +424,7 @@ def main() -> int:
     cluster = Cluster(args.work, args.blob_store)
     try:
         cluster.start()
-        ok = run_throughput(cluster, args.clips_per_device) if args.throughput else run_faults(cluster)
+        ok = run_throughput(cluster, args.clips_per_device, args.repeats) if args.throughput else run_faults(cluster)
     finally:
         if not args.keep:
             cluster.teardown()
