@@ -20,19 +20,17 @@ import os
 import shutil
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Protocol
 
 from earmark.cloud.store.database import Database, Row, StoreUnavailable
 from earmark.cloud.store.ddl import insert
-from earmark.runtime.durable import TEMP_PREFIX, fsync_dir, write_file
+from earmark.runtime.durable import TEMP_PREFIX, write_file, write_files
 
 CLIPS = "blobs"
 QUARANTINE = "quarantine"
 SET_ASIDE = "set-aside"  # blobs the sweep could not account for, kept for a person to look at
 PORTAL_EXPORTS = "portal-exports"  # <owner id>/: an export the portal prepared, waiting for its download
-WRITERS = 32  # concurrent fsyncs, which the filesystem folds into few journal commits
 
 
 def clip_blob(owner_id: str, clip_id: str) -> str:
@@ -93,7 +91,6 @@ class Blobs:
         self.root = str(self.data_dir)
         for folder in (CLIPS, QUARANTINE):
             (self.data_dir / folder).mkdir(parents=True, exist_ok=True, mode=0o700)
-        self._writers = ThreadPoolExecutor(max_workers=WRITERS, thread_name_prefix="blob-writer")
 
     def path(self, relative: str) -> Path:
         return self.data_dir / relative
@@ -105,26 +102,17 @@ class Blobs:
         self.write_many([(relative, data)])
 
     def write_many(self, blobs: list[tuple[str, bytes | bytearray]]) -> None:
-        """Write each blob whole and durably. WRITERS threads each write and fsync their share
-        of the files in turn (the filesystem folds concurrent fsyncs into few journal commits;
-        one task per thread rather than per file keeps the threads' hand-offs few), then each
-        directory touched is fsynced once so the new names are durable too. StoreUnavailable
-        (nothing may be acked) if the disk refuses."""
+        """Write each blob whole and durably: a batch's files with one flush of the filesystem
+        and one fsync per directory (runtime/durable.py: write_files), not an fsync each.
+        StoreUnavailable (nothing may be acked) if the disk refuses."""
         paths = [(self.path(relative), data) for relative, data in blobs]
-        folders = {path.parent for path, _ in paths}
         try:
-            for folder in folders:
+            for folder in {path.parent for path, _ in paths}:
                 folder.mkdir(parents=True, exist_ok=True, mode=0o700)
             if len(paths) == 1:
-                write_file(paths[0][0], paths[0][1], sync_dir=False)
+                write_file(*paths[0])
             else:
-                def write_share(share: list[tuple[Path, bytes | bytearray]]) -> None:
-                    for path, data in share:
-                        write_file(path, data, sync_dir=False)
-
-                list(self._writers.map(write_share, [paths[i::WRITERS] for i in range(WRITERS)]))
-            for folder in folders:
-                fsync_dir(folder)
+                write_files(paths)
         except OSError as exc:
             raise StoreUnavailable(f"could not write a blob: {exc.strerror}") from exc
 
@@ -180,7 +168,7 @@ class Blobs:
                 continue
 
     def close(self) -> None:
-        self._writers.shutdown()
+        pass
 
 
 def _owner_of(relative: str) -> str | None:
