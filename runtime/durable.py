@@ -1,6 +1,7 @@
 """Durable file writes, the one way both sides put a file on disk that must survive a crash
 whole or not at all: a temp file beside the target (created with its final mode, so a
-secret is never readable by others even for a moment), fsync, rename, fsync the directory."""
+secret is never readable by others even for a moment), fsync, rename, fsync the directory.
+`write_files` does the same for a batch with one flush of the filesystem for all of it."""
 
 from __future__ import annotations
 
