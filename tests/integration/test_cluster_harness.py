@@ -65,6 +65,16 @@ def test_the_checker_counts_what_was_sent_stored_once_and_names_each_failure(sto
     assert any("not in the export" in p for p in misfiled.problems)
     tamper(store, "UPDATE clips SET owner_id = ? WHERE clip_id = ?", (alice.owner_id, moved))
 
+    # A clip stored twice (what a redelivery that slipped past de-duplication would leave: a
+    # second, well-chained clip_stored event for it): doubled.
+    twice = sent[bob.device_id][0]
+    with store.write() as cur:
+        store.audit.append(cur, "clip_stored", owner_id=bob.owner_id, device_id=bob.device_id, clip_id=twice,
+                           detail={"envelope_sha256": "0" * 64})
+    doubled = checker.check(store, sent, owner_of, tmp_path / "e")
+    assert [d.split(" ")[0] for d in doubled.doubled] == [twice] and doubled.problems == []
+    assert doubled.lines()[-1].endswith("4 stored exactly once, 0 lost, 1 doubled, 0 misfiled")
+
     # A stored clip no device's ledger holds: reported, the run fails.
     sent[bob.device_id].pop()
     stray = checker.check(store, sent, owner_of, tmp_path / "d")
