@@ -22,6 +22,7 @@ per clip.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import secrets
@@ -30,6 +31,7 @@ import statistics
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -283,7 +285,7 @@ def run_faults(cluster: Cluster) -> bool:
         (58, "SIGKILL ingester ing1 mid-batch", lambda: kill_mid_batch(cluster, "ing1")),
         (61, "restart ing1 (as systemd's Restart=always would)", lambda: cluster.start_ingester("ing1")),
     ]
-    started = time.monotonic()
+    started, started_wall = time.monotonic(), time.time()
     for at, what, action in timeline:
         time.sleep(max(0.0, started + at - time.monotonic()))
         say(f"fault: {what}")
@@ -306,7 +308,19 @@ def run_faults(cluster: Cluster) -> bool:
     except RuntimeError as exc:
         say(f"the standby {standby.host.name} is behind: {exc}")
         replicated = False
+    report_pauses(cluster, started_wall)
     return cluster.check() and replicated and not any(exits.values())
+
+
+def report_pauses(cluster: Cluster, started: float) -> None:
+    """When storing stopped for more than 2 s, and for how long (times after the devices'
+    start): what each fault cost the devices' clips in delay."""
+    with psycopg.connect(cluster.admin_url(cluster.primary()), autocommit=True) as conn:
+        stamps = [datetime.strptime(row[0], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC).timestamp() - started
+                  for row in conn.execute("SELECT stored_at FROM clips ORDER BY stored_at")]
+    pauses = [(a, b - a) for a, b in itertools.pairwise(stamps) if b - a > 2]
+    say("pauses in storing (s after the devices' start): "
+        + (", ".join(f"{a:.1f}-{a + gap:.1f} ({gap:.1f} s)" for a, gap in pauses) or "none over 2 s"))
 
 
 def kill_mid_batch(cluster: Cluster, name: str) -> None:
