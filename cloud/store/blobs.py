@@ -59,6 +59,9 @@ class BlobStore(Protocol):
 
     def remove(self, relative: str) -> None: ...
 
+    def remove_many(self, relatives: list[str]) -> None:
+        """These blobs, in one go (a deletion of many clips); any not there is no error."""
+
     def set_aside(self, relative: str) -> str:
         """Move it to set-aside/<relative> for a person to look at; returns where it went."""
 
@@ -131,6 +134,10 @@ class Blobs:
 
     def remove(self, relative: str) -> None:
         self.path(relative).unlink(missing_ok=True)
+
+    def remove_many(self, relatives: list[str]) -> None:
+        for relative in relatives:
+            self.remove(relative)
 
     def set_aside(self, relative: str) -> str:
         """Move a blob no row accounts for to set-aside/, under the same relative path, so a
@@ -225,10 +232,21 @@ class TableBlobs:
         return bool(self._query("SELECT 1 AS found FROM {table} WHERE path = :path", relative))
 
     def remove(self, relative: str) -> None:
+        self.remove_many([relative])
+
+    def remove_many(self, relatives: list[str]) -> None:
+        """One transaction, each owner's blobs in that owner's scope (none for no blobs)."""
+        if not relatives:
+            return
+        by_owner: dict[str | None, list[str]] = {}
+        for relative in relatives:
+            by_owner.setdefault(_owner_of(relative), []).append(relative)
         with self.db.transaction() as cur:
-            if (owner_id := _owner_of(relative)) is not None:
-                cur.scope(owner_id)
-            cur.execute(f"DELETE FROM {_table_of(relative)} WHERE path = :path", {"path": relative})
+            for owner_id, paths in sorted(by_owner.items(), key=lambda item: item[0] or ""):
+                if owner_id is not None:
+                    cur.scope(owner_id)
+                cur.executemany(f"DELETE FROM {_table_of(paths[0])} WHERE path = :path",
+                                [{"path": path} for path in paths])
 
     def set_aside(self, relative: str) -> str:
         target = f"{SET_ASIDE}/{relative}"

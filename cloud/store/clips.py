@@ -157,10 +157,10 @@ class Clips:
                 _advance_chains(cur, inserted)
                 if events:
                     self.audit.append_many(cur, "clip_stored", owner_id, events)
-        for r in records:
-            if not_stored.get(r.clip_id) == "owner_erased":
-                self.blobs.remove(r.blob_path)
-                self.keys.forget_owner_key(r.owner_id)
+        erased = [r for r in records if not_stored.get(r.clip_id) == "owner_erased"]
+        self.blobs.remove_many([r.blob_path for r in erased])
+        for owner_id in {r.owner_id for r in erased}:
+            self.keys.forget_owner_key(owner_id)
         return not_stored
 
     def of_owner(self, owner_id: str) -> list[ClipRow]:
@@ -259,8 +259,7 @@ class Clips:
             self._remember_deleted(cur, [(c.clip_id, c.envelope_sha256, c.device_id, c.seq) for c in clips])
             self.audit.append(cur, event, owner_id=owner_id, clip_id=clips[0].clip_id if len(clips) == 1 else None,
                               detail={"clips": len(clips), **(detail or {})})
-        for clip in clips:
-            self.blobs.remove(clip.blob_path)
+        self.blobs.remove_many([clip.blob_path for clip in clips])
 
     def delete_all(self, owner_id: str) -> int:
         """Every clip of an erased owner: blobs first (unreadable already), then rows."""

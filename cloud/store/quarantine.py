@@ -99,8 +99,8 @@ class Quarantine:
         among, listed = in_list("device_id", device_ids)
         rows = self.db.query(f"SELECT quarantine_id, blob_path FROM quarantine WHERE claimed_owner_id = :owner_id "
                              f"OR (TRUE {among})", {"owner_id": owner_id, **listed})
-        for row in rows:  # blobs first: a crash leaves rows, which the next erase finds again
-            self.blobs.remove(row["blob_path"])
+        # Blobs first: a crash leaves rows, which the next erase finds again.
+        self.blobs.remove_many([row["blob_path"] for row in rows])
         with self.audit.write() as cur:
             cur.executemany(BY_ID_DELETE, [{"quarantine_id": r["quarantine_id"]} for r in rows])
             self.audit.append(cur, "owner_quarantine_purged", owner_id=owner_id, detail={"items": len(rows)})
@@ -155,8 +155,7 @@ class Quarantine:
             for row in rows:
                 cur.execute(BY_ID_DELETE, {"quarantine_id": row.quarantine_id})
                 self.audit.append(cur, "quarantine_purged", detail={"quarantine_id": row.quarantine_id})
-        for row in rows:
-            self.blobs.remove(row.blob_path)
+        self.blobs.remove_many([row.blob_path for row in rows])
         return len(rows)
 
     def blob_paths(self) -> set[str]:

@@ -275,10 +275,14 @@ def test_deleting_one_clip_and_purging_by_retention(store: Store, tmp_path: Path
     Ingestor(store).handle(device.topic, old)
     delete_clip(store, owner, ids[0])
     assert ids[0] not in {c.clip_id for c in store.clips.of_owner(owner)}
+    assert not store.blobs.exists(store.clips.blob_path(owner, ids[0]))
     with pytest.raises(Exception, match="has no clip"):
         delete_clip(store, owner, ids[0])
     assert purge_expired(store, 30) == 1
     assert {c.clip_id for c in store.clips.of_owner(owner)} == set(ids[1:])
+    old_id = decode_envelope(old).header.clip_id
+    assert not store.blobs.exists(store.clips.blob_path(owner, old_id))
+    assert all(store.blobs.exists(store.clips.blob_path(owner, i)) for i in ids[1:])
     assert purge_expired(store, 0) == 0
     assert archive_clip_ids(export_owner(store, owner, tmp_path / "out").path) == set(ids[1:])
 
