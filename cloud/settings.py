@@ -19,20 +19,23 @@ from earmark.wire.envelope import MAX_ENVELOPE_BYTES
 from earmark.wire.errors import ConfigError
 
 
+def url_nodes(url: str) -> list[tuple[str | None, int | None]]:
+    """(host, port) of each node a URL names: scheme://[login@]HOST[:PORT][,HOST[:PORT]…]/…
+    (a cluster's nodes). ValueError on a bad port."""
+    parts = urlsplit(url)
+    nodes = [urlsplit(f"{parts.scheme}://{node}") for node in parts.netloc.rpartition("@")[2].split(",")]
+    return [(node.hostname, node.port) for node in nodes]
+
+
 def _url(schemes: tuple[str, ...], shape: str, secret: str) -> Rule:
     """A URL of one of these schemes, with a host (or several, HOST:PORT,HOST:PORT), good
     ports and no password (`secret`: where the password goes instead)."""
     def holds(value: str) -> bool:
-        parts = urlsplit(value)
-        for node in parts.netloc.rpartition("@")[2].split(","):
-            try:
-                one = urlsplit(f"{parts.scheme}://{node}")
-                one.port  # noqa: B018 - raises on a bad port
-            except ValueError:
-                return False
-            if value and not one.hostname:
-                return False
-        return not value or parts.scheme in schemes
+        try:
+            nodes = url_nodes(value)
+        except ValueError:
+            return False
+        return not value or (urlsplit(value).scheme in schemes and all(host for host, _ in nodes))
 
     return all_of(matching(holds, f"must be {shape}"),
                   matching(lambda v: not urlsplit(v).password, f"must not hold a password: {secret}"))

@@ -36,7 +36,7 @@ from earmark.cloud.ingest.ingestor import Ingestor, Outcome
 from earmark.cloud.ingest.metrics import Metrics
 from earmark.cloud.ingest.source import BATCH_MAX, IngestSummary, Pipeline, Statuses, count, store_health
 from earmark.cloud.ingest.systemd import Notifier
-from earmark.cloud.settings import CloudSettings
+from earmark.cloud.settings import CloudSettings, url_nodes
 from earmark.wire.errors import ConfigError, UsageError
 
 log = logging.getLogger(__name__)
@@ -61,33 +61,20 @@ def receipt_key(device_id: str) -> str:
     return f"earmark.v1.receipts.{device_id}"
 
 
-def _host_port(node: str, default_port: int) -> tuple[str, int]:
-    host, colon, port = node.rpartition(":")
-    if not colon or "]" in port:  # no port given (a bracketed IPv6 address ends in "]")
-        return node.strip("[]") or "localhost", default_port
-    return host.strip("[]"), int(port)
-
-
 def connection_parameters(settings: CloudSettings) -> list[pika.ConnectionParameters]:
     """One set of parameters per node the URL names (amqp://HOST:PORT,HOST:PORT/VHOST), tried
     in that order when a connection is made."""
     a = settings.amqp
     parts = urlsplit(a.url)
     tls = parts.scheme == "amqps"
-    nodes = []
-    for node in parts.netloc.rpartition("@")[2].split(","):
-        host, port = _host_port(node, 5671 if tls else 5672)
-        options = None
-        if tls:
-            context = ssl.create_default_context(cafile=a.ca or None)
-            options = pika.SSLOptions(context, host)
-        nodes.append(pika.ConnectionParameters(
-            host=host, port=port,
-            virtual_host=unquote(parts.path[1:]) if len(parts.path) > 1 else "/",
-            credentials=pika.PlainCredentials(a.username, settings.amqp_password()),
-            heartbeat=a.heartbeat_s, blocked_connection_timeout=60, ssl_options=options,
-            connection_attempts=1, socket_timeout=5, client_properties={"connection_name": settings.broker.client_id}))
-    return nodes
+    context = ssl.create_default_context(cafile=a.ca or None) if tls else None
+    credentials = pika.PlainCredentials(a.username, settings.amqp_password())
+    virtual_host = unquote(parts.path[1:]) if len(parts.path) > 1 else "/"
+    return [pika.ConnectionParameters(
+        host=host or "localhost", port=port or (5671 if tls else 5672), virtual_host=virtual_host,
+        credentials=credentials, heartbeat=a.heartbeat_s, blocked_connection_timeout=60,
+        ssl_options=pika.SSLOptions(context, host) if context else None, connection_attempts=1, socket_timeout=5,
+        client_properties={"connection_name": settings.broker.client_id}) for host, port in url_nodes(a.url)]
 
 
 def declare(channel: pika.adapters.blocking_connection.BlockingChannel, queue: str) -> None:

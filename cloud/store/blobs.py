@@ -19,9 +19,9 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from earmark.cloud.store.database import Database, Row, StoreUnavailable
 from earmark.cloud.store.ddl import insert
@@ -31,6 +31,7 @@ CLIPS = "blobs"
 QUARANTINE = "quarantine"
 SET_ASIDE = "set-aside"  # blobs the sweep could not account for, kept for a person to look at
 PORTAL_EXPORTS = "portal-exports"  # <owner id>/: an export the portal prepared, waiting for its download
+T = TypeVar("T")
 
 
 def clip_blob(owner_id: str, clip_id: str) -> str:
@@ -188,6 +189,15 @@ def _table_of(relative: str) -> str:
     return "clip_blobs" if _owner_of(relative) is not None else "quarantine_blobs"
 
 
+def _by_owner(items: list[T], path_of: Callable[[T], str]) -> list[tuple[str | None, list[T]]]:
+    """The items grouped by the owner of their path (None: quarantined payloads), in a fixed
+    order, for one transaction that scopes each owner's group in turn."""
+    groups: dict[str | None, list[T]] = {}
+    for item in items:
+        groups.setdefault(_owner_of(path_of(item)), []).append(item)
+    return sorted(groups.items(), key=lambda group: group[0] or "")
+
+
 class TableBlobs:
     """Sealed blobs as rows of the store's database (see the module's docstring). Each write
     is one transaction, committed durably (on PostgreSQL with a synchronous standby, on both
@@ -204,11 +214,8 @@ class TableBlobs:
         at the path (a redelivered clip, whose row another ingester may have stored) is
         replaced, as a file would be."""
         now = time.time()
-        by_owner: dict[str | None, list[tuple[str, bytes | bytearray]]] = {}
-        for relative, data in blobs:
-            by_owner.setdefault(_owner_of(relative), []).append((relative, data))
         with self.db.transaction() as cur:
-            for owner_id, share in sorted(by_owner.items(), key=lambda item: item[0] or ""):
+            for owner_id, share in _by_owner(blobs, lambda blob: blob[0]):
                 if owner_id is None:
                     cur.executemany(QUARANTINE_UPSERT, [{"path": path, "sealed": bytes(data), "written_at": now}
                                                         for path, data in share])
@@ -238,11 +245,8 @@ class TableBlobs:
         """One transaction, each owner's blobs in that owner's scope (none for no blobs)."""
         if not relatives:
             return
-        by_owner: dict[str | None, list[str]] = {}
-        for relative in relatives:
-            by_owner.setdefault(_owner_of(relative), []).append(relative)
         with self.db.transaction() as cur:
-            for owner_id, paths in sorted(by_owner.items(), key=lambda item: item[0] or ""):
+            for owner_id, paths in _by_owner(relatives, lambda path: path):
                 if owner_id is not None:
                     cur.scope(owner_id)
                 cur.executemany(f"DELETE FROM {_table_of(paths[0])} WHERE path = :path",

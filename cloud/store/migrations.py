@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 from earmark.cloud.store.database import StoreError
 from earmark.cloud.store.ddl import create_index, create_table, gateway_functions, indexes, row_security, table
-from earmark.cloud.store.schema import devices
+from earmark.cloud.store.schema import BLOB_TABLES, devices
 
 SCHEMA_VERSION = 13
 FIRST = 10  # the first version described once
@@ -69,7 +69,7 @@ def _v12(backend: str) -> list[str]:
 def _v13(backend: str) -> list[str]:
     """Sealed blobs may live in the database (blob_store = "database"): clip_blobs, under
     row-level security like the clips (made by postgres_refresh), and quarantine_blobs."""
-    return [statement for name in ("clip_blobs", "quarantine_blobs")
+    return [statement for name in BLOB_TABLES
             for statement in (create_table(name, backend), *(create_index(i, backend) for i in indexes(name)))]
 
 

@@ -38,7 +38,7 @@ from earmark.cloud.store.database import Cursor, Params, Row, StoreError, StoreU
 from earmark.cloud.store.ddl import ERASING_SETTING, GATEWAY_ROLE, SCOPE_SETTING, create_schema, grants
 from earmark.cloud.store.gateways import GATEWAYS
 from earmark.cloud.store.migrations import SCHEMA_VERSION, SchemaVersionError, postgres_refresh, steps
-from earmark.cloud.store.schema import OWNER_TABLES, metadata
+from earmark.cloud.store.schema import BLOB_TABLES, OWNER_TABLES, metadata
 
 VERSION_TABLE = "earmark_schema"  # the schema's version, outside the description
 ALL_TABLES = (*metadata.tables, VERSION_TABLE)
@@ -245,7 +245,7 @@ def _keep_blobs(admin_url: str) -> list[str]:
     """Copy the blob tables aside before a restore; returns those copied."""
     try:
         with psycopg.connect(admin_url, autocommit=True, connect_timeout=10) as conn, conn.transaction():
-            names = [name for name in ("clip_blobs", "quarantine_blobs")
+            names = [name for name in BLOB_TABLES
                      if conn.execute("SELECT to_regclass(%s)", (name,)).fetchone() != (None,)]
             for name in names:
                 conn.execute(f"DROP TABLE IF EXISTS {KEEP_PREFIX}{name}")

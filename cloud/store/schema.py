@@ -253,6 +253,7 @@ quarantine_blobs = Table(
                     name="quarantine_blobs_path_check"),
 )
 
+BLOB_TABLES = (clip_blobs.name, quarantine_blobs.name)  # blob_store = "database"
 OWNER_TABLES = tuple(t.name for t in metadata.sorted_tables if t.info.get("owner"))
 
 

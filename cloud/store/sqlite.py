@@ -18,6 +18,7 @@ from earmark.cloud.store.database import Cursor, Params, Row, StoreError, StoreU
 from earmark.cloud.store.ddl import create_schema
 from earmark.cloud.store.gateways import GATEWAYS
 from earmark.cloud.store.migrations import SCHEMA_VERSION, SchemaVersionError, steps
+from earmark.cloud.store.schema import BLOB_TABLES
 
 FILE = "earmark.db"
 
@@ -144,9 +145,6 @@ class SqliteDatabase:
     def close(self) -> None:
         with self._lock:
             self.conn.close()
-
-
-BLOB_TABLES = ("clip_blobs", "quarantine_blobs")
 
 
 def restore_file(data_dir: Path, source: Path) -> None:
