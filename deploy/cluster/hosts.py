@@ -166,17 +166,46 @@ class RabbitNode:
         return self.host.run(str(RABBIT_BIN / "rabbitmqctl"), "-n", self.node, *args, env=self.env(),
                              timeout=timeout, check=check)
 
+    def rows(self, *args: str, timeout: float = 30) -> list[list[str]]:
+        """A rabbitmqctl listing's rows, each its tab-separated columns (none if the node does
+        not answer)."""
+        out = self.ctl("-q", *args, "--no-table-headers", check=False, timeout=timeout).stdout
+        return [line.split("\t") for line in out.splitlines() if line]
+
     def await_startup(self, timeout: float = 120) -> None:
         """Until the node runs (await_startup alone fails at once while the node is not yet
-        registered with epmd)."""
-        wait_for(f"RabbitMQ on {self.host.name}", lambda: self.ctl(
-            "await_startup", "--timeout", "10", timeout=30, check=False).returncode == 0, timeout, every=1)
+        registered with epmd). On a timeout, the error ends with the node's last log lines."""
+        try:
+            wait_for(f"RabbitMQ on {self.host.name}", lambda: self.ctl(
+                "await_startup", "--timeout", "10", timeout=30, check=False).returncode == 0, timeout, every=1)
+        except RuntimeError as exc:
+            log = self.folder / "log" / f"{self.node}.log"
+            tail = log.read_text(errors="replace").splitlines()[-5:] if log.exists() else ["(no log)"]
+            raise RuntimeError(f"{exc}; its log ends:\n" + "\n".join(tail)) from None
+
+    def restart(self) -> None:
+        """Start the node again after a kill and wait until it runs. Seen once in a dozen runs:
+        the restarted node never came up; if its VM is gone after a minute, it is started once more."""
+        self.start()
+        try:
+            self.await_startup(60)
+        except RuntimeError:
+            if not self.vm_alive():
+                self.start()
+            self.await_startup(120)
+
+    def vm_alive(self) -> bool:
+        return (pid := self._pid()) is not None and Path(f"/proc/{pid}").exists()
+
+    def _pid(self) -> int | None:
+        """The node's Erlang VM, as its pid file says (the last one started)."""
+        pid = (self.folder / "pid").read_text().strip() if (self.folder / "pid").exists() else ""
+        return int(pid) if pid else None
 
     def kill(self) -> None:
         """SIGKILL the node's Erlang VM (its epmd stays, as it would on a real host)."""
-        pid = (self.folder / "pid").read_text().strip() if (self.folder / "pid").exists() else ""
-        if pid:
-            _kill(int(pid))
+        if (pid := self._pid()) is not None:
+            _kill(pid)
 
     def stop(self) -> None:
         self.ctl("stop", check=False, timeout=60)

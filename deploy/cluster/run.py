@@ -221,11 +221,9 @@ class Cluster:
 
     def held_by(self, name: str) -> int:
         """Deliveries the ingester on host `name` holds unacked (RabbitMQ's view, cluster-wide)."""
-        out = self.rabbits[0].ctl("-q", "list_channels", "name", "messages_unacknowledged",
-                                  "--no-table-headers", check=False, timeout=30).stdout
         address = self.hosts[name].address  # a channel's name: "<client>:<port> -> <node>:5672 (<n>)"
-        return sum(int(parts[1]) for line in out.splitlines() if len(parts := line.split("\t")) == 2
-                   and parts[0].startswith(f"{address}:"))
+        return sum(int(row[1]) for row in self.rabbits[0].rows("list_channels", "name", "messages_unacknowledged")
+                   if len(row) == 2 and row[0].startswith(f"{address}:"))
 
     def clips_stored(self) -> int:
         """The primary's clip count, on one connection kept open (a new psql each time would
@@ -277,7 +275,7 @@ def run_faults(cluster: Cluster) -> bool:
     timeline = [
         (10, "SIGKILL RabbitMQ node rmq3", rmq3.kill),
         (22, "cut ing2's host off the network", ing2.cut),
-        (32, "restart rmq3", lambda: (rmq3.start(), rmq3.await_startup())),
+        (32, "restart rmq3", rmq3.restart),
         (40, "SIGKILL the PostgreSQL primary (pg1)", pg1.kill),
         (43, "promote the standby (pg2) to primary", pg2.promote),
         (50, "mend ing2's link", ing2.mend),
@@ -408,17 +406,18 @@ def drain(cluster: Cluster, per_device: int, count: int, cores: int) -> tuple[fl
     return clips / (t1 - t0), (c1 - c0) / clips * 1000, (p1 - p0) / clips * 1000
 
 
+def clip_queue(cluster: Cluster, column: str) -> str:
+    """One column of the clip queue's row in `rabbitmqctl list_queues` ("" if not listed)."""
+    rows = cluster.rabbits[0].rows("list_queues", "-p", VHOST, "name", column)
+    return next((row[1] for row in rows if len(row) == 2 and row[0] == "earmark.clips"), "")
+
+
 def queue_members(cluster: Cluster) -> int:
-    out = cluster.rabbits[0].ctl("-q", "list_queues", "-p", VHOST, "name", "online", "--no-table-headers",
-                                 check=False).stdout
-    return next((line.count("rabbit@") for line in out.splitlines() if line.startswith("earmark.clips")), 0)
+    return clip_queue(cluster, "online").count("rabbit@")
 
 
 def queue_ready(cluster: Cluster) -> int:
-    out = cluster.rabbits[0].ctl("-q", "list_queues", "-p", VHOST, "name", "messages_ready", "--no-table-headers",
-                                 check=False).stdout
-    return sum(int(parts[1]) for line in out.splitlines() if len(parts := line.split()) == 2
-               and parts[0] == "earmark.clips")
+    return int(clip_queue(cluster, "messages_ready") or 0)
 
 
 def main() -> int:
