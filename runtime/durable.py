@@ -37,12 +37,15 @@ def _write_whole(fd: int, data: bytes | bytearray) -> None:
         view = view[os.write(fd, view):]
 
 
-def write_files(files: Sequence[tuple[Path, bytes | bytearray]], mode: int = 0o600) -> None:
+def write_files(files: Sequence[tuple[Path, bytes | bytearray]], mode: int = 0o600,
+                keep_existing: bool = False) -> list[Path]:
     """Write many files atomically and durably at the price of a few flushes, not one per
     file: each into its temp file, then one syncfs() of their filesystem (every temp file's
     data durable), then each renamed into place and each directory fsynced once (the names
     durable). A crash leaves each file whole or absent. Where syncfs is missing, each temp
-    file is fsynced instead. On failure the temp files are removed and the OSError raised."""
+    file is fsynced instead. On failure the temp files are removed and the OSError raised.
+    With `keep_existing`, a file already at a path is left as it is (linked into place, never
+    renamed over) and the paths so kept are returned."""
     temps = [(_temp_of(path), path) for path, _ in files]
     try:
         for (temp, _), (_, data) in zip(temps, files, strict=True):
@@ -61,14 +64,23 @@ def write_files(files: Sequence[tuple[Path, bytes | bytearray]], mode: int = 0o6
                     raise OSError(error, os.strerror(error))
             finally:
                 os.close(fd)
+        kept = []
         for temp, path in temps:
-            os.replace(temp, path)
+            if not keep_existing:
+                os.replace(temp, path)
+                continue
+            try:
+                os.link(temp, path)
+            except FileExistsError:
+                kept.append(path)
+            temp.unlink()
     except BaseException:
         for temp, _ in temps:
             temp.unlink(missing_ok=True)
         raise
     for folder in {path.parent for _, path in temps}:
         fsync_dir(folder)
+    return kept
 
 
 def write_file(path: Path, data: bytes | bytearray, mode: int = 0o600, sync_dir: bool = True) -> None:

@@ -35,13 +35,16 @@ def cli_store(args: argparse.Namespace) -> Store:
 
 
 def open_for_work(s: CloudSettings) -> Store:
-    """The store, with every erasure in the erasure ledger made true of it first (after a
-    restore from an older backup, or a crash part-way through an erasure)."""
-    from earmark.cloud.owner.erasure import apply_erasure_ledger
+    """The store, with every erasure and deletion in the ledgers made true of it first (after
+    a restore from an older backup, or a crash part-way through an erasure or a deletion)."""
+    from earmark.cloud.owner.erasure import apply_deletion_ledger, apply_erasure_ledger
 
     store = Store.open(s)
     if applied := apply_erasure_ledger(store):
         log.warning("re-applied %d erasure(s) from the erasure ledger (audit: owner_erased)", len(applied))
+    if again := apply_deletion_ledger(store):
+        log.warning("deleted %d clip(s) again that the deletion ledger holds as deleted (audit: clips_deleted_again)",
+                    again)
     if moved := store.move_owner_keys_out():
         log.warning("moved %d owner key(s) out of the database into %s; backups taken before now still open "
                     "with the master key alone until `earmark-cloud keys rotate`", moved, store.keys.secrets.folder)

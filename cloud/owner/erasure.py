@@ -62,6 +62,7 @@ def _erase(store: Store, owner_id: str, erased_at: str) -> Erasure:
     shutil.rmtree(portal_export_dir(store.data_dir, owner_id), ignore_errors=True)  # 7. an export the portal prepared
     # 8. what they did and when, and from where: only the record of the erasure remains
     store.audit.record_erasure(owner_id, devices, {"clips": clips, "devices": len(devices), "quarantined": quarantined})
+    store.db.scrub()  # 9. nor in the database's own files: its write-ahead log held their rows as written
     return Erasure(owner_id, clips, devices, erased_at)
 
 
@@ -82,6 +83,16 @@ def apply_erasure_ledger(store: Store) -> list[str]:
         _erase(store, entry.owner_id, entry.erased_at)
         applied.append(entry.owner_id)
     return applied
+
+
+def apply_deletion_ledger(store: Store) -> int:
+    """Delete again every clip the deletion ledger holds that this database still has (after
+    a restore from a backup taken before the deletion, or a crash part-way through it); only
+    the entries after the database's own mark are looked at. Run whenever the store is opened
+    for work. Returns how many clips were deleted again."""
+    erased = {entry.owner_id for entry in store.erasures.entries()}
+    entries = [e for e in store.deletions.entries(after=store.clips.deletions_applied()) if e.owner_id not in erased]
+    return store.clips.redelete(entries)
 
 
 DELETE_BATCH = 500  # clips per delete transaction

@@ -83,6 +83,9 @@ KEY_FILES: dict[str, Holding | str] = {
     "erasures.ledger": Holding("", "0. the erasure is written here first",
                                remains="owner id and time: a restore from an older backup is erased again",
                                why_not="outside the database on purpose"),
+    "deletions.ledger": Holding("", "kept: its entries of an erased owner's are passed over",
+                                remains="owner id, the deleted clips' ids and time: a restore from an older backup "
+                                        "deletes them again", why_not="outside the database on purpose"),
     "export-signing.key": NOT_OWNERS + " (signs exports)",
 }
 

@@ -80,9 +80,11 @@ def erase_verify(call: Call) -> Response:
     if (ceremony is None or ceremony.owner_id != call.owner_id or passkey is None
             or passkey.owner_id != call.owner_id or not typed_phrase(call)):
         return JSONResponse({"error": "the confirmation did not match: nothing was erased"}, 400)
-    if asserted(call.state, ceremony, credential, passkey) is None:
+    sign_count = asserted(call.state, ceremony, credential, passkey)
+    if sign_count is None:
         return JSONResponse({"error": "the passkey could not be checked: nothing was erased"}, 400)
     state = call.state
+    state.store.portal.passkey_used(passkey, sign_count)  # recorded even if the erasure stops part-way
     state.exports.forget(call.owner_id)
     erase_owner(state.store, call.owner_id)  # also ends every session of theirs
     try:

@@ -11,15 +11,22 @@ and create_app accepts no other:
 
 Handlers are plain functions run on the thread pool (the store's calls block: decryption,
 signature checks, database round trips), given a request whose form or JSON body is already
-read. A JSON body that is not an object is a 400 before any handler runs.
+read. An owner's route looks the session up before it reads a byte of the body, so a client
+without one cannot make the portal read anything. Every body is bounded (BODY_LIMIT, 64 KiB:
+the largest the portal takes is a passkey's registration, a few KiB; a bulk deletion is a
+page of 25 clip ids): a larger one is a 413, refused on its Content-Length before it is read,
+or as soon as a body sent in chunks passes the bound. A JSON body that is not an object, and
+a body of any other type, is a 400 before any handler runs.
 """
 
 from __future__ import annotations
 
+import json
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qsl
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -92,33 +99,59 @@ Handler = Callable[[Call], Response]
 PAGES = ("/", "/devices", "/export", "/access", "/erase")  # the pages a stale form may send the owner back to
 
 
-async def _read(request: Request, state: PortalState) -> Call | Response:
-    call = Call(request, state)
-    content_type = request.headers.get("content-type", "")
+BODY_LIMIT = 64 * 1024
+FORM = "application/x-www-form-urlencoded"
+
+
+async def _bounded_body(request: Request) -> bytes | None:
+    """The body, or None if it is (or says it is) over BODY_LIMIT: never read past it."""
+    try:
+        if int(request.headers.get("content-length", "0")) > BODY_LIMIT:
+            return None
+    except ValueError:
+        return None
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > BODY_LIMIT:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _read(call: Call) -> Response | None:
+    """Read the call's form or JSON body into it; a Response if it is refused."""
+    request = call.request
     if request.method == "GET":
-        return call
-    if content_type.startswith("application/json"):
+        return None
+    body = await _bounded_body(request)
+    if body is None:
+        return JSONResponse({"error": f"that request is larger than the portal takes ({BODY_LIMIT // 1024} KiB)"},
+                            413)
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type == "application/json":
         try:
-            body = await request.json()
+            parsed = json.loads(body)
         except ValueError:
-            body = None
-        if not isinstance(body, dict):
+            parsed = None
+        if not isinstance(parsed, dict):
             return JSONResponse({"error": "that request was not understood"}, 400)
-        call.body = body
-    elif content_type.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
-        sent = await request.form()
-        call.form = {k: str(v) for k, v in sent.items()}
-        for k, v in sent.multi_items():
-            call.form_lists.setdefault(k, []).append(str(v))
-    return call
+        call.body = parsed
+    elif content_type == FORM:
+        for k, v in parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True):
+            call.form[k] = v
+            call.form_lists.setdefault(k, []).append(v)
+    elif body:
+        return JSONResponse({"error": "that request was not understood"}, 400)
+    return None
 
 
 class PublicRoute(Route):
     def __init__(self, state: PortalState, path: str, handler: Handler, methods: tuple[str, ...] = ("GET",)) -> None:
         async def endpoint(request: Request) -> Response:
-            call = await _read(request, state)
-            if isinstance(call, Response):
-                return call
+            call = Call(request, state)
+            if refused := await _read(call):
+                return refused
             return await run_in_threadpool(handler, call)
 
         super().__init__(path, endpoint, methods=list(methods))
@@ -131,9 +164,7 @@ class OwnerRoute(Route):
         resource or an API call (no session: 401)."""
 
         async def endpoint(request: Request) -> Response:
-            call = await _read(request, state)
-            if isinstance(call, Response):
-                return call
+            call = Call(request, state)
             token = request.cookies.get(COOKIE, "")
             settings = state.settings
             call.session = await run_in_threadpool(
@@ -144,6 +175,8 @@ class OwnerRoute(Route):
                     return RedirectResponse("/signin", 303)
                 return call.message(401 if request.method == "GET" else 403, "Sign in again",
                                     "Your session has ended: sign in again.")
+            if refused := await _read(call):
+                return refused
             if request.method != "GET":
                 given = call.form.get("csrf") or str(call.body.get("csrf", "")) or request.headers.get(
                     "x-csrf-token", "")

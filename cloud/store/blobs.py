@@ -50,8 +50,10 @@ def quarantine_blob(quarantine_id: str) -> str:
 class BlobStore(Protocol):
     def write(self, relative: str, data: bytes | bytearray) -> None: ...
 
-    def write_many(self, blobs: list[tuple[str, bytes | bytearray]]) -> None:
-        """Each blob whole and durable before this returns; StoreUnavailable if refused."""
+    def write_many(self, blobs: list[tuple[str, bytes | bytearray]], keep_existing: bool = False) -> set[str]:
+        """Each blob whole and durable before this returns; StoreUnavailable if refused. With
+        `keep_existing`, a blob already at a path is not touched, and those paths are returned
+        (a new clip's bytes must never replace a stored clip's)."""
 
     def read(self, relative: str) -> bytes:
         """The blob's bytes; FileNotFoundError if it is not there."""
@@ -105,7 +107,7 @@ class Blobs:
     def write(self, relative: str, data: bytes | bytearray) -> None:
         self.write_many([(relative, data)])
 
-    def write_many(self, blobs: list[tuple[str, bytes | bytearray]]) -> None:
+    def write_many(self, blobs: list[tuple[str, bytes | bytearray]], keep_existing: bool = False) -> set[str]:
         """Write each blob whole and durably: a batch's files with one flush of the filesystem
         and one fsync per directory (runtime/durable.py: write_files), not an fsync each.
         StoreUnavailable (nothing may be acked) if the disk refuses."""
@@ -113,12 +115,13 @@ class Blobs:
         try:
             for folder in {path.parent for path, _ in paths}:
                 folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-            if len(paths) == 1:
+            if len(paths) == 1 and not keep_existing:
                 write_file(*paths[0])
-            else:
-                write_files(paths)
+                return set()
+            kept = write_files(paths, keep_existing=keep_existing)
         except OSError as exc:
             raise StoreUnavailable(f"could not write a blob: {exc.strerror}") from exc
+        return {str(path.relative_to(self.data_dir)) for path in kept}
 
     def read(self, relative: str) -> bytes:
         """The blob's bytes (FileNotFoundError if it is not there). One open, fstat and read:
@@ -209,11 +212,11 @@ class TableBlobs:
     def write(self, relative: str, data: bytes | bytearray) -> None:
         self.write_many([(relative, data)])
 
-    def write_many(self, blobs: list[tuple[str, bytes | bytearray]]) -> None:
+    def write_many(self, blobs: list[tuple[str, bytes | bytearray]], keep_existing: bool = False) -> set[str]:
         """All the blobs in one transaction, each owner's in that owner's scope. A blob already
-        at the path (a redelivered clip, whose row another ingester may have stored) is
-        replaced, as a file would be."""
+        at the path is replaced, as a file would be, or with `keep_existing` left as it is."""
         now = time.time()
+        kept: set[str] = set()
         with self.db.transaction() as cur:
             for owner_id, share in _by_owner(blobs, lambda blob: blob[0]):
                 if owner_id is None:
@@ -221,8 +224,13 @@ class TableBlobs:
                                                         for path, data in share])
                     continue
                 cur.scope(owner_id)
-                cur.executemany(CLIP_UPSERT, [{"path": path, "owner_id": owner_id, "sealed": bytes(data),
-                                               "written_at": now} for path, data in share])
+                rows = [{"path": path, "owner_id": owner_id, "sealed": bytes(data), "written_at": now}
+                        for path, data in share]
+                if not keep_existing:
+                    cur.executemany(CLIP_UPSERT, rows)
+                    continue
+                kept |= {str(row["path"]) for row in rows if not cur.execute(CLIP_INSERT_NEW, row).rowcount}
+        return kept
 
     def _query(self, sql: str, relative: str, **params: object) -> list[Row]:
         """`sql` on the table `relative` belongs in ({table}), in its owner's scope."""
@@ -288,4 +296,5 @@ class TableBlobs:
 
 
 CLIP_UPSERT = insert("clip_blobs", conflict="path", update=("sealed", "written_at"))
+CLIP_INSERT_NEW = insert("clip_blobs", conflict="path")
 QUARANTINE_UPSERT = insert("quarantine_blobs", conflict="path", update=("sealed", "written_at"))

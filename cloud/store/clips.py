@@ -15,7 +15,8 @@ from earmark.cloud.store.crypto import CryptoError, clip_aad, open_sealed, seal
 from earmark.cloud.store.database import Cursor, Database, in_list
 from earmark.cloud.store.ddl import insert
 from earmark.cloud.store.keys import Keys
-from earmark.wire.envelope import Envelope
+from earmark.cloud.store.ledger import DeletionEntry, DeletionLedger
+from earmark.wire.envelope import Envelope, envelope_digest
 from earmark.wire.timestamps import utc_now
 
 # Is the owner still there (not erased)? Asked inside the transaction that stores their clips,
@@ -109,9 +110,17 @@ def _advance_chains(cur: Cursor, records: list[ClipRow]) -> None:
     cur.executemany(ADVANCE_CHAIN, [{"seq": seq, "device_id": device_id} for device_id, seq in ends.items()])
 
 
+# How far into the deletion ledger this database is known to be: (line, MAC) of the last
+# entry applied. A database restored from a backup holds an older mark, so what was deleted
+# since the backup is deleted again (owner/erasure.py: apply_deletion_ledger).
+DELETIONS_APPLIED_KEY = "deletion_ledger_applied"
+SET_META = insert("meta", conflict="key", update=("value",))
+
+
 class Clips:
-    def __init__(self, db: Database, keys: Keys, blobs: BlobStore, audit: AuditLog) -> None:
-        self.db, self.keys, self.blobs, self.audit = db, keys, blobs, audit
+    def __init__(self, db: Database, keys: Keys, blobs: BlobStore, audit: AuditLog,
+                 deletions: DeletionLedger) -> None:
+        self.db, self.keys, self.blobs, self.audit, self.deletions = db, keys, blobs, audit, deletions
 
     def blob_path(self, owner_id: str, clip_id: str) -> str:
         return clip_blob(owner_id, clip_id)
@@ -136,10 +145,14 @@ class Clips:
         the same clip id first (then its row stands, and the blob at that path is the clip's)."""
         now = utc_now()
         records = [_record(clip, now) for clip in clips]
-        self.blobs.write_many([(r.blob_path, seal(self.keys.owner_key(r.owner_id), clip.raw,
-                                                  clip_aad(r.owner_id, r.device_id, r.clip_id)))
-                               for r, clip in zip(records, clips, strict=True)])
-        not_stored: dict[str, str] = {}
+        # A blob already at a clip's path (the stored clip's, a concurrent batch's, or one a
+        # crash left) is never replaced: it is this clip's only if it holds this very envelope;
+        # if not, this clip is not stored here (the ingester then finds it a clip_id_conflict).
+        kept = self.blobs.write_many([(r.blob_path, seal(self.keys.owner_key(r.owner_id), clip.raw,
+                                                         clip_aad(r.owner_id, r.device_id, r.clip_id)))
+                                      for r, clip in zip(records, clips, strict=True)], keep_existing=True)
+        not_stored = {r.clip_id: "duplicate" for r in records if r.blob_path in kept and not self._holds(r)}
+        records = [r for r in records if r.clip_id not in not_stored]
         with self.audit.write() as cur:
             for owner_id in sorted({r.owner_id for r in records}):
                 cur.scope(owner_id)
@@ -162,6 +175,15 @@ class Clips:
         for owner_id in {r.owner_id for r in erased}:
             self.keys.forget_owner_key(owner_id)
         return not_stored
+
+    def _holds(self, record: ClipRow) -> bool:
+        """Does the blob at the record's path hold exactly the record's envelope?"""
+        try:
+            raw = open_sealed(self.keys.owner_key(record.owner_id), self.blobs.read(record.blob_path),
+                              clip_aad(record.owner_id, record.device_id, record.clip_id))
+        except (CryptoError, FileNotFoundError):
+            return False
+        return envelope_digest(raw) == record.envelope_sha256
 
     def of_owner(self, owner_id: str) -> list[ClipRow]:
         return list(self.iter_owner(owner_id))
@@ -248,9 +270,13 @@ class Clips:
         return {r["blob_path"] for r in self.db.query("SELECT blob_path FROM clips WHERE owner_id = :owner_id",
                                                       {"owner_id": owner_id}, owner=owner_id)}
 
-    def delete(self, owner_id: str, clips: list[ClipRow], event: str, detail: dict[str, object] | None = None) -> None:
-        """Delete these clips of the owner's, with one audit event. Rows first: a crash after
-        the commit leaves only blobs without rows, which the sweep removes."""
+    def delete(self, owner_id: str, clips: list[ClipRow], event: str, detail: dict[str, object] | None = None,
+               ledger: bool = True) -> None:
+        """Delete these clips of the owner's, with one audit event. The deletion ledger first
+        (outside the database: a restore from an older backup deletes them again), then rows:
+        a crash after the commit leaves only blobs without rows, which the sweep removes."""
+        if ledger:
+            self.deletions.record(owner_id, [clip.clip_id for clip in clips], utc_now())
         with self.audit.write() as cur:
             cur.scope(owner_id)
             for table in ("clip_marks", "clips"):  # a mark goes with its clip
@@ -260,6 +286,30 @@ class Clips:
             self.audit.append(cur, event, owner_id=owner_id, clip_id=clips[0].clip_id if len(clips) == 1 else None,
                               detail={"clips": len(clips), **(detail or {})})
         self.blobs.remove_many([clip.blob_path for clip in clips])
+
+    def redelete(self, entries: list[DeletionEntry]) -> int:
+        """Make the deletion ledger's entries true of this database again (after a restore
+        from a backup taken before them, or a crash between the ledger and the rows), then
+        mark the ledger applied up to its last entry. Returns the clips deleted again."""
+        again = 0
+        for entry in entries:
+            rows = [row for row in (self.get(entry.owner_id, c) for c in entry.clip_ids) if row is not None]
+            if rows:
+                self.delete(entry.owner_id, rows, "clips_deleted_again", {"why": "deleted before a restore"},
+                            ledger=False)
+                again += len(rows)
+        if entries:
+            with self.db.transaction() as cur:
+                mark = json.dumps([entries[-1].line, entries[-1].mac])
+                cur.execute(SET_META, {"key": DELETIONS_APPLIED_KEY, "value": mark.encode()})
+        return again
+
+    def deletions_applied(self) -> tuple[int, str] | None:
+        rows = self.db.query("SELECT value FROM meta WHERE key = :key", {"key": DELETIONS_APPLIED_KEY})
+        if not rows:
+            return None
+        line, mac = json.loads(bytes(rows[0]["value"]))
+        return int(line), str(mac)
 
     def delete_all(self, owner_id: str) -> int:
         """Every clip of an erased owner: blobs first (unreadable already), then rows."""

@@ -92,6 +92,12 @@ class Database(Protocol):
     def ping(self) -> None:
         """Raise StoreError unless the database answers (a readiness check)."""
 
+    def scrub(self) -> None:
+        """After an erasure: leave nothing of deleted rows readable in this database's own
+        files (SQLite: the write-ahead log checkpointed and truncated; deleted content is
+        zeroed as it goes, secure_delete). PostgreSQL keeps dead rows until VACUUM and its WAL
+        until recycled: the operator's (deploy/SCALING.md)."""
+
     def dump(self, out: Path, admin_url: str = "") -> None:
         """A consistent copy of the rows into the folder `out` (a backup; PostgreSQL's is taken
         as the database's admin, `admin_url`)."""

@@ -44,6 +44,9 @@ class Session:
     csrf: str
 
 
+SET_SIGN_COUNT = "UPDATE portal_passkeys SET sign_count = :count WHERE credential_id = :credential_id"
+
+
 class PortalAccess:
     def __init__(self, db: Database, audit: AuditLog) -> None:
         self.db, self.audit = db, audit
@@ -122,13 +125,19 @@ class PortalAccess:
             if removed:
                 self.audit.append(cur, "portal_access_removed", owner_id=owner_id)
 
+    def passkey_used(self, passkey: Passkey, sign_count: int) -> None:
+        """The passkey's new sign count after a check other than a sign-in (the erasure's), so
+        a cloned authenticator replaying an older count is still found out."""
+        with self.db.transaction() as cur:
+            cur.scope(passkey.owner_id)
+            cur.execute(SET_SIGN_COUNT, {"count": sign_count, "credential_id": passkey.credential_id})
+
     def sign_in(self, passkey: Passkey, sign_count: int, client: str) -> tuple[str, Session]:
         """A new session for the passkey's owner: (cookie token, session)."""
         token, csrf, now = secrets.token_urlsafe(32), secrets.token_urlsafe(32), time.time()
         with self.audit.write() as cur:
             cur.scope(passkey.owner_id)
-            cur.execute("UPDATE portal_passkeys SET sign_count = :count WHERE credential_id = :credential_id",
-                        {"count": sign_count, "credential_id": passkey.credential_id})
+            cur.execute(SET_SIGN_COUNT, {"count": sign_count, "credential_id": passkey.credential_id})
             cur.execute(insert("portal_sessions"), {"token_sha256": token_sha256(token), "owner_id": passkey.owner_id,
                                                     "csrf": csrf, "created_at": now, "seen_at": now})
             self.audit.append(cur, "portal_signed_in", owner_id=passkey.owner_id, detail={"client": client})

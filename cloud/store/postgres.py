@@ -206,6 +206,9 @@ class PostgresDatabase:
     def ping(self) -> None:
         self.query("SELECT 1")
 
+    def scrub(self) -> None:
+        pass  # dead rows and WAL: VACUUM and WAL recycling (see Database.scrub)
+
     def dump(self, out: Path, admin_url: str = "") -> None:
         """pg_dump of the database into `out`, as its admin: the service role sees nothing past
         row-level security."""

@@ -1,11 +1,11 @@
 """`earmark-cloud keys rotate`: a new master key, with every live owner's data key and the
-quarantine key wrapped under it and the erasure ledger re-MACed, then the old key file
+quarantine key wrapped under it and the ledgers (erasures, deletions) re-MACed, then the old key file
 replaced. Data keys do not change, so no blob is rewritten.
 
 Order, so that a crash anywhere leaves a store that opens:
   1. the new key is written beside the old one (`master.key.new`, 0600);
   2. one database transaction re-wraps every key under it;
-  3. the erasure ledger is rewritten under it;
+  3. the ledgers are rewritten under it;
   4. `master.key.new` replaces `master.key`: the old key is gone.
 When a store opens and finds `master.key.new`, it finishes what steps 2 to 4 began (or, if the
 database never switched, drops the unused new key): `finish_rotation`.
@@ -24,7 +24,7 @@ from pathlib import Path
 from earmark.cloud.store.crypto import load_master_key, new_key
 from earmark.cloud.store.database import Cursor, StoreError
 from earmark.cloud.store.keys import Keys
-from earmark.cloud.store.ledger import ErasureLedger
+from earmark.cloud.store.ledger import Ledger
 from earmark.runtime.durable import write_file
 
 
@@ -32,7 +32,7 @@ def pending_path(master_key_path: Path) -> Path:
     return master_key_path.with_name(master_key_path.name + ".new")
 
 
-def rotate(keys: Keys, master_key_path: Path, ledger: ErasureLedger, owner_ids: list[str],
+def rotate(keys: Keys, master_key_path: Path, ledgers: list[Ledger], owner_ids: list[str],
            transaction: Callable[[], AbstractContextManager[Cursor]]) -> int:
     """Rotate the master key (see the module docstring); `transaction()` is the store's
     audited write. Returns how many owner keys were re-wrapped."""
@@ -43,15 +43,16 @@ def rotate(keys: Keys, master_key_path: Path, ledger: ErasureLedger, owner_ids: 
     write_file(pending, base64.b64encode(fresh) + b"\n")  # 1
     with transaction() as cur:  # 2
         count = keys.rewrap_all(cur, owner_ids, fresh)
-    ledger.rewrap(fresh)  # 3
+    for ledger in ledgers:  # 3
+        ledger.rewrap(fresh)
     pending.replace(master_key_path)  # 4
     keys.master_key = fresh
     return count
 
 
-def finish_rotation(keys: Keys, master_key_path: Path, ledger_path: Path) -> bytes:
+def finish_rotation(keys: Keys, master_key_path: Path, ledgers: list[Ledger]) -> bytes:
     """At open: if a rotation was interrupted, finish it, or drop its unused key. Returns the
-    master key the store is under now."""
+    master key the store is under now. `ledgers` are under the old key."""
     pending = pending_path(master_key_path)
     if not pending.exists():
         return keys.master_key
@@ -59,12 +60,12 @@ def finish_rotation(keys: Keys, master_key_path: Path, ledger_path: Path) -> byt
     if not keys.opens_store(fresh):
         pending.unlink()  # the database never switched: the rotation did not happen
         return keys.master_key
-    old_ledger = ErasureLedger(ledger_path, keys.master_key)
-    try:
-        old_ledger.entries()
-        old_ledger.rewrap(fresh)
-    except StoreError:
-        ErasureLedger(ledger_path, fresh).entries()  # already rewritten (else this raises: tampered)
+    for ledger in ledgers:
+        try:
+            ledger.check()
+            ledger.rewrap(fresh)
+        except StoreError:
+            type(ledger)(ledger.path, fresh).check()  # already rewritten (else this raises: tampered)
     pending.replace(master_key_path)
     keys.master_key = fresh
     return fresh

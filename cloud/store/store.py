@@ -49,7 +49,7 @@ from earmark.cloud.store.ddl import insert
 from earmark.cloud.store.keys import Keys
 from earmark.cloud.store.keystore import FOLDER as OWNER_KEYS
 from earmark.cloud.store.keystore import OwnerSecrets
-from earmark.cloud.store.ledger import ErasureLedger
+from earmark.cloud.store.ledger import DeletionLedger, ErasureLedger
 from earmark.cloud.store.portal import PortalAccess
 from earmark.cloud.store.presence import DevicePresence
 from earmark.cloud.store.quarantine import Quarantine
@@ -98,10 +98,14 @@ class Store(AbstractContextManager["Store"]):
         self.audit = AuditLog(self.db, self.data_dir / "audit.head")
         self.keys = Keys(self.db, master_key, OwnerSecrets(self.master_key_path.parent / OWNER_KEYS))
         # Beside the master key, outside the data dir and the database: it survives their restore.
-        ledger_path = self.master_key_path.parent / "erasures.ledger"
-        if not create:
-            master_key = finish_rotation(self.keys, self.master_key_path, ledger_path)
-        self.erasures = ErasureLedger(ledger_path, master_key)
+        folder = self.master_key_path.parent
+        self.erasures = ErasureLedger(folder / "erasures.ledger", master_key)
+        self.deletions = DeletionLedger(folder / "deletions.ledger", master_key)
+        rotated = not create and finish_rotation(self.keys, self.master_key_path, [self.erasures, self.deletions])
+        if rotated and rotated != master_key:
+            master_key = self.keys.master_key
+            self.erasures = ErasureLedger(self.erasures.path, master_key)
+            self.deletions = DeletionLedger(self.deletions.path, master_key)
         self.blobs = open_blobs(blob_store, self.data_dir, self.db)
         if create:
             with self.audit.write() as cur:
@@ -110,7 +114,7 @@ class Store(AbstractContextManager["Store"]):
                     self.audit.append(cur, "store_created")
         self.keys.check_master_key()
         self.registry = Registry(self.db, self.keys, self.audit)
-        self.clips = Clips(self.db, self.keys, self.blobs, self.audit)
+        self.clips = Clips(self.db, self.keys, self.blobs, self.audit, self.deletions)
         self.quarantine = Quarantine(self.db, self.keys, self.blobs, self.audit)
         self.accounts = BrokerAccounts(self.db, self.audit)
         self.portal = PortalAccess(self.db, self.audit)
@@ -129,8 +133,9 @@ class Store(AbstractContextManager["Store"]):
     def rotate_master_key(self) -> int:
         """A new master key (store/rotation.py); returns how many owner keys were re-wrapped."""
         owner_ids = [owner.owner_id for owner in self.registry.owners() if not owner.erased_at]
-        count = rotate(self.keys, self.master_key_path, self.erasures, owner_ids, self.audit.write)
+        count = rotate(self.keys, self.master_key_path, [self.erasures, self.deletions], owner_ids, self.audit.write)
         self.erasures = ErasureLedger(self.erasures.path, self.keys.master_key)
+        self.deletions = self.clips.deletions = DeletionLedger(self.deletions.path, self.keys.master_key)
         self.audit.record("master_key_rotated", detail={"owner_keys": count})
         return count
 

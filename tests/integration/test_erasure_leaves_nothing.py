@@ -168,3 +168,25 @@ def test_the_stores_files_and_an_encrypted_export_are_the_users_alone_whatever_t
         assert {stat.S_IMODE(f.stat().st_mode) for f in files if f.exists()} == {0o600}
     finally:
         os.umask(old)
+
+
+def test_an_erased_owners_name_and_recipient_are_gone_from_the_database_files_while_it_is_open(
+        store: Store) -> None:
+    """Issue 33 case 6: right after erase_owner returns, with the store still open (as a
+    running portal or ingester holds it), neither the owner's name nor their age recipient is
+    in any of SQLite's files: not the database, not its write-ahead log."""
+    if store.database_url:
+        pytest.skip("SQLite's own files; PostgreSQL's dead rows and WAL are VACUUM's (deploy/SCALING.md)")
+    name = "Zebulon Quixotic-Marchbanks"
+    owner = store.registry.add_owner(name).owner_id
+    recipient = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p"
+    store.registry.set_recipient(owner, recipient)
+    with_clips(store, "Other", 1)  # someone else keeps writing to the same files
+    files = [store.data_dir / "earmark.db", store.data_dir / "earmark.db-wal"]
+    assert any(name.encode() in f.read_bytes() for f in files if f.exists())  # the check can see it
+
+    erase_owner(store, owner)
+    for path in files:
+        data = path.read_bytes() if path.exists() else b""
+        assert name.encode() not in data, path.name
+        assert recipient.encode() not in data, path.name

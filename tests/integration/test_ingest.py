@@ -17,10 +17,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from earmark.cloud.ingest.ingestor import Ingestor
+from earmark.cloud.owner.export import export_owner
 from earmark.cloud.store.crypto import CryptoError, clip_aad, seal
 from earmark.cloud.store.store import SWEEP_GRACE_S, Store
 from earmark.wire.envelope import MAX_ENVELOPE_BYTES, decode_envelope
-from tests.support.cloudkit import SimDevice, make_store, new_clip_id, reopen, tamper
+from tests.support.cloudkit import EVERY_BLOB_STORE, SimDevice, make_store, new_clip_id, reopen, tamper
 
 
 @pytest.fixture
@@ -126,6 +127,26 @@ def test_same_id_with_different_bytes_is_quarantined_and_the_first_kept(
     assert snapshot(store) == before
     [row] = store.clips.of_owner(a.owner_id)
     assert store.clips.read(a.owner_id, row) == first
+
+
+@EVERY_BLOB_STORE
+def test_a_clip_id_race_with_different_bytes_never_touches_the_stored_clip(
+        store: Store, pair: tuple[SimDevice, SimDevice], tmp_path: Path) -> None:
+    """Issue 33 case 5: two batches carrying one clip id with different bytes, both judged
+    before either commits. The first commit is acknowledged as stored; the second must be
+    refused as a conflict without its bytes ever replacing the stored clip's blob."""
+    a, _ = pair
+    first = a.clip(seed=1)
+    clip_id = decode_envelope(first).header.clip_id
+    second = a.resign(a.clip(seed=2), clip_id=clip_id)
+    ingest, other = Ingestor(store), Ingestor(reopen(store))
+    judged_first, judged_second = ingest.judge([(a.topic, first)]), other.judge([(a.topic, second)])
+    assert [o.status for o in ingest.commit(judged_first)] == ["stored"]
+    [late] = other.commit(judged_second)
+    assert (late.status, late.reason) == ("rejected", "clip_id_conflict")
+    [row] = store.clips.of_owner(a.owner_id)
+    assert store.clips.read(a.owner_id, row) == first
+    export_owner(store, a.owner_id, tmp_path / "export")  # would abort: "does not match the stored digest"
 
 
 def test_a_redelivered_rejection_is_recorded_once(store: Store, pair: tuple[SimDevice, SimDevice]) -> None:

@@ -2,11 +2,13 @@
 cases 9 and 10): malformed passkey JSON inside a valid ceremony is a 400, never a 500; a
 credential id registered already gets the same answer as any bad credential (nothing tells
 it exists) and leaves the invite usable; a 500 carries the security headers; and the
-sign-in rate limit believes X-Forwarded-For only from a configured proxy."""
+sign-in rate limit believes X-Forwarded-For only from a configured proxy. And (issue 33,
+case 3) no body is read before the session is checked, and every body is bounded."""
 
 from __future__ import annotations
 
 import json
+import socket
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -23,7 +25,7 @@ from earmark.cloud.owner.export import export_owner
 from earmark.cloud.owner.retention import purge_expired
 from earmark.cloud.owner.verify_export import verify_export
 from earmark.cloud.portal.app import HEADERS
-from earmark.cloud.portal.guard import COOKIE
+from earmark.cloud.portal.guard import BODY_LIMIT, COOKIE
 from earmark.cloud.portal.state import SIGN_IN_LIMIT, PortalState, RateLimit
 from earmark.cloud.store.store import Store
 from tests.integration.test_portal_guard import _NoRedirect as NoRedirect
@@ -265,3 +267,45 @@ def test_an_owner_filters_and_deletes_many_recordings_and_sets_auto_delete(store
     assert Ingestor(store).handle(bob.topic, bob.clip(seed=201, seconds=0.25, captured=old)).status == "stored"
     assert purge_expired(store, 0) == 1  # hers went; Bob chose nothing and the service keeps all
     assert store.clips.count(alice.owner_id) == 0 and store.clips.count(bob.owner_id) == 2
+
+
+def raw_post(portal: Portal, path: str, head: dict[str, str], body: bytes, timeout: float = 10) -> int:
+    """Send a POST's headers and `body` (perhaps only the start of what Content-Length says)
+    over a socket of its own, and return the status of the answer, which must come within
+    `timeout` while the rest of the body is still unsent."""
+    host, port = portal.url.removeprefix("http://").split(":")
+    lines = [f"POST {path} HTTP/1.1", f"Host: {host}:{port}", *(f"{k}: {v}" for k, v in head.items()), "", ""]
+    with socket.create_connection(("127.0.0.1", int(port)), timeout=timeout) as sock:
+        sock.sendall("\r\n".join(lines).encode() + body)
+        answer = sock.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 "), answer[:80]
+    return int(answer.split()[1])
+
+
+def test_a_large_body_without_a_session_is_refused_before_it_is_read(store: Store, portal: Portal) -> None:
+    """Issue 33 case 3: a 600 MB JSON POST to /clips/delete with no cookie is answered at once,
+    the portal reading none of it (before: read whole, then 400, the portal at 1.5 GB)."""
+    head = {"Content-Type": "application/json", "Content-Length": str(600 * 1024 * 1024)}
+    assert raw_post(portal, "/clips/delete", head, b'{"csrf": "' + b"x" * 4096) == 403
+    form = {"Content-Type": "application/x-www-form-urlencoded", "Content-Length": str(600 * 1024 * 1024)}
+    assert raw_post(portal, "/clips/delete", form, b"clip=" + b"x" * 4096) == 303  # a form: to the sign-in page
+
+
+def test_every_body_is_bounded_signed_in_or_not(store: Store, portal: Portal) -> None:
+    """Signed in, and on the public routes: a body over the bound is a 413, by its
+    Content-Length before it is read, or as a chunked body once it passes the bound."""
+    owner = store.registry.add_owner("Alice").owner_id
+    token, csrf = session_for(store, owner)
+    big = str(BODY_LIMIT + 1)
+    signed_in = {"Cookie": f"{COOKIE}={token}", "X-CSRF-Token": csrf}
+    for path, extra in (("/clips/delete", signed_in), ("/api/signin/options", {})):
+        head = {"Content-Type": "application/json", "Content-Length": big, **extra}
+        assert raw_post(portal, path, head, b"{") == 413
+        chunked = {"Content-Type": "application/json", "Transfer-Encoding": "chunked", **extra}
+        chunk = b"x" * 8192
+        stream = (f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n") * (BODY_LIMIT // len(chunk) + 2)
+        assert raw_post(portal, path, chunked, stream) == 413
+    # A body within the bound still works: the signed-in owner's sign-out form.
+    status = raw_post(portal, "/signout", {**signed_in, "Content-Type": "application/x-www-form-urlencoded",
+                                           "Content-Length": str(len(f"csrf={csrf}"))}, f"csrf={csrf}".encode())
+    assert status == 303
