@@ -83,6 +83,9 @@ class AmqpSettings:
                                  flag="--amqp-password-file")
     queue: str = setting("earmark.clips", "declared as a quorum queue bound to amq.topic")
     ca: str = setting("", "CA certificate to pin for amqps://")
+    cert: str = setting("", "client certificate for amqps:// (its common name is amqp.username): the login is by "
+                            "certificate (SASL EXTERNAL) and no password is sent; deploy/SCALING.md")
+    key: str = setting("", "the client certificate's private key")
 
 
 @dataclass(frozen=True)

@@ -28,35 +28,6 @@ if ! listening 5432; then
   say "starting PostgreSQL"
   $SUDO pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | sort -V | tail -n1)" main start
 fi
-# RabbitMQ's MQTT plugin listens beside Mosquitto (which keeps 1883): 127.0.0.1:1884.
-RABBIT_CONF=/etc/rabbitmq/rabbitmq.conf
-if ! grep -q '^mqtt.listeners.tcp.default' "$RABBIT_CONF" 2>/dev/null \
-    || ! grep -q rabbitmq_mqtt /etc/rabbitmq/enabled_plugins 2>/dev/null; then
-  say "enabling RabbitMQ's MQTT plugin on 127.0.0.1:1884"
-  grep -q '^mqtt.listeners.tcp.default' "$RABBIT_CONF" 2>/dev/null || printf '%s\n' \
-    "# Earmark: RabbitMQ's MQTT plugin beside Mosquitto (which keeps 1883)" \
-    "mqtt.listeners.tcp.default = 127.0.0.1:1884" "mqtt.allow_anonymous = false" | $SUDO tee -a "$RABBIT_CONF" >/dev/null
-  $SUDO rabbitmq-plugins enable --offline rabbitmq_mqtt >/dev/null
-  if listening 5672; then
-    $SUDO rabbitmqctl -q stop >/dev/null 2>&1 || true
-    for _ in $(seq 60); do listening 5672 || break; sleep 1; done
-  fi
-fi
-if ! listening 5672 || ! listening 1884; then
-  say "starting RabbitMQ"
-  listening 5672 || $SUDO rabbitmq-server -detached
-  # A freshly started node registers with epmd a few seconds later; until then every
-  # rabbitmqctl call fails at once ("not running at all"), so ask again until it answers.
-  for _ in $(seq 120); do
-    $SUDO rabbitmqctl -q await_startup --timeout 5 >/dev/null 2>&1 && break
-    sleep 1
-  done
-  $SUDO rabbitmqctl -q await_startup --timeout 5 >/dev/null \
-    || { echo "RabbitMQ did not start: see /var/log/rabbitmq/" >&2; exit 1; }
-  for _ in $(seq 60); do listening 1884 && break; sleep 1; done
-  listening 1884 || { echo "RabbitMQ's MQTT plugin is not listening on 127.0.0.1:1884" >&2; exit 1; }
-fi
-
 PYTHON="${PYTHON:-python3}"
 "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' || {
   echo "Earmark needs Python 3.11 or newer; $PYTHON is $("$PYTHON" --version)" >&2; exit 1; }
@@ -75,6 +46,49 @@ if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; th
   rm -rf build/__editable__.*
   .venv/bin/python -m pip install -q -e '.[device,cloud,dev]' --config-settings editable_mode=strict
   echo "$want" > "$stamp"
+fi
+
+# RabbitMQ: its MQTT plugin beside Mosquitto (which keeps 1883) on 127.0.0.1:1884, and Earmark's
+# server settings (cloud/broker/rabbit.py): AMQP by client certificate only on 127.0.0.1:5671 (a
+# device's password works over MQTT alone), and no message larger than a clip envelope. The node's
+# TLS files and a CA for ingesters' certificates are made once in /etc/rabbitmq/earmark-tls.
+RABBIT_CONF=/etc/rabbitmq/rabbitmq.conf
+RABBIT_TLS=/etc/rabbitmq/earmark-tls
+rabbit_plugins() { grep -q rabbitmq_mqtt /etc/rabbitmq/enabled_plugins 2>/dev/null \
+    && grep -q rabbitmq_auth_mechanism_ssl /etc/rabbitmq/enabled_plugins 2>/dev/null; }
+if ! grep -q '^mqtt.listeners.tcp.default' "$RABBIT_CONF" 2>/dev/null || ! grep -q '^auth_mechanisms.1 = EXTERNAL' \
+    "$RABBIT_CONF" 2>/dev/null || ! rabbit_plugins || [ ! -f "$RABBIT_TLS/node.key" ]; then
+  say "configuring RabbitMQ: MQTT on 127.0.0.1:1884, AMQP by client certificate on 127.0.0.1:5671"
+  grep -q '^mqtt.listeners.tcp.default' "$RABBIT_CONF" 2>/dev/null || printf '%s\n' \
+    "# Earmark: RabbitMQ's MQTT plugin beside Mosquitto (which keeps 1883)" \
+    "mqtt.listeners.tcp.default = 127.0.0.1:1884" "mqtt.allow_anonymous = false" | $SUDO tee -a "$RABBIT_CONF" >/dev/null
+  $SUDO .venv/bin/python -m earmark.cloud.broker.rabbit --conf "$RABBIT_CONF" --tls-dir "$RABBIT_TLS" \
+    --amqps 127.0.0.1:5671 >/dev/null
+  $SUDO rabbitmq-plugins enable --offline rabbitmq_mqtt rabbitmq_auth_mechanism_ssl >/dev/null
+  if listening 5672; then
+    $SUDO rabbitmqctl -q stop >/dev/null 2>&1 || true
+    for _ in $(seq 60); do listening 5672 || break; sleep 1; done
+  fi
+fi
+if ! listening 5672 || ! listening 5671 || ! listening 1884; then
+  say "starting RabbitMQ"
+  if listening 5672; then  # running, but not with these settings: restart it
+    $SUDO rabbitmqctl -q stop >/dev/null 2>&1 || true
+    for _ in $(seq 60); do listening 5672 || break; sleep 1; done
+  fi
+  $SUDO rabbitmq-server -detached
+  # A freshly started node registers with epmd a few seconds later; until then every
+  # rabbitmqctl call fails at once ("not running at all"), so ask again until it answers.
+  for _ in $(seq 120); do
+    $SUDO rabbitmqctl -q await_startup --timeout 5 >/dev/null 2>&1 && break
+    sleep 1
+  done
+  $SUDO rabbitmqctl -q await_startup --timeout 5 >/dev/null \
+    || { echo "RabbitMQ did not start: see /var/log/rabbitmq/" >&2; exit 1; }
+  for _ in $(seq 60); do listening 1884 && listening 5671 && break; sleep 1; done
+  listening 1884 || { echo "RabbitMQ's MQTT plugin is not listening on 127.0.0.1:1884" >&2; exit 1; }
+  listening 5671 || { echo "RabbitMQ is not listening for AMQP over TLS on 127.0.0.1:5671: see /var/log/rabbitmq/" >&2
+                      exit 1; }
 fi
 
 # openwakeword 0.6 downloads its models at run time from a host we cannot assume; the

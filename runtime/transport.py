@@ -97,8 +97,10 @@ def make_client(client_id: str, url: str, username: str = "", password: str = ""
     return client
 
 
-def connect_async(client: mqtt.Client, url: str, keepalive: int, session_expiry_s: int) -> None:
-    """Connect (and keep reconnecting) in the background with a persistent session."""
+def connect_async(client: mqtt.Client, url: str, keepalive: int, session_expiry_s: int,
+                  max_packet_size: int = 0) -> None:
+    """Connect (and keep reconnecting) in the background with a persistent session. MQTT 5:
+    `max_packet_size` (if given) is the largest packet the broker may send this client."""
     parts = urlsplit(url)
     host, port = parts.hostname or "localhost", parts.port or (8883 if parts.scheme == "mqtts" else 1883)
     if client.protocol != mqtt.MQTTv5:
@@ -106,6 +108,8 @@ def connect_async(client: mqtt.Client, url: str, keepalive: int, session_expiry_
     else:
         properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         properties.SessionExpiryInterval = session_expiry_s
+        if max_packet_size:
+            properties.MaximumPacketSize = max_packet_size
         client.connect_async(host, port, keepalive=keepalive, clean_start=False, properties=properties)
     client.loop_start()
 

@@ -32,6 +32,7 @@ from urllib.parse import unquote, urlsplit
 import pika
 import pika.exceptions
 
+from earmark.cloud.broker.rabbit import MAX_MESSAGE_BYTES
 from earmark.cloud.ingest.ingestor import Ingestor, Outcome
 from earmark.cloud.ingest.metrics import Metrics
 from earmark.cloud.ingest.source import BATCH_MAX, IngestSummary, Pipeline, Statuses, count, store_health
@@ -43,14 +44,6 @@ log = logging.getLogger(__name__)
 EXCHANGE = "amq.topic"  # where RabbitMQ's MQTT plugin publishes
 CLIP_BINDING = "earmark.v1.clips.*"
 STATUS_BINDING = "earmark.v1.status.*"
-# The ingester login's rights on its vhost (deploy/SCALING.md shows the rabbitmqctl lines):
-# configure, write, read on resources (the clip queue, its own status queue, amq.topic) and,
-# on amq.topic, write and read by routing key (receipts out; clips and statuses in).
-INGESTER_PERMISSIONS = (r"^earmark\.(clips|status\..+)$", r"^(amq\.topic|earmark\.(clips|status\..+))$",
-                        r"^(amq\.topic|earmark\.(clips|status\..+))$")
-INGESTER_TOPIC_PERMISSIONS = (r"^earmark\.v1\.receipts\.[a-z0-9-]+$", r"^earmark\.v1\.(clips|status)\.[a-z0-9*-]+$")
-
-
 def topic_of(routing_key: str) -> str:
     """The MQTT topic a routing key came from (the plugin maps '/' to '.'; device ids hold
     no dots, so this is exact for every topic Earmark uses)."""
@@ -68,7 +61,17 @@ def connection_parameters(settings: CloudSettings) -> list[pika.ConnectionParame
     parts = urlsplit(a.url)
     tls = parts.scheme == "amqps"
     context = ssl.create_default_context(cafile=a.ca or None) if tls else None
-    credentials = pika.PlainCredentials(a.username, settings.amqp_password())
+    credentials: pika.credentials.PlainCredentials | pika.credentials.ExternalCredentials
+    if a.cert:  # by certificate: the nodes take no password over AMQP (cloud/broker/rabbit.py)
+        if context is None:
+            raise ConfigError(f"amqp.cert is set but amqp.url {a.url} is not amqps://: a client certificate needs TLS")
+        try:
+            context.load_cert_chain(a.cert, a.key or None)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(f"amqp.cert {a.cert} / amqp.key {a.key} cannot be loaded: {exc}") from None
+        credentials = pika.credentials.ExternalCredentials()
+    else:
+        credentials = pika.PlainCredentials(a.username, settings.amqp_password())
     virtual_host = unquote(parts.path[1:]) if len(parts.path) > 1 else "/"
     return [pika.ConnectionParameters(
         host=host or "localhost", port=port or (5671 if tls else 5672), virtual_host=virtual_host,
@@ -155,8 +158,17 @@ class AmqpIngestService:
             channel = connection.channel()
             declare(channel, self.settings.amqp.queue)
             channel.basic_qos(prefetch_count=2 * BATCH_MAX)  # one batch judged while one commits
-            channel.basic_consume(self.settings.amqp.queue, lambda _ch, method, _props, body: arrivals.put(
-                Delivery(method.delivery_tag, topic_of(method.routing_key), body, time.monotonic())))
+
+            def arrived(_ch: object, method: pika.spec.Basic.Deliver, _props: object, body: bytes) -> None:
+                if len(body) > MAX_MESSAGE_BYTES:  # only a node without max_message_size lets one through
+                    channel.basic_reject(method.delivery_tag, requeue=False)  # held by nothing, not even a batch
+                    log.warning("dropped a message of %d bytes on %s: no clip is over %d; set the nodes' "
+                                "max_message_size (deploy/SCALING.md)", len(body), topic_of(method.routing_key)[:80],
+                                MAX_MESSAGE_BYTES)
+                    return
+                arrivals.put(Delivery(method.delivery_tag, topic_of(method.routing_key), body, time.monotonic()))
+
+            channel.basic_consume(self.settings.amqp.queue, arrived)
             self._follow_statuses(connection)
             self.metrics.connected.set(1)
             self.ready.set()

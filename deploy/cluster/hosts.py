@@ -22,6 +22,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from earmark.cloud.broker.certs import ca_paths, issue
+from earmark.cloud.broker.rabbit import PLUGINS, ServerTls, server_conf
+
 BRIDGE = "emk0"
 PREFIX = "emk-"  # namespaces and root-side links
 NET = "10.88.0"
@@ -127,6 +130,7 @@ class RabbitNode:
     host: Host
     folder: Path
     peers: list[str]  # every node's name, this one's included
+    ca_dir: Path  # the CA that signs the nodes' and the ingesters' certificates
 
     @property
     def node(self) -> str:
@@ -151,8 +155,11 @@ class RabbitNode:
         for sub in ("mnesia", "log"):
             (self.folder / sub).mkdir(parents=True, exist_ok=True)
         (self.folder / "rabbitmq-env.conf").write_text("")  # not /etc/rabbitmq's (it pins 127.0.0.1)
-        (self.folder / "enabled_plugins").write_text("[rabbitmq_mqtt].\n")
-        lines = ["listeners.tcp.default = 5672", "mqtt.listeners.tcp.default = 1883", "mqtt.allow_anonymous = false",
+        (self.folder / "enabled_plugins").write_text(f"[{','.join(PLUGINS)}].\n")
+        tls = self.folder / "tls"  # the node's certificate, from the harness's CA (Earmark's server settings)
+        cert, key = issue(self.ca_dir, "node", tls, [self.host.address])  # (the harness's nodes run as root)
+        lines = [*server_conf(ServerTls(ca_paths(self.ca_dir)[0], cert, key), "5671"),
+                 "listeners.tcp.default = 5672", "mqtt.listeners.tcp.default = 1883", "mqtt.allow_anonymous = false",
                  "loopback_users = none", "cluster_partition_handling = pause_minority",
                  "cluster_formation.peer_discovery_backend = classic_config",
                  *(f"cluster_formation.classic_config.nodes.{i} = {peer}" for i, peer in enumerate(self.peers, 1)),

@@ -27,6 +27,7 @@ import json
 import os
 import secrets
 import signal
+import ssl
 import statistics
 import subprocess
 import sys
@@ -47,12 +48,13 @@ import psycopg  # noqa: E402
 from checker import check, read_ledgers  # noqa: E402
 from hosts import Host, PgServer, RabbitNode, make_network, sh, teardown_network, wait_for  # noqa: E402
 
+from earmark.cloud.broker.certs import ca_paths, init_ca, issue  # noqa: E402
+from earmark.cloud.broker.rabbit import definitions  # noqa: E402
 from earmark.cloud.ingest.amqp_source import declare  # noqa: E402
 from earmark.cloud.store.crypto import create_master_key  # noqa: E402
 from earmark.cloud.store.postgres import migrate  # noqa: E402
 from earmark.cloud.store.store import Store  # noqa: E402
 from earmark.device.sync.identity import public_key_of  # noqa: E402
-from tests.support.rabbit import account_definitions  # noqa: E402
 
 PYTHON = str(ROOT / ".venv" / "bin" / "python")
 CLOUD = str(ROOT / ".venv" / "bin" / "earmark-cloud")
@@ -93,7 +95,10 @@ class Cluster:
         say(f"{len(self.hosts)} hosts on bridge 10.88.0.0/24: " + ", ".join(f"{h.name} {h.address}"
                                                                              for h in self.hosts.values()))
         names = [f"rabbit@{self.hosts[f'rmq{i}'].address}" for i in (1, 2, 3)]
-        self.rabbits = [RabbitNode(self.hosts[f"rmq{i}"], self.work / f"rmq{i}", names) for i in (1, 2, 3)]
+        init_ca(self.work / "ca")  # signs each node's certificate and the ingesters' (cloud/broker/rabbit.py)
+        self.ingester_cert, self.ingester_key = issue(self.work / "ca", INGESTER, self.secrets, server=False)
+        self.rabbits = [RabbitNode(self.hosts[f"rmq{i}"], self.work / f"rmq{i}", names, self.work / "ca")
+                        for i in (1, 2, 3)]
         for node in self.rabbits:
             node.prepare()
             node.start()
@@ -125,6 +130,11 @@ class Cluster:
         wait_for("the standby to stream synchronously", lambda: primary.sql(
             "SELECT count(*) FROM pg_stat_replication WHERE sync_state IN ('sync', 'quorum')") == "1", 60)
 
+    def ingester_tls(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(cafile=str(ca_paths(self.work / "ca")[0]))
+        context.load_cert_chain(self.ingester_cert, self.ingester_key)
+        return context
+
     def admin_url(self, server: PgServer) -> str:
         return f"postgresql://postgres@{server.host.address}/earmark"
 
@@ -152,18 +162,18 @@ class Cluster:
         say(f"store: {len(OWNERS)} owners, {len(self.device_owner)} devices, blob_store = {self.blob_store}")
 
     def make_accounts(self) -> None:
-        password = secrets.token_urlsafe(16)
-        (self.secrets / "ingester.password").write_text(password)
         devices = {}
         for device_id in self.device_owner:
             device_password = secrets.token_urlsafe(16)
             (self.secrets / f"{device_id}.password").write_text(device_password)
             devices[device_id] = (device_id, device_password)
-        definitions = self.work / "definitions.json"
-        definitions.write_text(json.dumps(account_definitions(VHOST, (INGESTER, password), devices)))
-        self.rabbits[0].ctl("import_definitions", str(definitions))
+        path = self.work / "definitions.json"
+        path.write_text(json.dumps(definitions(VHOST, INGESTER, devices)))
+        self.rabbits[0].ctl("import_definitions", str(path))
+        address = self.rabbits[0].host.address
         connection = pika.BlockingConnection(pika.ConnectionParameters(
-            self.rabbits[0].host.address, 5672, VHOST, pika.PlainCredentials(INGESTER, password)))
+            address, 5671, VHOST, pika.credentials.ExternalCredentials(),
+            ssl_options=pika.SSLOptions(self.ingester_tls(), address)))
         declare(connection.channel(), "earmark.clips")  # as the first ingester would: the quorum queue, bound
         connection.close()
         wait_for("the quorum queue's three members", lambda: queue_members(self) == 3, 60)
@@ -180,8 +190,9 @@ class Cluster:
         config.write_text("\n".join([
             f'master_key_file = "{self.master_key}"', f'database_url = "{self.service_url}"',
             f'blob_store = "{self.blob_store}"', 'source = "amqp"', "[broker]", f'client_id = "{name}"', "[amqp]",
-            f'url = "amqp://{",".join(f"{a}:5672" for a in order)}/{VHOST}"', f'username = "{INGESTER}"',
-            f'password_file = "{self.secrets / "ingester.password"}"', "heartbeat_s = 4", "[metrics]", "port = 0",
+            f'url = "amqps://{",".join(f"{a}:5671" for a in order)}/{VHOST}"', f'username = "{INGESTER}"',
+            f'ca = "{ca_paths(self.work / "ca")[0]}"', f'cert = "{self.ingester_cert}"', f'key = "{self.ingester_key}"',
+            "heartbeat_s = 4", "[metrics]", "port = 0",
         ]) + "\n")
         return config
 

@@ -32,7 +32,7 @@ from earmark.device.settings import BrokerSettings
 from earmark.device.sync.spool import Spool, SpooledClip
 from earmark.runtime.transport import FailureLog, connect_async, describe_connect_error, make_client, send_immediately
 from earmark.wire.errors import ConfigError
-from earmark.wire.receipt import Receipt, ReceiptError, parse_receipt
+from earmark.wire.receipt import MAX_RECEIPT_BYTES, Receipt, ReceiptError, parse_receipt
 from earmark.wire.topics import clip_topic, receipt_topic, status_topic
 
 log = logging.getLogger(__name__)
@@ -56,6 +56,12 @@ def paho_client(settings: BrokerSettings, device_id: str) -> mqtt.Client:
     password = _read_password(settings.password_file) if settings.username else ""
     return make_client(client_id_for(device_id, password), settings.url, settings.username, password, settings.ca,
                        settings.client_cert, settings.client_key, mqtt_version=settings.mqtt_version)
+
+
+# The largest packet the device takes from the broker (MQTT 5 tells it so at CONNECT, and the
+# broker drops anything larger): a receipt with its topic and framing. A message on any
+# other topic, or larger, never reaches the Pi's memory whole.
+MAX_RECEIPT_PACKET = MAX_RECEIPT_BYTES + 512
 
 
 class Publisher:
@@ -99,7 +105,8 @@ class Publisher:
     # -- lifecycle -------------------------------------------------------------------------
 
     def start(self) -> None:
-        connect_async(self.client, self.settings.url, self.settings.keepalive_s, SESSION_EXPIRY_S)
+        connect_async(self.client, self.settings.url, self.settings.keepalive_s, SESSION_EXPIRY_S,
+                      max_packet_size=MAX_RECEIPT_PACKET)
         self._thread.start()
 
     def notify(self) -> None:
@@ -149,6 +156,13 @@ class Publisher:
         self.connected.clear()
 
     def _on_message(self, _c: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
+        # Only the device's own receipt topic is subscribed, but a broker may deliver more (a
+        # RabbitMQ that routes a message's CC/BCC keys without checking them): act on nothing
+        # but a receipt-sized message on that topic.
+        if message.topic != receipt_topic(self.device_id) or len(message.payload) > MAX_RECEIPT_BYTES:
+            log.warning("ignoring a message of %d bytes on %r: only receipts on %s are acted on",
+                        len(message.payload), message.topic[:80], receipt_topic(self.device_id))
+            return
         try:
             receipt = parse_receipt(bytes(message.payload))
         except ReceiptError as exc:

@@ -38,12 +38,8 @@ class Cloud:
         self.folder, self.rabbit = folder, rabbit
         self.data_dir = folder / "cloud"
         self.store = make_store(self.data_dir, database_url)
-        password_file = folder / "amqp.password"
-        write_file(password_file, rabbit.ingester[1].encode())
         (self.data_dir / "cloud.toml").write_text(
-            f'source = "amqp"\ndatabase_url = "{database_url}"\n\n'
-            f'[amqp]\nurl = "{rabbit.amqp_url}"\nusername = "{rabbit.ingester[0]}"\n'
-            f'password_file = "{password_file}"\n\n[metrics]\nport = 0\n')
+            f'source = "amqp"\ndatabase_url = "{database_url}"\n\n{rabbit.amqp_toml()}\n[metrics]\nport = 0\n')
         self.ingesters: dict[str, tuple[subprocess.Popen[bytes], Path]] = {}
 
     def start_ingester(self, name: str) -> None:
@@ -127,7 +123,7 @@ def test_clips_through_a_quorum_queue_arrive_exactly_once_though_an_ingester_is_
         at_kill = cloud.store.counts()["clips"]
         wait_until(lambda: cloud.store.counts()["clips"] >= at_kill + 5, 60, "5 more clips stored by a and c")
         # Then the broker drops a's and c's connections with deliveries unacked; they reconnect.
-        subprocess.run(["rabbitmqctl", "-q", "close_all_user_connections", cloud.rabbit.ingester[0], "test"],
+        subprocess.run(["rabbitmqctl", "-q", "close_all_user_connections", cloud.rabbit.ingester, "test"],
                        check=True, capture_output=True, timeout=60)
         for thread in recorders:
             thread.join()

@@ -73,7 +73,7 @@ def test_the_portal_can_reload_the_broker_from_its_sandbox_and_write_what_an_era
 
 
 def test_scaling_md_grants_the_ingester_exactly_the_rabbitmq_rights_its_code_and_tests_use() -> None:
-    from earmark.cloud.ingest.amqp_source import INGESTER_PERMISSIONS, INGESTER_TOPIC_PERMISSIONS
+    from earmark.cloud.broker.rabbit import INGESTER_PERMISSIONS, INGESTER_TOPIC_PERMISSIONS
 
     scaling = (ROOT / "deploy" / "SCALING.md").read_text()
     for pattern in (*INGESTER_PERMISSIONS, *INGESTER_TOPIC_PERMISSIONS):

@@ -166,3 +166,18 @@ def test_the_will_and_the_last_word_are_offline(rig: Any) -> None:
     publisher.stop()
     assert fake.published[-1][:2] == (status_topic(DEVICE), b"offline") and fake.published[-1][3]
     assert fake.disconnected
+
+
+def test_a_message_on_another_topic_or_too_large_is_not_acted_on(rig: Any) -> None:
+    """Issue 33 case 1: a forged `stored` receipt for a clip the device holds, delivered on
+    another device's receipt topic or its status topic (RabbitMQ routed an attacker's CC/BCC
+    keys there), or padded past a receipt's size, deletes nothing."""
+    publisher, fake, spool, _, receipts = rig
+    publisher.publish_due()
+    forged = json.dumps({"clip_id": IDS[0], "status": "stored", "reason": ""}).encode()
+    for topic, payload in ((receipt_topic("victim-pi"), forged), (status_topic(DEVICE), forged),
+                           ("earmark/v1/receipts/#", forged), (receipt_topic(DEVICE), forged + b" " * 50_000_000)):
+        fake.on_message(fake, None, SimpleNamespace(topic=topic, payload=payload))
+    assert [c.clip_id for c in spool.clips()] == IDS and receipts == []
+    answer(fake, IDS[0], "stored")  # the real one, on its own topic, still works
+    assert [c.clip_id for c in spool.clips()] == IDS[1:]
