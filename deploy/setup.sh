@@ -56,14 +56,17 @@ RABBIT_CONF=/etc/rabbitmq/rabbitmq.conf
 RABBIT_TLS=/etc/rabbitmq/earmark-tls
 rabbit_plugins() { grep -q rabbitmq_mqtt /etc/rabbitmq/enabled_plugins 2>/dev/null \
     && grep -q rabbitmq_auth_mechanism_ssl /etc/rabbitmq/enabled_plugins 2>/dev/null; }
-if ! grep -q '^mqtt.listeners.tcp.default' "$RABBIT_CONF" 2>/dev/null || ! grep -q '^auth_mechanisms.1 = EXTERNAL' \
-    "$RABBIT_CONF" 2>/dev/null || ! rabbit_plugins || [ ! -f "$RABBIT_TLS/node.key" ]; then
+rabbit_settings() {  # writes them if they differ; says "changed" then
+  $SUDO .venv/bin/python -m earmark.cloud.broker.rabbit --conf "$RABBIT_CONF" --tls-dir "$RABBIT_TLS" \
+    --amqps 127.0.0.1:5671
+}
+if ! grep -q '^mqtt.listeners.tcp.default' "$RABBIT_CONF" 2>/dev/null || ! rabbit_plugins \
+    || [ "$(rabbit_settings)" = changed ]; then
   say "configuring RabbitMQ: MQTT on 127.0.0.1:1884, AMQP by client certificate on 127.0.0.1:5671"
   grep -q '^mqtt.listeners.tcp.default' "$RABBIT_CONF" 2>/dev/null || printf '%s\n' \
     "# Earmark: RabbitMQ's MQTT plugin beside Mosquitto (which keeps 1883)" \
     "mqtt.listeners.tcp.default = 127.0.0.1:1884" "mqtt.allow_anonymous = false" | $SUDO tee -a "$RABBIT_CONF" >/dev/null
-  $SUDO .venv/bin/python -m earmark.cloud.broker.rabbit --conf "$RABBIT_CONF" --tls-dir "$RABBIT_TLS" \
-    --amqps 127.0.0.1:5671 >/dev/null
+  rabbit_settings >/dev/null
   $SUDO rabbitmq-plugins enable --offline rabbitmq_mqtt rabbitmq_auth_mechanism_ssl >/dev/null
   if listening 5672; then
     $SUDO rabbitmqctl -q stop >/dev/null 2>&1 || true

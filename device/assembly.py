@@ -91,7 +91,8 @@ def assemble(s: DeviceSettings, source: AudioSource, controls: Controls | None =
         log.info("household voices enrolled for %s", ", ".join(sorted(voices)))
     loop = DeviceLoop(source, WakeDetector(s.wake, models, voices),
                       Recorder(s.recorder, speech.is_speech, on_start=speech.reset),
-                      Sealer(s.device_id, s.owner_id, key, Chain(s.chain_path, [c.read() for c in spool.clips()])),
+                      Sealer(s.device_id, s.owner_id, key, Chain(s.chain_path, [c.read() for c in spool.clips()]),
+                             s.recipients),
                       spool, controls, stop)
     publisher = None
     if publish and s.broker.url:

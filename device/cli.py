@@ -55,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(run)
     run.add_argument("--audio-file", type=Path, help="a WAV file as the microphone; exits at its end")
     run.add_argument("--realtime", action="store_true", help="pace --audio-file like a live mic")
-    add_flags(run, DeviceSettings, ["gpio.mock", "spool.directory", "device_id", "owner_id", "mic.device",
+    add_flags(run, DeviceSettings, ["gpio.mock", "spool.directory", "device_id", "owner_id", "recipients", "mic.device",
                                     "broker.url"])
     run.add_argument("--wake-word", action="append", dest="wake_words",
                      help=f"{', '.join(BUILTIN_WAKE_WORDS)} or a .onnx path, at its default rule (repeatable; "

@@ -15,7 +15,7 @@ from typing import Any
 
 from earmark.runtime.config import below, between, check, load, matching, one_of, override, read_toml, setting
 from earmark.runtime.config import within as range_of
-from earmark.wire.envelope import OWNER_ID_PATTERN
+from earmark.wire.envelope import OWNER_ID_PATTERN, RECIPIENT_PATTERN
 from earmark.wire.errors import ConfigError
 from earmark.wire.topics import DEVICE_ID_PATTERN
 
@@ -136,6 +136,7 @@ class FeedbackSettings:
 DEVICE_ID = matching(lambda v: not v or bool(DEVICE_ID_PATTERN.fullmatch(v)),
                      "must be 3-63 characters of a-z, 0-9 and '-'")
 OWNER_ID = matching(lambda v: not v or bool(OWNER_ID_PATTERN.fullmatch(v)), "must be a lowercase UUID")
+RECIPIENT = matching(lambda v: bool(RECIPIENT_PATTERN.fullmatch(v)), "must be an age X25519 recipient (age1…)")
 
 
 @dataclass(frozen=True)
@@ -143,6 +144,9 @@ class DeviceSettings:
     data_dir: str = setting(help="where the key, models, spool and config live", internal=True)
     device_id: str = setting("", "this device's id (its broker username)", DEVICE_ID)
     owner_id: str = setting("", "the owner's id (a UUID)", OWNER_ID)
+    recipients: tuple[str, ...] = setting((), "the household's age recipients (age1…): each clip's audio is "
+                                              "sealed to them before it touches the disk (pairing sets them)",
+                                          RECIPIENT, flag="--recipient")
     mic: MicSettings = setting(factory=MicSettings)
     wake: WakeSettings = setting(factory=WakeSettings)
     recorder: RecorderSettings = setting(factory=RecorderSettings)

@@ -131,6 +131,10 @@ def _value(annotation: Any, value: Any, key: str, f: Field[Any] | None) -> Any:
             raise ConfigError(f"config key {key}: expected a non-empty array of tables")
         item_type: type = args[0]  # type: ignore[assignment]
         return tuple(load(item_type, item, f"{key}[{i}].") for i, item in enumerate(value))
+    if typing.get_origin(annotation) is tuple and args and args[0] is str:  # a list of strings
+        if not isinstance(value, list) or not all(type(v) is str for v in value):
+            raise ConfigError(f"config key {key}: expected an array of strings")
+        return tuple(_value(str, v, f"{key}[{i}]", f) for i, v in enumerate(value))
     if annotation is float and type(value) is int:
         value = float(value)
     if annotation not in (str, int, float, bool):
@@ -153,6 +157,10 @@ def check(settings: Any, prefix: str = "") -> None:
         elif isinstance(value, tuple) and value and is_dataclass(value[0]):
             for i, item in enumerate(value):
                 check(item, f"{prefix}{f.name}[{i}].")
+        elif isinstance(value, tuple) and (rule := f.metadata.get("rule")) is not None:
+            for i, item in enumerate(value):
+                if why := rule.fails(item):
+                    raise ConfigError(f"config key {prefix}{f.name}[{i}]: {why}")
         elif value is not None and (rule := f.metadata.get("rule")) is not None and (why := rule.fails(value)):
             raise ConfigError(f"config key {prefix}{f.name}: {why}")
 
@@ -177,8 +185,12 @@ def add_flags(parser: argparse.ArgumentParser, cls: type, paths: list[str], **de
         flag = f.metadata.get("flag") or "--" + path.split(".")[-1].replace("_", "-")
         kind = next((a for a in typing.get_args(annotation) if a is not type(None)), annotation)
         options: dict[str, Any] = {"dest": "setting:" + path, "help": f.metadata.get("help", "")}
+        if kind is not bool:  # --help shows the value's name, not the internal dest
+            options["metavar"] = flag.lstrip("-").split(".")[-1].replace("-", "_").upper()
         if kind is bool:
             options |= {"action": "store_true", "default": None}
+        elif typing.get_origin(kind) is tuple:  # repeatable: each use adds one
+            options |= {"action": "append", "type": str}
         else:
             options["type"] = kind if kind in (int, float) else str
         parser.add_argument(flag, **options, **defaults)
@@ -186,8 +198,8 @@ def add_flags(parser: argparse.ArgumentParser, cls: type, paths: list[str], **de
 
 def flag_values(args: argparse.Namespace) -> dict[str, Any]:
     """The settings the command line gave, by dotted path (flags left out are not here)."""
-    return {name.removeprefix("setting:"): value for name, value in vars(args).items()
-            if name.startswith("setting:") and value is not None}
+    return {name.removeprefix("setting:"): tuple(value) if isinstance(value, list) else value
+            for name, value in vars(args).items() if name.startswith("setting:") and value is not None}
 
 
 def override(settings: T, values: Mapping[str, Any]) -> T:

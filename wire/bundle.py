@@ -7,11 +7,11 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 
-from earmark.wire.envelope import OWNER_ID_PATTERN
+from earmark.wire.envelope import OWNER_ID_PATTERN, RECIPIENT_PATTERN
 from earmark.wire.errors import UsageError
 from earmark.wire.topics import check_device_id
 
-BUNDLE_VERSION = 1
+BUNDLE_VERSION = 2  # 2 adds the household's recipients; 1 (none) is still read
 
 
 class BundleError(UsageError, ValueError):
@@ -27,9 +27,11 @@ class PairingBundle:
     username: str
     password: str
     ca_pem: str
+    recipients: tuple[str, ...] = ()  # the household's age recipients: the device seals every clip to them
 
     def to_json(self) -> str:
-        return json.dumps({"version": BUNDLE_VERSION, **asdict(self)}, indent=2) + "\n"
+        return json.dumps({"version": BUNDLE_VERSION, **asdict(self), "recipients": list(self.recipients)},
+                          indent=2) + "\n"
 
 
 def parse_bundle(text: str) -> PairingBundle:
@@ -37,12 +39,16 @@ def parse_bundle(text: str) -> PairingBundle:
         data = json.loads(text)
     except ValueError:
         raise BundleError("the pairing bundle is not JSON") from None
-    if not isinstance(data, dict) or data.get("version") != BUNDLE_VERSION:
+    if not isinstance(data, dict) or data.get("version") not in (1, BUNDLE_VERSION):
         raise BundleError(f"the pairing bundle is not version {BUNDLE_VERSION}")
-    fields = {k: data.get(k) for k in PairingBundle.__dataclass_fields__}
+    recipients = data.pop("recipients", []) if data["version"] == BUNDLE_VERSION else []
+    fields = {k: data.get(k) for k in PairingBundle.__dataclass_fields__ if k != "recipients"}
     if set(data) - set(fields) - {"version"} or not all(isinstance(v, str) for v in fields.values()):
         raise BundleError("the pairing bundle has missing, unknown or non-text fields")
-    bundle = PairingBundle(**fields)  # type: ignore[arg-type]
+    if not isinstance(recipients, list) or not all(isinstance(r, str) and RECIPIENT_PATTERN.fullmatch(r)
+                                                   for r in recipients):
+        raise BundleError("the pairing bundle's recipients are not age X25519 recipients (age1…)")
+    bundle = PairingBundle(**fields, recipients=tuple(recipients))  # type: ignore[arg-type]
     try:
         check_device_id(bundle.device_id)
     except ValueError as exc:

@@ -16,6 +16,13 @@ An envelope's digest (`envelope_digest`, `Envelope.digest`) is SHA-256 over its 
 followed by its signature: for v1 that is every byte; for v2 every byte but the audio, which
 the signed header names by its SHA-256, so the digest still pins every byte without a second
 pass over the audio. It is the store's de-duplication key and the link of the v2 chain.
+
+v3 is v2 with the audio sealed on the device to its household's age recipients (`age1…`,
+X25519): the payload is the age file (binary format, age-encryption.org/v1) whose plaintext
+is the canonical WAV, the header's `audio_sha256` names the ciphertext, and the header lists
+the `recipients` it was sealed to. Everything a receiver checks (framing, header, the
+ciphertext's hash, the signature over preamble and header, the chain) it checks without
+opening the audio: no key on the receiving side can.
 """
 
 from __future__ import annotations
@@ -40,8 +47,8 @@ from earmark.wire.timestamps import format_utc, is_utc_stamp
 from earmark.wire.topics import DEVICE_ID_PATTERN
 
 MAGIC = b"EMRK"
-VERSION = 2  # what devices send
-VERSIONS = (1, 2)  # what receivers read
+VERSION = 3  # what paired devices send: the audio sealed to the household
+VERSIONS = (1, 2, 3)  # what receivers read
 NO_PREVIOUS = "0" * 64  # prev_sha256 of a device's first v2 clip
 PREAMBLE = struct.Struct(">4sBBII")
 SIGNATURE_BYTES = 64
@@ -49,7 +56,14 @@ WAV_HEADER_BYTES = 44
 MAX_HEADER_BYTES = 4096
 # 30 s of 16 kHz mono 16-bit audio plus its header: twice the device's default maximum.
 MAX_AUDIO_BYTES = 16_000 * 2 * 30 + WAV_HEADER_BYTES
-MAX_ENVELOPE_BYTES = PREAMBLE.size + MAX_HEADER_BYTES + MAX_AUDIO_BYTES + SIGNATURE_BYTES
+# v3: the same WAV as an age file: its header (a stanza of ~100 bytes per recipient, the MAC),
+# a 16-byte nonce and a 16-byte tag per 64 KiB chunk.
+MAX_RECIPIENTS = 8
+MAX_SEALED_AUDIO_BYTES = MAX_AUDIO_BYTES + 4096
+MAX_ENVELOPE_BYTES = PREAMBLE.size + MAX_HEADER_BYTES + MAX_SEALED_AUDIO_BYTES + SIGNATURE_BYTES
+AGE_MAGIC = b"age-encryption.org/v1\n"
+# An age X25519 recipient: "age1" and the bech32 of 32 bytes (52 data and 6 checksum characters).
+RECIPIENT_PATTERN = re.compile(r"^age1[qpzry9x8gf2tvdw0s3jn54khce6mua7l]{58}$")
 
 CLIP_ID_PATTERN = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 OWNER_ID_PATTERN = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
@@ -85,17 +99,27 @@ class ClipHeader:
     wake_word: str | None
     wake_score: float | None
     audio_sha256: str
-    seq: int | None = None  # v2 only: the device's clip counter, from 1
-    prev_sha256: str | None = None  # v2 only: SHA-256 of the device's previous envelope
+    seq: int | None = None  # v2 and v3: the device's clip counter, from 1
+    prev_sha256: str | None = None  # v2 and v3: SHA-256 of the device's previous envelope
+    recipients: tuple[str, ...] | None = None  # v3 only: the age recipients the audio is sealed to
 
     @property
     def version(self) -> int:
-        return 1 if self.seq is None else 2
+        return 1 if self.seq is None else 2 if self.recipients is None else 3
+
+    @property
+    def sealed(self) -> bool:
+        """Is the audio the household's age ciphertext (v3), not a plain WAV?"""
+        return self.recipients is not None
 
     def to_json_bytes(self) -> bytes:
         fields = asdict(self)
         if self.version == 1:
             del fields["seq"], fields["prev_sha256"]
+        if self.recipients is None:
+            del fields["recipients"]
+        else:
+            fields["recipients"] = list(self.recipients)
         return json.dumps(fields, sort_keys=True, separators=(",", ":")).encode("ascii")
 
 
@@ -127,11 +151,12 @@ def format_captured_at(moment: datetime) -> str:
 
 
 def encode_envelope(header: ClipHeader, audio: bytes, key: Ed25519PrivateKey) -> bytes:
-    """Frame and sign a clip: v2 when the header carries seq and prev_sha256, else v1.
-    Refuses anything the decoder would refuse."""
+    """Frame and sign a clip: v3 when the header names recipients (`audio` is then the age
+    ciphertext of the WAV), v2 when it carries seq and prev_sha256, else v1. Refuses
+    anything the decoder would refuse."""
     header_bytes = header.to_json_bytes()
     preamble = PREAMBLE.pack(MAGIC, header.version, 0, len(header_bytes), len(audio))
-    signature = key.sign(preamble + header_bytes if header.version == 2 else preamble + header_bytes + audio)
+    signature = key.sign(preamble + header_bytes if header.version >= 2 else preamble + header_bytes + audio)
     signed = preamble + header_bytes + audio + signature
     decode_envelope(signed)  # one definition of "valid": the decoder's
     return signed
@@ -139,8 +164,9 @@ def encode_envelope(header: ClipHeader, audio: bytes, key: Ed25519PrivateKey) ->
 
 def reassemble(header_bytes: bytes, audio: bytes | memoryview, signature: bytes) -> bytes:
     """The envelope bytes from its three parts (as an export keeps them), for decoding and
-    verifying again. The version follows from the header: only v2 headers hold `seq`."""
-    version = 2 if b'"seq":' in header_bytes else 1
+    verifying again. The version follows from the header: v2 and v3 headers hold `seq`, only
+    v3 headers `recipients`."""
+    version = 3 if b'"recipients":' in header_bytes else 2 if b'"seq":' in header_bytes else 1
     return b"".join((PREAMBLE.pack(MAGIC, version, 0, len(header_bytes), len(audio)), header_bytes, audio, signature))
 
 
@@ -149,7 +175,7 @@ def envelope_digest(envelope: bytes) -> str:
     decoded): what the device's next v2 clip names as `prev_sha256`."""
     view = memoryview(envelope)
     signed_end = len(view) - SIGNATURE_BYTES
-    if view[4] == 2:
+    if view[4] >= 2:
         signed_end = PREAMBLE.size + PREAMBLE.unpack_from(view)[3]
     return _digest(view[:signed_end], view[-SIGNATURE_BYTES:])
 
@@ -175,13 +201,14 @@ def decode_envelope(data: bytes, max_bytes: int = MAX_ENVELOPE_BYTES) -> Envelop
     if magic != MAGIC:
         raise EnvelopeError("malformed", "bad magic")
     if version not in VERSIONS:
-        raise EnvelopeError("unknown_version", f"envelope version {version} (this reads 1 and 2)")
+        raise EnvelopeError("unknown_version", f"envelope version {version} (this reads 1, 2 and 3)")
     if flags != 0:
         raise EnvelopeError("malformed", f"reserved flags {flags:#x} are set")
     if header_len > MAX_HEADER_BYTES:
         raise EnvelopeError("oversize", f"header of {header_len} bytes exceeds {MAX_HEADER_BYTES}")
-    if audio_len > MAX_AUDIO_BYTES:
-        raise EnvelopeError("oversize", f"audio of {audio_len} bytes exceeds {MAX_AUDIO_BYTES}")
+    audio_max = MAX_SEALED_AUDIO_BYTES if version == 3 else MAX_AUDIO_BYTES
+    if audio_len > audio_max:
+        raise EnvelopeError("oversize", f"audio of {audio_len} bytes exceeds {audio_max}")
     expected = PREAMBLE.size + header_len + audio_len + SIGNATURE_BYTES
     if len(data) != expected:
         raise EnvelopeError("malformed", f"length {len(data)} does not match framing ({expected})")
@@ -192,7 +219,7 @@ def decode_envelope(data: bytes, max_bytes: int = MAX_ENVELOPE_BYTES) -> Envelop
     audio = view[header_end:audio_end]
     header = _parse_header(header_bytes, version)
     _check_audio(header, audio)
-    signed = data[:header_end] if version == 2 else view[:audio_end]
+    signed = data[:header_end] if version >= 2 else view[:audio_end]
     return Envelope(header, header_bytes, audio, data[audio_end:], signed)
 
 
@@ -225,6 +252,8 @@ _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "audio_sha256": (str,),
 }
 _V2_FIELD_TYPES: dict[str, tuple[type, ...]] = {**_FIELD_TYPES, "seq": (int,), "prev_sha256": (str,)}
+_V3_FIELD_TYPES: dict[str, tuple[type, ...]] = {**_V2_FIELD_TYPES, "recipients": (list,)}
+_FIELDS_OF = {1: _FIELD_TYPES, 2: _V2_FIELD_TYPES, 3: _V3_FIELD_TYPES}
 MAX_SEQ = 2**53  # exact in every JSON reader
 
 
@@ -241,7 +270,7 @@ def _parse_header(header_bytes: bytes, version: int) -> ClipHeader:
         raise EnvelopeError("malformed", f"header is not ASCII JSON ({type(exc).__name__})") from None
     if not isinstance(raw, dict):
         raise EnvelopeError("malformed", "header is not a JSON object")
-    field_types = _V2_FIELD_TYPES if version == 2 else _FIELD_TYPES
+    field_types = _FIELDS_OF[version]
     if set(raw) != set(field_types):
         missing = sorted(set(field_types) - set(raw))
         extra = sorted(set(raw) - set(field_types))
@@ -251,6 +280,15 @@ def _parse_header(header_bytes: bytes, version: int) -> ClipHeader:
         # bool is an int subclass; JSON true must never pass for a number.
         if isinstance(value, bool) or type(value) not in types:
             raise EnvelopeError("malformed", f"header field {name} has type {type(value).__name__}")
+    if "recipients" in raw:
+        recipients = raw["recipients"]
+        if not 1 <= len(recipients) <= MAX_RECIPIENTS or not all(
+                isinstance(r, str) and RECIPIENT_PATTERN.fullmatch(r) for r in recipients):
+            raise EnvelopeError("malformed", f"header field recipients must list 1..{MAX_RECIPIENTS} age1… "
+                                             "X25519 recipients")
+        if len(set(recipients)) != len(recipients) or recipients != sorted(recipients):
+            raise EnvelopeError("malformed", "header field recipients must be sorted and distinct")
+        raw["recipients"] = tuple(recipients)
     header = ClipHeader(**raw)
     _check_header_values(header)
     return header
@@ -294,6 +332,12 @@ def _check_header_values(h: ClipHeader) -> None:
 def _check_audio(h: ClipHeader, audio: memoryview) -> None:
     if hashlib.sha256(audio).hexdigest() != h.audio_sha256:
         raise EnvelopeError("audio_hash", "audio does not match audio_sha256")
+    if h.sealed:  # the household's ciphertext: its framing is all a receiver can see
+        if audio[:len(AGE_MAGIC)] != AGE_MAGIC:
+            raise EnvelopeError("malformed", "sealed audio is not an age file")
+        if len(audio) < WAV_HEADER_BYTES + h.duration_ms * 32 - 32:
+            raise EnvelopeError("malformed", "sealed audio is shorter than its duration")
+        return
     if len(audio) < WAV_HEADER_BYTES:
         raise EnvelopeError("malformed", "audio is shorter than a WAV header")
     data_len = len(audio) - WAV_HEADER_BYTES

@@ -55,7 +55,8 @@ def server_conf(tls: ServerTls, amqps: str = f"0.0.0.0:{AMQPS_PORT}") -> list[st
     """rabbitmq.conf lines for Earmark's guarantees (see the module docstring); the node's
     other settings (MQTT listeners, clustering) are the operator's."""
     return [
-        "# Earmark: AMQP takes client certificates only (ingesters); device passwords work over MQTT alone",
+        CONF_BEGIN,
+        "# AMQP takes client certificates only (ingesters); device passwords work over MQTT alone",
         f"listeners.ssl.default = {amqps}",
         f"ssl_options.cacertfile = {tls.ca}",
         f"ssl_options.certfile = {tls.cert}",
@@ -64,12 +65,15 @@ def server_conf(tls: ServerTls, amqps: str = f"0.0.0.0:{AMQPS_PORT}") -> list[st
         "ssl_options.fail_if_no_peer_cert = false",  # devices' MQTT over TLS brings no certificate
         "auth_mechanisms.1 = EXTERNAL",
         "ssl_cert_login_from = common_name",
-        "# Earmark: no message larger than a clip envelope",
+        "# no message larger than a clip envelope",
         f"max_message_size = {MAX_MESSAGE_BYTES}",
+        CONF_END,
     ]
 
 
 PLUGINS = ("rabbitmq_mqtt", "rabbitmq_auth_mechanism_ssl")
+CONF_BEGIN = "# Earmark's server settings (cloud/broker/rabbit.py), begin"
+CONF_END = "# Earmark's server settings, end"
 
 
 def password_hash(password: str) -> str:
@@ -128,11 +132,15 @@ def install_local(conf: Path, tls_dir: Path, amqps: str, ingester: str) -> bool:
         (tls_dir / "ca").chmod(0o711)  # ca.pem is public; ca.key stays the owner's alone
     except KeyError:
         pass
-    lines = server_conf(ServerTls(ca_paths(tls_dir / "ca")[0], tls_dir / "node.pem", tls_dir / "node.key"), amqps)
+    block = "\n".join(server_conf(ServerTls(ca_paths(tls_dir / "ca")[0], tls_dir / "node.pem", tls_dir / "node.key"),
+                                   amqps)) + "\n"
     text = conf.read_text() if conf.exists() else ""
-    if lines[0] in text:
+    begin = text.find(CONF_BEGIN)
+    kept = text if begin < 0 else text[:begin] + text[text.index(CONF_END, begin) + len(CONF_END):].lstrip("\n")
+    wanted = kept + ("" if kept.endswith("\n") or not kept else "\n") + block
+    if wanted == text:
         return False
-    conf.write_text(text + ("" if text.endswith("\n") or not text else "\n") + "\n".join(lines) + "\n")
+    conf.write_text(wanted)
     return True
 
 

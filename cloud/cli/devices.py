@@ -67,7 +67,7 @@ def _issue_bundle(store: Store, device_id: str, url: str, out: Path) -> None:
     password = broker.create_login(store, device_id, "device")
     ca = broker.broker_ca(store)
     bundle = PairingBundle(device_id, device.owner_id, device.public_key, url, device_id, password,
-                           ca.read_text() if ca else "")
+                           ca.read_text() if ca else "", tuple(store.registry.household_recipients(device.owner_id)))
     write_secret(out, bundle.to_json())
 
 

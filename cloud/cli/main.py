@@ -150,7 +150,9 @@ def build_parser() -> argparse.ArgumentParser:
     command("invite", cmd_owner_invite, "a one-time link with which the owner makes the passkey for their "
             "portal page (single use, expires in portal.invite_minutes)", owner).add_argument("--owner", required=True)
     recipient = command("set-recipient", cmd_owner_set_recipient,
-                        "the owner's age public key: exports are encrypted to it by default", owner)
+                        "the household's key (its age public key, from `age-keygen`; the identity stays with "
+                        "the household): devices paired from now on seal every clip to it, and exports are "
+                        "encrypted to it; a key set before is retired", owner)
     recipient.add_argument("--owner", required=True)
     recipient.add_argument("recipient", help="age1…")
 

@@ -74,7 +74,8 @@ def cmd_portal(args: argparse.Namespace) -> int:
 def cmd_owner_set_recipient(args: argparse.Namespace) -> int:
     cli_store(args).registry.set_recipient(args.owner, args.recipient)
     print(json.dumps({"owner_id": args.owner, "recipient": args.recipient}) if args.json else
-          f"exports for {args.owner} will be encrypted to {args.recipient}")
+          f"{args.owner}'s household key is {args.recipient}: devices paired from now on seal every clip to it "
+          "(pair existing devices again: `earmark-cloud device bundle`), and exports are encrypted to it")
     return 0
 
 

@@ -5,8 +5,10 @@ the topic (the broker's authenticated username) and refuse unknown or revoked de
 verify the signature with the device's registered key; refuse a capture time more than
 MAX_CLOCK_AHEAD ahead of the server's; take the owner from the registry (the one owner the
 device's identity belongs to, never a time the device supplies) and require the envelope's
-owner tag and device id to agree;
-de-duplicate by clip id; then seal and store under the owner. Anything refused goes to
+owner tag and device id to agree; require a clip sealed on its device (wire v3) to be sealed
+to the household's live keys only, and refuse a plain clip once the household has a key;
+de-duplicate by clip id; then seal and store under the owner. The ingester opens no audio:
+a sealed clip's audio is the household's ciphertext, and no key here opens it. Anything refused goes to
 quarantine, tied to no owner, with its reason and an audit event.
 
 A batch goes through two phases: `judge` (every check above, the registry looked up once
@@ -34,6 +36,7 @@ from earmark.cloud.store.registry import Device
 from earmark.cloud.store.store import Store
 from earmark.wire.envelope import (
     MAX_ENVELOPE_BYTES,
+    ClipHeader,
     Envelope,
     EnvelopeError,
     decode_envelope,
@@ -49,7 +52,7 @@ log = logging.getLogger(__name__)
 REJECTION_REASONS = (
     "oversize", "malformed", "unknown_version", "audio_hash", "bad_topic", "unknown_device",
     "revoked_device", "bad_signature", "device_mismatch", "captured_in_future", "rebound_device",
-    "owner_erased", "owner_mismatch", "clip_id_conflict",
+    "owner_erased", "owner_mismatch", "clip_id_conflict", "unknown_recipient", "not_sealed",
 )
 # A Pi has no real-time clock: its time may lag (it boots with the last one saved) but a
 # capture time well ahead of the server's receive time is not a clock a clip can come from.
@@ -126,6 +129,7 @@ class _BatchView:
         self.owner = functools.cache(store.registry.owner)
         self.device = functools.cache(lambda device_id: store.registry.device(device_id, self.bindings(device_id)))
         self.key = functools.cache(parse_public_key)
+        self.recipients = functools.cache(lambda owner_id: frozenset(store.registry.household_recipients(owner_id)))
 
     def erased(self, owner_id: str | None) -> bool:
         owner = self.owner(owner_id) if owner_id is not None else None
@@ -288,8 +292,23 @@ class Ingestor:
         if header.owner_id != owner_id:
             raise Rejected("owner_mismatch", "the envelope names another owner than the one the registry "
                                              f"binds {device_id} to")  # (no owner id in the log)
+        _check_sealing(header, view.recipients(owner_id), device_id)
         try:
             self.store.keys.owner_key(owner_id)  # the key must open before anything is written
         except OwnerError:
             raise Rejected("owner_erased", f"the key of {device_id}'s owner does not open (erased)") from None
         return owner_id
+
+
+def _check_sealing(header: ClipHeader, household: frozenset[str], device_id: str) -> None:
+    """A clip sealed on its device (wire v3) must be sealed to the household's live keys
+    only (a retired key's identity may be in the hands of someone removed); once a household
+    has a key, a plain clip (v1, v2) from its device is refused: the device must be paired
+    again, which hands it the key. A household without a key yet still gets plain clips."""
+    if header.recipients is not None:
+        if not household or not set(header.recipients) <= household:
+            raise Rejected("unknown_recipient", f"{device_id} sealed the clip to a key the household does not hold "
+                                                "(or has retired): pair the device again")
+    elif household:
+        raise Rejected("not_sealed", f"{device_id} sent a clip not sealed to the household's key: pair the device "
+                                     "again so that it seals every clip")

@@ -55,9 +55,16 @@ def entry_info(name: str, stamp: str) -> zipfile.ZipInfo:
     return info
 
 
-def clip_file_name(captured_at: str, clip_id: str) -> str:
+def clip_file_name(captured_at: str, clip_id: str, sealed: bool = False) -> str:
+    """A clip's name in the archive: `.wav`, or `.wav.age` for one its device sealed to the
+    household (wire v3), which `age -d -i IDENTITY` turns back into the WAV."""
     stamp = captured_at.replace(":", "").replace("-", "")  # 20261122T163000.250Z: sorts, and safe everywhere
-    return f"clips/{stamp}_{clip_id}.wav"
+    return f"clips/{stamp}_{clip_id}.wav" + (".age" if sealed else "")
+
+
+def is_sealed_entry(e: dict[str, Any]) -> bool:
+    """Was this manifest entry's clip sealed on its device (its signed header names recipients)?"""
+    return '"recipients":' in str(e.get("envelope_header", ""))
 
 
 def render_readme(owner_id: str, created: str, count: int) -> bytes:
@@ -68,7 +75,10 @@ This archive holds every recording Earmark keeps for you ({count} clip(s)), expo
 {created} for owner {owner_id}, and nothing of anyone else's.
 
   index.html     open it in a browser to see and play every recording
-  clips/         the recordings, as standard WAV files (16 kHz, mono, 16-bit)
+  clips/         the recordings, as standard WAV files (16 kHz, mono, 16-bit); a recording
+                 your device sealed to your household key is that WAV encrypted with age
+                 (`.wav.age`): `age -d -i household-key.txt FILE.wav.age > FILE.wav` opens it,
+                 and nobody without your household key can, Earmark's operator included
   clips.csv      one row per recording: when, which device, how it started, its SHA-256
   devices.json   your devices, their public keys, and when they were yours
   your-data.json everything else kept about you, for machines: your account, passkeys and
@@ -80,7 +90,7 @@ This archive holds every recording Earmark keeps for you ({count} clip(s)), expo
                  your own marks ("I did not mean to wake it"), also shown in index.html
 
 Each recording was signed by the device that made it; the signature covers the header and
-the exact WAV bytes in this archive.
+the exact bytes of its file in this archive (the WAV, or the sealed WAV).
 """.encode()
 
 
@@ -135,8 +145,15 @@ def index_row(e: dict[str, Any]) -> bytes:
     stamp = html.escape(e["captured_at"])
     return (f"<tr><td><time datetime=\"{stamp}\">{stamp}</time></td><td>{e['duration_ms'] / 1000:.1f} s</td>"
             f"<td>{html.escape(e['device_id'])}</td>"
-            f"<td>{html.escape(started)}</td><td><audio controls preload=\"none\" "
-            f"src=\"{html.escape(e['file'])}\"></audio></td></tr>\n").encode()
+            f"<td>{html.escape(started)}</td><td>{_listen(e)}</td></tr>\n").encode()
+
+
+def _listen(e: dict[str, Any]) -> str:
+    name = html.escape(e["file"])
+    if is_sealed_entry(e):  # only the household's identity opens it
+        return (f"<a href=\"{name}\">{name.removeprefix('clips/')}</a> (sealed to your household key: "
+                f"<code>age -d -i household-key.txt</code> turns it into the WAV)")
+    return f"<audio controls preload=\"none\" src=\"{name}\"></audio>"
 
 
 INDEX_TAIL = b"</table>" + LOCAL_TIMES.encode() + b"</body></html>\n"

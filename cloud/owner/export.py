@@ -274,10 +274,10 @@ def _checked_item(store: Store, owner_id: str, row: ClipRow, device: KnownDevice
     """Every check, then everything about the clip the archive needs (`mark`: the owner's, if any)."""
     envelope = checked_envelope(store, owner_id, row, device)
     h = envelope.header
-    name = clip_file_name(h.captured_at, h.clip_id)
+    name = clip_file_name(h.captured_at, h.clip_id, h.sealed)
     entry = {"clip_id": h.clip_id, "device_id": h.device_id, "captured_at": h.captured_at,
              "duration_ms": h.duration_ms, "trigger": h.trigger, "wake_word": h.wake_word,
-             "file": name, "wav_sha256": h.audio_sha256,  # decoding hashed these WAV bytes
+             "file": name, "wav_sha256": h.audio_sha256,  # decoding hashed these bytes (the WAV, or it sealed)
              "envelope_sha256": row.envelope_sha256, "envelope_header": envelope.header_bytes.decode("ascii"),
              "signature": base64.b64encode(envelope.signature).decode("ascii")}
     if mark:
@@ -332,7 +332,8 @@ def _your_data(store: Store, owner_id: str, devices: list[dict[str, Any]]) -> di
     return {"owner_id": owner_id,
             "account": {"display_name": owner.display_name if owner else "", "created_at": owner.created_at
                         if owner else "", "auto_delete_days": store.registry.retention(owner_id),
-                        "exports_encrypted_to": store.registry.recipient(owner_id)},
+                        "exports_encrypted_to": store.registry.recipient(owner_id),
+                        "household_keys": store.registry.household_recipients(owner_id)},
             **store.portal.access_of(owner_id),
             "presence": [{"device_id": d, "online": p.online, "changed_at": p.changed_at, "status": p.status}
                          for d, p in sorted(presence.items())],

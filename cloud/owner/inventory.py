@@ -37,6 +37,8 @@ TABLES: dict[str, Holding | str] = {
                      "2. deleted, blobs first"),
     "clip_blobs": Holding("the clips' audio, in the WAVs (blob_store = \"database\")",
                           "2. the owner's rows deleted, before the clips' rows"),
+    "household_recipients": Holding("your-data.json: the household's keys (public), when added and retired",
+                                    "1. deleted with the owner's key"),
     "clip_marks": Holding("manifest.json's `mark` and index.html", "2. deleted with the clips"),
     "deleted_clips": Holding("the chain check: a deletion on record is not a gap",
                              "kept", remains="clip ids, envelope hashes, device ids and chain positions of "

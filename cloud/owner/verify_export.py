@@ -51,6 +51,7 @@ from earmark.cloud.owner.archive import (
     YOUR_DATA_KEYS,
     clip_file_name,
     entry_info,
+    is_sealed_entry,
     render_csv,
     render_index,
     render_readme,
@@ -157,7 +158,7 @@ def _verify_read(store: Store | None, zip_digest: str, read: _Read, owner_id: st
     # Only the names the manifest implies: each clip's file name follows from its signed
     # capture time and id (so no "../x.wav"), and the fixed files are exactly these.
     for clip in clips:
-        if clip["file"] != clip_file_name(clip["captured_at"], clip["clip_id"]):
+        if clip["file"] != clip_file_name(clip["captured_at"], clip["clip_id"], is_sealed_entry(clip)):
             problems.append(f"clip {clip['clip_id']}: its file name is not the one its capture time and id give")
     expected = FIXED_FILES | {clip["file"] for clip in clips}
     for name in sorted(set(names) - expected):

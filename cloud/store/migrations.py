@@ -22,7 +22,7 @@ from earmark.cloud.store.database import StoreError
 from earmark.cloud.store.ddl import create_index, create_table, gateway_functions, indexes, row_security, table
 from earmark.cloud.store.schema import BLOB_TABLES, devices
 
-SCHEMA_VERSION = 13
+SCHEMA_VERSION = 14
 FIRST = 10  # the first version described once
 LEGACY = {"sqlite": 9, "postgres": 6}  # the hand-kept scripts' last versions, which migration 10 takes
 
@@ -73,7 +73,13 @@ def _v13(backend: str) -> list[str]:
             for statement in (create_table(name, backend), *(create_index(i, backend) for i in indexes(name)))]
 
 
-MIGRATIONS: dict[int, Callable[[str], list[str]]] = {10: _v10, 11: _v11, 12: _v12, 13: _v13}
+def _v14(backend: str) -> list[str]:
+    """Zero-access recordings: the households' age recipients (household_recipients), under
+    row-level security like the clips (made by postgres_refresh)."""
+    return [create_table("household_recipients", backend)]
+
+
+MIGRATIONS: dict[int, Callable[[str], list[str]]] = {10: _v10, 11: _v11, 12: _v12, 13: _v13, 14: _v14}
 
 
 def steps(backend: str, version: int) -> list[tuple[int, list[str]]]:

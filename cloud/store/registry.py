@@ -20,7 +20,7 @@ from earmark.cloud.store.audit import AuditLog
 from earmark.cloud.store.database import Database, Row, in_list
 from earmark.cloud.store.ddl import insert
 from earmark.cloud.store.keys import Keys
-from earmark.wire.envelope import OWNER_ID_PATTERN, parse_public_key
+from earmark.wire.envelope import OWNER_ID_PATTERN, RECIPIENT_PATTERN, parse_public_key
 from earmark.wire.errors import UsageError
 from earmark.wire.timestamps import parse_utc, utc_now
 from earmark.wire.topics import check_device_id
@@ -83,20 +83,39 @@ class Registry:
         return Owner(**rows[0]) if rows else None
 
     def set_recipient(self, owner_id: str, recipient: str) -> None:
-        """The owner's age public key (age1…): exports are encrypted to it by default."""
+        """The household's key (its age public key, age1…, whose identity the household alone
+        holds): devices paired from now on seal every clip to it, the ingester stores only
+        clips sealed to it, and exports are encrypted to it. A key set before is retired (a
+        rotation): clips sealed to it stay readable with its identity, but no new clip may be
+        sealed to it alone."""
         self._live_owner(owner_id)
+        if not RECIPIENT_PATTERN.fullmatch(recipient):
+            raise RegistryError(f"{recipient[:20]!r} is not an age X25519 recipient (age1…)")
         try:
             from pyrage import x25519
 
             x25519.Recipient.from_str(recipient)
         except Exception:  # pyrage raises its own RecipientError, or ValueError
             raise RegistryError(f"{recipient[:20]!r} is not an age X25519 recipient (age1…)") from None
+        now = utc_now()
         with self.audit.write() as cur:
             cur.scope(owner_id)
             cur.execute("UPDATE owners SET age_recipient = :recipient WHERE owner_id = :owner_id",
                         {"recipient": recipient, "owner_id": owner_id})
+            cur.execute("UPDATE household_recipients SET retired_at = :now WHERE owner_id = :owner_id "
+                        "AND recipient <> :recipient AND retired_at IS NULL",
+                        {"now": now, "owner_id": owner_id, "recipient": recipient})
+            cur.execute(insert("household_recipients", conflict="owner_id, recipient", update=("retired_at",)),
+                        {"owner_id": owner_id, "recipient": recipient, "added_at": now, "retired_at": None})
             # Not the recipient itself: the audit log outlives an erasure, and an age key is the person's.
             self.audit.append(cur, "owner_recipient_set", owner_id=owner_id)
+
+    def household_recipients(self, owner_id: str) -> list[str]:
+        """The household's live keys (age1…): what a device seals to, and what a clip must be
+        sealed to to be stored. Empty for a household that has set none yet."""
+        rows = self.db.query("SELECT recipient FROM household_recipients WHERE owner_id = :owner_id "
+                             "AND retired_at IS NULL ORDER BY recipient", {"owner_id": owner_id}, owner=owner_id)
+        return [str(r["recipient"]) for r in rows]
 
     def set_retention(self, owner_id: str, days: int | None) -> None:
         """The owner's own auto-delete: their clips go after `days` (None: the service's retention)."""
@@ -127,6 +146,7 @@ class Registry:
             cur.scope(owner_id)
             cur.execute("UPDATE owners SET wrapped_key = NULL, erased_at = :now, display_name = '', "
                         "age_recipient = NULL WHERE owner_id = :owner_id", {"now": now, "owner_id": owner_id})
+            cur.execute("DELETE FROM household_recipients WHERE owner_id = :owner_id", {"owner_id": owner_id})
             self.audit.append(cur, "owner_key_destroyed", owner_id=owner_id)
         return now
 

@@ -227,6 +227,19 @@ device_presence = Table(
 )
 Index("device_presence_by_owner", device_presence.c.owner_id)
 
+# The household's age recipients (age1…, public): the device seals each clip's audio to them,
+# and the ingester stores only clips sealed to recipients the owner holds. More than one over
+# time (rotation); a retired one still names the identity that opens older clips.
+household_recipients = Table(
+    "household_recipients", metadata,
+    Column("owner_id", Text, ForeignKey("owners.owner_id"), nullable=False),
+    _text("recipient"),
+    _text("added_at"),
+    _text("retired_at", nullable=True),  # no longer sealed to by newly paired devices
+    PrimaryKeyConstraint("owner_id", "recipient", name="household_recipients_pkey"),
+    info={"owner": "scope"},
+)
+
 # Sealed clips, when the blob store is the database (blob_store = "database", store/blobs.py):
 # replicated, failed over and backed up with the rows, each under its owner's row-level
 # security, and only at a path under that owner's prefix (blobs/<owner_id>/, or set-aside/

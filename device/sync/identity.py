@@ -4,7 +4,7 @@ The private key is made on the device, written 0600, and never leaves it."""
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
@@ -15,10 +15,12 @@ from cryptography.hazmat.primitives.serialization import (
     PrivateFormat,
     load_pem_private_key,
 )
+from pyrage import x25519
 
 from earmark.device.audio.resample import TARGET_RATE
 from earmark.device.listening.recorder import Recording
 from earmark.device.sync.chain import Chain
+from earmark.device.sync.household import parse_recipient, seal_audio
 from earmark.runtime.durable import write_file
 from earmark.wire.envelope import (
     CODEC,
@@ -61,16 +63,28 @@ def public_key_of(key: Ed25519PrivateKey) -> str:
 
 @dataclass(frozen=True)
 class Sealer:
-    """Turns recordings into signed v2 envelopes for one device and owner, chained by `chain`
-    (without one, v1 envelopes: what devices not yet updated send)."""
+    """Turns recordings into signed envelopes for one device and owner, chained by `chain`:
+    v3 when the household's age `recipients` are known (the WAV is encrypted to them here, in
+    memory, so no plaintext audio ever reaches the spool or any file), else v2; without a
+    chain, v1 (what devices not yet updated send)."""
 
     device_id: str
     owner_id: str
     key: Ed25519PrivateKey
     chain: Chain | None = None
+    recipients: tuple[str, ...] = ()
+    _age: list[x25519.Recipient] = field(init=False, repr=False, compare=False, default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.recipients and self.chain is None:
+            raise ValueError("a sealed (v3) clip is always chained")
+        object.__setattr__(self, "recipients", tuple(sorted(set(self.recipients))))
+        object.__setattr__(self, "_age", [parse_recipient(r) for r in self.recipients])
 
     def seal(self, recording: Recording, captured: datetime) -> tuple[str, bytes]:
         audio = wav_bytes(recording.audio.astype("<i2").tobytes())
+        if self.recipients:
+            audio = seal_audio(audio, self._age)
         link = self.chain.next() if self.chain is not None else None
         header = ClipHeader(
             clip_id=str(uuid.uuid4()),
@@ -88,6 +102,7 @@ class Sealer:
             audio_sha256=audio_sha256(audio),
             seq=link.seq if link else None,
             prev_sha256=link.prev_sha256 if link else None,
+            recipients=self.recipients or None,
         )
         return header.clip_id, encode_envelope(header, audio, self.key)
 

@@ -33,7 +33,8 @@ def install_bundle(data_dir: Path, bundle_path: Path) -> PairingBundle:
         write_file(ca_file, bundle.ca_pem.encode(), 0o644)
         broker["ca"] = str(ca_file)
     lines = ["# Written by `earmark-device provision`; the config file and flags override it.",
-             f"device_id = {json.dumps(bundle.device_id)}", f"owner_id = {json.dumps(bundle.owner_id)}", "",
+             f"device_id = {json.dumps(bundle.device_id)}", f"owner_id = {json.dumps(bundle.owner_id)}",
+             f"recipients = {json.dumps(list(bundle.recipients))}", "",
              "[broker]", *(f"{k} = {json.dumps(v)}" for k, v in broker.items()), ""]
     write_file(data_dir / "pairing.toml", "\n".join(lines).encode())
     return bundle

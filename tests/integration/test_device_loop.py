@@ -306,3 +306,43 @@ def test_the_recording_light_is_on_for_every_kept_frame_but_the_pre_roll_and_off
     lit = np.array(watcher.lit)
     assert lit[kept & ~pre_roll].all(), "a kept frame was captured with the light off"
     assert not lit[~kept].any(), "the light was on for a frame that is in no clip"
+
+
+def audio_windows(pcm: np.ndarray, width: int = 1600, step: int = 4000) -> list[bytes]:
+    """Stretches of the recording's samples (0.1 s each), as raw bytes and as base64: what a
+    leak of its audio into a file would contain."""
+    import base64
+
+    raw = [pcm[i:i + width].astype("<i2").tobytes() for i in range(0, len(pcm) - width, step)
+           if np.abs(pcm[i:i + width]).max() > 500]  # voiced: silence could match anything
+    return raw + [base64.b64encode(w)[8:-8] for w in raw]
+
+
+def test_a_device_with_its_households_key_keeps_no_plaintext_audio_anywhere(data_dir: Path, tmp_path: Path,
+                                                                             wake_scene: Scene) -> None:
+    """Issue 34: with `recipients` set, the clip's audio is sealed to the household's age key
+    before it reaches the spool: the clip opens with the household's identity alone, and no
+    file in the device's data dir holds a stretch of the recorded audio, raw or base64. Writing
+    the WAV beside the spool (what the leak check exists to catch) fails the check."""
+    import pyrage
+    from pyrage import x25519
+
+    identity = x25519.Identity.generate()
+    s = replace(settings_for(data_dir), recipients=(str(identity.to_public()),))
+    run_device(s, wake_scene.write(tmp_path / "scene.wav"))
+    [clip] = Spool(s.spool_dir, s.spool.max_bytes).clips()
+    env = decode_envelope(clip.read())
+    assert env.header.version == 3 and env.header.recipients == s.recipients
+    wav = pyrage.decrypt(bytes(env.audio), [identity])
+    pcm = np.frombuffer(wav[44:], dtype="<i2")
+    assert offset_in(wake_scene.audio(), pcm) >= 0  # it is the recording
+    windows = audio_windows(pcm)
+    assert len(windows) > 10
+
+    def leaks() -> list[str]:
+        return [str(p.relative_to(data_dir)) for p in data_dir.rglob("*") if p.is_file()
+                and any(w in p.read_bytes() for w in windows)]
+
+    assert leaks() == []
+    (s.spool_dir / "debug.wav").write_bytes(wav)  # the mutation the check must catch
+    assert leaks() == [str((s.spool_dir / "debug.wav").relative_to(data_dir))]

@@ -316,8 +316,8 @@ def test_after_erasure_nothing_in_the_audit_log_or_quarantine_recovers_the_perso
     device = SimDevice("zelda-pi", owner)
     store.registry.add_device(owner, device.public_key, device.device_id)
     recipient = str(age.Identity.generate().to_public())
+    ingest(store, device, 2, b"ZELDA-SAYS")  # plain clips, from before her household had a key
     store.registry.set_recipient(owner, recipient)
-    ingest(store, device, 2, b"ZELDA-SAYS")
     forged = device.resign(device.clip(b"ZELDA-SAYS", seed=9), key=Ed25519PrivateKey.generate())
     assert Ingestor(store).handle(device.topic, forged).reason == "bad_signature"
     erase_owner(store, owner)

@@ -69,7 +69,7 @@ def rejections(a: SimDevice, b: SimDevice, store: Store) -> dict[str, tuple[str,
     good = a.clip(seed=1)
     env = decode_envelope(good)
     stranger = SimDevice("stranger", a.owner_id)
-    preamble = struct.pack(">4sBBII", b"EMRK", 3, 0, len(env.header_bytes), len(env.audio))  # no version 3 yet
+    preamble = struct.pack(">4sBBII", b"EMRK", 4, 0, len(env.header_bytes), len(env.audio))  # no version 4 yet
     return {
         "unknown_device": (stranger.topic, stranger.clip()),
         "bad_signature": (a.topic, a.resign(good, key=Ed25519PrivateKey.generate())),

@@ -67,10 +67,11 @@ class SimDevice:
         return clip_topic(self.device_id)
 
     def clip(self, canary: bytes = b"", seconds: float = 0.5, captured: datetime | None = None,
-             seed: int = 0, chain: Chain | None = None, v1: bool = False) -> bytes:
+             seed: int = 0, chain: Chain | None = None, v1: bool = False, sealed_to: tuple[str, ...] = ()) -> bytes:
         """A signed envelope whose audio starts with `canary` (so a leak can be spotted): wire
         v2 on `chain` (default: the device's own, in memory), which then moves past it as after
-        a spool; or v1, as a device not yet updated sends."""
+        a spool; v3 when `sealed_to` names the household's recipients; or v1, as a device not
+        yet updated sends."""
         chain = None if v1 else (chain or self.chain)
         rng = np.random.default_rng(seed)
         audio = rng.integers(-2000, 2000, int(16000 * seconds)).astype(np.int16)
@@ -78,7 +79,7 @@ class SimDevice:
             raw = np.frombuffer(canary + b"\0" * (len(canary) % 2), dtype="<i2")
             audio[: len(raw)] = raw
         recording = Recording(audio, 0, "wake_word", "alexa", 0.97, "end_of_speech")
-        sealer = Sealer(self.device_id, self.owner_id, self.key, chain)
+        sealer = Sealer(self.device_id, self.owner_id, self.key, chain, sealed_to)
         envelope = sealer.seal(recording, captured or datetime.now(UTC))[1]
         sealer.spooled(envelope)
         return envelope

@@ -8,8 +8,10 @@ import re
 import struct
 from pathlib import Path
 
+import pyrage
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from pyrage import x25519
 
 from earmark.wire import envelope as wire
 from earmark.wire.envelope import ClipHeader, EnvelopeError, decode_envelope, encode_envelope
@@ -62,6 +64,8 @@ def test_documented_limits_are_the_code_limits() -> None:
     assert f"at most {wire.MAX_ENVELOPE_BYTES} bytes" in DOC
     assert sorted(wire._FIELD_TYPES) == sorted(json.loads(doc_block("example-header")))
     assert sorted(wire._V2_FIELD_TYPES) == sorted(json.loads(doc_block("example-header-v2")))
+    assert sorted(wire._V3_FIELD_TYPES) == sorted(json.loads(doc_block("example-header-v3")))
+    assert f"at most {wire.MAX_SEALED_AUDIO_BYTES}" in DOC
 
 
 def example_v2() -> tuple[ClipHeader, bytes]:
@@ -105,6 +109,66 @@ def test_v2_audio_is_covered_through_its_hash_and_the_versions_keep_their_own_ke
             decode_envelope(reframe(header, version=version))
 
 
+HOUSEHOLD = "AGE-SECRET-KEY-1PA5838KK9JXNZ3AECS5X86WKLA3X0D8YY6JFSUH472YZPLT2Y85SYGMYUU"  # the doc's test identity
+
+
+def example_v3() -> tuple[ClipHeader, bytes]:
+    raw = json.loads(doc_block("example-header-v3"))
+    header = ClipHeader(**{**raw, "recipients": tuple(raw["recipients"])})
+    return header, bytes.fromhex("".join(doc_block("example-envelope-v3").split()))
+
+
+def test_v3_is_the_documented_bytes_sealed_to_the_household_and_chains_to_the_v2_example() -> None:
+    """The audio is the documented WAV, sealed with age: the signature covers the header,
+    which names the ciphertext's hash and its recipients; only the identity opens it."""
+    header, expected = example_v3()
+    env = decode_envelope(expected)
+    assert env.header == header and env.header.version == 3 and expected[4] == 3 and env.header.sealed
+    assert encode_envelope(header, bytes(env.audio), KEY) == expected  # the signature is deterministic
+    assert env.verify(KEY.public_key()) and env.signed_bytes == expected[:14 + len(env.header_bytes)]
+    assert header.prev_sha256 == wire.envelope_digest(example_v2()[1])
+    assert f"is `{wire.envelope_digest(expected)}`" in DOC
+    assert example_audio() not in expected  # nothing of the WAV in the clear
+    identity = x25519.Identity.from_str(HOUSEHOLD)
+    assert header.recipients == (str(identity.to_public()),)
+    assert pyrage.decrypt(bytes(env.audio), [identity]) == example_audio()
+
+
+def v3_header(**changes: object) -> bytes:
+    fields = json.loads(doc_block("example-header-v3"))
+    fields.update(changes)
+    return json.dumps(fields).encode()
+
+
+def v3_audio() -> bytes:
+    return bytes(decode_envelope(example_v3()[1]).audio)
+
+
+@pytest.mark.parametrize(("header", "audio", "why"), [
+    (v3_header(recipients=[]), None, "1..8 age1"),
+    (v3_header(recipients=["age1" + "q" * 57]), None, "1..8 age1"),
+    (v3_header(recipients=["AGE-SECRET-KEY-1PA5838KK9JXNZ3AECS5X86WKLA3X0D8YY6JFSUH472YZPLT2Y85SYGMYUU"]), None,
+     "1..8 age1"),
+    (v3_header(recipients="age1pvnuxhcmtjlrwtsn8kaghezmllqkn57r8m8v832tn0l0dlp3e4dqlnyw3q"), None, "type str"),
+    (v3_header(recipients=["age1pvnuxhcmtjlrwtsn8kaghezmllqkn57r8m8v832tn0l0dlp3e4dqlnyw3q"] * 2), None,
+     "sorted and distinct"),
+    (v3_header(audio_sha256=wire.audio_sha256(example_audio())), example_audio(), "not an age file"),
+    (v3_header(duration_ms=1000), None, "shorter than its duration"),
+])
+def test_a_v3_header_or_sealed_audio_the_contract_forbids_is_malformed(header: bytes, audio: bytes | None,
+                                                                        why: str) -> None:
+    with pytest.raises(EnvelopeError, match=why) as caught:
+        decode_envelope(reframe(header, v3_audio() if audio is None else audio, version=3))
+    assert caught.value.reason == "malformed"
+
+
+def test_recipients_belong_to_v3_alone() -> None:
+    with pytest.raises(EnvelopeError, match="header keys differ"):
+        decode_envelope(reframe(v3_header(), v3_audio(), version=2))
+    with pytest.raises(EnvelopeError, match="header keys differ"):
+        decode_envelope(reframe(example_v2()[0].to_json_bytes(), example_audio(), version=3))
+
+
 def sample() -> bytes:
     return encode_envelope(example_header(), example_audio(), KEY)
 
@@ -124,7 +188,7 @@ def header_with(**changes: object) -> bytes:
 @pytest.mark.parametrize(("data", "reason"), [
     (b"", "malformed"),
     (b"XXXX" + sample()[4:], "malformed"),
-    (reframe(header_with(), version=3), "unknown_version"),
+    (reframe(header_with(), version=4), "unknown_version"),
     (reframe(header_with(), version=0), "unknown_version"),
     (reframe(header_with(), flags=1), "malformed"),
     (sample() + b"\0", "malformed"),

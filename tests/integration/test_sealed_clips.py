@@ -1,0 +1,85 @@
+"""Zero-access recordings, the cloud's side (issue 34): a clip its device sealed to the
+household's age key (wire v3) is verified, stored and exported as ciphertext that only the
+household's identity opens; clips sealed to a key the household does not hold, or to one it
+retired, and plain clips from a household that has a key, are refused with a reason and
+change nothing. On SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import pyrage
+from pyrage import x25519
+
+from earmark.cloud.ingest.ingestor import Ingestor
+from earmark.cloud.owner.export import export_owner
+from earmark.cloud.owner.verify_export import verify_export
+from earmark.cloud.store.store import Store
+from earmark.wire.envelope import decode_envelope
+from tests.support.cloudkit import SimDevice, enrolled_device
+
+CANARY = b"HOUSEHOLD-ONLY-CANARY-0123456789"
+
+
+def household(store: Store, device: SimDevice) -> x25519.Identity:
+    identity = x25519.Identity.generate()
+    store.registry.set_recipient(device.owner_id, str(identity.to_public()))
+    return identity
+
+
+def test_a_sealed_clip_is_stored_and_exported_as_ciphertext_only_the_household_opens(
+        store: Store, tmp_path: Path) -> None:
+    alice = enrolled_device(store, "Alice")
+    identity = household(store, alice)
+    recipients = tuple(store.registry.household_recipients(alice.owner_id))
+    envelope = alice.clip(CANARY, sealed_to=recipients)
+    assert CANARY not in envelope and decode_envelope(envelope).header.version == 3
+    assert Ingestor(store).handle(alice.topic, envelope).status == "stored"
+    [row] = store.clips.of_owner(alice.owner_id)
+    assert store.clips.read(alice.owner_id, row) == envelope  # the server's own layer opens: ciphertext inside
+    # The export (encrypted to the household's key as a whole, as every export to a known key
+    # is) holds the clip itself as age ciphertext, beside the signed header that names it.
+    result = export_owner(store, alice.owner_id, tmp_path / "out")
+    key_file = tmp_path / "household-key.txt"
+    key_file.write_text(f"{identity}\n")
+    opened = tmp_path / "export.zip"
+    pyrage.decrypt_file(str(result.path), str(opened), [identity])
+    with zipfile.ZipFile(opened) as archive:
+        [name] = [n for n in archive.namelist() if n.startswith("clips/")]
+        sealed = archive.read(name)
+        index = archive.read("index.html").decode()
+    assert name.endswith(".wav.age") and CANARY not in sealed and name in index and "<audio" not in index
+    wav = pyrage.decrypt(sealed, [identity])
+    assert wav.startswith(b"RIFF") and CANARY in wav
+    assert verify_export(store, opened, alice.owner_id) == []  # checked on the ciphertext, without the key
+    assert verify_export(store, result.path, alice.owner_id, identity=key_file) == []
+
+
+def test_clips_sealed_to_a_key_the_household_does_not_hold_or_retired_or_not_sealed_are_refused(
+        store: Store) -> None:
+    alice = enrolled_device(store, "Alice")
+    first = household(store, alice)
+    stranger = str(x25519.Identity.generate().to_public())
+    ingest = Ingestor(store)
+    refused = {
+        "a stranger's key": (alice.clip(seed=1, sealed_to=(stranger,)), "unknown_recipient"),
+        "a plain clip": (alice.clip(seed=2), "not_sealed"),
+    }
+    household(store, alice)  # a rotation: the first key is retired
+    refused["the retired key"] = (alice.clip(seed=3, sealed_to=(str(first.to_public()),)), "unknown_recipient")
+    for what, (envelope, reason) in refused.items():
+        outcome = ingest.handle(alice.topic, envelope)
+        assert (outcome.status, outcome.reason) == ("rejected", reason), what
+    assert store.clips.count(alice.owner_id) == 0
+    current = tuple(store.registry.household_recipients(alice.owner_id))
+    assert len(current) == 1 and current != (str(first.to_public()),)
+    assert ingest.handle(alice.topic, alice.clip(seed=4, sealed_to=current)).status == "stored"
+
+
+def test_a_household_without_a_key_still_gets_plain_clips(store: Store) -> None:
+    bob = enrolled_device(store, "Bob")
+    assert store.registry.household_recipients(bob.owner_id) == []
+    assert Ingestor(store).handle(bob.topic, bob.clip()).status == "stored"
+    sealed = bob.clip(seed=1, sealed_to=(str(x25519.Identity.generate().to_public()),))
+    assert Ingestor(store).handle(bob.topic, sealed).reason == "unknown_recipient"
