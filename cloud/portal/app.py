@@ -28,7 +28,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 
-from earmark.cloud.portal import account, devices, exports, passkeys, recordings
+from earmark.cloud.portal import account, devices, exports, household, passkeys, recordings
 from earmark.cloud.portal.guard import COOKIE, OwnerRoute, PublicRoute
 from earmark.cloud.portal.state import HERE, PortalState
 from earmark.cloud.settings import DataRequestSettings, PortalSettings
@@ -38,7 +38,7 @@ __all__ = ["COOKIE", "HEADERS", "create_app", "server_config"]
 
 HEADERS = {
     "Content-Security-Policy": ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
-                                "media-src 'self'; connect-src 'self'; form-action 'self'; "
+                                "media-src 'self' blob:; connect-src 'self'; form-action 'self'; "
                                 "frame-ancestors 'none'; base-uri 'none'"),
     "Cache-Control": "no-store",
     "X-Content-Type-Options": "nosniff",
@@ -84,7 +84,7 @@ def create_app(store: Store, settings: PortalSettings, broker_reload: str = "", 
     """The portal on `store`; `broker_reload`: the broker.reload_command revocations and
     erasures use to bring the running broker in step (see broker/control.py)."""
     state = PortalState(store, settings, broker_reload, retention_days, data_request or DataRequestSettings())
-    routes: list[BaseRoute] = [route for part in (recordings, devices, exports, account, passkeys)
+    routes: list[BaseRoute] = [route for part in (recordings, household, devices, exports, account, passkeys)
                                for route in part.routes(state)]
     unguarded = [r for r in routes if not isinstance(r, OwnerRoute | PublicRoute)]
     assert not unguarded, f"every portal route is an OwnerRoute or a PublicRoute: {unguarded}"

@@ -35,9 +35,14 @@ def too_many(call: Call) -> Response | None:
     return None
 
 
-def options_json(state: PortalState, options: Any, owner_id: str | None = None, token: str | None = None) -> Response:
-    return JSONResponse({"ceremony": state.ceremonies.start(options.challenge, owner_id, token),
-                         "options": json.loads(webauthn.options_to_json(options))})
+def options_json(state: PortalState, options: Any, owner_id: str | None = None, token: str | None = None,
+                 extensions: dict[str, Any] | None = None) -> Response:
+    """The ceremony's options as the page's WebAuthn JSON parsers take them; `extensions`
+    added as given (py_webauthn has no option for PRF, which household keys need)."""
+    as_json = json.loads(webauthn.options_to_json(options))
+    if extensions:
+        as_json["extensions"] = {**as_json.get("extensions", {}), **extensions}
+    return JSONResponse({"ceremony": state.ceremonies.start(options.challenge, owner_id, token), "options": as_json})
 
 
 def authentication_options(state: PortalState, credential_ids: list[str] | None = None) -> Any:
@@ -100,7 +105,9 @@ def register_options(call: Call) -> Response:
         user_name=owner.display_name if owner else "owner",
         authenticator_selection=AuthenticatorSelectionCriteria(
             resident_key=ResidentKeyRequirement.REQUIRED, user_verification=UserVerificationRequirement.REQUIRED))
-    return options_json(call.state, options, owner_id, token)
+    # PRF (hmac-secret) turned on at creation: the passkey can then unwrap the household key
+    # in the page (portal/household.py); a passkey without it unlocks with the recovery code.
+    return options_json(call.state, options, owner_id, token, extensions={"prf": {}})
 
 
 def register_verify(call: Call) -> Response:

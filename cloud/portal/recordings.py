@@ -72,7 +72,8 @@ def recordings(call: Call) -> Response:
                      more=len(shown) > PAGE_SIZE, given=given, query=urlencode(given),
                      filtered=chosen.narrows, devices=store.registry.devices(owner_id),
                      service_days=service, own_days=own or 0, choices=OWNER_CHOICES,
-                     kept_days=effective_days(service, own))
+                     kept_days=effective_days(service, own),
+                     household=bool(store.registry.household_recipients(owner_id)))
 
 
 def delete_selected(call: Call) -> Response:
@@ -107,6 +108,9 @@ def audio(call: Call) -> Response:
         envelope = checked_envelope(store, call.owner_id, row, KnownDevices(store).get(row.device_id))
     except ExportError:
         return call.message(409, "Not played", "This recording failed its checks and is not played.")
+    if envelope.header.sealed:  # the household's ciphertext: the page opens it (static/household.js)
+        return Response(bytes(envelope.audio), media_type="application/octet-stream",
+                        headers={"X-Earmark-Sealed": "age"})
     return ranged(call, bytes(envelope.audio), "audio/wav")
 
 

@@ -240,6 +240,21 @@ household_recipients = Table(
     info={"owner": "scope"},
 )
 
+# The household's identity, wrapped where the server cannot open it: for a member's passkey
+# (age's fido2prf stanza: only that passkey's PRF unwraps it, in the member's browser), or to
+# the recovery code (age scrypt). Age files, made and opened in the owner's browser alone.
+household_wraps = Table(
+    "household_wraps", metadata,
+    _text("wrap_id", primary_key=True),
+    Column("owner_id", Text, ForeignKey("owners.owner_id"), nullable=False),
+    _text("kind"),
+    Column("wrapped", LargeBinary, nullable=False),
+    _text("created_at"),
+    CheckConstraint("kind IN ('passkey', 'recovery')", name="household_wraps_kind_check"),
+    info={"owner": "scope"},
+)
+Index("household_wraps_by_owner", household_wraps.c.owner_id)
+
 # Sealed clips, when the blob store is the database (blob_store = "database", store/blobs.py):
 # replicated, failed over and backed up with the rows, each under its owner's row-level
 # security, and only at a path under that owner's prefix (blobs/<owner_id>/, or set-aside/

@@ -46,6 +46,7 @@ from earmark.cloud.store.clips import Clips, NewClip
 from earmark.cloud.store.crypto import load_master_key
 from earmark.cloud.store.database import Cursor, StoreError, open_database
 from earmark.cloud.store.ddl import insert
+from earmark.cloud.store.household import HouseholdKeys
 from earmark.cloud.store.keys import Keys
 from earmark.cloud.store.keystore import FOLDER as OWNER_KEYS
 from earmark.cloud.store.keystore import OwnerSecrets
@@ -118,6 +119,7 @@ class Store(AbstractContextManager["Store"]):
         self.quarantine = Quarantine(self.db, self.keys, self.blobs, self.audit)
         self.accounts = BrokerAccounts(self.db, self.audit)
         self.portal = PortalAccess(self.db, self.audit)
+        self.household = HouseholdKeys(self.db, self.audit, self.registry)
         self.presence = DevicePresence(self.db, self.registry)
         self._ingest_lock: IO[str] | None = None
 

@@ -73,6 +73,7 @@ PAGES: dict[str, tuple[bool, Callable[[Any, str, str], None]]] = {
     "invite-used": (False, lambda page, base, invite: page.goto(f"{base}/invite/no-such-link")),
     "not-found": (False, lambda page, base, invite: page.goto(f"{base}/no/such/page")),
     "recordings": (True, lambda page, base, invite: page.goto(f"{base}/")),
+    "household-key": (True, lambda page, base, invite: page.goto(f"{base}/household")),
     "devices": (True, lambda page, base, invite: page.goto(f"{base}/devices")),
     "export": (True, lambda page, base, invite: page.goto(f"{base}/export")),
     "export-link-used": (True, lambda page, base, invite: page.goto(f"{base}/export/download/used")),

@@ -7,6 +7,7 @@ case 3) no body is read before the session is checked, and every body is bounded
 
 from __future__ import annotations
 
+import base64
 import json
 import socket
 import urllib.error
@@ -19,6 +20,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
+from pyrage import x25519
 
 from earmark.cloud.ingest.ingestor import Ingestor
 from earmark.cloud.owner.export import export_owner
@@ -309,3 +311,28 @@ def test_every_body_is_bounded_signed_in_or_not(store: Store, portal: Portal) ->
     status = raw_post(portal, "/signout", {**signed_in, "Content-Type": "application/x-www-form-urlencoded",
                                            "Content-Length": str(len(f"csrf={csrf}"))}, f"csrf={csrf}".encode())
     assert status == 303
+
+
+def test_a_household_key_is_taken_once_and_only_as_a_recipient_with_two_age_wraps(store: Store,
+                                                                                   portal: Portal) -> None:
+    """Issue 34's bad input: wraps that are not age files, a missing recovery wrap, a key that
+    is not an age recipient, and a second key over the first are refused; nothing is kept."""
+    owner = store.registry.add_owner("Alice").owner_id
+    token, csrf = session_for(store, owner)
+    signed_in = {"Cookie": f"{COOKIE}={token}", "X-CSRF-Token": csrf}
+    recipient = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p"
+    wrap = base64.b64encode(b"age-encryption.org/v1\n-> scrypt x 18\nxyz\n--- abc\n0123").decode()
+    good = {"recipient": recipient, "wraps": [{"kind": "passkey", "data": wrap}, {"kind": "recovery", "data": wrap}]}
+    for bad in ({**good, "wraps": [{"kind": "passkey", "data": base64.b64encode(b"AGE-SECRET-KEY-1...").decode()},
+                                   {"kind": "recovery", "data": wrap}]},
+                {**good, "wraps": good["wraps"][:1]},
+                {**good, "recipient": "AGE-SECRET-KEY-1PA5838KK9JXNZ3AECS5X86WKLA3X0D8YY6JFSUH472YZPLT2Y85SYGMYUU"},
+                {**good, "wraps": [{"kind": "passkey", "data": "%%%"}]}):
+        status, answer = portal.post("/api/household", bad, signed_in)
+        assert status == 400, answer
+        assert store.registry.household_recipients(owner) == [] and store.household.wraps(owner) == []
+    assert portal.post("/api/household", good)[0] in (401, 403)  # no session
+    assert portal.post("/api/household", good, signed_in)[0] == 200
+    assert portal.post("/api/household", {**good, "recipient": str(x25519.Identity.generate().to_public())},
+                       signed_in)[0] == 409
+    assert store.registry.household_recipients(owner) == [recipient]

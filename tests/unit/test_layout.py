@@ -5,6 +5,7 @@ nothing but `earmark` into site-packages."""
 from __future__ import annotations
 
 import ast
+import hashlib
 import re
 import shutil
 import subprocess
@@ -170,3 +171,12 @@ def serve_the_portal_from(target: Path, tmp_path: Path) -> None:
     finally:
         portal.terminate()
         portal.wait(10)
+
+
+def test_the_vendored_age_module_is_the_one_its_build_records() -> None:
+    """cloud/portal/static/age-encryption.js is typage as deploy/typage/build.sh bundles it
+    (`--check` rebuilds it byte for byte); a hand edit shows here, without the network."""
+    static = ROOT / "cloud" / "portal" / "static"
+    recorded = (static / "age-encryption.js.sha256").read_text().split()[0]
+    assert hashlib.sha256((static / "age-encryption.js").read_bytes()).hexdigest() == recorded
+    assert "age-encryption 0.3.1" in (static / "age-encryption.LICENSE").read_text()

@@ -1,0 +1,135 @@
+"""The household key in a real browser (issue 34): Debian's Chromium driven by Playwright,
+Chromium's virtual authenticator with PRF standing in for each member's passkey. Alice makes
+her household's key in the page (the server gets its public recipient and two wraps it cannot
+open); a clip her device sealed to it plays in the page, decrypted there; a second browser
+whose passkey cannot unwrap the key opens it with the recovery code, for that session only; a
+wrong code is refused and changes nothing."""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from earmark.cloud.ingest.ingestor import Ingestor
+from earmark.cloud.store.store import Store
+from earmark.wire.envelope import AGE_MAGIC
+from tests.support.cloudkit import enrolled_device
+from tests.support.portalserver import served
+
+playwright = pytest.importorskip("playwright.sync_api")
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (deploy/setup.sh)")
+
+
+@pytest.fixture
+def portal(store: Store) -> Iterator[tuple[str, Store]]:
+    with served(store) as (url, _):
+        yield url, store
+
+
+def member(browser: Any, prf: bool = True) -> Any:
+    """A browser context whose page has its own virtual passkey authenticator."""
+    context = browser.new_context(accept_downloads=True)
+    page = context.new_page()
+    cdp = context.new_cdp_session(page)
+    cdp.send("WebAuthn.enable")
+    cdp.send("WebAuthn.addVirtualAuthenticator", {"options": {
+        "protocol": "ctap2", "transport": "internal", "hasResidentKey": True, "hasUserVerification": True,
+        "isUserVerified": True, "automaticPresenceSimulation": True, "hasPrf": prf}})
+    return page
+
+
+def register(page: Any, base: str, link: str) -> None:
+    page.goto(link)
+    page.click("#register")
+    page.wait_for_url(f"{base}/", timeout=15_000)
+
+
+def play(page: Any) -> dict[str, Any]:
+    """Ask the first player for its recording; wait until it has a duration (or the page says
+    why not). Returns what the page decoded."""
+    page.evaluate("document.querySelector('audio').load()")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        state = page.evaluate("(() => { const a = document.querySelector('audio'); return {ready: a.readyState, "
+                              "duration: a.duration, bytes: a.dataset.decodedBytes, ms: a.dataset.decryptMs, "
+                              "status: document.getElementById('status').textContent}; })()")
+        if state["ready"] >= 1 and state["bytes"]:
+            return state
+        if page.is_visible("#unlock"):
+            return state
+        time.sleep(0.1)
+    raise AssertionError(f"the recording did not open: {state}")
+
+
+def test_a_household_key_made_in_the_page_opens_sealed_clips_there_and_nowhere_else(
+        portal: tuple[str, Store], tmp_path: Path) -> None:
+    base, store = portal
+    shots = Path(os.environ.get("EARMARK_SCREENSHOTS", tmp_path))
+    alice = enrolled_device(store, "Alice")
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = member(browser)
+        register(page, base, f"{base}/invite/{store.portal.invite(alice.owner_id, 900)}")
+        assert page.is_visible("a[href='/household']")
+        page.goto(f"{base}/household")
+        page.click("#make-key")
+        page.wait_for_selector("#made:not([hidden])", timeout=30_000)
+        code = page.text_content("#recovery-code")
+        fingerprint = page.text_content("#fingerprint")
+        page.screenshot(path=str(shots / "portal-household-key.png"), full_page=True)
+        with page.expect_download() as saved:
+            page.click("#save-key")
+        key_file = saved.value.path().read_text()
+
+        # The server holds the public recipient and two wraps it cannot open, nothing else.
+        [recipient] = store.registry.household_recipients(alice.owner_id)
+        wraps = store.household.wraps(alice.owner_id)
+        assert sorted(w.kind for w in wraps) == ["passkey", "recovery"]
+        assert all(w.wrapped.startswith(AGE_MAGIC) and b"AGE-SECRET-KEY" not in w.wrapped for w in wraps)
+        assert b"fido2prf" in next(w.wrapped for w in wraps if w.kind == "passkey")
+        assert f"public key: {recipient}" in key_file and "AGE-SECRET-KEY-1" in key_file
+        assert code is not None and len(code) == 35 and fingerprint
+
+        # Her device, paired again, seals a 2 s clip to the key; the page opens and plays it.
+        envelope = alice.clip(b"ALICE", seconds=2.0, sealed_to=(recipient,))
+        assert Ingestor(store).handle(alice.topic, envelope).status == "stored"
+        page.goto(f"{base}/")
+        assert not page.is_visible(".notice")  # no "make your key" notice any more
+        heard = play(page)
+        assert heard["bytes"] == str(44 + 2 * 16000 * 2) and abs(heard["duration"] - 2.0) < 0.05, heard
+        served_bytes = page.evaluate("fetch(document.querySelector('audio').dataset.src)"
+                                     ".then(r => r.arrayBuffer()).then(b => new Uint8Array(b).slice(0, 21))"
+                                     ".then(a => String.fromCharCode(...a))")
+        assert served_bytes == "age-encryption.org/v1"  # what the server sends is the ciphertext
+
+        # Another browser, whose passkey (no PRF) cannot unwrap the key: the recovery code opens
+        # it, for that session; a wrong code does not.
+        other = member(browser, prf=False)
+        register(other, base, f"{base}/invite/{store.portal.invite(alice.owner_id, 900)}")
+        assert play(other)["bytes"] is None and other.is_visible("#unlock")
+        other.fill("#unlock input", "WRONG-CODE0-00000-00000-00000-00000")
+        other.click("#unlock button")
+        other.wait_for_function("document.getElementById('status').textContent.includes('does not open')",
+                                timeout=30_000)
+        heard = play(other)
+        assert other.is_visible("#unlock")
+        other.fill("#unlock input", code.lower())
+        other.click("#unlock button")
+        deadline = time.monotonic() + 30
+        while not heard.get("bytes") and time.monotonic() < deadline:
+            time.sleep(0.2)
+            heard = other.evaluate("(() => { const a = document.querySelector('audio'); "
+                                   "return {bytes: a.dataset.decodedBytes, duration: a.duration}; })()")
+        assert heard["bytes"] == str(44 + 2 * 16000 * 2), heard
+        other.screenshot(path=str(shots / "portal-sealed-recording.png"), full_page=True)
+        browser.close()
+    assert base64.b64encode(b"ALICE")  # (the clip's canary never appears in what the server keeps)
+    assert all(b"ALICE" not in w.wrapped for w in wraps)
