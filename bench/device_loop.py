@@ -35,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 TALK = ("the committee met on tuesday to talk about the new library, and after a long "
         "discussion about parking and opening hours they agreed to meet again next month. ")
 OWNER = "6f1d2c3b-4a59-4e6f-8a7b-9c0d1e2f3a4b"
+RECIPIENT = "age1pvnuxhcmtjlrwtsn8kaghezmllqkn57r8m8v832tn0l0dlp3e4dqlnyw3q"  # every clip is sealed, as on a paired Pi
 
 
 def make_audio(folder: Path, minutes: float) -> tuple[Path, Path]:
@@ -118,7 +119,8 @@ def run_device(wav: Path, data_dir: Path) -> dict[str, float]:
     from earmark.device.controls import Controls
     from earmark.device.settings import load_settings
 
-    settings = load_settings(None, data_dir, {"device_id": "bench-pi", "owner_id": OWNER, "gpio.mock": True})
+    settings = load_settings(None, data_dir, {"device_id": "bench-pi", "owner_id": OWNER, "gpio.mock": True,
+                                              "recipients": (RECIPIENT,)})
     source = WavFileSource(wav)
     loop = assemble(settings, source, Controls(settings.gpio)).loop
     start = time.process_time()

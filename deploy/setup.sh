@@ -7,7 +7,8 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
-APT_PACKAGES=(espeak-ng sox libsox-fmt-all portaudio19-dev mosquitto python3-venv postgresql rabbitmq-server chromium)
+APT_PACKAGES=(espeak-ng sox libsox-fmt-all portaudio19-dev mosquitto python3-venv postgresql rabbitmq-server chromium
+              age unzip curl)
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
 missing=()

@@ -176,11 +176,15 @@ class DeviceSettings:
         return Path(self.data_dir) / "pairing.toml"
 
     def require_identity(self) -> None:
-        """A device that records must know who it is and whose it is."""
+        """A device that records must know who it is, whose it is, and the household key it
+        seals every recording to (without one it records nothing)."""
         if not self.device_id:
             raise ConfigError("device_id is not set: give --device-id or set device_id in the config")
         if not self.owner_id:
             raise ConfigError("owner_id is not set: give --owner-id or set owner_id in the config")
+        if not self.recipients:
+            raise ConfigError("no household key to seal recordings to: pair the device (`earmark-device provision "
+                              "BUNDLE`, once the household has made its key) or, unpaired, give --recipient age1…")
 
 
 def default_data_dir() -> Path:

@@ -183,7 +183,8 @@ def add_flags(parser: argparse.ArgumentParser, cls: type, paths: list[str], **de
     for path in paths:
         f, annotation = known[path]
         flag = f.metadata.get("flag") or "--" + path.split(".")[-1].replace("_", "-")
-        kind = next((a for a in typing.get_args(annotation) if a is not type(None)), annotation)
+        kind = annotation if typing.get_origin(annotation) is tuple else next(
+            (a for a in typing.get_args(annotation) if a is not type(None)), annotation)
         options: dict[str, Any] = {"dest": "setting:" + path, "help": f.metadata.get("help", "")}
         if kind is not bool:  # --help shows the value's name, not the internal dest
             options["metavar"] = flag.lstrip("-").split(".")[-1].replace("-", "_").upper()

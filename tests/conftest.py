@@ -15,6 +15,18 @@ from tests.support.speech import say
 
 ROOT = Path(__file__).resolve().parent.parent
 OWNER = "6f1d2c3b-4a59-4e6f-8a7b-9c0d1e2f3a4b"
+# The tests' household key (docs/wire-format.md's example identity): a device seals every
+# clip to HOUSEHOLD_RECIPIENT, and the tests open them with HOUSEHOLD_IDENTITY.
+HOUSEHOLD_IDENTITY = "AGE-SECRET-KEY-1PA5838KK9JXNZ3AECS5X86WKLA3X0D8YY6JFSUH472YZPLT2Y85SYGMYUU"
+HOUSEHOLD_RECIPIENT = "age1pvnuxhcmtjlrwtsn8kaghezmllqkn57r8m8v832tn0l0dlp3e4dqlnyw3q"
+
+
+def opened(audio: bytes | memoryview) -> bytes:
+    """A sealed clip's WAV, as the household opens it."""
+    import pyrage
+    from pyrage import x25519
+
+    return bytes(pyrage.decrypt(bytes(audio), [x25519.Identity.from_str(HOUSEHOLD_IDENTITY)]))
 
 
 def model_wheel() -> Path:

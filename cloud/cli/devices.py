@@ -64,10 +64,15 @@ def _issue_bundle(store: Store, device_id: str, url: str, out: Path) -> None:
 
     device = store.registry.device(device_id)
     assert device is not None and device.owner_id is not None
+    recipients = tuple(store.registry.household_recipients(device.owner_id))
+    if not recipients:  # a device without the household's key records nothing
+        raise RegistryError(f"{device_id}'s household has no key yet: it makes one on the portal's Household key "
+                            "page (or with age-keygen, then `earmark-cloud owner set-recipient`); then run "
+                            f"`earmark-cloud device bundle {device_id}`")
     password = broker.create_login(store, device_id, "device")
     ca = broker.broker_ca(store)
     bundle = PairingBundle(device_id, device.owner_id, device.public_key, url, device_id, password,
-                           ca.read_text() if ca else "", tuple(store.registry.household_recipients(device.owner_id)))
+                           ca.read_text() if ca else "", recipients)
     write_secret(out, bundle.to_json())
 
 

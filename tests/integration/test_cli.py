@@ -11,10 +11,12 @@ from pathlib import Path
 
 import numpy as np
 
-from tests.conftest import OWNER
+from tests.conftest import HOUSEHOLD_RECIPIENT, OWNER
 from tests.support.speech import Scene
 
 ROOT = Path(__file__).resolve().parents[2]
+
+PAIRED = ("--owner-id", OWNER, "--recipient", HOUSEHOLD_RECIPIENT)  # what pairing would give the device
 
 
 def cli(*args: str | Path, data_dir: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -52,7 +54,7 @@ def test_run_spools_one_clip_and_detect_reports_it(data_dir: Path, tmp_path: Pat
     config = tmp_path / "device.toml"
     config.write_text('[[wake.words]]\nname = "hey_jarvis"\n')
     run = cli("run", "--config", config, "--audio-file", wav, "--mock-gpio", "--device-id", "den-pi",
-              "--owner-id", OWNER, data_dir=data_dir)
+              *PAIRED, data_dir=data_dir)
     assert run.returncode == 0, run.stderr
     assert "1 clip(s) recorded" in run.stdout
     listed = cli("spool", "--json", data_dir=data_dir)
@@ -66,21 +68,21 @@ def test_run_spools_one_clip_and_detect_reports_it(data_dir: Path, tmp_path: Pat
 
 def test_missing_model_is_one_line_naming_models_fetch(tmp_path: Path) -> None:
     wav = Scene().pause(1).write(tmp_path / "quiet.wav")
-    result = cli("run", "--audio-file", wav, "--device-id", "pi-1", "--owner-id", OWNER, data_dir=tmp_path)
+    result = cli("run", "--audio-file", wav, "--device-id", "pi-1", *PAIRED, data_dir=tmp_path)
     one_line_error(result, "earmark-device models fetch")
 
 
 def test_unreadable_wav_is_one_line(data_dir: Path, tmp_path: Path) -> None:
     bad = tmp_path / "bad.wav"
     bad.write_bytes(b"RIFF\0\0\0\0WAVEjunk")
-    result = cli("run", "--audio-file", bad, "--device-id", "pi-1", "--owner-id", OWNER, data_dir=data_dir)
+    result = cli("run", "--audio-file", bad, "--device-id", "pi-1", *PAIRED, data_dir=data_dir)
     one_line_error(result, "bad.wav", "not a usable WAV file")
 
 
 def test_bad_config_value_is_one_line_naming_the_key(data_dir: Path, tmp_path: Path) -> None:
     config = tmp_path / "device.toml"
     config.write_text("[recorder]\nmax_length_s = 300\n")
-    result = cli("run", "--config", config, "--device-id", "pi-1", "--owner-id", OWNER, data_dir=data_dir)
+    result = cli("run", "--config", config, "--device-id", "pi-1", *PAIRED, data_dir=data_dir)
     one_line_error(result, "recorder.max_length_s")
 
 
@@ -90,7 +92,7 @@ def test_a_missing_mic_is_waited_for_and_a_stop_still_ends_the_device_cleanly(da
     import signal
 
     argv = [sys.executable, "-m", "earmark.device.cli", "run", "--mic", "no-such-mic", "--mock-gpio",
-            "--device-id", "pi-1", "--owner-id", OWNER, "--data-dir", str(data_dir)]
+            "--device-id", "pi-1", *PAIRED, "--data-dir", str(data_dir)]
     device = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert device.stderr is not None
     lines: list[str] = []

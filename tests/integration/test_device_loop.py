@@ -21,7 +21,7 @@ from earmark.device.loop import DeviceLoop
 from earmark.device.settings import DeviceSettings, GpioSettings, load_settings
 from earmark.device.sync.spool import Spool
 from earmark.wire.envelope import decode_envelope, parse_public_key
-from tests.conftest import OWNER
+from tests.conftest import HOUSEHOLD_RECIPIENT, OWNER, opened
 from tests.support.speech import RATE, Scene, voiced_span
 from tests.support.waiting import wait_until
 
@@ -31,12 +31,14 @@ PINS = GpioSettings(mute_pin=5, talk_pin=17, led_red_pin=12, led_green_pin=13, l
 
 
 def settings_for(data_dir: Path, **gpio: object) -> DeviceSettings:
-    s = load_settings(None, data_dir, {"device_id": "test-device", "owner_id": OWNER})
+    s = load_settings(None, data_dir, {"device_id": "test-device", "owner_id": OWNER,
+                                       "recipients": (HOUSEHOLD_RECIPIENT,)})
     return replace(s, gpio=replace(PINS, **gpio))
 
 
 def clips_in(s: DeviceSettings) -> list[tuple[dict[str, object], np.ndarray]]:
-    """Every spooled clip, decoded and signature-checked against the device's key."""
+    """Every spooled clip, decoded, signature-checked against the device's key, and opened
+    with the household's identity."""
     from earmark.device.sync.identity import load_or_create_key, public_key_of
 
     public = parse_public_key(public_key_of(load_or_create_key(s.key_path)[0]))
@@ -44,7 +46,7 @@ def clips_in(s: DeviceSettings) -> list[tuple[dict[str, object], np.ndarray]]:
     for clip in Spool(s.spool_dir, s.spool.max_bytes).clips():
         env = decode_envelope(clip.read())
         assert env.verify(public)
-        out.append((env.header.__dict__, np.frombuffer(env.audio[44:], dtype="<i2")))
+        out.append((env.header.__dict__, np.frombuffer(opened(env.audio)[44:], dtype="<i2")))
     return out
 
 

@@ -3,7 +3,7 @@ Chromium's virtual authenticator with PRF standing in for each member's passkey.
 her household's key in the page (the server gets its public recipient and two wraps it cannot
 open); a clip her device sealed to it plays in the page, decrypted there; a second browser
 whose passkey cannot unwrap the key opens it with the recovery code, for that session only; a
-wrong code is refused and changes nothing."""
+wrong code is refused and changes nothing; a household key kept as a file opens them too."""
 
 from __future__ import annotations
 
@@ -87,7 +87,9 @@ def test_a_household_key_made_in_the_page_opens_sealed_clips_there_and_nowhere_e
         page.screenshot(path=str(shots / "portal-household-key.png"), full_page=True)
         with page.expect_download() as saved:
             page.click("#save-key")
-        key_file = saved.value.path().read_text()
+        key_path = tmp_path / "household-key.txt"
+        saved.value.save_as(key_path)
+        key_file = key_path.read_text()
 
         # The server holds the public recipient and two wraps it cannot open, nothing else.
         [recipient] = store.registry.household_recipients(alice.owner_id)
@@ -115,13 +117,13 @@ def test_a_household_key_made_in_the_page_opens_sealed_clips_there_and_nowhere_e
         other = member(browser, prf=False)
         register(other, base, f"{base}/invite/{store.portal.invite(alice.owner_id, 900)}")
         assert play(other)["bytes"] is None and other.is_visible("#unlock")
-        other.fill("#unlock input", "WRONG-CODE0-00000-00000-00000-00000")
+        other.fill("#unlock input[name=code]", "WRONG-CODE0-00000-00000-00000-00000")
         other.click("#unlock button")
         other.wait_for_function("document.getElementById('status').textContent.includes('does not open')",
                                 timeout=30_000)
         heard = play(other)
         assert other.is_visible("#unlock")
-        other.fill("#unlock input", code.lower())
+        other.fill("#unlock input[name=code]", code.lower())
         other.click("#unlock button")
         deadline = time.monotonic() + 30
         while not heard.get("bytes") and time.monotonic() < deadline:
@@ -130,6 +132,15 @@ def test_a_household_key_made_in_the_page_opens_sealed_clips_there_and_nowhere_e
                                    "return {bytes: a.dataset.decodedBytes, duration: a.duration}; })()")
         assert heard["bytes"] == str(44 + 2 * 16000 * 2), heard
         other.screenshot(path=str(shots / "portal-sealed-recording.png"), full_page=True)
+
+        # A household that keeps its key as a file (age-keygen's, or the one saved above) opens it so.
+        third = member(browser, prf=False)
+        register(third, base, f"{base}/invite/{store.portal.invite(alice.owner_id, 900)}")
+        assert play(third)["bytes"] is None and third.is_visible("#unlock")
+        third.screenshot(path=str(shots / "portal-unlock.png"), full_page=True)
+        third.set_input_files("#unlock input[name=keyfile]", str(key_path))
+        third.click("#unlock button")
+        third.wait_for_function("document.querySelector('audio').dataset.decodedBytes", timeout=30_000)
         browser.close()
     assert base64.b64encode(b"ALICE")  # (the clip's canary never appears in what the server keeps)
     assert all(b"ALICE" not in w.wrapped for w in wraps)

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from earmark.device.settings import load_settings
+from tests.conftest import HOUSEHOLD_RECIPIENT
 from tests.support.broker import free_port
 from tests.support.securecloud import SecureCloud
 from tests.support.speech import Scene
@@ -36,6 +37,7 @@ def cloud(tmp_path: Path) -> Iterator[SecureCloud]:
 
 def pair(cloud: SecureCloud, data_dir: Path, device_id: str = "hall-pi") -> tuple[str, Path]:
     owner = cloud.store.registry.add_owner("Dana").owner_id
+    cloud.store.registry.set_recipient(owner, HOUSEHOLD_RECIPIENT)  # her household's key, made on her side
     key = run("earmark.device.cli", "enroll", "--data-dir", data_dir).stdout.split()[-1]
     bundle = data_dir.parent / f"{device_id}.bundle.json"
     added = run("earmark.cloud.cli", "device", "add", "--data-dir", cloud.data_dir, "--owner", owner,
@@ -58,6 +60,7 @@ def test_a_bundle_pairs_the_device_with_its_secrets_kept_private(cloud: SecureCl
         assert oct((data_dir / secret).stat().st_mode & 0o777) == "0o600", secret
     s = load_settings(None, data_dir)
     assert (s.device_id, s.owner_id, s.broker.url, s.broker.username) == ("hall-pi", owner, cloud.setup.url, "hall-pi")
+    assert s.recipients == (HOUSEHOLD_RECIPIENT,) == tuple(content["recipients"])  # it seals to the household's key
     assert Path(s.broker.ca).read_text() == content["ca_pem"]
 
 
@@ -88,6 +91,7 @@ def test_an_unreachable_broker_leaves_the_clip_spooled_and_exits_non_zero(
     wav = scene.write(tmp_path / "a.wav")
     result = run("earmark.device.cli", "run", "--data-dir", data_dir, "--audio-file", wav, "--mock-gpio",
                  "--device-id", "lonely-pi", "--owner-id", "6f1d2c3b-4a59-4e6f-8a7b-9c0d1e2f3a4b",
+                 "--recipient", HOUSEHOLD_RECIPIENT,
                  "--broker", f"mqtt://127.0.0.1:{free_port()}", "--drain-timeout", "2")
     assert result.returncode == 75  # may pass by itself: the cloud comes back
     assert "1 clip(s) still waiting" in result.stderr
@@ -111,6 +115,7 @@ def test_a_rejected_clip_is_moved_aside_with_its_reason(
 def test_a_device_added_without_a_bundle_gets_one_later_and_delivers(
         cloud: SecureCloud, data_dir: Path, tmp_path: Path, speech: Callable[..., np.ndarray]) -> None:
     owner = cloud.store.registry.add_owner("Eli").owner_id
+    cloud.store.registry.set_recipient(owner, HOUSEHOLD_RECIPIENT)
     key = run("earmark.device.cli", "enroll", "--data-dir", data_dir).stdout.split()[-1]
     added = run("earmark.cloud.cli", "device", "add", "--data-dir", cloud.data_dir, "--owner", owner,
                 "--public-key", key, "--device-id", "attic-pi")
@@ -124,3 +129,15 @@ def test_a_device_added_without_a_bundle_gets_one_later_and_delivers(
     result = run("earmark.device.cli", "run", "--data-dir", data_dir, "--audio-file", wav, "--mock-gpio")
     assert result.returncode == 0, result.stderr
     assert len(cloud.clips(owner)) == 1
+
+
+def test_a_household_without_a_key_gets_no_bundle_and_is_told_how_to_make_one(cloud: SecureCloud,
+                                                                              data_dir: Path) -> None:
+    """Issue 34: a device bundle without recipients would make a device that records nothing."""
+    owner = cloud.store.registry.add_owner("Finn").owner_id
+    key = run("earmark.device.cli", "enroll", "--data-dir", data_dir).stdout.split()[-1]
+    bundle = data_dir.parent / "shed-pi.bundle.json"
+    added = run("earmark.cloud.cli", "device", "add", "--data-dir", cloud.data_dir, "--owner", owner,
+                "--public-key", key, "--device-id", "shed-pi", "--bundle-out", bundle)
+    assert added.returncode == 2 and added.stderr.count("\n") == 1 and "has no key yet" in added.stderr
+    assert not bundle.exists()

@@ -88,3 +88,21 @@ def test_an_amqp_url_names_a_clusters_nodes_in_order_and_each_is_checked(tmp_pat
         config.write_text(f'[amqp]\nurl = "{bad}"\n')
         with pytest.raises(ConfigError, match=says):
             load_cloud(config, tmp_path, {})
+
+
+def test_a_list_setting_is_an_array_in_the_file_and_a_repeatable_flag() -> None:
+    """recipients: an array of strings in device.toml, `--recipient` once per value, each checked."""
+    import argparse
+
+    from earmark.device.settings import DeviceSettings
+    from earmark.runtime.config import add_flags, flag_values, load
+
+    one, two = ("age1pvnuxhcmtjlrwtsn8kaghezmllqkn57r8m8v832tn0l0dlp3e4dqlnyw3q",
+                "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p")
+    parser = argparse.ArgumentParser()
+    add_flags(parser, DeviceSettings, ["recipients"])
+    assert flag_values(parser.parse_args(["--recipient", one, "--recipient", two])) == {"recipients": (one, two)}
+    assert load(DeviceSettings, {"recipients": [one]}, data_dir="/x").recipients == (one,)
+    for bad, why in (("age1x", r"recipients\[0\]: must be an age"), ([one, 5], "an array of strings")):
+        with pytest.raises(ConfigError, match=why):
+            load(DeviceSettings, {"recipients": bad if isinstance(bad, list) else [bad]}, data_dir="/x")

@@ -96,3 +96,15 @@ def test_a_bad_key_or_value_is_one_line_naming_it(tmp_path: Path, toml: str, nam
 def test_recording_needs_an_identity(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="device_id is not set"):
         load_settings(None, tmp_path).require_identity()
+
+
+def test_recording_needs_the_households_key_and_says_how_to_get_it(tmp_path: Path) -> None:
+    """Issue 34: a device with no recipient records nothing, with one line on how to pair."""
+    given = {"device_id": "pi-1", "owner_id": "6f1d2c3b-4a59-4e6f-8a7b-9c0d1e2f3a4b"}
+    with pytest.raises(ConfigError, match="no household key") as caught:
+        load_settings(None, tmp_path, given).require_identity()
+    assert "\n" not in str(caught.value) and "provision" in str(caught.value) and "--recipient" in str(caught.value)
+    recipient = "age1pvnuxhcmtjlrwtsn8kaghezmllqkn57r8m8v832tn0l0dlp3e4dqlnyw3q"
+    load_settings(None, tmp_path, {**given, "recipients": (recipient,)}).require_identity()
+    with pytest.raises(ConfigError, match=r"recipients\[0\]: must be an age X25519 recipient"):
+        load_settings(None, tmp_path, {**given, "recipients": ("AGE-SECRET-KEY-1",)}).require_identity()

@@ -67,31 +67,42 @@ export function unlock() {
         return identity;
       } catch (e) { /* not this passkey, or no PRF: try the next, then the recovery code */ }
     }
-    const code = await askForCode();
-    const [wrap] = household.wraps.filter((w) => w.kind === "recovery");
-    const d = new age.Decrypter();
-    d.addPassphrase(code.trim().toUpperCase());
-    try {
-      const identity = await d.decrypt(bytes(wrap.data), "text");
-      sessionStorage.setItem("earmark-household", identity);  // this session only
-      return identity;
-    } catch (e) {
-      throw new Error("that recovery code does not open your household key");
+    const given = await askForSecret();
+    let identity;
+    if (given.file) {  // a household key kept as a file (age-keygen's, or saved from this page)
+      identity = (given.file.match(/^AGE-SECRET-KEY-1[0-9A-Z]+$/m) || [""])[0];
+      if (!identity || !household.recipients.includes(await age.identityToRecipient(identity))) {
+        throw new Error("that file does not hold your household key");
+      }
+    } else {
+      const [wrap] = household.wraps.filter((w) => w.kind === "recovery");
+      if (!wrap) throw new Error("your household key was made outside this page: choose its file instead");
+      const d = new age.Decrypter();
+      d.addPassphrase(given.code.trim().toUpperCase());
+      try {
+        identity = await d.decrypt(bytes(wrap.data), "text");
+      } catch (e) {
+        throw new Error("that recovery code does not open your household key");
+      }
     }
+    sessionStorage.setItem("earmark-household", identity);  // this session only
+    return identity;
   })();
   unlocking.catch(() => { unlocking = null; });
   return unlocking;
 }
 
-function askForCode() {
+// The recovery code typed, or the household key file chosen, in the page's unlock form.
+function askForSecret() {
   const form = document.getElementById("unlock");
   if (!form) return Promise.reject(new Error("this page cannot ask for the recovery code"));
   form.hidden = false;
-  form.querySelector("input").focus();
-  return new Promise((resolve) => form.addEventListener("submit", (event) => {
+  form.elements.code.focus();
+  return new Promise((resolve) => form.addEventListener("submit", async (event) => {
     event.preventDefault();
     form.hidden = true;
-    resolve(form.querySelector("input").value);
+    const [file] = form.elements.keyfile.files;
+    resolve(file ? {file: await file.text()} : {code: form.elements.code.value});
   }, {once: true}));
 }
 
