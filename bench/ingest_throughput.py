@@ -1,6 +1,7 @@
 """Benchmark: ingest throughput through a real Mosquitto, against a plain paho subscriber.
 
-For each run, N signed 5-second clips (~160 KB each) are queued in the broker for a
+For each run, N signed 5-second clips (~160 KB each; sealed to the household's key, as paired
+devices send them, or with --plain as a household without a key gets them) are queued in the broker for a
 consumer whose persistent session is offline; then the consumer starts in a fresh process
 and is timed from its connect to its N-th message handled:
 
@@ -142,6 +143,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clips", type=int, default=300)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--plain", action="store_true", help="wire v2 clips of a household without a key, "
+                                                             "instead of v3 clips sealed to its key")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -164,15 +167,20 @@ def main() -> None:
         owner = store.registry.add_owner("Bench")
         device = SimDevice("bench-pi", owner.owner_id)
         store.registry.add_device(owner.owner_id, device.public_key, device.device_id)
+        sealed_to: tuple[str, ...] = ()
+        if not args.plain:  # as paired devices send: the audio sealed to the household's key
+            sealed_to = ("age1pvnuxhcmtjlrwtsn8kaghezmllqkn57r8m8v832tn0l0dlp3e4dqlnyw3q",)
+            store.registry.set_recipient(owner.owner_id, sealed_to[0])
         store.close()
-        size = len(device.clip(seconds=5.0))
+        size = len(device.clip(seconds=5.0, sealed_to=sealed_to))
         subscriptions = {"baseline": ("bench-baseline", "earmark/v1/clips/+"),
                          "ingester": ("bench-ingester", f"$share/{GROUP}/earmark/v1/clips/+")}
         results: dict[str, list[dict[str, float]]] = {"baseline": [], "ingester": []}
         try:
             for run in range(args.runs):
                 for mode in ("baseline", "ingester"):
-                    envelopes = [device.clip(seconds=5.0, seed=run * 100_000 + i) for i in range(args.clips)]
+                    envelopes = [device.clip(seconds=5.0, seed=run * 100_000 + i, sealed_to=sealed_to)
+                                 for i in range(args.clips)]
                     spec: dict[str, object] = {"mode": mode, "port": broker.port, "count": args.clips,
                                                "owner_id": owner.owner_id}
                     if mode == "ingester":
@@ -198,7 +206,8 @@ def main() -> None:
     cpu = {m: statistics.median(r["cpu_s"] for r in rs) * 1000 / args.clips for m, rs in results.items()}
     sys_cpu = {m: statistics.median(r["sys_s"] for r in rs) * 1000 / args.clips for m, rs in results.items()}
     ratios = [rate(i) / rate(b) for b, i in zip(results["baseline"], results["ingester"], strict=True)]
-    print(f"{args.clips} clips of 5 s ({size / 1024:.0f} KiB each) per run, {args.runs} alternating runs, "
+    print(f"{args.clips} {'plain' if args.plain else 'sealed'} clips of 5 s ({size / 1024:.0f} KiB each) per run, "
+          f"{args.runs} alternating runs, "
           "fresh consumer process per run, real Mosquitto on loopback")
     print(f"plain paho subscriber (discard): {base:8.1f} clips/s   CPU {cpu['baseline']:.2f} ms/clip "
           f"(of which kernel {sys_cpu['baseline']:.2f})")
