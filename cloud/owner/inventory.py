@@ -42,6 +42,9 @@ TABLES: dict[str, Holding | str] = {
     "household_wraps": Holding("", "1. deleted with the owner's key",
                                why_not="the household's identity wrapped for its passkeys and recovery code: "
                                        "ciphertext nobody but the household opens, and no use outside the portal"),
+    "household_joins": Holding("", "1. deleted with the owner's key",
+                               why_not="members' public keys and their own keys wrapped for their passkeys: "
+                                       "ciphertext, of no use outside the portal"),
     "clip_marks": Holding("manifest.json's `mark` and index.html", "2. deleted with the clips"),
     "deleted_clips": Holding("the chain check: a deletion on record is not a gap",
                              "kept", remains="clip ids, envelope hashes, device ids and chain positions of "

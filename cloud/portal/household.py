@@ -30,9 +30,12 @@ def fingerprint(recipient: str) -> str:
 
 
 def page(call: Call) -> Response:
-    recipients = call.state.store.registry.household_recipients(call.owner_id)
+    store = call.state.store
+    recipients = store.registry.household_recipients(call.owner_id)
+    waiting = [(j.join_id, j.member_recipient, fingerprint(j.member_recipient), j.created_at)
+               for j in store.household.joins(call.owner_id) if j.confirmed_at is None]
     return call.page("household.html", recipient=recipients[0] if recipients else "",
-                     fingerprint=fingerprint(recipients[0]) if recipients else "")
+                     fingerprint=fingerprint(recipients[0]) if recipients else "", waiting=waiting)
 
 
 def state(call: Call) -> Response:
@@ -41,8 +44,11 @@ def state(call: Call) -> Response:
     recipients = store.registry.household_recipients(call.owner_id)
     return JSONResponse({
         "recipients": recipients, "fingerprint": fingerprint(recipients[0]) if recipients else "",
-        "wraps": [{"id": w.wrap_id, "kind": w.kind, "data": base64.b64encode(w.wrapped).decode("ascii")}
-                  for w in store.household.wraps(call.owner_id)]})
+        "wraps": [{"id": w.wrap_id, "kind": w.kind, "data": base64.b64encode(w.wrapped).decode("ascii"),
+                   "join": w.join_id} for w in store.household.wraps(call.owner_id)],
+        "joins": [{"id": j.join_id, "recipient": j.member_recipient, "fingerprint": fingerprint(j.member_recipient),
+                   "wrap": base64.b64encode(j.member_wrap).decode("ascii"), "confirmed": j.confirmed_at is not None}
+                  for j in store.household.joins(call.owner_id)]})
 
 
 def create(call: Call) -> Response:
@@ -58,9 +64,36 @@ def create(call: Call) -> Response:
     return JSONResponse({"ok": True, "fingerprint": fingerprint(recipient)})
 
 
+def ask_to_join(call: Call) -> Response:
+    """A newcomer's browser asks to be given the key (see store/household.py: the confirm pattern)."""
+    try:
+        join_id = call.state.store.household.ask_to_join(
+            call.owner_id, str(call.body.get("recipient", "")), base64.b64decode(str(call.body.get("wrap", "")),
+                                                                                validate=True))
+    except binascii.Error:
+        return JSONResponse({"error": "that request was not understood"}, 400)
+    except RegistryError as exc:
+        return JSONResponse({"error": str(exc)}, 400)
+    return JSONResponse({"ok": True, "join": join_id, "fingerprint": fingerprint(str(call.body["recipient"]))})
+
+
+def confirm_join(call: Call) -> Response:
+    """A member's browser gives the newcomer the key, wrapped to the newcomer's member key."""
+    try:
+        call.state.store.household.confirm_join(call.owner_id, str(call.body.get("join", "")),
+                                                base64.b64decode(str(call.body.get("data", "")), validate=True))
+    except binascii.Error:
+        return JSONResponse({"error": "that request was not understood"}, 400)
+    except RegistryError as exc:
+        return JSONResponse({"error": str(exc)}, 400)
+    return JSONResponse({"ok": True})
+
+
 def routes(state_: PortalState) -> list[Route]:
     return [
         OwnerRoute(state_, "/household", page),
         OwnerRoute(state_, "/api/household", state, page=False),
         OwnerRoute(state_, "/api/household", create, ("POST",), page=False),
+        OwnerRoute(state_, "/api/household/join", ask_to_join, ("POST",), page=False),
+        OwnerRoute(state_, "/api/household/confirm", confirm_join, ("POST",), page=False),
     ]

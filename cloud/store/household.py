@@ -13,10 +13,10 @@ from earmark.cloud.store.audit import AuditLog
 from earmark.cloud.store.database import Database
 from earmark.cloud.store.ddl import insert
 from earmark.cloud.store.registry import Registry, RegistryError
-from earmark.wire.envelope import AGE_MAGIC
+from earmark.wire.envelope import AGE_MAGIC, RECIPIENT_PATTERN
 from earmark.wire.timestamps import utc_now
 
-WRAP_KINDS = ("passkey", "recovery")
+WRAP_KINDS = ("passkey", "recovery", "member")
 MAX_WRAP_BYTES = 4096  # an age file of one identity line: a few hundred bytes
 
 
@@ -26,6 +26,16 @@ class Wrap:
     kind: str
     wrapped: bytes
     created_at: str
+    join_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Join:
+    join_id: str
+    member_recipient: str
+    member_wrap: bytes
+    created_at: str
+    confirmed_at: str | None
 
 
 class HouseholdKeys:
@@ -33,10 +43,51 @@ class HouseholdKeys:
         self.db, self.audit, self.registry = db, audit, registry
 
     def wraps(self, owner_id: str) -> list[Wrap]:
-        rows = self.db.query("SELECT wrap_id, kind, wrapped, created_at FROM household_wraps "
+        rows = self.db.query("SELECT wrap_id, kind, wrapped, created_at, join_id FROM household_wraps "
                              "WHERE owner_id = :owner_id ORDER BY created_at, wrap_id", {"owner_id": owner_id},
                              owner=owner_id)
-        return [Wrap(str(r["wrap_id"]), str(r["kind"]), bytes(r["wrapped"]), str(r["created_at"])) for r in rows]
+        return [Wrap(str(r["wrap_id"]), str(r["kind"]), bytes(r["wrapped"]), str(r["created_at"]), r["join_id"])
+                for r in rows]
+
+    def joins(self, owner_id: str) -> list[Join]:
+        rows = self.db.query("SELECT join_id, member_recipient, member_wrap, created_at, confirmed_at "
+                             "FROM household_joins WHERE owner_id = :owner_id ORDER BY created_at, join_id",
+                             {"owner_id": owner_id}, owner=owner_id)
+        return [Join(str(r["join_id"]), str(r["member_recipient"]), bytes(r["member_wrap"]), str(r["created_at"]),
+                     r["confirmed_at"]) for r in rows]
+
+    def ask_to_join(self, owner_id: str, member_recipient: str, member_wrap: bytes) -> str:
+        """A newcomer's request: its member key's public half, and that key wrapped for its
+        own passkey. Returns the join's id."""
+        if not self.registry.household_recipients(owner_id):
+            raise RegistryError("this household has no key yet: make it first")
+        if not RECIPIENT_PATTERN.fullmatch(member_recipient):
+            raise RegistryError("a member key is an age X25519 recipient (age1…)")
+        _check_wraps([("passkey", member_wrap)])
+        join_id = str(uuid.uuid4())
+        with self.audit.write() as cur:
+            cur.scope(owner_id)
+            cur.execute(insert("household_joins"), {"join_id": join_id, "owner_id": owner_id,
+                                                    "member_recipient": member_recipient, "member_wrap": member_wrap,
+                                                    "created_at": utc_now(), "confirmed_at": None})
+            self.audit.append(cur, "household_join_asked", owner_id=owner_id, detail={"join_id": join_id})
+        return join_id
+
+    def confirm_join(self, owner_id: str, join_id: str, wrapped: bytes) -> None:
+        """A member's browser answered a join: the household identity wrapped to the newcomer's
+        member key (the member compared the fingerprints; the server cannot tell)."""
+        if not any(j.join_id == join_id and j.confirmed_at is None for j in self.joins(owner_id)):
+            raise RegistryError("no such request to join is waiting")
+        _check_wraps([("member", wrapped)])
+        now = utc_now()
+        with self.audit.write() as cur:
+            cur.scope(owner_id)
+            cur.execute(insert("household_wraps"), {"wrap_id": str(uuid.uuid4()), "owner_id": owner_id,
+                                                    "kind": "member", "wrapped": wrapped, "created_at": now,
+                                                    "join_id": join_id})
+            cur.execute("UPDATE household_joins SET confirmed_at = :now WHERE join_id = :join_id "
+                        "AND owner_id = :owner_id", {"now": now, "join_id": join_id, "owner_id": owner_id})
+            self.audit.append(cur, "household_join_confirmed", owner_id=owner_id, detail={"join_id": join_id})
 
     def create(self, owner_id: str, recipient: str, wraps: list[tuple[str, bytes]]) -> None:
         """The household's first key, made in the owner's browser: its recipient, and its
@@ -58,7 +109,7 @@ class HouseholdKeys:
             cur.scope(owner_id)
             cur.executemany(insert("household_wraps"), [
                 {"wrap_id": str(uuid.uuid4()), "owner_id": owner_id, "kind": kind, "wrapped": wrapped,
-                 "created_at": now} for kind, wrapped in wraps])
+                 "created_at": now, "join_id": None} for kind, wrapped in wraps])
             self.audit.append(cur, "household_key_wrapped", owner_id=owner_id,
                               detail={"kinds": sorted(kind for kind, _ in wraps)})
 

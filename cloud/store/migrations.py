@@ -74,11 +74,13 @@ def _v13(backend: str) -> list[str]:
 
 
 def _v14(backend: str) -> list[str]:
-    """Zero-access recordings: the households' age recipients (household_recipients) and their
-    identities wrapped for passkeys and the recovery code (household_wraps), under row-level
-    security like the clips (made by postgres_refresh)."""
-    return [create_table("household_recipients", backend), create_table("household_wraps", backend),
-            *(create_index(i, backend) for i in indexes("household_wraps"))]
+    """Zero-access recordings: the households' age recipients (household_recipients), their
+    identities wrapped for passkeys, members and the recovery code (household_wraps), and
+    members asking to join (household_joins), under row-level security like the clips (made
+    by postgres_refresh)."""
+    return [create_table("household_recipients", backend),
+            *(statement for name in ("household_wraps", "household_joins")
+              for statement in (create_table(name, backend), *(create_index(i, backend) for i in indexes(name))))]
 
 
 MIGRATIONS: dict[int, Callable[[str], list[str]]] = {10: _v10, 11: _v11, 12: _v12, 13: _v13, 14: _v14}

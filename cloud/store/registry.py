@@ -146,7 +146,7 @@ class Registry:
             cur.scope(owner_id)
             cur.execute("UPDATE owners SET wrapped_key = NULL, erased_at = :now, display_name = '', "
                         "age_recipient = NULL WHERE owner_id = :owner_id", {"now": now, "owner_id": owner_id})
-            for table in ("household_wraps", "household_recipients"):
+            for table in ("household_wraps", "household_joins", "household_recipients"):
                 cur.execute(f"DELETE FROM {table} WHERE owner_id = :owner_id", {"owner_id": owner_id})
             self.audit.append(cur, "owner_key_destroyed", owner_id=owner_id)
         return now

@@ -250,10 +250,28 @@ household_wraps = Table(
     _text("kind"),
     Column("wrapped", LargeBinary, nullable=False),
     _text("created_at"),
-    CheckConstraint("kind IN ('passkey', 'recovery')", name="household_wraps_kind_check"),
+    _text("join_id", nullable=True),  # kind 'member': the join it answers (household_joins)
+    CheckConstraint("kind IN ('passkey', 'recovery', 'member')", name="household_wraps_kind_check"),
     info={"owner": "scope"},
 )
 Index("household_wraps_by_owner", household_wraps.c.owner_id)
+
+# A member joining (the confirm pattern): the newcomer's browser makes a member key, wraps it for
+# its own passkey (member_wrap) and asks to join with its public half; a member already holding
+# the household key compares its fingerprint with the newcomer's and, in their own browser,
+# wraps the household identity to it (a household_wraps row of kind 'member'). The server only
+# carries ciphertext between them.
+household_joins = Table(
+    "household_joins", metadata,
+    _text("join_id", primary_key=True),
+    Column("owner_id", Text, ForeignKey("owners.owner_id"), nullable=False),
+    _text("member_recipient"),
+    Column("member_wrap", LargeBinary, nullable=False),
+    _text("created_at"),
+    _text("confirmed_at", nullable=True),
+    info={"owner": "scope"},
+)
+Index("household_joins_by_owner", household_joins.c.owner_id)
 
 # Sealed clips, when the blob store is the database (blob_store = "database", store/blobs.py):
 # replicated, failed over and backed up with the rows, each under its owner's row-level

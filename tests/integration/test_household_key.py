@@ -1,9 +1,11 @@
 """The household key in a real browser (issue 34): Debian's Chromium driven by Playwright,
 Chromium's virtual authenticator with PRF standing in for each member's passkey. Alice makes
 her household's key in the page (the server gets its public recipient and two wraps it cannot
-open); a clip her device sealed to it plays in the page, decrypted there; a second browser
-whose passkey cannot unwrap the key opens it with the recovery code, for that session only; a
-wrong code is refused and changes nothing; a household key kept as a file opens them too."""
+open); a clip her device sealed to it plays in the page, decrypted there; a second member's
+browser asks to join and is given the key by Alice's, once both compared its fingerprint, and
+then opens the clip with its own passkey; a browser whose passkey cannot unwrap the key opens
+it with the recovery code, for that session only; a wrong code is refused and changes nothing;
+a household key kept as a file opens them too."""
 
 from __future__ import annotations
 
@@ -111,6 +113,25 @@ def test_a_household_key_made_in_the_page_opens_sealed_clips_there_and_nowhere_e
                                      ".then(r => r.arrayBuffer()).then(b => new Uint8Array(b).slice(0, 21))"
                                      ".then(a => String.fromCharCode(...a))")
         assert served_bytes == "age-encryption.org/v1"  # what the server sends is the ciphertext
+
+        # A second member, with a passkey of their own: their browser asks to join; Alice compares
+        # the fingerprint and gives them the key from hers; then their passkey alone opens the clip.
+        second = member(browser)
+        register(second, base, f"{base}/invite/{store.portal.invite(alice.owner_id, 900)}")
+        second.goto(f"{base}/household")
+        second.click("#ask-join")
+        second.wait_for_selector("#join-asked:not([hidden])", timeout=30_000)
+        theirs = second.text_content("#join-fingerprint")
+        page.goto(f"{base}/household")
+        assert page.text_content(".joins .fingerprint") == theirs
+        page.click("button.confirm-join")
+        page.wait_for_selector(".joins li:has-text('Given')", timeout=30_000)
+        [join] = store.household.joins(alice.owner_id)
+        assert join.confirmed_at and any(w.kind == "member" and w.join_id == join.join_id
+                                         for w in store.household.wraps(alice.owner_id))
+        second.goto(f"{base}/")
+        assert play(second)["bytes"] == str(44 + 2 * 16000 * 2)
+        page.screenshot(path=str(shots / "portal-household-members.png"), full_page=True)
 
         # Another browser, whose passkey (no PRF) cannot unwrap the key: the recovery code opens
         # it, for that session; a wrong code does not.

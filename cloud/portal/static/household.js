@@ -67,6 +67,20 @@ export function unlock() {
         return identity;
       } catch (e) { /* not this passkey, or no PRF: try the next, then the recovery code */ }
     }
+    for (const join of household.joins.filter((j) => j.confirmed)) {  // a member given the key (confirm pattern)
+      const [wrap] = household.wraps.filter((w) => w.kind === "member" && w.join === join.id);
+      if (!wrap) continue;
+      try {
+        const own = new age.Decrypter();
+        own.addIdentity(new age.webauthn.WebAuthnIdentity({rpId: location.hostname}));
+        const member = await own.decrypt(bytes(join.wrap), "text");
+        const d = new age.Decrypter();
+        d.addIdentity(member);
+        const identity = await d.decrypt(bytes(wrap.data), "text");
+        sessionStorage.setItem("earmark-household", identity);
+        return identity;
+      } catch (e) { /* another member's: try the next */ }
+    }
     const given = await askForSecret();
     let identity;
     if (given.file) {  // a household key kept as a file (age-keygen's, or saved from this page)
@@ -127,9 +141,48 @@ async function openSealed(audio) {
   say("");
 }
 
+async function post(url, body) {
+  const response = await fetch(url, {method: "POST", credentials: "same-origin",
+                                     headers: {"content-type": "application/json"}, body: JSON.stringify(body)});
+  const done = await response.json();
+  if (!response.ok) throw new Error(done.error || "that did not work");
+  return done;
+}
+
+// A newcomer: a member key of its own, kept by this passkey; its public half asks to join.
+async function askToJoin(button) {
+  say("Asking your passkey to keep this browser's member key…");
+  const member = await age.generateX25519Identity();
+  const recipient = await age.identityToRecipient(member);
+  const keep = new age.Encrypter();
+  keep.addRecipient(new age.webauthn.WebAuthnRecipient({rpId: location.hostname}));
+  const done = await post("/api/household/join", {csrf: button.dataset.csrf, recipient,
+                                                  wrap: b64(await keep.encrypt(member))});
+  document.getElementById("join-fingerprint").textContent = done.fingerprint;
+  document.getElementById("join-asked").hidden = false;
+  button.hidden = true;
+  say("Asked: a member compares your fingerprint and gives you the key.");
+}
+
+// A member: the household key, wrapped in this browser to the newcomer's member key.
+async function confirmJoin(button) {
+  const identity = await unlock();
+  const e = new age.Encrypter();
+  e.addRecipient(button.dataset.recipient);
+  await post("/api/household/confirm", {csrf: button.dataset.csrf, join: button.dataset.join,
+                                        data: b64(await e.encrypt(identity))});
+  button.closest("li").textContent = "Given: they can open your recordings now.";
+  say("The new member has the key.");
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   const make = document.getElementById("make-key");
   if (make) make.addEventListener("click", () => makeKey(make).catch((e) => say(e.message)));
+  const ask = document.getElementById("ask-join");
+  if (ask) ask.addEventListener("click", () => askToJoin(ask).catch((e) => say(e.message)));
+  for (const button of document.querySelectorAll("button.confirm-join")) {
+    button.addEventListener("click", () => confirmJoin(button).catch((e) => say(e.message)));
+  }
   for (const audio of document.querySelectorAll("audio[data-sealable]")) {
     audio.addEventListener("error", () => {
       if (audio.dataset.decodedBytes) return;  // opened already: a real playback error
