@@ -22,7 +22,7 @@ from earmark.device.settings import DeviceSettings, GpioSettings, load_settings
 from earmark.device.sync.spool import Spool
 from earmark.wire.envelope import decode_envelope, parse_public_key
 from tests.conftest import HOUSEHOLD_RECIPIENT, OWNER, opened
-from tests.support.speech import RATE, Scene, voiced_span
+from tests.support.speech import RATE, Scene, audio_windows, voiced_span
 from tests.support.waiting import wait_until
 
 Speech = Callable[..., np.ndarray]
@@ -308,16 +308,6 @@ def test_the_recording_light_is_on_for_every_kept_frame_but_the_pre_roll_and_off
     lit = np.array(watcher.lit)
     assert lit[kept & ~pre_roll].all(), "a kept frame was captured with the light off"
     assert not lit[~kept].any(), "the light was on for a frame that is in no clip"
-
-
-def audio_windows(pcm: np.ndarray, width: int = 1600, step: int = 4000) -> list[bytes]:
-    """Stretches of the recording's samples (0.1 s each), as raw bytes and as base64: what a
-    leak of its audio into a file would contain."""
-    import base64
-
-    raw = [pcm[i:i + width].astype("<i2").tobytes() for i in range(0, len(pcm) - width, step)
-           if np.abs(pcm[i:i + width]).max() > 500]  # voiced: silence could match anything
-    return raw + [base64.b64encode(w)[8:-8] for w in raw]
 
 
 def test_a_device_with_its_households_key_keeps_no_plaintext_audio_anywhere(data_dir: Path, tmp_path: Path,

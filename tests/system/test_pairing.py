@@ -6,11 +6,10 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from earmark.device.settings import load_settings
 from tests.conftest import HOUSEHOLD_RECIPIENT
@@ -25,14 +24,6 @@ def run(*argv: str | Path, timeout: float = 120) -> subprocess.CompletedProcess[
     return subprocess.run([sys.executable, "-m", *map(str, argv)], capture_output=True, text=True, cwd=ROOT,
                           timeout=timeout)
 
-
-@pytest.fixture
-def cloud(tmp_path: Path) -> Iterator[SecureCloud]:
-    c = SecureCloud(tmp_path / "cloud-side")
-    c.start_broker()
-    c.start_ingester()
-    yield c
-    c.close()
 
 
 def pair(cloud: SecureCloud, data_dir: Path, device_id: str = "hall-pi") -> tuple[str, Path]:

@@ -7,20 +7,18 @@ clip. Writing the clip's WAV anywhere among those files makes the search find it
 
 from __future__ import annotations
 
-import base64
 import subprocess
 import sys
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pyrage
-import pytest
 from pyrage import x25519
 
 from tests.support.securecloud import SecureCloud
-from tests.support.speech import Scene
+from tests.support.speech import Scene, audio_windows
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -31,22 +29,6 @@ def run(*argv: str | Path, timeout: float = 120) -> subprocess.CompletedProcess[
     assert done.returncode == 0, done.stderr
     return done
 
-
-@pytest.fixture
-def cloud(tmp_path: Path) -> Iterator[SecureCloud]:
-    c = SecureCloud(tmp_path / "operator")
-    c.start_broker()
-    c.start_ingester()
-    yield c
-    c.close()
-
-
-def windows(pcm: np.ndarray, width: int = 1600, step: int = 2000) -> list[bytes]:
-    """0.1 s stretches of voiced audio, as raw samples and as base64 (trimmed to whole
-    characters wherever the stretch starts)."""
-    raw = [pcm[i:i + width].astype("<i2").tobytes() for i in range(0, len(pcm) - width, step)
-           if np.abs(pcm[i:i + width]).max() > 500]
-    return raw + [base64.b64encode(w)[8:-8] for w in raw]
 
 
 def found_in(folders: list[Path], needles: list[bytes]) -> list[str]:
@@ -86,7 +68,7 @@ def test_nothing_the_operator_or_the_device_keeps_holds_the_households_key_or_au
         [sealed] = [z.read(n) for n in z.namelist() if n.endswith(".wav.age")]
     clip = pyrage.decrypt(sealed, [identity])
     assert clip.startswith(b"RIFF")
-    needles = [b"AGE-SECRET-KEY-1", *windows(np.frombuffer(clip[44:], dtype="<i2"))]
+    needles = [b"AGE-SECRET-KEY-1", *audio_windows(np.frombuffer(clip[44:], dtype="<i2"))]
     assert len(needles) > 20
     assert found_in([owner_dir], needles)  # the search sees the audio where it is: with the owner
 
