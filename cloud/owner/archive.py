@@ -24,17 +24,21 @@ fields) makes the rebuilt copy differ.
 
 from __future__ import annotations
 
+import base64
 import csv
+import functools
 import html
 import io
 import zipfile
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
 from earmark.cloud.store.clips import MARK_NAMES
 from earmark.wire.timestamps import parse_utc
 
 SCHEMA_VERSION = 2  # 2: your-data.json and statement.txt
+PORTAL_STATIC = Path(__file__).resolve().parent.parent / "portal" / "static"
 MANIFEST, README, INDEX, CSV_NAME, DEVICES = "manifest.json", "README.txt", "index.html", "clips.csv", "devices.json"
 YOUR_DATA, STATEMENT = "your-data.json", "statement.txt"
 SIGNATURE = "signature.json"
@@ -78,7 +82,8 @@ This archive holds every recording Earmark keeps for you ({count} clip(s)), expo
   clips/         the recordings, as standard WAV files (16 kHz, mono, 16-bit); a recording
                  your device sealed to your household key is that WAV encrypted with age
                  (`.wav.age`): `age -d -i household-key.txt FILE.wav.age > FILE.wav` opens it,
-                 and nobody without your household key can, Earmark's operator included
+                 and so does index.html once you give it your key file (in the page, offline);
+                 nobody without your household key can, Earmark's operator included
   clips.csv      one row per recording: when, which device, how it started, its SHA-256
   devices.json   your devices, their public keys, and when they were yours
   your-data.json everything else kept about you, for machines: your account, passkeys and
@@ -150,13 +155,46 @@ def index_row(e: dict[str, Any]) -> bytes:
 
 def _listen(e: dict[str, Any]) -> str:
     name = html.escape(e["file"])
-    if is_sealed_entry(e):  # only the household's identity opens it
-        return (f"<a href=\"{name}\">{name.removeprefix('clips/')}</a> (sealed to your household key: "
-                f"<code>age -d -i household-key.txt</code> turns it into the WAV)")
+    if is_sealed_entry(e):  # only the household's identity opens it (here: OPEN_SEALED, or the age command)
+        return (f"<span class=\"sealed\" data-file=\"{name}\"><a href=\"{name}\">{name.removeprefix('clips/')}"
+                "</a> (sealed to your household key: <code>age -d -i household-key.txt</code> turns it into the "
+                "WAV)</span>")
     return f"<audio controls preload=\"none\" src=\"{name}\"></audio>"
 
 
-INDEX_TAIL = b"</table>" + LOCAL_TIMES.encode() + b"</body></html>\n"
+@functools.cache
+def _open_sealed() -> str:
+    """index.html's player for sealed clips, offline: the portal's vendored age implementation
+    (typage, cloud/portal/static/age-encryption.js), imported from a data: URL since a page
+    opened from disk may load no module file, decrypts the clips the reader picks with the
+    household key file the reader picks, in the page; nothing leaves the reader's machine."""
+    bundle = base64.b64encode((PORTAL_STATIC / "age-encryption.js").read_bytes()).decode("ascii")
+    return (
+        "<section id=\"open-sealed\" hidden><h2>Listen to your sealed recordings here</h2><p>They are sealed to "
+        "your household key: choose your key file, then this archive's files in its clips folder. They are "
+        "opened in this page; nothing is sent anywhere.</p><p><label>Household key file <input type=\"file\" "
+        "id=\"key-file\"></label> <label>Sealed recordings <input type=\"file\" id=\"sealed-files\" multiple "
+        "accept=\".age\"></label></p><p id=\"opened\" role=\"status\"></p></section>"
+        "<script type=\"module\">const cells=[...document.querySelectorAll('.sealed[data-file]')];"
+        "if(cells.length){document.getElementById('open-sealed').hidden=false;"
+        f"const age=await import('data:text/javascript;base64,{bundle}');"
+        "const say=(t)=>{document.getElementById('opened').textContent=t};"
+        "const open=async()=>{const k=document.getElementById('key-file').files[0];"
+        "const files=[...document.getElementById('sealed-files').files];if(!k||!files.length)return;"
+        "const id=((await k.text()).match(/^AGE-SECRET-KEY-1[0-9A-Z]+$/m)||[''])[0];"
+        "if(!id){say('That file holds no household key (AGE-SECRET-KEY-1…).');return}let n=0;"
+        "for(const f of files){const cell=cells.find((c)=>c.dataset.file.endsWith('/'+f.name));if(!cell)continue;"
+        "try{const d=new age.Decrypter();d.addIdentity(id);"
+        "const wav=await d.decrypt(new Uint8Array(await f.arrayBuffer()));const a=document.createElement('audio');"
+        "a.controls=true;a.src=URL.createObjectURL(new Blob([wav],{type:'audio/wav'}));a.dataset.decodedBytes="
+        "String(wav.length);cell.replaceWith(a);n++}catch(e){say(f.name+' does not open with that key.');return}}"
+        "say(n+' recording(s) opened with your key.')};"
+        "for(const id of ['key-file','sealed-files'])document.getElementById(id).addEventListener('change',open)}"
+        "</script>")
+
+
+def index_tail() -> bytes:
+    return b"</table>" + _open_sealed().encode() + LOCAL_TIMES.encode() + b"</body></html>\n"
 
 
 def render_index(entries: Iterable[dict[str, Any]], owner_id: str, created: str, count: int,
@@ -164,4 +202,4 @@ def render_index(entries: Iterable[dict[str, Any]], owner_id: str, created: str,
     """index.html, a row at a time, from the manifest's clip entries (and the statement)."""
     yield index_head(owner_id, created, count, statement)
     yield from (index_row(e) for e in entries)
-    yield INDEX_TAIL
+    yield index_tail()

@@ -44,7 +44,6 @@ from earmark.cloud.owner.archive import (
     CSV_NAME,
     DEVICES,
     INDEX,
-    INDEX_TAIL,
     MANIFEST,
     README,
     SCHEMA_VERSION,
@@ -56,6 +55,7 @@ from earmark.cloud.owner.archive import (
     entry_info,
     index_head,
     index_row,
+    index_tail,
     render_readme,
 )
 from earmark.cloud.owner.signing import seal, sha256, sha256_file, signing_key
@@ -250,7 +250,7 @@ def _write_zip(store: Store, owner_id: str, key: SigningKey, path: Path, export_
                 zf.writestr(entry_info(name, created), data)
                 files[name] = sha256(data)
             files[INDEX] = _write_spilled(zf, entry_info(INDEX, created),
-                                          index_head(owner_id, created, count, statement), index_rows, INDEX_TAIL)
+                                          index_head(owner_id, created, count, statement), index_rows, index_tail())
             zf.writestr(entry_info(SIGNATURE, created), seal(key, owner_id, export_id, created, files))
         out.flush()  # the central directory is written when the ZipFile closes, above
         os.fsync(out.fileno())

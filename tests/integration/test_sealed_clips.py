@@ -6,10 +6,14 @@ change nothing. On SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import io
+import shutil
+import subprocess
 import zipfile
 from pathlib import Path
 
 import pyrage
+import pytest
 from pyrage import x25519
 
 from earmark.cloud.ingest.ingestor import Ingestor
@@ -83,3 +87,39 @@ def test_a_household_without_a_key_still_gets_plain_clips(store: Store) -> None:
     assert Ingestor(store).handle(bob.topic, bob.clip()).status == "stored"
     sealed = bob.clip(seed=1, sealed_to=(str(x25519.Identity.generate().to_public()),))
     assert Ingestor(store).handle(bob.topic, sealed).reason == "unknown_recipient"
+
+
+def test_an_archive_of_sealed_clips_opens_with_the_age_command_and_with_its_own_page(
+        store: Store, tmp_path: Path) -> None:
+    """The owner's side of an export: `age -d -i` turns each .wav.age into its WAV, and the
+    archive's index.html, opened from disk, plays it once given the household's key file."""
+    alice = enrolled_device(store, "Alice")
+    identity = household(store, alice)
+    envelope = alice.clip(CANARY, seconds=1.5, sealed_to=tuple(store.registry.household_recipients(alice.owner_id)))
+    assert Ingestor(store).handle(alice.topic, envelope).status == "stored"
+    result = export_owner(store, alice.owner_id, tmp_path / "out")
+    key_file = tmp_path / "owner" / "household-key.txt"
+    key_file.parent.mkdir()
+    key_file.write_text(f"# public key: {identity.to_public()}\n{identity}\n")
+    opened = tmp_path / "owner" / "archive"
+    with zipfile.ZipFile(io.BytesIO(pyrage.decrypt(result.path.read_bytes(), [identity]))) as archive:
+        archive.extractall(opened)
+    [sealed] = (opened / "clips").glob("*.wav.age")
+    if shutil.which("age"):  # apt's age (deploy/setup.sh installs it)
+        wav = subprocess.run(["age", "-d", "-i", str(key_file), str(sealed)], capture_output=True, check=True).stdout
+        assert wav.startswith(b"RIFF") and CANARY in wav
+    playwright = pytest.importorskip("playwright.sync_api")
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        pytest.skip("Debian's chromium is not installed (deploy/setup.sh installs it)")
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        page = browser.new_page()
+        page.goto((opened / "index.html").as_uri())
+        page.wait_for_selector("#open-sealed:not([hidden])")
+        page.set_input_files("#key-file", str(key_file))
+        page.set_input_files("#sealed-files", str(sealed))
+        page.wait_for_selector("audio[data-decoded-bytes]", timeout=20_000)
+        decoded = page.get_attribute("audio[data-decoded-bytes]", "data-decoded-bytes")
+        browser.close()
+    assert decoded == str(44 + int(1.5 * 16000) * 2)
