@@ -162,6 +162,16 @@ def test_a_v3_header_or_sealed_audio_the_contract_forbids_is_malformed(header: b
     assert caught.value.reason == "malformed"
 
 
+def test_a_damaged_ciphertext_is_an_audio_hash_refusal_before_anyone_tries_to_open_it() -> None:
+    _, data = example_v3()
+    for at in (14 + len(decode_envelope(data).header_bytes) + 40, len(data) - 64 - 1):  # a stanza, the payload
+        damaged = bytearray(data)
+        damaged[at] ^= 1
+        with pytest.raises(EnvelopeError) as caught:
+            decode_envelope(bytes(damaged))
+        assert caught.value.reason == "audio_hash"
+
+
 def test_recipients_belong_to_v3_alone() -> None:
     with pytest.raises(EnvelopeError, match="header keys differ"):
         decode_envelope(reframe(v3_header(), v3_audio(), version=2))

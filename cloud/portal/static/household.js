@@ -130,7 +130,12 @@ async function openSealed(audio) {
   const started = performance.now();
   const d = new age.Decrypter();
   d.addIdentity(identity);
-  const wav = await d.decrypt(sealed);
+  let wav;
+  try {
+    wav = await d.decrypt(sealed);
+  } catch (e) {
+    throw new Error("This recording does not open with your household key: it is sealed to another key, or damaged.");
+  }
   audio.dataset.decryptMs = (performance.now() - started).toFixed(1);
   audio.dataset.decodedBytes = String(wav.length);
   audio.dataset.src = audio.dataset.src || audio.src;
