@@ -1,12 +1,13 @@
-"""The household's key in the portal: made in the owner's browser, never seen by the server.
+"""The household's key in the portal: made in the members' browsers, never seen by the server.
 
 The page makes an age X25519 identity (typage, vendored as static/age-encryption.js: see
-deploy/typage/build.sh), wraps it for the member's passkey (age's fido2prf stanza: the
-passkey's PRF, evaluated by the authenticator, is the only way back) and to a recovery code
-shown once (age scrypt), and sends the server the identity's public recipient and the two
-wraps. The server stores them (store/household.py) and from then on files only clips sealed
-to that recipient. To listen, the page unwraps the identity with the passkey, or with the
-recovery code for that session only, and decrypts each clip in the page.
+deploy/typage/build.sh) and a member key for this member, kept by their passkey (age's fido2prf
+stanza: the passkey's PRF, evaluated by the authenticator, is the only way back); it wraps the
+household identity to the member key and to a recovery code shown once (age scrypt), and sends
+the server the public recipient and those wraps. New members join by the confirm pattern;
+removing one rotates the key (store/household.py). To listen, the page unwraps the identity
+with the member's passkey, or the recovery code or key file for that session only, and decrypts
+each clip in the page.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from starlette.routing import Route
 
 from earmark.cloud.portal.guard import Call, OwnerRoute
 from earmark.cloud.portal.state import PortalState
+from earmark.cloud.store.household import NewMember
 from earmark.cloud.store.registry import RegistryError
 
 
@@ -32,10 +34,12 @@ def fingerprint(recipient: str) -> str:
 def page(call: Call) -> Response:
     store = call.state.store
     recipients = store.registry.household_recipients(call.owner_id)
+    joins = store.household.joins(call.owner_id)
     waiting = [(j.join_id, j.member_recipient, fingerprint(j.member_recipient), j.created_at)
-               for j in store.household.joins(call.owner_id) if j.confirmed_at is None]
+               for j in joins if j.confirmed_at is None]
+    members = [(j.join_id, fingerprint(j.member_recipient), j.confirmed_at) for j in joins if j.confirmed_at]
     return call.page("household.html", recipient=recipients[0] if recipients else "",
-                     fingerprint=fingerprint(recipients[0]) if recipients else "", waiting=waiting)
+                     fingerprint=fingerprint(recipients[0]) if recipients else "", waiting=waiting, members=members)
 
 
 def state(call: Call) -> Response:
@@ -51,25 +55,43 @@ def state(call: Call) -> Response:
                   for j in store.household.joins(call.owner_id)]})
 
 
+def _b64(value: object) -> bytes:
+    return base64.b64decode(str(value), validate=True)
+
+
 def create(call: Call) -> Response:
     body = call.body
     try:
-        wraps = [(str(w["kind"]), base64.b64decode(str(w["data"]), validate=True)) for w in body.get("wraps", [])]
-        call.state.store.household.create(call.owner_id, str(body.get("recipient", "")), wraps)
+        member = body["member"]
+        call.state.store.household.create(
+            call.owner_id, str(body.get("recipient", "")), _b64(body["recovery"]),
+            NewMember(str(member["recipient"]), _b64(member["wrap"]), _b64(member["data"])))
     except (KeyError, TypeError, binascii.Error):
         return JSONResponse({"error": "that request was not understood"}, 400)
     except RegistryError as exc:
         return JSONResponse({"error": str(exc)}, 409 if "already" in str(exc) else 400)
-    recipient = str(body["recipient"])
-    return JSONResponse({"ok": True, "fingerprint": fingerprint(recipient)})
+    return JSONResponse({"ok": True, "fingerprint": fingerprint(str(body["recipient"]))})
+
+
+def rotate(call: Call) -> Response:
+    """A member's browser made a new key without the members it leaves out (see store/household.py)."""
+    body = call.body
+    try:
+        kept = {str(m["join"]): _b64(m["data"]) for m in body["members"]}
+        removed = call.state.store.household.rotate(call.owner_id, str(body.get("recipient", "")),
+                                                    _b64(body["recovery"]), _b64(body["previous"]), kept)
+    except (KeyError, TypeError, binascii.Error):
+        return JSONResponse({"error": "that request was not understood"}, 400)
+    except RegistryError as exc:
+        return JSONResponse({"error": str(exc)}, 400)
+    return JSONResponse({"ok": True, "removed": removed, "fingerprint": fingerprint(str(body["recipient"]))})
 
 
 def ask_to_join(call: Call) -> Response:
     """A newcomer's browser asks to be given the key (see store/household.py: the confirm pattern)."""
     try:
-        join_id = call.state.store.household.ask_to_join(
-            call.owner_id, str(call.body.get("recipient", "")), base64.b64decode(str(call.body.get("wrap", "")),
-                                                                                validate=True))
+        join_id = call.state.store.household.ask_to_join(call.owner_id, str(call.body.get("recipient", "")),
+                                                         _b64(call.body.get("wrap", "")))
     except binascii.Error:
         return JSONResponse({"error": "that request was not understood"}, 400)
     except RegistryError as exc:
@@ -81,7 +103,7 @@ def confirm_join(call: Call) -> Response:
     """A member's browser gives the newcomer the key, wrapped to the newcomer's member key."""
     try:
         call.state.store.household.confirm_join(call.owner_id, str(call.body.get("join", "")),
-                                                base64.b64decode(str(call.body.get("data", "")), validate=True))
+                                                _b64(call.body.get("data", "")))
     except binascii.Error:
         return JSONResponse({"error": "that request was not understood"}, 400)
     except RegistryError as exc:
@@ -96,4 +118,5 @@ def routes(state_: PortalState) -> list[Route]:
         OwnerRoute(state_, "/api/household", create, ("POST",), page=False),
         OwnerRoute(state_, "/api/household/join", ask_to_join, ("POST",), page=False),
         OwnerRoute(state_, "/api/household/confirm", confirm_join, ("POST",), page=False),
+        OwnerRoute(state_, "/api/household/rotate", rotate, ("POST",), page=False),
     ]

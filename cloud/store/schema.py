@@ -240,9 +240,10 @@ household_recipients = Table(
     info={"owner": "scope"},
 )
 
-# The household's identity, wrapped where the server cannot open it: for a member's passkey
-# (age's fido2prf stanza: only that passkey's PRF unwraps it, in the member's browser), or to
-# the recovery code (age scrypt). Age files, made and opened in the owner's browser alone.
+# The household's identity, wrapped where the server cannot open it (store/household.py): to
+# each member's own key (kind 'member', join_id naming the member), once to the recovery code
+# (age scrypt), and, after a rotation, each older identity to the newer one ('previous'). Age
+# files, made and opened in the members' browsers alone.
 household_wraps = Table(
     "household_wraps", metadata,
     _text("wrap_id", primary_key=True),
@@ -251,16 +252,14 @@ household_wraps = Table(
     Column("wrapped", LargeBinary, nullable=False),
     _text("created_at"),
     _text("join_id", nullable=True),  # kind 'member': the join it answers (household_joins)
-    CheckConstraint("kind IN ('passkey', 'recovery', 'member')", name="household_wraps_kind_check"),
+    CheckConstraint("kind IN ('recovery', 'member', 'previous')", name="household_wraps_kind_check"),
     info={"owner": "scope"},
 )
 Index("household_wraps_by_owner", household_wraps.c.owner_id)
 
-# A member joining (the confirm pattern): the newcomer's browser makes a member key, wraps it for
-# its own passkey (member_wrap) and asks to join with its public half; a member already holding
-# the household key compares its fingerprint with the newcomer's and, in their own browser,
-# wraps the household identity to it (a household_wraps row of kind 'member'). The server only
-# carries ciphertext between them.
+# Each member's own key: its public half, and its identity wrapped for the member's passkey
+# (age's fido2prf stanza). A newcomer asks to join with one (confirmed_at NULL) until a member
+# compares its fingerprint and, in their own browser, wraps the household identity to it.
 household_joins = Table(
     "household_joins", metadata,
     _text("join_id", primary_key=True),

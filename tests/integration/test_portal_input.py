@@ -313,21 +313,24 @@ def test_every_body_is_bounded_signed_in_or_not(store: Store, portal: Portal) ->
     assert status == 303
 
 
-def test_a_household_key_is_taken_once_and_only_as_a_recipient_with_two_age_wraps(store: Store,
+def test_a_household_key_is_taken_once_and_only_as_a_recipient_with_age_wraps(store: Store,
                                                                                    portal: Portal) -> None:
-    """Issue 34's bad input: wraps that are not age files, a missing recovery wrap, a key that
-    is not an age recipient, and a second key over the first are refused; nothing is kept."""
+    """Issue 34's bad input: wraps that are not age files, a member key that is not an age
+    recipient, a missing recovery wrap, a household key that is not an age recipient, and a
+    second key over the first are refused; nothing is kept."""
     owner = store.registry.add_owner("Alice").owner_id
     token, csrf = session_for(store, owner)
     signed_in = {"Cookie": f"{COOKIE}={token}", "X-CSRF-Token": csrf}
     recipient = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p"
     wrap = base64.b64encode(b"age-encryption.org/v1\n-> scrypt x 18\nxyz\n--- abc\n0123").decode()
-    good = {"recipient": recipient, "wraps": [{"kind": "passkey", "data": wrap}, {"kind": "recovery", "data": wrap}]}
-    for bad in ({**good, "wraps": [{"kind": "passkey", "data": base64.b64encode(b"AGE-SECRET-KEY-1...").decode()},
-                                   {"kind": "recovery", "data": wrap}]},
-                {**good, "wraps": good["wraps"][:1]},
+    member = {"recipient": "age1pvnuxhcmtjlrwtsn8kaghezmllqkn57r8m8v832tn0l0dlp3e4dqlnyw3q", "wrap": wrap, "data": wrap}
+    good = {"recipient": recipient, "recovery": wrap, "member": member}
+    for bad in ({**good, "recovery": base64.b64encode(b"AGE-SECRET-KEY-1...").decode()},
+                {**good, "member": {**member, "data": base64.b64encode(b"not age").decode()}},
+                {**good, "member": {**member, "recipient": "age1nope"}},
+                {key: value for key, value in good.items() if key != "recovery"},
                 {**good, "recipient": "AGE-SECRET-KEY-1PA5838KK9JXNZ3AECS5X86WKLA3X0D8YY6JFSUH472YZPLT2Y85SYGMYUU"},
-                {**good, "wraps": [{"kind": "passkey", "data": "%%%"}]}):
+                {**good, "recovery": "%%%"}):
         status, answer = portal.post("/api/household", bad, signed_in)
         assert status == 400, answer
         assert store.registry.household_recipients(owner) == [] and store.household.wraps(owner) == []
