@@ -18,11 +18,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pyrage
 import pytest
+from pyrage import x25519
 
 from earmark.cloud.ingest.ingestor import Ingestor
 from earmark.cloud.store.store import Store
-from earmark.wire.envelope import AGE_MAGIC
+from earmark.wire.envelope import AGE_MAGIC, decode_envelope
 from tests.support.cloudkit import enrolled_device
 from tests.support.portalserver import served
 
@@ -190,6 +192,18 @@ def test_a_household_key_made_in_the_page_opens_sealed_clips_there_and_nowhere_e
         second.goto(f"{base}/")
         refused = play(second)
         assert refused["bytes"] is None and "does not open with your household key" in refused["status"]
+
+        # Alice keeps both keys as one file: it opens the old clip and the new one with age.
+        page.goto(f"{base}/household")
+        with page.expect_download() as saved:
+            page.click("#export-key")
+        both = tmp_path / "both-keys.txt"
+        saved.value.save_as(both)
+        identities = [x25519.Identity.from_str(line) for line in both.read_text().splitlines()
+                      if line.startswith("AGE-SECRET-KEY-1")]
+        assert len(identities) == 2
+        for sealed in (envelope, later):
+            assert pyrage.decrypt(bytes(decode_envelope(sealed).audio), identities).startswith(b"RIFF")
         browser.close()
     assert base64.b64encode(b"ALICE")  # (the clip's canary never appears in what the server keeps)
     assert all(b"ALICE" not in w.wrapped for w in wraps)

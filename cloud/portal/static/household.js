@@ -52,15 +52,24 @@ async function memberKey() {
   return {identity, recipient: await age.identityToRecipient(identity), wrap: b64(await keep.encrypt(identity))};
 }
 
+function saveKeyFile(identities, recipient) {
+  const lines = [`# Earmark household key: keep it private`, `# public key: ${recipient}`, ...identities];
+  const file = new Blob([lines.join("\n") + "\n"], {type: "text/plain"});
+  Object.assign(document.createElement("a"), {href: URL.createObjectURL(file), download: "household-key.txt"}).click();
+}
+
+// Every identity this household has had, in one age identity file (older keys open older clips).
+async function exportKey() {
+  const identities = await unlock();
+  saveKeyFile(identities, await age.identityToRecipient(identities[0]));
+  say("Saved household-key.txt: keep it as safe as the recovery code.");
+}
+
 function showCode(code, fingerprint, identity, recipient) {
   document.getElementById("recovery-code").textContent = code;
   (document.getElementById("new-fingerprint") || document.getElementById("fingerprint")).textContent = fingerprint;
   document.getElementById("made").hidden = false;
-  document.getElementById("save-key").onclick = () => {
-    const file = new Blob([`# Earmark household key: keep it private\n# public key: ${recipient}\n${identity}\n`],
-                          {type: "text/plain"});
-    Object.assign(document.createElement("a"), {href: URL.createObjectURL(file), download: "household-key.txt"}).click();
-  };
+  document.getElementById("save-key").onclick = () => saveKeyFile([identity], recipient);
 }
 
 async function makeKey(button) {
@@ -234,6 +243,7 @@ document.addEventListener("DOMContentLoaded", () => {
     }
   };
   on("#make-key", makeKey);
+  on("#export-key", exportKey);
   on("#ask-join", askToJoin);
   on("button.confirm-join", confirmJoin);
   on("button.remove-member", removeMember);
