@@ -21,7 +21,8 @@ CLOUD="$DEMO/cloud"; DEVICE="$DEMO/device"; HOME_OF_ALICE="$DEMO/owner"
 mkdir -m 700 "$HOME_OF_ALICE"
 PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 PIDS=()
-cleanup() { for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null && { wait "$pid" 2>/dev/null || true; }; done; }  # (uvicorn exits 143 on SIGTERM)
+# Stopped newest first: the portal and the ingester before the broker they talk to (uvicorn exits 143 on SIGTERM).
+cleanup() { for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do kill "${PIDS[i]}" 2>/dev/null && { wait "${PIDS[i]}" 2>/dev/null || true; }; done; }
 trap cleanup EXIT
 step() { printf '\n\033[1m%s\033[0m\n' "$*"; }
 
