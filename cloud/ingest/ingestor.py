@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from earmark.cloud.store.clips import NewClip
+from earmark.cloud.store.crypto import CryptoError
+from earmark.cloud.store.database import StoreError
 from earmark.cloud.store.keys import OwnerError
 from earmark.cloud.store.quarantine import QuarantineQuota
 from earmark.cloud.store.registry import Device
@@ -293,10 +295,16 @@ class Ingestor:
             raise Rejected("owner_mismatch", "the envelope names another owner than the one the registry "
                                              f"binds {device_id} to")  # (no owner id in the log)
         _check_sealing(header, view.recipients(owner_id), device_id)
+        if header.sealed:
+            return owner_id  # stored as sent: no key of the owner's is needed (store/clips.py)
         try:
             self.store.keys.owner_key(owner_id)  # the key must open before anything is written
         except OwnerError:
             raise Rejected("owner_erased", f"the key of {device_id}'s owner does not open (erased)") from None
+        except CryptoError:  # a set-up error, not the clip's: nothing is acked, nothing quarantined
+            raise StoreError(f"a plain clip from {device_id} needs its owner's key, which does not open on this "
+                             f"host: put the owner-keys folder ({self.store.keys.secrets.folder}) in place (only "
+                             "households whose devices seal to their key need none)") from None
         return owner_id
 
 

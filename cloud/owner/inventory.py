@@ -74,7 +74,8 @@ DATA_FILES: dict[str, Holding | str] = {
     "earmark.db-wal": "the SQLite tables above",
     "earmark.db-shm": "the SQLite tables above",
     "audit.head": NOT_OWNERS + " (the audit chain's newest seq and hash)",
-    "blobs": Holding("the clips' audio, in the WAVs", "2. blobs/<owner id>/ deleted"),
+    "blobs": Holding("the clips' audio, in the WAVs (sealed clips as their devices sent them: the household's "
+                     "ciphertext)", "2. blobs/<owner id>/ deleted"),
     "quarantine": Holding("", "4. deleted; sealed with the secrets of the owners they name, so a copy does "
                               "not open after the erasure", why_not="as the quarantine table"),
     "set-aside": Holding("", "2. set-aside/blobs/<owner id>/ deleted",

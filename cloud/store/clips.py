@@ -16,7 +16,7 @@ from earmark.cloud.store.database import Cursor, Database, in_list
 from earmark.cloud.store.ddl import insert
 from earmark.cloud.store.keys import Keys
 from earmark.cloud.store.ledger import DeletionEntry, DeletionLedger
-from earmark.wire.envelope import Envelope, envelope_digest
+from earmark.wire.envelope import Envelope, EnvelopeError, decode_envelope, envelope_digest
 from earmark.wire.timestamps import utc_now
 
 # Is the owner still there (not erased)? Asked inside the transaction that stores their clips,
@@ -24,6 +24,10 @@ from earmark.wire.timestamps import utc_now
 # commit (and then deletes these clips too) or, if it came first, this check sees it.
 LIVE_OWNER = "SELECT 1 FROM owners WHERE owner_id = :owner_id AND wrapped_key IS NOT NULL"
 
+
+# The blob of a clip its device sealed to the household (wire v3) is this line and the envelope
+# as sent: no server key is needed to store or read it, and none opens its audio.
+HOUSEHOLD_SEALED = b"earmark/household-sealed-envelope\n"
 
 # The marks an owner may put on a recording of theirs (the portal), and their words for them.
 MARK_NAMES = {"not_meant": "I did not mean to wake it"}
@@ -148,8 +152,7 @@ class Clips:
         # A blob already at a clip's path (the stored clip's, a concurrent batch's, or one a
         # crash left) is never replaced: it is this clip's only if it holds this very envelope;
         # if not, this clip is not stored here (the ingester then finds it a clip_id_conflict).
-        kept = self.blobs.write_many([(r.blob_path, seal(self.keys.owner_key(r.owner_id), clip.raw,
-                                                         clip_aad(r.owner_id, r.device_id, r.clip_id)))
+        kept = self.blobs.write_many([(r.blob_path, self._at_rest(r, clip))
                                       for r, clip in zip(records, clips, strict=True)], keep_existing=True)
         not_stored = {r.clip_id: "duplicate" for r in records if r.blob_path in kept and not self._holds(r)}
         records = [r for r in records if r.clip_id not in not_stored]
@@ -176,11 +179,26 @@ class Clips:
             self.keys.forget_owner_key(owner_id)
         return not_stored
 
+    def _at_rest(self, record: ClipRow, clip: NewClip) -> bytes | bytearray:
+        """The blob for a clip: one its device sealed to the household (wire v3) as it came,
+        signed and opened by nobody here, so storing it takes no key of the owner's and an
+        ingest host needs none; any other clip sealed with the owner's data key, bound to owner,
+        device and clip."""
+        if clip.envelope.header.sealed:
+            return HOUSEHOLD_SEALED + bytes(clip.raw)
+        return seal(self.keys.owner_key(record.owner_id), clip.raw,
+                    clip_aad(record.owner_id, record.device_id, record.clip_id))
+
+    def _opened(self, owner_id: str, device_id: str, clip_id: str, blob: bytes) -> bytes:
+        """The envelope a blob holds (CryptoError if a server-sealed blob is not this clip's)."""
+        if blob.startswith(HOUSEHOLD_SEALED):  # its own header and signature say whose it is: export checks them
+            return blob[len(HOUSEHOLD_SEALED):]
+        return open_sealed(self.keys.owner_key(owner_id), blob, clip_aad(owner_id, device_id, clip_id))
+
     def _holds(self, record: ClipRow) -> bool:
         """Does the blob at the record's path hold exactly the record's envelope?"""
         try:
-            raw = open_sealed(self.keys.owner_key(record.owner_id), self.blobs.read(record.blob_path),
-                              clip_aad(record.owner_id, record.device_id, record.clip_id))
+            raw = self._opened(record.owner_id, record.device_id, record.clip_id, self.blobs.read(record.blob_path))
         except (CryptoError, FileNotFoundError):
             return False
         return envelope_digest(raw) == record.envelope_sha256
@@ -200,11 +218,10 @@ class Clips:
             after = (rows[-1]["captured_at"], rows[-1]["clip_id"])
 
     def read(self, owner_id: str, clip: ClipRow) -> bytes:
-        """The clip's envelope bytes, opened with this owner's key and the clip's binding.
-        Raises CryptoError if the blob is not this owner's clip."""
-        sealed = self.blobs.read(clip.blob_path)
-        return open_sealed(self.keys.owner_key(owner_id), sealed,
-                           clip_aad(owner_id, clip.device_id, clip.clip_id))
+        """The clip's envelope bytes: as its device sent it (sealed to the household), or opened
+        with this owner's key and the clip's binding. Raises CryptoError if a server-sealed blob
+        is not this owner's clip (a household-sealed one is checked by its header and digest)."""
+        return self._opened(owner_id, clip.device_id, clip.clip_id, self.blobs.read(clip.blob_path))
 
     def get(self, owner_id: str, clip_id: str) -> ClipRow | None:
         """The owner's clip with this id; None if there is none (or it is someone else's)."""
@@ -375,6 +392,13 @@ class Clips:
         opens with the owner's key and one of these devices' bindings; else None."""
         clip_id = relative.rsplit("/", 1)[-1].removesuffix(".bin")
         sealed = self.blobs.read(relative)
+        if sealed.startswith(HOUSEHOLD_SEALED):  # the sweep then checks its header and signature
+            raw = sealed[len(HOUSEHOLD_SEALED):]
+            try:
+                device_id = decode_envelope(raw).header.device_id
+            except EnvelopeError:
+                return None
+            return (device_id, raw) if device_id in device_ids else None
         key = self.keys.owner_key(owner_id)
         for device_id in device_ids:
             try:

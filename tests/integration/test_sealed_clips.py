@@ -19,9 +19,11 @@ from pyrage import x25519
 from earmark.cloud.ingest.ingestor import Ingestor
 from earmark.cloud.owner.export import export_owner
 from earmark.cloud.owner.verify_export import verify_export
+from earmark.cloud.store.clips import HOUSEHOLD_SEALED
+from earmark.cloud.store.database import StoreError
 from earmark.cloud.store.store import Store
 from earmark.wire.envelope import decode_envelope
-from tests.support.cloudkit import SimDevice, enrolled_device
+from tests.support.cloudkit import SimDevice, enrolled_device, reopen
 
 CANARY = b"HOUSEHOLD-ONLY-CANARY-0123456789"
 
@@ -123,3 +125,40 @@ def test_an_archive_of_sealed_clips_opens_with_the_age_command_and_with_its_own_
         decoded = page.get_attribute("audio[data-decoded-bytes]", "data-decoded-bytes")
         browser.close()
     assert decoded == str(44 + int(1.5 * 16000) * 2)
+
+
+def test_an_ingest_host_without_the_owner_keys_folder_stores_and_exports_sealed_clips(
+        store: Store, tmp_path: Path) -> None:
+    """A household's sealed clips need no key of the owner's to be stored, read back or
+    exported: an ingest host without the owner-keys/ folder takes them (a plain clip, from a
+    household without a key, it cannot take: a one-line set-up error, nothing acked or lost).
+    A crash between a sealed blob and its row is re-indexed by the sweep, from the clip's own
+    header and signature."""
+    alice, bob = enrolled_device(store, "Alice"), enrolled_device(store, "Bob")
+    identity = household(store, alice)
+    key_file = tmp_path / "household-key.txt"
+    key_file.write_text(f"{identity}\n")
+    sealed_to = tuple(store.registry.household_recipients(alice.owner_id))
+    folder = store.keys.secrets.folder
+    moved = tmp_path / "owner-keys-elsewhere"
+    folder.rename(moved)  # this host keeps no owner's secret
+    try:
+        host = reopen(store)
+        ingest = Ingestor(host)
+        envelopes = [alice.clip(CANARY, seed=n, sealed_to=sealed_to) for n in range(2)]
+        assert [ingest.handle(alice.topic, e).status for e in envelopes] == ["stored", "stored"]
+        with pytest.raises(StoreError, match="owner-keys folder"):  # a set-up error: not acked, not quarantined
+            ingest.handle(bob.topic, bob.clip())
+        rows = host.clips.of_owner(alice.owner_id)
+        assert sorted(host.clips.read(alice.owner_id, r) for r in rows) == sorted(envelopes)
+        # The crash: a sealed blob landed, its row did not.
+        late = alice.clip(CANARY, seed=9, sealed_to=sealed_to)
+        clip_id = decode_envelope(late).header.clip_id
+        host.blobs.write(host.clips.blob_path(alice.owner_id, clip_id), HOUSEHOLD_SEALED + late)
+        assert reopen(host).sweep().reindexed == 1
+        assert host.clips.count(alice.owner_id) == 3
+        result = export_owner(host, alice.owner_id, tmp_path / "out")
+        assert result.clips == 3 and verify_export(host, result.path, alice.owner_id, identity=key_file) == []
+        host.close()
+    finally:
+        moved.rename(folder)
