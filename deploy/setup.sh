@@ -18,8 +18,14 @@ done
 if [ ${#missing[@]} -gt 0 ]; then
   say "installing system packages: ${missing[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-  $SUDO apt-get update -q >/dev/null
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q "${missing[@]}" >/dev/null
+  # Another apt-get or unattended-upgrades may hold dpkg's lock: wait for it (a bounded time)
+  # rather than stop at apt's raw "Could not get lock" line.
+  APT_WAIT=(-o DPkg::Lock::Timeout=600)
+  if [ -n "$(command -v fuser)" ] && $SUDO fuser /var/lib/dpkg/lock-frontend >/dev/null 2>&1; then
+    say "waiting (up to 10 minutes) for the apt-get or dpkg already running to finish"
+  fi
+  $SUDO apt-get "${APT_WAIT[@]}" update -q >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get "${APT_WAIT[@]}" install -y -q "${missing[@]}" >/dev/null
 fi
 # The test suite starts its own Mosquitto brokers; the packaged service is not needed for that.
 # It does need the local PostgreSQL (scale-out backend) and RabbitMQ (clustered source).
@@ -112,7 +118,7 @@ AXE_DIR="$ROOT/.cache/axe-core-$AXE_VERSION"
 if [ ! -f "$AXE_DIR/axe.min.js" ]; then
   say "downloading axe-core $AXE_VERSION (the portal's accessibility checks)"
   if ! command -v npm >/dev/null; then  # nodejs (NodeSource's, or Debian's nodejs + npm) brings it
-    $SUDO apt-get install -y -q npm >/dev/null || { echo "npm is missing and apt could not install it:" \
+    $SUDO apt-get -o DPkg::Lock::Timeout=600 install -y -q npm >/dev/null || { echo "npm is missing and apt could not install it:" \
       "install Node.js with npm, then run this again" >&2; exit 1; }
   fi
   mkdir -p "$AXE_DIR"
