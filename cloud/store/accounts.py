@@ -11,7 +11,7 @@ from pathlib import Path
 
 from earmark.cloud.store.audit import AuditLog
 from earmark.cloud.store.database import Database
-from earmark.cloud.store.ddl import insert
+from earmark.cloud.store.ddl import SET_META, insert
 from earmark.wire.timestamps import utc_now
 
 BROKER_DIR_KEY = "broker_dir"
@@ -19,7 +19,6 @@ BROKER_URL_KEY = "broker_url"
 BROKER_PENDING_KEY = "broker_pending_since"  # set while the running broker may lag the registry
 SHARE_GROUP_KEY = "broker_share_group"
 INGESTER_KEY_PREFIX = "ingester:"
-SET_META = insert("meta", conflict="key", update=("value",))
 
 
 @dataclass(frozen=True)

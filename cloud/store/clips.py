@@ -13,7 +13,7 @@ from earmark.cloud.store.audit import AuditLog
 from earmark.cloud.store.blobs import BlobStore, clip_blob
 from earmark.cloud.store.crypto import CryptoError, clip_aad, open_sealed, seal
 from earmark.cloud.store.database import Cursor, Database, in_list
-from earmark.cloud.store.ddl import insert
+from earmark.cloud.store.ddl import SET_META, insert
 from earmark.cloud.store.keys import Keys
 from earmark.cloud.store.ledger import DeletionEntry, DeletionLedger
 from earmark.wire.envelope import Envelope, EnvelopeError, decode_envelope, envelope_digest
@@ -118,7 +118,6 @@ def _advance_chains(cur: Cursor, records: list[ClipRow]) -> None:
 # entry applied. A database restored from a backup holds an older mark, so what was deleted
 # since the backup is deleted again (owner/erasure.py: apply_deletion_ledger).
 DELETIONS_APPLIED_KEY = "deletion_ledger_applied"
-SET_META = insert("meta", conflict="key", update=("value",))
 
 
 class Clips:

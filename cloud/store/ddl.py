@@ -121,3 +121,7 @@ def insert(name: str, columns: Iterable[str] | None = None, conflict: str = "", 
         sets = ", ".join(f"{c} = excluded.{c}" for c in update)
         sql += f" ON CONFLICT ({conflict}) " + (f"DO UPDATE SET {sets}" if sets else "DO NOTHING")
     return sql
+
+
+# The store's settings and small records, by key (the meta table): set, replacing any value.
+SET_META = insert("meta", conflict="key", update=("value",))

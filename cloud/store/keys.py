@@ -18,7 +18,7 @@ from earmark.cloud.store.crypto import (
     seal,
 )
 from earmark.cloud.store.database import Cursor, Database, StoreError
-from earmark.cloud.store.ddl import insert
+from earmark.cloud.store.ddl import SET_META, insert
 from earmark.cloud.store.keystore import OwnerSecrets
 from earmark.wire.errors import UsageError
 
@@ -138,7 +138,7 @@ class Keys:
                 if wrapped is None or wrapped["wrapped_key"] is None or self._moved(owner_id, wrapped["wrapped_key"]):
                     continue
                 moved += self._rewrap(cur, owner_id, self.master_key)
-            cur.execute(insert("meta", conflict="key", update=("value",)),
+            cur.execute(SET_META,
                         {"key": "owner_keys_outside", "value": b"1"})
         return moved
 
@@ -158,7 +158,7 @@ class Keys:
         return list(json.loads(bytes(rows[0]["value"]))) if rows else []
 
     def set_export_keys(self, keys: list[dict[str, str | None]], cur: Cursor) -> None:
-        cur.execute(insert("meta", conflict="key", update=("value",)),
+        cur.execute(SET_META,
                     {"key": "export_keys", "value": json.dumps(keys).encode()})
 
     def opens_store(self, master: bytes) -> bool:

@@ -98,15 +98,9 @@ class Store(AbstractContextManager["Store"]):
         self._closed = False
         self.audit = AuditLog(self.db, self.data_dir / "audit.head")
         self.keys = Keys(self.db, master_key, OwnerSecrets(self.master_key_path.parent / OWNER_KEYS))
-        # Beside the master key, outside the data dir and the database: it survives their restore.
-        folder = self.master_key_path.parent
-        self.erasures = ErasureLedger(folder / "erasures.ledger", master_key)
-        self.deletions = DeletionLedger(folder / "deletions.ledger", master_key)
-        rotated = not create and finish_rotation(self.keys, self.master_key_path, [self.erasures, self.deletions])
-        if rotated and rotated != master_key:
-            master_key = self.keys.master_key
-            self.erasures = ErasureLedger(self.erasures.path, master_key)
-            self.deletions = DeletionLedger(self.deletions.path, master_key)
+        if not create:  # (a rotation cut short re-MACs the ledgers it left under the old key)
+            master_key = finish_rotation(self.keys, self.master_key_path, list(self._ledgers(master_key)))
+        self.erasures, self.deletions = self._ledgers(master_key)
         self.blobs = open_blobs(blob_store, self.data_dir, self.db)
         if create:
             with self.audit.write() as cur:
@@ -128,6 +122,13 @@ class Store(AbstractContextManager["Store"]):
         return cls(Path(settings.data_dir), settings.master_key_path, create, settings.database_url,
                    settings.blob_store)
 
+    def _ledgers(self, master_key: bytes) -> tuple[ErasureLedger, DeletionLedger]:
+        """The erasure and deletion ledgers, MACed under `master_key`. Beside the master key,
+        outside the data dir and the database: they survive a restore of either."""
+        folder = self.master_key_path.parent
+        return ErasureLedger(folder / "erasures.ledger", master_key), DeletionLedger(folder / "deletions.ledger",
+                                                                                    master_key)
+
     def write(self) -> AbstractContextManager[Cursor]:
         """A durable transaction whose audit events' head is recorded after the commit."""
         return self.audit.write()
@@ -136,8 +137,8 @@ class Store(AbstractContextManager["Store"]):
         """A new master key (store/rotation.py); returns how many owner keys were re-wrapped."""
         owner_ids = [owner.owner_id for owner in self.registry.owners() if not owner.erased_at]
         count = rotate(self.keys, self.master_key_path, [self.erasures, self.deletions], owner_ids, self.audit.write)
-        self.erasures = ErasureLedger(self.erasures.path, self.keys.master_key)
-        self.deletions = self.clips.deletions = DeletionLedger(self.deletions.path, self.keys.master_key)
+        self.erasures, self.deletions = self._ledgers(self.keys.master_key)
+        self.clips.deletions = self.deletions
         self.audit.record("master_key_rotated", detail={"owner_keys": count})
         return count
 
