@@ -15,6 +15,8 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+from collections.abc import Callable
+from typing import Any
 
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -59,56 +61,54 @@ def _b64(value: object) -> bytes:
     return base64.b64decode(str(value), validate=True)
 
 
-def create(call: Call) -> Response:
-    body = call.body
+def _answer(act: Callable[[], dict[str, Any]]) -> Response:
+    """A household action on the request's body, answered as JSON: 400 for a body that is not
+    understood, the store's one-line reason otherwise (409 for a key the household has already)."""
     try:
-        member = body["member"]
-        call.state.store.household.create(
-            call.owner_id, str(body.get("recipient", "")), _b64(body["recovery"]),
-            NewMember(str(member["recipient"]), _b64(member["wrap"]), _b64(member["data"])))
+        return JSONResponse({"ok": True, **act()})
     except (KeyError, TypeError, binascii.Error):
         return JSONResponse({"error": "that request was not understood"}, 400)
     except RegistryError as exc:
         return JSONResponse({"error": str(exc)}, 409 if "already" in str(exc) else 400)
-    return JSONResponse({"ok": True, "fingerprint": fingerprint(str(body["recipient"]))})
+
+
+def create(call: Call) -> Response:
+    def act() -> dict[str, Any]:
+        body, member = call.body, call.body["member"]
+        call.state.store.household.create(
+            call.owner_id, str(body.get("recipient", "")), _b64(body["recovery"]),
+            NewMember(str(member["recipient"]), _b64(member["wrap"]), _b64(member["data"])))
+        return {"fingerprint": fingerprint(str(body["recipient"]))}
+    return _answer(act)
 
 
 def rotate(call: Call) -> Response:
     """A member's browser made a new key without the members it leaves out (see store/household.py)."""
-    body = call.body
-    try:
+    def act() -> dict[str, Any]:
+        body = call.body
         kept = {str(m["join"]): _b64(m["data"]) for m in body["members"]}
         removed = call.state.store.household.rotate(call.owner_id, str(body.get("recipient", "")),
                                                     _b64(body["recovery"]), _b64(body["previous"]), kept)
-    except (KeyError, TypeError, binascii.Error):
-        return JSONResponse({"error": "that request was not understood"}, 400)
-    except RegistryError as exc:
-        return JSONResponse({"error": str(exc)}, 400)
-    return JSONResponse({"ok": True, "removed": removed, "fingerprint": fingerprint(str(body["recipient"]))})
+        return {"removed": removed, "fingerprint": fingerprint(str(body["recipient"]))}
+    return _answer(act)
 
 
 def ask_to_join(call: Call) -> Response:
     """A newcomer's browser asks to be given the key (see store/household.py: the confirm pattern)."""
-    try:
-        join_id = call.state.store.household.ask_to_join(call.owner_id, str(call.body.get("recipient", "")),
-                                                         _b64(call.body.get("wrap", "")))
-    except binascii.Error:
-        return JSONResponse({"error": "that request was not understood"}, 400)
-    except RegistryError as exc:
-        return JSONResponse({"error": str(exc)}, 400)
-    return JSONResponse({"ok": True, "join": join_id, "fingerprint": fingerprint(str(call.body["recipient"]))})
+    def act() -> dict[str, Any]:
+        recipient = str(call.body.get("recipient", ""))
+        join_id = call.state.store.household.ask_to_join(call.owner_id, recipient, _b64(call.body.get("wrap", "")))
+        return {"join": join_id, "fingerprint": fingerprint(recipient)}
+    return _answer(act)
 
 
 def confirm_join(call: Call) -> Response:
     """A member's browser gives the newcomer the key, wrapped to the newcomer's member key."""
-    try:
+    def act() -> dict[str, Any]:
         call.state.store.household.confirm_join(call.owner_id, str(call.body.get("join", "")),
                                                 _b64(call.body.get("data", "")))
-    except binascii.Error:
-        return JSONResponse({"error": "that request was not understood"}, 400)
-    except RegistryError as exc:
-        return JSONResponse({"error": str(exc)}, 400)
-    return JSONResponse({"ok": True})
+        return {}
+    return _answer(act)
 
 
 def routes(state_: PortalState) -> list[Route]:

@@ -83,11 +83,12 @@ class HouseholdKeys:
         household has a key already or a part is not what it must be."""
         if self.registry.household_recipients(owner_id):
             raise RegistryError("this household has a key already")
+        self.registry.check_recipient(owner_id, recipient)
         _check_member(member)
         _check_wraps([("recovery", recovery)])
-        self.registry.set_recipient(owner_id, recipient)
-        with self.audit.write() as cur:
+        with self.audit.write() as cur:  # the key and its wraps together, or nothing
             cur.scope(owner_id)
+            self.registry.put_recipient(cur, owner_id, recipient)
             self._add_member(cur, owner_id, member)
             self._add_wrap(cur, owner_id, "recovery", recovery)
             self.audit.append(cur, "household_key_made", owner_id=owner_id)
@@ -99,12 +100,9 @@ class HouseholdKeys:
             raise RegistryError("this household has no key yet: make it first")
         _check_recipient(member_recipient)
         _check_wraps([("member", member_wrap)])
-        join_id = str(uuid.uuid4())
         with self.audit.write() as cur:
             cur.scope(owner_id)
-            cur.execute(insert("household_joins"), {"join_id": join_id, "owner_id": owner_id,
-                                                    "member_recipient": member_recipient, "member_wrap": member_wrap,
-                                                    "created_at": utc_now(), "confirmed_at": None})
+            join_id = self._add_join(cur, owner_id, member_recipient, member_wrap, confirmed=False)
             self.audit.append(cur, "household_join_asked", owner_id=owner_id, detail={"join_id": join_id})
         return join_id
 
@@ -133,9 +131,10 @@ class HouseholdKeys:
             raise RegistryError("a new key is given to at least one member of this household, and only to members")
         _check_wraps([("recovery", recovery), ("previous", previous), *(("member", w) for w in kept.values())])
         removed = sorted(members - set(kept))
-        self.registry.set_recipient(owner_id, recipient)
-        with self.audit.write() as cur:
+        self.registry.check_recipient(owner_id, recipient)
+        with self.audit.write() as cur:  # the new key and its wraps together, or nothing
             cur.scope(owner_id)
+            self.registry.put_recipient(cur, owner_id, recipient)
             cur.execute("DELETE FROM household_wraps WHERE owner_id = :owner_id AND kind IN ('member', 'recovery')",
                         {"owner_id": owner_id})
             cur.executemany("DELETE FROM household_joins WHERE owner_id = :owner_id AND join_id = :join_id",
@@ -148,12 +147,16 @@ class HouseholdKeys:
         return removed
 
     def _add_member(self, cur: Cursor, owner_id: str, member: NewMember) -> None:
-        join_id, now = str(uuid.uuid4()), utc_now()
-        cur.execute(insert("household_joins"), {"join_id": join_id, "owner_id": owner_id,
-                                                "member_recipient": member.recipient,
-                                                "member_wrap": member.member_wrap, "created_at": now,
-                                                "confirmed_at": now})
+        join_id = self._add_join(cur, owner_id, member.recipient, member.member_wrap, confirmed=True)
         self._add_wrap(cur, owner_id, "member", member.household_wrap, join_id)
+
+    @staticmethod
+    def _add_join(cur: Cursor, owner_id: str, recipient: str, member_wrap: bytes, confirmed: bool) -> str:
+        join_id, now = str(uuid.uuid4()), utc_now()
+        cur.execute(insert("household_joins"), {"join_id": join_id, "owner_id": owner_id, "member_recipient": recipient,
+                                                "member_wrap": member_wrap, "created_at": now,
+                                                "confirmed_at": now if confirmed else None})
+        return join_id
 
     @staticmethod
     def _add_wrap(cur: Cursor, owner_id: str, kind: str, wrapped: bytes, join_id: str | None = None) -> None:

@@ -17,7 +17,7 @@ import uuid
 from dataclasses import asdict, dataclass, replace
 
 from earmark.cloud.store.audit import AuditLog
-from earmark.cloud.store.database import Database, Row, in_list
+from earmark.cloud.store.database import Cursor, Database, Row, in_list
 from earmark.cloud.store.ddl import insert
 from earmark.cloud.store.keys import Keys
 from earmark.wire.envelope import OWNER_ID_PATTERN, RECIPIENT_PATTERN, parse_public_key
@@ -88,6 +88,13 @@ class Registry:
         clips sealed to it, and exports are encrypted to it. A key set before is retired (a
         rotation): clips sealed to it stay readable with its identity, but no new clip may be
         sealed to it alone."""
+        self.check_recipient(owner_id, recipient)
+        with self.audit.write() as cur:
+            cur.scope(owner_id)
+            self.put_recipient(cur, owner_id, recipient)
+
+    def check_recipient(self, owner_id: str, recipient: str) -> None:
+        """RegistryError unless the owner is live and `recipient` an age X25519 recipient."""
         self._live_owner(owner_id)
         if not RECIPIENT_PATTERN.fullmatch(recipient):
             raise RegistryError(f"{recipient[:20]!r} is not an age X25519 recipient (age1…)")
@@ -97,18 +104,20 @@ class Registry:
             x25519.Recipient.from_str(recipient)
         except Exception:  # pyrage raises its own RecipientError, or ValueError
             raise RegistryError(f"{recipient[:20]!r} is not an age X25519 recipient (age1…)") from None
+
+    def put_recipient(self, cur: Cursor, owner_id: str, recipient: str) -> None:
+        """set_recipient's writes, in a transaction of the caller's scoped to the owner (a key
+        checked by check_recipient), so that the key and its wraps are kept together or not at all."""
         now = utc_now()
-        with self.audit.write() as cur:
-            cur.scope(owner_id)
-            cur.execute("UPDATE owners SET age_recipient = :recipient WHERE owner_id = :owner_id",
-                        {"recipient": recipient, "owner_id": owner_id})
-            cur.execute("UPDATE household_recipients SET retired_at = :now WHERE owner_id = :owner_id "
-                        "AND recipient <> :recipient AND retired_at IS NULL",
-                        {"now": now, "owner_id": owner_id, "recipient": recipient})
-            cur.execute(insert("household_recipients", conflict="owner_id, recipient", update=("retired_at",)),
-                        {"owner_id": owner_id, "recipient": recipient, "added_at": now, "retired_at": None})
-            # Not the recipient itself: the audit log outlives an erasure, and an age key is the person's.
-            self.audit.append(cur, "owner_recipient_set", owner_id=owner_id)
+        cur.execute("UPDATE owners SET age_recipient = :recipient WHERE owner_id = :owner_id",
+                    {"recipient": recipient, "owner_id": owner_id})
+        cur.execute("UPDATE household_recipients SET retired_at = :now WHERE owner_id = :owner_id "
+                    "AND recipient <> :recipient AND retired_at IS NULL",
+                    {"now": now, "owner_id": owner_id, "recipient": recipient})
+        cur.execute(insert("household_recipients", conflict="owner_id, recipient", update=("retired_at",)),
+                    {"owner_id": owner_id, "recipient": recipient, "added_at": now, "retired_at": None})
+        # Not the recipient itself: the audit log outlives an erasure, and an age key is the person's.
+        self.audit.append(cur, "owner_recipient_set", owner_id=owner_id)
 
     def household_recipients(self, owner_id: str) -> list[str]:
         """The household's live keys (age1…): what a device seals to, and what a clip must be
