@@ -13,7 +13,7 @@ What it guarantees, and why each line is there:
   password as before; its listener's TLS does not ask devices for certificates.
 - **Every message is bounded.** `max_message_size` refuses any message over what an
   envelope can be (MAX_MESSAGE_BYTES, the same bound as Mosquitto's max_packet_size); over
-  MQTT the device's connection is closed and nothing is queued.
+  MQTT (RabbitMQ 3.10) the plugin's channel refuses the message and nothing is queued.
 - **Each device writes only its own clip and status topics and reads only its own receipts
   and status** (topic permissions, which the MQTT plugin checks on every publish and
   subscribe), and may declare only its own subscription queues.
@@ -88,8 +88,7 @@ def device_queues(device_id: str) -> str:
     return rf"^(amq\.topic|mqtt-subscription-{re.escape(device_id)}-[0-9a-f]{{16}}qos[01])$"
 
 
-def definitions(vhost: str, ingester: str, devices: dict[str, tuple[str, str]],
-                ingester_user_exists: bool = False) -> dict[str, object]:
+def definitions(vhost: str, ingester: str, devices: dict[str, tuple[str, str]]) -> dict[str, object]:
     """`rabbitmqctl import_definitions` input: the vhost, the ingester's login (no password:
     it logs in by its certificate, whose common name is `ingester`) and each device's
     (`devices`: device id -> (login, password)), with their rights."""
@@ -97,8 +96,7 @@ def definitions(vhost: str, ingester: str, devices: dict[str, tuple[str, str]],
     permissions = [{"user": ingester, "vhost": vhost, "configure": configure, "write": write, "read": read}]
     topics = [{"user": ingester, "vhost": vhost, "exchange": "amq.topic",
                "write": INGESTER_TOPIC_PERMISSIONS[0], "read": INGESTER_TOPIC_PERMISSIONS[1]}]
-    users = [] if ingester_user_exists else [{"name": ingester, "password_hash": "", "tags": "",
-                                               "hashing_algorithm": "rabbit_password_hashing_sha256"}]
+    users = [{"name": ingester, "password_hash": "", "tags": "", "hashing_algorithm": "rabbit_password_hashing_sha256"}]
     for device, (user, password) in devices.items():
         own = device_queues(device)
         permissions.append({"user": user, "vhost": vhost, "configure": own, "write": own, "read": own})
@@ -112,8 +110,8 @@ def definitions(vhost: str, ingester: str, devices: dict[str, tuple[str, str]],
 
 def install_local(conf: Path, tls_dir: Path, amqps: str, ingester: str) -> bool:
     """For a node on this machine (deploy/setup.sh): a CA of its own in `tls_dir`, the node's
-    certificate, a client certificate for `ingester`, and server_conf appended to `conf`
-    unless it is there. Returns True if the conf changed (the node must restart)."""
+    certificate, a client certificate for `ingester`, and server_conf in `conf` (replacing the
+    block an earlier run wrote). Returns True if the conf changed (the node must restart)."""
     import pwd
     import shutil
 
