@@ -32,6 +32,10 @@ from earmark.runtime.durable import write_file
 GENESIS = "0" * 64
 
 
+class LedgerMoved(Exception):
+    """The entry a reader was told to go on from is not in the ledger as it was."""
+
+
 class Ledger:
     """An append-only file of MAC-chained JSON entries with the fields FIELDS."""
 
@@ -47,14 +51,20 @@ class Ledger:
         body = json.dumps([prev, *values], separators=(",", ":")).encode()
         return hmac.new(self._key, body, hashlib.sha256).hexdigest()
 
-    def records(self) -> Iterator[tuple[int, str, list[Any]]]:
+    def records(self, after: tuple[int, str] | None = None) -> Iterator[tuple[int, str, list[Any]]]:
         """(line number, MAC, field values) of every entry, each MAC checked (StoreError if the
-        ledger was tampered with)."""
+        ledger was tampered with). With `after` = (line, MAC) of an entry checked before, only
+        the entries after it, the chain checked from it on (the lines before are not parsed);
+        LedgerMoved if that line is not there with that MAC (the ledger was rewritten since)."""
         if not self.path.exists():
+            if after is not None:
+                raise LedgerMoved
             return
-        prev = GENESIS
+        prev, start = GENESIS, after[0] if after is not None else 0
         with open(self.path) as file:
             for number, line in enumerate(file, start=1):
+                if number < start:
+                    continue
                 try:
                     record = json.loads(line)
                     values = [record[f] for f in self.FIELDS]
@@ -62,11 +72,18 @@ class Ledger:
                 except (ValueError, KeyError, TypeError):
                     raise StoreError(f"{self.NAME} {self.path} line {number} is not a ledger entry: "
                                      "restore the ledger from its own backup") from None
+                if number == start:  # the mark: the chain goes on from its MAC
+                    if after is None or not hmac.compare_digest(mac, after[1]):
+                        raise LedgerMoved
+                    prev = mac
+                    continue
                 if not hmac.compare_digest(mac, self._mac(prev, values)):
                     raise StoreError(f"{self.NAME} {self.path} line {number} was altered (or the master key is "
                                      "not the one it was written with)")
                 yield number, mac, values
                 prev = mac
+        if start and prev == GENESIS:  # the mark's line is gone: a shorter, older ledger
+            raise LedgerMoved
 
     def check(self) -> None:
         for _ in self.records():
@@ -152,14 +169,18 @@ class DeletionLedger(Ledger):
     FIELDS = ("owner_id", "clip_ids", "deleted_at")
     DOMAIN = b"earmark/v1/deletion-ledger"
 
-    def entries(self, after: tuple[int, str] | None = None) -> Iterator[DeletionEntry]:
+    def entries(self, after: tuple[int, str] | None = None) -> list[DeletionEntry]:
         """Every deletion, or those after the line `after` = (line, its MAC) if that line is
-        still there with that MAC (else all of them: the ledger was rewritten since)."""
-        found = [DeletionEntry(n, mac, str(v[0]), tuple(str(c) for c in v[1]), str(v[2]))
-                 for n, mac, v in self.records()]
-        if after is not None and any((e.line, e.mac) == after for e in found):
-            found = found[after[0]:]
-        yield from found
+        still there with that MAC (else all of them: the ledger was rewritten since). Opening
+        the store reads it each time: from its mark on, the rest is not parsed again."""
+        def read(records: Iterator[tuple[int, str, list[Any]]]) -> list[DeletionEntry]:
+            return [DeletionEntry(n, mac, str(v[0]), tuple(str(c) for c in v[1]), str(v[2])) for n, mac, v in records]
+        if after is not None:
+            try:
+                return read(self.records(after))
+            except LedgerMoved:
+                pass
+        return read(self.records())
 
     def record(self, owner_id: str, clip_ids: list[str], deleted_at: str) -> None:
         """Append a deletion, durably, before the rows go (a crash between leaves a deletion
