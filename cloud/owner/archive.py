@@ -193,13 +193,17 @@ def _open_sealed() -> str:
         "</script>")
 
 
-def index_tail() -> bytes:
-    return b"</table>" + _open_sealed().encode() + LOCAL_TIMES.encode() + b"</body></html>\n"
+def index_tail(sealed: bool) -> bytes:
+    """The end of index.html; with the player for sealed clips only when it lists any."""
+    return b"</table>" + (_open_sealed().encode() if sealed else b"") + LOCAL_TIMES.encode() + b"</body></html>\n"
 
 
 def render_index(entries: Iterable[dict[str, Any]], owner_id: str, created: str, count: int,
                  statement: bytes = b"") -> Iterator[bytes]:
     """index.html, a row at a time, from the manifest's clip entries (and the statement)."""
     yield index_head(owner_id, created, count, statement)
-    yield from (index_row(e) for e in entries)
-    yield index_tail()
+    sealed = False
+    for e in entries:
+        sealed = sealed or is_sealed_entry(e)
+        yield index_row(e)
+    yield index_tail(sealed)

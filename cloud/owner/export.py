@@ -217,6 +217,7 @@ def export_owner(store: Store, owner_id: str, out_dir: Path, recipient: str | No
 def _write_zip(store: Store, owner_id: str, key: SigningKey, path: Path, export_id: str, created: str, total: int,
                progress: Callable[[int, int], None] | None, statement: bytes) -> tuple[int, int]:
     count = audio_bytes = 0
+    sealed = False
     known = KnownDevices(store)
     files: dict[str, str] = {}  # every file's SHA-256, for signature.json
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -231,6 +232,7 @@ def _write_zip(store: Store, owner_id: str, key: SigningKey, path: Path, export_
                 entries.write((b",\n" if count else b"") + item.entry)
                 csv_rows.write(item.csv_row)
                 index_rows.write(item.index_row)
+                sealed = sealed or item.sealed
                 count += 1
                 audio_bytes += len(item.audio)
                 if progress:
@@ -249,8 +251,8 @@ def _write_zip(store: Store, owner_id: str, key: SigningKey, path: Path, export_
                                (README, render_readme(owner_id, created, count))):
                 zf.writestr(entry_info(name, created), data)
                 files[name] = sha256(data)
-            files[INDEX] = _write_spilled(zf, entry_info(INDEX, created),
-                                          index_head(owner_id, created, count, statement), index_rows, index_tail())
+            files[INDEX] = _write_spilled(zf, entry_info(INDEX, created), index_head(owner_id, created, count, statement),
+                                          index_rows, index_tail(sealed))
             zf.writestr(entry_info(SIGNATURE, created), seal(key, owner_id, export_id, created, files))
         out.flush()  # the central directory is written when the ZipFile closes, above
         os.fsync(out.fileno())
@@ -268,6 +270,7 @@ class _Item:
     entry: bytes
     csv_row: bytes
     index_row: bytes
+    sealed: bool  # sealed to the household on its device: index.html then carries its player
 
 
 def _checked_item(store: Store, owner_id: str, row: ClipRow, device: KnownDevice | None, mark: str | None) -> _Item:
@@ -283,7 +286,7 @@ def _checked_item(store: Store, owner_id: str, row: ClipRow, device: KnownDevice
     if mark:
         entry["mark"] = mark
     return _Item(entry_info(name, h.captured_at), envelope.audio, h.audio_sha256, json.dumps(entry).encode(),
-                 csv_row(entry), index_row(entry))
+                 csv_row(entry), index_row(entry), h.sealed)
 
 
 def _write_spilled(zf: zipfile.ZipFile, info: zipfile.ZipInfo, head: bytes, spill: IO[bytes], tail: bytes) -> str:
