@@ -251,8 +251,8 @@ def _write_zip(store: Store, owner_id: str, key: SigningKey, path: Path, export_
                                (README, render_readme(owner_id, created, count))):
                 zf.writestr(entry_info(name, created), data)
                 files[name] = sha256(data)
-            files[INDEX] = _write_spilled(zf, entry_info(INDEX, created), index_head(owner_id, created, count, statement),
-                                          index_rows, index_tail(sealed))
+            head_of_index = index_head(owner_id, created, count, statement)
+            files[INDEX] = _write_spilled(zf, entry_info(INDEX, created), head_of_index, index_rows, index_tail(sealed))
             zf.writestr(entry_info(SIGNATURE, created), seal(key, owner_id, export_id, created, files))
         out.flush()  # the central directory is written when the ZipFile closes, above
         os.fsync(out.fileno())
