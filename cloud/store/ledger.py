@@ -28,12 +28,14 @@ from typing import Any, ClassVar
 
 from earmark.cloud.store.database import StoreError
 from earmark.runtime.durable import write_file
+from earmark.wire.errors import EarmarkError
 
 GENESIS = "0" * 64
 
 
-class LedgerMoved(Exception):
-    """The entry a reader was told to go on from is not in the ledger as it was."""
+class LedgerMoved(EarmarkError, LookupError):
+    """The entry a reader was told to go on from is not in the ledger as it was (the reader
+    then reads it whole): never escapes the ledger's readers."""
 
 
 class Ledger:
