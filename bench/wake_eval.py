@@ -366,7 +366,9 @@ def tune_enrolled(evaluation: Evaluation) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sources", default=",".join(SOURCES), help="comma-separated, of " + ", ".join(SOURCES))
-    parser.add_argument("--real", type=Path, default=REAL, help="the folder of people's recordings")
+    parser.add_argument("--real", type=Path, default=REAL,
+                        help="the folder of people's recordings, laid out as tests/data/people "
+                             "(its README: where the whole set comes from)")
     parser.add_argument("--models", type=Path, default=ROOT / ".cache" / "wake-eval" / "device" / "models")
     parser.add_argument("--no-roc", action="store_true")
     parser.add_argument("--summary", action="store_true", help="only the tables, as markdown")

@@ -1,6 +1,8 @@
 """The real-speech source of the wake-word evaluation: recordings made by people
-(../shared/speech/real: 165 crowd-sourced takes of "alexa", and about 40 minutes of other
-words by the same speakers), made into labelled clips in .cache/wake-eval/real-<key>/.
+(`--real DIR`: Picovoice's wake-word benchmark, 165 crowd-sourced takes of "alexa" as
+alexa/N.flac and about 40 minutes of other words by the same speakers as background/*.flac;
+tests/data/people is a 7 MB sample of it laid out the same way), made into labelled clips
+in .cache/wake-eval/real-<key>/.
 
 Positives: every take, with LEAD_S of room before it and 1 s after, heard in each of
 REAL_CONDITIONS: as recorded, in pink noise at 20, 10 and 5 dB SNR, in babble (three

@@ -30,7 +30,8 @@ step "1. The cloud: an empty store, and a master key kept outside the database"
 earmark-cloud init --data-dir "$CLOUD"
 
 step "2. The broker: TLS on 127.0.0.1:$PORT, no anonymous access, one login per device, an ACL"
-earmark-cloud broker config --data-dir "$CLOUD" --out "$DEMO/broker" --port "$PORT" --run-as "$(id -un)"
+# As the docs tell operators: started by root, Mosquitto drops to its own user ('mosquitto'); by anyone else, runs as them.
+earmark-cloud broker config --data-dir "$CLOUD" --out "$DEMO/broker" --port "$PORT"
 mosquitto -c "$DEMO/broker/mosquitto.conf" 2>"$DEMO/mosquitto.log" &
 PIDS+=($!)
 
@@ -99,14 +100,25 @@ earmark-cloud portal --data-dir "$CLOUD" 2>"$DEMO/portal.log" &
 PIDS+=($!)
 for _ in $(seq 100); do curl -fsS -o /dev/null "http://127.0.0.1:$WEB/signin" 2>/dev/null && break; sleep 0.1; done
 LINK="$(earmark-cloud owner invite --data-dir "$CLOUD" --owner "$OWNER")"
-echo "   Alice opens this in a browser on this machine (one use, 15 minutes), makes a passkey, and"
-echo "   sees, hears (decrypted in her browser: she picks $HOME_OF_ALICE/household-key.txt when asked)"
-echo "   and deletes her recordings, and who touched them:"
-echo
-echo "   $LINK"
-echo
-if [ -t 0 ] && [ "${EARMARK_DEMO_WAIT:-1}" = 1 ]; then
-  read -r -p "   The portal runs until you press Enter. " _
+# The portal stays up while someone can use the link: until Enter on a terminal, for
+# EARMARK_DEMO_WAIT seconds if that is set; with neither, it stops here and says so.
+if [ -n "${EARMARK_DEMO_WAIT:-}" ] || [ -t 0 ]; then
+  echo "   Alice opens this in a browser on this machine (one use, 15 minutes), makes a passkey, and"
+  echo "   sees, hears (decrypted in her browser: she picks $HOME_OF_ALICE/household-key.txt when asked)"
+  echo "   and deletes her recordings, and who touched them:"
+  echo
+  echo "   $LINK"
+  echo
+  if [ -n "${EARMARK_DEMO_WAIT:-}" ]; then
+    echo "   The portal runs for ${EARMARK_DEMO_WAIT} s (EARMARK_DEMO_WAIT)."
+    sleep "$EARMARK_DEMO_WAIT"
+  else
+    read -r -p "   The portal runs until you press Enter. " _
+  fi
+else
+  echo "   The portal started and answered, and stops now: there is no terminal to keep it up for. To open"
+  echo "   Alice's page in a browser, run the demo from a terminal, or with EARMARK_DEMO_WAIT=600 to keep"
+  echo "   the portal up for ten minutes."
 fi
 
 step "11. On Alice's side: she checks her archive offline and opens her clip with the age command"

@@ -49,9 +49,9 @@ want="$( { cat pyproject.toml; find wire runtime device cloud -name '*.py' -o -n
 if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   say "installing Python packages into .venv"
   [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
-  .venv/bin/python -m pip install -q --upgrade pip
+  .venv/bin/python -m pip install -qq --upgrade pip
   rm -rf build/__editable__.*
-  .venv/bin/python -m pip install -q -e '.[device,cloud,dev]' --config-settings editable_mode=strict
+  .venv/bin/python -m pip install -qq -e '.[device,cloud,dev]' --config-settings editable_mode=strict
   echo "$want" > "$stamp"
 fi
 

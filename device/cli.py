@@ -29,7 +29,7 @@ from earmark.device.settings import (
 )
 from earmark.device.sync.identity import load_or_create_key, public_key_of
 from earmark.runtime.command import confirmed, run_command, version
-from earmark.runtime.config import add_flags, flag_values
+from earmark.runtime.config import add_flags, blame_flags, flag_values
 from earmark.wire.errors import EarmarkError, TransientError
 
 log = logging.getLogger("earmark.device")
@@ -147,7 +147,8 @@ def _settings(args: argparse.Namespace) -> DeviceSettings:
     flags = flag_values(args)
     if getattr(args, "wake_words", None):
         flags["wake.words"] = tuple(WakeWordSettings(str(name)) for name in args.wake_words)
-    return load_settings(config, args.data_dir, flags)
+    with blame_flags(args, {"wake.words": ("--wake-word", getattr(args, "wake_words", None))}):
+        return load_settings(config, args.data_dir, flags)
 
 
 def _stop_on_signals() -> threading.Event:
@@ -207,21 +208,27 @@ def cmd_detect(args: argparse.Namespace) -> int:
     s = _settings(args)
     if args.threshold is not None:
         s = replace(s, wake=replace(s.wake, words=tuple(replace(w, threshold=args.threshold) for w in s.wake.words)))
-        validate(s)  # flags are checked like the config file
+        with blame_flags(args, {"wake.words": ("--threshold", [args.threshold] * len(s.wake.words))}):
+            validate(s)  # flags are checked like the config file
     wake = s.wake
     models = locate_models(s.models_dir, [w.name for w in wake.words])
     voices = verifiers(Path(s.data_dir), list(models.wake_words))
     sources = [WavFileSource(path) for path in args.files]  # fail before any output
+    logging.getLogger("earmark.device.listening.wake").setLevel(logging.WARNING)  # each detection: its JSON line
     for path, source in zip(args.files, sources, strict=True):
         detector = WakeDetector(wake, models, voices)
+        heard = 0
         source.start()
         while (frame := source.read()) is not None:
             hit = detector.process(frame)
             if hit is not None:
+                heard += 1
                 t = round((hit.frame_index + 1) * FRAME_SECONDS, 2)
                 print(json.dumps({"file": str(path), "t": t, "wake_word": hit.wake_word,
                                   "score": hit.score}), flush=True)
         source.stop()
+        if not heard:  # on stderr: standard output stays JSON lines
+            print(f"{path}: no wake word heard ({', '.join(w.name for w in wake.words)})", file=sys.stderr)
     return 0
 
 

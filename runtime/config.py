@@ -16,10 +16,12 @@ the side's own `validate`.
 from __future__ import annotations
 
 import argparse
+import re
 import tomllib
 import types
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import MISSING, Field, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -143,8 +145,12 @@ def _value(annotation: Any, value: Any, key: str, f: Field[Any] | None) -> Any:
         raise ConfigError(f"config key {key}: expected {annotation.__name__}, got {type(value).__name__}")
     rule: Rule | None = f.metadata.get("rule") if f is not None else None
     if rule is not None and (why := rule.fails(value)):
-        raise ConfigError(f"config key {key}: {why}")
+        raise _bad_value(key, why)
     return value
+
+
+def _bad_value(key: str, why: str) -> ConfigError:
+    return ConfigError(f"config key {key}: {why}", key, why)
 
 
 def check(settings: Any, prefix: str = "") -> None:
@@ -160,9 +166,9 @@ def check(settings: Any, prefix: str = "") -> None:
         elif isinstance(value, tuple) and (rule := f.metadata.get("rule")) is not None:
             for i, item in enumerate(value):
                 if why := rule.fails(item):
-                    raise ConfigError(f"config key {prefix}{f.name}[{i}]: {why}")
+                    raise _bad_value(f"{prefix}{f.name}[{i}]", why)
         elif value is not None and (rule := f.metadata.get("rule")) is not None and (why := rule.fails(value)):
-            raise ConfigError(f"config key {prefix}{f.name}: {why}")
+            raise _bad_value(f"{prefix}{f.name}", why)
 
 
 def _fields_by_path(cls: type, prefix: str = "") -> dict[str, tuple[Field[Any], Any]]:
@@ -183,6 +189,7 @@ def add_flags(parser: argparse.ArgumentParser, cls: type, paths: list[str], **de
     for path in paths:
         f, annotation = known[path]
         flag = f.metadata.get("flag") or "--" + path.split(".")[-1].replace("_", "-")
+        parser.set_defaults(**{"flag-name:" + path: flag})  # for blame_flags
         kind = annotation if typing.get_origin(annotation) is tuple else next(
             (a for a in typing.get_args(annotation) if a is not type(None)), annotation)
         options: dict[str, Any] = {"dest": "setting:" + path, "help": f.metadata.get("help", "")}
@@ -201,6 +208,29 @@ def flag_values(args: argparse.Namespace) -> dict[str, Any]:
     """The settings the command line gave, by dotted path (flags left out are not here)."""
     return {name.removeprefix("setting:"): tuple(value) if isinstance(value, list) else value
             for name, value in vars(args).items() if name.startswith("setting:") and value is not None}
+
+
+@contextmanager
+def blame_flags(args: argparse.Namespace, extra: Mapping[str, tuple[str, Any]] | None = None) -> Iterator[None]:
+    """A value a flag gave that the settings refuse is that flag's error, by the flag's name
+    and value ("--wake-word 'hey_siri': must be one of …"), not a config key the user never
+    wrote. `extra`: {dotted path: (flag, value)} for flags that set a setting their own way."""
+    try:
+        yield
+    except ConfigError as exc:
+        given = {n.removeprefix("flag-name:"): (flag, getattr(args, "setting:" + n.removeprefix("flag-name:"), None))
+                 for n, flag in vars(args).items() if n.startswith("flag-name:")} | dict(extra or {})
+        key = exc.key or ""
+        for path, (flag, value) in given.items():
+            rest = key[len(path):]
+            if value is None or exc.why is None or not key.startswith(path) or rest[:1] not in ("", "[", "."):
+                continue
+            index = re.match(r"\[(\d+)\]", rest)
+            if isinstance(value, list | tuple):
+                value = value[int(index.group(1))] if index and int(index.group(1)) < len(value) else None
+            shown = f" {value!r}" if isinstance(value, str | int | float) else ""
+            raise ConfigError(f"{flag}{shown}: {exc.why}", key, exc.why) from None
+        raise
 
 
 def override(settings: T, values: Mapping[str, Any]) -> T:

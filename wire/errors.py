@@ -38,7 +38,12 @@ class UsageError(EarmarkError):
 
 
 class ConfigError(UsageError, ValueError):
-    """A configuration value or flag that is wrong; the message names the key."""
+    """A configuration value or flag that is wrong; the message names the key (`key`, the
+    setting's dotted path, when one setting's value is at fault; `why`, what is wrong with it)."""
+
+    def __init__(self, message: str, key: str | None = None, why: str | None = None) -> None:
+        super().__init__(message)
+        self.key, self.why = key, why
 
 
 class TransientError(EarmarkError):

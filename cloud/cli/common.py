@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from earmark.cloud.settings import CloudSettings, default_data_dir, load_settings
 from earmark.cloud.store.store import Store
-from earmark.runtime.config import flag_values
+from earmark.runtime.config import blame_flags, flag_values
 
 if TYPE_CHECKING:
     from earmark.cloud.broker.control import SyncReport
@@ -27,7 +27,8 @@ def cli_settings(args: argparse.Namespace) -> CloudSettings:
     if config is None:
         default = (args.data_dir or default_data_dir()) / "cloud.toml"
         config = default if default.is_file() else None
-    return load_settings(config, args.data_dir, flag_values(args))
+    with blame_flags(args):
+        return load_settings(config, args.data_dir, flag_values(args))
 
 
 def cli_store(args: argparse.Namespace) -> Store:

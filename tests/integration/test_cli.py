@@ -61,9 +61,23 @@ def test_run_spools_one_clip_and_detect_reports_it(data_dir: Path, tmp_path: Pat
     [row] = [json.loads(line) for line in listed.stdout.splitlines()]
     assert row["wake_word"] == "hey_jarvis" and row["signature"] == "valid" and row["device_id"] == "den-pi"
 
-    detect = cli("detect", wav, "--wake-word", "hey_jarvis", "--wake-word", "alexa", data_dir=data_dir)
+    quiet = Scene().pause(2).write(tmp_path / "quiet.wav")
+    detect = cli("detect", wav, quiet, "--wake-word", "hey_jarvis", "--wake-word", "alexa", data_dir=data_dir)
     [hit] = [json.loads(line) for line in detect.stdout.splitlines()]
     assert hit["file"] == str(wav) and hit["wake_word"] == "hey_jarvis" and 1.0 < hit["t"] < 2.5
+    # Told once (no log line repeating the JSON), and the file with nothing in it is named on stderr.
+    assert detect.stderr.strip() == f"{quiet}: no wake word heard (hey_jarvis, alexa)", detect.stderr
+
+
+def test_a_bad_flag_value_is_one_line_naming_the_flag_not_a_config_key(data_dir: Path, tmp_path: Path) -> None:
+    wav = Scene().pause(1).write(tmp_path / "quiet.wav")
+    for argv, flag in ((("detect", wav, "--wake-word", "alexa", "--wake-word", "hey_siri"), "--wake-word 'hey_siri'"),
+                       (("detect", wav, "--threshold", "7"), "--threshold 7.0"),
+                       (("run", "--audio-file", wav, "--device-id", "pi-1", *PAIRED, "--recipient", "age1nope"),
+                        "--recipient 'age1nope'")):
+        result = cli(*argv, data_dir=data_dir)
+        one_line_error(result, f"error: {flag}: ")
+        assert "config key" not in result.stderr
 
 
 def test_missing_model_is_one_line_naming_models_fetch(tmp_path: Path) -> None:
