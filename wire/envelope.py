@@ -217,7 +217,7 @@ def decode_envelope(data: bytes, max_bytes: int = MAX_ENVELOPE_BYTES) -> Envelop
     header_bytes = data[PREAMBLE.size:header_end]
     view = memoryview(data)  # the audio (and v1's signed bytes) are views: 160 KB not copied again
     audio = view[header_end:audio_end]
-    header = _parse_header(header_bytes, version)
+    header = parse_header(header_bytes, version)
     _check_audio(header, audio)
     signed = data[:header_end] if version >= 2 else view[:audio_end]
     return Envelope(header, header_bytes, audio, data[audio_end:], signed)
@@ -261,7 +261,8 @@ MAX_SEQ = 2**53  # exact in every JSON reader
 _HEADER_JSON = json.JSONDecoder(object_pairs_hook=_reject_duplicate_keys, parse_constant=_reject_constant)
 
 
-def _parse_header(header_bytes: bytes, version: int) -> ClipHeader:
+def parse_header(header_bytes: bytes, version: int) -> ClipHeader:
+    """A header as signed, parsed and checked field by field (EnvelopeError if not valid)."""
     try:
         raw = _HEADER_JSON.decode(header_bytes.decode("ascii"))
     except EnvelopeError:

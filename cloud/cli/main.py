@@ -48,6 +48,7 @@ from earmark.cloud.cli.people import (
     cmd_owner_add,
     cmd_owner_invite,
     cmd_owner_list,
+    cmd_owner_reseal,
     cmd_owner_set_recipient,
     cmd_portal,
     cmd_purge,
@@ -82,6 +83,7 @@ EXAMPLES: dict[str, list[str]] = {
     "owner_invite": ["earmark-cloud owner invite --owner $OWNER   # a one-time link to the portal, for the owner"],
     "portal": ["earmark-cloud portal              # http://localhost:8080 (portal.public_url in cloud.toml)"],
     "owner_set_recipient": ["earmark-cloud owner set-recipient --owner $OWNER age1ql3z7hjy54pw3hyww5ayyfg7…"],
+    "owner_reseal": ["earmark-cloud owner reseal --all   # after upgrading: once each owner has set a household key"],
     "device_add": ["earmark-cloud device add --owner $OWNER --public-key ed25519:… --device-id kitchen-pi "
                    "--bundle-out kitchen-pi.bundle.json"],
     "device_bundle": ["earmark-cloud device bundle kitchen-pi --out kitchen-pi.bundle.json"],
@@ -155,6 +157,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "encrypted to it; a key set before is retired", owner)
     recipient.add_argument("--owner", required=True)
     recipient.add_argument("recipient", help="age1…")
+    reseal = command("reseal", cmd_owner_reseal,
+                     "re-seal to the household's key every clip the server sealed for an owner before they set "
+                     "one, then shred the server's key for them (run again at will: it carries on)", owner)
+    whom = reseal.add_mutually_exclusive_group(required=True)
+    whom.add_argument("--owner", help="owner id")
+    whom.add_argument("--all", action="store_true", help="every owner who has set a household key")
 
     portal = command("portal", cmd_portal, "serve the owners' portal (passkey sign-in; each owner sees, hears "
                      "and deletes their own recordings)")

@@ -79,6 +79,22 @@ def cmd_owner_set_recipient(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_owner_reseal(args: argparse.Namespace) -> int:
+    from earmark.cloud.owner.reseal import reseal_owner
+
+    store = cli_store(args)
+    owners = [args.owner] if args.owner else [o.owner_id for o in store.registry.owners()
+                                              if not o.erased_at and store.registry.household_recipients(o.owner_id)]
+    for owner_id in owners:
+        done = reseal_owner(store, owner_id)
+        print(json.dumps(asdict(done)) if args.json else
+              f"{owner_id}: {done.resealed} clip(s) re-sealed to the household's key, {done.already} sealed to it "
+              f"already; the server keeps no key that opens their audio")
+    if not owners and not args.json:
+        print("no owner has set a household key yet: nothing to re-seal")
+    return 0
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from earmark.cloud.owner.export import export_owner, terminal_progress
     from earmark.cloud.owner.statement import DataRequest

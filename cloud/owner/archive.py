@@ -67,8 +67,9 @@ def clip_file_name(captured_at: str, clip_id: str, sealed: bool = False) -> str:
 
 
 def is_sealed_entry(e: dict[str, Any]) -> bool:
-    """Was this manifest entry's clip sealed on its device (its signed header names recipients)?"""
-    return '"recipients":' in str(e.get("envelope_header", ""))
+    """Is this manifest entry's clip sealed to the household: on its device (its signed header
+    names recipients), or re-sealed by the store's upgrade (store/resealed.py)?"""
+    return '"recipients":' in str(e.get("envelope_header", "")) or "resealed" in e
 
 
 def render_readme(owner_id: str, created: str, count: int) -> bytes:

@@ -63,9 +63,10 @@ from earmark.cloud.owner.statement import DataRequest, render_statement
 from earmark.cloud.store.clips import ClipRow
 from earmark.cloud.store.crypto import CryptoError
 from earmark.cloud.store.keys import OwnerError
+from earmark.cloud.store.resealed import Resealed, sealed_audio
 from earmark.cloud.store.store import Store
 from earmark.runtime.durable import fsync_dir
-from earmark.wire.envelope import Envelope, EnvelopeError, decode_envelope, parse_public_key
+from earmark.wire.envelope import Envelope, EnvelopeError, parse_public_key
 from earmark.wire.errors import UsageError
 from earmark.wire.timestamps import utc_now
 
@@ -114,7 +115,7 @@ class KnownDevices:
         return self.seen[device_id]
 
 
-def checked_envelope(store: Store, owner_id: str, row: ClipRow, device: KnownDevice | None) -> Envelope:
+def checked_envelope(store: Store, owner_id: str, row: ClipRow, device: KnownDevice | None) -> Envelope | Resealed:
     """Open one of the owner's clips and run every check on it (see the module docstring).
     `device`: the row's device as the registry knows it (None: not registered)."""
     def fail(check: str, why: str) -> ExportError:
@@ -125,16 +126,14 @@ def checked_envelope(store: Store, owner_id: str, row: ClipRow, device: KnownDev
     if not row.blob_path.startswith(f"blobs/{owner_id}/") or ".." in row.blob_path:
         raise fail("blob_prefix", "its blob is not under the owner's prefix")
     try:
-        raw = store.clips.read(owner_id, row)
+        envelope = store.clips.stored(owner_id, row)
     except FileNotFoundError:
         raise fail("blob_missing", f"its blob {row.blob_path} is missing") from None
     except CryptoError:
         raise fail("blob_key", "its blob does not open with the owner's key and this clip's binding") from None
-    try:
-        envelope = decode_envelope(raw)
     except EnvelopeError as exc:
         raise fail("envelope", f"its envelope does not parse ({exc})") from None
-    if envelope.digest != row.envelope_sha256:
+    if envelope.digest not in (row.envelope_sha256, None):  # None: a re-sealed v1 clip's, checked when opened
         raise fail("hash", "its envelope does not match the stored digest")
     h = envelope.header
     if (h.clip_id, h.device_id, h.owner_id) != (row.clip_id, row.device_id, owner_id):
@@ -145,7 +144,7 @@ def checked_envelope(store: Store, owner_id: str, row: ClipRow, device: KnownDev
         raise fail("header", f"its header names another {' and '.join(wrong)}")
     if device is None:
         raise fail("device", f"device {h.device_id} is not registered")
-    if not envelope.verify(device.public_key):
+    if envelope.verify(device.public_key) is False:  # None: a re-sealed v1 clip's, checked when opened
         raise fail("signature", f"its signature does not verify with {h.device_id}'s registered key")
     bound = store.registry.owner_at(h.device_id, h.captured_at, device.bindings)
     if bound != owner_id:
@@ -277,16 +276,21 @@ def _checked_item(store: Store, owner_id: str, row: ClipRow, device: KnownDevice
     """Every check, then everything about the clip the archive needs (`mark`: the owner's, if any)."""
     envelope = checked_envelope(store, owner_id, row, device)
     h = envelope.header
-    name = clip_file_name(h.captured_at, h.clip_id, h.sealed)
-    entry = {"clip_id": h.clip_id, "device_id": h.device_id, "captured_at": h.captured_at,
-             "duration_ms": h.duration_ms, "trigger": h.trigger, "wake_word": h.wake_word,
-             "file": name, "wav_sha256": h.audio_sha256,  # decoding hashed these bytes (the WAV, or it sealed)
-             "envelope_sha256": row.envelope_sha256, "envelope_header": envelope.header_bytes.decode("ascii"),
-             "signature": base64.b64encode(envelope.signature).decode("ascii")}
+    sealed = sealed_audio(envelope)
+    name = clip_file_name(h.captured_at, h.clip_id, sealed)
+    # The file's SHA-256: decoding hashed the WAV (or the device's ciphertext) against the header already.
+    file_sha256 = hashlib.sha256(envelope.audio).hexdigest() if isinstance(envelope, Resealed) else h.audio_sha256
+    entry: dict[str, Any] = {
+        "clip_id": h.clip_id, "device_id": h.device_id, "captured_at": h.captured_at, "duration_ms": h.duration_ms,
+        "trigger": h.trigger, "wake_word": h.wake_word, "file": name, "wav_sha256": file_sha256,
+        "envelope_sha256": row.envelope_sha256, "envelope_header": envelope.header_bytes.decode("ascii"),
+        "signature": base64.b64encode(envelope.signature).decode("ascii")}
+    if isinstance(envelope, Resealed):  # the WAV the device signed, sealed later: its length, for checking it
+        entry["resealed"] = {"wav_bytes": envelope.plain_audio_bytes}
     if mark:
         entry["mark"] = mark
-    return _Item(entry_info(name, h.captured_at), envelope.audio, h.audio_sha256, json.dumps(entry).encode(),
-                 csv_row(entry), index_row(entry), h.sealed)
+    return _Item(entry_info(name, h.captured_at), memoryview(envelope.audio), file_sha256, json.dumps(entry).encode(),
+                 csv_row(entry), index_row(entry), sealed)
 
 
 def _write_spilled(zf: zipfile.ZipFile, info: zipfile.ZipInfo, head: bytes, spill: IO[bytes], tail: bytes) -> str:

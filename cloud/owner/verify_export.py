@@ -61,8 +61,11 @@ from earmark.cloud.owner.export import KnownDevice, KnownDevices
 from earmark.cloud.owner.signing import Seal, known_keys, open_seal, sha256_file
 from earmark.cloud.store.clips import MARK_NAMES
 from earmark.cloud.store.registry import Registry
+from earmark.cloud.store.resealed import Resealed, from_parts
 from earmark.cloud.store.store import Store
-from earmark.wire.envelope import EnvelopeError, decode_envelope, parse_public_key, reassemble
+from earmark.wire.envelope import Envelope, EnvelopeError, decode_envelope, parse_public_key, reassemble
+
+Opener = Any  # the household's age identity (pyrage's x25519.Identity), or None
 
 
 def verify_export(store: Store | None, archive: Path, owner_id: str, identity: Path | None = None,
@@ -70,21 +73,38 @@ def verify_export(store: Store | None, archive: Path, owner_id: str, identity: P
     """Every problem found (empty when the archive holds exactly what it should). `store`:
     None to check offline, trusting the signing `keys` given."""
     trusted = list(keys or []) + ([k.key for k in known_keys(store)] if store is not None else [])
-    if archive.name.endswith(".age"):
-        if identity is None:
-            return [f"{archive.name} is encrypted: give the owner's age identity with --identity"]
-        import pyrage
-        from pyrage import x25519
+    import pyrage
+    from pyrage import x25519
 
+    try:
+        key = x25519.Identity.from_str(_identity_line(identity)) if identity is not None else None
+    except Exception as exc:  # pyrage's errors carry no common base class
+        return [f"{identity} is not an age identity: {exc}"]
+    if archive.name.endswith(".age"):
+        if key is None:
+            return [f"{archive.name} is encrypted: give the owner's age identity with --identity"]
         with tempfile.TemporaryDirectory() as scratch:
             plain = Path(scratch) / "archive.zip"
             try:
-                key = x25519.Identity.from_str(_identity_line(identity))
                 pyrage.decrypt_file(str(archive), str(plain), [key])
-            except Exception as exc:  # pyrage's errors carry no common base class
-                return [f"the archive does not decrypt with {identity.name}: {exc}"]
-            return _verify_zip(store, plain, owner_id, trusted)
-    return _verify_zip(store, archive, owner_id, trusted)
+            except Exception as exc:
+                return [f"the archive does not decrypt with {identity}: {exc}"]
+            return _verify_zip(store, plain, owner_id, trusted, key)
+    return _verify_zip(store, archive, owner_id, trusted, key)
+
+
+def _opened(resealed: Resealed, key: Opener) -> Envelope | Resealed:
+    """A re-sealed clip opened with the household's identity, as its device sent it (to be
+    checked as any envelope); as it is without the identity."""
+    if key is None:
+        return resealed
+    import pyrage
+
+    try:
+        wav = pyrage.decrypt(resealed.audio, [key])
+    except Exception as exc:  # pyrage's errors carry no common base class
+        raise EnvelopeError("sealed", f"it does not open with the household's identity: {exc}") from None
+    return resealed.original(wav)
 
 
 def _identity_line(path: Path) -> str:
@@ -122,19 +142,20 @@ class _Read:
         return self.fixed[name] if name in self.fixed else self.zf.read(name)
 
 
-def _verify_zip(store: Store | None, path: Path, owner_id: str, trusted: list[str]) -> list[str]:
+def _verify_zip(store: Store | None, path: Path, owner_id: str, trusted: list[str], key: Opener) -> list[str]:
     zip_digest = sha256_file(path)  # of the zip itself (an encrypted archive's once decrypted)
     try:
         with zipfile.ZipFile(path) as zf:
             if len(zf.namelist()) != len(set(zf.namelist())):
                 return ["the archive holds two files of the same name"]
             read = _Read(zf)
-            return _verify_read(store, zip_digest, read, owner_id, trusted)
+            return _verify_read(store, zip_digest, read, owner_id, trusted, key)
     except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
         return [f"not a readable zip archive: {exc}"]
 
 
-def _verify_read(store: Store | None, zip_digest: str, read: _Read, owner_id: str, trusted: list[str]) -> list[str]:
+def _verify_read(store: Store | None, zip_digest: str, read: _Read, owner_id: str, trusted: list[str],
+                 key: Opener) -> list[str]:
     if SIGNATURE not in read:
         return ["the archive is not signed (made before Earmark signed its exports, or its signature was "
                 "removed): nothing proves this store made it or that it is unchanged"]
@@ -168,7 +189,7 @@ def _verify_read(store: Store | None, zip_digest: str, read: _Read, owner_id: st
     devices = _devices_source(store, read, owner_id, problems)
     links: list[ChainLink] = []
     for clip in clips:
-        found, link = _check_clip(devices, read, owner_id, clip)
+        found, link = _check_clip(devices, read, owner_id, clip, key)
         problems += found
         if link is not None:
             links.append(link)
@@ -364,26 +385,35 @@ def _devices_source(store: Store | None, read: _Read, owner_id: str, problems: l
     return found.get
 
 
-def _check_clip(devices: DeviceSource, read: _Read, owner_id: str,
-                clip: dict[str, Any]) -> tuple[list[str], ChainLink | None]:
-    """Its problems, and (for a v2 clip that passed every check) its place in the chain."""
+def _check_clip(devices: DeviceSource, read: _Read, owner_id: str, clip: dict[str, Any],
+                key: Opener) -> tuple[list[str], ChainLink | None]:
+    """Its problems, and (for a v2 clip that passed every check) its place in the chain. A
+    clip re-sealed by the store's upgrade is held to its device's signature whole only when
+    `key` (the household's identity) opens it; without, its v2 header's signature is checked."""
     clip_id = clip.get("clip_id")
     name = clip.get("file")
     if name not in read:
         return [f"clip {clip_id}: {name} is listed but missing"], None
     wav = read.read(str(name))
     try:
-        raw = reassemble(str(clip["envelope_header"]).encode("ascii"), wav,
-                         base64.b64decode(clip["signature"], validate=True))
-        envelope = decode_envelope(raw)
+        header_bytes = str(clip["envelope_header"]).encode("ascii")
+        signature = base64.b64decode(clip["signature"], validate=True)
+        envelope: Envelope | Resealed
+        if "resealed" in clip:
+            if hashlib.sha256(wav).hexdigest() != clip.get("wav_sha256"):
+                return [f"clip {clip_id}: {name} does not match its SHA-256"], None
+            envelope = _opened(from_parts(header_bytes, int(clip["resealed"]["wav_bytes"]), signature, wav), key)
+        else:
+            envelope = decode_envelope(reassemble(header_bytes, wav, signature))
     except EnvelopeError as exc:
         if exc.reason == "audio_hash" and hashlib.sha256(wav).hexdigest() != clip.get("wav_sha256"):
             return [f"clip {clip_id}: {name} does not match its SHA-256"], None
         return [f"clip {clip_id}: header, signature and WAV do not form a valid envelope ({exc})"], None
-    except (KeyError, binascii.Error, UnicodeEncodeError) as exc:
+    except (KeyError, TypeError, ValueError, binascii.Error, UnicodeEncodeError) as exc:
         return [f"clip {clip_id}: header, signature and WAV do not form a valid envelope ({exc})"], None
     h = envelope.header
-    if h.audio_sha256 != clip.get("wav_sha256"):  # decoding hashed the WAV: it is the header's
+    if "resealed" not in clip and h.audio_sha256 != clip.get("wav_sha256"):
+        # decoding hashed the WAV (or the device's ciphertext): it is the header's
         return [f"clip {clip_id}: {name} does not match its SHA-256"], None
     if (h.clip_id, h.owner_id, h.device_id) != (clip_id, owner_id, clip.get("device_id")):
         return [f"clip {clip_id}: its signed header names another clip, owner or device"], None
@@ -392,10 +422,10 @@ def _check_clip(devices: DeviceSource, read: _Read, owner_id: str,
     if any(clip.get(key) != value for key, value in signed.items()):
         return [f"clip {clip_id}: the manifest's capture time, length or wake word differ from its signed header"], None
     device = devices(h.device_id)
-    if device is None or not envelope.verify(device.public_key):
+    if device is None or envelope.verify(device.public_key) is False:  # None: a re-sealed v1 clip left closed
         return [f"clip {clip_id}: the signature does not verify with {h.device_id}'s registered key"], None
     if Registry.owner_at_time(h.captured_at, device.bindings) != owner_id:
         return [f"clip {clip_id}: {h.device_id} was not bound to this owner at {h.captured_at}"], None
-    if h.seq is None or h.prev_sha256 is None:
+    if h.seq is None or h.prev_sha256 is None or envelope.digest is None:
         return [], None  # a v1 clip: not chained
     return [], ChainLink(h.device_id, h.seq, h.prev_sha256, envelope.digest)

@@ -23,7 +23,8 @@ ERASE_PHRASE = "erase everything"
 EVENT_NAMES = {
     "clip_stored": "recording stored", "clip_deleted": "recording deleted", "clips_purged": "recordings purged",
     "export_completed": "export made", "export_aborted": "export stopped by a failed check",
-    "owner_added": "account created", "owner_recipient_set": "export encryption key set",
+    "owner_added": "account created", "owner_recipient_set": "household key set",
+    "owner_clips_resealed": "earlier recordings sealed to your household key",
     "device_added": "device added",
     "device_revoked": "device revoked", "portal_invite_made": "portal invite made",
     "portal_passkey_registered": "passkey registered", "portal_signed_in": "signed in to the portal",

@@ -21,6 +21,7 @@ from earmark.cloud.owner.retention import OWNER_CHOICES, effective_days
 from earmark.cloud.portal.guard import Call, OwnerRoute
 from earmark.cloud.portal.state import PortalState
 from earmark.cloud.store.clips import MARK_NAMES, ClipFilter, ClipRow
+from earmark.cloud.store.resealed import sealed_audio
 from earmark.wire.timestamps import format_utc
 
 PAGE_SIZE = 25
@@ -108,7 +109,7 @@ def audio(call: Call) -> Response:
         envelope = checked_envelope(store, call.owner_id, row, KnownDevices(store).get(row.device_id))
     except ExportError:
         return call.message(409, "Not played", "This recording failed its checks and is not played.")
-    if envelope.header.sealed:  # the household's ciphertext: the page opens it (static/household.js)
+    if sealed_audio(envelope):  # the household's ciphertext: the page opens it (static/household.js)
         return Response(bytes(envelope.audio), media_type="application/octet-stream",
                         headers={"X-Earmark-Sealed": "age"})
     return ranged(call, bytes(envelope.audio), "audio/wav")

@@ -16,6 +16,9 @@ from earmark.cloud.store.database import Cursor, Database, in_list
 from earmark.cloud.store.ddl import SET_META, insert
 from earmark.cloud.store.keys import Keys
 from earmark.cloud.store.ledger import DeletionEntry, DeletionLedger
+from earmark.cloud.store.resealed import MARK as RESEALED
+from earmark.cloud.store.resealed import Resealed
+from earmark.cloud.store.resealed import parse as parse_resealed
 from earmark.wire.envelope import Envelope, EnvelopeError, decode_envelope, envelope_digest
 from earmark.wire.timestamps import utc_now
 
@@ -222,6 +225,15 @@ class Clips:
         is not this owner's clip (a household-sealed one is checked by its header and digest)."""
         return self._opened(owner_id, clip.device_id, clip.clip_id, self.blobs.read(clip.blob_path))
 
+    def stored(self, owner_id: str, clip: ClipRow) -> Envelope | Resealed:
+        """The clip as stored, decoded: its envelope (opened with the owner's key if the server
+        sealed it), or a clip re-sealed to the household since (store/resealed.py), whose
+        audio nothing here opens. CryptoError, EnvelopeError or FileNotFoundError if it is not."""
+        blob = self.blobs.read(clip.blob_path)
+        if blob.startswith(RESEALED):
+            return parse_resealed(blob)
+        return decode_envelope(self._opened(owner_id, clip.device_id, clip.clip_id, blob))
+
     def get(self, owner_id: str, clip_id: str) -> ClipRow | None:
         """The owner's clip with this id; None if there is none (or it is someone else's)."""
         rows = self.db.query(f"SELECT * FROM clips {OWNER_CLIP}", {"owner_id": owner_id, "clip_id": clip_id},
@@ -391,6 +403,8 @@ class Clips:
         opens with the owner's key and one of these devices' bindings; else None."""
         clip_id = relative.rsplit("/", 1)[-1].removesuffix(".bin")
         sealed = self.blobs.read(relative)
+        if sealed.startswith(RESEALED):
+            return None  # its row named it, and only its row can: the sweep sets it aside
         if sealed.startswith(HOUSEHOLD_SEALED):  # the sweep then checks its header and signature
             raw = sealed[len(HOUSEHOLD_SEALED):]
             try:

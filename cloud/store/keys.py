@@ -27,6 +27,11 @@ class OwnerError(UsageError, LookupError):
     """An owner-scoped call named an owner that does not exist or was erased."""
 
 
+# owners.wrapped_key of a live owner whose clips are all sealed to their household (re-sealed
+# by owner/reseal.py): the server keeps no data key for them at all. (NULL is an erased owner.)
+NO_SERVER_KEY = b"household"
+
+
 class Keys:
     def __init__(self, db: Database, master_key: bytes, secrets: OwnerSecrets) -> None:
         self.db = db
@@ -87,12 +92,30 @@ class Keys:
             raise OwnerError(f"no owner {owner_id}")
         if rows[0]["wrapped_key"] is None:
             raise OwnerError(f"owner {owner_id} was erased")
+        if bytes(rows[0]["wrapped_key"]) == NO_SERVER_KEY:
+            raise CryptoError(f"owner {owner_id}'s clips are sealed to their household: the server keeps no key "
+                              "of theirs")
         key = self._unwrap(self.master_key, owner_id, rows[0]["wrapped_key"])
         self._owner_keys[owner_id] = key
         return key
 
     def forget_owner_key(self, owner_id: str) -> None:
         self._owner_keys.pop(owner_id, None)
+
+    def has_server_key(self, owner_id: str) -> bool:
+        """Does the store still wrap a data key for this live owner (one that opens the clips
+        it sealed before the household had a key of its own)?"""
+        rows = self.db.query("SELECT wrapped_key FROM owners WHERE owner_id = :owner_id", {"owner_id": owner_id},
+                             owner=owner_id)
+        return bool(rows) and rows[0]["wrapped_key"] is not None and bytes(rows[0]["wrapped_key"]) != NO_SERVER_KEY
+
+    def drop_server_key(self, cur: Cursor, owner_id: str) -> None:
+        """Inside the caller's transaction, scoped to the owner: the owner's wrapped data key
+        goes (NO_SERVER_KEY stands in its place, so the owner stays live). Shred the owner's
+        secret once this commits (`shred_owner`): that is what an older backup's copy needs."""
+        cur.execute("UPDATE owners SET wrapped_key = :none WHERE owner_id = :owner_id AND wrapped_key IS NOT NULL",
+                    {"none": NO_SERVER_KEY, "owner_id": owner_id})
+        self.forget_owner_key(owner_id)
 
     def shred_owner(self, owner_id: str) -> None:
         """Erasure's first step: the owner's secret goes, and with it every copy of their data key."""
@@ -116,8 +139,8 @@ class Keys:
         cur.scope(owner_id)
         wrapped = cur.execute("SELECT wrapped_key FROM owners WHERE owner_id = :owner_id",
                               {"owner_id": owner_id}).fetchone()
-        if wrapped is None or wrapped["wrapped_key"] is None:
-            return False  # erased: nothing to carry over
+        if wrapped is None or wrapped["wrapped_key"] is None or bytes(wrapped["wrapped_key"]) == NO_SERVER_KEY:
+            return False  # erased, or sealed to the household only: nothing to carry over
         key = self._unwrap(self.master_key, owner_id, wrapped["wrapped_key"])
         cur.execute("UPDATE owners SET wrapped_key = :wrapped WHERE owner_id = :owner_id",
                     {"wrapped": self._wrap(new_master, owner_id, key), "owner_id": owner_id})
@@ -135,7 +158,8 @@ class Keys:
                 cur.scope(owner_id)
                 wrapped = cur.execute("SELECT wrapped_key FROM owners WHERE owner_id = :owner_id",
                                       {"owner_id": owner_id}).fetchone()
-                if wrapped is None or wrapped["wrapped_key"] is None or self._moved(owner_id, wrapped["wrapped_key"]):
+                if (wrapped is None or wrapped["wrapped_key"] is None or bytes(wrapped["wrapped_key"]) == NO_SERVER_KEY
+                        or self._moved(owner_id, wrapped["wrapped_key"])):
                     continue
                 moved += self._rewrap(cur, owner_id, self.master_key)
             cur.execute(SET_META,

@@ -55,6 +55,7 @@ from earmark.cloud.store.portal import PortalAccess
 from earmark.cloud.store.presence import DevicePresence
 from earmark.cloud.store.quarantine import Quarantine
 from earmark.cloud.store.registry import Device, Owner, Registry
+from earmark.cloud.store.resealed import MARK as RESEALED
 from earmark.cloud.store.rotation import finish_rotation, rotate
 from earmark.wire.envelope import EnvelopeError, decode_envelope, parse_public_key
 
@@ -213,6 +214,8 @@ class Store(AbstractContextManager["Store"]):
             return "no such owner"
         candidates = devices_of(owner_id)
         opened = self.clips.open_blob(owner_id, path, [d.device_id for d in candidates])
+        if opened is None and self.blobs.read(path).startswith(RESEALED):
+            return "a re-sealed clip whose row is gone (restore the database from after the re-sealing)"
         if opened is None:
             return "does not open with the owner's key and devices"
         device_id, raw = opened
