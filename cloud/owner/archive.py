@@ -29,6 +29,7 @@ import csv
 import functools
 import html
 import io
+import json
 import zipfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -164,47 +165,53 @@ def _listen(e: dict[str, Any]) -> str:
 
 
 @functools.cache
-def _open_sealed() -> str:
-    """index.html's player for sealed clips, offline: the portal's vendored age implementation
-    (typage, cloud/portal/static/age-encryption.js), imported from a data: URL since a page
-    opened from disk may load no module file, decrypts the clips the reader picks with the
-    household key file the reader picks, in the page; nothing leaves the reader's machine."""
+def _player() -> str:
+    """open_sealed.js, with the portal's vendored age implementation (typage, cloud/portal/
+    static/age-encryption.js) as a data: URL, since a page opened from disk may load no module file."""
     bundle = base64.b64encode((PORTAL_STATIC / "age-encryption.js").read_bytes()).decode("ascii")
+    script = (Path(__file__).with_name("open_sealed.js")).read_text()
+    return script.replace("AGE_MODULE_URL", f"data:text/javascript;base64,{bundle}")
+
+
+def _open_sealed(wraps: dict[str, Any] | None) -> str:
+    """index.html's player for sealed clips, offline (open_sealed.js): it opens the clips the
+    reader picks with the household key file the reader picks, or with the recovery code and
+    the household's key `wraps` (your-data.json's, ciphertext that only that code opens), in
+    the page; nothing leaves the reader's machine."""
+    kept = {"recovery": (wraps or {}).get("recovery"), "previous": list((wraps or {}).get("previous") or [])}
+    data = json.dumps(kept, sort_keys=True, separators=(",", ":")).replace("<", "\\u003c")  # never "</script>"
     return (
         "<section id=\"open-sealed\" hidden><h2>Listen to your sealed recordings here</h2><p>They are sealed to "
-        "your household key: choose your key file, then this archive's files in its clips folder. They are "
-        "opened in this page; nothing is sent anywhere.</p><p><label>Household key file <input type=\"file\" "
-        "id=\"key-file\"></label> <label>Sealed recordings <input type=\"file\" id=\"sealed-files\" multiple "
-        "accept=\".age\"></label></p><p id=\"opened\" role=\"status\"></p></section>"
-        "<script type=\"module\">const cells=[...document.querySelectorAll('.sealed[data-file]')];"
-        "if(cells.length){document.getElementById('open-sealed').hidden=false;"
-        f"const age=await import('data:text/javascript;base64,{bundle}');"
-        "const say=(t)=>{document.getElementById('opened').textContent=t};"
-        "const open=async()=>{const k=document.getElementById('key-file').files[0];"
-        "const files=[...document.getElementById('sealed-files').files];if(!k||!files.length)return;"
-        "const id=((await k.text()).match(/^AGE-SECRET-KEY-1[0-9A-Z]+$/m)||[''])[0];"
-        "if(!id){say('That file holds no household key (AGE-SECRET-KEY-1…).');return}let n=0;"
-        "for(const f of files){const cell=cells.find((c)=>c.dataset.file.endsWith('/'+f.name));if(!cell)continue;"
-        "try{const d=new age.Decrypter();d.addIdentity(id);"
-        "const wav=await d.decrypt(new Uint8Array(await f.arrayBuffer()));const a=document.createElement('audio');"
-        "a.controls=true;a.src=URL.createObjectURL(new Blob([wav],{type:'audio/wav'}));a.dataset.decodedBytes="
-        "String(wav.length);cell.replaceWith(a);n++}catch(e){say(f.name+' does not open with that key.');return}}"
-        "say(n+' recording(s) opened with your key.')};"
-        "for(const id of ['key-file','sealed-files'])document.getElementById(id).addEventListener('change',open)}"
-        "</script>")
+        "your household key: choose your key file, or type your recovery code, then choose this archive's files "
+        "in its clips folder. They are opened in this page; nothing is sent anywhere.</p><p><label>Household key "
+        "file <input type=\"file\" id=\"key-file\"></label></p><form id=\"by-code\" hidden><label>or your "
+        "recovery code <input id=\"recovery-code\" autocomplete=\"off\" spellcheck=\"false\" size=\"40\">"
+        "</label> <button>Use the code</button></form><p><label>Sealed recordings <input type=\"file\" "
+        "id=\"sealed-files\" multiple accept=\".age\"></label></p><p id=\"opened\" role=\"status\"></p></section>"
+        f"<script type=\"application/json\" id=\"household-wraps\">{data}</script>"
+        f"<script type=\"module\">{_player()}</script>")
 
 
-def index_tail(sealed: bool) -> bytes:
-    """The end of index.html; with the player for sealed clips only when it lists any."""
-    return b"</table>" + (_open_sealed().encode() if sealed else b"") + LOCAL_TIMES.encode() + b"</body></html>\n"
+def index_tail(sealed: bool, wraps: dict[str, Any] | None = None) -> bytes:
+    """The end of index.html; with the player for sealed clips only when it lists any (and
+    `wraps`, the household's key wraps your-data.json lists, for the recovery code)."""
+    return (b"</table>" + (_open_sealed(wraps).encode() if sealed else b"") + LOCAL_TIMES.encode()
+            + b"</body></html>\n")
 
 
 def render_index(entries: Iterable[dict[str, Any]], owner_id: str, created: str, count: int,
-                 statement: bytes = b"") -> Iterator[bytes]:
-    """index.html, a row at a time, from the manifest's clip entries (and the statement)."""
+                 statement: bytes = b"", wraps: dict[str, Any] | None = None) -> Iterator[bytes]:
+    """index.html, a row at a time, from the manifest's clip entries (and the statement, and
+    the household's key wraps)."""
     yield index_head(owner_id, created, count, statement)
     sealed = False
     for e in entries:
         sealed = sealed or is_sealed_entry(e)
         yield index_row(e)
-    yield index_tail(sealed)
+    yield index_tail(sealed, wraps)
+
+
+def household_wraps(account: Any) -> dict[str, Any] | None:
+    """The household's key wraps from your-data.json's account (None in an archive without)."""
+    wraps = account.get("household_key_wraps") if isinstance(account, dict) else None
+    return wraps if isinstance(wraps, dict) else None

@@ -53,6 +53,7 @@ from earmark.cloud.owner.archive import (
     clip_file_name,
     csv_row,
     entry_info,
+    household_wraps,
     index_head,
     index_row,
     index_tail,
@@ -244,14 +245,16 @@ def _write_zip(store: Store, owner_id: str, key: SigningKey, path: Path, export_
                                              json.dumps(head)[:-1].encode() + b', "clips": [\n', entries, b"\n]}\n")
             files[CSV_NAME] = _write_spilled(zf, entry_info(CSV_NAME, created), CSV_HEAD, csv_rows, b"")
             devices = _devices(store, owner_id, known)
+            your_data = _your_data(store, owner_id, devices)
             for name, data in ((DEVICES, json.dumps(devices, indent=2).encode()),
-                               (YOUR_DATA, json.dumps(_your_data(store, owner_id, devices), indent=1).encode()),
+                               (YOUR_DATA, json.dumps(your_data, indent=1).encode()),
                                (STATEMENT, statement),
                                (README, render_readme(owner_id, created, count))):
                 zf.writestr(entry_info(name, created), data)
                 files[name] = sha256(data)
             head_of_index = index_head(owner_id, created, count, statement)
-            files[INDEX] = _write_spilled(zf, entry_info(INDEX, created), head_of_index, index_rows, index_tail(sealed))
+            files[INDEX] = _write_spilled(zf, entry_info(INDEX, created), head_of_index, index_rows,
+                                          index_tail(sealed, household_wraps(your_data["account"])))
             zf.writestr(entry_info(SIGNATURE, created), seal(key, owner_id, export_id, created, files))
         out.flush()  # the central directory is written when the ZipFile closes, above
         os.fsync(out.fileno())
@@ -325,6 +328,13 @@ def _devices(store: Store, owner_id: str, known: KnownDevices) -> list[dict[str,
     return result
 
 
+def _key_wraps(store: Store, owner_id: str) -> dict[str, Any]:
+    wraps = store.household.wraps(owner_id)
+    b64 = [(w.kind, base64.b64encode(w.wrapped).decode("ascii")) for w in wraps]
+    return {"recovery": next((data for kind, data in b64 if kind == "recovery"), None),
+            "previous": [data for kind, data in b64 if kind == "previous"]}
+
+
 def _your_data(store: Store, owner_id: str, devices: list[dict[str, Any]]) -> dict[str, Any]:
     """your-data.json: everything else the store keeps about the owner, in the same snapshot
     (GDPR Art. 15 and 20): the account, the portal's passkeys and sessions (metadata only),
@@ -340,7 +350,10 @@ def _your_data(store: Store, owner_id: str, devices: list[dict[str, Any]]) -> di
             "account": {"display_name": owner.display_name if owner else "", "created_at": owner.created_at
                         if owner else "", "auto_delete_days": store.registry.retention(owner_id),
                         "exports_encrypted_to": store.registry.recipient(owner_id),
-                        "household_keys": store.registry.household_recipients(owner_id)},
+                        "household_keys": store.registry.household_recipients(owner_id),
+                        # ciphertext only the recovery code (or a newer household key) opens: the
+                        # archive's index.html opens the clips with the code through them
+                        "household_key_wraps": _key_wraps(store, owner_id)},
             **store.portal.access_of(owner_id),
             "presence": [{"device_id": d, "online": p.online, "changed_at": p.changed_at, "status": p.status}
                          for d, p in sorted(presence.items())],

@@ -51,6 +51,7 @@ from earmark.cloud.owner.archive import (
     YOUR_DATA_KEYS,
     clip_file_name,
     entry_info,
+    household_wraps,
     is_sealed_entry,
     render_csv,
     render_index,
@@ -286,7 +287,8 @@ ENTRY_FIELDS: dict[str, tuple[type, ...]] = {
     "clip_id": (str,), "device_id": (str,), "captured_at": (str,), "duration_ms": (int,), "trigger": (str,),
     "wake_word": (str, type(None)), "file": (str,), "wav_sha256": (str,), "envelope_sha256": (str,),
     "envelope_header": (str,), "signature": (str,),
-    "mark": (str, type(None))}  # the owner's own mark, only on a marked clip (and absent in older archives)
+    "mark": (str, type(None)),  # the owner's own mark, only on a marked clip (and absent in older archives)
+    "resealed": (dict, type(None))}  # a clip re-sealed by the store's upgrade: the length of the WAV it signed
 
 
 def _check_fixed_files(store: Store | None, read: _Read, owner_id: str, manifest: dict[str, Any],
@@ -296,8 +298,12 @@ def _check_fixed_files(store: Store | None, read: _Read, owner_id: str, manifest
     ends go into `chain_ends`)."""
     clips, created = manifest["clips"], manifest["created_at"]
     statement = read.read(STATEMENT) if STATEMENT in read else b""
+    try:
+        wraps = household_wraps(json.loads(read.read(YOUR_DATA)).get("account")) if YOUR_DATA in read else None
+    except (ValueError, AttributeError):
+        wraps = None  # _check_your_data says what is wrong with it
     rebuilt = {README: render_readme(owner_id, created, len(clips)),
-               INDEX: b"".join(render_index(clips, owner_id, created, len(clips), statement)),
+               INDEX: b"".join(render_index(clips, owner_id, created, len(clips), statement, wraps)),
                CSV_NAME: b"".join(render_csv(clips))}
     problems = [f"{name} is not what the manifest says it should be" for name, data in rebuilt.items()
                 if name in read and read.read(name) != data]

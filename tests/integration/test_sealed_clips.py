@@ -127,6 +127,60 @@ def test_an_archive_of_sealed_clips_opens_with_the_age_command_and_with_its_own_
     assert decoded == str(44 + int(1.5 * 16000) * 2)
 
 
+def test_the_archive_page_opens_clips_with_the_recovery_code_through_a_rotation(
+        store: Store, tmp_path: Path) -> None:
+    """A household that made its key in the portal and kept only the recovery code: the
+    archive's index.html, opened from disk, takes the code, opens the household key wrapped in
+    the page, and through the wrap a rotation left, the older key a clip was sealed to. A wrong
+    code is told, and opens nothing."""
+    from pyrage import passphrase
+
+    from earmark.cloud.store.household import NewMember
+
+    alice = enrolled_device(store, "Alice")
+    first, member = x25519.Identity.generate(), x25519.Identity.generate()
+    old_code, code = "ABCDE-FGHJK-LMNPQ-RSTUV-WXYZ2-34567", "QRSTU-VWXYZ-23456-789AB-CDEFG-HJKLM"
+
+    def new_member() -> NewMember:
+        return NewMember(str(member.to_public()), passphrase.encrypt(str(member).encode(), "stand-in for a passkey"),
+                         pyrage.encrypt(str(first).encode(), [member.to_public()]))
+
+    store.household.create(alice.owner_id, str(first.to_public()), passphrase.encrypt(str(first).encode(), old_code),
+                           new_member())
+    envelope = alice.clip(CANARY, seconds=1.0, sealed_to=(str(first.to_public()),))
+    assert Ingestor(store).handle(alice.topic, envelope).status == "stored"
+    second = x25519.Identity.generate()
+    [join] = store.household.joins(alice.owner_id)
+    store.household.rotate(alice.owner_id, str(second.to_public()), passphrase.encrypt(str(second).encode(), code),
+                           pyrage.encrypt(str(first).encode(), [second.to_public()]),
+                           {join.join_id: pyrage.encrypt(str(second).encode(), [member.to_public()])})
+    result = export_owner(store, alice.owner_id, tmp_path / "out")  # encrypted to the new key as a whole
+    opened = tmp_path / "archive"
+    with zipfile.ZipFile(io.BytesIO(pyrage.decrypt(result.path.read_bytes(), [second]))) as archive:
+        archive.extractall(opened)
+    [sealed] = (opened / "clips").glob("*.wav.age")
+    playwright = pytest.importorskip("playwright.sync_api")
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=shutil.which("chromium"), args=["--no-sandbox"])
+        page = browser.new_page()
+        page.goto((opened / "index.html").as_uri())
+        page.wait_for_selector("#by-code:not([hidden])")
+        page.fill("#recovery-code", old_code)  # the code from before the rotation: it opens nothing now
+        page.set_input_files("#sealed-files", str(sealed))
+        page.wait_for_function("document.getElementById('opened').textContent.includes('recovery code')")
+        assert page.locator("audio[data-decoded-bytes]").count() == 0
+        page.fill("#recovery-code", code.lower())  # typed as people type it
+        page.click("#by-code button")
+        page.wait_for_selector("audio[data-decoded-bytes]", timeout=20_000)
+        decoded = page.get_attribute("audio[data-decoded-bytes]", "data-decoded-bytes")
+        page.screenshot(path=str(tmp_path / "archive-recovery-code.png"), full_page=True)
+        browser.close()
+    assert decoded == str(44 + 16000 * 2)
+    key_file = tmp_path / "household-key.txt"
+    key_file.write_text(f"{second}\n")
+    assert verify_export(store, result.path, alice.owner_id, identity=key_file) == []  # the page is the rebuilt one
+
+
 def test_an_ingest_host_without_the_owner_keys_folder_stores_and_exports_sealed_clips(
         store: Store, tmp_path: Path) -> None:
     """A household's sealed clips need no key of the owner's to be stored, read back or
