@@ -177,8 +177,8 @@ class Publisher:
             self.spool.remove(clip)
             log.info("clip %s %s by the cloud; removed from the spool", receipt.clip_id, receipt.status)
         else:
+            self.rejected += 1  # counted before the clip leaves the spool: wait_drained() may return at once
             self.spool.reject(clip, receipt.reason)
-            self.rejected += 1
             log.error("clip %s was rejected by the cloud (%s); kept in %s", receipt.clip_id, receipt.reason,
                       self.spool.rejected_dir)
         self.on_receipt(receipt)
