@@ -11,6 +11,8 @@ and is timed from its connect to its N-th message handled:
 
 Runs alternate (baseline, ingester, ...); it prints clips/s for both, their ratio (target
 >= 0.6) and CPU ms per clip. Usage: .venv/bin/python bench/ingest_throughput.py [--clips 300]
+With EARMARK_BENCH_PROFILE=1 (and `pip install yappi`), each ingester run prints yappi's CPU
+profile of all its threads to stderr.
 """
 
 from __future__ import annotations
@@ -124,6 +126,12 @@ def child_ingester(port: int, count: int, data_dir: Path, owner_id: str) -> dict
     metrics = Metrics()
     service = IngestService(settings, Ingestor(store), metrics)
     stop = threading.Event()
+    profile = os.environ.get("EARMARK_BENCH_PROFILE")  # yappi's CPU profile of every thread, to stderr
+    if profile:
+        import yappi
+
+        yappi.set_clock_type("cpu")
+        yappi.start()
     runner = threading.Thread(target=service.run, args=(stop,))
     runner.start()
     service.connected.wait(30)
@@ -135,6 +143,10 @@ def child_ingester(port: int, count: int, data_dir: Path, owner_id: str) -> dict
     t1, times1 = time.monotonic(), os.times()
     stop.set()
     runner.join()
+    if profile:
+        yappi.stop()
+        yappi.get_func_stats().sort("tsub").print_all(out=sys.stderr, columns={
+            0: ("name", 90), 1: ("ncall", 8), 2: ("tsub", 8), 3: ("ttot", 8), 4: ("tavg", 8)})
     return {"seconds": t1 - t0, "cpu_s": (times1.user - times0.user) + (times1.system - times0.system),
             "sys_s": times1.system - times0.system}
 
