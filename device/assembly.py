@@ -11,6 +11,7 @@ wiring to trust.
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -25,6 +26,8 @@ from earmark.device.listening.speech import SpeechDetector
 from earmark.device.listening.voices import verifiers
 from earmark.device.listening.wake import WakeDetector
 from earmark.device.loop import DeviceLoop, RunStats
+from earmark.device.satellite.speaker import Speaker
+from earmark.device.satellite.wyoming import WyomingSatellite
 from earmark.device.settings import DeviceSettings
 from earmark.device.status import StatusReport
 from earmark.device.sync.chain import Chain
@@ -40,8 +43,10 @@ class AssembledDevice(AbstractContextManager["AssembledDevice"]):
     Closing it stops the publisher and releases the pins; closing twice is harmless."""
 
     def __init__(self, loop: DeviceLoop, controls: Controls, publisher: Publisher | None,
-                 player: SoundPlayer | None = None) -> None:
+                 player: SoundPlayer | None = None, satellite: WyomingSatellite | None = None,
+                 speaker: Speaker | None = None) -> None:
         self.loop, self.controls, self.publisher, self.player = loop, controls, publisher, player
+        self.satellite, self.speaker = satellite, speaker
         self._closed = False
 
     @property
@@ -61,6 +66,10 @@ class AssembledDevice(AbstractContextManager["AssembledDevice"]):
         if self._closed:
             return
         self._closed = True
+        if self.satellite is not None:
+            self.satellite.close()
+        if self.speaker is not None:
+            self.speaker.close()
         if self.publisher is not None:
             self.publisher.stop()
         if self.player is not None:
@@ -94,8 +103,11 @@ def assemble(s: DeviceSettings, source: AudioSource, controls: Controls | None =
                       Sealer(s.device_id, s.owner_id, key, Chain(s.chain_path, [c.read() for c in spool.clips()]),
                              s.recipients),
                       spool, controls, stop)
+    loop.keep_clips = s.cloud
     publisher = None
-    if publish and s.broker.url:
+    if not s.cloud:
+        log.info("cloud = false: recordings are not kept, and nothing is sent to the owner's store")
+    elif publish and s.broker.url:
         publisher = Publisher(s.broker, s.device_id, spool,
                               on_receipt=lambda r: loop.flag_error() if r.status == "rejected" else None,
                               status=StatusReport(loop, source).snapshot)
@@ -103,10 +115,19 @@ def assemble(s: DeviceSettings, source: AudioSource, controls: Controls | None =
         loop.on_status = publisher.notify_status
     else:
         log.info("no broker configured: clips stay in %s", spool.directory)
+    satellite = speaker = None
+    if s.satellite.wyoming:
+        speaker = Speaker(Path(s.satellite.speaker_file) if s.satellite.speaker_file else None, s.satellite.speaker)
+        satellite = WyomingSatellite(s.satellite, s.device_id or socket.gethostname(),
+                                     [Path(w.name).stem for w in s.wake.words], speaker, on_change=loop.refresh_light)
+        loop.satellite = satellite
+        satellite.start()
+        if publisher is not None:
+            satellite.on_connection = publisher.notify_status
     player = None
     sounds = {event: Path(path) for event, path in (("wake", s.feedback.wake_sound), ("done", s.feedback.done_sound))
               if path}
     if sounds:
         player = SoundPlayer(sounds)
         loop.feedback = player.play
-    return AssembledDevice(loop, controls, publisher, player)
+    return AssembledDevice(loop, controls, publisher, player, satellite, speaker)

@@ -54,9 +54,12 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="listen, record after the wake word, spool signed clips")
     _common(run)
     run.add_argument("--audio-file", type=Path, help="a WAV file as the microphone; exits at its end")
-    run.add_argument("--realtime", action="store_true", help="pace --audio-file like a live mic")
+    run.add_argument("--realtime", action="store_true", help="pace --audio-file like a live mic (always, with "
+                                                                 "--wyoming: from Home Assistant's run-satellite on)")
     add_flags(run, DeviceSettings, ["gpio.mock", "spool.directory", "device_id", "owner_id", "recipients", "mic.device",
-                                    "broker.url"])
+                                    "broker.url", "satellite.wyoming", "satellite.speaker_file"])
+    run.add_argument("--no-zeroconf", dest="setting:satellite.zeroconf", action="store_const", const=False,
+                     default=None, help="with --wyoming: do not announce the satellite on the network")
     run.add_argument("--wake-word", action="append", dest="wake_words",
                      help=f"{', '.join(BUILTIN_WAKE_WORDS)} or a .onnx path, at its default rule (repeatable; "
                           "default: the configured words)")
@@ -169,13 +172,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     s = _settings(args)
     s.require_identity()
     source: AudioSource
-    if args.audio_file:
-        source = WavFileSource(args.audio_file, channel=s.mic.channel, realtime=args.realtime)
+    if args.audio_file:  # a satellite hears it as a live mic: at its pace
+        source = WavFileSource(args.audio_file, channel=s.mic.channel,
+                               realtime=args.realtime or bool(s.satellite.wyoming))
     else:
         from earmark.device.audio.microphone import Microphone
 
         source = Microphone(s.mic.device, s.mic.channel, s.mic.rate)
-    with assemble(s, source, stop=_stop_on_signals()) as device:
+    stop = _stop_on_signals()
+    with assemble(s, source, stop=stop) as device:
+        if device.satellite is not None and args.audio_file:
+            log.info("waiting for Home Assistant to run the satellite before reading %s", args.audio_file)
+            device.satellite.wait_running(stop)
         stats = device.run()
         drained = device.wait_drained(args.drain_timeout) if args.audio_file else True
         rejected = device.publisher.rejected if device.publisher is not None else 0

@@ -133,6 +133,9 @@ class LightState(enum.Enum):
     RECORDING = "recording"
     MUTED = "muted"
     ERROR = "error"
+    ANSWERING = "answering"  # a satellite's answer or announcement playing
+    TIMER = "timer"  # a satellite's timer running
+    TIMER_DONE = "timer_done"  # a satellite's timer went off
 
 
 # One place that says what each state looks like on an RGB light (red, green, blue).
@@ -141,6 +144,9 @@ LIGHT_COLOURS: dict[LightState, tuple[float, float, float]] = {
     LightState.RECORDING: (0.0, 0.0, 1.0),
     LightState.MUTED: (1.0, 0.0, 0.0),
     LightState.ERROR: (1.0, 0.5, 0.0),
+    LightState.ANSWERING: (0.0, 1.0, 1.0),
+    LightState.TIMER: (0.0, 0.2, 0.0),
+    LightState.TIMER_DONE: (0.0, 1.0, 0.0),
 }
 
 

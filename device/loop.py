@@ -21,6 +21,7 @@ from earmark.device.audio.source import AudioSource, SourceInterrupted
 from earmark.device.controls import Controls, LightState
 from earmark.device.listening.recorder import Recorder, Recording
 from earmark.device.listening.wake import WakeDetector
+from earmark.device.satellite import NoSatellite, Satellite
 from earmark.device.sync.identity import Sealer
 from earmark.device.sync.spool import Spool, SpoolFull
 from earmark.wire.timestamps import format_utc
@@ -48,6 +49,8 @@ class DeviceLoop:
         self.on_spooled: Callable[[], None] = lambda: None  # e.g. Publisher.notify; must not block
         self.on_status: Callable[[], None] = lambda: None  # mic or mute changed; must not block
         self.feedback: Callable[[str], None] = lambda event: None  # "wake", "done"; must not block
+        self.satellite: Satellite = NoSatellite()  # Home Assistant, told what the recorder does
+        self.keep_clips = True  # False (cloud = false): a recording is heard by the satellite only
         self.stats = RunStats()
         self._error = False
 
@@ -72,7 +75,7 @@ class DeviceLoop:
                     self._interrupted(str(exc))
                     continue
                 if frame is None:
-                    self._keep(self.recorder.finish())
+                    self._end(self.recorder.finish())
                     break
                 if self.stats.mic_problem:
                     self._resumed()
@@ -93,8 +96,11 @@ class DeviceLoop:
         if was_idle and not self.recorder.idle:
             self.controls.light.show(LightState.RECORDING)
             self.feedback("wake")
+            self.satellite.woke(detection.wake_word if detection is not None else None, self.recorder.so_far())
+        elif not was_idle:
+            self.satellite.heard(frame)
         if recording is not None or (not was_idle and self.recorder.idle):
-            self._keep(recording)
+            self._end(recording)
             self._show_resting()
 
     def _interrupted(self, why: str) -> None:
@@ -105,7 +111,7 @@ class DeviceLoop:
         self.stats.mic_interruptions += 1
         log.warning("no audio: %s", why)
         if not self.recorder.idle:
-            self._keep(self.recorder.finish("mic_lost"))
+            self._end(self.recorder.finish("mic_lost"))
         self.recorder.abort()
         self.controls.light.show(LightState.ERROR)
         self.on_status()
@@ -122,6 +128,7 @@ class DeviceLoop:
             self.source.stop()  # close the stream: no frame is read while muted
         if not self.recorder.idle:
             log.info("muted while recording: the recording is dropped")
+            self.satellite.ended()  # and nothing more is streamed
         self.recorder.abort()
         self.controls.light.show(LightState.MUTED)
         log.info("muted: microphone closed")
@@ -132,8 +139,16 @@ class DeviceLoop:
             log.info("unmuted: microphone open")
             self.on_status()
 
+    def _end(self, recording: Recording | None) -> None:
+        """The recording in progress ended: the satellite stops hearing it, and it is kept."""
+        self.satellite.ended()
+        self._keep(recording)
+
     def _keep(self, recording: Recording | None) -> None:
         if recording is None:
+            return
+        if not self.keep_clips:
+            log.info("recording of %.1f s not kept (cloud = false)", recording.duration_s)
             return
         # The recording's last sample was read just now: it began one duration ago. (Exact for a
         # live mic; a WAV read faster than real time gets plausible, never future, times.)
@@ -162,5 +177,14 @@ class DeviceLoop:
         if self.recorder.idle and not self.controls.mute.muted:
             self.controls.light.show(LightState.ERROR)
 
+    def refresh_light(self) -> None:
+        """Show the resting light again if the device rests (the satellite's changed: a timer
+        started or ended, an answer began or finished playing). Called from other threads."""
+        if self.recorder.idle and not self.controls.mute.muted and not self.stop.is_set():
+            self._show_resting()
+
     def _show_resting(self) -> None:
-        self.controls.light.show(LightState.ERROR if self._error or self.stats.mic_problem else LightState.IDLE)
+        if self._error or self.stats.mic_problem:
+            self.controls.light.show(LightState.ERROR)
+        else:
+            self.controls.light.show(self.satellite.resting_light() or LightState.IDLE)

@@ -139,6 +139,46 @@ OWNER_ID = matching(lambda v: not v or bool(OWNER_ID_PATTERN.fullmatch(v)), "mus
 RECIPIENT = matching(lambda v: bool(RECIPIENT_PATTERN.fullmatch(v)), "must be an age X25519 recipient (age1…)")
 
 
+WYOMING_PORT = 10700  # Home Assistant's default for a Wyoming satellite
+
+
+def wyoming_address(uri: str) -> tuple[str, int]:
+    """(host, port) of `satellite.wyoming`: tcp://HOST:PORT, tcp://HOST (port 10700) or HOST."""
+    rest = uri.removeprefix("tcp://")
+    host, _, port = rest.rpartition(":") if rest.count(":") == 1 else (rest, "", "")
+    return (host or rest), int(port) if port else WYOMING_PORT
+
+
+def _wyoming_fails(uri: str) -> str | None:
+    if not uri:
+        return None
+    if "://" in uri and not uri.startswith("tcp://"):
+        return "must be tcp://HOST:PORT (or tcp://HOST, for port 10700)"
+    try:
+        host, port = wyoming_address(uri)
+    except ValueError:
+        return "must be tcp://HOST:PORT with a numeric port"
+    if not host or not 0 <= port <= 65535:
+        return "must be tcp://HOST:PORT (or tcp://HOST, for port 10700)"
+    return None
+
+
+@dataclass(frozen=True)
+class SatelliteSettings:
+    wyoming: str = setting("", "serve Home Assistant as a Wyoming voice satellite here: tcp://HOST:PORT "
+                               "(tcp://0.0.0.0 listens on every interface, port 10700); \"\" does not",
+                           matching(lambda v: _wyoming_fails(v) is None, "must be tcp://HOST:PORT (or tcp://HOST, "
+                                                                        "for port 10700)"), flag="--wyoming")
+    zeroconf: bool = setting(True, "announce the satellite on the network (_wyoming._tcp.local.) for Home "
+                                   "Assistant to discover")
+    speaker: str = setting("", "the output device Home Assistant's answers play on (index or name substring); "
+                               "\"\" is the system default")
+    speaker_file: str = setting("", "write Home Assistant's answers to this WAV instead of playing them "
+                                    "(tests, headless)", flag="--speaker-file")
+    has_speaker: bool = setting(True, "the device can play answers: Home Assistant then runs its pipeline to "
+                                      "speech (else it ends at handling the request)")
+
+
 @dataclass(frozen=True)
 class DeviceSettings:
     data_dir: str = setting(help="where the key, models, spool and config live", internal=True)
@@ -154,6 +194,9 @@ class DeviceSettings:
     gpio: GpioSettings = setting(factory=GpioSettings)
     broker: BrokerSettings = setting(factory=BrokerSettings)
     feedback: FeedbackSettings = setting(factory=FeedbackSettings)
+    satellite: SatelliteSettings = setting(factory=SatelliteSettings)
+    cloud: bool = setting(True, "keep each recording: sealed, spooled and sent to the owner's store; false keeps "
+                                "none (with a satellite, Home Assistant still hears the request)")
 
     @property
     def spool_dir(self) -> Path:
@@ -176,8 +219,11 @@ class DeviceSettings:
         return Path(self.data_dir) / "pairing.toml"
 
     def require_identity(self) -> None:
-        """A device that records must know who it is, whose it is, and the household key it
-        seals every recording to (without one it records nothing)."""
+        """A device that keeps recordings must know who it is, whose it is, and the household
+        key it seals every recording to (without one it records nothing). With `cloud = false`
+        it keeps none, and needs none of them."""
+        if not self.cloud:
+            return
         if not self.device_id:
             raise ConfigError("device_id is not set: give --device-id or set device_id in the config")
         if not self.owner_id:

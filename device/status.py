@@ -4,7 +4,7 @@ minute: what an owner or an operator needs to see whether it is listening.
 
     {"state": "online", "version": "0.1.0", "mic": "open", "mic_problem": "",
      "frames_per_s": 12.5, "overruns": 0, "last_wake": "2026-11-23T13:00:00Z alexa",
-     "spool_depth": 0, "muted": false, "at": "2026-11-23T13:01:00.000Z"}
+     "spool_depth": 0, "muted": false, "home_assistant": "running", "at": "2026-11-23T13:01:00.000Z"}
 
 The MQTT will stays the plain `offline` of wire contract v1.
 """
@@ -44,5 +44,7 @@ class StatusReport:
             "last_wake": stats.last_wake,
             "spool_depth": len(self.loop.spool.clips()),
             "muted": muted,
+            # a Home Assistant satellite: "waiting" for it, "connected", or "running" (None: not one)
+            "home_assistant": self.loop.satellite.status(),
             "at": format_utc(datetime.now(UTC)),
         }

@@ -99,6 +99,10 @@ class Recorder:
         self._samples_seen += len(frame)
         return result
 
+    def so_far(self) -> np.ndarray:
+        """The recording in progress, as recorded so far (at its start: the pre-roll)."""
+        return np.concatenate(self._chunks) if self._chunks else np.zeros(0, dtype=np.int16)
+
     def abort(self) -> None:
         """Drop a recording in progress (the user muted) and forget the pre-roll."""
         if self.state is State.RECORDING:
