@@ -30,7 +30,7 @@ from earmark.device.assembly import AssembledDevice, assemble
 from earmark.device.audio.source import WavFileSource
 from earmark.device.controls import Controls, LightState
 from earmark.device.settings import DeviceSettings, SatelliteSettings
-from tests.integration.test_device_loop import clips_in, settings_for
+from tests.integration.test_device_loop import clips_in, press, settings_for
 from tests.support.broker import free_port
 from tests.support.home_assistant import HomeAssistant
 from tests.support.speech import RATE, Scene
@@ -211,3 +211,63 @@ def test_bad_events_are_one_line_each_and_a_reconnecting_home_assistant_gets_a_w
     assert "not Wyoming" in caplog.text and "bytes (the limit is" in caplog.text
     assert "cannot be played" in caplog.text and "ignored an event Home Assistant sent: 'no-such-event'" in caplog.text
     assert [h["wake_word"] for h, _ in clips_in(s)] == ["alexa", "alexa"]  # nothing recorded is lost
+
+
+def test_the_mute_button_stops_the_stream_and_the_clip(data_dir: Path, tmp_path: Path, speech: Speech) -> None:
+    wav = (Scene().pause(1).speak(speech("alexa")).pause(0.2).speak(speech("what time is it in new york and in "
+                                                                            "london today")).pause(3)
+           .write(tmp_path / "d.wav"))
+    s = satellite_settings(data_dir, tmp_path)
+
+    async def home_assistant(device: AssembledDevice) -> tuple[HomeAssistant, float]:
+        ha = await HomeAssistant.connect(wyoming_port(s))
+        started = await ha.wait_for("run-pipeline")
+        await ha.wait_for("audio-chunk", started.at + 0.5)
+        press(device.controls.mute.button)
+        muted = time.monotonic()
+        await ha.wait_for("audio-stop", started.at)
+        await asyncio.sleep(1.0)
+        press(device.controls.mute.button)  # unmuted: the rest of the file is read
+        await ha.close()
+        return ha, muted
+
+    with running(s, wav) as (device, thread):
+        ha, muted = asyncio.run(home_assistant(device))
+        thread.join(timeout=60)
+    assert all(a.at < muted + 0.3 for a in ha.of("audio-chunk")), "audio streamed after the mute"
+    assert clips_in(s) == [], "a recording cut by the mute is not kept"
+
+
+def test_the_satellite_is_announced_by_zeroconf_under_the_device_id(tmp_path: Path) -> None:
+    from zeroconf import ServiceStateChange
+    from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
+
+    from earmark.device.satellite.speaker import Speaker
+    from earmark.device.satellite.wyoming import WyomingSatellite
+
+    speaker = Speaker(tmp_path / "speaker.wav")
+    satellite = WyomingSatellite(SatelliteSettings(wyoming=f"tcp://0.0.0.0:{free_port()}"), "attic-pi", ["alexa"],
+                                 speaker)
+    satellite.start()
+
+    async def browse() -> AsyncServiceInfo | None:
+        found: list[str] = []
+        zc = AsyncZeroconf()
+        browser = AsyncServiceBrowser(zc.zeroconf, "_wyoming._tcp.local.", handlers=[
+            lambda zeroconf, service_type, name, state_change: found.append(name)
+            if state_change is ServiceStateChange.Added else None])
+        deadline = time.monotonic() + 10
+        while "attic-pi._wyoming._tcp.local." not in found and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        info = AsyncServiceInfo("_wyoming._tcp.local.", "attic-pi._wyoming._tcp.local.")
+        ok = await info.async_request(zc.zeroconf, 3000)
+        await browser.async_cancel()
+        await zc.async_close()
+        return info if ok else None
+
+    try:
+        info = asyncio.run(browse())
+    finally:
+        satellite.close()
+        speaker.close()
+    assert info is not None and info.port == satellite.port
