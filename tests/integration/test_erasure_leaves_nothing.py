@@ -21,7 +21,7 @@ from earmark.cloud.settings import PortalSettings
 from earmark.cloud.store.crypto import CryptoError
 from earmark.cloud.store.quarantine import QuarantineRow
 from earmark.cloud.store.store import Store
-from tests.support.cloudkit import SimDevice, enrolled_device, reopen, tamper
+from tests.support.cloudkit import SimDevice, enrolled_device, make_store, reopen, tamper
 
 
 def with_clips(store: Store, name: str, count: int) -> SimDevice:
@@ -171,12 +171,12 @@ def test_the_stores_files_and_an_encrypted_export_are_the_users_alone_whatever_t
 
 
 def test_an_erased_owners_name_and_recipient_are_gone_from_the_database_files_while_it_is_open(
-        store: Store) -> None:
+        tmp_path: Path) -> None:
     """Issue 33 case 6: right after erase_owner returns, with the store still open (as a
     running portal or ingester holds it), neither the owner's name nor their age recipient is
-    in any of SQLite's files: not the database, not its write-ahead log."""
-    if store.database_url:
-        pytest.skip("SQLite's own files; PostgreSQL's dead rows and WAL are VACUUM's (deploy/SCALING.md)")
+    in any of SQLite's files: not the database, not its write-ahead log. (SQLite's own files:
+    PostgreSQL's dead rows and WAL are VACUUM's, deploy/SCALING.md.)"""
+    store = make_store(tmp_path / "cloud")
     name = "Zebulon Quixotic-Marchbanks"
     owner = store.registry.add_owner(name).owner_id
     recipient = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p"
@@ -190,3 +190,4 @@ def test_an_erased_owners_name_and_recipient_are_gone_from_the_database_files_wh
         data = path.read_bytes() if path.exists() else b""
         assert name.encode() not in data, path.name
         assert recipient.encode() not in data, path.name
+    store.close()
