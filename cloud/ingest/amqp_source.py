@@ -35,7 +35,15 @@ import pika.exceptions
 from earmark.cloud.broker.rabbit import MAX_MESSAGE_BYTES
 from earmark.cloud.ingest.ingestor import Ingestor, Outcome
 from earmark.cloud.ingest.metrics import Metrics
-from earmark.cloud.ingest.source import BATCH_MAX, IngestSummary, Pipeline, Statuses, count, store_health
+from earmark.cloud.ingest.source import (
+    BATCH_MAX,
+    IngestSummary,
+    Pipeline,
+    Statuses,
+    StoreCondition,
+    count,
+    store_health,
+)
 from earmark.cloud.ingest.systemd import Notifier
 from earmark.cloud.settings import CloudSettings, url_nodes
 from earmark.wire.errors import ConfigError, UsageError
@@ -104,14 +112,22 @@ class AmqpIngestService:
         self.metrics = metrics
         self.summary = IngestSummary()
         self.notifier = Notifier()
+        self.condition = StoreCondition(metrics)
         self.ready = threading.Event()
         self.statuses = Statuses()
 
     def describe(self) -> str:
         return f"quorum queue {self.settings.amqp.queue} at {self.settings.amqp.url} as {self.settings.amqp.username}"
 
-    def health(self) -> dict[str, bool]:
-        return {"broker": self.ready.is_set(), "store": store_health(self.ingestor)}
+    def health(self) -> dict[str, str]:
+        return {"broker": "ok" if self.ready.is_set() else "not consuming the queue yet",
+                "store": store_health(self.ingestor, self.condition)}
+
+    def _alive(self) -> None:
+        """The process makes progress (waiting for the store on purpose is progress): the
+        liveness heartbeat and systemd's watchdog, from the loop or from a retry's wait."""
+        self.metrics.heartbeat()
+        self.notifier.watchdog()
 
     def run(self, stop: threading.Event, retire: bool = False) -> None:
         """Until `stop`. A quorum queue has no members to leave, so there is no retiring."""
@@ -193,11 +209,11 @@ class AmqpIngestService:
             self.notifier.ready()
             pipeline: Pipeline[list[Delivery]] = Pipeline(
                 self.ingestor, self.metrics, stop, lambda batch, outcomes: self._settle(connection, channel, batch,
-                                                                                        outcomes))
+                                                                                        outcomes),
+                self.condition, self._alive)
             try:
                 while not stop.is_set() and not done.is_set():
-                    self.metrics.heartbeat()
-                    self.notifier.watchdog()
+                    self._alive()
                     try:
                         batch = [arrivals.get(timeout=0.2)]
                     except queue.Empty:

@@ -62,6 +62,9 @@ class Metrics:
                                     registry=self.registry)
         self.connected = Gauge("earmark_broker_connected", "1 while connected to the broker",
                                registry=self.registry)
+        self.store_ready = Gauge("earmark_store_ready", "1 while the store takes clips; 0 while it cannot (a full "
+                                 "disk, a lost database): nothing is acked meanwhile", registry=self.registry)
+        self.store_ready.set(1)
         self.queue_depth = Gauge("earmark_queue_depth", "Messages waiting: the broker's held messages ($SYS) "
                                  "or the quorum queue's ready messages; the alarm to watch (deploy/SCALING.md)",
                                  registry=self.registry)
@@ -81,7 +84,7 @@ class Metrics:
         return generate_latest(self.registry)
 
 
-def serve(metrics: Metrics, health: Callable[[], dict[str, bool]], host: str, port: int) -> ThreadingHTTPServer:
+def serve(metrics: Metrics, health: Callable[[], dict[str, str]], host: str, port: int) -> ThreadingHTTPServer:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             if self.path == "/metrics":
@@ -91,9 +94,9 @@ def serve(metrics: Metrics, health: Callable[[], dict[str, bool]], host: str, po
                 self._reply(200 if alive else 503, "application/json",
                             json.dumps({"loop": "ok" if alive else "stuck"}).encode())
             elif self.path in ("/readyz", "/healthz"):
-                state = health()
-                body = json.dumps({k: "ok" if v else "down" for k, v in state.items()}).encode()
-                self._reply(200 if all(state.values()) else 503, "application/json", body)
+                state = health()  # each part: "ok", or why it is not
+                self._reply(200 if all(v == "ok" for v in state.values()) else 503, "application/json",
+                            json.dumps(state).encode())
             else:
                 self._reply(404, "text/plain", b"not found\n")
 

@@ -35,7 +35,15 @@ from paho.mqtt.properties import Properties
 from earmark.cloud.broker.logins import QUEUE_DEPTH_TOPIC
 from earmark.cloud.ingest.ingestor import Ingestor, Outcome
 from earmark.cloud.ingest.metrics import Metrics
-from earmark.cloud.ingest.source import BATCH_MAX, IngestSummary, Pipeline, Statuses, count, store_health
+from earmark.cloud.ingest.source import (
+    BATCH_MAX,
+    IngestSummary,
+    Pipeline,
+    Statuses,
+    StoreCondition,
+    count,
+    store_health,
+)
 from earmark.cloud.ingest.systemd import Notifier
 from earmark.cloud.settings import CloudSettings
 from earmark.runtime.transport import FailureLog, connect_async, describe_connect_error, make_client, send_immediately
@@ -75,6 +83,7 @@ class IngestService:
         self.metrics = metrics
         self.summary = IngestSummary()
         self.notifier = Notifier()
+        self.condition = StoreCondition(metrics)
         self.arrivals: queue.Queue[Arrival] = queue.Queue()
         self.generation = 0
         self.connected = threading.Event()
@@ -175,8 +184,15 @@ class IngestService:
 
     # -- main thread -----------------------------------------------------------------------
 
-    def health(self) -> dict[str, bool]:
-        return {"broker": self.subscribed.is_set(), "store": store_health(self.ingestor)}
+    def health(self) -> dict[str, str]:
+        return {"broker": "ok" if self.subscribed.is_set() else "not subscribed to the clips yet",
+                "store": store_health(self.ingestor, self.condition)}
+
+    def _alive(self) -> None:
+        """The process makes progress (waiting for the store on purpose is progress): the
+        liveness heartbeat and systemd's watchdog, from the loop or from a retry's wait."""
+        self.metrics.heartbeat()
+        self.notifier.watchdog()
 
     def describe(self) -> str:
         b = self.settings.broker
@@ -199,12 +215,12 @@ class IngestService:
         self.retiring = retire
         quiet_since = time.monotonic()
         announced = False
-        pipeline: Pipeline[list[Arrival]] = Pipeline(self.ingestor, self.metrics, stop, self._settle)
+        pipeline: Pipeline[list[Arrival]] = Pipeline(self.ingestor, self.metrics, stop, self._settle,
+                                                      self.condition, self._alive)
         connect_async(self.client, self.settings.broker.url, self.settings.broker.keepalive_s, SESSION_EXPIRY_S)
         try:
             while not stop.is_set() and self.fatal is None:
-                self.metrics.heartbeat()
-                self.notifier.watchdog()
+                self._alive()
                 if self.subscribed.is_set() and not announced:
                     self.notifier.ready()
                     announced = True

@@ -5,6 +5,7 @@ retried while the store cannot take them, settled (acked, answered) and counted.
 from __future__ import annotations
 
 import logging
+import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -28,7 +29,8 @@ class MessageSource(Protocol):
     this ingester has left its group for good, where the source has one), hands each batch to
     the ingest core, and acknowledges a message only after the store's durable commit."""
 
-    def health(self) -> dict[str, bool]: ...
+    def health(self) -> dict[str, str]:
+        """Each part the ingester needs ("broker", "store") and "ok", or why it is not."""
 
     def describe(self) -> str:
         """Where it takes clips from, for the log."""
@@ -47,19 +49,72 @@ def open_source(settings: CloudSettings, ingestor: Ingestor, metrics: Metrics) -
     return IngestService(settings, ingestor, metrics)
 
 
+STORE_RETRY_MAX_S = 4.0  # a store that can take clips again (room on the disk) is back within this
+
+
 def retrying(action: Callable[[], T], error: type[Exception], stop: threading.Event, first_delay: float,
-             on_error: Callable[[Exception, float], None]) -> T | None:
-    """`action()`, tried again with doubling delays (at most 30 s) while it raises `error`;
-    `on_error(exc, delay)` reports each failure. None if asked to stop first."""
+             on_error: Callable[[Exception, float], None], max_delay: float = 30.0,
+             tick: Callable[[], None] = lambda: None) -> T | None:
+    """`action()`, tried again with doubling delays (at most `max_delay`) while it raises
+    `error`; `on_error(exc, delay)` reports each failure, and `tick()` runs at least once a
+    second while it waits (the process is alive: it is waiting on purpose). None if asked
+    to stop first."""
     delay = first_delay
     while True:
         try:
             return action()
         except error as exc:
             on_error(exc, delay)
-            if stop.wait(delay):
-                return None
-            delay = min(delay * 2, 30)
+            until = time.monotonic() + delay
+            while (left := until - time.monotonic()) > 0:
+                tick()
+                if stop.wait(min(left, 1.0)):
+                    return None
+            delay = min(delay * 2, max_delay)
+
+
+class StoreCondition:
+    """Whether the store took the last batch it was given: readiness, which a full disk or
+    a lost database takes away at once and the next stored batch gives back. Liveness is
+    not this: an ingester waiting for room is alive and must not be restarted."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+        self.reason = ""  # why the last attempt failed; "" while the store takes clips
+        self._logged = (0.0, "")
+
+    def failed(self, exc: Exception, size: int, delay: float) -> None:
+        self.reason = str(exc)[:300]
+        self.metrics.store_ready.set(0)
+        self.metrics.store_errors.inc(size)
+        now = time.monotonic()
+        if self.reason != self._logged[1] or now - self._logged[0] >= 60:  # once, then a minute apart
+            self._logged = (now, self.reason)
+            log.error("store cannot take %d message(s), retrying every %.0f s or sooner (not acked): %s", size,
+                      STORE_RETRY_MAX_S, exc)
+
+    def stored(self) -> None:
+        if self.reason:
+            log.info("the store takes clips again")
+        self.reason = ""
+        self.metrics.store_ready.set(1)
+
+
+def store_health(ingestor: Ingestor, condition: StoreCondition) -> str:
+    """"ok", or why the ingester cannot store clips now."""
+    if condition.reason:
+        return condition.reason
+    try:
+        ingestor.store.db.ping()
+    except Exception as exc:  # any failure means "not ready"; the detail is in the log
+        return f"the database does not answer: {type(exc).__name__}"
+    free = shutil.disk_usage(ingestor.store.data_dir).free
+    if free < MIN_FREE_BYTES:
+        return f"the store's disk is full ({free // 1024} KiB free)"
+    return "ok"
+
+
+MIN_FREE_BYTES = 4 * 1024 * 1024  # room for a few clips' blobs; less is a full disk to readiness
 
 
 class Pipeline(Generic[B]):
@@ -75,8 +130,10 @@ class Pipeline(Generic[B]):
     (never acked), so the broker delivers it again."""
 
     def __init__(self, ingestor: Ingestor, metrics: Metrics, stop: threading.Event,
-                 settle: Callable[[B, list[Outcome]], None]) -> None:
+                 settle: Callable[[B, list[Outcome]], None], condition: StoreCondition,
+                 alive: Callable[[], None] = lambda: None) -> None:
         self.ingestor, self.metrics, self.stop, self.settle = ingestor, metrics, stop, settle
+        self.condition, self.alive = condition, alive  # alive(): heartbeat and watchdog while waiting
         self._committer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-commit")
         self._pending: tuple[B, Future[list[Outcome] | None]] | None = None
 
@@ -108,11 +165,11 @@ class Pipeline(Generic[B]):
         return outcomes
 
     def _retried(self, phase: Callable[[], T], size: int) -> T | None:
-        def report(exc: Exception, delay: float) -> None:
-            self.metrics.store_errors.inc(size)
-            log.error("store cannot take %d message(s), will retry in %.0f s (not acked): %s", size, delay, exc)
-
-        return retrying(phase, StoreFailure, self.stop, 0.5, report)
+        result = retrying(phase, StoreFailure, self.stop, 0.5,
+                          lambda exc, delay: self.condition.failed(exc, size, delay), STORE_RETRY_MAX_S, self.alive)
+        if result is not None:
+            self.condition.stored()
+        return result
 
 
 class Statuses:
@@ -179,9 +236,3 @@ def count(metrics: Metrics, outcome: Outcome, arrived: float, summary: IngestSum
             metrics.not_kept.inc()
 
 
-def store_health(ingestor: Ingestor) -> bool:
-    try:
-        ingestor.store.db.ping()
-        return True
-    except Exception:  # any failure means "not healthy"; the detail is in the log
-        return False

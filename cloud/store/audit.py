@@ -53,6 +53,9 @@ class AuditProblem:
     message: str
 
 
+_HEAD_LOCK = threading.Lock()  # the head file's read-compare-replace, one thread of a process at a time
+
+
 class AuditLog:
     def __init__(self, db: Database, head_file: Path) -> None:
         self.db = db
@@ -109,24 +112,28 @@ class AuditLog:
 
     def write_head(self) -> None:
         """After a commit: remember the newest event outside the database. Best effort: the
-        commit stands whatever happens here. Several ingesters (PostgreSQL) share the file, so
-        each writes its own temp file and none moves the head back; an older head is still
-        a valid lower bound for `verify`."""
+        commit stands whatever happens here. Any number of threads (the portal's handlers) and
+        processes (several ingesters on PostgreSQL) share the file: each write goes through a
+        temp file of its own (process, thread and a random part in its name), a process's
+        threads take turns, and none moves the head back within a process; across processes
+        an older head may win a race, and is still a valid lower bound for `verify`."""
         pending: tuple[int, str] | None = getattr(self._pending, "head", None)
         if pending is None:
             return
         self._pending.head = None
+        tmp = self.head_file.with_name(f"{self.head_file.name}.{os.getpid()}.{threading.get_ident()}."
+                                       f"{os.urandom(4).hex()}.tmp")
         try:
-            current = self.head_file.read_text().split() if self.head_file.exists() else []
-            if current and int(current[0]) >= pending[0]:
-                return
-            tmp = self.head_file.with_name(f"{self.head_file.name}.{os.getpid()}.tmp")
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # 0600 whatever the umask
-            with os.fdopen(fd, "w") as out:
-                out.write(f"{pending[0]} {pending[1]}\n")
-            tmp.chmod(0o600)  # (a temp file left by a crash keeps its old mode)
-            os.replace(tmp, self.head_file)
+            with _HEAD_LOCK:
+                current = self.head_file.read_text().split() if self.head_file.exists() else []
+                if current and int(current[0]) >= pending[0]:
+                    return
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # 0600 whatever the umask
+                with os.fdopen(fd, "w") as out:
+                    out.write(f"{pending[0]} {pending[1]}\n")
+                os.replace(tmp, self.head_file)
         except (OSError, ValueError) as exc:
+            tmp.unlink(missing_ok=True)
             log.warning("could not update the audit head file %s: %s", self.head_file, exc)
 
     def record_erasure(self, owner_id: str, device_ids: list[str], detail: dict[str, object]) -> int:

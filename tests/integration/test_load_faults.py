@@ -1,0 +1,117 @@
+"""What a load and fault run found degrading (issue 39), each held to its fix: the audit
+head file under concurrent writers, the ingester's health on a full disk, exports that could
+crowd out the portal, and device resends that swelled the broker."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from earmark.cloud.store.store import Store
+from tests.integration.test_operator_metrics import ROOT, get
+from tests.support.broker import free_port
+from tests.support.securecloud import Client, SecureCloud
+from tests.support.waiting import wait_until
+
+
+def test_the_audit_head_file_is_written_safely_by_many_threads_at_once(
+        store: Store, caplog: pytest.LogCaptureFixture) -> None:
+    """Case 3: the portal's handler threads shared one temp name per process, and one
+    thread's rename took another's file away ("could not update the audit head file")."""
+    caplog.set_level(logging.WARNING)
+    start = threading.Barrier(8)
+
+    def record() -> None:
+        start.wait()
+        for i in range(25):
+            store.audit.record("portal_page_served", detail={"i": i})
+
+    threads = [threading.Thread(target=record) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert "could not update the audit head file" not in caplog.text
+    seq, _ = store.audit.head_file.read_text().split()
+    assert int(seq) == store.audit.head_seq()  # the newest event, never moved back
+    assert not list(store.audit.head_file.parent.glob("*.tmp"))
+    assert store.audit.verify() == []
+
+
+def test_a_full_disk_makes_the_ingester_not_ready_never_dead_and_it_resumes_once_there_is_room(
+        tmp_path: Path) -> None:
+    """Case 2: on a full disk /readyz stayed 200 while nothing could be stored, and /livez
+    (and systemd's watchdog, pinged from the same loop) went quiet while the loop sat in its
+    storage retries: a healthy ingester would have been restarted in a loop."""
+    cloud = SecureCloud(tmp_path)
+    blobs = cloud.data_dir / "blobs"
+    blobs.mkdir(exist_ok=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(blobs)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.fail(f"cannot mount a tmpfs for the blobs: {mounted.stderr.decode().strip()}")
+    cloud.start_broker()
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(tmp_path / "notify.sock"))
+    notify.settimeout(0.1)
+    port = free_port()
+    env = {**os.environ, "NOTIFY_SOCKET": str(tmp_path / "notify.sock"), "WATCHDOG_USEC": "2000000"}
+    log = tmp_path / "ingest.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "earmark.cloud.cli", "ingest", "--data-dir",
+                                 str(cloud.data_dir), "--metrics-port", str(port)], cwd=ROOT, env=env,
+                                stderr=out, stdout=subprocess.DEVNULL)
+    pings: list[float] = []
+
+    def listen() -> None:
+        with contextlib.suppress(OSError, TimeoutError):
+            if b"WATCHDOG=1" in notify.recv(4096):
+                pings.append(time.monotonic())
+
+    try:
+        def ready() -> bool:
+            try:
+                return get(port, "/readyz")[0] == 200
+            except OSError:
+                return False
+
+        wait_until(ready, 30, "a ready ingester")
+        owner = cloud.store.registry.add_owner("Fay").owner_id
+        device, password = cloud.add_device(owner, "fay-pi")
+        sender = Client(cloud, "fay-pi", password)
+        assert sender.wait()
+        for seed in range(12):  # 12 clips of 5 s: about 2 MB, twice what the disk holds
+            sender.client.publish(device.topic, device.clip(seed=seed, seconds=5.0), qos=1).wait_for_publish(5)
+        wait_until(lambda: "store cannot take" in log.read_text(), 30, "the disk to fill")
+        full = time.monotonic()
+        wait_until(lambda: get(port, "/readyz")[0] == 503, 5, "readiness to drop within 5 s")
+        assert "No space left" in json.loads(get(port, "/readyz")[1])["store"]
+        while time.monotonic() - full < 8:  # alive throughout: the probe and the watchdog
+            assert get(port, "/livez")[0] == 200
+            listen()
+        assert pings and all(b - a < 2.0 for a, b in zip([full, *pings], [*pings, time.monotonic()], strict=True)), \
+            f"the watchdog went quiet: {[round(p - full, 1) for p in pings]}"
+        stored_before = len(cloud.clips(owner))
+        assert stored_before < 12
+        subprocess.run(["mount", "-o", "remount,size=20m", str(blobs)], check=True)
+        room = time.monotonic()
+        wait_until(lambda: len(cloud.clips(owner)) == 12, 15, "every clip stored once there is room")
+        assert time.monotonic() - room < 6, "storing did not resume within 5 s of room"
+        assert get(port, "/readyz")[0] == 200
+        assert log.read_text().count("store cannot take") <= 3, "one line per failure, not one per retry"
+        sender.close()
+    finally:
+        proc.kill()
+        proc.wait(30)
+        notify.close()
+        cloud.close()
+        subprocess.run(["umount", "-l", str(blobs)], check=False)
