@@ -67,9 +67,14 @@ def status(call: Call) -> Response:
                          "total": job.total if job else 0})
 
 
+# An export's own events: they do not make the export it announces stale.
+EXPORT_EVENTS = ("export_completed", "export_aborted", "portal_export_downloaded")
+
+
 def start(call: Call) -> Response:
     owner_id = call.owner_id
-    call.state.exports.start(owner_id, lambda job: build(call.state, owner_id, job))
+    mark = call.state.store.audit.owner_mark(owner_id, EXPORT_EVENTS)
+    call.state.exports.start(owner_id, lambda job: build(call.state, owner_id, job), mark)
     return RedirectResponse("/export", 303)
 
 

@@ -74,6 +74,7 @@ class Export:
     error: str = ""
     token_sha256: str = ""
     ready_at: float = 0.0
+    mark: int = 0  # the owner's audit mark when it was started: the data it holds (AuditLog.owner_mark)
 
     @property
     def running(self) -> bool:
@@ -114,17 +115,22 @@ class Exports:
         with self._lock:
             return self._jobs.get(owner_id)
 
-    def start(self, owner_id: str, build: Callable[[Export], None]) -> Export:
-        """The owner's running export, or a new one built by `build` on a thread of its own."""
+    def start(self, owner_id: str, build: Callable[[Export], None], mark: int) -> Export:
+        """The owner's export: the one running, the one built already if nothing of theirs
+        changed since (`mark`, AuditLog.owner_mark; its download link is made anew), or else a
+        new one built by `build` on a thread of its own. One per owner at a time."""
         with self._lock:
             job = self._jobs.get(owner_id)
             if job is not None and job.running:
+                return job
+            if job is not None and job.path is not None and not job.expired and job.mark == mark:
+                job.token_sha256 = ""  # the page shows a new link for it; the one shown before stops working
                 return job
             folder = portal_export_dir(self.data_dir, owner_id)
             shutil.rmtree(folder, ignore_errors=True)
             folder.mkdir(mode=0o700, parents=True)
             self.folder.chmod(0o700)
-            job = self._jobs[owner_id] = Export(folder)
+            job = self._jobs[owner_id] = Export(folder, mark=mark)
         threading.Thread(target=build, args=(job,), daemon=True, name=f"export-{owner_id[:8]}").start()
         return job
 

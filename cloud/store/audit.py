@@ -225,6 +225,15 @@ class AuditLog:
                              "WHERE owner_id = :owner_id ORDER BY seq DESC LIMIT :limit",
                              {"owner_id": owner_id, "limit": limit}, owner=owner_id)
 
+    def owner_mark(self, owner_id: str, ignoring: tuple[str, ...] = ()) -> int:
+        """The sequence number of the owner's newest event (but the `ignoring` kinds): it moves
+        whenever anything of theirs changes, so what was built from their data at one mark
+        still holds at the same mark."""
+        among = ", ".join(f":e{i}" for i in range(len(ignoring))) or "''"
+        rows = self.db.query(f"SELECT max(seq) AS seq FROM audit WHERE owner_id = :owner_id AND event NOT IN ({among})",
+                             {"owner_id": owner_id, **{f"e{i}": e for i, e in enumerate(ignoring)}}, owner=owner_id)
+        return int(rows[0]["seq"] or 0)
+
     def events(self, limit: int = 100) -> list[Row]:
         """The newest events, newest first."""
         newest = self.head_seq()

@@ -32,7 +32,7 @@ def with_clips(store: Store, name: str, count: int) -> SimDevice:
 
 
 def prepared(state: PortalState, owner_id: str) -> Path:
-    job = state.exports.start(owner_id, lambda job: build(state, owner_id, job))
+    job = state.exports.start(owner_id, lambda job: build(state, owner_id, job), 0)
     deadline = time.monotonic() + 60
     while job.running and time.monotonic() < deadline:
         time.sleep(0.05)
