@@ -28,9 +28,12 @@ class BrokerSetup:
     ingester_key: Path | None = None
 
 
+QUEUE_MB = 512  # each client's queue at most (an ingester's clips while it is down): deploy/SCALING.md
+
+
 def write_broker_config(store: Store, out_dir: Path, port: int = 8883, bind: str = "127.0.0.1",
                         hosts: list[str] | None = None, require_client_certs: bool = False,
-                        run_as: str | None = None) -> BrokerSetup:
+                        run_as: str | None = None, queue_mb: int = QUEUE_MB) -> BrokerSetup:
     """A Mosquitto 2.0 config for Earmark in `out_dir`: one TLS listener, no anonymous
     access, the password and ACL files, persistence, and a packet size bound just above
     the largest clip envelope. Makes the CA (in the store's data dir) and the broker's
@@ -89,7 +92,11 @@ def write_broker_config(store: Store, out_dir: Path, port: int = 8883, bind: str
         f"persistence_location {out_dir / 'data'}/\n"
         f"pid_file {out_dir / 'mosquitto.pid'}\n"
         "# Clips wait in each ingester's session while it is down; devices' receipts in theirs.\n"
+        "# Bounded in bytes: past it the broker drops what it cannot queue, and the devices keep\n"
+        "# those clips in their spools and send them again later (deploy/SCALING.md, the sizing).\n"
         "max_queued_messages 100000\n"
+        f"max_queued_bytes {queue_mb * 1024 * 1024}\n"
+        f"memory_limit {(2 * queue_mb + 256) * 1024 * 1024}\n"
         "max_inflight_messages 20\n"
         "# Receipts and acks are small packets: without this, Nagle's algorithm and delayed\n"
         "# ACKs hold each one back ~40 ms per hop.\n"

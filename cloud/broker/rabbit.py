@@ -88,10 +88,16 @@ def device_queues(device_id: str) -> str:
     return rf"^(amq\.topic|mqtt-subscription-{re.escape(device_id)}-[0-9a-f]{{16}}qos[01])$"
 
 
-def definitions(vhost: str, ingester: str, devices: dict[str, tuple[str, str]]) -> dict[str, object]:
+QUEUE_BYTES = 2 * 1024**3  # the clips queue at most: past it publishes are refused (devices keep the clips)
+
+
+def definitions(vhost: str, ingester: str, devices: dict[str, tuple[str, str]], queue: str = "earmark.clips",
+                queue_bytes: int = QUEUE_BYTES) -> dict[str, object]:
     """`rabbitmqctl import_definitions` input: the vhost, the ingester's login (no password:
     it logs in by its certificate, whose common name is `ingester`) and each device's
-    (`devices`: device id -> (login, password)), with their rights."""
+    (`devices`: device id -> (login, password)), with their rights; and a policy that bounds
+    the clips' quorum queue in bytes, refusing publishes past it (`reject-publish`: the
+    device gets no ack and keeps the clip in its spool) rather than swelling the cluster."""
     configure, write, read = INGESTER_PERMISSIONS
     permissions = [{"user": ingester, "vhost": vhost, "configure": configure, "write": write, "read": read}]
     topics = [{"user": ingester, "vhost": vhost, "exchange": "amq.topic",
@@ -105,7 +111,11 @@ def definitions(vhost: str, ingester: str, devices: dict[str, tuple[str, str]]) 
                        "read": rf"^earmark\.v1\.(receipts|status)\.{re.escape(device)}$"})
         users.append({"name": user, "password_hash": password_hash(password), "tags": "",
                       "hashing_algorithm": "rabbit_password_hashing_sha256"})
-    return {"vhosts": [{"name": vhost}], "users": users, "permissions": permissions, "topic_permissions": topics}
+    policies = [{"vhost": vhost, "name": "earmark-clips-bounded", "pattern": f"^{re.escape(queue)}$",
+                 "apply-to": "queues", "priority": 0,
+                 "definition": {"max-length-bytes": queue_bytes, "overflow": "reject-publish"}}]
+    return {"vhosts": [{"name": vhost}], "users": users, "permissions": permissions, "topic_permissions": topics,
+            "policies": policies}
 
 
 def install_local(conf: Path, tls_dir: Path, amqps: str, ingester: str) -> bool:

@@ -109,7 +109,7 @@ def cmd_broker_config(args: argparse.Namespace) -> int:
 
     store = cli_store(args)
     setup = write_broker_config(store, args.out, args.port, args.bind, args.hosts,
-                                       args.require_client_certs, args.run_as)
+                                       args.require_client_certs, args.run_as, args.queue_mb)
     result = {"config": str(setup.config), "url": setup.url, "ca": str(setup.ca),
               "ingester_username": broker.INGESTER_USERNAME,
               "ingester_password_file": str(setup.ingester_password_file)}

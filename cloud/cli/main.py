@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from earmark.cloud.broker.config import QUEUE_MB
 from earmark.cloud.cli.devices import (
     cmd_broker_add_ingester,
     cmd_broker_config,
@@ -226,6 +227,9 @@ def build_parser() -> argparse.ArgumentParser:
     config.add_argument("--require-client-certs", action="store_true",
                         help="devices log in with client certificates (`ca issue --client`) instead of passwords")
     config.add_argument("--run-as", help="the user Mosquitto runs as (default: Mosquitto's own, 'mosquitto')")
+    config.add_argument("--queue-mb", type=int, default=QUEUE_MB, metavar="MB",
+                        help=f"each client's queue at most (an ingester's clips while it is down; default {QUEUE_MB}; "
+                             "deploy/SCALING.md sizes it from the fleet)")
 
     command("sync", cmd_broker_sync, "bring the running broker in step with the registry's logins and confirm it "
             "(after a change the broker did not confirm)", broker)

@@ -3,9 +3,18 @@
 Runs beside the recorder on its own thread (and paho's network thread), so recording never
 waits on the network. Clips go out oldest first, QoS 1, with at most `in_flight` awaiting
 receipts. A `stored` or `duplicate` receipt deletes the clip from the spool; `rejected`
-moves it aside (spool/rejected/, with the reason) and raises the error light. A clip with no
-receipt after `receipt_timeout_s` is sent again (the ingester de-duplicates by clip id), so a
-lost receipt, a broker restart or days offline only delay clips. While connected the
+moves it aside (spool/rejected/, with the reason) and raises the error light.
+
+A clip with no receipt is sent again (the ingester de-duplicates by clip id), but not while
+the broker holds it: in one connection, QoS 1 and the persistent session already deliver
+it once the ingester is back, and each copy sent again would wait in the broker too (an
+ingester down for an hour, with every device resending every 30 s, swelled the broker by
+gigabytes). So within one connection a clip is sent again only after a backoff that doubles
+from `receipt_timeout_s` to RESEND_MAX_S (a receipt lost, a broker that lost its queue),
+and at once after a reconnect; the clips awaiting receipts, overdue or not, never number
+more than `in_flight`. A lost receipt, a broker restart or days offline only delay clips,
+and a broker whose queue is full (it drops what it cannot queue) only delays them too:
+they stay in the spool until their receipt. While connected the
 device's status topic holds its health (device/status.py), retained; its MQTT will says
 `offline`.
 
@@ -23,6 +32,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +47,7 @@ from earmark.wire.topics import clip_topic, receipt_topic, status_topic
 
 log = logging.getLogger(__name__)
 SESSION_EXPIRY_S = 30 * 24 * 3600  # receipts wait in the broker for a month offline
+RESEND_MAX_S = 1800.0  # within one connection, a clip with no receipt is sent again at least this often
 CLIENT_TAG_HEX = 16  # the client id's tag: 64 bits no other login can guess
 
 
@@ -82,7 +93,8 @@ class Publisher:
         self.connected = threading.Event()
         self.sent = 0
         self.rejected = 0
-        self._pending: dict[str, float] = {}  # clip id -> when it was last published
+        self._pending: dict[str, _Sent] = {}  # clip id -> when, on which connection, how often it was sent
+        self._connection = 0  # counts connections: a clip sent on an older one is sent again at once
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -145,6 +157,8 @@ class Publisher:
         self.failures.recovered("connected to the broker")
         send_immediately(client)
         client.subscribe(receipt_topic(self.device_id), qos=1)
+        with self._lock:
+            self._connection += 1
         self.connected.set()
         self._status_due.set()
         log.info("connected to %s (session %s)", self.settings.url, "resumed" if flags.session_present else "new")
@@ -207,16 +221,22 @@ class Publisher:
         self.client.publish(status_topic(self.device_id), payload, qos=1, retain=True)
 
     def publish_due(self) -> None:
-        """One pass over the spool, oldest first: publish what has not been sent, or was sent
-        `receipt_timeout_s` ago with no receipt, while fewer than `in_flight` await theirs."""
+        """One pass over the spool, oldest first: publish what has not been sent while fewer
+        than `in_flight` await their receipts, and send again what is due (see the module
+        docstring: on a new connection at once, within one after a doubling backoff)."""
         now = self._clock()
-        for clip in self.spool.clips():  # oldest first
+        spooled = self.spool.clips()  # oldest first
+        with self._lock:  # a clip that left the spool (its receipt came) no longer takes room in the window
+            kept = {c.clip_id for c in spooled}
+            self._pending = {k: v for k, v in self._pending.items() if k in kept}
+        for clip in spooled:
             with self._lock:
                 last = self._pending.get(clip.clip_id)
-                waiting = sum(1 for t in self._pending.values() if now - t < self.settings.receipt_timeout_s)
-            if last is not None and now - last < self.settings.receipt_timeout_s:
-                continue  # sent, its receipt not yet due
-            if waiting >= self.settings.in_flight or not self.connected.is_set():
+                waiting = len(self._pending)
+                connection = self._connection
+            if last is not None and not last.due(now, connection, self.settings.receipt_timeout_s):
+                continue  # sent, and the broker holds it: its receipt comes when the ingester does
+            if (last is None and waiting >= self.settings.in_flight) or not self.connected.is_set():
                 return
             try:
                 payload = clip.read()
@@ -225,12 +245,27 @@ class Publisher:
             info = self.client.publish(clip_topic(self.device_id), payload, qos=1)
             if info.rc != mqtt.MQTT_ERR_SUCCESS:
                 return  # not connected after all; the next connect retries
+            sends = 1 if last is None or last.connection != connection else last.sends + 1
             with self._lock:
-                self._pending[clip.clip_id] = now
+                self._pending[clip.clip_id] = _Sent(now, connection, sends)
             self.sent += 1
             if last is not None:
-                log.info("clip %s had no receipt after %.0f s; sent again", clip.clip_id,
-                         self.settings.receipt_timeout_s)
+                log.info("clip %s had no receipt %s; sent again", clip.clip_id,
+                         "after a reconnect" if sends == 1 else f"after {now - last.at:.0f} s")
+
+
+@dataclass(frozen=True)
+class _Sent:
+    at: float  # when it was last published
+    connection: int  # on which connection
+    sends: int  # how often on that connection
+
+    def due(self, now: float, connection: int, timeout: float) -> bool:
+        """Send it again? At once on a newer connection; on the same one after
+        `timeout` * 2^(sends - 1), at most RESEND_MAX_S."""
+        if connection != self.connection:
+            return True
+        return bool(now - self.at >= min(timeout * 2.0 ** (self.sends - 1), RESEND_MAX_S))
 
 
 def _read_password(path: str) -> str:

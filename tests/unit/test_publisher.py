@@ -125,6 +125,24 @@ def test_a_clip_whose_receipt_is_overdue_is_sent_again_and_only_a_receipt_delete
     assert [r.status for r in receipts] == ["duplicate"] and IDS[0] not in [c.clip_id for c in spool.clips()]
 
 
+def test_within_one_connection_resends_back_off_and_overdue_clips_keep_their_room_in_the_window(rig: Any) -> None:
+    """Issue 39 case 1: every 30 s without receipts (an ingester down) each device sent its
+    in-flight clips again, and new ones beside them, and the broker kept every copy."""
+    publisher, fake, _spool, clock, _ = rig
+    publisher.publish_due()
+    sent = {30: 4, 59: 4, 91: 6, 150: 6, 211: 8}  # after 30 s, then 60, then 120: doubling
+    start = clock.now
+    for at, total in sent.items():
+        clock.now = start + at
+        publisher.publish_due()
+        assert len(fake.clips()) == total, f"at {at} s"
+    assert set(fake.clips()) == {f"envelope {i}".encode() for i in IDS[:2]}  # never a third clip beside them
+    fake.on_disconnect(fake, None, None, "gone", None)
+    fake.on_connect(fake, None, SimpleNamespace(session_present=True), SimpleNamespace(is_failure=False), None)
+    publisher.publish_due()  # a new connection: at once
+    assert len(fake.clips()) == 10 and set(fake.clips()[8:]) == {f"envelope {i}".encode() for i in IDS[:2]}
+
+
 def test_a_rejected_clip_is_moved_aside_with_its_reason(rig: Any) -> None:
     publisher, fake, spool, _, receipts = rig
     publisher.publish_due()
