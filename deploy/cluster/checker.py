@@ -57,8 +57,10 @@ def archive_entries(path: Path) -> list[str]:
         return [c["clip_id"] for c in json.loads(zf.read("manifest.json"))["clips"]]
 
 
-def check(store: Store, sent: dict[str, list[str]], owner_of: dict[str, str], exports: Path) -> Report:
-    """`sent`: each device's spooled clip ids; `owner_of`: each device's owner."""
+def check(store: Store, sent: dict[str, list[str]], owner_of: dict[str, str], exports: Path,
+          identity: str = "") -> Report:
+    """`sent`: each device's spooled clip ids; `owner_of`: each device's owner; `identity`:
+    the households' age identity, for exports encrypted to their key."""
     report = Report(sent=sum(len(ids) for ids in sent.values()))
     owners = sorted(set(owner_of.values()))
     rows = {o: {r.clip_id: r for r in store.clips.iter_owner(o)} for o in owners}
@@ -70,6 +72,13 @@ def check(store: Store, sent: dict[str, list[str]], owner_of: dict[str, str], ex
             report.problems.append(f"export of {owner} refused: {exc}")
             entries[owner] = Counter()
             continue
+        if archive.name.endswith(".age"):  # encrypted to the household's key, as every export to one is
+            import pyrage
+            from pyrage import x25519
+
+            opened = archive.with_name(archive.name.removesuffix(".age"))
+            pyrage.decrypt_file(str(archive), str(opened), [x25519.Identity.from_str(identity)])
+            archive = opened
         entries[owner] = Counter(archive_entries(archive))
         report.problems += [f"export of {owner}: {p}" for p in verify_export(store, archive, owner)]
     stored_events: dict[str, list[str | None]] = {}

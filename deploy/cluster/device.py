@@ -1,9 +1,11 @@
 """A simulated device, as the harness runs it on a devices host: it makes clips at a steady
 rate, seals and signs each as a real device does (wire v2 chain), spools it durably and
 writes its id to a ledger (what this device spooled: the checker's truth), and its real
-Publisher sends them over MQTT 3.1.1 to one RabbitMQ node, deleting each spooled clip only
-on its receipt. When the stop file appears (or it has made max_clips) it makes no more clips,
-waits until the spool is empty, and exits 0 (3 if the spool did not drain in time).
+Publisher sends them over MQTT (3.1.1 to a RabbitMQ node, or what the config says, with its
+CA for mqtts://) to the broker, deleting each spooled clip only on its receipt; with
+`recipients` each clip is sealed to them (wire v3). When the stop file appears (or it has
+made max_clips) it makes no more clips, waits until the spool is empty, and exits 0 (3 if
+the spool did not drain in time).
 
 Usage: device.py --config device.json (written by deploy/cluster/run.py)
 """
@@ -39,10 +41,11 @@ def main() -> int:
     key = load_pem_private_key(Path(c["key_file"]).read_bytes(), None)
     spool = Spool(folder / "spool", 10**10)
     settings = BrokerSettings(url=c["broker"], username=c["username"], password_file=c["password_file"],
-                              mqtt_version="3.1.1", receipt_timeout_s=c["receipt_timeout_s"], keepalive_s=10,
-                              in_flight=c.get("in_flight", 8))
+                              mqtt_version=c.get("mqtt_version", "3.1.1"), receipt_timeout_s=c["receipt_timeout_s"],
+                              keepalive_s=10, in_flight=c.get("in_flight", 8), ca=c.get("ca", ""))
     publisher = Publisher(settings, c["device_id"], spool)
-    sealer = Sealer(c["device_id"], c["owner_id"], key, Chain(folder / "chain.json"))  # type: ignore[arg-type]
+    sealer = Sealer(c["device_id"], c["owner_id"], key, Chain(folder / "chain.json"),  # type: ignore[arg-type]
+                    tuple(c.get("recipients", ())))  # sealed to the household, as a paired device does
     stop_file = Path(c["stop_file"])
     rng = np.random.default_rng(abs(hash(c["device_id"])) % 2**32)
     publisher.start()
