@@ -3,7 +3,7 @@ Clip) under .cache/wake-eval/, made once, split into a part to tune on and a par
 tuned on:
 
   espeak  espeak-ng voices (bench/wake_set.py): many accents and variants, 14 h
-  real    recordings made by people (bench/wake_real.py, from ../shared/speech/real)
+  real    recordings made by people (bench/wake_real.py, from the folder --real names)
   piper   a neural voice, Piper's en_US "joe" (bench/wake_piper.py)
 
 Each source's per-frame features are computed beside it (bench/wake_features.py).
