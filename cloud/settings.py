@@ -67,6 +67,26 @@ class BrokerSettings:
 
 
 @dataclass(frozen=True)
+class S3Settings:
+    """blob_store = "s3": the bucket (made beforehand) and how to reach it. Credentials come
+    as every S3 tool takes them (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, the shared
+    credentials file, `profile`, or an instance role), never from this file."""
+
+    endpoint_url: str = setting("", "the object store's URL (https://…; \"\" for AWS S3)")
+    bucket: str = setting("", "the bucket (it must exist: `init` and the ingester check they can write, read and "
+                              "delete in it)")
+    region: str = setting("", "its region (\"\" takes the environment's, or us-east-1)")
+    addressing_style: str = setting("path", "path (https://host/bucket/key: most self-hosted servers) or virtual "
+                                            "(https://bucket.host/key: AWS)", one_of("path", "virtual"))
+    prefix: str = setting("", "a key prefix for everything Earmark writes (e.g. \"earmark/\")")
+    ca_bundle: str = setting("", "a CA bundle to trust for the endpoint's TLS (\"\" the system's)")
+    profile: str = setting("", "a profile of the shared credentials file (\"\" the default chain)")
+    conditional_writes: bool = setting(True, "the server honours If-None-Match: * on PUT (AWS S3, R2, MinIO, Ceph "
+                                             "RGW): a clip is one PUT; false looks for the object first (one HEAD "
+                                             "more), for servers that ignore the condition (rclone's serve s3)")
+
+
+@dataclass(frozen=True)
 class AmqpSettings:
     """The clustered source: RabbitMQ's MQTT plugin routes device clips into a quorum queue,
     which ingesters consume over AMQP 0-9-1 with manual acks (deploy/SCALING.md)."""
@@ -152,9 +172,10 @@ class CloudSettings:
                                      "for SQLite)", "put it in PGPASSFILE (0600) or PGPASSWORD"),
                                 flag="--database-url")
     blob_store: str = setting("files", "where the sealed clips go: files (under data_dir; with several ingesters, a "
-                                       "filesystem they share) or database (a table of the store's database, shared "
-                                       "by ingesters on any host, replicated and backed up with the rows)",
-                              one_of("files", "database"), flag="--blob-store")
+                                       "filesystem they share), database (a table of the store's database, shared "
+                                       "by ingesters on any host, replicated and backed up with the rows) or s3 (an "
+                                       "S3-compatible object store: [s3])",
+                              one_of("files", "database", "s3"), flag="--blob-store")
     max_envelope_bytes: int = setting(MAX_ENVELOPE_BYTES, "the largest envelope the ingester takes",
                                       within(1024, MAX_ENVELOPE_BYTES, "bytes"))
     retention_days: int = setting(0, "`earmark-cloud purge` deletes clips captured longer ago",
@@ -170,6 +191,7 @@ class CloudSettings:
     metrics: MetricsSettings = setting(factory=MetricsSettings)
     portal: PortalSettings = setting(factory=PortalSettings)
     data_request: DataRequestSettings = setting(factory=DataRequestSettings)
+    s3: S3Settings = setting(factory=lambda: S3Settings())
 
     def __repr__(self) -> str:  # the password never reaches a log line
         return f"CloudSettings(data_dir={self.data_dir!r}, database_url={self.database_url!r}, …)"
@@ -265,3 +287,4 @@ def validate(s: CloudSettings) -> None:
          "give client_cert and client_key together")
     need(s.portal.session_idle_minutes <= s.portal.session_max_hours * 60, "portal.session_idle_minutes",
          "must be 1.. the session's maximum")
+    need(s.blob_store != "s3" or bool(s.s3.bucket), "s3.bucket", "blob_store = \"s3\" needs the bucket")

@@ -11,6 +11,7 @@ from earmark.cloud.store.store import Store
 from earmark.device.listening.models import fetch_models
 from tests.support.cloudkit import make_store
 from tests.support.pgdb import temporary_database
+from tests.support.s3 import S3Server
 from tests.support.speech import say
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -92,8 +93,17 @@ def blob_store(request: pytest.FixtureRequest) -> str:
     return str(getattr(request, "param", "files"))
 
 
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """A real S3 server (rclone serve s3) for the session; each test takes a bucket of its own."""
+    server = S3Server.start(tmp_path_factory.mktemp("s3"))
+    yield server
+    server.stop()
+
+
 @pytest.fixture
-def store(tmp_path: Path, database_url: str, blob_store: str) -> Iterator[Store]:
-    made = make_store(tmp_path / "cloud", database_url, blob_store)
+def store(tmp_path: Path, database_url: str, blob_store: str, request: pytest.FixtureRequest) -> Iterator[Store]:
+    s3 = request.getfixturevalue("s3_server").bucket() if blob_store == "s3" else None
+    made = make_store(tmp_path / "cloud", database_url, blob_store, s3)
     yield made
     made.close()

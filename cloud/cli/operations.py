@@ -185,7 +185,16 @@ def _open_when_reachable(s: CloudSettings, stop: threading.Event) -> Store | Non
     Any other store problem (wrong role, no schema) is a set-up error and raises."""
     from earmark.cloud.ingest.source import retrying
 
-    return retrying(lambda: open_for_work(s), StoreUnavailable, stop, 1.0,
+    def opened() -> Store:
+        store = open_for_work(s)
+        try:
+            store.check_blobs()  # an object store that cannot be written is waited for too
+        except StoreUnavailable:
+            store.close()
+            raise
+        return store
+
+    return retrying(opened, StoreUnavailable, stop, 1.0,
                     lambda exc, delay: log.error("%s; retrying in %.0f s", exc, delay))
 
 

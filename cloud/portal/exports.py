@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 def build(state: PortalState, owner_id: str, job: Export) -> None:
     """The export, on a thread and a Store of its own (its snapshot must not hold up the pages)."""
     store = Store(state.store.data_dir, state.store.master_key_path, database_url=state.store.database_url,
-                  blob_store=state.store.blob_store)
+                  blob_store=state.store.blob_store, s3=state.store.s3)
     try:
         def progress(done: int, total: int) -> None:
             job.done, job.total = done, total

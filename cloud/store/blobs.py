@@ -1,4 +1,4 @@
-"""Where sealed blobs live, behind one interface (`BlobStore`) with two backends:
+"""Where sealed blobs live, behind one interface (`BlobStore`) with three backends:
 
 - `Blobs` (blob_store = "files", the embedded default): files under the data dir, written
   whole and durably (temp file, fsync, rename, fsync dir) so that a crash leaves a blob
@@ -9,7 +9,9 @@
   its owner's row-level-security scope, at a path the table's check holds to that owner's
   prefix; a query without the owner sees none.
 
-Paths are the same on both: `blobs/<owner_id>/<clip_id>.bin` for clips,
+- `S3Blobs` (blob_store = "s3", store/s3blobs.py): objects in an S3-compatible bucket.
+
+Paths are the same on all three: `blobs/<owner_id>/<clip_id>.bin` for clips,
 `quarantine/<id>.bin` for refused payloads. On both a blob is written, in a commit of its
 own, before the row that points at it, so a crash leaves at most a blob without a row,
 which the sweep accounts for (store/store.py)."""
@@ -21,11 +23,14 @@ import shutil
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Protocol, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from earmark.cloud.store.database import Database, Row, StoreUnavailable
 from earmark.cloud.store.ddl import insert
 from earmark.runtime.durable import TEMP_PREFIX, write_file, write_files
+
+if TYPE_CHECKING:
+    from earmark.cloud.settings import S3Settings
 
 CLIPS = "blobs"
 QUARANTINE = "quarantine"
@@ -86,8 +91,14 @@ class BlobStore(Protocol):
     def close(self) -> None: ...
 
 
-def open_blobs(kind: str, data_dir: Path, db: Database) -> BlobStore:
-    """The blob store `blob_store` names: "files" or "database"."""
+def open_blobs(kind: str, data_dir: Path, db: Database, s3: S3Settings | None = None) -> BlobStore:
+    """The blob store `blob_store` names: "files", "database" or "s3" (store/s3blobs.py)."""
+    if kind == "s3":
+        from earmark.cloud.store.s3blobs import S3Blobs
+
+        if s3 is None or not s3.bucket:
+            raise StoreUnavailable("blob_store = \"s3\" needs [s3] bucket in cloud.toml")
+        return S3Blobs(s3)
     return TableBlobs(db) if kind == "database" else Blobs(data_dir)
 
 

@@ -60,7 +60,7 @@ from earmark.cloud.store.rotation import finish_rotation, rotate
 from earmark.wire.envelope import EnvelopeError, decode_envelope, parse_public_key
 
 if TYPE_CHECKING:
-    from earmark.cloud.settings import CloudSettings
+    from earmark.cloud.settings import CloudSettings, S3Settings
 
 
 SWEEP_GRACE_S = 3600  # far beyond any batch's time between its blob writes and its commit
@@ -86,11 +86,11 @@ class StoreCheck:
 
 class Store(AbstractContextManager["Store"]):
     def __init__(self, data_dir: Path, master_key_path: Path, create: bool = False, database_url: str = "",
-                 blob_store: str = "files") -> None:
+                 blob_store: str = "files", s3: S3Settings | None = None) -> None:
         self.data_dir = Path(data_dir)
         self.master_key_path = Path(master_key_path)
         self.database_url = database_url
-        self.blob_store = blob_store
+        self.blob_store, self.s3 = blob_store, s3
         if create:  # rows are metadata about people: nobody else on the machine reads them
             self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
             self.data_dir.chmod(0o700)
@@ -102,7 +102,7 @@ class Store(AbstractContextManager["Store"]):
         if not create:  # (a rotation cut short re-MACs the ledgers it left under the old key)
             master_key = finish_rotation(self.keys, self.master_key_path, list(self._ledgers(master_key)))
         self.erasures, self.deletions = self._ledgers(master_key)
-        self.blobs = open_blobs(blob_store, self.data_dir, self.db)
+        self.blobs = open_blobs(blob_store, self.data_dir, self.db, s3)
         if create:
             with self.audit.write() as cur:
                 if self.keys.create_quarantine_key(cur):
@@ -121,7 +121,7 @@ class Store(AbstractContextManager["Store"]):
     @classmethod
     def open(cls, settings: CloudSettings, create: bool = False) -> Store:
         return cls(Path(settings.data_dir), settings.master_key_path, create, settings.database_url,
-                   settings.blob_store)
+                   settings.blob_store, settings.s3)
 
     def _ledgers(self, master_key: bytes) -> tuple[ErasureLedger, DeletionLedger]:
         """The erasure and deletion ledgers, MACed under `master_key`. Beside the master key,
@@ -281,6 +281,14 @@ class Store(AbstractContextManager["Store"]):
     def counts(self) -> dict[str, int]:
         """Admin totals (numbers only: no call lists clips across owners)."""
         return {r["name"]: int(r["n"]) for r in self.db.gateway("counts")}
+
+    def check_blobs(self) -> None:
+        """StoreUnavailable, in one line, unless the blob store takes a write, a read and a
+        delete (an object store's bucket, its credentials and its rights; files and database
+        blobs are checked by opening the store)."""
+        check = getattr(self.blobs, "check", None)
+        if check is not None:
+            check()
 
     def close(self) -> None:
         """Safe to call more than once."""

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from earmark.cloud.settings import default_master_key_path
+from earmark.cloud.settings import S3Settings, default_master_key_path
 from earmark.cloud.store.crypto import create_master_key
 from earmark.cloud.store.store import Store
 from earmark.device.listening.recorder import Recording
@@ -23,21 +23,24 @@ from earmark.wire.envelope import ClipHeader, decode_envelope, encode_envelope
 from earmark.wire.topics import clip_topic
 from tests.support.pgdb import admin_execute
 
-# A module whose tests take `store` runs each on both blob stores too (files and database rows).
-EVERY_BLOB_STORE = pytest.mark.parametrize("blob_store", ["files", "database"], indirect=True)
+# A module whose tests take `store` runs each on every blob store too (files, database rows and
+# an S3 bucket on a real S3 server: tests/support/s3.py).
+EVERY_BLOB_STORE = pytest.mark.parametrize("blob_store", ["files", "database", "s3"], indirect=True)
 
 
-def make_store(data_dir: Path, database_url: str = "", blob_store: str = "files") -> Store:
+def make_store(data_dir: Path, database_url: str = "", blob_store: str = "files",
+               s3: S3Settings | None = None) -> Store:
     """A new store: SQLite in data_dir, or rows in the PostgreSQL database at database_url;
-    blobs as files under data_dir or as rows of the database."""
+    blobs as files under data_dir, as rows of the database, or objects in the bucket `s3`."""
     key_file = default_master_key_path(data_dir)
     create_master_key(key_file)
-    return Store(data_dir, key_file, create=True, database_url=database_url, blob_store=blob_store)
+    return Store(data_dir, key_file, create=True, database_url=database_url, blob_store=blob_store, s3=s3)
 
 
 def reopen(store: Store) -> Store:
     """Another Store on the same data (as another process would open it)."""
-    return Store(store.data_dir, store.master_key_path, database_url=store.database_url, blob_store=store.blob_store)
+    return Store(store.data_dir, store.master_key_path, database_url=store.database_url, blob_store=store.blob_store,
+                 s3=store.s3)
 
 
 def tamper(store: Store, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
