@@ -271,3 +271,28 @@ def test_the_satellite_is_announced_by_zeroconf_under_the_device_id(tmp_path: Pa
         satellite.close()
         speaker.close()
     assert info is not None and info.port == satellite.port
+
+
+def test_with_cloud_off_home_assistant_hears_the_request_and_nothing_is_kept(
+        data_dir: Path, tmp_path: Path, speech: Speech) -> None:
+    """`cloud = false`: an unpaired device with no household key serves Home Assistant and
+    keeps no recording (nothing sealed, nothing spooled)."""
+    wav = Scene().pause(1).speak(speech("alexa")).pause(0.2).speak(speech("turn on the light")).pause(3) \
+        .write(tmp_path / "e.wav")
+    s = replace(satellite_settings(data_dir, tmp_path), cloud=False, device_id="", owner_id="", recipients=())
+    s.require_identity()  # no identity needed to keep nothing
+
+    async def home_assistant() -> HomeAssistant:
+        ha = await HomeAssistant.connect(wyoming_port(s))
+        started = await ha.wait_for("run-pipeline")
+        await ha.wait_for("audio-stop", started.at)
+        info = Info.from_event((await ha.wait_for("info")).event)
+        assert info.satellite is not None and info.satellite.name  # the host's name stands in for a device id
+        await ha.close()
+        return ha
+
+    with running(s, wav) as (_, thread):
+        ha = asyncio.run(home_assistant())
+        thread.join(timeout=60)
+    assert len(ha.of("audio-chunk")) > 10
+    assert clips_in(s) == []  # the spool holds nothing
