@@ -114,7 +114,7 @@ def _advance_chains(cur: Cursor, records: list[ClipRow]) -> None:
     for r in records:
         if r.seq is not None and r.seq > ends.get(r.device_id, 0):
             ends[r.device_id] = r.seq
-    cur.executemany(ADVANCE_CHAIN, [{"seq": seq, "device_id": device_id} for device_id, seq in ends.items()])
+    cur.executemany(ADVANCE_CHAIN, [{"seq": seq, "device_id": device_id} for device_id, seq in sorted(ends.items())])
 
 
 # How far into the deletion ledger this database is known to be: (line, MAC) of the last
@@ -159,10 +159,11 @@ class Clips:
         not_stored = {r.clip_id: "duplicate" for r in records if r.blob_path in kept and not self._holds(r)}
         records = [r for r in records if r.clip_id not in not_stored]
         with self.audit.write() as cur:
+            stored: dict[str, list[tuple[str | None, str | None, dict[str, object] | None]]] = {}
             for owner_id in sorted({r.owner_id for r in records}):
                 cur.scope(owner_id)
                 live = cur.execute(LIVE_OWNER + self.db.share_lock, {"owner_id": owner_id}).fetchone()
-                events: list[tuple[str | None, str | None, dict[str, object] | None]] = []
+                events = stored[owner_id] = []
                 inserted = []
                 for r in (r for r in records if r.owner_id == owner_id):
                     if not live:
@@ -173,7 +174,12 @@ class Clips:
                         inserted.append(r)
                         events.append((r.device_id, r.clip_id, {"envelope_sha256": r.envelope_sha256}))
                 _advance_chains(cur, inserted)
+            # The audit head's row last, once every row of the batch is locked (owners, then their
+            # devices, each in sorted order): two ingesters' batches then take their locks in one
+            # order, and cannot deadlock (a head taken between two owners' rows did, on PostgreSQL).
+            for owner_id, events in stored.items():
                 if events:
+                    cur.scope(owner_id)
                     self.audit.append_many(cur, "clip_stored", owner_id, events)
         erased = [r for r in records if not_stored.get(r.clip_id) == "owner_erased"]
         self.blobs.remove_many([r.blob_path for r in erased])

@@ -161,3 +161,40 @@ def test_an_owner_gets_one_export_at_a_time_and_the_finished_one_again_until_the
         store.clips.delete(alice.owner_id, store.clips.of_owner(alice.owner_id)[:1], "clip_deleted")  # data changed
         assert post() == 303
         wait_until(lambda: built() == 2, 30, "a new export for the changed data")
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+def test_ingesters_committing_batches_of_overlapping_owners_at_once_do_not_deadlock(
+        store: Store, database_url: str) -> None:
+    """Found by the multi-host run on S3: two ingesters' batches, one of owners A and B, the
+    other of B and C, locked the audit head between their owners' rows and deadlocked on
+    PostgreSQL (retried, so nothing was lost, but each cost a batch a retry)."""
+    from earmark.cloud.store.database import StoreFailure
+    from tests.support.cloudkit import reopen
+
+    # By owner id, which orders each batch's owners: A's batch is owners 0 and 1, B's 1 and 2,
+    # so the old order (owner 0's rows, the audit head, owner 1's) met B's (owner 1's, the head).
+    devices = sorted((enrolled_device(store, name) for name in ("Ann", "Bea", "Cyd")), key=lambda d: d.owner_id)
+    other = reopen(store)
+    failures: list[str] = []
+    start = threading.Barrier(2)
+
+    def ingest(target: Store, pair: tuple[int, int], seed: int) -> None:
+        ingest = Ingestor(target)
+        start.wait()
+        for n in range(40):
+            batch = [(d.topic, d.clip(seed=seed + 1000 * n + i)) for i, d in enumerate(devices[pair[0]:pair[1] + 1])]
+            try:
+                ingest.handle_batch(batch)
+            except StoreFailure as exc:
+                failures.append(str(exc))
+
+    threads = [threading.Thread(target=ingest, args=(store, (0, 1), 0)),
+               threading.Thread(target=ingest, args=(other, (1, 2), 500_000))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    other.close()
+    assert not failures, failures[:3]
+    assert sum(store.clips.count(d.owner_id) for d in devices) == 160
