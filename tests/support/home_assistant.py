@@ -38,7 +38,9 @@ class HomeAssistant:
     _new: asyncio.Event = field(default_factory=asyncio.Event)
 
     @classmethod
-    async def connect(cls, port: int, timeout: float = 30.0) -> HomeAssistant:
+    async def connect(cls, port: int, timeout: float = 30.0, describe_first: bool = False) -> HomeAssistant:
+        """Connected and running the satellite: `run-satellite` then `describe`, as Home
+        Assistant sends them (`describe_first`: the other way round, as other clients do)."""
         deadline = time.monotonic() + timeout
         while True:
             client = AsyncTcpClient("127.0.0.1", port)
@@ -50,8 +52,9 @@ class HomeAssistant:
                     raise
                 await asyncio.sleep(0.1)
         ha = cls(client)
-        await client.write_event(RunSatellite().event())  # Home Assistant's order
-        await client.write_event(Describe().event())
+        first, second = RunSatellite().event(), Describe().event()
+        for event in (second, first) if describe_first else (first, second):
+            await client.write_event(event)
         ha._tasks = [asyncio.create_task(ha._read()), asyncio.create_task(ha._ping())]
         return ha
 
