@@ -40,11 +40,9 @@ from earmark.cloud.ingest.source import (
     IngestSummary,
     Pipeline,
     Statuses,
-    StoreCondition,
+    Vitals,
     count,
-    store_health,
 )
-from earmark.cloud.ingest.systemd import Notifier
 from earmark.cloud.settings import CloudSettings, url_nodes
 from earmark.wire.errors import ConfigError, UsageError
 
@@ -111,8 +109,7 @@ class AmqpIngestService:
         self.ingestor = ingestor
         self.metrics = metrics
         self.summary = IngestSummary()
-        self.notifier = Notifier()
-        self.condition = StoreCondition(metrics)
+        self.vitals = Vitals(metrics)
         self.ready = threading.Event()
         self.statuses = Statuses()
 
@@ -120,14 +117,7 @@ class AmqpIngestService:
         return f"quorum queue {self.settings.amqp.queue} at {self.settings.amqp.url} as {self.settings.amqp.username}"
 
     def health(self) -> dict[str, str]:
-        return {"broker": "ok" if self.ready.is_set() else "not consuming the queue yet",
-                "store": store_health(self.ingestor, self.condition)}
-
-    def _alive(self) -> None:
-        """The process makes progress (waiting for the store on purpose is progress): the
-        liveness heartbeat and systemd's watchdog, from the loop or from a retry's wait."""
-        self.metrics.heartbeat()
-        self.notifier.watchdog()
+        return self.vitals.health(self.ingestor, "ok" if self.ready.is_set() else "not consuming the queue yet")
 
     def run(self, stop: threading.Event, retire: bool = False) -> None:
         """Until `stop`. A quorum queue has no members to leave, so there is no retiring."""
@@ -206,14 +196,14 @@ class AmqpIngestService:
 
             reader = threading.Thread(target=pump, name="amqp-io", daemon=True)
             reader.start()
-            self.notifier.ready()
+            self.vitals.notifier.ready()
             pipeline: Pipeline[list[Delivery]] = Pipeline(
                 self.ingestor, self.metrics, stop, lambda batch, outcomes: self._settle(connection, channel, batch,
                                                                                         outcomes),
-                self.condition, self._alive)
+                self.vitals.condition, self.vitals.alive)
             try:
                 while not stop.is_set() and not done.is_set():
-                    self._alive()
+                    self.vitals.alive()
                     try:
                         batch = [arrivals.get(timeout=0.2)]
                     except queue.Empty:

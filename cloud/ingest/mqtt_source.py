@@ -40,11 +40,9 @@ from earmark.cloud.ingest.source import (
     IngestSummary,
     Pipeline,
     Statuses,
-    StoreCondition,
+    Vitals,
     count,
-    store_health,
 )
-from earmark.cloud.ingest.systemd import Notifier
 from earmark.cloud.settings import CloudSettings
 from earmark.runtime.transport import FailureLog, connect_async, describe_connect_error, make_client, send_immediately
 from earmark.wire.errors import ConfigError
@@ -82,8 +80,7 @@ class IngestService:
         self.ingestor = ingestor
         self.metrics = metrics
         self.summary = IngestSummary()
-        self.notifier = Notifier()
-        self.condition = StoreCondition(metrics)
+        self.vitals = Vitals(metrics)
         self.arrivals: queue.Queue[Arrival] = queue.Queue()
         self.generation = 0
         self.connected = threading.Event()
@@ -185,14 +182,8 @@ class IngestService:
     # -- main thread -----------------------------------------------------------------------
 
     def health(self) -> dict[str, str]:
-        return {"broker": "ok" if self.subscribed.is_set() else "not subscribed to the clips yet",
-                "store": store_health(self.ingestor, self.condition)}
-
-    def _alive(self) -> None:
-        """The process makes progress (waiting for the store on purpose is progress): the
-        liveness heartbeat and systemd's watchdog, from the loop or from a retry's wait."""
-        self.metrics.heartbeat()
-        self.notifier.watchdog()
+        waiting = "not subscribed to the clips yet"
+        return self.vitals.health(self.ingestor, "ok" if self.subscribed.is_set() else waiting)
 
     def describe(self) -> str:
         b = self.settings.broker
@@ -216,13 +207,13 @@ class IngestService:
         quiet_since = time.monotonic()
         announced = False
         pipeline: Pipeline[list[Arrival]] = Pipeline(self.ingestor, self.metrics, stop, self._settle,
-                                                      self.condition, self._alive)
+                                                      self.vitals.condition, self.vitals.alive)
         connect_async(self.client, self.settings.broker.url, self.settings.broker.keepalive_s, SESSION_EXPIRY_S)
         try:
             while not stop.is_set() and self.fatal is None:
-                self._alive()
+                self.vitals.alive()
                 if self.subscribed.is_set() and not announced:
-                    self.notifier.ready()
+                    self.vitals.notifier.ready()
                     announced = True
                 try:
                     batch = [self.arrivals.get(timeout=0.2)]
@@ -245,7 +236,7 @@ class IngestService:
                     self.statuses.record(self.ingestor)
         finally:
             pipeline.close()
-            self.notifier.stopping()
+            self.vitals.notifier.stopping()
             self.summary.flush(force=True)
             self.stopping = True
             if not self.retired:

@@ -14,6 +14,7 @@ from typing import Generic, Protocol, TypeVar
 
 from earmark.cloud.ingest.ingestor import Ingestor, Judged, Outcome
 from earmark.cloud.ingest.metrics import Metrics
+from earmark.cloud.ingest.systemd import Notifier
 from earmark.cloud.settings import CloudSettings
 from earmark.cloud.store.database import StoreFailure
 from earmark.wire.topics import TopicError, device_from_status_topic
@@ -98,6 +99,25 @@ class StoreCondition:
             log.info("the store takes clips again")
         self.reason = ""
         self.metrics.store_ready.set(1)
+
+
+class Vitals:
+    """What a message source tells of itself: that it is alive (the liveness heartbeat and
+    systemd's watchdog, from its loop or from a retry's wait: waiting for the store on purpose
+    is progress), and whether it is ready (the broker, and the store as the last batch found it)."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+        self.notifier = Notifier()
+        self.condition = StoreCondition(metrics)
+
+    def alive(self) -> None:
+        self.metrics.heartbeat()
+        self.notifier.watchdog()
+
+    def health(self, ingestor: Ingestor, broker: str) -> dict[str, str]:
+        """`broker`: "ok", or why the source takes no messages yet."""
+        return {"broker": broker, "store": store_health(ingestor, self.condition)}
 
 
 def store_health(ingestor: Ingestor, condition: StoreCondition) -> str:
