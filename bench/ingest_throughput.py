@@ -147,6 +147,7 @@ def child_ingester(port: int, count: int, data_dir: Path, owner_id: str,
     runner.join()
     if profile:
         yappi.stop()
+        yappi.get_thread_stats().print_all(out=sys.stderr)
         yappi.get_func_stats().sort("tsub").print_all(out=sys.stderr, columns={
             0: ("name", 90), 1: ("ncall", 8), 2: ("tsub", 8), 3: ("ttot", 8), 4: ("tavg", 8)})
     requests = dict(getattr(store.blobs, "requests", {}))  # an object store's, by kind
