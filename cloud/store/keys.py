@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from contextlib import AbstractContextManager
+from typing import Any
 
 from earmark.cloud.store.crypto import (
     QUARANTINE_KEY_AAD,
@@ -30,6 +31,13 @@ class OwnerError(UsageError, LookupError):
 # owners.wrapped_key of a live owner whose clips are all sealed to their household (re-sealed
 # by owner/reseal.py): the server keeps no data key for them at all. (NULL is an erased owner.)
 NO_SERVER_KEY = b"household"
+
+
+def _server_key(row: Any) -> bytes | None:
+    """The wrapped data key an owners row (or None for no row) holds; None if it holds none
+    (the owner was erased, or their clips are sealed to their household only)."""
+    wrapped = None if row is None else row["wrapped_key"]
+    return None if wrapped is None or bytes(wrapped) == NO_SERVER_KEY else bytes(wrapped)
 
 
 class Keys:
@@ -107,7 +115,7 @@ class Keys:
         it sealed before the household had a key of its own)?"""
         rows = self.db.query("SELECT wrapped_key FROM owners WHERE owner_id = :owner_id", {"owner_id": owner_id},
                              owner=owner_id)
-        return bool(rows) and rows[0]["wrapped_key"] is not None and bytes(rows[0]["wrapped_key"]) != NO_SERVER_KEY
+        return _server_key(rows[0] if rows else None) is not None
 
     def drop_server_key(self, cur: Cursor, owner_id: str) -> None:
         """Inside the caller's transaction, scoped to the owner: the owner's wrapped data key
@@ -139,9 +147,9 @@ class Keys:
         cur.scope(owner_id)
         wrapped = cur.execute("SELECT wrapped_key FROM owners WHERE owner_id = :owner_id",
                               {"owner_id": owner_id}).fetchone()
-        if wrapped is None or wrapped["wrapped_key"] is None or bytes(wrapped["wrapped_key"]) == NO_SERVER_KEY:
+        if (held := _server_key(wrapped)) is None:
             return False  # erased, or sealed to the household only: nothing to carry over
-        key = self._unwrap(self.master_key, owner_id, wrapped["wrapped_key"])
+        key = self._unwrap(self.master_key, owner_id, held)
         cur.execute("UPDATE owners SET wrapped_key = :wrapped WHERE owner_id = :owner_id",
                     {"wrapped": self._wrap(new_master, owner_id, key), "owner_id": owner_id})
         return True
@@ -158,8 +166,7 @@ class Keys:
                 cur.scope(owner_id)
                 wrapped = cur.execute("SELECT wrapped_key FROM owners WHERE owner_id = :owner_id",
                                       {"owner_id": owner_id}).fetchone()
-                if (wrapped is None or wrapped["wrapped_key"] is None or bytes(wrapped["wrapped_key"]) == NO_SERVER_KEY
-                        or self._moved(owner_id, wrapped["wrapped_key"])):
+                if (held := _server_key(wrapped)) is None or self._moved(owner_id, held):
                     continue
                 moved += self._rewrap(cur, owner_id, self.master_key)
             cur.execute(SET_META,
