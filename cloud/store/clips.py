@@ -404,13 +404,12 @@ class Clips:
                                   detail={"envelope_sha256": clip.digest})
         return bool(added)
 
-    def open_blob(self, owner_id: str, relative: str, device_ids: list[str]) -> tuple[str, bytes] | None:
-        """(device id, envelope bytes) of a blob of the owner's that no row points at, if it
-        opens with the owner's key and one of these devices' bindings; else None."""
+    def open_blob(self, owner_id: str, relative: str, device_ids: list[str],
+                  sealed: bytes) -> tuple[str, bytes] | None:
+        """(device id, envelope bytes) of `sealed`, a blob of the owner's at `relative` that no
+        row points at, if it opens with the owner's key and one of these devices' bindings;
+        else None."""
         clip_id = relative.rsplit("/", 1)[-1].removesuffix(".bin")
-        sealed = self.blobs.read(relative)
-        if sealed.startswith(RESEALED):
-            return None  # its row named it, and only its row can: the sweep sets it aside
         if sealed.startswith(HOUSEHOLD_SEALED):  # the sweep then checks its header and signature
             raw = sealed[len(HOUSEHOLD_SEALED):]
             try:

@@ -213,9 +213,10 @@ class Store(AbstractContextManager["Store"]):
         if owner is None:
             return "no such owner"
         candidates = devices_of(owner_id)
-        opened = self.clips.open_blob(owner_id, path, [d.device_id for d in candidates])
-        if opened is None and self.blobs.read(path).startswith(RESEALED):
+        blob = self.blobs.read(path)
+        if blob.startswith(RESEALED):  # only its row could name it
             return "a re-sealed clip whose row is gone (restore the database from after the re-sealing)"
+        opened = self.clips.open_blob(owner_id, path, [d.device_id for d in candidates], blob)
         if opened is None:
             return "does not open with the owner's key and devices"
         device_id, raw = opened
