@@ -188,7 +188,7 @@ def _open_when_reachable(s: CloudSettings, stop: threading.Event) -> Store | Non
     def opened() -> Store:
         store = open_for_work(s)
         try:
-            store.check_blobs()  # an object store that cannot be written is waited for too
+            store.blobs.check()  # an object store that cannot be written is waited for too
         except StoreUnavailable:
             store.close()
             raise

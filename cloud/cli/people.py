@@ -23,7 +23,7 @@ def cmd_init(args: argparse.Namespace) -> int:
 
     made = create_master_key(s.master_key_path)
     store = Store.open(s, create=True)
-    store.check_blobs()  # an object store: can we write, read and delete in its bucket?
+    store.blobs.check()  # an object store: can we write, read and delete in its bucket?
     export_key = key_text(signing_key(store).verify_key)
     counts = store.counts()
     result = {"data_dir": s.data_dir, "master_key_file": str(s.master_key_path), "master_key_created": made,

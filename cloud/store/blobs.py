@@ -88,6 +88,11 @@ class BlobStore(Protocol):
     @staticmethod
     def is_temp(relative: str) -> bool: ...
 
+    def check(self) -> None:
+        """StoreError, in one line, if the blob store refuses a write, a read or a delete as set
+        up (an object store's bucket, credentials, rights); StoreUnavailable if it does not
+        answer. Files and database rows are checked by opening the store."""
+
     def close(self) -> None: ...
 
 
@@ -188,6 +193,9 @@ class Blobs:
                     yield str(path.relative_to(self.data_dir)), path.stat().st_mtime
             except FileNotFoundError:  # committed and renamed, or swept by another ingester
                 continue
+
+    def check(self) -> None:
+        pass  # the data dir was opened with the store
 
     def close(self) -> None:
         pass
@@ -301,6 +309,9 @@ class TableBlobs:
     @staticmethod
     def is_temp(relative: str) -> bool:
         return False
+
+    def check(self) -> None:
+        pass  # the database answered when the store was opened
 
     def close(self) -> None:
         pass  # the database is the store's, closed with it

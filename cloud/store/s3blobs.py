@@ -140,22 +140,17 @@ class S3Blobs:
     # -- checks and helpers ----------------------------------------------------------------
 
     def check(self) -> None:
-        """Write, read and delete a probe object. StoreUnavailable if the object store does
-        not answer (worth waiting for); StoreError, naming what failed, if it refuses (no such
-        bucket, no rights, wrong credentials: a set-up to fix)."""
-        probe = f"earmark-probe/{os.getpid()}-{os.urandom(4).hex()}"
-        for what, action in (("write", lambda: self.write(probe, b"probe")), ("read", lambda: self.read(probe)),
-                             ("delete", lambda: self.remove(probe))):
+        """Write, read and delete a probe object: StoreError naming what the object store
+        refused (no such bucket, no rights, wrong credentials: a set-up to fix), or
+        StoreUnavailable if it does not answer (worth waiting for)."""
+        probe = self._key(f"earmark-probe/{os.getpid()}-{os.urandom(4).hex()}")
+        for what, kind, method, extra in (("write", "PUT", self.client.put_object, {"Body": b"probe"}),
+                                          ("read", "GET", self.client.get_object, {}),
+                                          ("delete", "DELETE", self.client.delete_object, {})):
             try:
-                action()
-            except StoreUnavailable as exc:
-                if "does not answer" in str(exc):
-                    raise
-                raise StoreError(f"the object store cannot {what} in s3://{self.bucket}/{self.prefix}: "
-                                 f"{str(exc).split(': ', 1)[-1]}") from None
-            except FileNotFoundError:
-                raise StoreError(f"the object store cannot read back in s3://{self.bucket}/{self.prefix} what "
-                                 "it took") from None
+                self._call(kind, method, Bucket=self.bucket, Key=probe, **extra)
+            except _Refused as exc:
+                raise StoreError(f"the object store cannot {what} in s3://{self.bucket}/{self.prefix}: {exc}") from None
 
     def _key(self, relative: str) -> str:
         return self.prefix + relative

@@ -283,14 +283,6 @@ class Store(AbstractContextManager["Store"]):
         """Admin totals (numbers only: no call lists clips across owners)."""
         return {r["name"]: int(r["n"]) for r in self.db.gateway("counts")}
 
-    def check_blobs(self) -> None:
-        """StoreUnavailable, in one line, unless the blob store takes a write, a read and a
-        delete (an object store's bucket, its credentials and its rights; files and database
-        blobs are checked by opening the store)."""
-        check = getattr(self.blobs, "check", None)
-        if check is not None:
-            check()
-
     def close(self) -> None:
         """Safe to call more than once."""
         if self._closed:

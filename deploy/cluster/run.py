@@ -174,7 +174,7 @@ class Cluster:
         create_master_key(self.master_key)
         with Store(self.work / "admin-data", self.master_key, create=True, database_url=self.service_url,
                    blob_store=self.blob_store, s3=self.s3) as store:
-            store.check_blobs()
+            store.blobs.check()
             for name in OWNERS:
                 owner = store.registry.add_owner(name).owner_id
                 for k in (1, 2):
