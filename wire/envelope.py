@@ -132,18 +132,23 @@ class Envelope:
     signed_bytes: bytes | memoryview
 
     def verify(self, public_key: Ed25519PublicKey) -> bool:
-        """Whether the signature is `public_key`'s over the signed bytes. Checked by libsodium,
-        which verifies RFC 8032 Ed25519 in half the time OpenSSL takes (and releases the GIL)."""
-        try:
-            crypto_sign_open(self.signature + bytes(self.signed_bytes), public_key.public_bytes_raw())
-        except BadSignatureError:
-            return False
-        return True
+        """Whether the signature is `public_key`'s over the signed bytes."""
+        return signed_by(public_key, self.signed_bytes, self.signature)
 
     @cached_property
     def digest(self) -> str:
         """The envelope's digest (see the module docstring)."""
-        return _digest(self.signed_bytes, self.signature)
+        return signed_digest(self.signed_bytes, self.signature)
+
+
+def signed_by(public_key: Ed25519PublicKey, signed: bytes | memoryview, signature: bytes) -> bool:
+    """Whether `signature` is `public_key`'s over `signed`. Checked by libsodium, which verifies
+    RFC 8032 Ed25519 in half the time OpenSSL takes (and releases the GIL)."""
+    try:
+        crypto_sign_open(signature + bytes(signed), public_key.public_bytes_raw())
+    except BadSignatureError:
+        return False
+    return True
 
 
 def format_captured_at(moment: datetime) -> str:
@@ -177,10 +182,11 @@ def envelope_digest(envelope: bytes) -> str:
     signed_end = len(view) - SIGNATURE_BYTES
     if view[4] >= 2:
         signed_end = PREAMBLE.size + PREAMBLE.unpack_from(view)[3]
-    return _digest(view[:signed_end], view[-SIGNATURE_BYTES:])
+    return signed_digest(view[:signed_end], view[-SIGNATURE_BYTES:])
 
 
-def _digest(signed: bytes | memoryview, signature: bytes | memoryview) -> str:
+def signed_digest(signed: bytes | memoryview, signature: bytes | memoryview) -> str:
+    """SHA-256 over an envelope's signed bytes and its signature: the envelope's digest."""
     digest = hashlib.sha256(signed)
     digest.update(signature)
     return digest.hexdigest()

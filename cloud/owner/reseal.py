@@ -19,11 +19,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from earmark.cloud.store.clips import HOUSEHOLD_SEALED, ClipRow
+from earmark.cloud.store.clips import ClipRow
 from earmark.cloud.store.crypto import CryptoError
-from earmark.cloud.store.resealed import MARK, reseal
+from earmark.cloud.store.resealed import Resealed, reseal
 from earmark.cloud.store.store import Store
-from earmark.wire.envelope import EnvelopeError, decode_envelope
+from earmark.wire.envelope import EnvelopeError
 from earmark.wire.errors import UsageError
 from earmark.wire.timestamps import utc_now
 
@@ -85,14 +85,13 @@ def _reseal_batch(store: Store, owner_id: str, rows: list[ClipRow], recipients: 
     """Re-seal the rows' server-sealed blobs; (re-sealed now, sealed to the household already)."""
     blobs: list[tuple[str, bytes | bytearray]] = []
     for row in rows:
-        stored = store.blobs.read(row.blob_path)
-        if stored.startswith((HOUSEHOLD_SEALED, MARK)):
-            continue
         try:
-            envelope = decode_envelope(store.clips.read(owner_id, row))
+            envelope = store.clips.stored(owner_id, row)
         except (CryptoError, EnvelopeError, FileNotFoundError) as exc:
             raise ResealError(f"clip {row.clip_id} of owner {owner_id} does not open as its row says ({exc}): the "
                               "owner's key is kept; run `earmark-cloud check` and then this again") from None
+        if isinstance(envelope, Resealed) or envelope.header.sealed:  # by an earlier run, or on its device
+            continue
         if envelope.digest != row.envelope_sha256:
             raise ResealError(f"clip {row.clip_id} of owner {owner_id} is not the envelope its row names: the "
                               "owner's key is kept; run `earmark-cloud check` and then this again")

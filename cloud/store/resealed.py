@@ -17,7 +17,6 @@ itself: `original`.
 
 from __future__ import annotations
 
-import hashlib
 import struct
 from dataclasses import dataclass
 from functools import cached_property
@@ -34,6 +33,8 @@ from earmark.wire.envelope import (
     decode_envelope,
     parse_header,
     reassemble,
+    signed_by,
+    signed_digest,
 )
 
 MARK = b"earmark/household-resealed-envelope\n"
@@ -60,20 +61,14 @@ class Resealed:
         the audio): the store's row names it, and `original` checks it once the audio is open."""
         if self.version < 2:
             return None
-        digest = hashlib.sha256(self._preamble() + self.header_bytes)
-        digest.update(self.signature)
-        return digest.hexdigest()
+        return signed_digest(self._preamble() + self.header_bytes, self.signature)
 
     def verify(self, public_key: Ed25519PublicKey) -> bool | None:
         """The device's signature over a v2 clip's preamble and header (which names the WAV's
         hash); None for v1, whose signature covers the audio: see `original`."""
         if self.version < 2:
             return None
-        try:
-            public_key.verify(self.signature, self._preamble() + self.header_bytes)
-        except Exception:  # cryptography's InvalidSignature
-            return False
-        return True
+        return signed_by(public_key, self._preamble() + self.header_bytes, self.signature)
 
     def original(self, wav: bytes) -> Envelope:
         """The device's envelope again, from the WAV the household's key opened: decoded (the
