@@ -198,9 +198,8 @@ class AmqpIngestService:
             reader.start()
             self.vitals.notifier.ready()
             pipeline: Pipeline[list[Delivery]] = Pipeline(
-                self.ingestor, self.metrics, stop, lambda batch, outcomes: self._settle(connection, channel, batch,
-                                                                                        outcomes),
-                self.vitals.condition, self.vitals.alive)
+                self.ingestor, stop, lambda batch, outcomes: self._settle(connection, channel, batch, outcomes),
+                self.vitals)
             try:
                 while not stop.is_set() and not done.is_set():
                     self.vitals.alive()

@@ -206,8 +206,7 @@ class IngestService:
         self.retiring = retire
         quiet_since = time.monotonic()
         announced = False
-        pipeline: Pipeline[list[Arrival]] = Pipeline(self.ingestor, self.metrics, stop, self._settle,
-                                                      self.vitals.condition, self.vitals.alive)
+        pipeline: Pipeline[list[Arrival]] = Pipeline(self.ingestor, stop, self._settle, self.vitals)
         connect_async(self.client, self.settings.broker.url, self.settings.broker.keepalive_s, SESSION_EXPIRY_S)
         try:
             while not stop.is_set() and self.fatal is None:

@@ -51,6 +51,7 @@ def open_source(settings: CloudSettings, ingestor: Ingestor, metrics: Metrics) -
 
 
 STORE_RETRY_MAX_S = 4.0  # a store that can take clips again (room on the disk) is back within this
+MIN_FREE_BYTES = 4 * 1024 * 1024  # room for a few clips' blobs; less is a full disk to readiness
 
 
 def retrying(action: Callable[[], T], error: type[Exception], stop: threading.Event, first_delay: float,
@@ -84,7 +85,7 @@ class StoreCondition:
         self.reason = ""  # why the last attempt failed; "" while the store takes clips
         self._logged = (0.0, "")
 
-    def failed(self, exc: Exception, size: int, delay: float) -> None:
+    def failed(self, exc: Exception, size: int) -> None:
         self.reason = str(exc)[:300]
         self.metrics.store_ready.set(0)
         self.metrics.store_errors.inc(size)
@@ -116,25 +117,20 @@ class Vitals:
         self.notifier.watchdog()
 
     def health(self, ingestor: Ingestor, broker: str) -> dict[str, str]:
-        """`broker`: "ok", or why the source takes no messages yet."""
-        return {"broker": broker, "store": store_health(ingestor, self.condition)}
+        """`broker`: "ok", or why the source takes no messages yet; the store likewise."""
+        return {"broker": broker, "store": self._store(ingestor)}
 
-
-def store_health(ingestor: Ingestor, condition: StoreCondition) -> str:
-    """"ok", or why the ingester cannot store clips now."""
-    if condition.reason:
-        return condition.reason
-    try:
-        ingestor.store.db.ping()
-    except Exception as exc:  # any failure means "not ready"; the detail is in the log
-        return f"the database does not answer: {type(exc).__name__}"
-    free = shutil.disk_usage(ingestor.store.data_dir).free
-    if free < MIN_FREE_BYTES:
-        return f"the store's disk is full ({free // 1024} KiB free)"
-    return "ok"
-
-
-MIN_FREE_BYTES = 4 * 1024 * 1024  # room for a few clips' blobs; less is a full disk to readiness
+    def _store(self, ingestor: Ingestor) -> str:
+        if self.condition.reason:
+            return self.condition.reason
+        try:
+            ingestor.store.db.ping()
+        except Exception as exc:  # any failure means "not ready"; the detail is in the log
+            return f"the database does not answer: {type(exc).__name__}"
+        free = shutil.disk_usage(ingestor.store.data_dir).free
+        if free < MIN_FREE_BYTES:
+            return f"the store's disk is full ({free // 1024} KiB free)"
+        return "ok"
 
 
 class Pipeline(Generic[B]):
@@ -149,11 +145,11 @@ class Pipeline(Generic[B]):
     backoff and nothing is settled; if `stop` is set meanwhile, the batch is never settled
     (never acked), so the broker delivers it again."""
 
-    def __init__(self, ingestor: Ingestor, metrics: Metrics, stop: threading.Event,
-                 settle: Callable[[B, list[Outcome]], None], condition: StoreCondition,
-                 alive: Callable[[], None] = lambda: None) -> None:
-        self.ingestor, self.metrics, self.stop, self.settle = ingestor, metrics, stop, settle
-        self.condition, self.alive = condition, alive  # alive(): heartbeat and watchdog while waiting
+    def __init__(self, ingestor: Ingestor, stop: threading.Event, settle: Callable[[B, list[Outcome]], None],
+                 vitals: Vitals) -> None:
+        self.ingestor, self.stop, self.settle = ingestor, stop, settle
+        self.vitals = vitals  # the store's condition, and the heartbeat and watchdog while a retry waits
+        self.metrics = vitals.metrics
         self._committer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-commit")
         self._pending: tuple[B, Future[list[Outcome] | None]] | None = None
 
@@ -185,10 +181,11 @@ class Pipeline(Generic[B]):
         return outcomes
 
     def _retried(self, phase: Callable[[], T], size: int) -> T | None:
-        result = retrying(phase, StoreFailure, self.stop, 0.5,
-                          lambda exc, delay: self.condition.failed(exc, size, delay), STORE_RETRY_MAX_S, self.alive)
+        condition = self.vitals.condition
+        result = retrying(phase, StoreFailure, self.stop, 0.5, lambda exc, _delay: condition.failed(exc, size),
+                          STORE_RETRY_MAX_S, self.vitals.alive)
         if result is not None:
-            self.condition.stored()
+            condition.stored()
         return result
 
 
