@@ -7,10 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
-import socket
 import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -22,9 +19,8 @@ import pytest
 from earmark.cloud.ingest.ingestor import Ingestor
 from earmark.cloud.portal.guard import COOKIE
 from earmark.cloud.store.store import Store
-from tests.integration.test_operator_metrics import ROOT, get
+from tests.integration.test_operator_metrics import get, ingester_under_systemd
 from tests.integration.test_portal_guard import _NoRedirect as NoRedirect
-from tests.support.broker import free_port
 from tests.support.cloudkit import enrolled_device
 from tests.support.portalserver import served, session_for
 from tests.support.securecloud import Client, SecureCloud
@@ -67,16 +63,7 @@ def test_a_full_disk_makes_the_ingester_not_ready_never_dead_and_it_resumes_once
     if mounted.returncode != 0:
         pytest.fail(f"cannot mount a tmpfs for the blobs: {mounted.stderr.decode().strip()}")
     cloud.start_broker()
-    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    notify.bind(str(tmp_path / "notify.sock"))
-    notify.settimeout(0.1)
-    port = free_port()
-    env = {**os.environ, "NOTIFY_SOCKET": str(tmp_path / "notify.sock"), "WATCHDOG_USEC": "2000000"}
-    log = tmp_path / "ingest.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "earmark.cloud.cli", "ingest", "--data-dir",
-                                 str(cloud.data_dir), "--metrics-port", str(port)], cwd=ROOT, env=env,
-                                stderr=out, stdout=subprocess.DEVNULL)
+    proc, notify, port, log = ingester_under_systemd(cloud, tmp_path, watchdog_s=2.0, timeout=0.1)
     pings: list[float] = []
 
     def listen() -> None:

@@ -36,19 +36,27 @@ def value(metrics: str, name: str) -> float:
     raise AssertionError(f"{name} not in /metrics")
 
 
-def test_metrics_health_and_systemd_notify(tmp_path: Path) -> None:
-    cloud = SecureCloud(tmp_path)
-    cloud.start_broker()
+def ingester_under_systemd(cloud: SecureCloud, tmp_path: Path, watchdog_s: float,
+                           timeout: float) -> tuple[subprocess.Popen[bytes], socket.socket, int, Path]:
+    """`earmark-cloud ingest` as systemd's Type=notify unit runs it, with a watchdog of
+    `watchdog_s`: (the process, the notify socket it talks to, its metrics port, its log)."""
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     notify.bind(str(tmp_path / "notify.sock"))
-    notify.settimeout(0.2)
+    notify.settimeout(timeout)
     port = free_port()
-    env = {**os.environ, "NOTIFY_SOCKET": str(tmp_path / "notify.sock"), "WATCHDOG_USEC": "1000000"}
+    env = {**os.environ, "NOTIFY_SOCKET": str(tmp_path / "notify.sock"), "WATCHDOG_USEC": str(int(watchdog_s * 1e6))}
     log = tmp_path / "ingest.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen([sys.executable, "-m", "earmark.cloud.cli", "ingest", "--data-dir",
                                  str(cloud.data_dir), "--metrics-port", str(port)], cwd=ROOT, env=env,
                                 stderr=out, stdout=subprocess.DEVNULL)
+    return proc, notify, port, log
+
+
+def test_metrics_health_and_systemd_notify(tmp_path: Path) -> None:
+    cloud = SecureCloud(tmp_path)
+    cloud.start_broker()
+    proc, notify, port, _ = ingester_under_systemd(cloud, tmp_path, watchdog_s=1.0, timeout=0.2)
     said: list[str] = []
 
     def heard(what: str) -> bool:
