@@ -14,17 +14,16 @@ import zipfile
 from dataclasses import replace
 from pathlib import Path
 
-import pyrage
 import pytest
 from pyrage import x25519
 
 from earmark.cloud.ingest.ingestor import Ingestor
-from earmark.cloud.owner.export import export_owner
 from earmark.cloud.owner.reseal import ResealError, reseal_owner
 from earmark.cloud.owner.verify_export import verify_export
 from earmark.cloud.store.resealed import MARK, Resealed, parse, reseal
 from earmark.cloud.store.store import Store
 from earmark.wire.envelope import decode_envelope, encode_envelope
+from tests.integration.test_sealed_clips import export_opened
 from tests.support.cloudkit import EVERY_BLOB_STORE, enrolled_device, make_store
 
 CANARY = b"SERVER-SEALED-BEFORE-THE-KEY-42"
@@ -64,22 +63,18 @@ def test_clips_from_before_the_household_key_are_resealed_and_the_server_key_is_
 
     # The export holds each clip as age ciphertext that the age command opens into the WAV
     # the device signed; verify-export checks it without the key and, with it, whole.
-    result = export_owner(store, alice.owner_id, tmp_path / "out")
-    key_file = tmp_path / "household-key.txt"
-    key_file.write_text(f"{identity}\n")
-    opened = tmp_path / "export.zip"
-    pyrage.decrypt_file(str(result.path), str(opened), [identity])
-    with zipfile.ZipFile(opened) as archive:
+    export = export_opened(store, alice.owner_id, identity, tmp_path)
+    with zipfile.ZipFile(export.opened) as archive:
         names = sorted(n for n in archive.namelist() if n.startswith("clips/"))
         assert len(names) == 3 and all(n.endswith(".wav.age") for n in names)
         (tmp_path / "clip.wav.age").write_bytes(archive.read(names[0]))
         index = archive.read("index.html").decode()
     assert all(n in index for n in names) and "<audio" not in index  # the page's player opens them
-    subprocess.run(["age", "-d", "-i", str(key_file), "-o", str(tmp_path / "clip.wav"), str(tmp_path / "clip.wav.age")],
-                   check=True)
+    subprocess.run(["age", "-d", "-i", str(export.key_file), "-o", str(tmp_path / "clip.wav"),
+                    str(tmp_path / "clip.wav.age")], check=True)
     assert (tmp_path / "clip.wav").read_bytes() in audio
-    assert verify_export(store, opened, alice.owner_id) == []
-    assert verify_export(store, result.path, alice.owner_id, identity=key_file) == []
+    assert verify_export(store, export.opened, alice.owner_id) == []
+    assert verify_export(store, export.archive, alice.owner_id, identity=export.key_file) == []
 
 
 def test_a_resealed_clip_swapped_by_someone_with_only_the_public_key_is_caught_with_the_identity(
@@ -102,13 +97,9 @@ def test_a_resealed_clip_swapped_by_someone_with_only_the_public_key_is_caught_w
     swapped = Resealed(kept.header, kept.header_bytes, kept.plain_audio_bytes, kept.signature,
                        reseal(forged, [recipient]).audio)
     store.blobs.write(row.blob_path, swapped.to_blob())
-    result = export_owner(store, alice.owner_id, tmp_path / "out")
-    key_file = tmp_path / "household-key.txt"
-    key_file.write_text(f"{identity}\n")
-    opened = tmp_path / "export.zip"
-    pyrage.decrypt_file(str(result.path), str(opened), [identity])
-    assert verify_export(store, opened, alice.owner_id) == []  # the header's signature alone still holds
-    [problem] = verify_export(store, result.path, alice.owner_id, identity=key_file)
+    export = export_opened(store, alice.owner_id, identity, tmp_path)
+    assert verify_export(store, export.opened, alice.owner_id) == []  # the header's signature alone still holds
+    [problem] = verify_export(store, export.archive, alice.owner_id, identity=export.key_file)
     assert row.clip_id in problem and "envelope" in problem
 
 

@@ -10,6 +10,7 @@ import io
 import shutil
 import subprocess
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyrage
@@ -34,6 +35,24 @@ def household(store: Store, device: SimDevice) -> x25519.Identity:
     return identity
 
 
+@dataclass(frozen=True)
+class OpenedExport:
+    archive: Path  # as export wrote it: encrypted to the household's key as a whole
+    opened: Path  # the zip inside it
+    key_file: Path  # the household's identity, as `age-keygen` writes one
+
+
+def export_opened(store: Store, owner_id: str, identity: x25519.Identity, folder: Path) -> OpenedExport:
+    """The owner's export, and what the household does with it: its key in a file, and the
+    archive opened with that key."""
+    result = export_owner(store, owner_id, folder / "out")
+    key_file = folder / "household-key.txt"
+    key_file.write_text(f"{identity}\n")
+    opened = folder / "export.zip"
+    pyrage.decrypt_file(str(result.path), str(opened), [identity])
+    return OpenedExport(result.path, opened, key_file)
+
+
 def test_a_sealed_clip_is_stored_and_exported_as_ciphertext_only_the_household_opens(
         store: Store, tmp_path: Path) -> None:
     alice = enrolled_device(store, "Alice")
@@ -46,20 +65,16 @@ def test_a_sealed_clip_is_stored_and_exported_as_ciphertext_only_the_household_o
     assert store.clips.read(alice.owner_id, row) == envelope  # the server's own layer opens: ciphertext inside
     # The export (encrypted to the household's key as a whole, as every export to a known key
     # is) holds the clip itself as age ciphertext, beside the signed header that names it.
-    result = export_owner(store, alice.owner_id, tmp_path / "out")
-    key_file = tmp_path / "household-key.txt"
-    key_file.write_text(f"{identity}\n")
-    opened = tmp_path / "export.zip"
-    pyrage.decrypt_file(str(result.path), str(opened), [identity])
-    with zipfile.ZipFile(opened) as archive:
+    export = export_opened(store, alice.owner_id, identity, tmp_path)
+    with zipfile.ZipFile(export.opened) as archive:
         [name] = [n for n in archive.namelist() if n.startswith("clips/")]
         sealed = archive.read(name)
         index = archive.read("index.html").decode()
     assert name.endswith(".wav.age") and CANARY not in sealed and name in index and "<audio" not in index
     wav = pyrage.decrypt(sealed, [identity])
     assert wav.startswith(b"RIFF") and CANARY in wav
-    assert verify_export(store, opened, alice.owner_id) == []  # checked on the ciphertext, without the key
-    assert verify_export(store, result.path, alice.owner_id, identity=key_file) == []
+    assert verify_export(store, export.opened, alice.owner_id) == []  # checked on the ciphertext, without the key
+    assert verify_export(store, export.archive, alice.owner_id, identity=export.key_file) == []
 
 
 def test_clips_sealed_to_a_key_the_household_does_not_hold_or_retired_or_not_sealed_are_refused(
