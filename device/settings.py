@@ -149,26 +149,25 @@ def wyoming_address(uri: str) -> tuple[str, int]:
     return (host or rest), int(port) if port else WYOMING_PORT
 
 
-def _wyoming_fails(uri: str) -> str | None:
+def _wyoming_ok(uri: str) -> bool:
+    """"" (no satellite), or an address `wyoming_address` reads: tcp:// only, a host, a port."""
     if not uri:
-        return None
+        return True
     if "://" in uri and not uri.startswith("tcp://"):
-        return "must be tcp://HOST:PORT (or tcp://HOST, for port 10700)"
+        return False
     try:
         host, port = wyoming_address(uri)
-    except ValueError:
-        return "must be tcp://HOST:PORT with a numeric port"
-    if not host or not 0 <= port <= 65535:
-        return "must be tcp://HOST:PORT (or tcp://HOST, for port 10700)"
-    return None
+    except ValueError:  # a port that is not a number
+        return False
+    return bool(host) and 0 <= port <= 65535
 
 
 @dataclass(frozen=True)
 class SatelliteSettings:
     wyoming: str = setting("", "serve Home Assistant as a Wyoming voice satellite here: tcp://HOST:PORT "
                                "(tcp://0.0.0.0 listens on every interface, port 10700); \"\" does not",
-                           matching(lambda v: _wyoming_fails(v) is None, "must be tcp://HOST:PORT (or tcp://HOST, "
-                                                                        "for port 10700)"), flag="--wyoming")
+                           matching(_wyoming_ok, "must be tcp://HOST:PORT (or tcp://HOST, for port 10700)"),
+                           flag="--wyoming")
     zeroconf: bool = setting(True, "announce the satellite on the network (_wyoming._tcp.local.) for Home "
                                    "Assistant to discover")
     speaker: str = setting("", "the output device Home Assistant's answers play on (index or name substring); "
