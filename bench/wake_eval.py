@@ -51,6 +51,7 @@ from earmark.device.listening.checks import HELD_FRAMES, speech_score  # noqa: E
 from earmark.device.listening.decision import TUNED, WakeDecision, WordRule, rule_for  # noqa: E402
 from earmark.device.listening.enrollment import sample_examples  # noqa: E402
 from earmark.device.listening.features import STARTUP_FRAMES, FeatureStream, SileroVad  # noqa: E402
+from earmark.device.listening.micro import MICRO_FRAMES  # noqa: E402
 from earmark.device.listening.models import ModelFiles  # noqa: E402
 from earmark.device.listening.verifier import WINDOW, Verifier, word_verifiers  # noqa: E402
 from earmark.device.listening.voices import Enrolled, Member  # noqa: E402
@@ -80,14 +81,16 @@ class SetChecks:
         self.clip: Clip | None = None
         self._audio: np.ndarray | None = None
         self.embeddings: np.ndarray | None = None
+        self.features: dict[str, np.ndarray] = {}
         self.verifier: Verifier | None = None
 
     def save(self) -> None:
         for name, cache in self.cache.items():
             (self.sources[name].folder / "checks.json").write_text(json.dumps(cache))
 
-    def on(self, clip: Clip, embeddings: np.ndarray, verifier: Verifier | None = None) -> SetChecks:
-        self.clip, self._audio, self.embeddings, self.verifier = clip, None, embeddings, verifier
+    def on(self, clip: Clip, features: dict[str, np.ndarray], verifier: Verifier | None = None) -> SetChecks:
+        self.clip, self._audio, self.verifier = clip, None, verifier
+        self.embeddings, self.features = features["embeddings"], features
         return self
 
     def _window(self, index: int) -> np.ndarray:
@@ -105,6 +108,10 @@ class SetChecks:
 
     def voice(self, word: str, index: int) -> float | None:
         return None if self.verifier is None or word != "alexa" else self.verifier.score(self._window(index))
+
+    def micro(self, word: str, index: int) -> float | None:
+        heard = self.features.get(f"micro_{word}")
+        return None if heard is None else float(heard[max(0, index + 1 - MICRO_FRAMES):index + 1].max())
 
     def speech(self, word: str, index: int) -> float:
         assert self.clip is not None
@@ -146,7 +153,7 @@ class Evaluation:
 
     def detected(self, clip: Clip, word: str, rule: WordRule, verifier: Verifier | None = None) -> list[int]:
         f = self.features[clip.key]
-        return detections(f[f"score_{word}"], word, rule, self.checks.on(clip, f["embeddings"], verifier))
+        return detections(f[f"score_{word}"], word, rule, self.checks.on(clip, f, verifier))
 
     def recall(self, clips: list[Clip], word: str, rule: WordRule, verifier: Verifier | None = None) -> tuple[int, int]:
         return sum(bool(self.detected(c, word, rule, verifier)) for c in clips), len(clips)
@@ -238,12 +245,14 @@ def print_sources(evaluation: Evaluation) -> list[str]:
 # The checks a deployment can turn on per word (deploy/earmark-device.example.toml), each measured
 # against the default on every held-out part: none beat it on every source (see --tune).
 OPTIONS = {
+    "without microWakeWord (micro_check 0)": {"micro": 0.0},
+    "microWakeWord at 0.05 (micro_check 0.05)": {"micro": 0.05},
+    "threshold 0.5": {"threshold": 0.5},
     "+ word verifier (confirm_check 0.995, confirm_from 0.3)": {"confirm": 0.995, "confirm_from": 0.3},
     "+ word verifier (confirm_check 0.98, confirm_from 0.05)": {"confirm": 0.98, "confirm_from": 0.05},
     "+ speech check 0.5": {"speech": 0.5},
     "+ smooth 2": {"smooth": 2},
     "+ patience 2": {"patience": 2},
-    "threshold 0.4": {"threshold": 0.4},
 }
 
 
@@ -309,13 +318,16 @@ def tune(evaluation: Evaluation) -> None:
     for half, other in ((halves[0], halves[1]), (halves[1], halves[0])):
         verifiers = {word: word_verifier(evaluation.features, other, word) for word in WORDS}
         evaluation.checks.folds |= dict.fromkeys((c.key for c in half), verifiers)
-    grid = [WordRule(threshold, patience, smooth, confirm, confirm_from, speech=speech)
-            for threshold, patience, smooth, speech in itertools.product((0.4, 0.5, 0.6), (1, 2, 3), (1, 2), (0.0, 0.5))
-            for confirm, confirm_from in ((0.0, 0.05), *itertools.product((0.9, 0.98, 0.995), (0.05, 0.1, 0.2, 0.3)))]
+    grid = [WordRule(threshold, patience, smooth, micro=micro, speech=speech)
+            for threshold, patience, smooth, micro, speech in itertools.product(
+                (0.2, 0.3, 0.4, 0.5, 0.6), (1, 2), (1, 2), (0.0, 0.02, 0.05, 0.1, 0.3), (0.0, 0.5))]
+    grid += [WordRule(threshold, confirm=confirm, confirm_from=confirm_from, micro=micro)
+             for threshold, micro in itertools.product((0.3, 0.5), (0.0, 0.05))
+             for confirm, confirm_from in itertools.product((0.9, 0.98, 0.995), (0.05, 0.1, 0.2, 0.3))]
     for word in WORDS:
         sources = [s for s in evaluation.sources if evaluation.part(s, "tuned", "positive", word)]
         bare = {s: evaluation.source_row(s, "tuned", word, BARE) for s in evaluation.sources}
-        print(f"\n{word}, tuned parts: threshold patience smooth confirm confirm_from speech: "
+        print(f"\n{word}, tuned parts: threshold patience smooth confirm confirm_from micro speech: "
               f"recall / false accepts per hour per source ({', '.join(evaluation.sources)})")
         print("  bare @0.5: " + "  ".join(f"{bare[s]['all']:.3f}/{bare[s]['fa_per_h']:.2f}" for s in bare))
         chosen: tuple[float, float, WordRule] | None = None
@@ -326,7 +338,8 @@ def tune(evaluation: Evaluation) -> None:
             ok = (all(rows[s]["all"] >= bare[s]["all"] for s in sources)
                   and all(rows[s]["fa_per_h"] <= bare[s]["fa_per_h"] for s in rows))
             print(f"  {rule.threshold:<4} {rule.patience} {rule.smooth} {rule.confirm:<5} {rule.confirm_from:<4} "
-                  f"{rule.speech:<3}: " + "  ".join(f"{r['all']:.3f}/{r['fa_per_h']:.2f}" for r in rows.values())
+                  f"{rule.micro:<4} {rule.speech:<3}: "
+                  + "  ".join(f"{r['all']:.3f}/{r['fa_per_h']:.2f}" for r in rows.values())
                   + ("" if ok else "   (worse than bare somewhere)"), flush=True)
             if ok and (chosen is None or (fa, -recall) < (chosen[0], -chosen[1])):
                 chosen = (fa, recall, rule)

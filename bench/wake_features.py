@@ -2,7 +2,8 @@
 
 For every clip: openWakeWord's embeddings (the device's own FeatureStream), each built-in
 wake word's bare score, and Silero VAD's speech probability, one row per 80 ms frame, in
-`<set>/features/<clip>.npz`. Computed in one process per core; the decisions replayed on
+`<set>/features/<clip>.npz`; and microWakeWord's probability for the words it has a model
+for (device/listening/micro.py). Computed in one process per core; the decisions replayed on
 them (bench/wake_eval.py) are the device's own code.
 """
 
@@ -18,6 +19,7 @@ from bench.wake_audio import Clip, read_wav
 from bench.wake_set import WORDS
 from earmark.device.audio.source import FRAME_SAMPLES
 from earmark.device.listening.features import FeatureStream, SileroVad, WakeModel
+from earmark.device.listening.micro import MicroWords
 from earmark.device.listening.models import ModelFiles, locate_models
 
 _models: ModelFiles | None = None
@@ -36,16 +38,21 @@ def compute(path: Path, files: ModelFiles) -> dict[str, np.ndarray]:
     stream = FeatureStream(files.melspectrogram, files.embedding)
     wake = {name: WakeModel(p) for name, p in files.wake_words.items()}
     vad = SileroVad(files.vad)
+    micro = MicroWords(list(wake))
     embeddings, vad_p = [], []
     scores: dict[str, list[float]] = {name: [] for name in wake}
+    micro_scores: dict[str, list[float]] = {name: [] for name in micro.words}
     for frame in frames_of(read_wav(path)):
         stream.push(frame)
         embeddings.append(stream.embeddings[-1].astype(np.float16))
         for name, model in wake.items():
             scores[name].append(model.score(stream))
         vad_p.append(vad.probability(frame))
+        for name, p in micro.push(frame).items():
+            micro_scores[name].append(p)
     return {"embeddings": np.array(embeddings), "vad": np.array(vad_p, np.float32),
-            **{f"score_{name}": np.array(s, np.float32) for name, s in scores.items()}}
+            **{f"score_{name}": np.array(s, np.float32) for name, s in scores.items()},
+            **{f"micro_{name}": np.array(s, np.float32) for name, s in micro_scores.items()}}
 
 
 def _one(job: tuple[str, str, str]) -> str:

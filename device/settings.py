@@ -43,6 +43,8 @@ class WakeWordSettings:
     threshold: float | None = setting(None, "a smoothed score this high is the word", between(0, 1))
     patience: int | None = setting(None, "80 ms frames in a row at or above it", range_of(1, 25, "frames"))
     smooth: int | None = setting(None, "frames the score is averaged over", range_of(1, 10, "frames"))
+    micro_check: float | None = setting(None, "microWakeWord (alexa, hey_jarvis, hey_mycroft) must also give "
+                                              "the word this probability; 0 turns the check off", below(1))
     speech_check: float | None = setting(None, "Silero VAD over the word's audio must reach this", below(1))
     confirm_check: float | None = setting(None, "the word verifier (built-in words) admits a lower score at "
                                                 "this", below(1))

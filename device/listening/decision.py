@@ -21,12 +21,17 @@ For each wake word, every 80 ms frame:
      it has not learnt (a person, where it learnt from synthesisers) is heard as well as
      openWakeWord alone hears it. A word with no model for a check (a custom wake word has
      no word verifier) is admitted the first way only;
-  3. the speech check on an admitted candidate: Silero VAD over the word's own audio must
+  3. the second family's check on an admitted candidate: microWakeWord (micro.py), a different
+     network on different features trained on real speech, must also give the word at least
+     `micro` within the last few frames. openWakeWord alone wakes about once an hour on people
+     reading English; where both families must hear the word, the near-words one of them
+     mishears mostly go (bench/wake_eval.py). A word microWakeWord has no model for skips it;
+  4. the speech check on an admitted candidate: Silero VAD over the word's own audio must
      reach `speech`, so music, noise and a TV's jingles cannot wake the device, whatever the
      word model thinks of them. It runs on at most `attempts` frames of one rise; the
      verifiers, a dot product each, on every frame of it (a rise's first frames hold only
      the start of the word);
-  4. after a detection, no detection of any word for the refractory period.
+  5. after a detection, no detection of any word for the refractory period.
 Frames before `quiet_until` (start-up, the gap after mute) never make a candidate.
 """
 
@@ -51,6 +56,7 @@ class WordRule:
     confirm_from: float = 0.05
     voice: float = 0.0  # the household verifier's bar for a score from `voice_from` up (0: not asked)
     voice_from: float = 0.005
+    micro: float = 0.0  # microWakeWord's bar for an admitted candidate (0: not asked)
     speech: float = 0.0  # the speech check's bar (0: no check)
     attempts: int = 3  # frames of one rise that may reach the speech check
 
@@ -68,6 +74,8 @@ class Checks(Protocol):
 
     def voice(self, word: str, index: int) -> float | None: ...
 
+    def micro(self, word: str, index: int) -> float | None: ...
+
     def speech(self, word: str, index: int) -> float: ...
 
 
@@ -76,7 +84,7 @@ class Candidate:
     word: str
     score: float  # the smoothed score that made it
     index: int
-    failed: str  # "" if admitted and every check passed; "admit" (no way admitted it) or "speech"
+    failed: str  # "" if admitted and every check passed; "admit" (no way admitted it), "micro" or "speech"
     way: str = ""  # how it was admitted: "score", "confirm" or "voice"
 
 
@@ -129,6 +137,8 @@ class WakeDecision:
         way = self._way(word, rule, smoothed, index, checks)
         if not way:
             return Candidate(word, smoothed, index, "admit")
+        if rule.micro and (micro := checks.micro(word, index)) is not None and micro < rule.micro:
+            return Candidate(word, smoothed, index, "micro", way)
         if rule.speech:
             self._tried[word] += 1
             if checks.speech(word, index) < rule.speech:
@@ -160,7 +170,7 @@ ENROLLED_VOICE = 0.99  # the household verifier's bar, where a voice is enrolled
 # on (README, "The wake decision"). The household's voice way (voice, voice_from) was chosen
 # the same way on the tuned households, and held (--tune).
 TUNED: dict[str, WordRule] = {
-    "alexa": WordRule(threshold=0.5),
+    "alexa": WordRule(threshold=0.3, micro=0.05),
     "hey_jarvis": WordRule(threshold=0.5),
 }
 
@@ -174,8 +184,9 @@ def rule_for(wake: WakeSettings, word: WakeWordSettings, enrolled: bool = False)
     rule = TUNED.get(wake_word_id(word.name), GENERIC)
     rule = replace(rule, voice=(rule.voice or ENROLLED_VOICE) if enrolled else 0.0)
     given: dict[str, Any] = {"threshold": word.threshold, "patience": word.patience or wake.patience or None,
-                             "smooth": word.smooth, "speech": word.speech_check, "confirm": word.confirm_check,
-                             "confirm_from": word.confirm_from, "voice_from": word.voice_from}
+                             "smooth": word.smooth, "micro": word.micro_check, "speech": word.speech_check,
+                             "confirm": word.confirm_check, "confirm_from": word.confirm_from,
+                             "voice_from": word.voice_from}
     if enrolled:
         given["voice"] = word.voice_check
     return replace(rule, **{k: v for k, v in given.items() if v is not None})

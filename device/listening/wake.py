@@ -3,7 +3,8 @@ and Earmark's decision on their scores (decision.py), one detector per stream.
 
 The detector is fed every frame the microphone delivers, recording or not, so its features
 never go stale and nothing on the audio path ever recomputes them (openWakeWord's `reset`
-takes 0.9 s on a Pi 3). The checks on a candidate run only then: the word and voice
+takes 0.9 s on a Pi 3). microWakeWord (micro.py) runs on every frame beside it, a tenth of
+its cost. The checks on a candidate run only then: the word and voice
 verifiers on the embeddings the wake model just saw (a dot product each), and Silero VAD on
 the last HELD_FRAMES frames of audio it holds (checks.py; the VAD is loaded the first time
 a candidate needs it). After a gap in the stream (mute) `warm_up` keeps every
@@ -23,6 +24,7 @@ from earmark.device.audio.source import FRAME_SECONDS
 from earmark.device.listening.checks import HELD_FRAMES, speech_score
 from earmark.device.listening.decision import Candidate, WakeDecision, rule_for
 from earmark.device.listening.features import STARTUP_FRAMES, FeatureStream, SileroVad, WakeModel
+from earmark.device.listening.micro import MICRO_FRAMES, MicroWords
 from earmark.device.listening.models import ModelFiles
 from earmark.device.listening.verifier import WINDOW, Verifier, word_verifiers
 from earmark.device.settings import WakeSettings, wake_word_id
@@ -61,6 +63,10 @@ class _HeldAudioChecks:
         verifier = self._voices.get(word)
         return None if verifier is None else verifier.score(self._window())
 
+    def micro(self, word: str, index: int) -> float | None:
+        heard = [frame[word] for frame in self._detector.micro_scores if word in frame]
+        return max(heard) if heard else None
+
     def speech(self, word: str, index: int) -> float:
         self._vad = self._vad or SileroVad(self._files.vad)
         return speech_score(self._vad, np.concatenate(self._detector.held))
@@ -75,6 +81,8 @@ class WakeDetector:
         self._decision = WakeDecision(rules, math.ceil(settings.refractory_s / FRAME_SECONDS), STARTUP_FRAMES - 1,
                                       on_refused=_log_refused)
         self._checks = _HeldAudioChecks(self, models, voices)
+        self.micro = MicroWords([word for word, rule in rules.items() if rule.micro])
+        self.micro_scores: deque[dict[str, float]] = deque(maxlen=MICRO_FRAMES)
         self.held: deque[np.ndarray] = deque(maxlen=HELD_FRAMES)
         self.scores = dict.fromkeys(rules, 0.0)  # the last frame's, for status and tuning
         self._frame_index = -1
@@ -90,6 +98,7 @@ class WakeDetector:
         self.features.push(frame)
         self.held.append(frame)
         self.scores = {name: model.score(self.features) for name, model in self.models.items()}
+        self.micro_scores.append(self.micro.push(frame))
         found = self._decision.step(self._frame_index, self.scores, self._checks)
         if found is None:
             return None

@@ -18,7 +18,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 BUILT_ON_THE_PI = {"pyaudio", "spidev"}  # sdists; install-pi.sh installs their build dependencies
 NOT_ON_THE_PI = {"openwakeword", "tflite-runtime", "scipy", "scikit-learn", "requests", "tqdm"}
-AARCH64 = ["manylinux_2_28_aarch64", "manylinux_2_17_aarch64", "manylinux2014_aarch64", "linux_aarch64"]
+# Bookworm's glibc is 2.36 (pymicro-wakeword's aarch64 wheel wants 2.35), Trixie's 2.41
+AARCH64 = ["manylinux_2_36_aarch64", "manylinux_2_35_aarch64", "manylinux_2_28_aarch64", "manylinux_2_17_aarch64",
+           "manylinux2014_aarch64", "linux_aarch64"]
 
 
 def requirement_name(spec: str) -> str:

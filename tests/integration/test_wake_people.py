@@ -46,6 +46,9 @@ class _NoChecks:
     def voice(self, word: str, index: int) -> float | None:
         return None
 
+    def micro(self, word: str, index: int) -> float | None:
+        return None
+
     def speech(self, word: str, index: int) -> float:
         return 1.0
 
@@ -105,3 +108,16 @@ def test_the_default_decision_wakes_no_more_often_than_bare_openwakeword_in_peop
     assert len(heard.earmark) <= len(heard.bare), (
         f"Earmark woke {len(heard.earmark)} times in 10 minutes of people's other words, bare openWakeWord "
         f"{len(heard.bare)} times")
+
+
+def test_people_reading_near_words_wake_bare_openwakeword_but_not_earmark(shared_models: Path) -> None:
+    # Issue 40: on 1.5 h of people reading English sentences (speechocean762), openWakeWord's
+    # alexa at 0.5, Earmark's decision then, woke five times, on near-words such as "Alisa".
+    # Four of those moments (6 s each, as the evaluation heard them: two clean, two in pink
+    # noise; the fifth needs minutes of the stream before it to reach 0.5), from the part the
+    # defaults were tuned on. microWakeWord, which must now also hear the word, gives none of
+    # them more than 0.05.
+    for path in sorted((PEOPLE / "near_words").glob("*.flac")):
+        heard = stream(shared_models, read_audio(path))
+        assert heard.bare, f"{path.name}: the premise, bare openWakeWord waking on it, no longer holds"
+        assert heard.earmark == [], f"{path.name}: Earmark woke on it at frame {heard.earmark}"

@@ -16,6 +16,7 @@ class Told:
     speech_score: float = 1.0
     confirm_score: float | None = 1.0
     voice_score: float | None = None
+    micro_score: float | None = 1.0
     asked: list[tuple[str, int]] = field(default_factory=list)
 
     def speech(self, word: str, index: int) -> float:
@@ -29,6 +30,10 @@ class Told:
     def voice(self, word: str, index: int) -> float | None:
         self.asked.append(("voice", index))
         return self.voice_score
+
+    def micro(self, word: str, index: int) -> float | None:
+        self.asked.append(("micro", index))
+        return self.micro_score
 
 
 def fired(scores: list[float], rule: WordRule, checks: Told | None = None, refractory: int = 25,
@@ -75,6 +80,33 @@ def test_checks_run_cheapest_first_and_only_on_a_candidate() -> None:
     checks = Told(speech_score=0.2, voice_score=0.9)
     assert fired([0.0, 0.9, 0.0], rule, checks) == []
     assert checks.asked == [("speech", 1)]  # the score admitted it; Silero, the dearest, refused it
+
+
+def test_the_second_family_refuses_what_it_does_not_hear_whichever_way_admitted_it() -> None:
+    # Issue 40: openWakeWord alone woke on "Alisa is not very good at volleyball"; microWakeWord
+    # did not hear alexa there. Both must hear the word, by whichever way it was admitted.
+    rule = WordRule(threshold=0.5, micro=0.2, voice=0.5, voice_from=0.02, speech=0.5)
+    assert fired([0.0, 0.9, 0.0], rule, Told(micro_score=0.1)) == []
+    assert fired([0.0, 0.9, 0.0], rule, Told(micro_score=0.3)) == [1]
+    assert fired([0.0, 0.03, 0.0], rule, Told(voice_score=0.9, micro_score=0.1)) == []
+    assert fired([0.0, 0.03, 0.0], rule, Told(voice_score=0.9, micro_score=0.3)) == [1]
+    assert fired([0.0, 0.9, 0.0], rule, Told(micro_score=None)) == [1]  # a word it has no model for
+    assert fired([0.0, 0.9, 0.0], replace(rule, micro=0.0), Told(micro_score=0.0)) == [1]  # bar 0: off
+    checks = Told(micro_score=0.1)
+    fired([0.0, 0.9, 0.0], rule, checks)
+    assert ("speech", 1) not in checks.asked  # refused before Silero, the dearest, is asked
+
+
+def test_a_rise_the_second_family_hears_late_is_taken_on_a_later_frame() -> None:
+    # The two families' peaks fall a frame or two apart: a rise refused on its first frame is
+    # asked again on the next, and taken there.
+    refused: list[Candidate] = []
+    decision = WakeDecision({"alexa": WordRule(threshold=0.5, micro=0.5)}, 25, on_refused=refused.append)
+    micro = [0.0, 0.1, 0.2, 0.9, 0.9]
+    taken = [i for i, s in enumerate([0.0, 0.9, 0.9, 0.9, 0.2])
+             if decision.step(i, {"alexa": s}, Told(micro_score=micro[i]))]
+    assert taken == [3]
+    assert [(c.index, c.failed) for c in refused] == [(1, "micro"), (2, "micro")]
 
 
 def test_patience_holds_back_a_spike_but_a_verifier_may_still_admit_it() -> None:
