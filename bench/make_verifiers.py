@@ -1,6 +1,10 @@
 """Makes the verifier data shipped in device/listening/ (verifier.py loads both):
 
   word_verifiers.npz   one verifier per built-in wake word: the decision's confirm check
+  positive_bank.npz    each word as the sources say it: windows where the wake model scores
+                       its positives at least POSITIVE_SCORE, an even sample of at most
+                       --bank-windows per word; what household marks are told apart from
+                       (marks.py)
   negative_bank.npz    what a household's voice verifier learns to refuse (voices.py):
                        speech, music and noise. Not other voices saying the wake word:
                        with those in it, the tuned household's recall fell from 1.0 to
@@ -17,7 +21,7 @@ learns, on the windows of 16 embeddings the wake model sees, to tell the word fr
              other words) and of the other word's positives where the wake model scores the word at least 0.05,
              plus an even sample of all the negatives' frames
 
-Usage: .venv/bin/python bench/make_verifiers.py [--bank-windows 3000]
+Usage: .venv/bin/python bench/make_verifiers.py [--bank-windows 3000] [--sources espeak,real,piper]
 """
 
 from __future__ import annotations
@@ -81,10 +85,11 @@ def save(path: Path, arrays: dict[str, np.ndarray]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--bank-windows", type=int, default=3000)
+    parser.add_argument("--sources", default=",".join(SOURCES), help="comma-separated, of " + ", ".join(SOURCES))
     parser.add_argument("--models", type=Path, default=ROOT / ".cache" / "wake-eval" / "device" / "models")
     parser.add_argument("--real", type=Path, default=ROOT.parent / "shared" / "speech" / "real")
     args = parser.parse_args()
-    sources = load_sources(ROOT / ".cache" / "wake-eval", list(SOURCES), args.models, args.real.resolve())
+    sources = load_sources(ROOT / ".cache" / "wake-eval", args.sources.split(","), args.models, args.real.resolve())
     clips = [c for s in sources.values() for c in s.clips if c.split == "tuned" and c.kind in ("positive", "negative")]
     features = {c.key: load(sources[c.source].folder, c) for c in clips}
     arrays: dict[str, np.ndarray] = {}
@@ -95,6 +100,12 @@ def main() -> None:
         arrays |= {f"{word}/weights": verifier.weights, f"{word}/bias": np.array(verifier.bias),
                    f"{word}/mean": verifier.mean, f"{word}/scale": verifier.scale}
     save(OUT / "word_verifiers.npz", arrays)
+    said: dict[str, np.ndarray] = {}
+    for word in WORDS:
+        positives, _ = word_examples(features, [c for c in clips if c.kind == "positive"], word)
+        said[word] = positives[:: max(1, len(positives) // args.bank_windows)][: args.bank_windows].astype(np.float16)
+        print(f"positive bank, {word}: {len(said[word])} of {len(positives)} windows")
+    save(OUT / "positive_bank.npz", said)
     negatives_only = [c for c in clips if c.kind == "negative"]
     frames = sum(len(features[c.key]["embeddings"]) for c in negatives_only)
     step = max(1, frames // args.bank_windows)

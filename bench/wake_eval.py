@@ -51,6 +51,7 @@ from earmark.device.listening.checks import HELD_FRAMES, speech_score  # noqa: E
 from earmark.device.listening.decision import TUNED, WakeDecision, WordRule, rule_for  # noqa: E402
 from earmark.device.listening.enrollment import sample_examples  # noqa: E402
 from earmark.device.listening.features import STARTUP_FRAMES, FeatureStream, SileroVad  # noqa: E402
+from earmark.device.listening.marks import NotMeant  # noqa: E402
 from earmark.device.listening.micro import MICRO_FRAMES  # noqa: E402
 from earmark.device.listening.models import ModelFiles  # noqa: E402
 from earmark.device.listening.verifier import WINDOW, Verifier, word_verifiers  # noqa: E402
@@ -82,6 +83,7 @@ class SetChecks:
         self._audio: np.ndarray | None = None
         self.embeddings: np.ndarray | None = None
         self.features: dict[str, np.ndarray] = {}
+        self.not_meant: dict[str, NotMeant] = {}  # the household's marks, where a run has learnt some
         self.verifier: Verifier | None = None
 
     def save(self) -> None:
@@ -112,6 +114,10 @@ class SetChecks:
     def micro(self, word: str, index: int) -> float | None:
         heard = self.features.get(f"micro_{word}")
         return None if heard is None else float(heard[max(0, index + 1 - MICRO_FRAMES):index + 1].max())
+
+    def marked(self, word: str, index: int) -> float | None:
+        check = self.not_meant.get(word)
+        return None if check is None else check.score(self._window(index))
 
     def speech(self, word: str, index: int) -> float:
         assert self.clip is not None
@@ -318,9 +324,11 @@ def tune(evaluation: Evaluation) -> None:
     for half, other in ((halves[0], halves[1]), (halves[1], halves[0])):
         verifiers = {word: word_verifier(evaluation.features, other, word) for word in WORDS}
         evaluation.checks.folds |= dict.fromkeys((c.key for c in half), verifiers)
-    grid = [WordRule(threshold, patience, smooth, micro=micro, speech=speech)
-            for threshold, patience, smooth, micro, speech in itertools.product(
-                (0.2, 0.3, 0.4, 0.5, 0.6), (1, 2), (1, 2), (0.0, 0.02, 0.05, 0.1, 0.3), (0.0, 0.5))]
+    grid = [WordRule(threshold, patience, smooth, micro=micro)
+            for threshold, patience, smooth, micro in itertools.product(
+                (0.2, 0.3, 0.4, 0.5, 0.6), (1, 2), (1, 2), (0.0, 0.02, 0.05, 0.1, 0.3))]
+    grid += [WordRule(threshold, patience, micro=0.05, speech=0.5)
+             for threshold, patience in itertools.product((0.2, 0.3, 0.4, 0.5, 0.6), (1, 2))]
     grid += [WordRule(threshold, confirm=confirm, confirm_from=confirm_from, micro=micro)
              for threshold, micro in itertools.product((0.3, 0.5), (0.0, 0.05))
              for confirm, confirm_from in itertools.product((0.9, 0.98, 0.995), (0.05, 0.1, 0.2, 0.3))]

@@ -20,10 +20,10 @@ from types import TracebackType
 from earmark.device.audio.source import AudioSource
 from earmark.device.controls import Controls
 from earmark.device.feedback import SoundPlayer
+from earmark.device.listening.learnt import learnt
 from earmark.device.listening.models import locate_models
 from earmark.device.listening.recorder import Recorder
 from earmark.device.listening.speech import SpeechDetector
-from earmark.device.listening.voices import verifiers
 from earmark.device.listening.wake import WakeDetector
 from earmark.device.loop import DeviceLoop, RunStats
 from earmark.device.satellite.speaker import Speaker
@@ -95,10 +95,12 @@ def assemble(s: DeviceSettings, source: AudioSource, controls: Controls | None =
     if swept := spool.sweep():
         log.warning("swept %d torn clip file(s) left by a crash", swept)
     controls = controls if controls is not None else Controls(s.gpio)
-    voices = verifiers(Path(s.data_dir), list(models.wake_words))
-    if voices:
-        log.info("household voices enrolled for %s", ", ".join(sorted(voices)))
-    loop = DeviceLoop(source, WakeDetector(s.wake, models, voices),
+    household = learnt(Path(s.data_dir), list(models.wake_words))
+    if household.voices:
+        log.info("household voices enrolled for %s", ", ".join(sorted(household.voices)))
+    if household.not_meant:
+        log.info("household marks learnt for %s", ", ".join(sorted(household.not_meant)))
+    loop = DeviceLoop(source, WakeDetector(s.wake, models, household),
                       Recorder(s.recorder, speech.is_speech, on_start=speech.reset),
                       Sealer(s.device_id, s.owner_id, key, Chain(s.chain_path, [c.read() for c in spool.clips()]),
                              s.recipients),

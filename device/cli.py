@@ -128,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     enroll_voice.add_argument("--negative", nargs="*", default=[], type=Path, help="WAVs of anything else")
     enroll_voice.add_argument("--name", default="household", help="whose voice this is (default: household)")
     enroll_voice.set_defaults(handler=cmd_voice_enroll)
-    list_voices = voice_sub.add_parser("list", help="the enrolled voices, per wake word")
+    list_voices = voice_sub.add_parser("list", help="the enrolled voices and the marks learnt, per wake word")
     _common(list_voices)
     list_voices.add_argument("--json", action="store_true", help="a JSON array")
     list_voices.set_defaults(handler=cmd_voice_list)
@@ -137,6 +137,21 @@ def build_parser() -> argparse.ArgumentParser:
     remove_voice.add_argument("--wake-word", required=True)
     remove_voice.add_argument("--name", help="whose voice (default: every voice for the word)")
     remove_voice.set_defaults(handler=cmd_voice_remove)
+    not_meant = voice_sub.add_parser(
+        "not-meant", help="teach a wake word that these recordings are not it (false wakes, a name, an advert)",
+        description="Each WAV is a false wake as the device recorded it, or any recording of what should not "
+                    "wake it. The device keeps the wake model's features of it (never the audio) and refuses what "
+                    "sounds nearer to them than to the wake word. `run` and `detect` decide with them.")
+    _common(not_meant)
+    not_meant.add_argument("files", nargs="+", type=Path, metavar="FILE.wav")
+    not_meant.add_argument("--wake-word", help="the word it should not wake (default: each configured word that "
+                                               "hears something in the recording)")
+    not_meant.set_defaults(handler=cmd_voice_not_meant)
+    forget_marks = voice_sub.add_parser("forget-marks", help="undo `not-meant`: forget the marks of a wake word "
+                                                             "(of every word without --wake-word)")
+    _common(forget_marks)
+    forget_marks.add_argument("--wake-word")
+    forget_marks.set_defaults(handler=cmd_voice_forget_marks)
     return parser
 
 
@@ -210,7 +225,7 @@ class ClipsNotKept(EarmarkError):
 
 
 def cmd_detect(args: argparse.Namespace) -> int:
-    from earmark.device.listening.voices import verifiers
+    from earmark.device.listening.learnt import learnt
     from earmark.device.listening.wake import WakeDetector
 
     s = _settings(args)
@@ -220,11 +235,11 @@ def cmd_detect(args: argparse.Namespace) -> int:
             validate(s)  # flags are checked like the config file
     wake = s.wake
     models = locate_models(s.models_dir, [w.name for w in wake.words])
-    voices = verifiers(Path(s.data_dir), list(models.wake_words))
+    household = learnt(Path(s.data_dir), list(models.wake_words))
     sources = [WavFileSource(path) for path in args.files]  # fail before any output
     logging.getLogger("earmark.device.listening.wake").setLevel(logging.WARNING)  # each detection: its JSON line
     for path, source in zip(args.files, sources, strict=True):
-        detector = WakeDetector(wake, models, voices)
+        detector = WakeDetector(wake, models, household)
         heard = 0
         source.start()
         while (frame := source.read()) is not None:
@@ -351,21 +366,61 @@ def cmd_voice_enroll(args: argparse.Namespace) -> int:
 
 
 def cmd_voice_list(args: argparse.Namespace) -> int:
+    from earmark.device.listening.marks import counts
     from earmark.device.listening.voices import enrolled_words, load
 
     s = _settings(args)
-    rows = []
+    rows: list[dict[str, object]] = []
     for word in enrolled_words(Path(s.data_dir)):
         enrolled = load(Path(s.data_dir), word)
         for name, member in sorted(enrolled.members.items()) if enrolled else []:
             rows.append({"wake_word": word, "name": name, "samples": member.samples,
                          "enrolled_at": member.created})
+    marked = counts(Path(s.data_dir))
     if args.json:
-        print(json.dumps(rows))
-    elif not rows:
+        print(json.dumps(rows + [{"wake_word": word, "marks": n} for word, n in marked.items()]))
+        return 0
+    if not rows:
         print("no voices enrolled: every voice wakes the device")
-    for row in [] if args.json else rows:
+    for row in rows:
         print(f"{row['wake_word']:<12} {row['name']:<20} {row['samples']} samples, enrolled {row['enrolled_at']}")
+    for word, n in marked.items():
+        print(f"{word:<12} {n} recording(s) marked not meant for it")
+    return 0
+
+
+def cmd_voice_not_meant(args: argparse.Namespace) -> int:
+    from earmark.device.listening.marks import MarkError, mark_recordings
+    from earmark.device.settings import wake_word_id
+
+    s = _settings(args)
+    names = [args.wake_word] if args.wake_word else [w.name for w in s.wake.words]
+    models = locate_models(s.models_dir, names)
+    taught = []
+    for name in names:
+        word = wake_word_id(name)
+        try:
+            marks = mark_recordings(Path(s.data_dir), models, word, args.files)
+        except MarkError:
+            if args.wake_word or len(names) == 1:
+                raise
+            continue  # another configured word may hear it
+        taught.append(word)
+        print(f"{word}: learnt {len(args.files)} recording(s) as not meant; {len(marks.marks)} mark(s) in all. "
+              f"`earmark-device voice forget-marks --wake-word {word}` undoes it")
+    if not taught:
+        raise MarkError(f"no configured wake word ({', '.join(names)}) hears anything in these recordings: "
+                        "nothing to learn")
+    return 0
+
+
+def cmd_voice_forget_marks(args: argparse.Namespace) -> int:
+    from earmark.device.listening.marks import forget
+    from earmark.device.settings import wake_word_id
+
+    s = _settings(args)
+    gone = forget(Path(s.data_dir), wake_word_id(args.wake_word) if args.wake_word else None)
+    print(f"forgot the marks of {', '.join(gone)}" if gone else "no marks to forget")
     return 0
 
 

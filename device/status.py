@@ -4,7 +4,11 @@ minute: what an owner or an operator needs to see whether it is listening.
 
     {"state": "online", "version": "0.1.0", "mic": "open", "mic_problem": "",
      "frames_per_s": 12.5, "overruns": 0, "last_wake": "2026-11-23T13:00:00Z alexa",
-     "spool_depth": 0, "muted": false, "home_assistant": "running", "at": "2026-11-23T13:01:00.000Z"}
+     "spool_depth": 0, "muted": false, "home_assistant": "running", "marks": {"alexa": 2},
+     "at": "2026-11-23T13:01:00.000Z"}
+
+`marks` is how many recordings the household marked "not meant for you", per wake word: all a
+device ever says of its marks (what they hold stays in its data dir).
 
 The MQTT will stays the plain `offline` of wire contract v1.
 """
@@ -46,5 +50,6 @@ class StatusReport:
             "muted": muted,
             # a Home Assistant satellite: "waiting" for it, "connected", or "running" (None: not one)
             "home_assistant": self.loop.satellite.status(),
+            "marks": self.loop.detector.learnt.marks,
             "at": format_utc(datetime.now(UTC)),
         }

@@ -82,3 +82,10 @@ def negative_bank() -> np.ndarray:
     """Speech, music and noise (bench/make_verifiers.py made it): what a household verifier
     learns to refuse besides the household's own other sounds."""
     return _package_npz("negative_bank.npz")["examples"].astype(np.float32)
+
+
+def positive_bank() -> dict[str, np.ndarray]:
+    """Each built-in word as people, espeak-ng voices and a neural voice say it, the windows
+    the wake model saw (bench/make_verifiers.py made it): what the household marks
+    (marks.py) are told apart from."""
+    return {word: examples.astype(np.float32) for word, examples in _package_npz("positive_bank.npz").items()}

@@ -114,13 +114,3 @@ def save(data_dir: Path, enrolled: Enrolled) -> Path:
 def enrolled_words(data_dir: Path) -> list[str]:
     folder = voices_dir(data_dir)
     return sorted(p.stem for p in folder.glob("*.npz")) if folder.is_dir() else []
-
-
-def verifiers(data_dir: Path, words: list[str]) -> dict[str, Verifier]:
-    """The trained verifier of each of `words` that has voices enrolled."""
-    found = {}
-    for word in words:
-        enrolled = load(data_dir, word)
-        if enrolled is not None:
-            found[word] = enrolled.verifier()
-    return found

@@ -24,9 +24,10 @@ from earmark.device.audio.source import FRAME_SECONDS
 from earmark.device.listening.checks import HELD_FRAMES, speech_score
 from earmark.device.listening.decision import Candidate, WakeDecision, rule_for
 from earmark.device.listening.features import STARTUP_FRAMES, FeatureStream, SileroVad, WakeModel
+from earmark.device.listening.learnt import Learnt
 from earmark.device.listening.micro import MICRO_FRAMES, MicroWords
 from earmark.device.listening.models import ModelFiles
-from earmark.device.listening.verifier import WINDOW, Verifier, word_verifiers
+from earmark.device.listening.verifier import WINDOW, word_verifiers
 from earmark.device.settings import WakeSettings, wake_word_id
 
 log = logging.getLogger(__name__)
@@ -47,8 +48,8 @@ def _log_refused(candidate: Candidate) -> None:
 class _HeldAudioChecks:
     """The decision's checks on the audio and embeddings the detector holds right now."""
 
-    def __init__(self, detector: WakeDetector, files: ModelFiles, voices: dict[str, Verifier]) -> None:
-        self._detector, self._files, self._voices = detector, files, voices
+    def __init__(self, detector: WakeDetector, files: ModelFiles, learnt: Learnt) -> None:
+        self._detector, self._files, self._learnt = detector, files, learnt
         self._words = word_verifiers()
         self._vad: SileroVad | None = None
 
@@ -60,8 +61,12 @@ class _HeldAudioChecks:
         return None if verifier is None else verifier.score(self._window())
 
     def voice(self, word: str, index: int) -> float | None:
-        verifier = self._voices.get(word)
+        verifier = self._learnt.voices.get(word)
         return None if verifier is None else verifier.score(self._window())
+
+    def marked(self, word: str, index: int) -> float | None:
+        check = self._learnt.not_meant.get(word)
+        return None if check is None else check.score(self._window())
 
     def micro(self, word: str, index: int) -> float | None:
         heard = [frame[word] for frame in self._detector.micro_scores if word in frame]
@@ -73,14 +78,15 @@ class _HeldAudioChecks:
 
 
 class WakeDetector:
-    def __init__(self, settings: WakeSettings, models: ModelFiles, voices: dict[str, Verifier] | None = None) -> None:
+    def __init__(self, settings: WakeSettings, models: ModelFiles, learnt: Learnt | None = None) -> None:
         self.features = FeatureStream(models.melspectrogram, models.embedding)
         self.models = {name: WakeModel(path) for name, path in models.wake_words.items()}
-        voices = voices or {}
-        rules = {wake_word_id(w.name): rule_for(settings, w, wake_word_id(w.name) in voices) for w in settings.words}
+        self.learnt = learnt = learnt or Learnt()
+        rules = {wake_word_id(w.name): rule_for(settings, w, wake_word_id(w.name) in learnt.voices)
+                 for w in settings.words}
         self._decision = WakeDecision(rules, math.ceil(settings.refractory_s / FRAME_SECONDS), STARTUP_FRAMES - 1,
                                       on_refused=_log_refused)
-        self._checks = _HeldAudioChecks(self, models, voices)
+        self._checks = _HeldAudioChecks(self, models, learnt)
         self.micro = MicroWords([word for word, rule in rules.items() if rule.micro])
         self.micro_scores: deque[dict[str, float]] = deque(maxlen=MICRO_FRAMES)
         self.held: deque[np.ndarray] = deque(maxlen=HELD_FRAMES)

@@ -1,0 +1,29 @@
+"""What the device has learnt from its household, in its data dir, for the wake decision:
+the enrolled voices (voices.py: a verifier per word that admits their weak scores) and the
+marks (marks.py: a check per word that refuses what lies nearer a mark than the word).
+`run`, `detect` and the benchmarks load it through here, so they decide alike."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from earmark.device.listening import marks, voices
+from earmark.device.listening.marks import NotMeant
+from earmark.device.listening.verifier import Verifier
+
+
+@dataclass(frozen=True)
+class Learnt:
+    voices: dict[str, Verifier] = field(default_factory=dict)
+    not_meant: dict[str, NotMeant] = field(default_factory=dict)
+    marks: dict[str, int] = field(default_factory=dict)  # recordings marked, per word: all the status tells
+
+
+def learnt(data_dir: Path, words: list[str]) -> Learnt:
+    enrolled = {word: e for word in words if (e := voices.load(data_dir, word)) is not None}
+    own = {word: np.vstack([m.positives for m in e.members.values()]) for word, e in enrolled.items()}
+    return Learnt({word: e.verifier() for word, e in enrolled.items()}, marks.not_meant(data_dir, words, own),
+                  {word: n for word, n in marks.counts(data_dir).items() if word in words})

@@ -1,0 +1,163 @@
+"""Household marks: "not meant for you". What the household says should not have woken the
+device (a false wake it recorded, or any recording of a name, an advert, a phrase that wakes
+it) teaches the device, on the device, what is *not* its wake word.
+
+A mark keeps features, never audio: the windows of openWakeWord embeddings the wake model saw
+where the word's score rose (pooled as verifier.py pools them: 192 values, under 1 KB each),
+in <data-dir>/marks/<word>.npz (0600).
+
+The check (decision.py's `marked`): a candidate's window is compared with every marked
+window and with the word as people and voices say it (positive_bank.npz, shipped; and the
+household's own enrolled samples, voices.py). Its score is how much nearer the nearest mark
+is than the nearest example of the word, 0..1 (0.5: as near to both); a candidate is
+refused when it is at least the rule's bar, and only then. So it can refuse only what lies
+near a mark: a voice or a word it never learnt from is judged as before.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from earmark.device.listening.enrollment import features, read_frames
+from earmark.device.listening.models import ModelFiles
+from earmark.device.listening.verifier import WINDOW, pooled, pooled_at, positive_bank
+from earmark.runtime.durable import write_file
+from earmark.wire.errors import UsageError
+from earmark.wire.timestamps import utc_now
+
+MARK_FROM = 0.1  # frames whose wake score reaches this are what a mark learns from
+MOST_PER_RECORDING = 12  # of them, the best-scoring
+
+
+class MarkError(UsageError, ValueError):
+    """A mark that cannot be made or read as asked; the message says what to do."""
+
+
+def examples_in(embeddings: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """The windows of one recording a mark learns from: at most MOST_PER_RECORDING frames
+    whose wake score reaches MARK_FROM, the best first (empty if there is none)."""
+    usable = np.arange(WINDOW - 1, len(scores))
+    rising = usable[scores[usable] >= MARK_FROM]
+    best = rising[np.argsort(scores[rising])[::-1][:MOST_PER_RECORDING]]
+    return pooled_at(embeddings, np.sort(best))
+
+
+@dataclass(frozen=True)
+class Mark:
+    source: str  # the recording's file name, or the clip id the portal's mark named
+    created: str  # UTC
+    examples: int
+
+
+@dataclass(frozen=True)
+class Marks:
+    word: str
+    examples: np.ndarray  # (n, 192)
+    marks: tuple[Mark, ...]
+
+    def plus(self, examples: np.ndarray, mark: Mark) -> Marks:
+        return Marks(self.word, np.vstack((self.examples, examples)), (*self.marks, mark))
+
+
+def marks_dir(data_dir: Path) -> Path:
+    return Path(data_dir) / "marks"
+
+
+def marks_file(data_dir: Path, word: str) -> Path:
+    return marks_dir(data_dir) / f"{word}.npz"
+
+
+def load(data_dir: Path, word: str) -> Marks:
+    path = marks_file(data_dir, word)
+    if not path.exists():
+        return Marks(word, np.zeros((0, 2 * 96), np.float32), ())
+    try:
+        with np.load(path) as data:
+            meta = json.loads(str(data["meta"]))
+            return Marks(word, data["examples"].astype(np.float32), tuple(Mark(**m) for m in meta["marks"]))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise MarkError(f"{path} is unreadable ({type(exc).__name__}): `earmark-device voice forget-marks "
+                        f"--wake-word {word}` and mark again") from None
+
+
+def save(data_dir: Path, marks: Marks) -> Path:
+    marks_dir(data_dir).mkdir(parents=True, exist_ok=True, mode=0o700)
+    buffer = io.BytesIO()
+    meta = json.dumps({"marks": [m.__dict__ for m in marks.marks]})
+    np.savez(buffer, meta=np.array(meta), examples=marks.examples.astype(np.float16))
+    path = marks_file(data_dir, marks.word)
+    write_file(path, buffer.getvalue())  # 0600: what the household said near the device
+    return path
+
+
+def mark_recordings(data_dir: Path, files: ModelFiles, word: str, recordings: list[Path]) -> Marks:
+    """`earmark-device voice not-meant`: each recording's windows learnt as not `word`. Every
+    recording is read and checked before anything is saved, so a bad one teaches nothing."""
+    learnt = load(data_dir, word)
+    found = []
+    for path in recordings:
+        embeddings, scores = features(read_frames(path), files, word)
+        examples = examples_in(embeddings, scores)
+        if not len(examples):
+            raise MarkError(f"{path}: the {word} model never scores it {MARK_FROM} or more, so nothing in it "
+                            f"sounds like {word} to the device: nothing to learn")
+        found.append((path, examples))
+    for path, examples in found:
+        learnt = learnt.plus(examples, Mark(path.name, utc_now(), len(examples)))
+    save(data_dir, learnt)
+    return learnt
+
+
+def forget(data_dir: Path, word: str | None = None) -> list[str]:
+    """Drop the marks of `word` (of every word if None); the words forgotten."""
+    folder = marks_dir(data_dir)
+    gone = []
+    for path in sorted(folder.glob("*.npz")) if folder.is_dir() else []:
+        if word is None or path.stem == word:
+            path.unlink()
+            gone.append(path.stem)
+    return gone
+
+
+def counts(data_dir: Path) -> dict[str, int]:
+    """Marks learnt per word: all a device ever says of them."""
+    folder = marks_dir(data_dir)
+    return {p.stem: len(load(data_dir, p.stem).marks) for p in sorted(folder.glob("*.npz"))} if folder.is_dir() else {}
+
+
+class NotMeant:
+    """How much nearer a window lies to the marks than to the word itself, 0..1."""
+
+    def __init__(self, marked: np.ndarray, word: np.ndarray) -> None:
+        self._mean, self._scale = word.mean(axis=0), word.std(axis=0) + 1e-3
+        self._marked = self._z(marked)
+        self._word = self._z(word)
+
+    def _z(self, examples: np.ndarray) -> np.ndarray:
+        z: np.ndarray = ((examples - self._mean) / self._scale).astype(np.float32)
+        return z
+
+    def score(self, window: np.ndarray) -> float:
+        z = self._z(pooled(window)[None])[0]
+        to_mark = float(np.sqrt(((self._marked - z) ** 2).sum(axis=1).min()))
+        to_word = float(np.sqrt(((self._word - z) ** 2).sum(axis=1).min()))
+        return to_word / (to_word + to_mark) if to_word + to_mark else 0.5
+
+
+def not_meant(data_dir: Path, words: list[str], household: dict[str, np.ndarray] | None = None) -> dict[str, NotMeant]:
+    """The check of each of `words` that has marks: against the shipped examples of the word
+    and the household's own enrolled ones (`household`, by word)."""
+    found = {}
+    bank = positive_bank()
+    for word in words:
+        marks = load(data_dir, word)
+        if len(marks.examples) and word in bank:
+            own = (household or {}).get(word)
+            said = bank[word] if own is None else np.vstack((bank[word], own))
+            found[word] = NotMeant(marks.examples, said)
+    return found
