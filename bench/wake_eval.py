@@ -18,8 +18,8 @@ prints, per source and part, for bare openWakeWord at 0.5 and for Earmark's defa
 `--tune` prints the grid the defaults are chosen from, on the tuned parts of all sources
 together, and the rule chosen as the goals read: of the rules that on every source's tuned
 part hear at least as many positives as bare openWakeWord and wake no more often in its
-negatives, the fewest false accepts (the mean over sources of each one's rate), then the
-most recall. In that grid a clip is checked by a word verifier trained on
+negatives, the most of people's takes (the real source), then the fewest false accepts (the
+mean over sources of each one's rate). In that grid a clip is checked by a word verifier trained on
 the other half of the tuned parts (2-fold). `--summary` prints only the table (markdown).
 The speech check's scores are cached beside each source, so a second run only replays.
 
@@ -338,7 +338,7 @@ def tune(evaluation: Evaluation) -> None:
         print(f"\n{word}, tuned parts: threshold patience smooth confirm confirm_from micro speech: "
               f"recall / false accepts per hour per source ({', '.join(evaluation.sources)})")
         print("  bare @0.5: " + "  ".join(f"{bare[s]['all']:.3f}/{bare[s]['fa_per_h']:.2f}" for s in bare))
-        chosen: tuple[float, float, WordRule] | None = None
+        chosen: tuple[float, float, WordRule, float] | None = None
         for rule in grid:
             rows = {s: evaluation.source_row(s, "tuned", word, rule) for s in evaluation.sources}
             fa = float(np.mean([r["fa_per_h"] for r in rows.values()]))
@@ -349,8 +349,9 @@ def tune(evaluation: Evaluation) -> None:
                   f"{rule.micro:<4} {rule.speech:<3}: "
                   + "  ".join(f"{r['all']:.3f}/{r['fa_per_h']:.2f}" for r in rows.values())
                   + ("" if ok else "   (worse than bare somewhere)"), flush=True)
-            if ok and (chosen is None or (fa, -recall) < (chosen[0], -chosen[1])):
-                chosen = (fa, recall, rule)
+            people = rows["real"]["all"] if "real" in rows else recall
+            if ok and (chosen is None or (-people, fa, -recall) < (-chosen[3], chosen[0], -chosen[1])):
+                chosen = (fa, recall, rule, people)
         print(f"  chosen: {chosen[2] if chosen else None} (mean false accepts {chosen[0] if chosen else 0:.2f}/h, "
               f"mean recall {chosen[1] if chosen else 0:.3f})")
     tune_enrolled(evaluation)

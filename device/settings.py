@@ -45,8 +45,8 @@ class WakeWordSettings:
     smooth: int | None = setting(None, "frames the score is averaged over", range_of(1, 10, "frames"))
     micro_check: float | None = setting(None, "microWakeWord (alexa, hey_jarvis, hey_mycroft) must also give "
                                               "the word this probability; 0 turns the check off", below(1))
-    marks_check: float | None = setting(None, "the household's marks (`voice not-meant`) refuse a candidate this "
-                                              "much nearer them than the word (0.5: nearer); 0 ignores them",
+    marks_check: float | None = setting(None, "the household's marks (`voice not-meant`) refuse a candidate "
+                                              "near them that their model scores this high; 0 ignores them",
                                         below(1))
     speech_check: float | None = setting(None, "Silero VAD over the word's audio must reach this", below(1))
     confirm_check: float | None = setting(None, "the word verifier (built-in words) admits a lower score at "

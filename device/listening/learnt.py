@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from earmark.device.listening import marks, voices
-from earmark.device.listening.marks import NotMeant
+from earmark.device.listening.marks import NotMeant, counts, not_meant
+from earmark.device.listening.voices import load
 from earmark.device.listening.verifier import Verifier
 
 
@@ -23,7 +23,7 @@ class Learnt:
 
 
 def learnt(data_dir: Path, words: list[str]) -> Learnt:
-    enrolled = {word: e for word in words if (e := voices.load(data_dir, word)) is not None}
+    enrolled = {word: e for word in words if (e := load(data_dir, word)) is not None}
     own = {word: np.vstack([m.positives for m in e.members.values()]) for word, e in enrolled.items()}
-    return Learnt({word: e.verifier() for word, e in enrolled.items()}, marks.not_meant(data_dir, words, own),
-                  {word: n for word, n in marks.counts(data_dir).items() if word in words})
+    return Learnt({word: e.verifier() for word, e in enrolled.items()}, not_meant(data_dir, words, own),
+                  {word: n for word, n in counts(data_dir).items() if word in words})

@@ -35,7 +35,7 @@ def test_a_mark_keeps_the_windows_where_the_word_rose_best_first_and_none_of_a_q
     assert len(examples_in(embeddings, np.ones(60))) == MOST_PER_RECORDING
 
 
-def test_only_a_window_nearer_a_mark_than_the_word_scores_over_a_half() -> None:
+def test_only_a_window_nearer_a_mark_than_the_word_is_refused() -> None:
     rng = np.random.default_rng(1)
     word = rng.normal(0, 1, size=(200, 192)).astype(np.float32)
     name = np.full((1, 192), 3.0, np.float32)
@@ -49,8 +49,8 @@ def test_only_a_window_nearer_a_mark_than_the_word_scores_over_a_half() -> None:
 
     near_name = window_pooled_to(np.concatenate((np.full(96, 2.9), np.full(96, 2.9))))
     like_word = window_pooled_to(np.concatenate((word[5, :96], np.abs(word[5, 96:]))))
-    assert check.score(near_name) > 0.9
-    assert check.score(like_word) < 0.5
+    assert check.nearer_a_mark(near_name) and check.score(near_name) > 0.9
+    assert not check.nearer_a_mark(like_word) and check.score(like_word) == 0.0
 
 
 def test_marks_are_kept_0600_counted_and_forgotten_per_word(tmp_path: Path) -> None:
