@@ -25,7 +25,9 @@ For each wake word, every 80 ms frame:
      network on different features trained on real speech, must also give the word at least
      `micro` within the last few frames. openWakeWord alone wakes about once an hour on people
      reading English; where both families must hear the word, the near-words one of them
-     mishears mostly go (bench/wake_eval.py). A word microWakeWord has no model for skips it;
+     mishears mostly go (bench/wake_eval.py). A word microWakeWord has no model for skips it.
+     Then the household's marks (marks.py), where it has some: a candidate near what it
+     marked "not meant for you" is refused, and with it the rest of its rise;
   4. the speech check on an admitted candidate: Silero VAD over the word's own audio must
      reach `speech`, so music, noise and a TV's jingles cannot wake the device, whatever the
      word model thinks of them. It runs on at most `attempts` frames of one rise; the
@@ -143,6 +145,7 @@ class WakeDecision:
         if rule.micro and (micro := checks.micro(word, index)) is not None and micro < rule.micro:
             return Candidate(word, smoothed, index, "micro", way)
         if rule.marked and (marked := checks.marked(word, index)) is not None and marked >= rule.marked:
+            self._tried[word] = rule.attempts  # the marks judged this rise: none of its later frames is asked
             return Candidate(word, smoothed, index, "marked", way)
         if rule.speech:
             self._tried[word] += 1

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from earmark.device.listening.marks import NotMeant, counts, not_meant
-from earmark.device.listening.voices import load
 from earmark.device.listening.verifier import Verifier
+from earmark.device.listening.voices import load
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ class Told:
     confirm_score: float | None = 1.0
     voice_score: float | None = None
     micro_score: float | None = 1.0
+    marked_score: float | None = None
     asked: list[tuple[str, int]] = field(default_factory=list)
 
     def speech(self, word: str, index: int) -> float:
@@ -34,6 +35,10 @@ class Told:
     def micro(self, word: str, index: int) -> float | None:
         self.asked.append(("micro", index))
         return self.micro_score
+
+    def marked(self, word: str, index: int) -> float | None:
+        self.asked.append(("marked", index))
+        return self.marked_score
 
 
 def fired(scores: list[float], rule: WordRule, checks: Told | None = None, refractory: int = 25,
@@ -107,6 +112,18 @@ def test_a_rise_the_second_family_hears_late_is_taken_on_a_later_frame() -> None
              if decision.step(i, {"alexa": s}, Told(micro_score=micro[i]))]
     assert taken == [3]
     assert [(c.index, c.failed) for c in refused] == [(1, "micro"), (2, "micro")]
+
+
+def test_the_marks_refuse_a_rise_near_them_and_the_rest_of_it_and_nothing_without_marks() -> None:
+    # Issue 36: a rise the household's marks refuse on one frame is not asked again on its
+    # later frames (their windows hold what followed the name); the next rise is.
+    rule = WordRule(threshold=0.5, marked=0.9)
+    checks = Told(marked_score=0.95)
+    assert fired([0.0, 0.9, 0.9, 0.9, 0.0], rule, checks) == []
+    assert [a for a in checks.asked if a[0] == "marked"] == [("marked", 1)]
+    assert fired([0.0, 0.9, 0.9, 0.0, 0.9], rule, Told(marked_score=0.5)) == [1]  # not sure enough
+    assert fired([0.0, 0.9, 0.0], rule, Told(marked_score=None)) == [1]  # no marks learnt
+    assert fired([0.0, 0.9, 0.0], replace(rule, marked=0.0), Told(marked_score=1.0)) == [1]  # bar 0: off
 
 
 def test_patience_holds_back_a_spike_but_a_verifier_may_still_admit_it() -> None:
