@@ -95,9 +95,12 @@ def test_wake_word_then_a_long_pause_then_the_request_keeps_the_request(
     scene = (Scene().pause(1.0).speak(speech("alexa", voice, speed), "wake").pause(1.5)
              .speak(speech("what is the weather like today", voice, speed), "request").pause(3.0))
     s = settings_for(data_dir)
-    # What is tested here is the end of the request. The word verifier refuses two of these
-    # voices' "alexa" (en+f3 at 120 wpm, en-us at 90; README, "The wake decision"), so it is off.
-    s = replace(s, wake=replace(s.wake, words=tuple(replace(w, confirm_check=0.0) for w in s.wake.words)))
+    # What is tested here is the end of the request, not whether the word is heard: the
+    # second model family (microWakeWord) does not hear three of these slow synthetic voices'
+    # "alexa" (en and en-us at 90 wpm, en+f3 at 120; README, "The wake decision"), so this
+    # test decides by openWakeWord alone.
+    s = replace(s, wake=replace(s.wake, words=tuple(replace(w, confirm_check=0.0, micro_check=0.0)
+                                                    for w in s.wake.words)))
     controls = Controls(s.gpio)
     assemble(s, WavFileSource(scene.write(tmp_path / "scene.wav")), controls).loop.run()
     [(header, audio)] = clips_in(s)
