@@ -10,6 +10,7 @@ wiring to trust.
 
 from __future__ import annotations
 
+import functools
 import logging
 import socket
 import threading
@@ -21,6 +22,7 @@ from earmark.device.audio.source import AudioSource
 from earmark.device.controls import Controls
 from earmark.device.feedback import SoundPlayer
 from earmark.device.listening.learnt import learnt
+from earmark.device.listening.marks import keep_wake
 from earmark.device.listening.models import locate_models
 from earmark.device.listening.recorder import Recorder
 from earmark.device.listening.speech import SpeechDetector
@@ -106,6 +108,8 @@ def assemble(s: DeviceSettings, source: AudioSource, controls: Controls | None =
                              s.recipients),
                       spool, controls, stop)
     loop.keep_clips = s.cloud
+    loop.on_wake_kept = functools.partial(keep_wake, Path(s.data_dir), keep_days=s.marks.keep_days,
+                                          keep_clips=s.marks.keep_clips)
     publisher = None
     if not s.cloud:
         log.info("cloud = false: recordings are not kept, and nothing is sent to the owner's store")

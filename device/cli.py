@@ -143,7 +143,10 @@ def build_parser() -> argparse.ArgumentParser:
                     "wake it. The device keeps the wake model's features of it (never the audio) and refuses what "
                     "sounds nearer to them than to the wake word. `run` and `detect` decide with them.")
     _common(not_meant)
-    not_meant.add_argument("files", nargs="+", type=Path, metavar="FILE.wav")
+    not_meant.add_argument("files", nargs="*", type=Path, metavar="FILE.wav")
+    not_meant.add_argument("--clip", nargs="+", default=[], metavar="ID",
+                           help="recorded clips by id (`spool`, or the portal): the device learns from what it kept "
+                                "of each one's wake word")
     not_meant.add_argument("--wake-word", help="the word it should not wake (default: each configured word that "
                                                "hears something in the recording)")
     not_meant.set_defaults(handler=cmd_voice_not_meant)
@@ -394,6 +397,10 @@ def cmd_voice_not_meant(args: argparse.Namespace) -> int:
     from earmark.device.settings import wake_word_id
 
     s = _settings(args)
+    if args.clip:
+        return _not_meant_clips(s, args.clip)
+    if not args.files:
+        raise MarkError("name the recordings (FILE.wav …) or the recorded clips (--clip ID …) that were not meant")
     names = [args.wake_word] if args.wake_word else [w.name for w in s.wake.words]
     models = locate_models(s.models_dir, names)
     taught = []
@@ -411,6 +418,19 @@ def cmd_voice_not_meant(args: argparse.Namespace) -> int:
     if not taught:
         raise MarkError(f"no configured wake word ({', '.join(names)}) hears anything in these recordings: "
                         "nothing to learn")
+    return 0
+
+
+def _not_meant_clips(s: DeviceSettings, clip_ids: list[str]) -> int:
+    from earmark.device.listening.marks import MarkError, mark_clips
+
+    learnt, refused = mark_clips(Path(s.data_dir), clip_ids, s.marks.keep_days)
+    for word, marks in learnt.items():
+        print(f"{word}: learnt from the recorded clip(s) as not meant; {len(marks.marks)} mark(s) in all")
+    if refused and not learnt:
+        raise MarkError("nothing learnt: " + "; ".join(refused))
+    for line in refused:
+        print(f"not learnt: {line}", file=sys.stderr)
     return 0
 
 

@@ -51,6 +51,9 @@ class DeviceLoop:
         self.feedback: Callable[[str], None] = lambda event: None  # "wake", "done"; must not block
         self.satellite: Satellite = NoSatellite()  # Home Assistant, told what the recorder does
         self.keep_clips = True  # False (cloud = false): a recording is heard by the satellite only
+        # told (clip id, wake word, the rise's windows) for each spooled wake: marks.keep_wake
+        self.on_wake_kept: Callable[[str, str, np.ndarray], None] = lambda clip_id, word, examples: None
+        self._wake: tuple[str, np.ndarray] | None = None
         self.stats = RunStats()
         self._error = False
 
@@ -92,6 +95,7 @@ class DeviceLoop:
         was_idle = self.recorder.idle
         if detection is not None and was_idle:
             self.stats.last_wake = f"{format_utc(datetime.now(UTC))} {detection.wake_word}"
+            self._wake = (detection.wake_word, self.detector.rise_examples(detection.wake_word))
         recording = self.recorder.feed(frame, detection if was_idle else None, button=button and was_idle)
         if was_idle and not self.recorder.idle:
             self.controls.light.show(LightState.RECORDING)
@@ -164,6 +168,9 @@ class DeviceLoop:
         self.sealer.spooled(envelope)
         self._error = False
         self.stats.clips.append(clip_id)
+        if recording.trigger == "wake_word" and self._wake is not None:
+            self.on_wake_kept(clip_id, *self._wake)
+        self._wake = None
         self.on_spooled()
         self.feedback("done")
         what = (f"wake word {recording.wake_word} ({recording.wake_score:.2f})"

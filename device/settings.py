@@ -98,6 +98,14 @@ class SpoolSettings:
 
 
 @dataclass(frozen=True)
+class MarksSettings:
+    keep_days: int = setting(30, "days the wake model's view of each recording is kept, for a mark to learn "
+                                 "from", range_of(1, 365, "days"))
+    keep_clips: int = setting(500, "recordings whose wake features are kept at most (the oldest go first)",
+                              range_of(1, 100_000, "recordings"))
+
+
+@dataclass(frozen=True)
 class GpioSettings:
     mute_pin: int | None = setting(None, "the mute button or switch", PIN)
     mute_kind: str = setting("toggle", "toggle: a push button flips mute; switch: held = muted",
@@ -195,6 +203,7 @@ class DeviceSettings:
     wake: WakeSettings = setting(factory=WakeSettings)
     recorder: RecorderSettings = setting(factory=RecorderSettings)
     spool: SpoolSettings = setting(factory=SpoolSettings)
+    marks: MarksSettings = setting(factory=MarksSettings)
     gpio: GpioSettings = setting(factory=GpioSettings)
     broker: BrokerSettings = setting(factory=BrokerSettings)
     feedback: FeedbackSettings = setting(factory=FeedbackSettings)

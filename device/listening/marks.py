@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +30,7 @@ from earmark.device.listening.enrollment import features, read_frames
 from earmark.device.listening.models import ModelFiles
 from earmark.device.listening.verifier import WINDOW, pooled, pooled_at, positive_bank, train
 from earmark.runtime.durable import write_file
+from earmark.wire.envelope import CLIP_ID_PATTERN
 from earmark.wire.errors import UsageError
 from earmark.wire.timestamps import utc_now
 
@@ -113,6 +115,58 @@ def mark_recordings(data_dir: Path, files: ModelFiles, word: str, recordings: li
         learnt = learnt.plus(examples, Mark(path.name, utc_now(), len(examples)))
     save(data_dir, learnt)
     return learnt
+
+
+def kept_dir(data_dir: Path) -> Path:
+    return Path(data_dir) / "wake-features"
+
+
+def keep_wake(data_dir: Path, clip_id: str, word: str, examples: np.ndarray, keep_days: int, keep_clips: int) -> None:
+    """Keep the wake model's view of a recorded clip (0600), for a mark that may come later;
+    then drop what is older than `keep_days` or beyond the newest `keep_clips`."""
+    if not CLIP_ID_PATTERN.fullmatch(clip_id) or not len(examples):
+        return
+    folder = kept_dir(data_dir)
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    buffer = io.BytesIO()
+    np.savez(buffer, word=np.array(word), examples=examples.astype(np.float16))
+    write_file(folder / f"{clip_id}.npz", buffer.getvalue())
+    kept = sorted(folder.glob("*.npz"), key=lambda p: p.stat().st_mtime, reverse=True)
+    too_old = time.time() - keep_days * 86400
+    for number, path in enumerate(kept):
+        if number >= keep_clips or path.stat().st_mtime < too_old:
+            path.unlink(missing_ok=True)
+
+
+def mark_clips(data_dir: Path, clip_ids: list[str], keep_days: int) -> tuple[dict[str, Marks], list[str]]:
+    """Marks for recorded clips, from what was kept of them: ({word: its marks now}, a line
+    for each clip nothing could be learnt from). A clip's kept view is deleted once learnt."""
+    learnt: dict[str, Marks] = {}
+    refused: list[str] = []
+    taken: list[Path] = []
+    for clip_id in dict.fromkeys(clip_ids):
+        path = kept_dir(data_dir) / f"{clip_id}.npz"
+        if not CLIP_ID_PATTERN.fullmatch(clip_id):
+            refused.append(f"{clip_id!r} is not a clip id (a lowercase UUID)")
+            continue
+        if not path.exists():
+            refused.append(f"clip {clip_id}: nothing kept of it (not recorded here, marked already, or recorded "
+                           f"more than {keep_days} days or [marks] keep_clips recordings ago)")
+            continue
+        try:
+            with np.load(path) as data:
+                word, examples = str(data["word"]), data["examples"].astype(np.float32)
+        except (OSError, ValueError, KeyError) as exc:
+            refused.append(f"clip {clip_id}: what was kept of it is unreadable ({type(exc).__name__})")
+            continue
+        marks = learnt.get(word) or load(data_dir, word)
+        learnt[word] = marks.plus(examples, Mark(clip_id, utc_now(), len(examples)))
+        taken.append(path)
+    for marks in learnt.values():
+        save(data_dir, marks)
+    for path in taken:
+        path.unlink(missing_ok=True)
+    return learnt, refused
 
 
 def forget(data_dir: Path, word: str | None = None) -> list[str]:

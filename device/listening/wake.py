@@ -25,12 +25,14 @@ from earmark.device.listening.checks import HELD_FRAMES, speech_score
 from earmark.device.listening.decision import Candidate, WakeDecision, rule_for
 from earmark.device.listening.features import STARTUP_FRAMES, FeatureStream, SileroVad, WakeModel
 from earmark.device.listening.learnt import Learnt
+from earmark.device.listening.marks import examples_in
 from earmark.device.listening.micro import MICRO_FRAMES, MicroWords
 from earmark.device.listening.models import ModelFiles
 from earmark.device.listening.verifier import WINDOW, word_verifiers
 from earmark.device.settings import WakeSettings, wake_word_id
 
 log = logging.getLogger(__name__)
+RISE_FRAMES = 25  # 2 s of scores: a detection's rise, for what is kept of each recording
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,7 @@ class WakeDetector:
         self.micro_scores: deque[dict[str, float]] = deque(maxlen=MICRO_FRAMES)
         self.held: deque[np.ndarray] = deque(maxlen=HELD_FRAMES)
         self.scores = dict.fromkeys(rules, 0.0)  # the last frame's, for status and tuning
+        self._recent = {word: deque[float](maxlen=RISE_FRAMES) for word in rules}  # what a mark may learn from
         self._frame_index = -1
 
     @property
@@ -104,12 +107,22 @@ class WakeDetector:
         self.features.push(frame)
         self.held.append(frame)
         self.scores = {name: model.score(self.features) for name, model in self.models.items()}
+        for word, recent in self._recent.items():
+            recent.append(self.scores[word])
         self.micro_scores.append(self.micro.push(frame))
         found = self._decision.step(self._frame_index, self.scores, self._checks)
         if found is None:
             return None
         log.info("wake word %s (score %.3f)", found.word, found.score)
         return Detection(found.word, round(found.score, 4), found.index)
+
+    def rise_examples(self, word: str) -> np.ndarray:
+        """The windows of the last RISE_FRAMES frames a mark of this wake would learn from
+        (marks.examples_in): kept with the clip, so the household can mark it later."""
+        scores = np.array(self._recent[word], dtype=np.float32)
+        embeddings = self.features.embeddings[-(len(scores) + WINDOW - 1):]
+        aligned = np.concatenate((np.zeros(len(embeddings) - len(scores), np.float32), scores))
+        return examples_in(embeddings, aligned)
 
     def warm_up(self) -> None:
         """The stream had a gap: ignore scores until the window holds only audio from after it."""

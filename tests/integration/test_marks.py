@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tests.integration.test_cli import cli, one_line_error
+from tests.integration.test_cli import PAIRED, cli, one_line_error
 from tests.support.speech import Scene
 
 
@@ -54,3 +54,29 @@ def test_a_recording_with_nothing_like_the_word_teaches_nothing_and_says_so(
     garbage.write_bytes(b"RIFF not a wave file")
     one_line_error(cli("voice", "not-meant", garbage, data_dir=data_dir), "garbage.wav")
     assert not (data_dir / "marks").exists()
+
+
+def test_a_recorded_clip_marked_by_id_teaches_the_device_from_what_it_kept_and_only_once(
+        data_dir: Path, tmp_path: Path, speech: Callable[..., np.ndarray]) -> None:
+    # The mark a household makes later, by clip id: the device kept the wake model's view of
+    # each recording (never the audio) beside it, 0600, and learns from that.
+    scene = (Scene().pause(1).speak(speech("Alexis, dinner is ready", "en-gb+f3")).pause(0.2)
+             .speak(speech("we are eating in the garden")).pause(2).write(tmp_path / "alexis.wav"))
+    run = cli("run", "--audio-file", scene, "--mock-gpio", "--device-id", "den-pi", *PAIRED, data_dir=data_dir)
+    assert run.returncode == 0, run.stderr
+    [row] = [json.loads(line) for line in cli("spool", "--json", data_dir=data_dir).stdout.splitlines()]
+    kept = data_dir / "wake-features" / f"{row['clip_id']}.npz"
+    assert oct(kept.stat().st_mode & 0o777) == "0o600"
+    assert woken(data_dir, scene) == {"alexis.wav"}
+
+    taught = cli("voice", "not-meant", "--clip", row["clip_id"], data_dir=data_dir)
+    assert taught.returncode == 0, taught.stderr
+    assert "alexa: learnt from the recorded clip(s)" in taught.stdout
+    assert woken(data_dir, scene) == set()
+    assert not kept.exists()  # learnt once; what was kept of it is gone
+
+    again = cli("voice", "not-meant", "--clip", row["clip_id"], data_dir=data_dir)
+    one_line_error(again, row["clip_id"], "nothing kept of it")
+    one_line_error(cli("voice", "not-meant", "--clip", "not-a-clip", data_dir=data_dir), "not a clip id")
+    listed = cli("voice", "list", "--json", data_dir=data_dir)
+    assert json.loads(listed.stdout) == [{"wake_word": "alexa", "marks": 1}]  # the bad marks learnt nothing

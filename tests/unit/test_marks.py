@@ -70,3 +70,24 @@ def test_an_unreadable_mark_file_is_one_line_saying_how_to_recover(tmp_path: Pat
     (tmp_path / "marks" / "alexa.npz").write_bytes(b"not a numpy archive")
     with pytest.raises(MarkError, match="forget-marks --wake-word alexa"):
         load(tmp_path, "alexa")
+
+
+def test_what_is_kept_of_each_recording_is_bounded_by_count_and_age(tmp_path: Path) -> None:
+    import os
+    import time
+    import uuid
+
+    from earmark.device.listening.marks import keep_wake, kept_dir
+
+    ids = [str(uuid.uuid4()) for _ in range(4)]
+    for number, clip_id in enumerate(ids):
+        keep_wake(tmp_path, clip_id, "alexa", np.ones((2, 192)), keep_days=30, keep_clips=3)
+        os.utime(kept_dir(tmp_path) / f"{clip_id}.npz", (time.time() - 10 + number,) * 2)
+    keep_wake(tmp_path, ids[3], "alexa", np.ones((2, 192)), keep_days=30, keep_clips=3)
+    assert sorted(p.stem for p in kept_dir(tmp_path).glob("*.npz")) == sorted(ids[1:])  # the oldest went
+    os.utime(kept_dir(tmp_path) / f"{ids[1]}.npz", (time.time() - 31 * 86400,) * 2)
+    keep_wake(tmp_path, ids[3], "alexa", np.ones((2, 192)), keep_days=30, keep_clips=3)
+    assert sorted(p.stem for p in kept_dir(tmp_path).glob("*.npz")) == sorted(ids[2:])  # past 30 days
+    assert oct((kept_dir(tmp_path) / f"{ids[3]}.npz").stat().st_mode & 0o777) == "0o600"
+    keep_wake(tmp_path, "../escape", "alexa", np.ones((2, 192)), keep_days=30, keep_clips=3)
+    assert not (tmp_path / "escape.npz").exists()  # only a clip id names a file
