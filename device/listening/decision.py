@@ -16,10 +16,11 @@ For each wake word, every 80 ms frame:
        voice    a score from `voice_from` up, which the household's verifier (voices are
                 enrolled with `earmark-device voice enroll`) scores at least `voice`: the
                 household's own word, at scores too weak to trust otherwise.
-     A verifier only ever admits: it never refuses a score the first way takes, so a voice
-     it has not learnt (a person, where it learnt from synthesisers) is heard as well as
-     openWakeWord alone hears it. A word with no model for a check (a custom wake word has
-     no word verifier) is admitted the first way only;
+     A verifier only ever admits: it never refuses a score the first way takes (the first
+     shipped verifier, which learnt synthesisers, refused people). What may refuse is below:
+     the second family, measured on people's takes, and the household's own marks. A word
+     with no model for a check (a custom wake word has no word verifier) is admitted the
+     first way only;
   3. the second family's check on an admitted candidate: microWakeWord (micro.py), a different
      network on different features trained on real speech, must also give the word at least
      `micro` within the last few frames. openWakeWord alone wakes about once an hour on people
