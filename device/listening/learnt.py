@@ -10,7 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from earmark.device.listening.marks import NotMeant, counts, not_meant
+from earmark.device.listening.marks import NotMeant, not_meant
+from earmark.device.listening.marks import load as load_marks
 from earmark.device.listening.verifier import Verifier
 from earmark.device.listening.voices import load
 
@@ -23,7 +24,9 @@ class Learnt:
 
 
 def learnt(data_dir: Path, words: list[str]) -> Learnt:
+    """Each file read once: the voices and the marks of `words`."""
     enrolled = {word: e for word in words if (e := load(data_dir, word)) is not None}
     own = {word: np.vstack([m.positives for m in e.members.values()]) for word, e in enrolled.items()}
-    return Learnt({word: e.verifier() for word, e in enrolled.items()}, not_meant(data_dir, words, own),
-                  {word: n for word, n in counts(data_dir).items() if word in words})
+    marked = {word: load_marks(data_dir, word) for word in words}
+    return Learnt({word: e.verifier() for word, e in enrolled.items()}, not_meant(marked, own),
+                  {word: len(m.marks) for word, m in marked.items() if m.marks})

@@ -212,15 +212,18 @@ class NotMeant:
         return self._verifier.score(window) if self.nearer_a_mark(window) else 0.0
 
 
-def not_meant(data_dir: Path, words: list[str], household: dict[str, np.ndarray] | None = None) -> dict[str, NotMeant]:
-    """The check of each of `words` that has marks: against the shipped examples of the word
-    and the household's own enrolled ones (`household`, by word)."""
-    found = {}
+def not_meant(marked: dict[str, Marks], household: dict[str, np.ndarray] | None = None) -> dict[str, NotMeant]:
+    """The check of each word that has marks (`marked`, as `load` gives them): against the
+    shipped examples of the word and the household's own enrolled ones (`household`, by
+    word). The shipped examples are read only when some word has marks."""
+    words = [word for word, marks in marked.items() if len(marks.examples)]
+    if not words:
+        return {}
     bank = positive_bank()
+    found = {}
     for word in words:
-        marks = load(data_dir, word)
-        if len(marks.examples) and word in bank:
+        if word in bank:
             own = (household or {}).get(word)
             said = bank[word] if own is None else np.vstack((bank[word], own))
-            found[word] = NotMeant(marks.examples, said)
+            found[word] = NotMeant(marked[word].examples, said)
     return found
