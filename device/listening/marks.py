@@ -131,10 +131,10 @@ def keep_wake(data_dir: Path, clip_id: str, word: str, examples: np.ndarray, kee
     buffer = io.BytesIO()
     np.savez(buffer, word=np.array(word), examples=examples.astype(np.float16))
     write_file(folder / f"{clip_id}.npz", buffer.getvalue())
-    kept = sorted(folder.glob("*.npz"), key=lambda p: p.stat().st_mtime, reverse=True)
+    kept = sorted(((p.stat().st_mtime, p) for p in folder.glob("*.npz")), reverse=True)
     too_old = time.time() - keep_days * 86400
-    for number, path in enumerate(kept):
-        if number >= keep_clips or path.stat().st_mtime < too_old:
+    for number, (mtime, path) in enumerate(kept):
+        if number >= keep_clips or mtime < too_old:
             path.unlink(missing_ok=True)
 
 
