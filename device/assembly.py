@@ -22,7 +22,7 @@ from earmark.device.audio.source import AudioSource
 from earmark.device.controls import Controls
 from earmark.device.feedback import SoundPlayer
 from earmark.device.listening.learnt import learnt
-from earmark.device.listening.marks import keep_wake
+from earmark.device.listening.marks import follow, keep_wake
 from earmark.device.listening.models import locate_models
 from earmark.device.listening.recorder import Recorder
 from earmark.device.listening.speech import SpeechDetector
@@ -36,6 +36,7 @@ from earmark.device.sync.chain import Chain
 from earmark.device.sync.identity import Sealer, load_or_create_key, public_key_of
 from earmark.device.sync.publisher import Publisher
 from earmark.device.sync.spool import Spool
+from earmark.wire.marks import MarksMessage
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +84,19 @@ class AssembledDevice(AbstractContextManager["AssembledDevice"]):
         self.close()
 
 
+def follow_household(s: DeviceSettings, detector: WakeDetector, words: list[str], message: MarksMessage,
+                     publisher: Publisher | None) -> None:
+    """The household's marks from the portal (wire/marks.py), on the publisher's thread: learnt
+    (or forgotten) in the data dir, then the detector decides with them from its next frame,
+    and the status says the new counts."""
+    followed = follow(Path(s.data_dir), message, s.marks.keep_days)
+    log.info("%s", followed.describe())
+    if followed.changed:
+        detector.learn(learnt(Path(s.data_dir), words))
+        if publisher is not None:
+            publisher.notify_status()
+
+
 def assemble(s: DeviceSettings, source: AudioSource, controls: Controls | None = None,
              stop: threading.Event | None = None, publish: bool = True) -> AssembledDevice:
     """The device `s` describes, reading `source`. `controls` defaults to the configured pins;
@@ -116,7 +130,9 @@ def assemble(s: DeviceSettings, source: AudioSource, controls: Controls | None =
     elif publish and s.broker.url:
         publisher = Publisher(s.broker, s.device_id, spool,
                               on_receipt=lambda r: loop.flag_error() if r.status == "rejected" else None,
-                              status=StatusReport(loop, source).snapshot)
+                              status=StatusReport(loop, source).snapshot,
+                              on_marks=lambda message: follow_household(s, loop.detector, list(models.wake_words),
+                                                                        message, publisher))
         loop.on_spooled = publisher.notify
         loop.on_status = publisher.notify_status
     else:

@@ -37,6 +37,11 @@ def status_topic(device_id: str) -> str:
     return f"{PREFIX}/status/{check_device_id(device_id)}"
 
 
+def marks_topic(device_id: str) -> str:
+    """The household's marks for this device (wire/marks.py): the cloud writes, it reads."""
+    return f"{PREFIX}/marks/{check_device_id(device_id)}"
+
+
 STATUS_SUBSCRIPTION = f"{PREFIX}/status/+"  # every device's retained status (not shared: each reader needs all)
 
 

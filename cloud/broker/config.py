@@ -12,7 +12,7 @@ from pathlib import Path
 
 from earmark.cloud.broker.certs import ca_paths, init_ca, issue
 from earmark.cloud.broker.control import hand_to_broker, write_broker_files
-from earmark.cloud.broker.logins import INGESTER_USERNAME, MONITOR_PASSWORD_FILE, create_login, new_password
+from earmark.cloud.broker.logins import INGESTER_USERNAME, LOGIN_FILES, create_login, new_password
 from earmark.cloud.store.store import Store
 from earmark.runtime.durable import write_file
 from earmark.wire.envelope import MAX_ENVELOPE_BYTES
@@ -63,8 +63,9 @@ def write_broker_config(store: Store, out_dir: Path, port: int = 8883, bind: str
     password = create_login(store, INGESTER_USERNAME, "ingester")
     password_file = out_dir / "ingester.password"
     write_file(password_file, (password + "\n").encode())
-    if not (out_dir / MONITOR_PASSWORD_FILE).exists():  # the monitor login lives in its file, not the store
-        write_file(out_dir / MONITOR_PASSWORD_FILE, (new_password() + "\n").encode())
+    for _, name in LOGIN_FILES.values():  # the monitor's and marks' logins live in their files, not the store
+        if not (out_dir / name).exists():
+            write_file(out_dir / name, (new_password() + "\n").encode())
     if os.geteuid() == 0:  # Mosquitto reads and writes here as its own user
         os.chown(out_dir, broker_user.pw_uid, broker_user.pw_gid)
         for path in (out_dir / "data", out_dir / "ca.pem", cert, key):

@@ -34,6 +34,7 @@ import paho.mqtt.client as mqtt
 
 from earmark.cloud.broker.logins import (
     INGESTER_USERNAME,
+    LOGIN_FILES,
     MONITOR_PASSWORD_FILE,
     MONITOR_USERNAME,
     hash_password,
@@ -48,7 +49,7 @@ from earmark.cloud.store.store import Store
 from earmark.runtime.durable import write_file
 from earmark.runtime.transport import make_client
 from earmark.wire.errors import EarmarkError, TransientError, UsageError
-from earmark.wire.topics import status_topic
+from earmark.wire.topics import marks_topic, status_topic
 
 log = logging.getLogger(__name__)
 CANARY = f"{RESERVED_PREFIX}sync"
@@ -87,9 +88,9 @@ def write_broker_files(store: Store, canary_password: str | None = None) -> int:
         return 0
     logins = store.accounts.active()
     extra = [Login(CANARY, "canary", hash_password(canary_password))] if canary_password else []
-    monitor = folder / MONITOR_PASSWORD_FILE
-    if monitor.exists():
-        extra.append(Login(MONITOR_USERNAME, "monitor", hash_password(monitor.read_text().strip())))
+    for username, (role, name) in LOGIN_FILES.items():
+        if (folder / name).exists():
+            extra.append(Login(username, role, hash_password((folder / name).read_text().strip())))
     for name, text in (("passwords", render_passwords(logins + extra)), ("acl", render_acl(logins + extra))):
         write_file(folder / name, text.encode(), 0o640)
         hand_to_broker(folder / name, folder)
@@ -128,7 +129,8 @@ def sync_broker(store: Store, reload_command: str = "", timeout_s: float = 10.0)
         store.accounts.mark_broker_synced()
         return SyncReport(count, "not running")
     revoked = store.accounts.revoked_devices()
-    accepted, cleared = _accepts(folder, url, canary, timeout_s, [status_topic(d) for d in revoked])
+    accepted, cleared = _accepts(folder, url, canary, timeout_s,
+                                 [topic(d) for d in revoked for topic in (status_topic, marks_topic)])
     if not accepted:
         kind = BrokerNotConfirmedYet if reloaded else BrokerCannotBeAsked
         raise kind(
@@ -137,8 +139,8 @@ def sync_broker(store: Store, reload_command: str = "", timeout_s: float = 10.0)
                                    "broker.reload_command, e.g. \"systemctl reload mosquitto\")")
             + "; run `earmark-cloud broker sync` once it is fixed")
     if not cleared:
-        raise BrokerNotConfirmedYet(f"the broker at {url} reloaded but did not confirm clearing the retained "
-                                    f"status of {len(revoked)} revoked device(s): run `earmark-cloud broker sync`")
+        raise BrokerNotConfirmedYet(f"the broker at {url} reloaded but did not confirm clearing the retained status "
+                                    f"and marks of {len(revoked)} revoked device(s): run `earmark-cloud broker sync`")
     store.accounts.mark_broker_synced()
     log.debug("broker confirmed the reload: %d login(s)", count)
     return SyncReport(count, "confirmed")
@@ -188,22 +190,24 @@ def broker_pid_files(folder: Path) -> list[Path]:
     return found
 
 
-def _client(folder: Path, url: str, password: str) -> mqtt.Client:
+def login_client(folder: Path, url: str, username: str, password: str) -> mqtt.Client:
+    """A client of the cloud's own (the canary, the marks login) for the broker `broker
+    config` made: its CA pinned, and the ingester's certificate where the broker requires one."""
     cert, key = folder / f"{INGESTER_USERNAME}.pem", folder / f"{INGESTER_USERNAME}.key"
     use_cert = cert.exists() and key.exists()  # a broker that requires client certificates
     ca = folder / "ca.pem"
-    return make_client(CANARY, url, CANARY, password, str(ca) if ca.exists() else "",
+    return make_client(username, url, username, password, str(ca) if ca.exists() else "",
                        str(cert) if use_cert else "", str(key) if use_cert else "")
 
 
-def _host_port(url: str) -> tuple[str, int]:
+def host_port(url: str) -> tuple[str, int]:
     parts = urlsplit(url)
     return parts.hostname or "localhost", parts.port or (8883 if parts.scheme == "mqtts" else 1883)
 
 
 def _listening(url: str) -> bool:
     try:
-        with socket.create_connection(_host_port(url), timeout=2):
+        with socket.create_connection(host_port(url), timeout=2):
             return True
     except OSError:
         return False
@@ -215,7 +219,7 @@ def _accepts(folder: Path, url: str, password: str, timeout_s: float, clear: lis
     `clear` (which removes the retained one: a revoked device's status says when it was
     online and what it heard, and goes with its login)."""
     deadline = time.monotonic() + timeout_s
-    host, port = _host_port(url)
+    host, port = host_port(url)
     while time.monotonic() < deadline:
         accepted, cleared = _try_canary(folder, url, password, host, port, clear, timeout_s)
         if accepted:
@@ -227,7 +231,7 @@ def _accepts(folder: Path, url: str, password: str, timeout_s: float, clear: lis
 def _try_canary(folder: Path, url: str, password: str, host: str, port: int, clear: list[str],
                 timeout_s: float) -> tuple[bool, bool]:
     answers: list[bool] = []
-    client = _client(folder, url, password)
+    client = login_client(folder, url, CANARY, password)
     client.on_connect = lambda _c, _u, _f, reason, _p: answers.append(not reason.is_failure)
     try:
         client.connect(host, port, keepalive=10)
@@ -263,7 +267,7 @@ def broker_queue_depth(store: Store, timeout_s: float = 3.0) -> int | None:
     client.on_connect = lambda c, _u, _f, reason, _p: None if reason.is_failure else c.subscribe(QUEUE_DEPTH_TOPIC)
     client.on_message = lambda _c, _u, message: found.append(int(message.payload or b"0"))
     try:
-        client.connect(*_host_port(url), keepalive=10)
+        client.connect(*host_port(url), keepalive=10)
         deadline = time.monotonic() + timeout_s
         while not found and time.monotonic() < deadline:
             client.loop(timeout=0.1)

@@ -1,8 +1,9 @@
 """The broker's side of identity: logins, and the password and ACL files made from them.
 
 Each device logs in as its device id, and the ACL lets it write only
-earmark/v1/clips/<its id>, read only earmark/v1/receipts/<its id> and publish its own status;
-the ingester account reads clips and writes receipts. Logins change in the store here;
+earmark/v1/clips/<its id>, read only earmark/v1/receipts/<its id> and earmark/v1/marks/<its
+id>, and publish its own status; the ingester account reads clips and writes receipts; the
+marks login (the portal's) writes marks and nothing else. Logins change in the store here;
 control.py regenerates both files whole from the store and brings the running broker in
 step (`sync_broker`), confirming that it did.
 """
@@ -25,6 +26,9 @@ from earmark.wire.topics import PREFIX, check_device_id
 INGESTER_USERNAME = f"{RESERVED_PREFIX}ingester"  # no device may register a reserved name
 MONITOR_USERNAME = f"{RESERVED_PREFIX}monitor"  # reads the broker's $SYS figures for `status`
 MONITOR_PASSWORD_FILE = "monitor.password"  # in the broker folder; its login is written from it
+MARKS_USERNAME = f"{RESERVED_PREFIX}marks"  # the cloud's side of the household's marks (broker/marks.py)
+MARKS_PASSWORD_FILE = "marks.password"  # in the broker folder; its login is written from it
+LOGIN_FILES = {MONITOR_USERNAME: ("monitor", MONITOR_PASSWORD_FILE), MARKS_USERNAME: ("marks", MARKS_PASSWORD_FILE)}
 QUEUE_DEPTH_TOPIC = "$SYS/broker/store/messages/count"  # messages the broker holds (queued, in flight, retained)
 
 
@@ -83,12 +87,15 @@ def render_acl(logins: list[Login]) -> str:
                       f"topic read {PREFIX}/status/+", f"topic read {QUEUE_DEPTH_TOPIC}"]
         elif login.role == "monitor":
             lines += ["topic read $SYS/#"]
+        elif login.role == "marks":  # tells each device the household's marks, and nothing else
+            lines += [f"topic write {PREFIX}/marks/+"]
         elif login.role == "canary":  # proves the broker re-read these files, then clears the
-            lines += [f"topic write {PREFIX}/status/+"]  # retained status of revoked devices
-        else:
+            lines += [f"topic write {PREFIX}/status/+", f"topic write {PREFIX}/marks/+"]  # retained
+        else:  # state of revoked devices; a device:
             lines += [f"topic write {PREFIX}/clips/{login.username}",
                       f"topic read {PREFIX}/receipts/{login.username}",
-                      f"topic readwrite {PREFIX}/status/{login.username}"]
+                      f"topic readwrite {PREFIX}/status/{login.username}",
+                      f"topic read {PREFIX}/marks/{login.username}"]
         lines.append("")
     return "\n".join(lines)
 

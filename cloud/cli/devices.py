@@ -10,6 +10,7 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
+from earmark.cloud.broker.marks import send_marks
 from earmark.cloud.cli.common import cli_settings, cli_store, emit, open_for_work, sync_logins, write_secret
 from earmark.cloud.store.registry import RegistryError
 from earmark.cloud.store.store import Store
@@ -91,10 +92,14 @@ def cmd_broker_sync(args: argparse.Namespace) -> int:
     store = open_for_work(s)
     pending = store.accounts.broker_pending_since()
     report = sync_logins(s, store)
-    print(json.dumps({"state": report.state, "logins": report.logins, "was_pending_since": pending})
+    marked = sorted({d for owner in store.registry.owners() for d in store.clips.marked_devices(owner.owner_id)})
+    unsent = send_marks(store, marked) if report.state == "confirmed" else []
+    print(json.dumps({"state": report.state, "logins": report.logins, "was_pending_since": pending,
+                      "marks_sent": len(marked) - len(unsent), "marks_unsent": unsent})
           if args.json else report.describe() + (f" (it had been behind the registry since {pending})"
-                                                  if pending else ""))
-    return 0
+                                                  if pending else "")
+          + (f"; the household's marks sent to {len(marked) - len(unsent)} device(s)" if marked else ""))
+    return 1 if unsent else 0
 
 
 def cmd_device_list(args: argparse.Namespace) -> int:

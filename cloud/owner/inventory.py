@@ -46,6 +46,9 @@ TABLES: dict[str, Holding | str] = {
                                why_not="members' public keys and their own keys wrapped for their passkeys: "
                                        "ciphertext, of no use outside the portal"),
     "clip_marks": Holding("manifest.json's `mark` and index.html", "2. deleted with the clips"),
+    "device_marks": Holding("manifest.json's `mark`, for the recordings still kept", "2. deleted with the clips",
+                            why_not="a marked recording's id stays here after the recording is deleted, so "
+                                    "its device keeps what it learnt; the id alone, no content"),
     "deleted_clips": Holding("the chain check: a deletion on record is not a gap",
                              "kept", remains="clip ids, envelope hashes, device ids and chain positions of "
                                              "deleted clips (no owner, no content): a replay stays a duplicate"),
@@ -104,4 +107,6 @@ TOPICS: dict[str, Holding | str] = {
     "receipt_topic": "not retained: delivered to the device's session",
     "status_topic": Holding("", "3. the retained status cleared at the broker sync that follows the revocation",
                             why_not="the device's own last status (what it heard, when it was online)"),
+    "marks_topic": Holding("", "3. the retained marks cleared at the broker sync that follows the revocation",
+                           why_not="ids of recordings marked not meant, for the device that made them"),
 }

@@ -31,7 +31,7 @@ EVENT_NAMES = {
     "portal_signed_out": "signed out of the portal",
     "portal_export_downloaded": "export downloaded", "owner_erased": "everything erased",
     "portal_not_found": "asked for something not yours or gone",
-    "clip_marked": "marked “I did not mean to wake it”", "clip_mark_cleared": "mark taken off a recording",
+    "clip_marked": "marked “Not meant for me”", "clip_mark_cleared": "mark taken off a recording",
     "operator_listed_clips": "an operator listed your recordings",
     "clips_deleted": "recordings deleted", "owner_retention_set": "auto-delete chosen",
 }

@@ -1,7 +1,8 @@
 """The owner's recordings: a keyset page of them, newest first, narrowed by dates (in the
 owner's own time zone) and device; each played (decrypted on the fly, after the export's own
-signature and binding checks, in the byte ranges a player asks for), marked "I did not mean
-to wake it" or deleted; several deleted at once (those ticked, those shown, or all of them,
+signature and binding checks, in the byte ranges a player asks for), marked "not meant for
+me" (alone or those ticked: the device that made it learns from it, broker/marks.py) or
+deleted (the device drops what it kept of it); several deleted at once (those ticked, those shown, or all of them,
 the account staying), each deletion recorded as the CLI's are; and the owner's own
 auto-delete. Another owner's clip id answers 404, as a clip that does not exist."""
 
@@ -15,6 +16,7 @@ from urllib.parse import urlencode
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
+from earmark.cloud.broker.marks import send_marks
 from earmark.cloud.owner.erasure import delete_chosen, delete_clip, delete_clips
 from earmark.cloud.owner.export import ExportError, KnownDevices, checked_envelope
 from earmark.cloud.owner.retention import OWNER_CHOICES, effective_days
@@ -77,8 +79,28 @@ def recordings(call: Call) -> Response:
                      household=bool(store.registry.household_recipients(owner_id)))
 
 
+def tell_devices(call: Call, device_ids: list[str] | None = None) -> None:
+    """The owner's marks and deletions reach the devices that made the clips (broker/marks.py):
+    these devices, or (None) every device of the owner's."""
+    store = call.state.store
+    ids = device_ids if device_ids is not None else [d.device_id for d in store.registry.devices(call.owner_id)]
+    send_marks(store, ids)
+
+
 def delete_selected(call: Call) -> Response:
     delete_clips(call.state.store, call.owner_id, call.form_lists.get("clip", []))
+    tell_devices(call)
+    return RedirectResponse("/", 303)
+
+
+def mark_selected(call: Call) -> Response:
+    """"Not meant for me" on every recording ticked."""
+    store = call.state.store
+    rows = [row for clip_id in call.form_lists.get("clip", [])[:PAGE_SIZE * 4]
+            if (row := store.clips.get(call.owner_id, clip_id)) is not None]
+    for row in rows:
+        store.clips.mark(call.owner_id, row.clip_id, "not_meant")
+    tell_devices(call, sorted({row.device_id for row in rows}))
     return RedirectResponse("/", 303)
 
 
@@ -86,6 +108,7 @@ def delete_shown(call: Call) -> Response:
     """Every recording the filter picks: a date range, a device, or (no filter) all of them."""
     chosen, _ = chosen_by(call.form)
     delete_chosen(call.state.store, call.owner_id, chosen)
+    tell_devices(call)
     return RedirectResponse("/", 303)
 
 
@@ -138,6 +161,7 @@ def delete(call: Call) -> Response:
     if isinstance(row, Response):
         return row
     delete_clip(call.state.store, call.owner_id, row.clip_id)
+    tell_devices(call, [row.device_id])
     return RedirectResponse("/", 303)
 
 
@@ -146,8 +170,10 @@ def mark(call: Call) -> Response:
     if given and given not in MARK_NAMES:
         return call.message(400, "Unknown mark", "That is not a mark Earmark knows.")
     store = call.state.store
-    if not store.clips.mark(call.owner_id, clip_id, given or None):
+    row = store.clips.get(call.owner_id, clip_id)
+    if row is None or not store.clips.mark(call.owner_id, clip_id, given or None):
         return call.not_found("clip", clip_id)
+    tell_devices(call, [row.device_id])
     back = store.clips.get(call.owner_id, call.form.get("before", ""))
     return RedirectResponse(f"/?before={back.clip_id}#clip-{clip_id}" if back else f"/#clip-{clip_id}", 303)
 
@@ -158,6 +184,7 @@ def routes(state: PortalState) -> list[Route]:
         OwnerRoute(state, "/clips/{clip_id}/audio", audio, page=False),
         OwnerRoute(state, "/clips/delete", delete_selected, ("POST",)),
         OwnerRoute(state, "/clips/delete-shown", delete_shown, ("POST",)),
+        OwnerRoute(state, "/clips/mark", mark_selected, ("POST",)),
         OwnerRoute(state, "/retention", retention, ("POST",)),
         OwnerRoute(state, "/clips/{clip_id}/delete", delete, ("POST",)),
         OwnerRoute(state, "/clips/{clip_id}/mark", mark, ("POST",)),

@@ -19,6 +19,7 @@ BROKER_URL_KEY = "broker_url"
 BROKER_PENDING_KEY = "broker_pending_since"  # set while the running broker may lag the registry
 SHARE_GROUP_KEY = "broker_share_group"
 INGESTER_KEY_PREFIX = "ingester:"
+MARKS_PENDING_PREFIX = "marks_pending:"  # a device the household's marks have not reached yet
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,17 @@ class BrokerAccounts:
 
     def broker_pending_since(self) -> str | None:
         return self._meta(BROKER_PENDING_KEY)
+
+    def note_marks(self, sent: list[str], unsent: list[str]) -> None:
+        """Which devices the broker took their marks for, and which it could not (yet)."""
+        with self.db.transaction() as cur:
+            cur.executemany("DELETE FROM meta WHERE key = :key", [{"key": MARKS_PENDING_PREFIX + d} for d in sent])
+            cur.executemany(SET_META, [{"key": MARKS_PENDING_PREFIX + d, "value": utc_now().encode()} for d in unsent])
+
+    def marks_pending(self) -> list[str]:
+        rows = self.db.query("SELECT key FROM meta WHERE key LIKE :prefix ORDER BY key",
+                             {"prefix": f"{MARKS_PENDING_PREFIX}%"})
+        return [str(r["key"]).removeprefix(MARKS_PENDING_PREFIX) for r in rows]
 
     def _set_meta(self, key: str, text: str) -> None:
         with self.db.transaction() as cur:

@@ -20,6 +20,7 @@ from earmark.cloud.store.resealed import MARK as RESEALED
 from earmark.cloud.store.resealed import Resealed
 from earmark.cloud.store.resealed import parse as parse_resealed
 from earmark.wire.envelope import Envelope, EnvelopeError, decode_envelope, envelope_digest
+from earmark.wire.marks import MOST_LISTED
 from earmark.wire.timestamps import utc_now
 
 # Is the owner still there (not erased)? Asked inside the transaction that stores their clips,
@@ -33,7 +34,7 @@ LIVE_OWNER = "SELECT 1 FROM owners WHERE owner_id = :owner_id AND wrapped_key IS
 HOUSEHOLD_SEALED = b"earmark/household-sealed-envelope\n"
 
 # The marks an owner may put on a recording of theirs (the portal), and their words for them.
-MARK_NAMES = {"not_meant": "I did not mean to wake it"}
+MARK_NAMES = {"not_meant": "Not meant for me"}
 
 
 @dataclass(frozen=True)
@@ -277,11 +278,15 @@ class Clips:
         with self.audit.write() as cur:
             cur.scope(owner_id)
             key = {"owner_id": owner_id, "clip_id": clip_id}
-            if cur.execute(f"SELECT 1 FROM clips {OWNER_CLIP}", key).fetchone() is None:
+            found = cur.execute(f"SELECT device_id FROM clips {OWNER_CLIP}", key).fetchone()
+            if found is None:
                 return False
-            cur.execute(f"DELETE FROM clip_marks {OWNER_CLIP}", key)
+            for table in ("clip_marks", "device_marks"):
+                cur.execute(f"DELETE FROM {table} {OWNER_CLIP}", key)
             if mark is not None:
-                cur.execute(insert("clip_marks"), {**key, "mark": mark, "marked_at": utc_now()})
+                now = utc_now()
+                cur.execute(insert("clip_marks"), {**key, "mark": mark, "marked_at": now})
+                cur.execute(insert("device_marks"), {**key, "device_id": found["device_id"], "marked_at": now})
             self.audit.append(cur, "clip_marked" if mark else "clip_mark_cleared", owner_id=owner_id,
                               clip_id=clip_id, detail={"mark": mark} if mark else None)
         return True
@@ -294,6 +299,24 @@ class Clips:
         rows = self.db.query(f"SELECT clip_id, mark FROM clip_marks WHERE owner_id = :owner_id {among}",
                              {"owner_id": owner_id, **listed}, owner=owner_id)
         return {r["clip_id"]: r["mark"] for r in rows}
+
+    def for_device(self, owner_id: str, device_id: str, since: str) -> tuple[list[str], list[str]]:
+        """What the device is to know of the household's marks (wire/marks.py): the clip ids
+        of its recordings marked not meant (kept after a clip's deletion), and of those
+        deleted since `since` (UTC), newest first, MOST_LISTED of each at most."""
+        marked = self.db.query("SELECT clip_id FROM device_marks WHERE owner_id = :owner_id AND device_id = :device_id "
+                               "ORDER BY marked_at DESC, clip_id LIMIT :most",
+                               {"owner_id": owner_id, "device_id": device_id, "most": MOST_LISTED}, owner=owner_id)
+        deleted = self.db.query("SELECT clip_id FROM deleted_clips WHERE device_id = :device_id "
+                                "AND deleted_at >= :since ORDER BY deleted_at DESC, clip_id LIMIT :most",
+                                {"device_id": device_id, "since": since, "most": MOST_LISTED})
+        return [r["clip_id"] for r in marked], [r["clip_id"] for r in deleted]
+
+    def marked_devices(self, owner_id: str) -> set[str]:
+        """The owner's devices that have marks to learn."""
+        return {r["device_id"] for r in self.db.query("SELECT DISTINCT device_id FROM device_marks "
+                                                      "WHERE owner_id = :owner_id", {"owner_id": owner_id},
+                                                      owner=owner_id)}
 
     def count(self, owner_id: str) -> int:
         return int(self.db.query("SELECT count(*) AS n FROM clips WHERE owner_id = :owner_id", {"owner_id": owner_id},
@@ -354,7 +377,8 @@ class Clips:
             gone = cur.execute("SELECT clip_id, envelope_sha256, device_id, seq FROM clips WHERE owner_id = :owner_id",
                                owner).fetchall()
             self._remember_deleted(cur, [(r["clip_id"], r["envelope_sha256"], r["device_id"], r["seq"]) for r in gone])
-            cur.execute("DELETE FROM clip_marks WHERE owner_id = :owner_id", owner)
+            for table in ("clip_marks", "device_marks"):
+                cur.execute(f"DELETE FROM {table} WHERE owner_id = :owner_id", owner)
             count = cur.execute("DELETE FROM clips WHERE owner_id = :owner_id", owner).rowcount
             self.audit.append(cur, "owner_clips_deleted", owner_id=owner_id, detail={"clips": count})
         return int(count)

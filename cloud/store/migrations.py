@@ -22,7 +22,7 @@ from earmark.cloud.store.database import StoreError
 from earmark.cloud.store.ddl import create_index, create_table, gateway_functions, indexes, row_security, table
 from earmark.cloud.store.schema import BLOB_TABLES, devices
 
-SCHEMA_VERSION = 14
+SCHEMA_VERSION = 15
 FIRST = 10  # the first version described once
 LEGACY = {"sqlite": 9, "postgres": 6}  # the hand-kept scripts' last versions, which migration 10 takes
 
@@ -83,7 +83,13 @@ def _v14(backend: str) -> list[str]:
               for statement in (create_table(name, backend), *(create_index(i, backend) for i in indexes(name))))]
 
 
-MIGRATIONS: dict[int, Callable[[str], list[str]]] = {10: _v10, 11: _v11, 12: _v12, 13: _v13, 14: _v14}
+def _v15(backend: str) -> list[str]:
+    """Household marks reach the device that made the clip: device_marks, under row-level
+    security like the clips (made by postgres_refresh)."""
+    return [create_table("device_marks", backend), *(create_index(i, backend) for i in indexes("device_marks"))]
+
+
+MIGRATIONS: dict[int, Callable[[str], list[str]]] = {10: _v10, 11: _v11, 12: _v12, 13: _v13, 14: _v14, 15: _v15}
 
 
 def steps(backend: str, version: int) -> list[tuple[int, list[str]]]:

@@ -215,6 +215,20 @@ clip_marks = Table(
 )
 Index("clip_marks_by_owner", clip_marks.c.owner_id)
 
+# What each device is to learn from its household's "not meant for me" marks (sent to it as
+# wire/marks.py's message): the clip ids, kept after the clip is deleted (the device keeps
+# what it learnt), deleted when the mark is taken off and when the owner is erased.
+device_marks = Table(
+    "device_marks", metadata,
+    _text("clip_id", primary_key=True),
+    _text("owner_id"),
+    _text("device_id"),
+    _text("marked_at"),
+    info={"owner": "scope"},
+)
+Index("device_marks_by_device", device_marks.c.device_id, device_marks.c.marked_at)
+Index("device_marks_by_owner", device_marks.c.owner_id)
+
 # Each device's online state from its retained status topic, under the device's owner.
 device_presence = Table(
     "device_presence", metadata,

@@ -32,6 +32,7 @@ from earmark.device.listening.verifier import WINDOW, pooled, pooled_at, positiv
 from earmark.runtime.durable import write_file
 from earmark.wire.envelope import CLIP_ID_PATTERN
 from earmark.wire.errors import UsageError
+from earmark.wire.marks import MarksMessage
 from earmark.wire.timestamps import utc_now
 
 MARK_FROM = 0.1  # frames whose wake score reaches this are what a mark learns from
@@ -53,19 +54,27 @@ def examples_in(embeddings: np.ndarray, scores: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Mark:
-    source: str  # the recording's file name, or the clip id the portal's mark named
+    source: str  # the recording's file name, or the clip id the mark named
     created: str  # UTC
     examples: int
+    by: str = "device"  # "device" (`voice not-meant`) or "portal" (the household's mark, wire/marks.py)
 
 
 @dataclass(frozen=True)
 class Marks:
     word: str
-    examples: np.ndarray  # (n, 192)
+    examples: np.ndarray  # (n, 192): each mark's rows in turn
     marks: tuple[Mark, ...]
 
     def plus(self, examples: np.ndarray, mark: Mark) -> Marks:
         return Marks(self.word, np.vstack((self.examples, examples)), (*self.marks, mark))
+
+    def without(self, sources: set[str]) -> Marks:
+        """The marks whose source is not in `sources`, with their rows."""
+        ends = np.cumsum([m.examples for m in self.marks], dtype=int)
+        keep = [(m, end - m.examples, end) for m, end in zip(self.marks, ends, strict=True) if m.source not in sources]
+        rows = [self.examples[start:end] for _, start, end in keep]
+        return Marks(self.word, np.vstack(rows) if rows else self.examples[:0], tuple(m for m, _, _ in keep))
 
 
 def marks_dir(data_dir: Path) -> Path:
@@ -138,20 +147,26 @@ def keep_wake(data_dir: Path, clip_id: str, word: str, examples: np.ndarray, kee
             path.unlink(missing_ok=True)
 
 
-def mark_clips(data_dir: Path, clip_ids: list[str], keep_days: int) -> tuple[dict[str, Marks], list[str]]:
+def mark_clips(data_dir: Path, clip_ids: list[str], keep_days: int,
+               by: str = "device") -> tuple[dict[str, Marks], list[str]]:
     """Marks for recorded clips, from what was kept of them: ({word: its marks now}, a line
-    for each clip nothing could be learnt from). A clip's kept view is deleted once learnt."""
+    for each clip nothing could be learnt from). A clip already learnt is not learnt twice;
+    what was kept of it stays until its time (keep_days, keep_clips) or its deletion, so a
+    mark taken off and made again is learnt again."""
     learnt: dict[str, Marks] = {}
     refused: list[str] = []
-    taken: list[Path] = []
+    known = learnt_clips(data_dir)
     for clip_id in dict.fromkeys(clip_ids):
         path = kept_dir(data_dir) / f"{clip_id}.npz"
         if not CLIP_ID_PATTERN.fullmatch(clip_id):
             refused.append(f"{clip_id!r} is not a clip id (a lowercase UUID)")
             continue
+        if clip_id in known:
+            refused.append(f"clip {clip_id}: learnt already")
+            continue
         if not path.exists():
-            refused.append(f"clip {clip_id}: nothing kept of it (not recorded here, marked already, or recorded "
-                           f"more than {keep_days} days or [marks] keep_clips recordings ago)")
+            refused.append(f"clip {clip_id}: nothing kept of it (not recorded here, or recorded more than "
+                           f"{keep_days} days or [marks] keep_clips recordings ago, or deleted by its owner)")
             continue
         try:
             with np.load(path) as data:
@@ -160,13 +175,61 @@ def mark_clips(data_dir: Path, clip_ids: list[str], keep_days: int) -> tuple[dic
             refused.append(f"clip {clip_id}: what was kept of it is unreadable ({type(exc).__name__})")
             continue
         marks = learnt.get(word) or load(data_dir, word)
-        learnt[word] = marks.plus(examples, Mark(clip_id, utc_now(), len(examples)))
-        taken.append(path)
+        learnt[word] = marks.plus(examples, Mark(clip_id, utc_now(), len(examples), by))
     for marks in learnt.values():
         save(data_dir, marks)
-    for path in taken:
-        path.unlink(missing_ok=True)
     return learnt, refused
+
+
+def learnt_clips(data_dir: Path, by: str | None = None) -> set[str]:
+    """The clip ids marks were learnt from (those made `by` one way, if given)."""
+    return {m.source for word in counts(data_dir) for m in load(data_dir, word).marks
+            if CLIP_ID_PATTERN.fullmatch(m.source) and by in (None, m.by)}
+
+
+@dataclass(frozen=True)
+class Followed:
+    """What a household's marks message (wire/marks.py) changed on the device."""
+
+    learnt: tuple[str, ...]  # clip ids learnt now
+    forgotten: tuple[str, ...]  # clip ids whose mark was taken off
+    dropped: int  # recordings' kept features deleted with them
+    not_learnt: tuple[str, ...]  # a line each: listed, but nothing could be learnt
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.learnt or self.forgotten)
+
+    def describe(self) -> str:
+        said = [f"learnt {len(self.learnt)}", f"forgot {len(self.forgotten)} taken off",
+                f"dropped what was kept of {self.dropped} deleted recording(s)"]
+        gaps = f"; nothing learnt from {len(self.not_learnt)}: {self.not_learnt[0]}" if self.not_learnt else ""
+        return "household marks: " + ", ".join(said) + gaps
+
+
+def follow(data_dir: Path, message: MarksMessage, keep_days: int) -> Followed:
+    """Make the device's portal marks what the household's message says: learn the listed
+    clips not learnt yet (from what was kept of them), forget those learnt from the portal
+    that are no longer listed, and delete what was kept of the recordings deleted."""
+    listed = set(message.not_meant)
+    earlier = learnt_clips(data_dir, by="portal")
+    gone = earlier - listed
+    for word in counts(data_dir) if gone else {}:
+        marks = load(data_dir, word)
+        kept = marks.without(gone)
+        if len(kept.marks) < len(marks.marks):
+            save(data_dir, kept)
+    fresh = [clip_id for clip_id in message.not_meant if clip_id not in earlier]
+    learnt, refused = mark_clips(data_dir, fresh, keep_days, by="portal") if fresh else ({}, [])
+    done = {m.source for marks in learnt.values() for m in marks.marks} & set(fresh)
+    dropped = 0
+    for clip_id in message.deleted:
+        path = kept_dir(data_dir) / f"{clip_id}.npz"
+        if path.exists():
+            path.unlink()
+            dropped += 1
+    return Followed(tuple(c for c in fresh if c in done), tuple(sorted(gone)), dropped,
+                    tuple(line for line in refused if "learnt already" not in line))
 
 
 def forget(data_dir: Path, word: str | None = None) -> list[str]:

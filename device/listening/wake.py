@@ -51,7 +51,7 @@ class _HeldAudioChecks:
     """The decision's checks on the audio and embeddings the detector holds right now."""
 
     def __init__(self, detector: WakeDetector, files: ModelFiles, learnt: Learnt) -> None:
-        self._detector, self._files, self._learnt = detector, files, learnt
+        self._detector, self._files, self.learnt = detector, files, learnt
         self._words = word_verifiers()
         self._vad: SileroVad | None = None
 
@@ -63,11 +63,11 @@ class _HeldAudioChecks:
         return None if verifier is None else verifier.score(self._window())
 
     def voice(self, word: str, index: int) -> float | None:
-        verifier = self._learnt.voices.get(word)
+        verifier = self.learnt.voices.get(word)
         return None if verifier is None else verifier.score(self._window())
 
     def marked(self, word: str, index: int) -> float | None:
-        check = self._learnt.not_meant.get(word)
+        check = self.learnt.not_meant.get(word)
         return None if check is None else check.score(self._window())
 
     def micro(self, word: str, index: int) -> float | None:
@@ -95,6 +95,12 @@ class WakeDetector:
         self.scores = dict.fromkeys(rules, 0.0)  # the last frame's, for status and tuning
         self._recent = {word: deque[float](maxlen=RISE_FRAMES) for word in rules}  # what a mark may learn from
         self._frame_index = -1
+
+    def learn(self, learnt: Learnt) -> None:
+        """What the household taught it since it started (new marks from the portal): the
+        next candidate is decided with it. Called from another thread; one assignment each."""
+        self.learnt = learnt
+        self._checks.learnt = learnt
 
     @property
     def window(self) -> int:

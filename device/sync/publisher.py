@@ -42,8 +42,9 @@ from earmark.device.settings import BrokerSettings
 from earmark.device.sync.spool import Spool, SpooledClip
 from earmark.runtime.transport import FailureLog, connect_async, describe_connect_error, make_client, send_immediately
 from earmark.wire.errors import ConfigError
+from earmark.wire.marks import MAX_MARKS_BYTES, MarksMessage, MarksMessageError, parse_marks
 from earmark.wire.receipt import MAX_RECEIPT_BYTES, Receipt, ReceiptError, parse_receipt
-from earmark.wire.topics import clip_topic, receipt_topic, status_topic
+from earmark.wire.topics import clip_topic, marks_topic, receipt_topic, status_topic
 
 log = logging.getLogger(__name__)
 SESSION_EXPIRY_S = 30 * 24 * 3600  # receipts wait in the broker for a month offline
@@ -70,9 +71,9 @@ def paho_client(settings: BrokerSettings, device_id: str) -> mqtt.Client:
 
 
 # The largest packet the device takes from the broker (MQTT 5 tells it so at CONNECT, and the
-# broker drops anything larger): a receipt with its topic and framing. A message on any
-# other topic, or larger, never reaches the Pi's memory whole.
-MAX_RECEIPT_PACKET = MAX_RECEIPT_BYTES + 512
+# broker drops anything larger): the household's marks (wire/marks.py, the larger of the two
+# messages it reads) with its topic and framing. Nothing larger reaches the Pi's memory whole.
+MAX_INBOUND_PACKET = max(MAX_RECEIPT_BYTES, MAX_MARKS_BYTES) + 512
 
 
 class Publisher:
@@ -81,11 +82,13 @@ class Publisher:
                  status: Callable[[], dict[str, Any]] = lambda: {"state": "online"},
                  status_interval_s: float = 60.0,
                  client_factory: Callable[[BrokerSettings, str], Any] = paho_client,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 on_marks: Callable[[MarksMessage], None] | None = None) -> None:
         self.settings = settings
         self.device_id = device_id
         self.spool = spool
         self.on_receipt = on_receipt  # after the spool has acted on it; runs on paho's thread
+        self.on_marks = on_marks  # the household's marks (if given: subscribed); runs on paho's thread
         self.status = status
         self._status_interval_s = status_interval_s
         self._status_due = threading.Event()
@@ -118,7 +121,7 @@ class Publisher:
 
     def start(self) -> None:
         connect_async(self.client, self.settings.url, self.settings.keepalive_s, SESSION_EXPIRY_S,
-                      max_packet_size=MAX_RECEIPT_PACKET)
+                      max_packet_size=MAX_INBOUND_PACKET)
         self._thread.start()
 
     def notify(self) -> None:
@@ -157,6 +160,8 @@ class Publisher:
         self.failures.recovered("connected to the broker")
         send_immediately(client)
         client.subscribe(receipt_topic(self.device_id), qos=1)
+        if self.on_marks is not None:  # retained: the latest comes at every subscribe
+            client.subscribe(marks_topic(self.device_id), qos=1)
         with self._lock:
             self._connection += 1
         self.connected.set()
@@ -170,9 +175,12 @@ class Publisher:
         self.connected.clear()
 
     def _on_message(self, _c: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
-        # Only the device's own receipt topic is subscribed, but a broker may deliver more (a
-        # RabbitMQ that routes a message's CC/BCC keys without checking them): act on nothing
-        # but a receipt-sized message on that topic.
+        # Only the device's own receipt and marks topics are subscribed, but a broker may
+        # deliver more (a RabbitMQ that routes a message's CC/BCC keys without checking them):
+        # act on nothing but a receipt-sized message on the one, a marks message on the other.
+        if message.topic == marks_topic(self.device_id) and self.on_marks is not None:
+            self._marks(bytes(message.payload))
+            return
         if message.topic != receipt_topic(self.device_id) or len(message.payload) > MAX_RECEIPT_BYTES:
             log.warning("ignoring a message of %d bytes on %r: only receipts on %s are acted on",
                         len(message.payload), message.topic[:80], receipt_topic(self.device_id))
@@ -197,6 +205,17 @@ class Publisher:
                       self.spool.rejected_dir)
         self.on_receipt(receipt)
         self._wake.set()
+
+    def _marks(self, payload: bytes) -> None:
+        if not payload:
+            return  # cleared (the device was revoked): nothing to follow
+        try:
+            marks = parse_marks(payload)
+        except MarksMessageError as exc:
+            log.warning("ignoring a malformed marks message: %s; nothing learnt", exc)
+            return
+        assert self.on_marks is not None
+        self.on_marks(marks)
 
     def _spooled(self, clip_id: str) -> SpooledClip | None:
         return next((c for c in self.spool.clips() if c.clip_id == clip_id), None)

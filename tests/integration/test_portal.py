@@ -186,7 +186,7 @@ def test_owners_sign_in_with_passkeys_hear_and_delete_their_own_recordings_and_n
         with zipfile.ZipFile(archive) as zf:  # her mark went with her data, and shows in index.html
             entries = {e["clip_id"]: e.get("mark") for e in json.loads(zf.read("manifest.json"))["clips"]}
             assert entries == {clip_id: "not_meant" if clip_id == marked else None for clip_id in entries}
-            assert zf.read("index.html").decode().count("you marked it: I did not mean to wake it") == 1
+            assert zf.read("index.html").decode().count("you marked it: Not meant for me") == 1
         assert page.request.get(f"{base}{link}").status == 404  # single use
         assert other.request.get(f"{base}{link}").status == 404
 

@@ -200,9 +200,23 @@ def test_an_owner_filters_ticks_deletes_and_chooses_auto_delete_in_the_browser(
         ticked = [row.get_attribute("id") for row in page.query_selector_all("tbody tr")[:2]]
         for row in ticked:
             page.check(f"#{row} input[type=checkbox]")
+        asked: list[str] = []
+
+        def refuse(dialog: Any) -> None:
+            asked.append(dialog.message)
+            dialog.dismiss()
+
+        page.on("dialog", refuse)
+        with page.expect_navigation():
+            page.click("#bulk button[formaction='/clips/mark']")  # "Not meant for me": asks nothing
+        assert asked == [] and store.clips.marks(owner) == {row.removeprefix("clip-"): "not_meant" for row in ticked}
+        assert len(page.query_selector_all("tbody tr.marked")) == 2
+        page.remove_listener("dialog", refuse)
+        for row in ticked:
+            page.check(f"#{row} input[type=checkbox]")
         page.once("dialog", lambda dialog: dialog.accept())
         with page.expect_navigation():
-            page.click("#bulk button")
+            page.click("#bulk button.danger")
         assert [r.get_attribute("id") for r in page.query_selector_all("tbody tr")] == [
             row for row in [f"clip-{c.clip_id}" for c in store.clips.of_owner(owner)] if row not in ticked]
         assert store.clips.count(owner) == 1

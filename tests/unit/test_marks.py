@@ -91,3 +91,53 @@ def test_what_is_kept_of_each_recording_is_bounded_by_count_and_age(tmp_path: Pa
     assert oct((kept_dir(tmp_path) / f"{ids[3]}.npz").stat().st_mode & 0o777) == "0o600"
     keep_wake(tmp_path, "../escape", "alexa", np.ones((2, 192)), keep_days=30, keep_clips=3)
     assert not (tmp_path / "escape.npz").exists()  # only a clip id names a file
+
+
+def test_the_households_message_is_followed_as_state_learnt_forgotten_and_deleted(tmp_path: Path) -> None:
+    """wire/marks.py's message is the whole state: a listed clip is learnt from what was kept
+    of it (once, however often the message comes), a portal mark no longer listed is
+    forgotten with its rows, `voice not-meant`'s own marks stay, and a deleted recording's
+    kept features go."""
+    import uuid
+
+    from earmark.device.listening.marks import follow, keep_wake, kept_dir
+    from earmark.wire.marks import MarksMessage
+
+    first, second, third, unknown = (str(uuid.uuid4()) for _ in range(4))
+    for number, clip_id in enumerate((first, second, third)):
+        keep_wake(tmp_path, clip_id, "alexa", np.full((2, 192), number, np.float32), keep_days=30, keep_clips=10)
+    save(tmp_path, Marks("alexa", np.full((1, 192), 9.0, np.float32), (Mark("advert.wav", "2026", 1),)))
+
+    done = follow(tmp_path, MarksMessage((first, second, unknown), ()), keep_days=30)
+    assert (done.learnt, done.forgotten) == ((first, second), ())
+    assert len(done.not_learnt) == 1 and unknown in done.not_learnt[0] and "nothing kept" in done.not_learnt[0]
+    assert counts(tmp_path) == {"alexa": 3}
+    again = follow(tmp_path, MarksMessage((first, second, unknown), ()), keep_days=30)
+    assert not again.changed and counts(tmp_path) == {"alexa": 3}  # heard twice: the same state
+
+    taken_off = follow(tmp_path, MarksMessage((second,), (first, third)), keep_days=30)
+    assert (taken_off.learnt, taken_off.forgotten, taken_off.dropped) == ((), (first,), 2)
+    marks = load(tmp_path, "alexa")
+    assert [m.source for m in marks.marks] == ["advert.wav", second]  # the device's own mark stays
+    assert [float(r[0]) for r in marks.examples] == [9.0, 1.0, 1.0]  # with exactly its rows
+    assert sorted(p.stem for p in kept_dir(tmp_path).glob("*.npz")) == [second]  # deleted: nothing kept of them
+
+    remarked = follow(tmp_path, MarksMessage((second, first), ()), keep_days=30)
+    assert remarked.learnt == () and first in remarked.not_learnt[0]  # deleted since: nothing left to learn
+
+
+def test_a_marks_message_that_breaks_the_contract_is_refused_whole() -> None:
+    import uuid
+
+    from earmark.wire.marks import MAX_MARKS_BYTES, MOST_LISTED, MarksMessage, MarksMessageError, parse_marks
+
+    good = MarksMessage(("0b0e1d4c-3f52-4d3a-9a43-5b1e2c3d4e5f",), ())
+    assert parse_marks(good.encode()) == good
+    ids = tuple(str(uuid.uuid4()) for _ in range(MOST_LISTED))
+    assert len(MarksMessage(ids, ids).encode()) <= MAX_MARKS_BYTES  # the largest message fits the bound
+    for bad, why in ((b"not json", "not JSON"), (b"[]", "exactly"), (b'{"v":2,"not_meant":[],"deleted":[]}', "version"),
+                     (b'{"v":1,"not_meant":["../x"],"deleted":[]}', "not a clip id"),
+                     (b'{"v":1,"not_meant":{},"deleted":[]}', "a list"),
+                     (b" " * (MAX_MARKS_BYTES + 1), "exceeds")):
+        with pytest.raises(MarksMessageError, match=why):
+            parse_marks(bad)

@@ -87,7 +87,9 @@ document.addEventListener("DOMContentLoaded", () => {
   if (erase) erase.addEventListener("click", () => eraseEverything(erase).catch((e) => say(e.message)));
   for (const form of document.querySelectorAll("form.confirm")) {
     form.addEventListener("submit", (event) => {
-      if (!window.confirm(form.dataset.confirm)) event.preventDefault();
+      const ask = event.submitter && event.submitter.hasAttribute("data-confirm")  // a button may ask its own
+          ? event.submitter.dataset.confirm : form.dataset.confirm;               // question, or none ("")
+      if (ask && !window.confirm(ask)) event.preventDefault();
     });
   }
 });
