@@ -6,9 +6,11 @@ rule can act per owner.
 
 An object PUT is whole or absent, and S3 reads what it acknowledged, so a blob is durable
 once its PUT returns; a batch's PUTs go concurrently, before the rows that point at them are
-committed (store/clips.py): one PUT per clip. `keep_existing` asks the server not to replace an
-object that is there (If-None-Match: *, which AWS, R2, MinIO and Ceph honour); for a server
-that ignores the condition (`conditional_writes = false`) it looks first, one HEAD more.
+committed (store/clips.py): one PUT per clip, made by s3put.py (SigV4 over kept-alive
+connections) rather than boto3, whose request machinery cost more CPU than the rest of the
+clip's ingest. `keep_existing` asks the server not to replace an object that is there
+(If-None-Match: *, which AWS, R2, MinIO and Ceph honour); for a server that ignores the
+condition (`conditional_writes = false`) it looks first, one HEAD more.
 Credentials come the way every S3 tool takes them
 (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, the shared credentials file, a profile or an
 instance role), never from cloud.toml, and are never logged. A server that cannot be reached,
@@ -23,11 +25,12 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from earmark.cloud.store.database import StoreError, StoreUnavailable
+from earmark.cloud.store.s3put import Answer, Credentials, LeanS3, Unreachable
 from earmark.wire.errors import EarmarkError
 
 if TYPE_CHECKING:
@@ -36,6 +39,8 @@ if TYPE_CHECKING:
 CLIPS, SET_ASIDE = "blobs", "set-aside"
 logging.getLogger("botocore").setLevel(logging.WARNING)  # not "found credentials in …" on every start
 PUT_THREADS = 8  # a batch's PUTs in flight at once
+NO_CREDENTIALS = ("no credentials for the object store: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or a profile, "
+                  "or the shared credentials file) for the ingester")
 
 
 class S3Blobs:
@@ -52,6 +57,9 @@ class S3Blobs:
             config=Config(s3={"addressing_style": settings.addressing_style}, retries={"max_attempts": 3,
                           "mode": "standard"}, connect_timeout=5, read_timeout=30,
                           max_pool_connections=PUT_THREADS * 2))
+        self._session = session
+        self.lean = LeanS3(settings.endpoint_url, settings.bucket, self.client.meta.region_name or "",
+                           settings.addressing_style, self._credentials, settings.ca_bundle)
         self._pool = ThreadPoolExecutor(max_workers=PUT_THREADS, thread_name_prefix="s3-put")
         self._versioned: bool | None = None
         self._lock = threading.Lock()
@@ -68,14 +76,12 @@ class S3Blobs:
             relative, data = item
             if keep_existing and not self.settings.conditional_writes and self.exists(relative):
                 return relative  # a server that ignores If-None-Match: looked for first
-            extra = {"IfNoneMatch": "*"} if keep_existing else {}
-            try:
-                self._call("PUT", self.client.put_object, Bucket=self.bucket, Key=self._key(relative),
-                           Body=bytes(data), **extra)
-            except _Refused as exc:
-                if exc.code in ("PreconditionFailed", "412"):  # another writer's object got there first
-                    return relative
-                raise StoreUnavailable(f"could not write a blob to s3://{self.bucket}: {exc}") from None
+            answer = self._lean_call("PUT", lambda: self.lean.put(self._key(relative), bytes(data), keep_existing))
+            if answer.status == 412 or answer.code == "PreconditionFailed":  # another writer's object got there first
+                return relative
+            if answer.code:
+                raise StoreUnavailable(f"could not write a blob to s3://{self.bucket}: {answer.code}: "
+                                       f"{answer.message}")
             return None
 
         return {r for r in self._pool.map(put, blobs) if r is not None}
@@ -90,12 +96,11 @@ class S3Blobs:
         return bytes(answer["Body"].read())
 
     def exists(self, relative: str) -> bool:
-        try:
-            self._call("HEAD", self.client.head_object, Bucket=self.bucket, Key=self._key(relative))
-        except _Refused as exc:
-            if exc.code in ("NoSuchKey", "404", "NotFound"):
-                return False
-            raise StoreUnavailable(f"could not look for a blob in s3://{self.bucket}: {exc}") from None
+        answer = self._lean_call("HEAD", lambda: self.lean.head(self._key(relative)))
+        if answer.status == 404:
+            return False
+        if answer.code:
+            raise StoreUnavailable(f"could not look for a blob in s3://{self.bucket}: HTTP {answer.status}")
         return True
 
     def remove(self, relative: str) -> None:
@@ -136,6 +141,7 @@ class S3Blobs:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
+        self.lean.close()
 
     # -- checks and helpers ----------------------------------------------------------------
 
@@ -155,6 +161,24 @@ class S3Blobs:
     def _key(self, relative: str) -> str:
         return self.prefix + relative
 
+    def _credentials(self) -> Credentials:
+        """boto3's resolved credentials (it refreshes an instance role's when due)."""
+        found = self._session.get_credentials()
+        if found is None:
+            raise StoreError(NO_CREDENTIALS)
+        frozen = found.get_frozen_credentials()
+        return Credentials(frozen.access_key, frozen.secret_key, frozen.token or "")
+
+    def _lean_call(self, kind: str, request: Callable[[], Answer]) -> Answer:
+        """One request of the ingest path (s3put.py), counted; unreachable is StoreUnavailable."""
+        with self._lock:
+            self.requests[kind] = self.requests.get(kind, 0) + 1
+        try:
+            return request()
+        except Unreachable as exc:
+            raise StoreUnavailable(f"the object store at {self.settings.endpoint_url or 'AWS S3'} does not answer "
+                                   f"({exc})") from None
+
     def _call(self, kind: str, method: Any, **params: Any) -> Any:
         """One request, counted; botocore's errors as _Refused (with the S3 error code) or
         StoreUnavailable (the server unreachable), in one line."""
@@ -168,8 +192,7 @@ class S3Blobs:
             error = exc.response.get("Error", {})
             raise _Refused(str(error.get("Code", "")), str(error.get("Message", "")) or str(exc)) from None
         except NoCredentialsError:
-            raise StoreError("no credentials for the object store: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
-                             "(or a profile, or the shared credentials file) for the ingester") from None
+            raise StoreError(NO_CREDENTIALS) from None
         except BotoCoreError as exc:  # unreachable, timed out: say which, never the secret
             raise StoreUnavailable(f"the object store at {self.settings.endpoint_url or 'AWS S3'} does not answer "
                                    f"({type(exc).__name__}: {exc})") from None

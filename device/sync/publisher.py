@@ -16,7 +16,8 @@ more than `in_flight`. A lost receipt, a broker restart or days offline only del
 and a broker whose queue is full (it drops what it cannot queue) only delays them too:
 they stay in the spool until their receipt. While connected the
 device's status topic holds its health (device/status.py), retained; its MQTT will says
-`offline`.
+`offline`. Given `on_marks`, it also follows its own household-marks topic (wire/marks.py,
+retained: the latest arrives at every subscribe) and hands each well-formed message to it.
 
 The MQTT client comes from `client_factory` (paho's, set up by runtime/transport.py, unless
 a test gives its own) and the time from `clock`, so the logic above is tested without a

@@ -93,3 +93,24 @@ def test_a_filters_days_are_the_owners_own_across_a_change_of_summer_time() -> N
     assert not nothing.narrows
     assert given == {"since": "2026-03-29", "until": "2026-03-29", "since_tz": "-60", "until_tz": "-120",
                      "device": "kitchen-pi"}
+
+
+def test_the_lean_s3_signer_signs_as_aws_documents_it() -> None:
+    """AWS's worked example of Signature Version 4 for S3 ("Example: GET Object", the
+    sigv4-header-based-auth page): the same request must get the same signature."""
+    from datetime import UTC, datetime
+
+    from earmark.cloud.store.s3put import Credentials, LeanS3
+
+    lean = LeanS3("http://s3.amazonaws.com", "examplebucket", "us-east-1", "virtual",
+                  lambda: Credentials("AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"))
+    headers = lean.signed("GET", "/test.txt", b"", {"range": "bytes=0-9"}, datetime(2013, 5, 24, tzinfo=UTC))
+    assert headers["host"] == "examplebucket.s3.amazonaws.com"
+    assert headers["authorization"] == (
+        "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request, "
+        "SignedHeaders=host;range;x-amz-content-sha256;x-amz-date, "
+        "Signature=f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41")
+    secure = LeanS3("https://minio.example.org:9000", "clips", "", "path", lambda: Credentials("a", "b", "t"))
+    signed = secure.signed("PUT", "/clips/k", b"x" * 10, {"if-none-match": "*"})
+    assert signed["x-amz-content-sha256"] == "UNSIGNED-PAYLOAD" and signed["x-amz-security-token"] == "t"
+    assert "if-none-match;" in signed["authorization"] and signed["content-length"] == "10"
