@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import quote, urlsplit
 
+from earmark.wire.errors import EarmarkError
+
 UNSIGNED = "UNSIGNED-PAYLOAD"
 TIMEOUT_S = 30.0
 
@@ -43,8 +45,9 @@ class Answer:
     message: str
 
 
-class Unreachable(Exception):
-    """The object store did not answer (refused, reset, timed out)."""
+class Unreachable(EarmarkError):
+    """The object store did not answer (refused, reset, timed out); s3blobs.py makes it
+    StoreUnavailable."""
 
 
 def _hmac(key: bytes, text: str) -> bytes:
