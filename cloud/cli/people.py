@@ -149,9 +149,11 @@ def cmd_erase(args: argparse.Namespace) -> int:
 
 
 def cmd_clip_delete(args: argparse.Namespace) -> int:
+    from earmark.cloud.broker.marks import send_marks
     from earmark.cloud.owner.erasure import delete_clip
 
-    delete_clip(cli_store(args), args.owner, args.clip_id)
+    store = cli_store(args)
+    send_marks(store, [delete_clip(store, args.owner, args.clip_id)])  # its device drops what it kept of it
     print(json.dumps({"deleted": args.clip_id}) if args.json else f"deleted {args.clip_id}")
     return 0
 

@@ -127,8 +127,10 @@ def delete_chosen(store: Store, owner_id: str, chosen: ClipFilter) -> int:
         "device": chosen.device or None})
 
 
-def delete_clip(store: Store, owner_id: str, clip_id: str) -> None:
+def delete_clip(store: Store, owner_id: str, clip_id: str) -> str:
+    """Delete one clip of the owner's; returns the device that made it (to be told)."""
     row = store.clips.get(owner_id, clip_id)
     if row is None:
         raise RegistryError(f"owner {owner_id} has no clip {clip_id}")
     store.clips.delete(owner_id, [row], "clip_deleted")
+    return row.device_id

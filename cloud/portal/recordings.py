@@ -160,8 +160,7 @@ def delete(call: Call) -> Response:
     row = clip_of(call, call.param("clip_id"))
     if isinstance(row, Response):
         return row
-    delete_clip(call.state.store, call.owner_id, row.clip_id)
-    tell_devices(call, [row.device_id])
+    tell_devices(call, [delete_clip(call.state.store, call.owner_id, row.clip_id)])
     return RedirectResponse("/", 303)
 
 
