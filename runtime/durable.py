@@ -31,13 +31,28 @@ def _temp_of(path: Path) -> Path:
     return path.with_name(f"{TEMP_PREFIX}{secrets.token_hex(6)}-{path.name}")
 
 
-def _write_whole(fd: int, data: bytes | bytearray) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
+# A file's bytes, whole or in parts written one after the other (a header before an envelope
+# is never joined to it in memory: on a busy ingester that copy of 160 KB cost a quarter of
+# the clip's CPU).
+Data = bytes | bytearray | tuple[bytes | bytearray, ...]
 
 
-def write_files(files: Sequence[tuple[Path, bytes | bytearray]], mode: int = 0o600,
+def joined(data: Data) -> bytes:
+    return b"".join(data) if isinstance(data, tuple) else bytes(data)
+
+
+def data_size(data: Data) -> int:
+    return sum(map(len, data)) if isinstance(data, tuple) else len(data)
+
+
+def _write_whole(fd: int, data: Data) -> None:
+    for part in data if isinstance(data, tuple) else (data,):
+        view = memoryview(part)
+        while view:
+            view = view[os.write(fd, view):]
+
+
+def write_files(files: Sequence[tuple[Path, Data]], mode: int = 0o600,
                 keep_existing: bool = False) -> list[Path]:
     """Write many files atomically and durably at the price of a few flushes, not one per
     file: each into its temp file, then one syncfs() of their filesystem (every temp file's
@@ -83,7 +98,7 @@ def write_files(files: Sequence[tuple[Path, bytes | bytearray]], mode: int = 0o6
     return kept
 
 
-def write_file(path: Path, data: bytes | bytearray, mode: int = 0o600, sync_dir: bool = True) -> None:
+def write_file(path: Path, data: Data, mode: int = 0o600, sync_dir: bool = True) -> None:
     """Write `data` to `path` atomically and durably. On failure the temp file is removed and
     the OSError raised (callers map ENOSPC and the like to their own errors)."""
     temp = _temp_of(path)

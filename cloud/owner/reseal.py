@@ -23,6 +23,7 @@ from earmark.cloud.store.clips import ClipRow
 from earmark.cloud.store.crypto import CryptoError
 from earmark.cloud.store.resealed import Resealed, reseal
 from earmark.cloud.store.store import Store
+from earmark.runtime.durable import Data
 from earmark.wire.envelope import EnvelopeError
 from earmark.wire.errors import UsageError
 from earmark.wire.timestamps import utc_now
@@ -83,7 +84,7 @@ def _batches(rows: Iterator[ClipRow]) -> Iterator[list[ClipRow]]:
 
 def _reseal_batch(store: Store, owner_id: str, rows: list[ClipRow], recipients: list[str]) -> tuple[int, int]:
     """Re-seal the rows' server-sealed blobs; (re-sealed now, sealed to the household already)."""
-    blobs: list[tuple[str, bytes | bytearray]] = []
+    blobs: list[tuple[str, Data]] = []
     for row in rows:
         try:
             envelope = store.clips.stored(owner_id, row)

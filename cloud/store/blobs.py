@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from earmark.cloud.store.database import Database, Row, StoreUnavailable
 from earmark.cloud.store.ddl import insert
-from earmark.runtime.durable import TEMP_PREFIX, write_file, write_files
+from earmark.runtime.durable import TEMP_PREFIX, Data, joined, write_file, write_files
 
 if TYPE_CHECKING:
     from earmark.cloud.settings import S3Settings
@@ -53,9 +53,9 @@ def quarantine_blob(quarantine_id: str) -> str:
 
 
 class BlobStore(Protocol):
-    def write(self, relative: str, data: bytes | bytearray) -> None: ...
+    def write(self, relative: str, data: Data) -> None: ...
 
-    def write_many(self, blobs: list[tuple[str, bytes | bytearray]], keep_existing: bool = False) -> set[str]:
+    def write_many(self, blobs: list[tuple[str, Data]], keep_existing: bool = False) -> set[str]:
         """Each blob whole and durable before this returns; StoreUnavailable if refused. With
         `keep_existing`, a blob already at a path is not touched, and those paths are returned
         (a new clip's bytes must never replace a stored clip's)."""
@@ -120,10 +120,10 @@ class Blobs:
     def exists(self, relative: str) -> bool:
         return self.path(relative).exists()
 
-    def write(self, relative: str, data: bytes | bytearray) -> None:
+    def write(self, relative: str, data: Data) -> None:
         self.write_many([(relative, data)])
 
-    def write_many(self, blobs: list[tuple[str, bytes | bytearray]], keep_existing: bool = False) -> set[str]:
+    def write_many(self, blobs: list[tuple[str, Data]], keep_existing: bool = False) -> set[str]:
         """Write each blob whole and durably: a batch's files with one flush of the filesystem
         and one fsync per directory (runtime/durable.py: write_files), not an fsync each.
         StoreUnavailable (nothing may be acked) if the disk refuses."""
@@ -228,10 +228,10 @@ class TableBlobs:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def write(self, relative: str, data: bytes | bytearray) -> None:
+    def write(self, relative: str, data: Data) -> None:
         self.write_many([(relative, data)])
 
-    def write_many(self, blobs: list[tuple[str, bytes | bytearray]], keep_existing: bool = False) -> set[str]:
+    def write_many(self, blobs: list[tuple[str, Data]], keep_existing: bool = False) -> set[str]:
         """All the blobs in one transaction, each owner's in that owner's scope. A blob already
         at the path is replaced, as a file would be, or with `keep_existing` left as it is."""
         now = time.time()
@@ -239,11 +239,11 @@ class TableBlobs:
         with self.db.transaction() as cur:
             for owner_id, share in _by_owner(blobs, lambda blob: blob[0]):
                 if owner_id is None:
-                    cur.executemany(QUARANTINE_UPSERT, [{"path": path, "sealed": bytes(data), "written_at": now}
+                    cur.executemany(QUARANTINE_UPSERT, [{"path": path, "sealed": joined(data), "written_at": now}
                                                         for path, data in share])
                     continue
                 cur.scope(owner_id)
-                rows = [{"path": path, "owner_id": owner_id, "sealed": bytes(data), "written_at": now}
+                rows = [{"path": path, "owner_id": owner_id, "sealed": joined(data), "written_at": now}
                         for path, data in share]
                 if not keep_existing:
                     cur.executemany(CLIP_UPSERT, rows)

@@ -19,6 +19,7 @@ from earmark.cloud.store.ledger import DeletionEntry, DeletionLedger
 from earmark.cloud.store.resealed import MARK as RESEALED
 from earmark.cloud.store.resealed import Resealed
 from earmark.cloud.store.resealed import parse as parse_resealed
+from earmark.runtime.durable import Data
 from earmark.wire.envelope import Envelope, EnvelopeError, decode_envelope, envelope_digest
 from earmark.wire.marks import MOST_LISTED
 from earmark.wire.timestamps import utc_now
@@ -188,13 +189,13 @@ class Clips:
             self.keys.forget_owner_key(owner_id)
         return not_stored
 
-    def _at_rest(self, record: ClipRow, clip: NewClip) -> bytes | bytearray:
+    def _at_rest(self, record: ClipRow, clip: NewClip) -> Data:
         """The blob for a clip: one its device sealed to the household (wire v3) as it came,
         signed and opened by nobody here, so storing it takes no key of the owner's and an
         ingest host needs none; any other clip sealed with the owner's data key, bound to owner,
         device and clip."""
         if clip.envelope.header.sealed:
-            return HOUSEHOLD_SEALED + bytes(clip.raw)
+            return HOUSEHOLD_SEALED, clip.raw  # in parts: written one after the other, never joined
         return seal(self.keys.owner_key(record.owner_id), clip.raw,
                     clip_aad(record.owner_id, record.device_id, record.clip_id))
 

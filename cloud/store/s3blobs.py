@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from earmark.cloud.store.database import StoreError, StoreUnavailable
 from earmark.cloud.store.s3put import Answer, Credentials, LeanS3, Unreachable
+from earmark.runtime.durable import Data
 from earmark.wire.errors import EarmarkError
 
 if TYPE_CHECKING:
@@ -67,16 +68,16 @@ class S3Blobs:
 
     # -- the BlobStore interface -----------------------------------------------------------
 
-    def write(self, relative: str, data: bytes | bytearray) -> None:
+    def write(self, relative: str, data: Data) -> None:
         self.write_many([(relative, data)])
 
-    def write_many(self, blobs: list[tuple[str, bytes | bytearray]], keep_existing: bool = False) -> set[str]:
+    def write_many(self, blobs: list[tuple[str, Data]], keep_existing: bool = False) -> set[str]:
         """Every blob PUT, concurrently; returns those kept as they were (`keep_existing`)."""
-        def put(item: tuple[str, bytes | bytearray]) -> str | None:
+        def put(item: tuple[str, Data]) -> str | None:
             relative, data = item
             if keep_existing and not self.settings.conditional_writes and self.exists(relative):
                 return relative  # a server that ignores If-None-Match: looked for first
-            answer = self._lean_call("PUT", lambda: self.lean.put(self._key(relative), bytes(data), keep_existing))
+            answer = self._lean_call("PUT", lambda: self.lean.put(self._key(relative), data, keep_existing))
             if answer.status == 412 or answer.code == "PreconditionFailed":  # another writer's object got there first
                 return relative
             if answer.code:

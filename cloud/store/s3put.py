@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import quote, urlsplit
 
+from earmark.runtime.durable import Data, data_size
 from earmark.wire.errors import EarmarkError
 
 UNSIGNED = "UNSIGNED-PAYLOAD"
@@ -72,7 +73,7 @@ class LeanS3:
         self._context = ssl.create_default_context(cafile=ca_bundle or None) if self.secure else None
         self._local = threading.local()
 
-    def put(self, key: str, body: bytes, if_none_match: bool) -> Answer:
+    def put(self, key: str, body: Data, if_none_match: bool) -> Answer:
         return self._request("PUT", key, body, {"if-none-match": "*"} if if_none_match else {})
 
     def head(self, key: str) -> Answer:
@@ -85,13 +86,13 @@ class LeanS3:
 
     # -- one request -----------------------------------------------------------------------
 
-    def _request(self, method: str, key: str, body: bytes, extra: dict[str, str]) -> Answer:
+    def _request(self, method: str, key: str, body: Data, extra: dict[str, str]) -> Answer:
         path = f"{self.base}/{quote(key, safe='/~')}"
         headers = self.signed(method, path, body, extra)
         for attempt in (1, 2):  # a kept-alive connection the server closed meanwhile: once more, anew
             connection = self._connection()
             try:
-                connection.request(method, path, body=body if method == "PUT" else None, headers=headers)
+                connection.request(method, path, body=_parts(body) if method == "PUT" else None, headers=headers)
                 response = connection.getresponse()
                 data = response.read()
             except (OSError, http.client.HTTPException) as exc:
@@ -119,13 +120,13 @@ class LeanS3:
             self._local.connection = connection
         return connection
 
-    def signed(self, method: str, path: str, body: bytes, extra: dict[str, str],
+    def signed(self, method: str, path: str, body: Data, extra: dict[str, str],
                now: datetime | None = None) -> dict[str, str]:
         """The request's headers, signed (AWS Signature Version 4, service s3)."""
         creds = self.credentials()
         now = now or datetime.now(UTC)
         stamp, day = now.strftime("%Y%m%dT%H%M%SZ"), now.strftime("%Y%m%d")
-        payload = UNSIGNED if self.secure else hashlib.sha256(body).hexdigest()
+        payload = UNSIGNED if self.secure else _sha256(body)
         headers = {"host": self.host, "x-amz-content-sha256": payload, "x-amz-date": stamp, **extra}
         if creds.token:
             headers["x-amz-security-token"] = creds.token
@@ -140,8 +141,20 @@ class LeanS3:
         headers["authorization"] = (f"AWS4-HMAC-SHA256 Credential={creds.access_key}/{scope}, "
                                     f"SignedHeaders={';'.join(names)}, Signature={signature}")
         if method == "PUT":
-            headers["content-length"] = str(len(body))
+            headers["content-length"] = str(data_size(body))
         return headers
+
+
+def _parts(body: Data) -> list[bytes | bytearray]:
+    """The body as http.client sends an iterable: each part in turn (content-length is set)."""
+    return list(body) if isinstance(body, tuple) else [body]
+
+
+def _sha256(body: Data) -> str:
+    digest = hashlib.sha256()
+    for part in _parts(body):
+        digest.update(part)
+    return digest.hexdigest()
 
 
 def _tag(xml: bytes, name: str) -> str:
