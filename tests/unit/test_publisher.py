@@ -199,3 +199,33 @@ def test_a_message_on_another_topic_or_too_large_is_not_acted_on(rig: Any) -> No
     assert [c.clip_id for c in spool.clips()] == IDS and receipts == []
     answer(fake, IDS[0], "stored")  # the real one, on its own topic, still works
     assert [c.clip_id for c in spool.clips()] == IDS[1:]
+
+
+def test_household_marks_are_followed_only_on_the_devices_own_marks_topic_and_only_when_asked_for(
+        tmp_path: Path) -> None:
+    """The publisher subscribes to its marks topic only with an `on_marks` to hand them to; a
+    marks message on another device's topic, a malformed one, or the empty payload a revoked
+    login leaves, reaches nobody; a well-formed one on its own topic does, whole."""
+    from earmark.wire.marks import MarksMessage
+    from earmark.wire.topics import marks_topic
+
+    spool = Spool(tmp_path / "spool", 1024 * 1024)
+    got: list[MarksMessage] = []
+    fakes = []
+    for on_marks in (None, got.append):
+        fake = FakeClient()
+        Publisher(BrokerSettings(url="mqtt://broker:1883"), DEVICE, spool,
+                  client_factory=lambda _s, _id, fake=fake: fake, on_marks=on_marks)
+        fake.on_connect(fake, None, SimpleNamespace(session_present=False), SimpleNamespace(is_failure=False), None)
+        fakes.append(fake)
+    deaf, listening = fakes
+    assert marks_topic(DEVICE) not in deaf.subscribed and marks_topic(DEVICE) in listening.subscribed
+    good = MarksMessage((IDS[0],), (IDS[1],))
+    for fake in fakes:
+        for topic, payload in ((marks_topic("victim-pi"), good.encode()), (marks_topic(DEVICE), b"{not json"),
+                               (marks_topic(DEVICE), b""), (receipt_topic(DEVICE), good.encode())):
+            fake.on_message(fake, None, SimpleNamespace(topic=topic, payload=payload))
+    deaf.on_message(deaf, None, SimpleNamespace(topic=marks_topic(DEVICE), payload=good.encode()))
+    assert got == []
+    listening.on_message(listening, None, SimpleNamespace(topic=marks_topic(DEVICE), payload=good.encode()))
+    assert got == [good]
