@@ -7,13 +7,20 @@ broker restart for it (a retained message does, with the broker's persistence; a
 `broker sync` sends every device's again).
 
 A device the broker could not be asked for is remembered (accounts.note_marks), and sent
-again by the next send and by `earmark-cloud broker sync`.
+again by the next send, by the portal's sender every RETRY_S while any wait, and by
+`earmark-cloud broker sync`.
+
+The portal sends through one `MarksSender` thread: the page answers at once, and the sends
+happen in order, each message made from the store when it goes, so the last one retained
+is always the latest state (two requests each sending their own would race, and an older
+state could land last).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,11 +28,13 @@ from pathlib import Path
 from earmark.cloud.broker.control import host_port, login_client
 from earmark.cloud.broker.logins import MARKS_PASSWORD_FILE, MARKS_USERNAME
 from earmark.cloud.store.store import Store
+from earmark.wire.errors import EarmarkError
 from earmark.wire.marks import DELETED_DAYS, MarksMessage
 from earmark.wire.timestamps import format_utc
 from earmark.wire.topics import marks_topic
 
 log = logging.getLogger(__name__)
+RETRY_S = 30.0  # the portal's sender tries the devices still waiting this often
 
 
 def marks_message(store: Store, device_id: str) -> MarksMessage | None:
@@ -87,3 +96,50 @@ def _publish(folder: Path, url: str, messages: dict[str, bytes], timeout_s: floa
     finally:
         with contextlib.suppress(Exception):
             client.disconnect()
+
+
+class MarksSender:
+    """The portal's one sender of marks: `tell` returns at once; a thread sends, in order,
+    coalescing the devices asked for meanwhile, and retries the pending ones every RETRY_S."""
+
+    def __init__(self, store: Store, retry_s: float = RETRY_S) -> None:
+        self.store, self.retry_s = store, retry_s
+        self._wanted: set[str] = set()
+        self._changed = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    def tell(self, device_ids: list[str]) -> None:
+        with self._changed:
+            self._wanted.update(device_ids)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="marks-sender", daemon=True)
+                self._thread.start()
+            self._changed.notify()
+
+    def close(self) -> None:
+        """Stop once what was asked for is sent (or, if the broker does not take it, noted as
+        pending in the store)."""
+        with self._changed:
+            self._closed = True
+            self._changed.notify()
+        if self._thread is not None:
+            self._thread.join(timeout=15)
+
+    def _run(self) -> None:
+        while True:
+            with self._changed:
+                if not self._wanted and not self._closed:
+                    self._changed.wait(self.retry_s)
+                if self._closed and not self._wanted:
+                    return
+                wanted, self._wanted = sorted(self._wanted), set()
+            try:
+                send_marks(self.store, wanted)  # with every device still pending
+            except EarmarkError as exc:  # the store could not be read: the devices stay wanted
+                log.warning("could not send the household's marks (%s); trying again in %.0f s", exc, self.retry_s)
+                with self._changed:
+                    if self._closed:
+                        return
+                    self._wanted.update(wanted)
+                    self._changed.wait(self.retry_s)

@@ -18,6 +18,10 @@ carries a strict CSP and `no-store`.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
 import uvicorn
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -89,7 +93,13 @@ def create_app(store: Store, settings: PortalSettings, broker_reload: str = "", 
     unguarded = [r for r in routes if not isinstance(r, OwnerRoute | PublicRoute)]
     assert not unguarded, f"every portal route is an OwnerRoute or a PublicRoute: {unguarded}"
     routes.append(Mount("/static", StaticFiles(directory=HERE / "static"), name="static"))
-    app = Starlette(routes=routes, middleware=[Middleware(_SecurityHeaders)],
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        state.marks.tell([])  # marks still waiting for their devices (a broker that was down) go now
+        yield
+        await asyncio.to_thread(state.marks.close)
+
+    app = Starlette(routes=routes, middleware=[Middleware(_SecurityHeaders)], lifespan=lifespan,
                     exception_handlers={HTTPException: _http_error, Exception: _server_error})
     app.state.portal = state
     return app

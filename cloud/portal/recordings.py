@@ -16,7 +16,6 @@ from urllib.parse import urlencode
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from earmark.cloud.broker.marks import send_marks
 from earmark.cloud.owner.erasure import delete_chosen, delete_clip, delete_clips
 from earmark.cloud.owner.export import ExportError, KnownDevices, checked_envelope
 from earmark.cloud.owner.retention import OWNER_CHOICES, effective_days
@@ -80,11 +79,12 @@ def recordings(call: Call) -> Response:
 
 
 def tell_devices(call: Call, device_ids: list[str] | None = None) -> None:
-    """The owner's marks and deletions reach the devices that made the clips (broker/marks.py):
-    these devices, or (None) every device of the owner's."""
+    """The owner's marks and deletions reach the devices that made the clips (broker/marks.py,
+    by the portal's sender thread: the page does not wait for the broker): these devices, or
+    (None) every device of the owner's."""
     store = call.state.store
     ids = device_ids if device_ids is not None else [d.device_id for d in store.registry.devices(call.owner_id)]
-    send_marks(store, ids)
+    call.state.marks.tell(ids)
 
 
 def delete_selected(call: Call) -> Response:

@@ -21,6 +21,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 from starlette.responses import HTMLResponse
 
+from earmark.cloud.broker.marks import MarksSender
 from earmark.cloud.owner.statement import DataRequest
 from earmark.cloud.settings import DataRequestSettings, PortalSettings
 from earmark.cloud.store.blobs import PORTAL_EXPORTS, portal_export_dir
@@ -195,6 +196,7 @@ class PortalState:
         self.templates.globals["when"] = when
         self.ceremonies = Ceremonies()
         self.exports = Exports(store.data_dir)
+        self.marks = MarksSender(store)  # the household's marks to their devices (broker/marks.py)
         self.sign_in_limit = RateLimit(*SIGN_IN_LIMIT)
         self.trusted_proxies = frozenset(a.strip() for a in settings.trusted_proxies.split(",") if a.strip())
 

@@ -20,6 +20,7 @@ import hmac
 import http.client
 import ssl
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -30,6 +31,7 @@ from earmark.wire.errors import EarmarkError
 
 UNSIGNED = "UNSIGNED-PAYLOAD"
 TIMEOUT_S = 30.0
+ATTEMPTS = 3  # a request answered with a server error (5xx), in all
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,16 @@ class LeanS3:
     # -- one request -----------------------------------------------------------------------
 
     def _request(self, method: str, key: str, body: Data, extra: dict[str, str]) -> Answer:
+        """One request; a server error (5xx: an S3 server's InternalError, SlowDown) is tried
+        again after a short pause, ATTEMPTS in all, as boto3's standard retry mode does."""
+        for attempt in range(1, ATTEMPTS + 1):
+            answer = self._once(method, key, body, extra)
+            if answer.status < 500 or attempt == ATTEMPTS:
+                return answer
+            time.sleep(0.05 * 2 ** attempt)
+        raise AssertionError("unreachable")
+
+    def _once(self, method: str, key: str, body: Data, extra: dict[str, str]) -> Answer:
         path = f"{self.base}/{quote(key, safe='/~')}"
         headers = self.signed(method, path, body, extra)
         for attempt in (1, 2):  # a kept-alive connection the server closed meanwhile: once more, anew

@@ -38,6 +38,7 @@ def served(store: Store, **settings: Any) -> Iterator[tuple[str, PortalState]]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+        app.state.portal.marks.close()
 
 
 def session_for(store: Store, owner_id: str) -> tuple[str, str]:

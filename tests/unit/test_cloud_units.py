@@ -114,3 +114,46 @@ def test_the_lean_s3_signer_signs_as_aws_documents_it() -> None:
     signed = secure.signed("PUT", "/clips/k", b"x" * 10, {"if-none-match": "*"})
     assert signed["x-amz-content-sha256"] == "UNSIGNED-PAYLOAD" and signed["x-amz-security-token"] == "t"
     assert "if-none-match;" in signed["authorization"] and signed["content-length"] == "10"
+
+
+def test_the_lean_s3_client_tries_a_server_error_again_as_boto3_did() -> None:
+    """CI, 2026-12-06: rclone's serve s3 answered one PUT of a busy batch with InternalError
+    (500); boto3 had retried it unseen, the lean client failed the batch. A 5xx is now tried
+    again (3 attempts in all); anything else is answered at once."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from earmark.cloud.store.s3put import ATTEMPTS, Credentials, LeanS3
+
+    answers: list[int] = []
+    seen: list[bytes] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_PUT(self) -> None:
+            seen.append(self.rfile.read(int(self.headers["content-length"])))
+            status = answers.pop(0) if answers else 200
+            body = b"<Error><Code>InternalError</Code><Message>busy</Message></Error>" if status >= 500 else b""
+            self.send_response(status)
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        lean = LeanS3(f"http://127.0.0.1:{server.server_port}", "b", "", "path", lambda: Credentials("a", "s"))
+        answers[:] = [500]
+        assert lean.put("k", (b"head\n", b"body"), False).status == 200 and seen == [b"head\nbody"] * 2
+        answers[:] = [503] * ATTEMPTS
+        failed = lean.put("k", b"x", False)
+        assert (failed.status, failed.code) == (503, "InternalError") and len(seen) == 2 + ATTEMPTS
+        answers[:] = [403]
+        assert lean.put("k", b"x", False).status == 403 and len(seen) == 3 + ATTEMPTS  # a refusal: once
+    finally:
+        server.shutdown()
+        lean.close()
