@@ -89,8 +89,9 @@ def write_broker_files(store: Store, canary_password: str | None = None) -> int:
     logins = store.accounts.active()
     extra = [Login(CANARY, "canary", hash_password(canary_password))] if canary_password else []
     for username, (role, name) in LOGIN_FILES.items():
-        if (folder / name).exists():
-            extra.append(Login(username, role, hash_password((folder / name).read_text().strip())))
+        if not (folder / name).exists():  # a broker folder an older Earmark made: the login is new
+            write_file(folder / name, (new_password() + "\n").encode())
+        extra.append(Login(username, role, hash_password((folder / name).read_text().strip())))
     for name, text in (("passwords", render_passwords(logins + extra)), ("acl", render_acl(logins + extra))):
         write_file(folder / name, text.encode(), 0o640)
         hand_to_broker(folder / name, folder)

@@ -74,7 +74,8 @@ def _publish(folder: Path, url: str, messages: dict[str, bytes], timeout_s: floa
     try:
         password = password_file.read_text().strip()
     except OSError as exc:
-        log.warning("cannot read the marks login's password (%s): run `earmark-cloud broker config`", exc.strerror)
+        log.warning("cannot read the marks login's password (%s): run `earmark-cloud broker sync`, which makes it",
+                    exc.strerror)
         return set()
     client = login_client(folder, url, MARKS_USERNAME, password)
     connected: list[bool] = []

@@ -182,3 +182,17 @@ def test_an_erased_owners_devices_leave_no_retained_status_on_the_broker(cloud: 
     assert reader.messages == [("earmark/v1/status/bob-pi", b'{"online": true}')]
     for client in (*devices.values(), reader):
         client.close()
+
+
+def test_a_broker_folder_from_before_the_marks_gets_their_login_at_the_next_sync(cloud: SecureCloud) -> None:
+    """A deployment upgraded from an Earmark without household marks has no marks login:
+    `broker sync` makes its password (0600) and writes its ACL lines (write marks, nothing
+    else) and each device's (read its own marks)."""
+    folder = cloud.setup.config.parent
+    (folder / "marks.password").unlink()
+    cloud.add_device(cloud.store.registry.add_owner("Alexis").owner_id, "den-pi")
+    assert oct((folder / "marks.password").stat().st_mode & 0o777) == "0o600"
+    acl = (folder / "acl").read_text()
+    blocks = {block.splitlines()[0]: block.splitlines()[1:] for block in acl.split("\n\n")[1:] if block.strip()}
+    assert blocks["user earmark-marks"] == ["topic write earmark/v1/marks/+"]  # and nothing else
+    assert "topic read earmark/v1/marks/den-pi" in acl and "topic write earmark/v1/marks/den-pi" not in acl
