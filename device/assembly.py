@@ -36,6 +36,7 @@ from earmark.device.sync.chain import Chain
 from earmark.device.sync.identity import Sealer, load_or_create_key, public_key_of
 from earmark.device.sync.publisher import Publisher
 from earmark.device.sync.spool import Spool
+from earmark.wire.errors import EarmarkError
 from earmark.wire.marks import MarksMessage
 
 log = logging.getLogger(__name__)
@@ -89,12 +90,16 @@ def follow_household(s: DeviceSettings, detector: WakeDetector, words: list[str]
     """The household's marks from the portal (wire/marks.py), on the publisher's thread: learnt
     (or forgotten) in the data dir, then the detector decides with them from its next frame,
     and the status says the new counts."""
-    followed = follow(Path(s.data_dir), message, s.marks.keep_days)
-    log.info("%s", followed.describe())
-    if followed.changed:
-        detector.learn(learnt(Path(s.data_dir), words))
-        if publisher is not None:
-            publisher.notify_status()
+    try:
+        followed = follow(Path(s.data_dir), message, s.marks.keep_days)
+        log.info("%s", followed.describe())
+        if followed.changed:
+            detector.learn(learnt(Path(s.data_dir), words))
+    except (OSError, EarmarkError) as exc:  # a full disk, an unreadable marks file: never the network thread's end
+        log.warning("could not follow the household's marks (%s); they come again at the next connection", exc)
+        return
+    if followed.changed and publisher is not None:
+        publisher.notify_status()
 
 
 def assemble(s: DeviceSettings, source: AudioSource, controls: Controls | None = None,

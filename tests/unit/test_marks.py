@@ -141,3 +141,28 @@ def test_a_marks_message_that_breaks_the_contract_is_refused_whole() -> None:
                      (b" " * (MAX_MARKS_BYTES + 1), "exceeds")):
         with pytest.raises(MarksMessageError, match=why):
             parse_marks(bad)
+
+
+def test_marks_that_cannot_be_followed_are_one_line_and_never_end_the_network_thread(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The household's message is followed on the publisher's network thread: an exception
+    there would stop it (no more clips sent). An unreadable marks file is one line instead."""
+    import logging
+    import uuid
+    from types import SimpleNamespace
+
+    from earmark.device.assembly import follow_household
+    from earmark.device.listening.marks import keep_wake
+    from earmark.device.settings import load_settings
+    from earmark.wire.marks import MarksMessage
+
+    clip_id = str(uuid.uuid4())
+    keep_wake(tmp_path, clip_id, "alexa", np.ones((2, 192)), keep_days=30, keep_clips=10)
+    (tmp_path / "marks").mkdir()
+    (tmp_path / "marks" / "alexa.npz").write_bytes(b"not a numpy archive")
+    learnt: list[object] = []
+    detector = SimpleNamespace(learn=learnt.append)
+    with caplog.at_level(logging.WARNING):
+        follow_household(load_settings(None, tmp_path, {}), detector, ["alexa"],  # type: ignore[arg-type]
+                         MarksMessage((clip_id,), ()), None)
+    assert "could not follow the household's marks" in caplog.text and learnt == []
