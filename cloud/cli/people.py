@@ -159,10 +159,14 @@ def cmd_clip_delete(args: argparse.Namespace) -> int:
 
 
 def cmd_purge(args: argparse.Namespace) -> int:
+    from earmark.cloud.broker.marks import send_marks
     from earmark.cloud.owner.retention import purge_expired
 
     s = cli_settings(args)
-    count = purge_expired(open_for_work(s), s.retention_days)
+    store, purged = open_for_work(s), list[str]()
+    count = purge_expired(store, s.retention_days, purged)
+    # Their devices drop what they kept of the purged recordings (their wake features).
+    send_marks(store, [d.device_id for owner in purged for d in store.registry.devices(owner) if not d.revoked_at])
     print(json.dumps({"purged": count, "retention_days": s.retention_days}) if args.json else
           f"purged {count} clip(s) older than {s.retention_days} day(s)" if s.retention_days else
           "retention_days is 0: clips are kept; nothing purged")

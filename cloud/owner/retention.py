@@ -21,16 +21,19 @@ def effective_days(service_days: int, own_days: int | None) -> int:
     return min(chosen) if chosen else 0
 
 
-def purge_expired(store: Store, retention_days: int) -> int:
+def purge_expired(store: Store, retention_days: int, purged: list[str] | None = None) -> int:
     """Delete every clip captured longer ago than its owner's retention (`retention_days`, the
-    service's; an owner's own auto-delete where shorter); returns how many. An owner with
-    nothing expired costs one probe of the clips index, so the purge's work follows what
-    expired, not the store's size."""
+    service's; an owner's own auto-delete where shorter); returns how many, and appends to
+    `purged` each owner some were deleted of. An owner with nothing expired costs one probe
+    of the clips index, so the purge's work follows what expired, not the store's size."""
     now, total = datetime.now(UTC), 0
     for owner in store.registry.owners():
         days = effective_days(retention_days, store.registry.retention(owner.owner_id))
-        if days:
-            total += purge_owner(store, owner.owner_id, format_utc(now - timedelta(days=days), places=3), days)
+        if days and (count := purge_owner(store, owner.owner_id, format_utc(now - timedelta(days=days), places=3),
+                                          days)):
+            total += count
+            if purged is not None:
+                purged.append(owner.owner_id)
     return total
 
 

@@ -278,9 +278,12 @@ def test_deleting_one_clip_and_purging_by_retention(store: Store, tmp_path: Path
     assert not store.blobs.exists(store.clips.blob_path(owner, ids[0]))
     with pytest.raises(Exception, match="has no clip"):
         delete_clip(store, owner, ids[0])
-    assert purge_expired(store, 30) == 1
+    purged: list[str] = []
+    assert purge_expired(store, 30, purged) == 1 and purged == [owner]  # whose devices are told (broker/marks.py)
     assert {c.clip_id for c in store.clips.of_owner(owner)} == set(ids[1:])
     old_id = decode_envelope(old).header.clip_id
+    since = (datetime.now(UTC) - timedelta(days=31)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert set(store.clips.for_device(owner, device.device_id, since)[1]) == {ids[0], old_id}  # the device's message
     assert not store.blobs.exists(store.clips.blob_path(owner, old_id))
     assert all(store.blobs.exists(store.clips.blob_path(owner, i)) for i in ids[1:])
     assert purge_expired(store, 0) == 0
