@@ -155,7 +155,7 @@ def mark_clips(data_dir: Path, clip_ids: list[str], keep_days: int,
     mark taken off and made again is learnt again."""
     learnt: dict[str, Marks] = {}
     refused: list[str] = []
-    known = learnt_clips(data_dir)
+    known = learnt_clips(every_word(data_dir))
     for clip_id in dict.fromkeys(clip_ids):
         path = kept_dir(data_dir) / f"{clip_id}.npz"
         if not CLIP_ID_PATTERN.fullmatch(clip_id):
@@ -181,10 +181,9 @@ def mark_clips(data_dir: Path, clip_ids: list[str], keep_days: int,
     return learnt, refused
 
 
-def learnt_clips(data_dir: Path, by: str | None = None) -> set[str]:
-    """The clip ids marks were learnt from (those made `by` one way, if given)."""
-    return {m.source for word in counts(data_dir) for m in load(data_dir, word).marks
-            if CLIP_ID_PATTERN.fullmatch(m.source) and by in (None, m.by)}
+def learnt_clips(held: list[Marks]) -> set[str]:
+    """The clip ids these marks were learnt from."""
+    return {m.source for marks in held for m in marks.marks if CLIP_ID_PATTERN.fullmatch(m.source)}
 
 
 @dataclass(frozen=True)
@@ -211,15 +210,14 @@ def follow(data_dir: Path, message: MarksMessage, keep_days: int) -> Followed:
     """Make the device's portal marks what the household's message says: learn the listed
     clips not learnt yet (from what was kept of them), forget those learnt from the portal
     that are no longer listed, and delete what was kept of the recordings deleted."""
-    listed = set(message.not_meant)
-    earlier = learnt_clips(data_dir, by="portal")
-    gone = earlier - listed
-    for word in counts(data_dir) if gone else {}:
-        marks = load(data_dir, word)
+    held = every_word(data_dir)
+    earlier = learnt_clips(held)
+    gone = {m.source for marks in held for m in marks.marks if m.by == "portal"} - set(message.not_meant)
+    for marks in held:
         kept = marks.without(gone)
         if len(kept.marks) < len(marks.marks):
             save(data_dir, kept)
-    fresh = [clip_id for clip_id in message.not_meant if clip_id not in earlier]
+    fresh = [clip_id for clip_id in message.not_meant if clip_id not in earlier]  # (none of them is gone)
     learnt, refused = mark_clips(data_dir, fresh, keep_days, by="portal") if fresh else ({}, [])
     done = {m.source for marks in learnt.values() for m in marks.marks} & set(fresh)
     dropped = 0
@@ -228,8 +226,7 @@ def follow(data_dir: Path, message: MarksMessage, keep_days: int) -> Followed:
         if path.exists():
             path.unlink()
             dropped += 1
-    return Followed(tuple(c for c in fresh if c in done), tuple(sorted(gone)), dropped,
-                    tuple(line for line in refused if "learnt already" not in line))
+    return Followed(tuple(c for c in fresh if c in done), tuple(sorted(gone)), dropped, tuple(refused))
 
 
 def forget(data_dir: Path, word: str | None = None) -> list[str]:
@@ -243,10 +240,20 @@ def forget(data_dir: Path, word: str | None = None) -> list[str]:
     return gone
 
 
+def marked_words(data_dir: Path) -> list[str]:
+    """The words that have a marks file (none read)."""
+    folder = marks_dir(data_dir)
+    return [p.stem for p in sorted(folder.glob("*.npz"))] if folder.is_dir() else []
+
+
+def every_word(data_dir: Path) -> list[Marks]:
+    """The marks of every word that has a file, each file read once."""
+    return [load(data_dir, word) for word in marked_words(data_dir)]
+
+
 def counts(data_dir: Path) -> dict[str, int]:
     """Marks learnt per word: all a device ever says of them."""
-    folder = marks_dir(data_dir)
-    return {p.stem: len(load(data_dir, p.stem).marks) for p in sorted(folder.glob("*.npz"))} if folder.is_dir() else {}
+    return {marks.word: len(marks.marks) for marks in every_word(data_dir)}
 
 
 class NotMeant:
