@@ -37,16 +37,20 @@ def _temp_of(path: Path) -> Path:
 Data = bytes | bytearray | tuple[bytes | bytearray, ...]
 
 
+def parts(data: Data) -> tuple[bytes | bytearray, ...]:
+    return data if isinstance(data, tuple) else (data,)
+
+
 def joined(data: Data) -> bytes:
-    return b"".join(data) if isinstance(data, tuple) else bytes(data)
+    return b"".join(parts(data))
 
 
 def data_size(data: Data) -> int:
-    return sum(map(len, data)) if isinstance(data, tuple) else len(data)
+    return sum(map(len, parts(data)))
 
 
 def _write_whole(fd: int, data: Data) -> None:
-    for part in data if isinstance(data, tuple) else (data,):
+    for part in parts(data):
         view = memoryview(part)
         while view:
             view = view[os.write(fd, view):]

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import quote, urlsplit
 
-from earmark.runtime.durable import Data, data_size
+from earmark.runtime.durable import Data, data_size, parts
 from earmark.wire.errors import EarmarkError
 
 UNSIGNED = "UNSIGNED-PAYLOAD"
@@ -103,8 +103,8 @@ class LeanS3:
         headers = self.signed(method, path, body, extra)
         for attempt in (1, 2):  # a kept-alive connection the server closed meanwhile: once more, anew
             connection = self._connection()
-            try:
-                connection.request(method, path, body=_parts(body) if method == "PUT" else None, headers=headers)
+            try:  # a list body is sent part by part (content-length is set): never joined in memory
+                connection.request(method, path, body=list(parts(body)) if method == "PUT" else None, headers=headers)
                 response = connection.getresponse()
                 data = response.read()
             except (OSError, http.client.HTTPException) as exc:
@@ -157,14 +157,9 @@ class LeanS3:
         return headers
 
 
-def _parts(body: Data) -> list[bytes | bytearray]:
-    """The body as http.client sends an iterable: each part in turn (content-length is set)."""
-    return list(body) if isinstance(body, tuple) else [body]
-
-
 def _sha256(body: Data) -> str:
     digest = hashlib.sha256()
-    for part in _parts(body):
+    for part in parts(body):
         digest.update(part)
     return digest.hexdigest()
 
