@@ -166,7 +166,7 @@ def cmd_purge(args: argparse.Namespace) -> int:
     store, purged = open_for_work(s), list[str]()
     count = purge_expired(store, s.retention_days, purged)
     # Their devices drop what they kept of the purged recordings (their wake features).
-    send_marks(store, [d.device_id for owner in purged for d in store.registry.devices(owner) if not d.revoked_at])
+    send_marks(store, [d.device_id for owner in purged for d in store.registry.devices(owner)])
     print(json.dumps({"purged": count, "retention_days": s.retention_days}) if args.json else
           f"purged {count} clip(s) older than {s.retention_days} day(s)" if s.retention_days else
           "retention_days is 0: clips are kept; nothing purged")

@@ -95,12 +95,9 @@ def delete_selected(call: Call) -> Response:
 
 def mark_selected(call: Call) -> Response:
     """"Not meant for me" on every recording ticked."""
-    store = call.state.store
-    rows = [row for clip_id in call.form_lists.get("clip", [])[:PAGE_SIZE * 4]
-            if (row := store.clips.get(call.owner_id, clip_id)) is not None]
-    for row in rows:
-        store.clips.mark(call.owner_id, row.clip_id, "not_meant")
-    tell_devices(call, sorted({row.device_id for row in rows}))
+    marked = [call.state.store.clips.mark(call.owner_id, clip_id, "not_meant")
+              for clip_id in call.form_lists.get("clip", [])[:PAGE_SIZE * 4]]
+    tell_devices(call, sorted({device for device in marked if device is not None}))
     return RedirectResponse("/", 303)
 
 
@@ -169,10 +166,10 @@ def mark(call: Call) -> Response:
     if given and given not in MARK_NAMES:
         return call.message(400, "Unknown mark", "That is not a mark Earmark knows.")
     store = call.state.store
-    row = store.clips.get(call.owner_id, clip_id)
-    if row is None or not store.clips.mark(call.owner_id, clip_id, given or None):
+    device = store.clips.mark(call.owner_id, clip_id, given or None)
+    if device is None:
         return call.not_found("clip", clip_id)
-    tell_devices(call, [row.device_id])
+    tell_devices(call, [device])
     back = store.clips.get(call.owner_id, call.form.get("before", ""))
     return RedirectResponse(f"/?before={back.clip_id}#clip-{clip_id}" if back else f"/#clip-{clip_id}", 303)
 

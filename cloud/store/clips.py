@@ -273,15 +273,16 @@ class Clips:
         return int(self.db.query(f"SELECT count(*) AS n FROM clips {where}", {**params, "owner_id": owner_id},
                                  owner=owner_id)[0]["n"])
 
-    def mark(self, owner_id: str, clip_id: str, mark: str | None) -> bool:
+    def mark(self, owner_id: str, clip_id: str, mark: str | None) -> str | None:
         """Set (`mark` "not_meant": the owner did not mean to wake the device) or clear (None)
-        the owner's mark on their clip, audited; False if the clip is not theirs."""
+        the owner's mark on their clip, audited. Returns the device that made the clip (to be
+        told), or None if the clip is not theirs."""
         with self.audit.write() as cur:
             cur.scope(owner_id)
             key = {"owner_id": owner_id, "clip_id": clip_id}
             found = cur.execute(f"SELECT device_id FROM clips {OWNER_CLIP}", key).fetchone()
             if found is None:
-                return False
+                return None
             for table in ("clip_marks", "device_marks"):
                 cur.execute(f"DELETE FROM {table} {OWNER_CLIP}", key)
             if mark is not None:
@@ -290,7 +291,7 @@ class Clips:
                 cur.execute(insert("device_marks"), {**key, "device_id": found["device_id"], "marked_at": now})
             self.audit.append(cur, "clip_marked" if mark else "clip_mark_cleared", owner_id=owner_id,
                               clip_id=clip_id, detail={"mark": mark} if mark else None)
-        return True
+        return str(found["device_id"])
 
     def marks(self, owner_id: str, clip_ids: list[str] | None = None) -> dict[str, str]:
         """The owner's marks on these clips of theirs (None: on any): {clip_id: mark}."""
