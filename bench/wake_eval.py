@@ -257,6 +257,8 @@ OPTIONS = {
     "+ word verifier (confirm_check 0.995, confirm_from 0.3)": {"confirm": 0.995, "confirm_from": 0.3},
     "+ word verifier (confirm_check 0.98, confirm_from 0.05)": {"confirm": 0.98, "confirm_from": 0.05},
     "+ speech check 0.5": {"speech": 0.5},
+    "without the word verifier's veto (veto_check 0)": {"veto": 0.0},
+    "+ word verifier's veto at 0.9 (veto_check 0.9)": {"veto": 0.9},
     "+ smooth 2": {"smooth": 2},
     "+ patience 2": {"patience": 2},
 }
@@ -354,7 +356,38 @@ def tune(evaluation: Evaluation) -> None:
                 chosen = (fa, recall, rule, people)
         print(f"  chosen: {chosen[2] if chosen else None} (mean false accepts {chosen[0] if chosen else 0:.2f}/h, "
               f"mean recall {chosen[1] if chosen else 0:.3f})")
+        if chosen:
+            tune_veto(evaluation, word, chosen[2], sources)
     tune_enrolled(evaluation)
+
+
+VETOES = (0.1, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98)
+
+
+def tune_veto(evaluation: Evaluation, word: str, rule: WordRule, sources: list[str]) -> None:
+    """The word verifier's bar for what the score alone admits (`veto`). The tuned parts'
+    false accepts are already none under the chosen rule, so they cannot choose it: the bar
+    is the strictest that still hears at least as many positives as bare openWakeWord on
+    every source's tuned part (each clip judged by a verifier that never saw it), the whole
+    of the recall goal spent on refusing near-words. The held-out parts then show what it
+    refuses there."""
+    bare = {s: evaluation.source_row(s, "tuned", word, BARE) for s in evaluation.sources}
+    plain = {s: evaluation.source_row(s, "tuned", word, rule) for s in evaluation.sources}
+    print(f"\n{word}, tuned parts, the word verifier's veto over the chosen rule: recall / false accepts per "
+          f"hour per source ({', '.join(evaluation.sources)}), and the share of the takes it heard that each "
+          "veto refuses")
+    print("  bare @0.5: " + "  ".join(f"{r['all']:.3f}/{r['fa_per_h']:.2f}" for r in bare.values()))
+    print("  no veto:   " + "  ".join(f"{r['all']:.3f}/{r['fa_per_h']:.2f}" for r in plain.values()))
+    chosen = 0.0
+    for veto in VETOES:
+        rows = {s: evaluation.source_row(s, "tuned", word, replace(rule, veto=veto)) for s in evaluation.sources}
+        ok = all(rows[s]["all"] >= bare[s]["all"] for s in sources)
+        lost = ", ".join(f"{1 - rows[s]['all_hits'] / plain[s]['all_hits']:.1%}" for s in sources)
+        print(f"  {veto:<9}: " + "  ".join(f"{r['all']:.3f}/{r['fa_per_h']:.2f}" for r in rows.values())
+              + f"   refused {lost}" + ("" if ok else "   (hears fewer than bare somewhere)"), flush=True)
+        if ok:
+            chosen = veto
+    print(f"  chosen: veto {chosen}")
 
 
 def tune_enrolled(evaluation: Evaluation) -> None:

@@ -52,6 +52,8 @@ class WakeWordSettings:
     confirm_check: float | None = setting(None, "the word verifier (built-in words) admits a lower score at "
                                                 "this", below(1))
     confirm_from: float | None = setting(None, "the lowest score the word verifier is asked about", between(0, 1))
+    veto_check: float | None = setting(None, "the word verifier (built-in words) refuses what the score alone "
+                                             "admits when it scores it under this; 0 turns it off", below(1))
     voice_check: float | None = setting(None, "an enrolled household's verifier admits a lower score at this",
                                         below(1))
     voice_from: float | None = setting(None, "the lowest score the household's verifier is asked about",

@@ -99,7 +99,7 @@ def test_wake_word_then_a_long_pause_then_the_request_keeps_the_request(
     # second model family (microWakeWord) does not hear three of these slow synthetic voices'
     # "alexa" (en and en-us at 90 wpm, en+f3 at 120; README, "The wake decision"), so this
     # test decides by openWakeWord alone.
-    s = replace(s, wake=replace(s.wake, words=tuple(replace(w, confirm_check=0.0, micro_check=0.0)
+    s = replace(s, wake=replace(s.wake, words=tuple(replace(w, confirm_check=0.0, veto_check=0.0, micro_check=0.0)
                                                     for w in s.wake.words)))
     controls = Controls(s.gpio)
     assemble(s, WavFileSource(scene.write(tmp_path / "scene.wav")), controls).loop.run()

@@ -26,7 +26,7 @@ def test_a_marked_name_stops_waking_the_device_the_word_still_does_and_forgettin
     def scene(text: str, voice: str, speed: int, name: str) -> Path:
         return Scene().pause(1).speak(speech(text, voice, speed)).pause(1).write(tmp_path / name)
 
-    marked = scene("Alexis, dinner is ready", "en-gb+f3", 150, "alexis.wav")
+    marked = scene("Alexis, dinner is ready", "en-gb+f3", 160, "alexis.wav")
     faster = scene("Alexis, dinner is ready", "en-gb+f3", 175, "alexis-faster.wav")
     word = scene("alexa, what time is it", "en", 150, "alexa.wav")
     before = woken(data_dir, marked, faster, word)
@@ -60,7 +60,7 @@ def test_a_recorded_clip_marked_by_id_teaches_the_device_from_what_it_kept_and_o
         data_dir: Path, tmp_path: Path, speech: Callable[..., np.ndarray]) -> None:
     # The mark a household makes later, by clip id: the device kept the wake model's view of
     # each recording (never the audio) beside it, 0600, and learns from that.
-    scene = (Scene().pause(1).speak(speech("Alexis, dinner is ready", "en-gb+f3")).pause(0.2)
+    scene = (Scene().pause(1).speak(speech("Alexis, dinner is ready", "en-gb+f3", 160)).pause(0.2)
              .speak(speech("we are eating in the garden")).pause(2).write(tmp_path / "alexis.wav"))
     run = cli("run", "--audio-file", scene, "--mock-gpio", "--device-id", "den-pi", *PAIRED, data_dir=data_dir)
     assert run.returncode == 0, run.stderr

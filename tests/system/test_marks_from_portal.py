@@ -69,7 +69,7 @@ def test_a_mark_on_the_portal_reaches_only_the_device_that_made_the_clip_and_it_
     kitchen_password = broker.create_login(store, "kitchen-pi", "device")
     store.registry.add_device(owner, public_key_of(load_or_create_key(tmp_path / "kitchen.key")[0]), "kitchen-pi")
     cloud.sync()
-    name = (Scene().pause(1).speak(speech("Alexis, dinner is ready", "en-gb+f3")).pause(0.2)
+    name = (Scene().pause(1).speak(speech("Alexis, dinner is ready", "en-gb+f3", 160)).pause(0.2)
             .speak(speech("we are eating in the garden")).pause(2).write(tmp_path / "alexis.wav"))
     word = Scene().pause(1).speak(speech("alexa, what time is it")).pause(2).write(tmp_path / "alexa.wav")
 

@@ -59,13 +59,33 @@ def test_patience_wants_frames_in_a_row_and_smoothing_averages() -> None:
     assert fired(spike, WordRule(threshold=0.55, smooth=2)) == [5]  # (0.9 + 0.1) / 2 misses; (0.6 + 0.6) / 2 holds
 
 
-def test_a_score_at_the_threshold_needs_no_verifier_and_a_verifier_never_refuses_it() -> None:
+def test_a_score_at_the_threshold_needs_no_verifier_unless_the_rule_sets_a_veto() -> None:
     # People's voices are what openWakeWord learnt: a verifier that learnt from synthesisers
-    # refused two of three real "alexa"s when it could veto them.
+    # refused two of three real "alexa"s when it could veto them. A veto is the rule's own choice.
     rule = WordRule(threshold=0.5, confirm=0.9)
     checks = Told(confirm_score=0.0)
     assert fired([0.0, 0.0, 0.9, 0.0], rule, checks) == [2]
     assert ("confirm", 2) not in checks.asked
+
+
+def test_the_veto_refuses_what_the_score_alone_admits_under_its_bar_and_nothing_else() -> None:
+    # Issue 40: a sentence of people reading English that both model families heard as alexa
+    # (openWakeWord 0.9, microWakeWord 0.1); the verifier, trained on people too, scored it low.
+    rule = WordRule(threshold=0.5, veto=0.7)
+    assert fired([0.0, 0.9, 0.0], rule, Told(confirm_score=0.6)) == []
+    assert fired([0.0, 0.9, 0.0], rule, Told(confirm_score=0.7)) == [1]
+    assert fired([0.0, 0.9, 0.0], rule, Told(confirm_score=None)) == [1]  # a custom model has no verifier
+    assert fired([0.0, 0.9, 0.0], replace(rule, veto=0.0), Told(confirm_score=0.0)) == [1]  # bar 0: off
+    # the household's own verifier may still take what the veto refused, and the checks follow
+    voice = replace(rule, voice=0.5, voice_from=0.02, micro=0.2)
+    assert fired([0.0, 0.9, 0.0], voice, Told(confirm_score=0.1, voice_score=0.9)) == [1]
+    assert fired([0.0, 0.9, 0.0], voice, Told(confirm_score=0.1, voice_score=0.9, micro_score=0.1)) == []
+    # a rise the verifier refuses at first and hears on a later frame is taken there
+    later = iter([0.2, 0.9])
+    checks = Told()
+    checks.confirm = lambda word, index: next(later)  # type: ignore[method-assign]
+    assert fired([0.0, 0.6, 0.8, 0.0], rule, checks) == [2]
+    assert rule_for(WakeSettings(), WakeWordSettings("alexa", veto_check=0.0)).veto == 0.0
 
 
 def test_the_word_verifier_admits_a_weak_score_from_its_own_floor_up() -> None:
