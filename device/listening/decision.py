@@ -185,9 +185,10 @@ ENROLLED_VOICE = 0.99  # the household verifier's bar, where a voice is enrolled
 # source's takes than openWakeWord alone. The word verifier's veto (0.8) is the strictest bar
 # that still hears at least as many of every source's tuned takes as bare openWakeWord
 # (bench/wake_eval.py --tune, each take judged by a verifier that never saw it): the tuned
-# parts had no false accept left to choose it by. hey_jarvis keeps openWakeWord's own decision: microWakeWord's hey_jarvis model
-# gives espeak-ng's "hey jarvis" 0.0, and no people's takes of it were at hand to show it
-# hears people. The household's voice way (voice, voice_from; every bar from 0.5 to 0.99
+# parts had no false accept left to choose it by. hey_jarvis keeps openWakeWord's own
+# decision: microWakeWord's hey_jarvis model gives espeak-ng's "hey jarvis" 0.0, and no
+# people's takes of it were at hand to show that it, or a veto, hears people. The
+# household's voice way (voice, voice_from; every bar from 0.5 to 0.99
 # tied on the tuned households, 0.99 stays) and the marks' bar (MARKED,
 # bench/wake_marks.py) apply to both.
 TUNED: dict[str, WordRule] = {
