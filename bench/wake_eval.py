@@ -19,8 +19,10 @@ prints, per source and part, for bare openWakeWord at 0.5 and for Earmark's defa
 together, and the rule chosen as the goals read: of the rules that on every source's tuned
 part hear at least as many positives as bare openWakeWord and wake no more often in its
 negatives, the most of people's takes (the real source), then the fewest false accepts (the
-mean over sources of each one's rate). In that grid a clip is checked by a word verifier trained on
-the other half of the tuned parts (2-fold). `--summary` prints only the table (markdown).
+mean over sources of each one's rate); then, over that rule, the word verifier's veto: the
+strictest bar that still hears as many of every source's tuned positives as bare openWakeWord.
+In that grid a clip is checked by a word verifier trained on the other half of the tuned parts
+(2-fold). `--summary` prints only the table (markdown).
 The speech check's scores are cached beside each source, so a second run only replays.
 
 Usage: .venv/bin/python bench/wake_eval.py [--sources espeak,real,piper] [--tune] [--summary]
