@@ -185,7 +185,9 @@ ENROLLED_VOICE = 0.99  # the household verifier's bar, where a voice is enrolled
 # source's takes than openWakeWord alone. The word verifier's veto (0.8) is the strictest bar
 # that still hears at least as many of every source's tuned takes as bare openWakeWord
 # (bench/wake_eval.py --tune, each take judged by a verifier that never saw it): the tuned
-# parts had no false accept left to choose it by. hey_jarvis keeps openWakeWord's own
+# parts had no false accept left to choose it by. (With the neural voice's set rebuilt,
+# --tune ties threshold 0.3 with 0.5 on people's takes and false accepts and takes 0.3 for
+# one synthetic take more per source; 0.5 stays, README.) hey_jarvis keeps openWakeWord's own
 # decision: microWakeWord's hey_jarvis model gives espeak-ng's "hey jarvis" 0.0, and no
 # people's takes of it were at hand to show that it, or a veto, hears people. The
 # household's voice way (voice, voice_from; every bar from 0.5 to 0.99
