@@ -17,8 +17,9 @@ For each wake word, every 80 ms frame:
                 enrolled with `earmark-device voice enroll`) scores at least `voice`: the
                 household's own word, at scores too weak to trust otherwise.
      The word verifier's veto is the one check inside the ways: trained on people's
-     recordings and their other speech beside synthetic voices, at a bar that refuses about
-     1% of the takes the score alone admits (bench/wake_eval.py --tune), it refuses near-words
+     recordings and their other speech beside synthetic voices, at the strictest bar that
+     still hears as many takes as bare openWakeWord (bench/wake_eval.py --tune; it refuses
+     1-2% of the takes the decision heard without it), it refuses near-words
      both model families hear (a sentence of people reading English that openWakeWord
      scored 0.9 and microWakeWord 0.1). The first shipped verifier, which learnt
      synthesisers only, refused people, so the veto is measured on people's takes held out
