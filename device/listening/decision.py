@@ -160,11 +160,14 @@ class WakeDecision:
         return Candidate(word, smoothed, index, "", way)
 
     def _way(self, word: str, rule: WordRule, smoothed: float, index: int, checks: Checks) -> str:
-        if self._sure[word] >= rule.patience and (
-                not rule.veto or (score := checks.confirm(word, index)) is None or score >= rule.veto):
+        sure = self._sure[word] >= rule.patience
+        if sure and not rule.veto:
             return "score"
-        if (rule.confirm and smoothed >= rule.confirm_from and (score := checks.confirm(word, index)) is not None
-                and score >= rule.confirm):
+        confirmable = bool(rule.confirm) and smoothed >= rule.confirm_from
+        verified = checks.confirm(word, index) if sure or confirmable else None  # the word verifier, asked once
+        if sure and (verified is None or verified >= rule.veto):
+            return "score"
+        if confirmable and verified is not None and verified >= rule.confirm:
             return "confirm"
         if (rule.voice and smoothed >= rule.voice_from and (score := checks.voice(word, index)) is not None
                 and score >= rule.voice):
