@@ -320,6 +320,11 @@ def print_roc(evaluation: Evaluation) -> None:
                           f"{ours['all']:.3f}/{ours['fa_per_h']:.2f}", flush=True)
 
 
+def cells(rows: dict[str, dict[str, float]]) -> str:
+    """Recall / false accepts per hour, one cell per source: the tuning grids' lines."""
+    return "  ".join(f"{r['all']:.3f}/{r['fa_per_h']:.2f}" for r in rows.values())
+
+
 def tune(evaluation: Evaluation) -> None:
     """Each word's rule on the tuned parts of every source together (see the module's docstring)."""
     tuned = [c for s in evaluation.sources for kind in ("positive", "negative")
@@ -341,7 +346,7 @@ def tune(evaluation: Evaluation) -> None:
         bare = {s: evaluation.source_row(s, "tuned", word, BARE) for s in evaluation.sources}
         print(f"\n{word}, tuned parts: threshold patience smooth confirm confirm_from micro speech: "
               f"recall / false accepts per hour per source ({', '.join(evaluation.sources)})")
-        print("  bare @0.5: " + "  ".join(f"{bare[s]['all']:.3f}/{bare[s]['fa_per_h']:.2f}" for s in bare))
+        print("  bare @0.5: " + cells(bare))
         chosen: tuple[float, float, WordRule, float] | None = None
         for rule in grid:
             rows = {s: evaluation.source_row(s, "tuned", word, rule) for s in evaluation.sources}
@@ -351,42 +356,41 @@ def tune(evaluation: Evaluation) -> None:
                   and all(rows[s]["fa_per_h"] <= bare[s]["fa_per_h"] for s in rows))
             print(f"  {rule.threshold:<4} {rule.patience} {rule.smooth} {rule.confirm:<5} {rule.confirm_from:<4} "
                   f"{rule.micro:<4} {rule.speech:<3}: "
-                  + "  ".join(f"{r['all']:.3f}/{r['fa_per_h']:.2f}" for r in rows.values())
-                  + ("" if ok else "   (worse than bare somewhere)"), flush=True)
+                  + cells(rows) + ("" if ok else "   (worse than bare somewhere)"), flush=True)
             people = rows["real"]["all"] if "real" in rows else recall
             if ok and (chosen is None or (-people, fa, -recall) < (-chosen[3], chosen[0], -chosen[1])):
                 chosen = (fa, recall, rule, people)
         print(f"  chosen: {chosen[2] if chosen else None} (mean false accepts {chosen[0] if chosen else 0:.2f}/h, "
               f"mean recall {chosen[1] if chosen else 0:.3f})")
         if chosen:
-            tune_veto(evaluation, word, chosen[2], sources)
+            tune_veto(evaluation, word, chosen[2], sources, bare)
     tune_enrolled(evaluation)
 
 
 VETOES = (0.1, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98)
 
 
-def tune_veto(evaluation: Evaluation, word: str, rule: WordRule, sources: list[str]) -> None:
+def tune_veto(evaluation: Evaluation, word: str, rule: WordRule, sources: list[str],
+              bare: dict[str, dict[str, float]]) -> None:
     """The word verifier's bar for what the score alone admits (`veto`). The tuned parts'
     false accepts are already none under the chosen rule, so they cannot choose it: the bar
     is the strictest that still hears at least as many positives as bare openWakeWord on
     every source's tuned part (each clip judged by a verifier that never saw it), the whole
     of the recall goal spent on refusing near-words. The held-out parts then show what it
-    refuses there."""
-    bare = {s: evaluation.source_row(s, "tuned", word, BARE) for s in evaluation.sources}
+    refuses there. `bare`: each source's tuned row for bare openWakeWord."""
     plain = {s: evaluation.source_row(s, "tuned", word, rule) for s in evaluation.sources}
     print(f"\n{word}, tuned parts, the word verifier's veto over the chosen rule: recall / false accepts per "
           f"hour per source ({', '.join(evaluation.sources)}), and the share of the takes it heard that each "
           "veto refuses")
-    print("  bare @0.5: " + "  ".join(f"{r['all']:.3f}/{r['fa_per_h']:.2f}" for r in bare.values()))
-    print("  no veto:   " + "  ".join(f"{r['all']:.3f}/{r['fa_per_h']:.2f}" for r in plain.values()))
+    print("  bare @0.5: " + cells(bare))
+    print("  no veto:   " + cells(plain))
     chosen = 0.0
     for veto in VETOES:
         rows = {s: evaluation.source_row(s, "tuned", word, replace(rule, veto=veto)) for s in evaluation.sources}
         ok = all(rows[s]["all"] >= bare[s]["all"] for s in sources)
         lost = ", ".join(f"{1 - rows[s]['all_hits'] / plain[s]['all_hits']:.1%}" for s in sources)
-        print(f"  {veto:<9}: " + "  ".join(f"{r['all']:.3f}/{r['fa_per_h']:.2f}" for r in rows.values())
-              + f"   refused {lost}" + ("" if ok else "   (hears fewer than bare somewhere)"), flush=True)
+        print(f"  {veto:<9}: {cells(rows)}   refused {lost}" + ("" if ok else "   (hears fewer than bare somewhere)"),
+              flush=True)
         if ok:
             chosen = veto
     print(f"  chosen: veto {chosen}")
@@ -403,7 +407,7 @@ def tune_enrolled(evaluation: Evaluation) -> None:
     plain = {s: evaluation.household_row(s, "tuned", default, False) for s in sources}
     print(f"\nalexa, tuned households enrolled ({', '.join(sources)}): voice_from voice: household recall / false "
           "accepts per hour per source")
-    print("  not enrolled: " + "  ".join(f"{plain[s]['all']:.3f}/{plain[s]['fa_per_h']:.2f}" for s in sources))
+    print("  not enrolled: " + cells(plain))
     chosen: tuple[float, float, WordRule] | None = None
     for voice_from, voice in itertools.product((0.005, 0.01, 0.02, 0.05, 0.1), (0.5, 0.8, 0.9, 0.95, 0.99)):
         rule = replace(default, voice=voice, voice_from=voice_from)
@@ -411,8 +415,7 @@ def tune_enrolled(evaluation: Evaluation) -> None:
         ok = all(rows[s]["fa_per_h"] <= plain[s]["fa_per_h"] for s in sources)
         recall = float(np.mean([r["all"] for r in rows.values()]))
         fa = float(np.mean([r["fa_per_h"] for r in rows.values()]))
-        cells = "  ".join(f"{r['all']:.3f}/{r['fa_per_h']:.2f}" for r in rows.values())
-        print(f"  {voice_from:<5} {voice:<4}: {cells}" + ("" if ok else "   (more false accepts than without)"),
+        print(f"  {voice_from:<5} {voice:<4}: {cells(rows)}" + ("" if ok else "   (more false accepts than without)"),
               flush=True)
         if ok and (chosen is None or (-recall, fa, voice_from, voice)
                    < (-chosen[0], chosen[1], chosen[2].voice_from, chosen[2].voice)):
