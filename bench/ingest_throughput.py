@@ -84,6 +84,23 @@ def publish_all(port: int, topic: str, envelopes: list[bytes]) -> None:
     client.loop_stop()
 
 
+def thread_cpu() -> dict[str, float]:
+    """CPU seconds (user + kernel) of each of this process's live threads, by the kind of
+    thread (its Python name up to the first "-" or "_": the paho network thread, the main
+    loop, the committer, the object-store writers)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    names = {t.native_id: t.name for t in threading.enumerate()}
+    out: dict[str, float] = {}
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # ended meanwhile
+        kind = names.get(int(task.name), "other").replace("_", "-").split("-")[0]
+        out[kind] = out.get(kind, 0.0) + (int(fields[11]) + int(fields[12])) / ticks
+    return out
+
+
 def child_baseline(port: int, count: int) -> dict[str, float]:
     seen = 0
     connected, finished = threading.Event(), threading.Event()
@@ -137,14 +154,14 @@ def child_ingester(port: int, count: int, data_dir: Path, owner_id: str,
     runner = threading.Thread(target=service.run, args=(stop,))
     runner.start()
     service.connected.wait(30)
-    t0, times0 = time.monotonic(), os.times()
+    t0, times0, threads0 = time.monotonic(), os.times(), thread_cpu()
     # The ingester's own count of clips stored, acked and answered, read from its counter's
     # value alone: asking the store, or collecting the whole registry (get_sample_value) every
     # 5 ms, would put the bench's own work into the ingester's CPU figure.
     stored = metrics.clips.labels(status="stored")
     while stored._value.get() < count:
         time.sleep(0.005)
-    t1, times1 = time.monotonic(), os.times()
+    t1, times1, threads1 = time.monotonic(), os.times(), thread_cpu()
     stop.set()
     runner.join()
     if profile:
@@ -155,7 +172,8 @@ def child_ingester(port: int, count: int, data_dir: Path, owner_id: str,
     requests = dict(getattr(store.blobs, "requests", {}))  # an object store's, by kind
     return {"seconds": t1 - t0, "cpu_s": (times1.user - times0.user) + (times1.system - times0.system),
             "sys_s": times1.system - times0.system, "puts": requests.get("PUT", 0),
-            "other_requests": sum(n for kind, n in requests.items() if kind != "PUT")}
+            "other_requests": sum(n for kind, n in requests.items() if kind != "PUT"),
+            **{f"thread:{kind}": cpu - threads0.get(kind, 0.0) for kind, cpu in threads1.items()}}
 
 
 def main() -> None:
@@ -236,6 +254,9 @@ def main() -> None:
     ing = statistics.median(rate(r) for r in results["ingester"])
     cpu = {m: statistics.median(r["cpu_s"] for r in rs) * 1000 / args.clips for m, rs in results.items()}
     sys_cpu = {m: statistics.median(r["sys_s"] for r in rs) * 1000 / args.clips for m, rs in results.items()}
+    kinds = sorted({k for r in results["ingester"] for k in r if k.startswith("thread:")})
+    by_thread = {k[7:]: statistics.median(r.get(k, 0.0) for r in results["ingester"]) * 1000 / args.clips
+                 for k in kinds}
     ratios = [rate(i) / rate(b) for b, i in zip(results["baseline"], results["ingester"], strict=True)]
     print(f"{args.clips} {'plain' if args.plain else 'sealed'} clips of 5 s ({size / 1024:.0f} KiB each) per run, "
           f"{args.runs} alternating runs, fresh consumer process per run, real Mosquitto on loopback, "
@@ -244,6 +265,8 @@ def main() -> None:
           f"(of which kernel {sys_cpu['baseline']:.2f})")
     print(f"earmark ingester (full path):    {ing:8.1f} clips/s   CPU {cpu['ingester']:.2f} ms/clip "
           f"(of which kernel {sys_cpu['ingester']:.2f})")
+    print("  by thread (ms/clip): " + ", ".join(f"{k} {v:.2f}" for k, v in sorted(by_thread.items(),
+                                                                             key=lambda kv: -kv[1])))
     print(f"ratio ingester/baseline: median {statistics.median(ratios):.3f} "
           f"(min {min(ratios):.3f}, max {max(ratios):.3f}); target >= 0.6")
     if args.blob_store == "s3":

@@ -78,6 +78,15 @@ class FailureLog:
         self._reason, self._since_logged = "", 0
 
 
+def tls_context(ca: str = "", client_cert: str = "", client_key: str = "") -> ssl.SSLContext:
+    """TLS to a broker: its certificate checked against `ca` (the system's CAs if empty) and its
+    host name; `client_cert` and `client_key` where the broker asks for a client certificate."""
+    context = ssl.create_default_context(cafile=ca or None)
+    if client_cert:
+        context.load_cert_chain(client_cert, client_key or None)
+    return context
+
+
 def make_client(client_id: str, url: str, username: str = "", password: str = "", ca: str = "",
                 client_cert: str = "", client_key: str = "", manual_ack: bool = False,
                 max_reconnect_delay: int = 60, mqtt_version: str = "5") -> Client:
@@ -91,8 +100,7 @@ def make_client(client_id: str, url: str, username: str = "", password: str = ""
     if username:
         client.username_pw_set(username, password)
     if urlsplit(url).scheme == "mqtts":
-        client.tls_set(ca_certs=ca or None, certfile=client_cert or None, keyfile=client_key or None,
-                       cert_reqs=ssl.CERT_REQUIRED, tls_version=ssl.PROTOCOL_TLS_CLIENT)
+        client.tls_set_context(tls_context(ca, client_cert, client_key))
     client.reconnect_delay_set(min_delay=1, max_delay=max_reconnect_delay)
     return client
 

@@ -42,7 +42,8 @@ def marks_topic(device_id: str) -> str:
     return f"{PREFIX}/marks/{check_device_id(device_id)}"
 
 
-STATUS_SUBSCRIPTION = f"{PREFIX}/status/+"  # every device's retained status (not shared: each reader needs all)
+STATUS_PREFIX = f"{PREFIX}/status/"
+STATUS_SUBSCRIPTION = f"{STATUS_PREFIX}+"  # every device's retained status (not shared: each reader needs all)
 
 
 def shared_clip_subscription(group: str) -> str:

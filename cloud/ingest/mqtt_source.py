@@ -1,9 +1,9 @@
 """The MQTT message source: the ingest core behind an MQTT 5 shared subscription.
 
-paho-mqtt's network thread only queues arriving messages. The main thread takes what has
-arrived (up to BATCH_MAX) in arrival order and judges it while the batch before commits
-(source.Pipeline); only after a batch's durable commit does it ack each of its messages
-(manual ack, in arrival order) and then publish its receipt.
+The client's network thread (mqtt_client.py) only queues arriving messages. The main
+thread takes what has arrived (up to BATCH_MAX) in arrival order and judges it while the
+batch before commits (source.Pipeline); only after a batch's durable commit does it ack
+each of its messages (in arrival order) and then publish their receipts, all in one write.
 It also reads every device's retained status topic (QoS 0, no ack) and records, between
 batches, whether each device is online (store/presence.py: the owner's portal shows it).
 An ack is sent only on the connection the message came in on: after a reconnect the broker
@@ -11,10 +11,10 @@ redelivers what was not acked, and de-duplication by clip id makes that harmless
 store cannot take a message (disk full), it is retried with backoff and never acked
 meanwhile. SIGTERM finishes the message in hand, acks it, and leaves.
 
-The client comes from `client_factory` (paho's, set up by runtime/transport.py, unless a
-test gives its own): tests/unit/test_mqtt_source.py drives the callbacks with a fake.
-As a member of the shared-subscription group it records its state in the store (running,
-retiring, stopped, retired) for `earmark-cloud status` and the scale-down procedure.
+The client comes from `client_factory` (mqtt_client.IngestClient, unless a test gives its
+own): tests/unit/test_mqtt_source.py drives the callbacks with a fake. As a member of the
+shared-subscription group it records its state in the store (running, retiring, stopped,
+retired) for `earmark-cloud status` and the scale-down procedure.
 """
 
 from __future__ import annotations
@@ -27,14 +27,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-
-import paho.mqtt.client as mqtt
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
+from urllib.parse import urlsplit
 
 from earmark.cloud.broker.logins import QUEUE_DEPTH_TOPIC
 from earmark.cloud.ingest.ingestor import Ingestor, Outcome
 from earmark.cloud.ingest.metrics import Metrics
+from earmark.cloud.ingest.mqtt_client import Endpoint, IngestClient, Message
+from earmark.cloud.ingest.mqtt_packets import Reason
 from earmark.cloud.ingest.source import (
     BATCH_MAX,
     IngestSummary,
@@ -44,9 +43,9 @@ from earmark.cloud.ingest.source import (
     count,
 )
 from earmark.cloud.settings import CloudSettings
-from earmark.runtime.transport import FailureLog, connect_async, describe_connect_error, make_client, send_immediately
+from earmark.runtime.transport import FailureLog, describe_connect_error, tls_context
 from earmark.wire.errors import ConfigError
-from earmark.wire.topics import STATUS_SUBSCRIPTION, receipt_topic, shared_clip_subscription
+from earmark.wire.topics import STATUS_PREFIX, STATUS_SUBSCRIPTION, receipt_topic, shared_clip_subscription
 
 log = logging.getLogger(__name__)
 SESSION_EXPIRY_S = 7 * 24 * 3600  # the broker keeps our queue for a week of downtime
@@ -66,16 +65,20 @@ class Arrival:
     arrived: float
 
 
-def paho_client(settings: CloudSettings) -> mqtt.Client:
-    """The ingester's real MQTT client: manual acks, its login, TLS (runtime/transport.py)."""
+def ingest_client(settings: CloudSettings) -> IngestClient:
+    """The ingester's real MQTT client: its login, TLS with the CA pinned (runtime/transport.py),
+    a session the broker keeps for a week of downtime."""
     b = settings.broker
-    return make_client(b.client_id, b.url, b.username, settings.broker_password() if b.username else "",
-                       b.ca, b.client_cert, b.client_key, manual_ack=True, max_reconnect_delay=30)
+    parts = urlsplit(b.url)
+    tls = tls_context(b.ca, b.client_cert, b.client_key) if parts.scheme == "mqtts" else None
+    return IngestClient(Endpoint(parts.hostname or "localhost", parts.port or (8883 if tls else 1883), b.client_id,
+                                 b.username, settings.broker_password() if b.username else "", tls, b.keepalive_s,
+                                 SESSION_EXPIRY_S, max_delay_s=30))
 
 
 class IngestService:
     def __init__(self, settings: CloudSettings, ingestor: Ingestor, metrics: Metrics,
-                 client_factory: Callable[[CloudSettings], Any] = paho_client) -> None:
+                 client_factory: Callable[[CloudSettings], Any] = ingest_client) -> None:
         self.settings = settings
         self.ingestor = ingestor
         self.metrics = metrics
@@ -101,30 +104,29 @@ class IngestService:
                         "joins the group and drops the clips it is handed; leave it empty", KNOWN_GROUP)
         self.client = client_factory(settings)
         self.client.on_connect = self._on_connect
+        self.client.on_refused = self._on_refused
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
         self.client.on_subscribe = self._on_subscribe
         self.client.on_connect_fail = self._on_connect_fail
 
-    # -- paho callbacks (network thread) ---------------------------------------------------
+    # -- the client's callbacks (its network thread) ---------------------------------------
 
-    def _on_connect_fail(self, _client: mqtt.Client, _userdata: Any) -> None:
-        self.failures.failed(describe_connect_error(getattr(self.client, "last_connect_error", None),
-                                                    self.settings.broker.url))
+    def _on_connect_fail(self, error: OSError) -> None:
+        self.failures.failed(describe_connect_error(error, self.settings.broker.url))
 
-    def _on_connect(self, client: mqtt.Client, _userdata: Any, flags: Any, reason: Any, _props: Any) -> None:
-        if reason.is_failure:
-            b = self.settings.broker
-            if str(reason) in LOGIN_REFUSED:
-                self.fatal = ConfigError(f"the broker at {b.url} refused the login {b.username or '(anonymous)'!r}: "
-                                         f"{reason} (check broker.username and broker.password_file; "
-                                         "`earmark-cloud broker add-ingester NAME` makes a login)")
-                client.disconnect()
-                return
-            self.failures.failed(f"the broker at {b.url} refused the connection: {reason}")
+    def _on_refused(self, reason: Reason) -> None:
+        b = self.settings.broker
+        if str(reason) in LOGIN_REFUSED:
+            self.fatal = ConfigError(f"the broker at {b.url} refused the login {b.username or '(anonymous)'!r}: "
+                                     f"{reason} (check broker.username and broker.password_file; "
+                                     "`earmark-cloud broker add-ingester NAME` makes a login)")
             return
+        self.failures.failed(f"the broker at {b.url} refused the connection: {reason}")
+
+    def _on_connect(self, session_present: bool) -> None:
+        client = self.client
         self.failures.recovered("connected to the broker")
-        send_immediately(client)
         self.generation += 1
         self.connected.set()
         self.metrics.connected.set(1)
@@ -137,12 +139,11 @@ class IngestService:
         client.subscribe(shared_clip_subscription(self.group), qos=1)
         if self.group != KNOWN_GROUP:  # an Earmark before the store's own group used this one
             client.unsubscribe(shared_clip_subscription(KNOWN_GROUP))
-        self.depth_mid = client.subscribe(QUEUE_DEPTH_TOPIC, qos=0)[1] or -1  # the broker's held messages
-        self.status_mid = client.subscribe(STATUS_SUBSCRIPTION, qos=0)[1] or -1  # retained: each device's now
-        log.info("connected to %s (session %s)", self.settings.broker.url,
-                 "resumed" if flags.session_present else "new")
+        self.depth_mid = client.subscribe(QUEUE_DEPTH_TOPIC, qos=0)  # the broker's held messages
+        self.status_mid = client.subscribe(STATUS_SUBSCRIPTION, qos=0)  # retained: each device's now
+        log.info("connected to %s (session %s)", self.settings.broker.url, "resumed" if session_present else "new")
 
-    def _on_subscribe(self, _client: mqtt.Client, _userdata: Any, mid: int, reasons: list[Any], _props: Any) -> None:
+    def _on_subscribe(self, mid: int, reasons: list[Reason]) -> None:
         if mid == self.depth_mid:
             if reasons[0].is_failure:
                 log.warning("the broker does not let this login read %s: earmark_queue_depth stays unset "
@@ -161,23 +162,23 @@ class IngestService:
         self.subscribed.set()
         log.info("subscribed to the clips (share group %s): ready", self.group_label)
 
-    def _on_disconnect(self, _client: mqtt.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any) -> None:
+    def _on_disconnect(self, reason: str) -> None:
         self.connected.clear()
         self.subscribed.clear()
         self.metrics.connected.set(0)
         if not self.stopping:
             log.warning("disconnected from the broker (%s); reconnecting", reason)
 
-    def _on_message(self, _client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
+    def _on_message(self, message: Message) -> None:
         if message.topic == QUEUE_DEPTH_TOPIC:
             with contextlib.suppress(ValueError):
                 self.metrics.queue_depth.set(int(message.payload))
             return
-        if mqtt.topic_matches_sub(STATUS_SUBSCRIPTION, message.topic):
-            self.statuses.put(message.topic, bytes(message.payload))
+        if message.topic.startswith(STATUS_PREFIX):
+            self.statuses.put(message.topic, message.payload)
             return
-        self.arrivals.put(Arrival(self.generation, message.mid, message.qos, message.topic,
-                                  bytes(message.payload), time.monotonic()))
+        self.arrivals.put(Arrival(self.generation, message.mid, message.qos, message.topic, message.payload,
+                                  time.monotonic()))
 
     # -- main thread -----------------------------------------------------------------------
 
@@ -207,7 +208,7 @@ class IngestService:
         quiet_since = time.monotonic()
         announced = False
         pipeline: Pipeline[list[Arrival]] = Pipeline(self.ingestor, stop, self._settle, self.vitals)
-        connect_async(self.client, self.settings.broker.url, self.settings.broker.keepalive_s, SESSION_EXPIRY_S)
+        self.client.start()
         try:
             while not stop.is_set() and self.fatal is None:
                 self.vitals.alive()
@@ -238,9 +239,8 @@ class IngestService:
             self.vitals.notifier.stopping()
             self.summary.flush(force=True)
             self.stopping = True
-            if not self.retired:
-                self.client.disconnect()  # the session stays: its share of clips waits for this ingester
-            self.client.loop_stop()
+            # Unless retired, the session stays: its share of clips waits for this ingester.
+            self.client.close(end_session=self.retired)
             log.info("ingester stopped; %d unacked message(s) will be redelivered", self.arrivals.qsize())
         if self.fatal is not None:
             raise self.fatal
@@ -248,19 +248,19 @@ class IngestService:
     def _leave_for_good(self) -> None:
         """End the session: the broker forgets its subscription and queue (MQTT 5 lets a
         DISCONNECT lower the session expiry to 0)."""
-        properties = Properties(PacketTypes.DISCONNECT)  # type: ignore[no-untyped-call]
-        properties.SessionExpiryInterval = 0
-        self.stopping = self.retired = True
-        self.client.disconnect(properties=properties)
+        self.stopping = self.retired = True  # (the client ends the session as it closes: see _run)
         log.info("retired: this ingester's session is gone; the group's other members take every clip")
 
     def _settle(self, batch: list[Arrival], outcomes: list[Outcome]) -> None:
         """After the batch's durable commit: ack each message on the connection it came in on
-        (after a reconnect the broker redelivers it anyway), count it, answer its device."""
+        (after a reconnect the broker redelivers it anyway), count it, answer its device: the
+        batch's acks, then its receipts, sent together."""
+        acks, receipts = [], []
         for arrival, outcome in zip(batch, outcomes, strict=True):
             if arrival.qos > 0 and arrival.generation == self.generation and self.connected.is_set():
-                self.client.ack(arrival.mid, arrival.qos)
+                acks.append(arrival.mid)
             count(self.metrics, outcome, arrival.arrived, self.summary)
             receipt = outcome.receipt()
             if receipt is not None and outcome.device_id is not None:
-                self.client.publish(receipt_topic(outcome.device_id), receipt.encode(), qos=1)
+                receipts.append((receipt_topic(outcome.device_id), receipt.encode()))
+        self.client.send(acks, receipts)

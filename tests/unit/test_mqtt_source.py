@@ -9,13 +9,13 @@ import json
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from earmark.cloud.ingest.ingestor import Ingestor
 from earmark.cloud.ingest.metrics import Metrics
+from earmark.cloud.ingest.mqtt_packets import Reason
 from earmark.cloud.ingest.mqtt_source import Arrival, IngestService
 from earmark.cloud.settings import load_settings
 from earmark.wire.errors import ConfigError
@@ -25,54 +25,33 @@ from tests.support.cloudkit import enrolled_device, make_store
 
 @dataclass
 class FakeClient:
+    """What mqtt_client.IngestClient offers the ingester, recording what it is asked to do."""
+
     events: list[tuple[str, Any]] = field(default_factory=list)  # what the ingester did, in order
     on_connect: Any = None
+    on_refused: Any = None
     on_disconnect: Any = None
     on_message: Any = None
     on_subscribe: Any = None
     on_connect_fail: Any = None
 
-    def subscribe(self, topic: str, qos: int = 0) -> tuple[int, int]:
+    def start(self) -> None:
+        self.events.append(("start", None))
+
+    def subscribe(self, topic: str, qos: int) -> int:
         self.events.append(("subscribe", topic))
-        return 0, len(self.events)
+        return len(self.events)
 
-    def unsubscribe(self, topic: str) -> None:
+    def unsubscribe(self, topic: str) -> int:
         self.events.append(("unsubscribe", topic))
+        return len(self.events)
 
-    def ack(self, mid: int, qos: int) -> None:
-        self.events.append(("ack", mid))
+    def send(self, acks: list[int], publishes: list[tuple[str, bytes]]) -> None:
+        self.events.extend(("ack", mid) for mid in acks)
+        self.events.extend(("publish", (topic, json.loads(payload))) for topic, payload in publishes)
 
-    def publish(self, topic: str, payload: bytes, qos: int = 0) -> None:
-        self.events.append(("publish", (topic, json.loads(payload))))
-
-    def disconnect(self, properties: Any = None) -> None:
-        self.events.append(("disconnect", properties))
-
-    def socket(self) -> None:
-        return None
-
-    protocol = 5  # MQTT 5
-
-    def connect_async(self, host: str, port: int, **options: Any) -> None:
-        self.events.append(("connect", (host, port)))
-
-    def loop_start(self) -> None:
-        return None
-
-    def loop_stop(self) -> None:
-        return None
-
-
-@dataclass
-class Reason:
-    text: str = "Success"
-    is_failure: bool = False
-
-    def __str__(self) -> str:
-        return self.text
-
-
-OK = Reason()
+    def close(self, end_session: bool = False) -> None:
+        self.events.append(("close", end_session))
 
 
 @pytest.fixture
@@ -86,7 +65,7 @@ def rig(tmp_path: Path) -> Any:
 
 
 def connect(service: IngestService, fake: FakeClient) -> None:
-    service._on_connect(fake, None, SimpleNamespace(session_present=False), OK, None)
+    service._on_connect(False)
 
 
 def test_messages_are_acked_only_after_their_commit_in_order_then_answered(rig: Any) -> None:
@@ -113,7 +92,7 @@ def test_a_message_from_an_earlier_connection_is_not_acked_but_still_answered(ri
     connect(service, fake)
     alice = enrolled_device(store, "Alice")
     old = Arrival(service.generation, 9, 1, alice.topic, alice.clip(), 0.0)
-    service._on_disconnect(fake, None, None, "gone", None)
+    service._on_disconnect("gone")
     connect(service, fake)  # the broker redelivers it on this connection: that copy gets the ack
     fake.events.clear()
     service._settle([old], Ingestor(store).handle_batch([(old.topic, old.payload)]))
@@ -121,8 +100,8 @@ def test_a_message_from_an_earlier_connection_is_not_acked_but_still_answered(ri
 
 
 def test_a_refused_login_stops_the_ingester_with_one_line(rig: Any) -> None:
-    service, fake, _ = rig
-    service._on_connect(fake, None, SimpleNamespace(session_present=False), Reason("Not authorized", True), None)
+    service, _, _ = rig
+    service._on_refused(Reason(0x87))  # Not authorized
     assert isinstance(service.fatal, ConfigError) and "refused the login" in str(service.fatal)
     assert "\n" not in str(service.fatal)
     with pytest.raises(ConfigError):
