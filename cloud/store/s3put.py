@@ -3,7 +3,8 @@ without boto3's per-request machinery: AWS Signature Version 4, which every S3 s
 checks, over one kept-alive HTTP(S) connection per thread. boto3 builds, validates, signs
 and parses each request through layers of hooks: about 1.4 ms of CPU for a 160 KB PUT
 (bench/ingest_throughput.py), more than everything else the ingester does for the clip.
-Here it is a canonical request, four HMACs and one http.client round trip.
+Here it is a canonical request, one HMAC (the day's signing key is kept) and one round trip
+over http1.py, which reads the answer without http.client's email parser.
 
 Only these two requests are made here; reads, listings, deletions and copies (export,
 erasure, the sweep: not per clip) stay on boto3 (s3blobs.py), which also resolves the
@@ -17,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import http.client
 import ssl
 import threading
 import time
@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import quote, urlsplit
 
+from earmark.cloud.store.http1 import Connection
 from earmark.runtime.durable import Data, data_size, parts
 from earmark.wire.errors import EarmarkError
 
@@ -66,14 +67,17 @@ class LeanS3:
         region = region or "us-east-1"
         parts = urlsplit(endpoint_url or f"https://s3.{region}.amazonaws.com")
         self.secure = parts.scheme == "https"
-        host = parts.netloc
+        host, hostname = parts.netloc, parts.hostname or ""
         if addressing_style == "virtual":
             self.host, self.base = f"{bucket}.{host}", parts.path.rstrip("/")
+            hostname = f"{bucket}.{hostname}"
         else:
             self.host, self.base = host, f"{parts.path.rstrip('/')}/{quote(bucket, safe='')}"
+        self._address = (hostname, parts.port or (443 if self.secure else 80))
         self.region, self.credentials = region, credentials
         self._context = ssl.create_default_context(cafile=ca_bundle or None) if self.secure else None
         self._local = threading.local()
+        self._signing_keys: dict[tuple[str, str], bytes] = {}  # (secret, day) -> that day's key
 
     def put(self, key: str, body: Data, if_none_match: bool) -> Answer:
         return self._request("PUT", key, body, {"if-none-match": "*"} if if_none_match else {})
@@ -103,33 +107,23 @@ class LeanS3:
         headers = self.signed(method, path, body, extra)
         for attempt in (1, 2):  # a kept-alive connection the server closed meanwhile: once more, anew
             connection = self._connection()
-            try:  # a list body is sent part by part (content-length is set): never joined in memory
-                connection.request(method, path, body=list(parts(body)) if method == "PUT" else None, headers=headers)
-                response = connection.getresponse()
-                data = response.read()
-            except (OSError, http.client.HTTPException) as exc:
+            try:  # the body is sent part by part (content-length is set): never joined in memory
+                response = connection.request(method, path, headers, parts(body) if method == "PUT" else ())
+            except OSError as exc:
                 connection.close()
-                self._local.connection = None
                 if attempt == 2:
                     raise Unreachable(f"{type(exc).__name__}: {exc}") from None
                 continue
-            if response.getheader("connection", "").lower() == "close":
-                connection.close()
-                self._local.connection = None
             if response.status < 300:
                 return Answer(response.status, "", "")
-            return Answer(response.status, _tag(data, "Code") or str(response.status),
-                          _tag(data, "Message") or response.reason)
+            return Answer(response.status, _tag(response.body, "Code") or str(response.status),
+                          _tag(response.body, "Message") or response.reason)
         raise AssertionError("unreachable")
 
-    def _connection(self) -> http.client.HTTPConnection:
-        connection = getattr(self._local, "connection", None)
+    def _connection(self) -> Connection:
+        connection: Connection | None = getattr(self._local, "connection", None)
         if connection is None:
-            if self.secure:
-                connection = http.client.HTTPSConnection(self.host, timeout=TIMEOUT_S, context=self._context)
-            else:
-                connection = http.client.HTTPConnection(self.host, timeout=TIMEOUT_S)
-            self._local.connection = connection
+            connection = self._local.connection = Connection(*self._address, TIMEOUT_S, self._context)
         return connection
 
     def signed(self, method: str, path: str, body: Data, extra: dict[str, str],
@@ -147,8 +141,11 @@ class LeanS3:
                                ";".join(names), payload])
         scope = f"{day}/{self.region}/s3/aws4_request"
         to_sign = "\n".join(["AWS4-HMAC-SHA256", stamp, scope, hashlib.sha256(canonical.encode()).hexdigest()])
-        signing_key = _hmac(_hmac(_hmac(_hmac(f"AWS4{creds.secret_key}".encode(), day), self.region), "s3"),
-                            "aws4_request")
+        signing_key = self._signing_keys.get((creds.secret_key, day))
+        if signing_key is None:  # a new day or new credentials: a new key (and the old ones forgotten)
+            signing_key = _hmac(_hmac(_hmac(_hmac(f"AWS4{creds.secret_key}".encode(), day), self.region), "s3"),
+                                "aws4_request")
+            self._signing_keys = {(creds.secret_key, day): signing_key}
         signature = hmac.new(signing_key, to_sign.encode(), hashlib.sha256).hexdigest()
         headers["authorization"] = (f"AWS4-HMAC-SHA256 Credential={creds.access_key}/{scope}, "
                                     f"SignedHeaders={';'.join(names)}, Signature={signature}")
