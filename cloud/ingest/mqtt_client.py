@@ -32,7 +32,7 @@ import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from earmark.cloud.ingest import mqtt_packets as packets
 from earmark.cloud.ingest.mqtt_packets import PacketError, Reason
@@ -59,7 +59,7 @@ class Endpoint:
     port: int
     client_id: str
     username: str = ""
-    password: str = ""
+    password: str = field(default="", repr=False)  # never in a log line
     tls: ssl.SSLContext | None = None
     keepalive_s: int = 60
     session_expiry_s: int = 0

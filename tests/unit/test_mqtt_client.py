@@ -164,3 +164,8 @@ def test_receipts_sent_while_the_broker_refuses_do_not_hurry_the_reconnects(brok
         client.send([], [("earmark/v1/receipts/pi", b"{}")])  # each wakes the network thread
     assert 2 <= attempts <= 4 and failures.qsize() >= 2  # one a second (max_delay_s), not a busy loop
     client.close()
+
+
+def test_the_password_is_in_no_repr_a_log_line_could_show() -> None:
+    endpoint = Endpoint("broker.example", 8883, "ingest-1", "ingester", "hunter2-secret")
+    assert "hunter2" not in repr(endpoint) and "hunter2" not in str(IngestClient(endpoint).__dict__.get("endpoint"))
