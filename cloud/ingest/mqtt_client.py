@@ -152,7 +152,7 @@ class IngestClient:
         delay = MIN_DELAY_S
         while self._closing is None:
             try:
-                sock, connack = self._open()
+                sock, connack, behind = self._open()
             except OSError as exc:  # refused, unreachable, TLS, timed out
                 self.on_connect_fail(exc)
                 self._pause(delay)
@@ -166,7 +166,7 @@ class IngestClient:
                 continue
             delay = MIN_DELAY_S
             try:
-                why = self._serve(sock, connack)
+                why = self._serve(sock, connack, behind)
             except Exception:  # a bug in a callback: logged, and the connection made anew
                 log.exception("the MQTT client's network thread failed; reconnecting")
                 why = "an error in the client"
@@ -184,7 +184,9 @@ class IngestClient:
                     self._woken = False
                     self._wake_r.recv(4096)
 
-    def _open(self) -> tuple[socket.socket, packets.Connack]:
+    def _open(self) -> tuple[socket.socket, packets.Connack, bytes]:
+        """A connection and the broker's CONNACK, with whatever it sent right behind it (a
+        resumed session's queued clips may come in the same segment)."""
         e = self.endpoint
         sock = socket.create_connection((e.host, e.port), timeout=CONNECT_TIMEOUT_S)
         try:
@@ -193,25 +195,24 @@ class IngestClient:
                 sock = e.tls.wrap_socket(sock, server_hostname=e.host)
             sock.sendall(packets.connect(e.client_id, e.keepalive_s, e.session_expiry_s, e.max_packet_bytes,
                                          e.username, e.password))
-            buf = bytearray()
+            buf = b""
             while (whole := packets.frame(buf, 0, len(buf))) is None:
-                chunk = sock.recv(4096)
+                chunk = sock.recv(65536)
                 if not chunk:
                     raise ConnectionLost("the broker closed the connection before its CONNACK")
                 buf += chunk
             first, start, end = whole
             if first >> 4 != packets.CONNACK:
                 raise ConnectionLost(f"the broker answered CONNECT with packet type {first >> 4}")
-            connack = packets.parse_connack(memoryview(buf)[start:end])
-            if end != len(buf):
-                raise ConnectionLost("the broker sent packets before its CONNACK was taken")
+            connack = packets.parse_connack(buf[start:end])
         except (OSError, PacketError) as exc:
             sock.close()
             raise exc if isinstance(exc, OSError) else ConnectionLost(str(exc)) from None
-        return sock, connack
+        return sock, connack, buf[end:]
 
-    def _serve(self, sock: socket.socket, connack: packets.Connack) -> str:
-        """Until the connection ends: why it did, or "" if close() ended it."""
+    def _serve(self, sock: socket.socket, connack: packets.Connack, behind: bytes) -> str:
+        """Until the connection ends: why it did, or "" if close() ended it. `behind`: what
+        came after the CONNACK in the same read."""
         keepalive = connack.properties.get(packets.SERVER_KEEP_ALIVE, self.endpoint.keepalive_s)
         assert isinstance(keepalive, int)
         maximum = connack.properties.get(packets.RECEIVE_MAXIMUM, 65_535)
@@ -221,11 +222,12 @@ class IngestClient:
             self._outbox.clear()  # acks of the last connection: the broker delivers those messages again
             self._outbox.extend(packets.dup(p) if connack.session_present else p for p in self._inflight.values())
         sock.settimeout(max(keepalive, 10))  # a blocking send or a TLS record's rest: never for ever
-        inbox = Inbox(self.endpoint.max_packet_bytes)
+        inbox = Inbox(self.endpoint.max_packet_bytes, behind)
         self.on_connect(connack.session_present)
         self._last_sent = time.monotonic()
         ping_sent: float | None = None
         try:
+            self._dispatch(inbox)
             while True:
                 if self._flush(sock):
                     return ""
@@ -304,10 +306,11 @@ class Inbox:
     """What the broker has sent and the client not yet handled: one buffer, read into as far
     as there is room (many PUBLISHes per system call), each whole packet handed out as a view."""
 
-    def __init__(self, max_packet_bytes: int, size: int = BUFFER_BYTES) -> None:
+    def __init__(self, max_packet_bytes: int, arrived: bytes = b"", size: int = BUFFER_BYTES) -> None:
         self.max_packet_bytes = max_packet_bytes
-        self.buf = bytearray(size)
-        self.start = self.end = 0  # buf[start:end] has arrived and is not handled yet
+        self.buf = bytearray(max(size, len(arrived)))
+        self.buf[:len(arrived)] = arrived
+        self.start, self.end = 0, len(arrived)  # buf[start:end] has arrived and is not handled yet
 
     def read(self, sock: socket.socket) -> None:
         if self.end == len(self.buf) or (self.start and len(self.buf) - self.end < len(self.buf) // 4):

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 import pytest
 
 from earmark.cloud.ingest import mqtt_packets as packets
-from earmark.cloud.ingest.mqtt_client import Endpoint, IngestClient
+from earmark.cloud.ingest.mqtt_client import Endpoint, IngestClient, Message
 from tests.support.waiting import wait_until
 
 
@@ -38,12 +38,14 @@ class ScriptedBroker:
                 return
             self.peers.put(Peer(conn))
 
-    def next_peer(self, session_present: bool = False, receive_maximum: int = 0) -> Peer:
+    def next_peer(self, session_present: bool = False, receive_maximum: int = 0, behind: bytes = b"") -> Peer:
+        """The next connection, answered with a CONNACK (and `behind` in the same write)."""
         peer = self.peers.get(timeout=10)
         first, _ = peer.packet()
         assert first >> 4 == packets.CONNECT
         properties = b"\x21" + struct.pack("!H", receive_maximum) if receive_maximum else b""
-        peer.conn.sendall(bytes([0x20, 3 + len(properties), int(session_present), 0, len(properties)]) + properties)
+        peer.conn.sendall(bytes([0x20, 3 + len(properties), int(session_present), 0, len(properties)])
+                          + properties + behind)
         return peer
 
     def close(self) -> None:
@@ -91,6 +93,21 @@ def client_of(broker: ScriptedBroker, keepalive_s: int = 60) -> tuple[IngestClie
     client.on_disconnect = lambda why: events.put(f"lost {why}")
     client.start()
     return client, events
+
+
+def test_clips_queued_for_a_resumed_session_may_come_in_the_connacks_segment(broker: ScriptedBroker) -> None:
+    """bench/ingest_scaling.py, 2026-12-07: Mosquitto sent a resumed session's queued clips
+    right behind its CONNACK; the client took that for a protocol error and reconnected."""
+    client, events = client_of(broker)
+    messages: queue.Queue[Message] = queue.Queue()
+    client.on_message = messages.put
+    queued = packets.publish(1, "earmark/v1/c", b"first") + packets.publish(2, "earmark/v1/c", b"second")
+    peer = broker.next_peer(session_present=True, behind=queued)
+    assert events.get(timeout=5) == "connected True"
+    assert [(m.topic, m.payload, m.mid) for m in (messages.get(timeout=5), messages.get(timeout=5))] == [
+        ("earmark/v1/c", b"first", 1), ("earmark/v1/c", b"second", 2)]
+    assert events.empty() and peer.idle(0.3)  # still connected
+    client.close()
 
 
 def test_receipts_stay_within_the_brokers_receive_maximum(broker: ScriptedBroker) -> None:
