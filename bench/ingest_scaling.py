@@ -94,17 +94,25 @@ def busy_seconds() -> float:
     return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
-def queue_in_rabbitmq(rabbit: RabbitVhost, password_file: Path, envelopes: list[bytes], topic: str) -> None:
+def amqp_login(rabbit: RabbitVhost) -> dict[str, str]:
+    """The ingester's [amqp] settings for the vhost: TLS, logging in by its certificate (the
+    nodes take no password over AMQP)."""
+    return {"url": rabbit.amqp_url, "username": rabbit.ingester, "ca": str(rabbit.ca),
+            "cert": str(rabbit.ingester_cert), "key": str(rabbit.ingester_key)}
+
+
+def queue_in_rabbitmq(rabbit: RabbitVhost, data_dir: Path, envelopes: list[bytes], topic: str) -> None:
     """Declare the quorum queue (as the ingester would) and publish the clips into it the way
     devices do: MQTT 3.1.1, QoS 1, through RabbitMQ's MQTT plugin, as the device's login."""
     import paho.mqtt.client as mqtt
     import pika
     from paho.mqtt.enums import CallbackAPIVersion
 
-    from earmark.cloud.ingest.amqp_source import declare
+    from earmark.cloud.ingest.amqp_source import connection_parameters, declare
+    from earmark.cloud.settings import load_settings
 
-    connection = pika.BlockingConnection(pika.URLParameters(
-        f"amqp://{rabbit.ingester[0]}:{password_file.read_text().strip()}@127.0.0.1:5672/{rabbit.vhost}"))
+    settings = load_settings(None, data_dir, {f"amqp.{k}": v for k, v in amqp_login(rabbit).items()})
+    connection = pika.BlockingConnection(connection_parameters(settings)[0])
     declare(connection.channel(), "earmark.clips")
     connection.close()
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-pi", protocol=mqtt.MQTTv311)
@@ -125,9 +133,8 @@ def run_config(broker: Mosquitto, rabbit: RabbitVhost, store: Store, url: str, d
                ingesters: int, envelopes: list[bytes], topic: str) -> tuple[float, float, float]:
     """Returns (clips/s, machine CPU ms per clip, database bytes per clip or 0 for SQLite)."""
     ids = [f"bench-ing-{i}" for i in range(3)]
-    password_file = data_dir.parent / "amqp.password"  # written once by main()
     if source == "amqp":
-        queue_in_rabbitmq(rabbit, password_file, envelopes, topic)
+        queue_in_rabbitmq(rabbit, data_dir, envelopes, topic)
     else:
         for index, client_id in enumerate(ids):  # this configuration's sessions only
             fresh_session(broker.port, client_id,
@@ -138,8 +145,7 @@ def run_config(broker: Mosquitto, rabbit: RabbitVhost, store: Store, url: str, d
     for client_id in ids[:ingesters]:
         spec = {"data_dir": str(data_dir), "port": broker.port, "database_url": url, "client_id": client_id,
                 "go": str(go), "stop": str(stop), "source": source,
-                "amqp": {"url": rabbit.amqp_url, "username": rabbit.ingester[0],
-                         "password_file": str(password_file)}}
+                "amqp": amqp_login(rabbit)}
         procs.append(subprocess.Popen([sys.executable, __file__, "--child", json.dumps(spec)],
                                       stdout=subprocess.PIPE, text=True))
     for proc in procs:
@@ -176,7 +182,6 @@ def main() -> None:
 
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-    from earmark.runtime.durable import write_file
     from tests.support.cloudkit import SimDevice, make_store
     from tests.support.pgdb import temporary_database
 
@@ -190,7 +195,6 @@ def main() -> None:
         brokers.callback(broker.stop)
         rabbit = RabbitVhost(["bench-pi"])
         brokers.callback(rabbit.close)
-        write_file(folder / "amqp.password", rabbit.ingester[1].encode())
         for run in range(args.runs):
             for config in CONFIGS:
                 backend, source, ingesters = config
