@@ -17,7 +17,7 @@ from collections.abc import Iterator
 import pytest
 
 from earmark.cloud.ingest import mqtt_packets as packets
-from earmark.cloud.ingest.mqtt_client import Endpoint, IngestClient, Message
+from earmark.cloud.ingest.mqtt_client import Endpoint, IngestClient, Inbox, Message
 from tests.support.waiting import wait_until
 
 
@@ -186,3 +186,22 @@ def test_receipts_sent_while_the_broker_refuses_do_not_hurry_the_reconnects(brok
 def test_the_password_is_in_no_repr_a_log_line_could_show() -> None:
     endpoint = Endpoint("broker.example", 8883, "ingest-1", "ingester", "hunter2-secret")
     assert "hunter2" not in repr(endpoint) and "hunter2" not in str(IngestClient(endpoint).__dict__.get("endpoint"))
+
+
+def test_the_inbox_grows_for_a_packet_larger_than_its_buffer_and_keeps_partial_ones() -> None:
+    a, b = socket.socketpair()
+    a.settimeout(5)
+    with a, b:
+        inbox = Inbox(max_packet_bytes=10_000, size=64)
+        big, small = packets.publish(1, "t", bytes(range(256)) * 4), packets.publish(2, "t", b"x")
+        got: list[tuple[int, bytes]] = []
+        b.sendall(big + small[:3])  # the second packet cut short
+        while not got:
+            inbox.read(a)
+            got += [(first, bytes(body)) for first, body in inbox.packets()]
+        b.sendall(small[3:])
+        while len(got) < 2:
+            inbox.read(a)
+            got += [(first, bytes(body)) for first, body in inbox.packets()]
+        assert [packets.parse_publish(first, memoryview(body))[1] for first, body in got] == [1, 2]
+        assert got[0][1].endswith(bytes(range(256)) * 4) and len(inbox.buf) >= len(big)
