@@ -17,7 +17,7 @@ from collections.abc import Iterator
 import pytest
 
 from earmark.cloud.ingest import mqtt_packets as packets
-from earmark.cloud.ingest.mqtt_client import Endpoint, IngestClient, Inbox, Message
+from earmark.cloud.ingest.mqtt_client import Endpoint, Inbox, IngestClient, Message
 from tests.support.waiting import wait_until
 
 
