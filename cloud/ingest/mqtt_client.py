@@ -158,6 +158,11 @@ class IngestClient:
                 self._pause(delay)
                 delay = min(delay * 2, self.endpoint.max_delay_s)
                 continue
+            except Exception:  # a bug: logged, never a network thread that ends in silence
+                log.exception("the MQTT client could not connect")
+                self._pause(delay)
+                delay = min(delay * 2, self.endpoint.max_delay_s)
+                continue
             if connack.reason.is_failure:
                 sock.close()
                 self.on_refused(connack.reason)
