@@ -17,6 +17,7 @@ row-level security) that runs the same query and returns only the columns it nam
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -96,11 +97,16 @@ class Gateway:
         """What to run for it on `backend`, with `:name` parameters, and the fixed values of
         any parameters the compiled query added."""
         if backend == "sqlite":
-            compiled = self.build(*(bindparam(n) for n, _ in self.params)).compile(dialect=SQLITE)
-            names = {n for n, _ in self.params}
-            return str(compiled), {k: v for k, v in compiled.params.items() if k not in names}
+            return self._sqlite
         args = ", ".join(f"CAST(:{n} AS {t.compile(PG)})" for n, t in self.params)
         return f"SELECT * FROM {self.function}({args})", {}
+
+    @functools.cached_property
+    def _sqlite(self) -> tuple[str, dict[str, object]]:
+        # Compiled once: SQLAlchemy's compiler took ~1 ms a call, twice per ingest batch.
+        compiled = self.build(*(bindparam(n) for n, _ in self.params)).compile(dialect=SQLITE)
+        names = {n for n, _ in self.params}
+        return str(compiled), {k: v for k, v in compiled.params.items() if k not in names}
 
     @property
     def function(self) -> str:
