@@ -35,10 +35,16 @@ class Client(mqtt.Client):
         return code
 
 
+def host_port(url: str) -> tuple[str, int]:
+    """The broker's host and port in an mqtt:// or mqtts:// URL (1883 and 8883 by default)."""
+    parts = urlsplit(url)
+    return parts.hostname or "localhost", parts.port or (8883 if parts.scheme == "mqtts" else 1883)
+
+
 def describe_connect_error(exc: OSError | None, url: str) -> str:
     """One line on why a broker could not be reached, naming what to check."""
     parts = urlsplit(url)
-    where = f"{parts.hostname}:{parts.port or (8883 if parts.scheme == 'mqtts' else 1883)}"
+    where = "{}:{}".format(*host_port(url))
     if isinstance(exc, ssl.SSLCertVerificationError):
         return (f"TLS to {where} failed: certificate verify failed, {exc.verify_message} "
                 "(pin the broker's CA: --ca or broker.ca)")
@@ -109,8 +115,7 @@ def connect_async(client: mqtt.Client, url: str, keepalive: int, session_expiry_
                   max_packet_size: int = 0) -> None:
     """Connect (and keep reconnecting) in the background with a persistent session. MQTT 5:
     `max_packet_size` (if given) is the largest packet the broker may send this client."""
-    parts = urlsplit(url)
-    host, port = parts.hostname or "localhost", parts.port or (8883 if parts.scheme == "mqtts" else 1883)
+    host, port = host_port(url)
     if client.protocol != mqtt.MQTTv5:
         client.connect_async(host, port, keepalive=keepalive)
     else:

@@ -28,7 +28,6 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
 
@@ -47,7 +46,7 @@ from earmark.cloud.store.accounts import Login
 from earmark.cloud.store.registry import RESERVED_PREFIX, Device
 from earmark.cloud.store.store import Store
 from earmark.runtime.durable import write_file
-from earmark.runtime.transport import make_client
+from earmark.runtime.transport import host_port, make_client
 from earmark.wire.errors import EarmarkError, TransientError, UsageError
 from earmark.wire.topics import marks_topic, status_topic
 
@@ -199,11 +198,6 @@ def login_client(folder: Path, url: str, username: str, password: str) -> mqtt.C
     ca = folder / "ca.pem"
     return make_client(username, url, username, password, str(ca) if ca.exists() else "",
                        str(cert) if use_cert else "", str(key) if use_cert else "")
-
-
-def host_port(url: str) -> tuple[str, int]:
-    parts = urlsplit(url)
-    return parts.hostname or "localhost", parts.port or (8883 if parts.scheme == "mqtts" else 1883)
 
 
 def _listening(url: str) -> bool:

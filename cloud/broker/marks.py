@@ -25,9 +25,10 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from earmark.cloud.broker.control import host_port, login_client
+from earmark.cloud.broker.control import login_client
 from earmark.cloud.broker.logins import MARKS_PASSWORD_FILE, MARKS_USERNAME
 from earmark.cloud.store.store import Store
+from earmark.runtime.transport import host_port
 from earmark.wire.errors import EarmarkError
 from earmark.wire.marks import DELETED_DAYS, MarksMessage
 from earmark.wire.timestamps import format_utc

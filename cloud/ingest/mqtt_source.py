@@ -27,7 +27,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 from earmark.cloud.broker.logins import QUEUE_DEPTH_TOPIC
 from earmark.cloud.ingest.ingestor import Ingestor, Outcome
@@ -43,7 +42,7 @@ from earmark.cloud.ingest.source import (
     count,
 )
 from earmark.cloud.settings import CloudSettings
-from earmark.runtime.transport import FailureLog, describe_connect_error, tls_context
+from earmark.runtime.transport import FailureLog, describe_connect_error, host_port, tls_context
 from earmark.wire.errors import ConfigError
 from earmark.wire.topics import STATUS_PREFIX, STATUS_SUBSCRIPTION, receipt_topic, shared_clip_subscription
 
@@ -69,10 +68,9 @@ def ingest_client(settings: CloudSettings) -> IngestClient:
     """The ingester's real MQTT client: its login, TLS with the CA pinned (runtime/transport.py),
     a session the broker keeps for a week of downtime."""
     b = settings.broker
-    parts = urlsplit(b.url)
-    tls = tls_context(b.ca, b.client_cert, b.client_key) if parts.scheme == "mqtts" else None
-    return IngestClient(Endpoint(parts.hostname or "localhost", parts.port or (8883 if tls else 1883), b.client_id,
-                                 b.username, settings.broker_password() if b.username else "", tls, b.keepalive_s,
+    tls = tls_context(b.ca, b.client_cert, b.client_key) if b.tls else None
+    return IngestClient(Endpoint(*host_port(b.url), b.client_id, b.username,
+                                 settings.broker_password() if b.username else "", tls, b.keepalive_s,
                                  SESSION_EXPIRY_S, max_delay_s=30))
 
 
