@@ -155,29 +155,24 @@ class IngestClient:
                 sock, connack, behind = self._open()
             except OSError as exc:  # refused, unreachable, TLS, timed out
                 self.on_connect_fail(exc)
-                self._pause(delay)
-                delay = min(delay * 2, self.endpoint.max_delay_s)
-                continue
             except Exception:  # a bug: logged, never a network thread that ends in silence
                 log.exception("the MQTT client could not connect")
-                self._pause(delay)
-                delay = min(delay * 2, self.endpoint.max_delay_s)
-                continue
-            if connack.reason.is_failure:
+            else:
+                if not connack.reason.is_failure:
+                    delay = MIN_DELAY_S
+                    try:
+                        why = self._serve(sock, connack, behind)
+                    except Exception:  # a bug in a callback: logged, and the connection made anew
+                        log.exception("the MQTT client's network thread failed; reconnecting")
+                        why = "an error in the client"
+                    if why:
+                        self.on_disconnect(why)
+                        self._pause(delay)
+                    continue
                 sock.close()
                 self.on_refused(connack.reason)
-                self._pause(delay)
-                delay = min(delay * 2, self.endpoint.max_delay_s)
-                continue
-            delay = MIN_DELAY_S
-            try:
-                why = self._serve(sock, connack, behind)
-            except Exception:  # a bug in a callback: logged, and the connection made anew
-                log.exception("the MQTT client's network thread failed; reconnecting")
-                why = "an error in the client"
-            if why:
-                self.on_disconnect(why)
-                self._pause(delay)
+            self._pause(delay)  # a failed attempt: the next one waits twice as long, up to max_delay_s
+            delay = min(delay * 2, self.endpoint.max_delay_s)
 
     def _pause(self, seconds: float) -> None:
         """Wait `seconds`, or less if close() is called meanwhile (what is sent meanwhile waits
